@@ -1,0 +1,1 @@
+//! socketioxide adapter over fred speaking the @socket.io/redis-adapter protocol.

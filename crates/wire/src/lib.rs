@@ -1,0 +1,1 @@
+//! Redis wire formats of the Socket.IO ecosystem.
