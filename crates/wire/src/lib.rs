@@ -1,1 +1,40 @@
-//! Redis wire formats of the Socket.IO ecosystem.
+//! sio-wire: the Redis wire formats of the Socket.IO ecosystem, shared by the Rust adapter,
+//! the emitter and the gateway so that channel names, message types and encodings live in
+//! exactly one place.
+//!
+//! Compatible with `@socket.io/redis-adapter` 8.x and `@socket.io/redis-emitter` 5.x (msgpack
+//! as notepack.io 3 writes it), and able to read python-socketio's Redis manager messages.
+//! Pure: no I/O, no Redis client, no socketioxide. Every decoder returns [`WireError`] on
+//! malformed input and never panics.
+//!
+//! - [`channels`]: channel names and parsing them back.
+//! - [`msgpack`]: the notepack dialect (encode byte-identical to Node, decode its ext types).
+//! - [`json`]: JSON for the dynamic value (requests/responses, JSON.stringify conventions).
+//! - [`packet`]: the broadcast message `[uid, packet, opts]`.
+//! - [`request`]: request/response types 0–9.
+//! - [`event_data`]: Node packet data ⇄ socketioxide's JSON-with-placeholders form.
+//! - [`python`]: python-socketio Redis manager messages (decode only).
+
+pub mod channels;
+pub mod error;
+pub mod event_data;
+mod fields;
+pub mod json;
+pub mod msgpack;
+pub mod packet;
+pub mod python;
+pub mod request;
+
+pub use channels::{ChannelKind, DEFAULT_KEY, NamespaceChannels, ParsedChannel, parse_channel};
+pub use error::{Result, WireError};
+pub use event_data::{
+    PlaceholderJson, from_placeholder_json, into_placeholder_json, to_placeholder_json,
+};
+pub use packet::{
+    BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, OptsLayout, Packet,
+    packet_type,
+};
+pub use python::{PY_DEFAULT_CHANNEL, PyManagerMessage, decode_py_message};
+pub use request::{FetchedSocket, Request, Response, RoomsOpts, request_type};
+/// The dynamic value used for packet data and every free-form field.
+pub use rmpv::Value;
