@@ -1,1 +1,232 @@
-//! socketioxide adapter over fred speaking the @socket.io/redis-adapter protocol.
+//! A [socketioxide](https://docs.rs/socketioxide) adapter over [fred](https://docs.rs/fred)
+//! that speaks the wire protocol of the Node.js
+//! [`@socket.io/redis-adapter`](https://github.com/socketio/socket.io-redis-adapter) 8.x
+//! (classic PUB/SUB adapter).
+//!
+//! Node.js socket.io servers and socketioxide servers using this adapter share one cluster:
+//! broadcasts (to all, to rooms, with `except`), broadcasts with acks, `socketsJoin` /
+//! `socketsLeave`, `disconnectSockets`, `fetchSockets`, `allRooms` and `serverSideEmit` work
+//! in both directions, and [`@socket.io/redis-emitter`](https://github.com/socketio/socket.io-redis-emitter)
+//! reaches sockets on every node unchanged.
+//!
+//! Beyond the Node adapter:
+//! - **Per-room subscriptions**: a node subscribes to `key#nsp#` and the request/response
+//!   channels, and to a room's channel `key#nsp#room#` only while it has local members in that
+//!   room (socket ids included: Node emitters address single sockets through them).
+//! - **Robustness**: reconnect with exponential backoff, resubscription after a Redis restart,
+//!   a periodic probe of the subscriber connection (publish on a private channel and expect to
+//!   receive it; force a reconnection otherwise), bounded queues, requests that never wait past
+//!   their timeout, and counters for everything dropped ([`AdapterStats`]).
+//!
+//! # Example
+//! ```no_run
+//! use socketioxide::{SocketIo, extract::SocketRef, adapter::Adapter};
+//! use sio_redis_adapter::{AdapterConfig, RedisAdapter, RedisAdapterCtr};
+//!
+//! async fn on_connect<A: Adapter>(socket: SocketRef<A>) {
+//!     socket.join("room1");
+//! }
+//!
+//! # async fn doc_main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ctr = RedisAdapterCtr::connect("redis://127.0.0.1:6379", AdapterConfig::default()).await?;
+//! let handle = ctr.handle(); // stats, health, cluster-wide fetchSockets, serverSideEmit
+//! let (layer, io) = SocketIo::builder()
+//!     .with_adapter::<RedisAdapter<_>>(ctr)
+//!     .build_layer();
+//! io.ns("/", on_connect).await?;
+//! io.to("room1").emit("hello", "world").await?;
+//! assert!(handle.health().redis_up);
+//! # let _ = layer;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Limits
+//! - Only the common (text) parser's packets can be carried (Node's format is text + binaries).
+//! - `io.fetch_sockets()` returns the sockets of socketioxide nodes only: Node socket ids do
+//!   not fit socketioxide's `Sid`. [`RedisAdapterHandle::fetch_sockets`] returns every socket.
+//! - Acks of remote clients carry `Sid::ZERO`: the Node protocol does not say who answered.
+//! - socketioxide joins rooms without telling the adapter: room channels follow membership
+//!   within [`AdapterConfig::room_sync_interval`], or at once after
+//!   [`RedisAdapterHandle::sync_rooms`].
+
+mod ack_stream;
+mod adapter;
+mod config;
+mod connection;
+mod namespace;
+mod requests;
+mod rooms;
+mod stats;
+mod wire_gap;
+
+use std::sync::Arc;
+
+pub use ack_stream::AckStream;
+pub use adapter::{InitRes, RedisAdapter};
+pub use config::AdapterConfig;
+pub use connection::{ServerSideEmit, ServerSideEmitHandler};
+pub use requests::Collected;
+pub use stats::{AdapterStats, DropReason, Health, MsgType, StatsSnapshot};
+pub use wire_gap::SocketInfo;
+
+use connection::Core;
+use socketioxide_core::adapter::errors::AdapterError;
+
+/// Errors of the adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A Redis command failed.
+    #[error("redis: {0}")]
+    Redis(#[from] fred::error::Error),
+    /// Redis is disconnected; the operation was refused at once instead of waiting.
+    #[error("redis is down")]
+    RedisDown,
+    /// A message could not be encoded.
+    #[error("encoding: {0}")]
+    Encode(#[from] wire_gap::WireError),
+    /// The packet cannot be carried by the Node protocol.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
+    /// No namespace of that name uses this adapter.
+    #[error("unknown namespace {0}")]
+    UnknownNamespace(String),
+}
+
+impl From<Error> for AdapterError {
+    fn from(e: Error) -> Self {
+        AdapterError::from(Box::new(e) as Box<dyn std::error::Error + Send>)
+    }
+}
+
+/// The adapter's state (socketioxide `CoreAdapter::State`): the Redis connections shared by
+/// every namespace. Pass it to `SocketIo::builder().with_adapter::<RedisAdapter<_>>(ctr)`.
+#[derive(Clone)]
+pub struct RedisAdapterCtr {
+    core: Arc<Core>,
+}
+
+impl RedisAdapterCtr {
+    /// Connects a publisher and a subscriber client to `url` (`redis://`, `rediss://`,
+    /// `redis-sentinel://host:port/service?...`, as parsed by `fred::types::config::Config::from_url`).
+    /// Fails if Redis cannot be reached now; later outages are reconnected with backoff.
+    pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
+        Ok(Self {
+            core: Core::connect(url, config).await?,
+        })
+    }
+
+    /// A handle for stats, health and cluster operations beyond socketioxide's API.
+    pub fn handle(&self) -> RedisAdapterHandle {
+        RedisAdapterHandle {
+            core: self.core.clone(),
+        }
+    }
+}
+
+/// Cluster operations and observability of an adapter instance, usable from anywhere.
+#[derive(Clone)]
+pub struct RedisAdapterHandle {
+    core: Arc<Core>,
+}
+
+impl RedisAdapterHandle {
+    fn ns(&self, nsp: &str) -> Result<Arc<namespace::NsShared>, Error> {
+        self.core
+            .namespace(nsp)
+            .ok_or_else(|| Error::UnknownNamespace(nsp.to_owned()))
+    }
+
+    /// The counters (shared, live).
+    pub fn stats(&self) -> &Arc<AdapterStats> {
+        &self.core.stats
+    }
+
+    /// Redis connected, subscriber alive.
+    pub fn health(&self) -> Health {
+        self.core.stats.health()
+    }
+
+    /// Both connections are connected right now (no caching).
+    pub fn redis_up(&self) -> bool {
+        use fred::interfaces::ClientLike;
+        self.core.publisher.is_connected() && self.core.subscriber.is_connected()
+    }
+
+    /// The last subscriber probe succeeded.
+    pub fn subscriber_alive(&self) -> bool {
+        self.core.stats.health().subscriber_alive
+    }
+
+    /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
+    pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
+        let ns = self.ns(nsp)?;
+        self.core.numsub(&ns.channels.request).await
+    }
+
+    /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
+    /// when some node did not answer within the request timeout.
+    pub async fn fetch_sockets(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+    ) -> Result<Collected<SocketInfo>, Error> {
+        let ns = self.ns(nsp)?;
+        let opts = wire_gap::Opts {
+            rooms: rooms.to_vec(),
+            except: except.to_vec(),
+            flags: Default::default(),
+        };
+        ns.fetch(&self.core, &opts, true).await
+    }
+
+    /// allRooms across the cluster.
+    pub async fn all_rooms(&self, nsp: &str) -> Result<Collected<String>, Error> {
+        self.ns(nsp)?.all_rooms(&self.core).await
+    }
+
+    /// serverSideEmit(`[event, ...args]`) to the other nodes, without ack.
+    pub async fn server_side_emit(
+        &self,
+        nsp: &str,
+        data: &[serde_json::Value],
+    ) -> Result<(), Error> {
+        self.ns(nsp)?.server_side_emit(&self.core, data).await
+    }
+
+    /// serverSideEmit with ack: one answer per other node, partial after the request timeout.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        nsp: &str,
+        data: &[serde_json::Value],
+    ) -> Result<Collected<serde_json::Value>, Error> {
+        self.ns(nsp)?
+            .server_side_emit_with_ack(&self.core, data)
+            .await
+    }
+
+    /// Sets the handler of serverSideEmit from other nodes. Its return value answers a request
+    /// with ack; without a handler (or a `None` answer) such requests are answered with `null`.
+    pub fn on_server_side_emit(
+        &self,
+        handler: impl Fn(ServerSideEmit) -> Option<serde_json::Value> + Send + Sync + 'static,
+    ) {
+        *self
+            .core
+            .sse_handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handler));
+    }
+
+    /// Brings the room-channel subscriptions of `nsp` in line with local membership now
+    /// (e.g. right after `socket.join`, before acknowledging the join to a client).
+    pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {
+        self.ns(nsp)?.sync_rooms(&self.core).await
+    }
+
+    /// Room channels currently subscribed for `nsp`.
+    pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
+        Ok(self.ns(nsp)?.subscribed_rooms().await)
+    }
+}

@@ -1,0 +1,115 @@
+//! The stream of acknowledgements of a broadcast with acks: local clients' acks from
+//! socketioxide merged with remote ones arriving as Node type 8 (client count) and type 9
+//! (one ack) responses. The remote half ends when every node reported its count and that many
+//! acks arrived, or at the deadline — never later.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use futures_util::stream::{FusedStream, Stream};
+use socketioxide_core::{
+    Sid, Value,
+    adapter::{AckStreamItem, SocketEmitter},
+};
+use tokio::time::Sleep;
+
+use crate::{
+    requests::PendingGuard,
+    stats::{AdapterStats, MsgType},
+    wire_gap::{self, Response},
+};
+
+/// Remote part of an ack stream.
+pub(crate) struct RemoteAcks {
+    pub(crate) guard: PendingGuard,
+    /// Nodes that have not sent their client count yet.
+    pub(crate) servers_left: usize,
+    /// Acks announced by client counts and not received yet.
+    pub(crate) acks_left: u64,
+    pub(crate) deadline: Pin<Box<Sleep>>,
+    pub(crate) stats: Arc<AdapterStats>,
+}
+
+/// Acks of a broadcast with acks across the cluster. Remote acks carry `Sid::ZERO`: the Node
+/// protocol does not say which socket answered.
+pub struct AckStream<E: SocketEmitter> {
+    // Boxed because socketioxide's ack stream is not Unpin; one allocation per
+    // broadcast-with-ack, which is a request, not the plain broadcast hot path.
+    local: Pin<Box<E::AckStream>>,
+    local_done: bool,
+    remote: Option<RemoteAcks>,
+}
+
+impl<E: SocketEmitter> AckStream<E> {
+    pub(crate) fn new(local: E::AckStream, remote: Option<RemoteAcks>) -> Self {
+        Self {
+            local: Box::pin(local),
+            local_done: false,
+            remote,
+        }
+    }
+}
+
+/// Converts the first ack argument as Node sends it into socketioxide's ack value (`[arg]`).
+pub(crate) fn remote_ack_value(packet: rmpv::Value) -> Value {
+    let (text, bins) = wire_gap::node_to_sio_data(&rmpv::Value::Array(vec![packet]));
+    Value::Str(text.into(), (!bins.is_empty()).then_some(bins))
+}
+
+impl<E: SocketEmitter> Stream for AckStream<E> {
+    type Item = AckStreamItem<E::AckError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if !this.local_done {
+            match this.local.as_mut().poll_next(cx) {
+                Poll::Ready(Some(item)) => return Poll::Ready(Some(item)),
+                Poll::Ready(None) => this.local_done = true,
+                Poll::Pending => {}
+            }
+        }
+        if let Some(r) = this.remote.as_mut() {
+            loop {
+                if r.servers_left == 0 && r.acks_left == 0 {
+                    this.remote = None;
+                    break;
+                }
+                if r.deadline.as_mut().poll(cx).is_ready() {
+                    r.stats.request_timeout(MsgType::BroadcastWithAck);
+                    this.remote = None;
+                    break;
+                }
+                match r.guard.rx.poll_recv(cx) {
+                    Poll::Ready(Some(Response::ClientCount { count, .. })) => {
+                        r.servers_left = r.servers_left.saturating_sub(1);
+                        r.acks_left += count;
+                    }
+                    Poll::Ready(Some(Response::Ack { packet, .. })) => {
+                        r.acks_left = r.acks_left.saturating_sub(1);
+                        return Poll::Ready(Some((Sid::ZERO, Ok(remote_ack_value(packet)))));
+                    }
+                    Poll::Ready(Some(_)) => {}
+                    Poll::Ready(None) => {
+                        this.remote = None;
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        if this.local_done && this.remote.is_none() {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<E: SocketEmitter> FusedStream for AckStream<E> {
+    fn is_terminated(&self) -> bool {
+        self.local_done && self.remote.is_none()
+    }
+}

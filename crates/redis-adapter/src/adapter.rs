@@ -1,0 +1,763 @@
+//! The socketioxide `CoreAdapter` implementation: local delivery through `CoreLocalAdapter`,
+//! cluster traffic in the `@socket.io/redis-adapter` format, and the namespace task that applies
+//! broadcasts and answers requests arriving from other nodes (Node or Rust).
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    pin::Pin,
+    str::FromStr,
+    sync::{Arc, Weak},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use fred::interfaces::PubsubInterface;
+use futures_util::{StreamExt, future::BoxFuture};
+use serde_json::json;
+use socketioxide_core::{
+    Sid, Uid, Value,
+    adapter::{
+        BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, DefinedAdapter,
+        RemoteSocketData, Room, RoomParam, SocketEmitter, Spawnable,
+        errors::{AdapterError, BroadcastError},
+    },
+    packet::{Packet, PacketData},
+};
+
+use crate::{
+    Error, RedisAdapterCtr,
+    ack_stream::{AckStream, RemoteAcks},
+    connection::{Core, ServerSideEmit},
+    namespace::{InKind, Inbound, LocalOps, NsShared},
+    requests::Dispatch,
+    stats::{DropReason, MsgType},
+    wire_gap::{self, NodePacket, Opts, Request, SocketInfo},
+};
+
+/// A socketioxide adapter speaking the `@socket.io/redis-adapter` 8.x protocol over fred.
+/// One instance per namespace; build it with
+/// `SocketIo::builder().with_adapter::<RedisAdapter<_>>(ctr)`.
+pub struct RedisAdapter<E> {
+    local: CoreLocalAdapter<E>,
+    core: Arc<Core>,
+    ns: Arc<NsShared>,
+    uid: Uid,
+}
+
+impl<E> DefinedAdapter for RedisAdapter<E> {}
+
+/// Future returned by `init`: subscribes the namespace's channels and starts its tasks.
+/// socketioxide awaits it (`io.ns(..).await`) or spawns it.
+pub struct InitRes(BoxFuture<'static, Result<(), Error>>);
+
+impl Future for InitRes {
+    type Output = Result<(), Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl Spawnable for InitRes {
+    fn spawn(self) {
+        tokio::spawn(async move {
+            if let Err(e) = self.0.await {
+                tracing::error!("redis adapter init failed: {e}");
+            }
+        });
+    }
+}
+
+fn all_opts() -> BroadcastOptions {
+    let mut o = BroadcastOptions::default();
+    o.add_flag(BroadcastFlags::Broadcast);
+    o
+}
+
+/// A room name that is a socketioxide socket id (socket ids are not rooms in socketioxide's
+/// local adapter, but Node peers address single sockets through them).
+fn as_sid(room: &str) -> Option<Sid> {
+    if room.len() == 16 {
+        Sid::from_str(room).ok()
+    } else {
+        None
+    }
+}
+
+/// Who a cluster operation applies to locally.
+enum Targets {
+    /// Plain room semantics, handled by `CoreLocalAdapter`.
+    Opts(Box<BroadcastOptions>),
+    /// Explicit socket ids (some rooms were socket ids).
+    Sids(Vec<Sid>),
+}
+
+/// socketioxide options -> wire `opts`.
+fn to_wire_opts(opts: &BroadcastOptions) -> Opts {
+    let mut rooms: Vec<String> = opts.rooms.iter().map(|r| r.to_string()).collect();
+    let mut except: Vec<String> = opts.except.iter().map(|r| r.to_string()).collect();
+    let broadcast = opts.has_flag(BroadcastFlags::Broadcast);
+    if let Some(sid) = opts.sid {
+        if broadcast {
+            // socket.broadcast(): everyone but the sender.
+            except.push(sid.to_string());
+        } else if rooms.is_empty() {
+            // A single (remote) socket: its id is its room on the wire.
+            rooms.push(sid.to_string());
+        }
+    }
+    Opts {
+        rooms,
+        except,
+        flags: wire_gap::Flags {
+            volatile: opts.has_flag(BroadcastFlags::Volatile),
+            ..Default::default()
+        },
+    }
+}
+
+/// socketioxide packet -> Node packet. Only text-parser events can be carried.
+fn to_node_packet(packet: &Packet) -> Result<NodePacket, Error> {
+    match &packet.inner {
+        PacketData::Event(Value::Str(text, bins), _)
+        | PacketData::BinaryEvent(Value::Str(text, bins), _) => Ok(wire_gap::event_packet(
+            &packet.ns,
+            wire_gap::sio_to_node_data(text, bins.as_ref())?,
+        )),
+        _ => Err(Error::Unsupported(
+            "only events of the common (text) parser",
+        )),
+    }
+}
+
+/// Node packet -> socketioxide event packet.
+fn to_sio_packet(nsp: &str, p: &NodePacket) -> Packet {
+    let (text, bins) = wire_gap::node_to_sio_data(&p.data);
+    let value = Value::Str(text.into(), (!bins.is_empty()).then_some(bins));
+    Packet::event(nsp.to_owned(), value)
+}
+
+impl<E: SocketEmitter> RedisAdapter<E> {
+    fn channel_for(&self, opts: &Opts) -> String {
+        if opts.rooms.len() == 1 {
+            self.ns.channels.room(&opts.rooms[0])
+        } else {
+            self.ns.channels.broadcast.clone()
+        }
+    }
+
+    fn targets(&self, rooms: &[String], except: &[String], volatile: bool) -> Targets {
+        let has_sid = rooms.iter().chain(except).any(|r| as_sid(r).is_some());
+        if !has_sid {
+            // Fast path: pure room semantics, no extra allocation beyond the options.
+            let mut o = all_opts();
+            o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
+            o.except
+                .extend(except.iter().map(|r| Room::Owned(r.clone())));
+            if volatile {
+                o.add_flag(BroadcastFlags::Volatile);
+            }
+            return Targets::Opts(Box::new(o));
+        }
+        let mut set: HashSet<Sid> = if rooms.is_empty() {
+            self.local.sockets(all_opts()).into_iter().collect()
+        } else {
+            let mut o = all_opts();
+            o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
+            let mut s: HashSet<Sid> = self.local.sockets(o).into_iter().collect();
+            s.extend(rooms.iter().filter_map(|r| as_sid(r)));
+            s
+        };
+        if !except.is_empty() {
+            let mut o = all_opts();
+            o.rooms
+                .extend(except.iter().map(|r| Room::Owned(r.clone())));
+            for sid in self.local.sockets(o) {
+                set.remove(&sid);
+            }
+            for sid in except.iter().filter_map(|r| as_sid(r)) {
+                set.remove(&sid);
+            }
+        }
+        Targets::Sids(set.into_iter().collect())
+    }
+
+    fn single(sid: Sid, volatile: bool) -> BroadcastOptions {
+        let mut o = BroadcastOptions::new(sid);
+        if volatile {
+            o.add_flag(BroadcastFlags::Volatile);
+        }
+        o
+    }
+
+    fn deliver(&self, packet: Packet, opts: &Opts) {
+        match self.targets(&opts.rooms, &opts.except, opts.flags.volatile) {
+            Targets::Opts(o) => {
+                let _ = self.local.broadcast(packet, *o);
+            }
+            Targets::Sids(sids) => {
+                for sid in sids {
+                    let _ = self
+                        .local
+                        .broadcast(packet.clone(), Self::single(sid, opts.flags.volatile));
+                }
+            }
+        }
+    }
+
+    fn decode_error(&self, what: &str, e: &dyn std::fmt::Display) {
+        let n = self.core.stats.decode_error();
+        if self.core.warn_allowed() {
+            tracing::warn!(nsp = %self.ns.nsp, total = n, "redis adapter: undecodable {what}: {e}");
+        }
+    }
+
+    /// The namespace task: applies every inbound message in order.
+    async fn run(self: Arc<Self>, mut rx: tokio::sync::mpsc::Receiver<Inbound>) {
+        while let Some(msg) = rx.recv().await {
+            match msg.kind {
+                InKind::Broadcast => self.on_broadcast(&msg.payload),
+                InKind::Request => self.on_request(&msg.payload),
+                InKind::Response => self.on_response(&msg.payload),
+            }
+        }
+    }
+
+    fn on_broadcast(&self, payload: &[u8]) {
+        let m = match wire_gap::decode_broadcast(payload) {
+            Ok(m) => m,
+            Err(e) => return self.decode_error("broadcast", &e),
+        };
+        if m.uid == self.ns.uid {
+            return;
+        }
+        self.core.stats.received(MsgType::Broadcast);
+        if m.packet.nsp() != self.ns.nsp || !m.packet.is_event() {
+            return;
+        }
+        let packet = to_sio_packet(&self.ns.nsp, &m.packet);
+        self.deliver(packet, &m.opts);
+    }
+
+    fn on_response(&self, payload: &[u8]) {
+        let r = match wire_gap::decode_response(payload) {
+            Ok(r) => r,
+            Err(e) => return self.decode_error("response", &e),
+        };
+        self.core.stats.received(MsgType::Response);
+        match self.ns.pending.dispatch(r) {
+            Dispatch::Delivered | Dispatch::Unknown => {}
+            Dispatch::Full => self.core.stats.dropped(DropReason::QueueFull, 1),
+        }
+    }
+
+    fn respond(&self, payload: Vec<u8>) {
+        let core = self.core.clone();
+        let chan = self.ns.channels.response.clone();
+        tokio::spawn(async move {
+            if core.publish(chan, payload).await.is_ok() {
+                core.stats.published(MsgType::Response);
+            }
+        });
+    }
+
+    fn on_request(self: &Arc<Self>, payload: &[u8]) {
+        let req = match wire_gap::decode_request(payload) {
+            Ok(r) => r,
+            Err(e) => return self.decode_error("request", &e),
+        };
+        let stats = &self.core.stats;
+        match req {
+            Request::AllRooms { uid, request_id } => {
+                stats.received(MsgType::AllRooms);
+                if uid == self.ns.uid || self.ns.pending.is_pending(&request_id) {
+                    return;
+                }
+                let rooms = self.local_rooms();
+                self.respond(wire_gap::encode_all_rooms_response(&request_id, &rooms));
+            }
+            Request::Join {
+                leave,
+                opts,
+                rooms,
+                sid,
+            } => {
+                stats.received(if leave {
+                    MsgType::SocketsLeave
+                } else {
+                    MsgType::SocketsJoin
+                });
+                // Applied by every node, the sender included (Node semantics).
+                let opts = match (opts, sid) {
+                    (Some(o), _) => o,
+                    (None, Some(sid)) => Opts {
+                        rooms: vec![sid],
+                        ..Default::default()
+                    },
+                    (None, None) => return,
+                };
+                let rooms: Vec<Room> = rooms.into_iter().map(Room::Owned).collect();
+                match self.targets(&opts.rooms, &opts.except, false) {
+                    Targets::Opts(o) if leave => self.local.del_sockets(*o, rooms),
+                    Targets::Opts(o) => self.local.add_sockets(*o, rooms),
+                    Targets::Sids(sids) => {
+                        for sid in sids {
+                            if leave {
+                                self.local.del(sid, rooms.clone());
+                            } else {
+                                self.local.add_all(sid, rooms.clone());
+                            }
+                        }
+                    }
+                }
+                self.kick_room_sync();
+            }
+            Request::Disconnect { opts, sid, .. } => {
+                stats.received(MsgType::DisconnectSockets);
+                let opts = match (opts, sid) {
+                    (Some(o), _) => o,
+                    (None, Some(sid)) => Opts {
+                        rooms: vec![sid],
+                        ..Default::default()
+                    },
+                    (None, None) => return,
+                };
+                match self.targets(&opts.rooms, &opts.except, false) {
+                    Targets::Opts(o) => {
+                        let _ = self.local.disconnect_socket(*o);
+                    }
+                    Targets::Sids(sids) => {
+                        for sid in sids {
+                            let _ = self.local.disconnect_socket(BroadcastOptions::new(sid));
+                        }
+                    }
+                }
+            }
+            Request::Fetch {
+                uid,
+                request_id,
+                opts,
+            } => {
+                stats.received(MsgType::FetchSockets);
+                if uid == self.ns.uid || self.ns.pending.is_pending(&request_id) {
+                    return;
+                }
+                let sockets = self.fetch_local(&opts);
+                self.respond(wire_gap::encode_fetch_response(&request_id, &sockets));
+            }
+            Request::ServerSideEmit {
+                uid,
+                request_id,
+                data,
+            } => {
+                stats.received(MsgType::ServerSideEmit);
+                if uid.as_deref() == Some(self.ns.uid.as_str()) {
+                    return;
+                }
+                let handler = self
+                    .core
+                    .sse_handler
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let answer = handler.and_then(|h| {
+                    h(ServerSideEmit {
+                        nsp: self.ns.nsp.clone(),
+                        data,
+                        wants_ack: request_id.is_some(),
+                    })
+                });
+                if let Some(rid) = request_id {
+                    // Always answer, so a Node peer's serverSideEmit never waits on us.
+                    let answer = answer.unwrap_or(serde_json::Value::Null);
+                    self.respond(wire_gap::encode_server_side_emit_response(&rid, &answer));
+                }
+            }
+            Request::BroadcastWithAck {
+                uid,
+                request_id,
+                packet,
+                opts,
+            } => {
+                stats.received(MsgType::BroadcastWithAck);
+                if uid == self.ns.uid {
+                    return;
+                }
+                self.answer_broadcast_with_ack(request_id, packet, opts);
+            }
+            Request::Unknown(_) => stats.received(MsgType::Unknown),
+        }
+    }
+
+    /// Broadcasts a peer's packet with acks to local clients, reports the client count (type 8)
+    /// and forwards each client's first ack argument (type 9).
+    fn answer_broadcast_with_ack(
+        self: &Arc<Self>,
+        request_id: String,
+        packet: NodePacket,
+        opts: Opts,
+    ) {
+        let sio = to_sio_packet(&self.ns.nsp, &packet);
+        let timeout = opts
+            .flags
+            .timeout
+            .map(Duration::from_millis)
+            .or(Some(self.local.ack_timeout()));
+        let (stream, count) = match self.targets(&opts.rooms, &opts.except, false) {
+            Targets::Opts(o) => {
+                let (s, c) = self.local.broadcast_with_ack(sio, *o, timeout);
+                (s.boxed(), c)
+            }
+            Targets::Sids(sids) => {
+                let mut streams = Vec::new();
+                let mut count = 0;
+                for sid in sids {
+                    let (s, c) = self.local.broadcast_with_ack(
+                        sio.clone(),
+                        BroadcastOptions::new(sid),
+                        timeout,
+                    );
+                    count += c;
+                    streams.push(s.boxed());
+                }
+                (futures_util::stream::select_all(streams).boxed(), count)
+            }
+        };
+        let core = self.core.clone();
+        let chan = self.ns.channels.response.clone();
+        tokio::spawn(async move {
+            let msg = wire_gap::encode_client_count_response(&request_id, u64::from(count));
+            if core.publish(chan.clone(), msg).await.is_err() {
+                return;
+            }
+            core.stats.published(MsgType::Response);
+            let mut stream = stream;
+            while let Some((_sid, res)) = stream.next().await {
+                let Ok(Value::Str(text, bins)) = res else {
+                    continue;
+                };
+                let first = match wire_gap::sio_to_node_data(&text, bins.as_ref()) {
+                    Ok(rmpv::Value::Array(mut a)) if !a.is_empty() => a.swap_remove(0),
+                    Ok(rmpv::Value::Array(_)) => rmpv::Value::Nil,
+                    Ok(other) => other,
+                    Err(_) => continue,
+                };
+                let msg = wire_gap::encode_ack_response(&request_id, &first);
+                if core.publish(chan.clone(), msg).await.is_ok() {
+                    core.stats.published(MsgType::Response);
+                }
+            }
+        });
+    }
+
+    /// Runs a room sync soon (after a remote join/leave changed local membership).
+    fn kick_room_sync(self: &Arc<Self>) {
+        let core = self.core.clone();
+        let ns = self.ns.clone();
+        tokio::spawn(async move {
+            if let Err(e) = ns.sync_rooms(&core).await
+                && core.warn_allowed()
+            {
+                tracing::warn!(nsp = %ns.nsp, "redis adapter room sync failed: {e}");
+            }
+        });
+    }
+
+    async fn publish_request(&self, t: MsgType, payload: Vec<u8>) -> Result<(), Error> {
+        self.core
+            .publish(self.ns.channels.request.clone(), payload)
+            .await?;
+        self.core.stats.published(t);
+        Ok(())
+    }
+}
+
+impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
+    fn fetch_local(&self, opts: &Opts) -> Vec<SocketInfo> {
+        let sids = match self.targets(&opts.rooms, &opts.except, false) {
+            Targets::Opts(o) => self.local.sockets(*o),
+            Targets::Sids(s) => s,
+        };
+        sids.into_iter()
+            .map(|sid| {
+                let id = sid.to_string();
+                let mut rooms: Vec<String> = self
+                    .local
+                    .socket_rooms(sid)
+                    .into_iter()
+                    .map(|r| r.to_string())
+                    .collect();
+                rooms.push(id.clone());
+                SocketInfo {
+                    // socketioxide does not expose the handshake or socket data to adapters;
+                    // a Node-shaped minimal handshake keeps Node's RemoteSocket working.
+                    handshake: json!({
+                        "headers": {}, "time": "", "address": "", "xdomain": false,
+                        "secure": false, "issued": 0, "url": "", "query": {}, "auth": {}
+                    }),
+                    data: json!({}),
+                    id,
+                    rooms,
+                }
+            })
+            .collect()
+    }
+
+    fn local_rooms(&self) -> Vec<String> {
+        let mut rooms: Vec<String> = self
+            .local
+            .rooms(all_opts())
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        rooms.extend(
+            self.local
+                .sockets(all_opts())
+                .into_iter()
+                .map(|s| s.to_string()),
+        );
+        rooms
+    }
+
+    fn wanted_rooms(&self) -> HashSet<String> {
+        // O(local memberships) per sync; see AdapterConfig::room_sync_interval.
+        self.local_rooms().into_iter().collect()
+    }
+}
+
+impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
+    type Error = Error;
+    type State = RedisAdapterCtr;
+    type AckStream = AckStream<E>;
+    type InitRes = InitRes;
+
+    fn new(state: &Self::State, local: CoreLocalAdapter<E>) -> Self {
+        let core = state.core.clone();
+        let uid = local.server_id();
+        let ns = Arc::new(NsShared::new(&core, local.path(), uid.to_string()));
+        core.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ns.clone());
+        Self {
+            local,
+            core,
+            ns,
+            uid,
+        }
+    }
+
+    fn init(self: Arc<Self>, on_success: impl FnOnce() + Send + 'static) -> Self::InitRes {
+        InitRes(Box::pin(async move {
+            let weak: Weak<dyn LocalOps> = Arc::downgrade(&self) as Weak<dyn LocalOps>;
+            let _ = self.ns.ops.set(weak);
+            self.core
+                .subscriber
+                .subscribe(self.ns.base_channels())
+                .await?;
+            let rx = self
+                .ns
+                .inbound_rx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(rx) = rx {
+                let run = tokio::spawn(self.clone().run(rx));
+                let core = self.core.clone();
+                let ns = self.ns.clone();
+                let sync = tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(core.config.room_sync_interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = ns.sync_rooms(&core).await
+                            && core.warn_allowed()
+                        {
+                            tracing::warn!(nsp = %ns.nsp, "redis adapter room sync failed: {e}");
+                        }
+                    }
+                });
+                let mut tasks = self.ns.tasks.lock().unwrap_or_else(|e| e.into_inner());
+                tasks.push(run.abort_handle());
+                tasks.push(sync.abort_handle());
+            }
+            on_success();
+            Ok(())
+        }))
+    }
+
+    async fn close(&self) -> Result<(), Self::Error> {
+        for t in self
+            .ns
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        self.core
+            .namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| !Arc::ptr_eq(n, &self.ns));
+        self.ns.unsubscribe_all(&self.core).await
+    }
+
+    async fn server_count(&self) -> Result<u16, Self::Error> {
+        let n = self.core.numsub(&self.ns.channels.request).await?;
+        Ok(u16::try_from(n).unwrap_or(u16::MAX))
+    }
+
+    async fn broadcast(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+    ) -> Result<(), BroadcastError> {
+        let remote = if opts.is_local(self.uid) {
+            None
+        } else {
+            match to_node_packet(&packet) {
+                Ok(p) => Some((p, to_wire_opts(&opts))),
+                Err(e) => {
+                    self.core.stats.dropped(DropReason::Unsupported, 1);
+                    return Err(AdapterError::from(e).into());
+                }
+            }
+        };
+        // Local delivery first: it does not depend on Redis being up.
+        let local = self.local.broadcast(packet, opts);
+        if let Some((p, wopts)) = remote {
+            let msg = wire_gap::encode_broadcast(&self.ns.uid, &p, &wopts);
+            let chan = self.channel_for(&wopts);
+            self.core
+                .publish(chan, msg)
+                .await
+                .map_err(AdapterError::from)?;
+            self.core.stats.published(MsgType::Broadcast);
+        }
+        local.map_err(BroadcastError::from)
+    }
+
+    async fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        opts: BroadcastOptions,
+        timeout: Option<Duration>,
+    ) -> Result<Self::AckStream, Self::Error> {
+        if opts.is_local(self.uid) {
+            let (local, _) = self.local.broadcast_with_ack(packet, opts, timeout);
+            return Ok(AckStream::new(local, None));
+        }
+        let node_packet = to_node_packet(&packet)?;
+        let ack_timeout = timeout.unwrap_or(self.local.ack_timeout());
+        let mut wopts = to_wire_opts(&opts);
+        wopts.flags.timeout = Some(ack_timeout.as_millis() as u64);
+        let remote = match self.ns.remote_count(&self.core).await {
+            Ok(0) => None,
+            Ok(n) => {
+                let guard = self
+                    .ns
+                    .pending
+                    .register(self.core.config.response_queue + n);
+                let msg = wire_gap::encode_broadcast_ack_request(
+                    &self.ns.uid,
+                    &guard.id,
+                    &node_packet,
+                    &wopts,
+                );
+                self.publish_request(MsgType::BroadcastWithAck, msg).await?;
+                Some(RemoteAcks {
+                    guard,
+                    servers_left: n,
+                    acks_left: 0,
+                    deadline: Box::pin(tokio::time::sleep(ack_timeout)),
+                    stats: self.core.stats.clone(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let (local, _) = self.local.broadcast_with_ack(packet, opts, timeout);
+        Ok(AckStream::new(local, remote))
+    }
+
+    async fn add_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: impl RoomParam,
+    ) -> Result<(), Self::Error> {
+        if opts.is_local(self.uid) {
+            self.local.add_sockets(opts, rooms);
+            return Ok(());
+        }
+        // Applied when the request comes back through Redis, here too (like Node).
+        let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
+        let msg = wire_gap::encode_join_request(&self.ns.uid, false, &to_wire_opts(&opts), &rooms);
+        self.publish_request(MsgType::SocketsJoin, msg).await
+    }
+
+    async fn del_sockets(
+        &self,
+        opts: BroadcastOptions,
+        rooms: impl RoomParam,
+    ) -> Result<(), Self::Error> {
+        if opts.is_local(self.uid) {
+            self.local.del_sockets(opts, rooms);
+            return Ok(());
+        }
+        let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
+        let msg = wire_gap::encode_join_request(&self.ns.uid, true, &to_wire_opts(&opts), &rooms);
+        self.publish_request(MsgType::SocketsLeave, msg).await
+    }
+
+    async fn disconnect_socket(&self, opts: BroadcastOptions) -> Result<(), BroadcastError> {
+        if opts.is_local(self.uid) {
+            return self
+                .local
+                .disconnect_socket(opts)
+                .map_err(BroadcastError::Socket);
+        }
+        let msg = wire_gap::encode_disconnect_request(&self.ns.uid, &to_wire_opts(&opts), false);
+        self.publish_request(MsgType::DisconnectSockets, msg)
+            .await
+            .map_err(AdapterError::from)?;
+        Ok(())
+    }
+
+    async fn rooms(&self, opts: BroadcastOptions) -> Result<Vec<Room>, Self::Error> {
+        if opts.is_local(self.uid) {
+            return Ok(self.local.rooms(opts).into_iter().collect());
+        }
+        // Node's allRooms has no filter: remote nodes report all their rooms.
+        let c = self.ns.all_rooms(&self.core).await?;
+        Ok(c.items.into_iter().map(Room::Owned).collect())
+    }
+
+    async fn fetch_sockets(
+        &self,
+        opts: BroadcastOptions,
+    ) -> Result<Vec<RemoteSocketData>, Self::Error> {
+        if opts.is_local(self.uid) {
+            return Ok(self.local.fetch_sockets(opts));
+        }
+        let wopts = to_wire_opts(&opts);
+        let mut out = self.local.fetch_sockets(opts);
+        let c = self.ns.fetch(&self.core, &wopts, false).await?;
+        // Sockets of Node peers have 20-char ids that socketioxide's `Sid` cannot hold; they
+        // are only visible through `RedisAdapterHandle::fetch_sockets`. The Node protocol does
+        // not say which node owns a socket: remote sockets get `Uid::ZERO`, so operations on
+        // them go through Redis.
+        out.extend(c.items.into_iter().filter_map(|s| {
+            Some(RemoteSocketData {
+                id: as_sid(&s.id)?,
+                server_id: Uid::ZERO,
+                ns: self.local.path().clone(),
+            })
+        }));
+        Ok(out)
+    }
+
+    fn get_local(&self) -> &CoreLocalAdapter<E> {
+        &self.local
+    }
+}

@@ -1,0 +1,52 @@
+//! Tunables of the adapter. The gateway maps its own config onto this struct; the adapter
+//! never reads files or the environment itself.
+
+use std::time::Duration;
+
+/// Adapter settings. `Default` matches `@socket.io/redis-adapter` where Node has an equivalent.
+#[derive(Debug, Clone)]
+pub struct AdapterConfig {
+    /// Channel prefix (`key` option of the Node adapter).
+    pub key: String,
+    /// How long fetchSockets / allRooms / serverSideEmit wait for other nodes (Node: 5000 ms).
+    pub request_timeout: Duration,
+    /// Capacity of each namespace's inbound queue (messages beyond it are dropped and counted).
+    pub inbound_queue: usize,
+    /// Capacity of fred's pub/sub broadcast channel.
+    pub subscriber_buffer: usize,
+    /// Capacity of the per-request response queue (acks of a broadcast with acks).
+    pub response_queue: usize,
+    /// How often local room membership is compared with the subscribed room channels.
+    /// socketioxide joins rooms without telling the adapter, so this bounds how long a fresh
+    /// member can miss a room broadcast from another node; call
+    /// [`RedisAdapterHandle::sync_rooms`](crate::RedisAdapterHandle::sync_rooms) to close it at once.
+    pub room_sync_interval: Duration,
+    /// How often the subscriber connection is probed (publish to a private channel, expect it back).
+    pub probe_interval: Duration,
+    /// How long a probe may take before the subscriber is declared dead and reconnected.
+    pub probe_timeout: Duration,
+    /// Reconnect backoff: first delay.
+    pub reconnect_min_delay: Duration,
+    /// Reconnect backoff: maximum delay.
+    pub reconnect_max_delay: Duration,
+    /// Timeout of each Redis command (publish, PUBSUB NUMSUB, SUBSCRIBE).
+    pub command_timeout: Duration,
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        Self {
+            key: "socket.io".into(),
+            request_timeout: Duration::from_millis(5000),
+            inbound_queue: 4096,
+            subscriber_buffer: 4096,
+            response_queue: 1024,
+            room_sync_interval: Duration::from_millis(200),
+            probe_interval: Duration::from_secs(2),
+            probe_timeout: Duration::from_secs(2),
+            reconnect_min_delay: Duration::from_millis(100),
+            reconnect_max_delay: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(3),
+        }
+    }
+}

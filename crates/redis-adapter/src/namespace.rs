@@ -1,0 +1,279 @@
+//! Per-namespace state that does not depend on socketioxide's emitter type: channel names, the
+//! pending requests, the inbound queue, the room-channel subscriptions, and the request
+//! operations (allRooms, fetchSockets, serverSideEmit) shared by the `CoreAdapter` methods and
+//! the [`RedisAdapterHandle`](crate::RedisAdapterHandle).
+
+use std::{
+    collections::HashSet,
+    sync::{Arc, Mutex, OnceLock, Weak},
+};
+
+use bytes::Bytes;
+use fred::interfaces::PubsubInterface;
+use tokio::{sync::mpsc, task::AbortHandle};
+
+use crate::{
+    Error,
+    connection::Core,
+    requests::{Collected, Pending, collect},
+    rooms::{BATCH, RoomSubscriptions},
+    stats::MsgType,
+    wire_gap::{self, ChannelKind, Channels, Opts, Response, SocketInfo},
+};
+
+/// Which kind of channel an inbound message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InKind {
+    Broadcast,
+    Request,
+    Response,
+}
+
+/// One message waiting in a namespace's inbound queue.
+pub(crate) struct Inbound {
+    pub(crate) kind: InKind,
+    pub(crate) payload: Bytes,
+}
+
+impl Inbound {
+    pub(crate) fn new(kind: ChannelKind<'_>, payload: Bytes) -> Self {
+        let kind = match kind {
+            // Room channels carry the same message as the namespace channel; the room is also
+            // in opts.rooms, so it is not kept.
+            ChannelKind::Broadcast(_) => InKind::Broadcast,
+            ChannelKind::Request => InKind::Request,
+            ChannelKind::Response => InKind::Response,
+        };
+        Self { kind, payload }
+    }
+}
+
+/// What the namespace needs from the socketioxide-typed adapter.
+pub(crate) trait LocalOps: Send + Sync {
+    /// Local sockets matching `opts`, in the fetchSockets answer form.
+    fn fetch_local(&self, opts: &Opts) -> Vec<SocketInfo>;
+    /// Every room with a local member, socket-id rooms included (Node's `rooms.keys()`).
+    fn local_rooms(&self) -> Vec<String>;
+    /// Rooms whose channels this node must be subscribed to.
+    fn wanted_rooms(&self) -> HashSet<String>;
+}
+
+pub(crate) struct NsShared {
+    pub(crate) nsp: String,
+    /// This node's uid on the wire for this namespace.
+    pub(crate) uid: String,
+    pub(crate) channels: Channels,
+    pub(crate) pending: Arc<Pending>,
+    pub(crate) inbound: mpsc::Sender<Inbound>,
+    pub(crate) inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
+    rooms: tokio::sync::Mutex<RoomSubscriptions>,
+    pub(crate) ops: OnceLock<Weak<dyn LocalOps>>,
+    pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl NsShared {
+    pub(crate) fn new(core: &Core, nsp: &str, uid: String) -> Self {
+        let (tx, rx) = mpsc::channel(core.config.inbound_queue.max(1));
+        Self {
+            channels: Channels::new(&core.config.key, nsp, &uid),
+            nsp: nsp.to_owned(),
+            uid,
+            pending: Arc::new(Pending::default()),
+            inbound: tx,
+            inbound_rx: Mutex::new(Some(rx)),
+            rooms: tokio::sync::Mutex::new(RoomSubscriptions::default()),
+            ops: OnceLock::new(),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn ops(&self) -> Option<Arc<dyn LocalOps>> {
+        self.ops.get().and_then(Weak::upgrade)
+    }
+
+    /// The fixed channels: namespace broadcast, requests, responses (shared and specific).
+    pub(crate) fn base_channels(&self) -> Vec<String> {
+        vec![
+            self.channels.broadcast.clone(),
+            self.channels.request.clone(),
+            self.channels.response.clone(),
+            self.channels.specific_response.clone(),
+        ]
+    }
+
+    /// Subscribes to the channels of rooms that gained local members and unsubscribes from
+    /// rooms that emptied, in batches.
+    pub(crate) async fn sync_rooms(&self, core: &Core) -> Result<(), Error> {
+        let Some(ops) = self.ops() else {
+            return Ok(());
+        };
+        let mut subs = self.rooms.lock().await;
+        let wanted = ops.wanted_rooms();
+        drop(ops);
+        let diff = subs.diff(&wanted);
+        if diff.is_empty() {
+            return Ok(());
+        }
+        for batch in diff.subscribe.chunks(BATCH) {
+            let chans: Vec<String> = batch.iter().map(|r| self.channels.room(r)).collect();
+            core.subscriber.subscribe(chans).await?;
+            subs.added(batch);
+            core.stats.add_room_channels(batch.len(), 0);
+        }
+        for batch in diff.unsubscribe.chunks(BATCH) {
+            let chans: Vec<String> = batch.iter().map(|r| self.channels.room(r)).collect();
+            core.subscriber.unsubscribe(chans).await?;
+            subs.removed(batch);
+            core.stats.add_room_channels(0, batch.len());
+        }
+        Ok(())
+    }
+
+    /// Room channels currently subscribed (room names).
+    pub(crate) async fn subscribed_rooms(&self) -> usize {
+        self.rooms.lock().await.len()
+    }
+
+    /// Unsubscribes everything of this namespace (adapter close).
+    pub(crate) async fn unsubscribe_all(&self, core: &Core) -> Result<(), Error> {
+        let rooms = self.rooms.lock().await.clear();
+        core.stats.add_room_channels(0, rooms.len());
+        let mut chans: Vec<String> = rooms.iter().map(|r| self.channels.room(r)).collect();
+        chans.extend(self.base_channels());
+        for batch in chans.chunks(BATCH) {
+            core.subscriber.unsubscribe(batch.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// Other nodes listening on this namespace (`PUBSUB NUMSUB` minus this one).
+    pub(crate) async fn remote_count(&self, core: &Core) -> Result<usize, Error> {
+        Ok(core.numsub(&self.channels.request).await?.saturating_sub(1))
+    }
+
+    /// allRooms across the cluster (local rooms included).
+    pub(crate) async fn all_rooms(&self, core: &Core) -> Result<Collected<String>, Error> {
+        let local = self.ops().map(|o| o.local_rooms()).unwrap_or_default();
+        let expected = self.remote_count(core).await?;
+        let mut out = if expected == 0 {
+            Collected {
+                items: Vec::new(),
+                expected: 0,
+                received: 0,
+            }
+        } else {
+            let mut guard = self.pending.register(expected + 1);
+            let req = wire_gap::encode_all_rooms_request(&self.uid, &guard.id);
+            core.publish(self.channels.request.clone(), req).await?;
+            core.stats.published(MsgType::AllRooms);
+            let c = collect(
+                &mut guard,
+                expected,
+                core.config.request_timeout,
+                |r| match r {
+                    Response::AllRooms { rooms, .. } => Some(rooms),
+                    _ => None,
+                },
+            )
+            .await;
+            if !c.complete() {
+                core.stats.request_timeout(MsgType::AllRooms);
+            }
+            c
+        };
+        let mut seen: HashSet<String> = local.into_iter().collect();
+        seen.extend(out.items.drain(..));
+        out.items = seen.into_iter().collect();
+        out.items.sort_unstable();
+        Ok(out)
+    }
+
+    /// fetchSockets across the cluster (local sockets first).
+    pub(crate) async fn fetch(
+        &self,
+        core: &Core,
+        opts: &Opts,
+        include_local: bool,
+    ) -> Result<Collected<SocketInfo>, Error> {
+        let local = if include_local {
+            self.ops().map(|o| o.fetch_local(opts)).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let expected = self.remote_count(core).await?;
+        if expected == 0 {
+            return Ok(Collected {
+                items: local,
+                expected: 0,
+                received: 0,
+            });
+        }
+        let mut guard = self.pending.register(expected + 1);
+        let req = wire_gap::encode_fetch_request(&self.uid, &guard.id, opts);
+        core.publish(self.channels.request.clone(), req).await?;
+        core.stats.published(MsgType::FetchSockets);
+        let mut c = collect(
+            &mut guard,
+            expected,
+            core.config.request_timeout,
+            |r| match r {
+                Response::Fetch { sockets, .. } => Some(sockets),
+                _ => None,
+            },
+        )
+        .await;
+        if !c.complete() {
+            core.stats.request_timeout(MsgType::FetchSockets);
+        }
+        let mut items = local;
+        items.append(&mut c.items);
+        c.items = items;
+        Ok(c)
+    }
+
+    /// serverSideEmit without ack.
+    pub(crate) async fn server_side_emit(
+        &self,
+        core: &Core,
+        data: &[serde_json::Value],
+    ) -> Result<(), Error> {
+        let req = wire_gap::encode_server_side_emit(&self.uid, None, data);
+        core.publish(self.channels.request.clone(), req).await?;
+        core.stats.published(MsgType::ServerSideEmit);
+        Ok(())
+    }
+
+    /// serverSideEmit with ack: one answer per other node, until the request timeout.
+    pub(crate) async fn server_side_emit_with_ack(
+        &self,
+        core: &Core,
+        data: &[serde_json::Value],
+    ) -> Result<Collected<serde_json::Value>, Error> {
+        let expected = self.remote_count(core).await?;
+        if expected == 0 {
+            return Ok(Collected {
+                items: Vec::new(),
+                expected: 0,
+                received: 0,
+            });
+        }
+        let mut guard = self.pending.register(expected + 1);
+        let req = wire_gap::encode_server_side_emit(&self.uid, Some(&guard.id), data);
+        core.publish(self.channels.request.clone(), req).await?;
+        core.stats.published(MsgType::ServerSideEmit);
+        let c = collect(
+            &mut guard,
+            expected,
+            core.config.request_timeout,
+            |r| match r {
+                Response::ServerSideEmit { data, .. } => Some(vec![data]),
+                _ => None,
+            },
+        )
+        .await;
+        if !c.complete() {
+            core.stats.request_timeout(MsgType::ServerSideEmit);
+        }
+        Ok(c)
+    }
+}
