@@ -1,0 +1,31 @@
+//! The plug point for socketioxide adapters.
+//!
+//! The whole server (`server::serve`) is generic over the adapter type `A`. An adapter usable
+//! by the gateway implements [`GatewayAdapter`]: socketioxide's `Adapter`, `DefinedAdapter`
+//! (so static namespaces can be created with `SocketIo::ns`), plus one hook to wait for a
+//! namespace's adapter initialisation (`SocketIo::ns` returns the adapter's `InitRes`, e.g. a
+//! future that subscribes to Redis). The in-memory `LocalAdapter` needs nothing.
+//!
+//! Plugging another adapter in (e.g. the Redis one) is:
+//! ```ignore
+//! impl GatewayAdapter for sio_redis_adapter::RedisAdapter<..> {
+//!     async fn init_namespace(res: Self::InitRes) -> anyhow::Result<()> { Ok(res.await?) }
+//! }
+//! // in lib::run:
+//! server::serve::<RedisAdapter<..>>(config, adapter_state, ready_checks).await
+//! ```
+use std::future::Future;
+
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide_core::adapter::DefinedAdapter;
+
+pub trait GatewayAdapter: Adapter + DefinedAdapter {
+    /// Wait until the adapter of a static namespace is ready (subscribed, ...).
+    fn init_namespace(res: Self::InitRes) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+impl GatewayAdapter for LocalAdapter {
+    async fn init_namespace(_res: ()) -> anyhow::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,85 @@
+//! The embedded demo: a small chat page at `/` using the stock socket.io-client.
+//!
+//! The client bundle is served at `/socket.io.min.js` when a copy of the npm package is found
+//! on disk (`--client-js`, or `node_modules/socket.io-client/dist/socket.io.min.js` under the
+//! working directory, `tests/`, or next to the binary and its parents), otherwise the page
+//! loads it from the public CDN. The bundle is read once at start-up.
+use std::path::{Path, PathBuf};
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use bytes::Bytes;
+use socketioxide::adapter::Adapter;
+
+use crate::state::AppState;
+
+const PAGE: &str = include_str!("../assets/chat.html");
+/// Same major version as the tests' pinned socket.io-client.
+pub const CDN_URL: &str = "https://cdn.socket.io/4.8.1/socket.io.min.js";
+const BUNDLE: &str = "node_modules/socket.io-client/dist/socket.io.min.js";
+
+fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = explicit {
+        out.push(p.to_owned());
+    }
+    if let Ok(cwd) = std::env::current_dir() {
+        out.push(cwd.join(BUNDLE));
+        out.push(cwd.join("tests").join(BUNDLE));
+    }
+    // target/{debug,release}/sio-gateway -> the repository's tests/node_modules.
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            out.push(dir.join(BUNDLE));
+            out.push(dir.join("tests").join(BUNDLE));
+        }
+    }
+    out
+}
+
+/// Find and read the client bundle, if installed.
+pub fn load_client_js(explicit: Option<&Path>) -> Option<Bytes> {
+    for path in candidates(explicit) {
+        if let Ok(bytes) = std::fs::read(&path) {
+            tracing::debug!(path = %path.display(), "serving socket.io client bundle");
+            return Some(Bytes::from(bytes));
+        }
+    }
+    if let Some(p) = explicit {
+        tracing::warn!(path = %p.display(), "--client-js not readable; the chat page uses the CDN");
+    }
+    None
+}
+
+pub async fn page<A: Adapter>(State(st): State<AppState<A>>) -> Html<String> {
+    let src = if st.gw.client_js.is_some() {
+        "/socket.io.min.js"
+    } else {
+        CDN_URL
+    };
+    Html(PAGE.replace("{{CLIENT_JS}}", src))
+}
+
+pub async fn client_js<A: Adapter>(State(st): State<AppState<A>>) -> Response {
+    match &st.gw.client_js {
+        Some(js) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "application/javascript; charset=utf-8",
+                ),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
+            js.clone(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "socket.io client not installed; use the CDN",
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,671 @@
+//! All of the gateway's configuration, in one place.
+//!
+//! Every option exists three times over: a command-line flag, an environment variable
+//! (`SIO_GATEWAY_` + the flag name in upper case, dashes as underscores) and a key in the TOML
+//! file given with `--config` (the flag name with underscores). Precedence is
+//! flag > env > file > built-in default. clap resolves flag vs env; the file is merged here.
+//!
+//! [`Options`] is the raw, all-optional layer (the same struct is parsed by clap and by serde,
+//! so flags and TOML keys cannot drift apart); [`Config`] is the validated, defaulted result
+//! that the rest of the gateway reads.
+use std::{fmt, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::rules::{Pattern, RuleSet};
+
+/// Errors from reading or validating configuration. Each names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Command line of `sio-gateway`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "sio-gateway",
+    version,
+    about = "Horizontally scalable Socket.IO gateway",
+    long_about = "Horizontally scalable Socket.IO gateway.\n\nEvery option can also be set with an \
+environment variable (shown as [env: ...]) or a key of the TOML file given with --config \
+(the option name with underscores, e.g. max_payload = 1000000). Precedence: flag > env > file > default.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub options: Options,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a TOML config file; print the effective configuration (exit 0) or name the bad key (exit 2).
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// Output format of the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A duration written as `250ms`, `10s`, `2m` or a bare number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+            (n, 1u64)
+        } else if let Some(n) = s.strip_suffix('s') {
+            (n, 1000)
+        } else if let Some(n) = s.strip_suffix('m') {
+            (n, 60_000)
+        } else {
+            (s, 1000)
+        };
+        let n: f64 = num
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration (examples: 500ms, 10s, 2m)"))?;
+        if !n.is_finite() || n < 0.0 {
+            return Err(format!("`{s}` is not a positive duration"));
+        }
+        Ok(Dur(Duration::from_millis(
+            (n * mult_ms as f64).round() as u64
+        )))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Dur(Duration::from_secs(s))),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The raw option layer, shared by clap (flags + env) and serde (TOML file).
+/// Everything is optional here so that "not given" can fall through to the next source.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Client-facing listen address [default: 0.0.0.0:3000]
+    #[arg(long, env = "SIO_GATEWAY_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Redis URL for the cluster adapter (redis://, rediss://). [default: none, single node in memory]
+    #[arg(long, env = "SIO_GATEWAY_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// This node's id (sticky cookie value, logs, metrics) [default: hostname, else random]
+    #[arg(long, env = "SIO_GATEWAY_NODE_ID", value_name = "ID")]
+    pub node_id: Option<String>,
+
+    /// URL other nodes use to reach this node [default: derived from --listen]
+    #[arg(long, env = "SIO_GATEWAY_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+
+    /// TOML config file (keys = option names with underscores)
+    #[arg(long, env = "SIO_GATEWAY_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Key(s) for the HTTP API; repeat or comma-separate [default: none, API disabled]
+    #[arg(
+        long = "api-key",
+        env = "SIO_GATEWAY_API_KEY",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default)]
+    pub api_key: Vec<String>,
+
+    /// Separate listen address for /metrics (then not served on --listen) [default: same as --listen]
+    #[arg(long, env = "SIO_GATEWAY_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Namespace to serve; repeat or comma-separate. `*` matches within a path segment
+    /// (`/tenant-*`), `{name}`/`{*rest}` are passed to the router as is [default: /]
+    #[arg(
+        long = "namespace",
+        env = "SIO_GATEWAY_NAMESPACE",
+        value_name = "NSP",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub namespace: Vec<String>,
+
+    /// Engine.IO ping interval [default: 25s]
+    #[arg(long, env = "SIO_GATEWAY_PING_INTERVAL", value_name = "DURATION")]
+    pub ping_interval: Option<Dur>,
+
+    /// Engine.IO ping timeout [default: 20s]
+    #[arg(long, env = "SIO_GATEWAY_PING_TIMEOUT", value_name = "DURATION")]
+    pub ping_timeout: Option<Dur>,
+
+    /// Largest accepted message in bytes (one websocket message, one polling request body,
+    /// all binary attachments of one packet) [default: 1000000]
+    #[arg(long, env = "SIO_GATEWAY_MAX_PAYLOAD", value_name = "BYTES")]
+    pub max_payload: Option<u64>,
+
+    /// Most Socket.IO connections on this node, 0 = unlimited; more are refused with a
+    /// connect_error [default: 0]
+    #[arg(long, env = "SIO_GATEWAY_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Events per second a connection may send (token bucket), 0 = unlimited; excess events are
+    /// dropped, counted, and answered with an error ack [default: 100]
+    #[arg(long, env = "SIO_GATEWAY_EVENT_RATE", value_name = "PER_SEC")]
+    pub event_rate: Option<f64>,
+
+    /// Burst size of the per-connection event bucket [default: 2 x --event-rate, at least 1]
+    #[arg(long, env = "SIO_GATEWAY_EVENT_BURST", value_name = "N")]
+    pub event_burst: Option<u32>,
+
+    /// Allowed CORS origin for browsers; repeat or comma-separate; `*` = any [default: none, same-origin only]
+    #[arg(
+        long = "cors-origin",
+        env = "SIO_GATEWAY_CORS_ORIGIN",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub cors_origin: Vec<String>,
+
+    /// Log format [default: text]
+    #[arg(long, env = "SIO_GATEWAY_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `sio_gateway=debug`) [default: RUST_LOG, else info]
+    #[arg(long, env = "SIO_GATEWAY_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// On SIGTERM/SIGINT, close clients spread over this period, then exit [default: 10s]
+    #[arg(long, env = "SIO_GATEWAY_DRAIN_PERIOD", value_name = "DURATION")]
+    pub drain_period: Option<Dur>,
+
+    /// Room glob a client may join (`*`, `?`, `{sub}` = the authenticated subject); repeat or
+    /// comma-separate [default: *]
+    #[arg(
+        long = "can-join",
+        env = "SIO_GATEWAY_CAN_JOIN",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub can_join: Option<Vec<String>>,
+
+    /// Room glob a client may publish to; a publish without a room is checked against the
+    /// namespace path; repeat or comma-separate; an empty value forbids publishing [default: *]
+    #[arg(
+        long = "can-publish",
+        env = "SIO_GATEWAY_CAN_PUBLISH",
+        value_name = "GLOB",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub can_publish: Option<Vec<String>>,
+
+    /// Name of the sticky-session cookie set on the handshake [default: sio_node]
+    #[arg(long, env = "SIO_GATEWAY_STICKY_COOKIE", value_name = "NAME")]
+    pub sticky_cookie: Option<String>,
+
+    /// Path of socket.io.min.js served at /socket.io.min.js for the chat page
+    /// [default: search node_modules/socket.io-client near the binary and cwd, else a CDN]
+    #[arg(long, env = "SIO_GATEWAY_CLIENT_JS", value_name = "FILE")]
+    pub client_js: Option<PathBuf>,
+}
+
+impl Options {
+    /// Fill every unset field of `self` from `lower` (a lower-precedence source).
+    pub fn or(self, lower: Options) -> Options {
+        fn vec(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+            if a.is_empty() { b } else { a }
+        }
+        Options {
+            listen: self.listen.or(lower.listen),
+            redis: self.redis.or(lower.redis),
+            node_id: self.node_id.or(lower.node_id),
+            advertise: self.advertise.or(lower.advertise),
+            config: self.config.or(lower.config),
+            api_key: vec(self.api_key, lower.api_key),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            namespace: vec(self.namespace, lower.namespace),
+            ping_interval: self.ping_interval.or(lower.ping_interval),
+            ping_timeout: self.ping_timeout.or(lower.ping_timeout),
+            max_payload: self.max_payload.or(lower.max_payload),
+            max_connections: self.max_connections.or(lower.max_connections),
+            event_rate: self.event_rate.or(lower.event_rate),
+            event_burst: self.event_burst.or(lower.event_burst),
+            cors_origin: vec(self.cors_origin, lower.cors_origin),
+            log_format: self.log_format.or(lower.log_format),
+            log_level: self.log_level.or(lower.log_level),
+            drain_period: self.drain_period.or(lower.drain_period),
+            can_join: self.can_join.or(lower.can_join),
+            can_publish: self.can_publish.or(lower.can_publish),
+            sticky_cookie: self.sticky_cookie.or(lower.sticky_cookie),
+            client_js: self.client_js.or(lower.client_js),
+        }
+    }
+
+    /// Parse a TOML file into the option layer. Unknown keys are rejected.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Options, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// How a configured namespace is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum NamespaceSpec {
+    /// A fixed path, created at start-up.
+    Exact(String),
+    /// A router pattern (socketioxide dynamic namespace); children are created on first connect.
+    Pattern(String),
+}
+
+impl NamespaceSpec {
+    /// Parse `/chat`, `/tenant-*` or a raw router pattern `/org/{id}`.
+    pub fn parse(s: &str) -> Result<NamespaceSpec, String> {
+        if !s.starts_with('/') {
+            return Err(format!("namespace `{s}` must start with `/`"));
+        }
+        if s.contains('{') {
+            return Ok(NamespaceSpec::Pattern(s.to_owned()));
+        }
+        if !s.contains('*') {
+            return Ok(NamespaceSpec::Exact(s.to_owned()));
+        }
+        // `*` becomes a named router parameter; the router allows one per segment.
+        let mut out = String::with_capacity(s.len() + 8);
+        let mut n = 0;
+        for (i, seg) in s.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            match seg.matches('*').count() {
+                0 => out.push_str(seg),
+                1 => {
+                    out.push_str(&seg.replace('*', &format!("{{p{n}}}")));
+                    n += 1;
+                }
+                _ => return Err(format!("namespace `{s}`: at most one `*` per path segment")),
+            }
+        }
+        Ok(NamespaceSpec::Pattern(out))
+    }
+}
+
+/// The validated, defaulted configuration the gateway runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub redis: Option<String>,
+    pub node_id: String,
+    pub advertise: String,
+    #[serde(serialize_with = "redact")]
+    pub api_key: Vec<String>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub namespace: Vec<NamespaceSpec>,
+    #[serde(serialize_with = "ser_dur")]
+    pub ping_interval: Duration,
+    #[serde(serialize_with = "ser_dur")]
+    pub ping_timeout: Duration,
+    pub max_payload: u64,
+    pub max_connections: usize,
+    pub event_rate: f64,
+    pub event_burst: u32,
+    pub cors_origin: Vec<String>,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+    #[serde(serialize_with = "ser_dur")]
+    pub drain_period: Duration,
+    pub can_join: RuleSet,
+    pub can_publish: RuleSet,
+    pub sticky_cookie: String,
+    pub client_js: Option<PathBuf>,
+}
+
+fn redact<S: serde::Serializer>(keys: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(keys.iter().map(|_| "<redacted>"))
+}
+
+fn ser_dur<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&Dur(*d).to_string())
+}
+
+impl Config {
+    /// Resolve the final configuration from the command line/env layer, reading `--config` if given.
+    pub fn load(cli: Options) -> Result<Config, ConfigError> {
+        let merged = match &cli.config {
+            Some(path) => {
+                let file = Options::from_toml_file(path)?;
+                cli.or(file)
+            }
+            None => cli,
+        };
+        Config::resolve(merged)
+    }
+
+    /// Apply defaults and validate.
+    pub fn resolve(o: Options) -> Result<Config, ConfigError> {
+        let listen = o
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3000)));
+        let node_id = match o.node_id {
+            Some(id) if id.trim().is_empty() => {
+                return Err(invalid("node_id", "must not be empty"));
+            }
+            Some(id) => id,
+            None => default_node_id(),
+        };
+        if node_id
+            .chars()
+            .any(|c| c.is_whitespace() || c == ';' || c == ',')
+        {
+            return Err(invalid(
+                "node_id",
+                "must not contain whitespace, `;` or `,` (it is used as a cookie value)",
+            ));
+        }
+        let advertise = o.advertise.unwrap_or_else(|| {
+            if listen.ip().is_unspecified() {
+                format!(
+                    "http://{}:{}",
+                    local_hostname().unwrap_or_else(|| "127.0.0.1".into()),
+                    listen.port()
+                )
+            } else {
+                format!("http://{listen}")
+            }
+        });
+        let namespace = if o.namespace.is_empty() {
+            vec![NamespaceSpec::Exact("/".into())]
+        } else {
+            o.namespace
+                .iter()
+                .map(|n| NamespaceSpec::parse(n.trim()).map_err(|m| invalid("namespace", m)))
+                .collect::<Result<Vec<_>, _>>()?
+        };
+        let ping_interval = o.ping_interval.map_or(Duration::from_secs(25), |d| d.0);
+        let ping_timeout = o.ping_timeout.map_or(Duration::from_secs(20), |d| d.0);
+        if ping_interval.is_zero() {
+            return Err(invalid("ping_interval", "must be > 0"));
+        }
+        if ping_timeout.is_zero() {
+            return Err(invalid("ping_timeout", "must be > 0"));
+        }
+        let max_payload = o.max_payload.unwrap_or(1_000_000);
+        if max_payload < 64 {
+            return Err(invalid("max_payload", "must be at least 64 bytes"));
+        }
+        let event_rate = o.event_rate.unwrap_or(100.0);
+        if !event_rate.is_finite() || event_rate < 0.0 {
+            return Err(invalid("event_rate", "must be a number >= 0"));
+        }
+        let event_burst = o
+            .event_burst
+            .unwrap_or_else(|| ((event_rate * 2.0).ceil() as u32).max(1));
+        if event_burst == 0 {
+            return Err(invalid("event_burst", "must be >= 1"));
+        }
+        for origin in &o.cors_origin {
+            if origin != "*" && axum::http::HeaderValue::from_str(origin).is_err() {
+                return Err(invalid(
+                    "cors_origin",
+                    format!("`{origin}` is not a valid origin"),
+                ));
+            }
+        }
+        let rules = |key: &'static str, v: Option<Vec<String>>| -> Result<RuleSet, ConfigError> {
+            let v = v.unwrap_or_else(|| vec!["*".into()]);
+            let pats = v
+                .iter()
+                .map(|s| s.trim())
+                .filter(|s| !s.is_empty())
+                .map(|s| Pattern::parse(s).map_err(|m| invalid(key, m)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RuleSet::new(pats))
+        };
+        let can_join = rules("can_join", o.can_join)?;
+        let can_publish = rules("can_publish", o.can_publish)?;
+        let sticky_cookie = o.sticky_cookie.unwrap_or_else(|| "sio_node".into());
+        if sticky_cookie.is_empty()
+            || !sticky_cookie
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "sticky_cookie",
+                "must be a non-empty token of [A-Za-z0-9_-]",
+            ));
+        }
+        if let Some(level) = &o.log_level
+            && tracing_subscriber::EnvFilter::try_new(level).is_err()
+        {
+            return Err(invalid(
+                "log_level",
+                format!("`{level}` is not a valid log filter"),
+            ));
+        }
+        for key in &o.api_key {
+            if key.len() < 8 {
+                return Err(invalid("api_key", "API keys must be at least 8 characters"));
+            }
+        }
+        if let Some(url) = &o.redis
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis-sentinel://")
+                || url.starts_with("redis-cluster://"))
+        {
+            return Err(invalid(
+                "redis",
+                format!("`{url}` is not a redis:// or rediss:// URL"),
+            ));
+        }
+        Ok(Config {
+            listen,
+            redis: o.redis,
+            node_id,
+            advertise,
+            api_key: o.api_key,
+            metrics_listen: o.metrics_listen,
+            namespace,
+            ping_interval,
+            ping_timeout,
+            max_payload,
+            max_connections: o.max_connections.unwrap_or(0),
+            event_rate,
+            event_burst,
+            cors_origin: o.cors_origin,
+            log_format: o.log_format.unwrap_or_default(),
+            log_level: o.log_level,
+            drain_period: o.drain_period.map_or(Duration::from_secs(10), |d| d.0),
+            can_join,
+            can_publish,
+            sticky_cookie,
+            client_js: o.client_js,
+        })
+    }
+
+    /// The effective configuration as TOML (API keys redacted), for `check-config` and logs.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+fn local_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
+fn default_node_id() -> String {
+    local_hostname()
+        .filter(|h| {
+            h.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+        })
+        .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Options {
+        let mut v = vec!["sio-gateway"];
+        v.extend_from_slice(args);
+        Cli::try_parse_from(v).expect("parse").options
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(Options::default()).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
+        assert_eq!(c.namespace, vec![NamespaceSpec::Exact("/".into())]);
+        assert_eq!(c.sticky_cookie, "sio_node");
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.event_burst, 200);
+        assert!(c.can_join.allows("anything", None));
+        assert!(!c.node_id.is_empty());
+    }
+
+    #[test]
+    fn flag_beats_file_and_file_beats_default() {
+        let file: Options = toml::from_str(
+            "listen = \"127.0.0.1:9000\"\nnode_id = \"from-file\"\nmax_payload = 5000\n",
+        )
+        .unwrap();
+        let merged = cli(&["--node-id", "from-flag"]).or(file);
+        let c = Config::resolve(merged).unwrap();
+        assert_eq!(c.node_id, "from-flag");
+        assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(c.max_payload, 5000);
+        assert_eq!(c.ping_interval, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn lists_and_durations() {
+        let o = cli(&[
+            "--namespace",
+            "/,/chat",
+            "--namespace",
+            "/tenant-*",
+            "--drain-period",
+            "1500ms",
+            "--ping-interval",
+            "2",
+            "--can-join",
+            "user:{sub},public:*",
+        ]);
+        let c = Config::resolve(o).unwrap();
+        assert_eq!(
+            c.namespace,
+            vec![
+                NamespaceSpec::Exact("/".into()),
+                NamespaceSpec::Exact("/chat".into()),
+                NamespaceSpec::Pattern("/tenant-{p0}".into())
+            ]
+        );
+        assert_eq!(c.drain_period, Duration::from_millis(1500));
+        assert_eq!(c.ping_interval, Duration::from_secs(2));
+        assert!(c.can_join.allows("public:x", None));
+        assert!(c.can_join.allows("user:42", Some("42")));
+        assert!(!c.can_join.allows("user:42", Some("43")));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err =
+            toml::from_str::<Options>("listen = \"127.0.0.1:1\"\nlisten_typo = 3\n").unwrap_err();
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let o: Options = toml::from_str("event_rate = -1.0\n").unwrap();
+        let e = Config::resolve(o).unwrap_err().to_string();
+        assert!(e.contains("event_rate"), "{e}");
+        let o: Options = toml::from_str("namespace = [\"chat\"]\n").unwrap();
+        assert!(
+            Config::resolve(o)
+                .unwrap_err()
+                .to_string()
+                .contains("namespace")
+        );
+        let e = toml::from_str::<Options>("drain_period = \"soon\"\n").unwrap_err();
+        assert!(e.to_string().contains("drain_period"), "{e}");
+    }
+
+    #[test]
+    fn namespace_patterns() {
+        assert_eq!(
+            NamespaceSpec::parse("/a/*/b-*").unwrap(),
+            NamespaceSpec::Pattern("/a/{p0}/b-{p1}".into())
+        );
+        assert!(NamespaceSpec::parse("/a**").is_err());
+        assert_eq!(
+            NamespaceSpec::parse("/org/{id}").unwrap(),
+            NamespaceSpec::Pattern("/org/{id}".into())
+        );
+    }
+
+    #[test]
+    fn effective_config_redacts_keys() {
+        let c = Config::resolve(cli(&["--api-key", "supersecret1"])).unwrap();
+        let t = c.to_toml();
+        assert!(!t.contains("supersecret1"));
+        assert!(t.contains("<redacted>"));
+    }
+}

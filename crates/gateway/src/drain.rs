@@ -1,0 +1,275 @@
+//! Graceful drain on SIGTERM/SIGINT.
+//!
+//! 1. Readiness flips to 503 and new Engine.IO handshakes are refused with HTTP 503.
+//! 2. Existing clients are closed at the *transport* level, one at a time, evenly spread over
+//!    `--drain-period`, so standard clients see "transport close" and reconnect by themselves
+//!    (to another node) without a reconnect storm. A Socket.IO DISCONNECT packet would be wrong
+//!    here: clients treat "io server disconnect" as final and do not reconnect.
+//!    * websocket sessions: the TCP connection carrying the websocket is cut
+//!      ([`ConnRegistry::kill`](crate::listener::ConnRegistry::kill)); socketioxide has no
+//!      public per-socket transport close.
+//!    * long-polling sessions: the pending (or next) poll of that session is answered by
+//!      [`engine_guard`] with an Engine.IO CLOSE packet, which the client reports as
+//!      "transport close".
+//! 3. Whatever is left is closed with `SocketIo::close()` (Engine.IO close for every session),
+//!    remaining TCP connections are cut, and the process exits 0.
+//!
+//! To find the websocket of a session, [`engine_guard`] remembers on which TCP connection a
+//! `transport=websocket&sid=...` upgrade arrived; a websocket-only session's handshake request
+//! (kept by socketioxide as the socket's request parts) carries it directly.
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::{ConnectInfo, Request, State},
+    http::{Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use socketioxide::{SocketIo, TransportType, adapter::Adapter};
+use tokio::{sync::watch, time::Instant};
+
+use crate::{listener::ConnInfo, state::Gateway};
+
+#[derive(Debug)]
+pub struct Drain {
+    draining: AtomicBool,
+    /// Polling sessions whose next poll must be answered with CLOSE.
+    closing: Mutex<HashSet<String>>,
+    /// Wakes pending polls whenever `closing` grows.
+    wake: watch::Sender<u64>,
+    /// sid -> TCP connection id of the websocket the session upgraded to.
+    /// Written once per upgrade, removed on disconnect: never touched per message.
+    ws_conns: Mutex<HashMap<String, u64>>,
+}
+
+impl Default for Drain {
+    fn default() -> Self {
+        Drain {
+            draining: AtomicBool::new(false),
+            closing: Mutex::default(),
+            wake: watch::Sender::new(0),
+            ws_conns: Mutex::default(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Drain {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    fn note_ws(&self, sid: &str, conn: u64) {
+        lock(&self.ws_conns).insert(sid.to_owned(), conn);
+    }
+
+    /// Forget a session (called when its socket disconnects).
+    pub fn forget(&self, sid: &str) {
+        lock(&self.ws_conns).remove(sid);
+        if self.is_draining() {
+            lock(&self.closing).remove(sid);
+        }
+    }
+
+    fn ws_conn(&self, sid: &str) -> Option<u64> {
+        lock(&self.ws_conns).get(sid).copied()
+    }
+
+    fn mark_closing(&self, sid: String) {
+        lock(&self.closing).insert(sid);
+        self.wake.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    fn is_closing(&self, sid: &str) -> bool {
+        self.is_draining() && lock(&self.closing).contains(sid)
+    }
+
+    /// Resolves once `sid` is marked for closing.
+    async fn closed(&self, sid: &str) {
+        let mut rx = self.wake.subscribe();
+        loop {
+            if self.is_closing(sid) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// An Engine.IO v4 polling payload holding a single CLOSE packet.
+fn close_packet_response() -> Response {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/plain; charset=UTF-8")
+        .body(Body::from("1"))
+        .unwrap_or_else(|_| StatusCode::OK.into_response())
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == key).then_some(v)
+    })
+}
+
+/// Middleware in front of the Socket.IO service (only `/socket.io/` paths are inspected):
+/// refuses handshakes while draining, records websocket upgrades, and answers the polls of
+/// sessions being drained with CLOSE.
+pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/socket.io") {
+        return next.run(req).await;
+    }
+    let query = req.uri().query().unwrap_or("");
+    let Some(sid) = query_param(query, "sid").filter(|s| !s.is_empty()) else {
+        if gw.drain.is_draining() {
+            gw.metrics
+                .connections_refused_total
+                .with_label_values(&["draining"])
+                .inc();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "1")],
+                axum::Json(serde_json::json!({"code": 503, "message": "server is draining"})),
+            )
+                .into_response();
+        }
+        return next.run(req).await;
+    };
+    let sid = sid.to_owned();
+    match query_param(query, "transport") {
+        Some("websocket") => {
+            if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
+                req.extensions().get::<ConnectInfo<ConnInfo>>()
+            {
+                gw.drain.note_ws(&sid, *conn);
+            }
+            next.run(req).await
+        }
+        Some("polling") if req.method() == Method::GET => {
+            if gw.drain.is_closing(&sid) {
+                return close_packet_response();
+            }
+            // Dropping socketioxide's pending poll is safe: it only releases the session's
+            // receive lock; packets are taken from the queue only when the response is built.
+            tokio::select! {
+                resp = next.run(req) => resp,
+                _ = gw.drain.closed(&sid) => close_packet_response(),
+            }
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// One Engine.IO session to close.
+struct Session {
+    transport: TransportType,
+    handshake_conn: Option<u64>,
+}
+
+/// Run the drain to completion (see the module doc). Returns when every client is closed.
+pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
+    gw.drain.start();
+    gw.metrics.draining.set(1);
+    let period = gw.config.drain_period;
+
+    // socketioxide uses the Engine.IO sid for every namespace socket of a client, so dedupe
+    // by sid: one transport close ends all of that client's namespaces.
+    let mut sessions: BTreeMap<String, Session> = BTreeMap::new();
+    for ns in io.nsps() {
+        for s in ns.sockets() {
+            sessions.entry(s.id.to_string()).or_insert_with(|| Session {
+                transport: s.transport_type(),
+                handshake_conn: s
+                    .req_parts()
+                    .extensions
+                    .get::<ConnectInfo<ConnInfo>>()
+                    .and_then(|c| c.0.id),
+            });
+        }
+    }
+    let n = sessions.len();
+    tracing::info!(
+        node_id = %gw.node_id(),
+        sessions = n,
+        period_ms = period.as_millis() as u64,
+        "draining: closing clients at the transport level"
+    );
+    let start = Instant::now();
+    let step = if n > 0 {
+        period / n as u32
+    } else {
+        Duration::ZERO
+    };
+    for (i, (sid, s)) in sessions.into_iter().enumerate() {
+        tokio::time::sleep_until(start + step * i as u32).await;
+        match s.transport {
+            TransportType::Websocket => {
+                let conn = gw.drain.ws_conn(&sid).or(s.handshake_conn);
+                if !conn.is_some_and(|c| gw.conns.kill(c)) {
+                    tracing::debug!(%sid, "websocket connection not found; closed at the end");
+                }
+            }
+            TransportType::Polling => gw.drain.mark_closing(sid),
+        }
+    }
+    // Let the last closes reach their clients before the final sweep (no wait when idle).
+    if n > 0 {
+        tokio::time::sleep_until(start + step * n as u32 + Duration::from_millis(100)).await;
+    }
+    if tokio::time::timeout(Duration::from_secs(5), io.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("timed out closing remaining sessions");
+    }
+    gw.conns.kill_all();
+    tracing::info!(node_id = %gw.node_id(), "drain complete");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing() {
+        let q = "EIO=4&transport=polling&sid=abc&t=x";
+        assert_eq!(query_param(q, "sid"), Some("abc"));
+        assert_eq!(query_param(q, "transport"), Some("polling"));
+        assert_eq!(query_param(q, "nope"), None);
+        assert_eq!(query_param("", "sid"), None);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_waiters() {
+        let d = Arc::new(Drain::default());
+        d.start();
+        let d2 = d.clone();
+        let waiter = tokio::spawn(async move { d2.closed("s1").await });
+        tokio::task::yield_now().await;
+        d.mark_closing("other".into());
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        d.mark_closing("s1".into());
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .expect("no panic");
+    }
+}

@@ -1,0 +1,57 @@
+//! Liveness and readiness endpoints.
+//!
+//! `GET /healthz` answers 200 as long as the process serves HTTP. `GET /readyz` answers 200
+//! only when the node should receive new clients: not draining and every registered
+//! [`ReadyCheck`] passing (the cluster adapter registers "Redis connected" here); otherwise
+//! 503 with a JSON body naming the reasons, so a load balancer takes the node out.
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde_json::json;
+use socketioxide::adapter::Adapter;
+
+use crate::state::AppState;
+
+/// A readiness condition contributed by another part of the gateway.
+pub trait ReadyCheck: Send + Sync {
+    /// Short name used in the `/readyz` body.
+    fn name(&self) -> &'static str;
+    /// `Err(reason)` when not ready.
+    fn check(&self) -> Result<(), String>;
+}
+
+pub async fn healthz() -> impl IntoResponse {
+    (StatusCode::OK, Json(json!({ "status": "alive" })))
+}
+
+pub async fn readyz<A: Adapter>(State(st): State<AppState<A>>) -> impl IntoResponse {
+    let gw = &st.gw;
+    let mut reasons = Vec::new();
+    if gw.drain.is_draining() {
+        reasons.push(json!({ "check": "drain", "reason": "draining" }));
+    }
+    for c in &gw.ready_checks {
+        if let Err(reason) = c.check() {
+            reasons.push(json!({ "check": c.name(), "reason": reason }));
+        }
+    }
+    if reasons.is_empty() {
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "node_id": gw.node_id() })),
+        )
+    } else {
+        let reason = if gw.drain.is_draining() {
+            "draining"
+        } else {
+            "not ready"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "reason": reason,
+                "node_id": gw.node_id(),
+                "failing": reasons,
+            })),
+        )
+    }
+}

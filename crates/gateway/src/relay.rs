@@ -1,0 +1,327 @@
+//! The built-in relay: what a connected client may do.
+//!
+//! * `join` (room) / `leave` (room): ack `{ok:true}` or `{ok:false,error}`; `join` is checked
+//!   against the `can_join` rules.
+//! * `publish` `{room?, event, data}`: `event` is emitted to the room (or the whole namespace)
+//!   with the sender excluded, if the `can_publish` rules allow; reserved event names are refused.
+//! * any other event would go upstream to a sink; with no sink configured it is dropped,
+//!   counted (`dropped_messages_total{reason="no_sink"}`) and answered with an error ack.
+//!
+//! Every client event first takes a token from the connection's bucket (`--event-rate`).
+//! Payloads are carried as `rmpv::Value`, which keeps binary attachments binary end to end.
+use std::{sync::Arc, time::Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+use socketioxide::{
+    ParserError,
+    adapter::Adapter,
+    extract::{AckSender, Event, SocketRef, State, TryData},
+    socket::DisconnectReason,
+};
+
+use crate::{limits::TokenBucket, state::Gateway};
+
+/// Event names a client must not trigger on other clients: the Socket.IO client API reserves
+/// them for its own lifecycle.
+pub const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+    "error",
+    "ping",
+    "pong",
+];
+
+/// Longest room or event name accepted from a client.
+const MAX_NAME_LEN: usize = 256;
+
+/// Why a namespace connection is refused; the text reaches the client as its
+/// `connect_error` message.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("server is draining, reconnect later")]
+    Draining,
+    #[error("server full: max connections reached")]
+    Full,
+}
+
+/// Connect middleware: refuse while draining or when the node is full.
+pub async fn admit<A: Adapter>(State(gw): State<Arc<Gateway>>) -> Result<(), Refusal> {
+    let refused = |reason: &str| {
+        gw.metrics
+            .connections_refused_total
+            .with_label_values(&[reason])
+            .inc()
+    };
+    if gw.drain.is_draining() {
+        refused("draining");
+        return Err(Refusal::Draining);
+    }
+    if gw.conn_limit.is_full() {
+        refused("max_connections");
+        return Err(Refusal::Full);
+    }
+    Ok(())
+}
+
+/// Per-connection context captured by the socket's handlers.
+struct Conn {
+    gw: Arc<Gateway>,
+    bucket: TokenBucket,
+    /// Authenticated subject (`{sub}` in room rules); none until auth exists.
+    sub: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Publish {
+    #[serde(default)]
+    room: Option<String>,
+    event: String,
+    #[serde(default = "nil")]
+    data: rmpv::Value,
+}
+
+fn nil() -> rmpv::Value {
+    rmpv::Value::Nil
+}
+
+fn ok() -> serde_json::Value {
+    json!({ "ok": true })
+}
+
+fn err(msg: impl std::fmt::Display) -> serde_json::Value {
+    json!({ "ok": false, "error": msg.to_string() })
+}
+
+/// Send an ack if the client asked for one (a no-op otherwise); a full buffer is not an error
+/// worth more than a debug line: the client is too slow to read it anyway.
+fn reply<A: Adapter>(ack: AckSender<A>, v: &serde_json::Value) {
+    if let Err(e) = ack.send(v) {
+        tracing::debug!(error = %e, "ack not sent");
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_NAME_LEN
+}
+
+impl Conn {
+    /// Count the event and take a token; false (and counted) when over the rate.
+    fn admit_event(&self) -> bool {
+        self.gw.metrics.events_received_total.inc();
+        if self.bucket.try_take() {
+            true
+        } else {
+            self.gw.metrics.dropped_rate_limited.inc();
+            false
+        }
+    }
+
+    fn join<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: Result<String, ParserError>,
+        ack: AckSender<A>,
+    ) {
+        if !self.admit_event() {
+            return reply(ack, &err("rate limited"));
+        }
+        let room = match room {
+            Ok(r) if valid_name(&r) => r,
+            _ => {
+                self.gw.metrics.dropped_invalid.inc();
+                return reply(ack, &err("join expects a room name (1-256 bytes)"));
+            }
+        };
+        if !self.gw.config.can_join.allows(&room, self.sub.as_deref()) {
+            self.gw.metrics.dropped_forbidden.inc();
+            return reply(ack, &err(format_args!("not allowed to join room `{room}`")));
+        }
+        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
+        s.join(room);
+        reply(ack, &ok());
+    }
+
+    fn leave<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: Result<String, ParserError>,
+        ack: AckSender<A>,
+    ) {
+        if !self.admit_event() {
+            return reply(ack, &err("rate limited"));
+        }
+        match room {
+            Ok(r) if valid_name(&r) => {
+                tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
+                s.leave(r);
+                reply(ack, &ok());
+            }
+            _ => {
+                self.gw.metrics.dropped_invalid.inc();
+                reply(ack, &err("leave expects a room name (1-256 bytes)"));
+            }
+        }
+    }
+
+    async fn publish<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        p: Result<Publish, ParserError>,
+        ack: AckSender<A>,
+    ) {
+        if !self.admit_event() {
+            return reply(ack, &err("rate limited"));
+        }
+        let m = &self.gw.metrics;
+        let p = match p {
+            Ok(p) => p,
+            Err(_) => {
+                m.dropped_invalid.inc();
+                return reply(ack, &err("publish expects {room?, event, data}"));
+            }
+        };
+        if !valid_name(&p.event) || p.room.as_deref().is_some_and(|r| !valid_name(r)) {
+            m.dropped_invalid.inc();
+            return reply(ack, &err("event and room names must be 1-256 bytes"));
+        }
+        if RESERVED_EVENTS.contains(&p.event.as_str()) {
+            m.dropped_invalid.inc();
+            return reply(
+                ack,
+                &err(format_args!("event name `{}` is reserved", p.event)),
+            );
+        }
+        let target = p.room.as_deref().unwrap_or(s.ns());
+        if !self
+            .gw
+            .config
+            .can_publish
+            .allows(target, self.sub.as_deref())
+        {
+            m.dropped_forbidden.inc();
+            return reply(
+                ack,
+                &err(format_args!("not allowed to publish to `{target}`")),
+            );
+        }
+        let started = Instant::now();
+        // socketioxide's broadcast does not report how many sockets it reached, so the local
+        // recipients are listed once more to count deliveries; this allocates a Vec per
+        // publish, O(room members) like the broadcast itself.
+        let (delivered, res) = match p.room {
+            Some(room) => {
+                let n = s.to(room.clone()).sockets().len();
+                (n, s.to(room).emit(&p.event, &p.data).await)
+            }
+            None => {
+                let n = s.broadcast().sockets().len();
+                (n, s.broadcast().emit(&p.event, &p.data).await)
+            }
+        };
+        m.broadcast_fanout_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match res {
+            Ok(()) => {
+                m.broadcasts_client.inc();
+                m.events_sent_total.inc_by(delivered as u64);
+                reply(ack, &ok());
+            }
+            Err(e) => {
+                m.dropped_send_failed.inc();
+                tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, error = %e, "publish failed");
+                reply(ack, &err(format_args!("publish failed: {e}")));
+            }
+        }
+    }
+
+    fn other<A: Adapter>(&self, s: &SocketRef<A>, event: &str, ack: AckSender<A>) {
+        if !self.admit_event() {
+            return reply(ack, &err("rate limited"));
+        }
+        // Upstream sinks (Redis Stream, webhook) plug in here; until one is configured the
+        // event has nowhere to go.
+        self.gw.metrics.dropped_no_sink.inc();
+        tracing::trace!(sid = %s.id, ns = s.ns(), event, "dropped: no upstream sink");
+        reply(
+            ack,
+            &err(format_args!(
+                "no upstream sink configured for event `{event}`"
+            )),
+        );
+    }
+}
+
+fn reason_label(r: DisconnectReason) -> &'static str {
+    use DisconnectReason::*;
+    match r {
+        TransportClose => "transport_close",
+        MultipleHttpPollingError => "multiple_http_polling",
+        PacketParsingError => "packet_parsing_error",
+        TransportError => "transport_error",
+        HeartbeatTimeout => "heartbeat_timeout",
+        ClientNSDisconnect => "client_disconnect",
+        ServerNSDisconnect => "server_disconnect",
+        ClosingServer => "closing_server",
+    }
+}
+
+/// Connect handler for every served namespace: count the connection and install the relay.
+pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+    gw.conn_limit.opened();
+    gw.metrics.connections_total.inc();
+    tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), transport = ?s.transport_type(), "connected");
+    let cfg = &gw.config;
+    let conn = Arc::new(Conn {
+        bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
+        sub: None,
+        gw: gw.clone(),
+    });
+
+    let c = conn.clone();
+    s.on(
+        "join",
+        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: AckSender<A>| {
+            c.join(&s, room, ack);
+            std::future::ready(())
+        },
+    );
+    let c = conn.clone();
+    s.on(
+        "leave",
+        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: AckSender<A>| {
+            c.leave(&s, room, ack);
+            std::future::ready(())
+        },
+    );
+    let c = conn.clone();
+    s.on(
+        "publish",
+        move |s: SocketRef<A>, TryData(p): TryData<Publish>, ack: AckSender<A>| {
+            let c = c.clone();
+            async move { c.publish(&s, p, ack).await }
+        },
+    );
+    let c = conn.clone();
+    s.on_fallback(
+        move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>| {
+            c.other(&s, &event, ack);
+            std::future::ready(())
+        },
+    );
+    s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
+        let gw = &conn.gw;
+        gw.conn_limit.closed();
+        gw.metrics
+            .disconnections_total
+            .with_label_values(&[reason_label(reason)])
+            .inc();
+        gw.drain.forget(&s.id.to_string());
+        tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
+        std::future::ready(())
+    });
+}

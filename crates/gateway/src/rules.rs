@@ -1,0 +1,184 @@
+//! Room rules: which rooms a client may join or publish to.
+//!
+//! A rule is a glob over the room name: `*` matches any run of characters, `?` exactly one,
+//! and `{sub}` is replaced by the connection's authenticated subject (so `user:{sub}` lets a
+//! user into their own room only). A rule that mentions `{sub}` never matches an anonymous
+//! connection. Patterns are parsed once at start-up; matching allocates nothing.
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Lit(String),
+    Star,
+    One,
+    Sub,
+}
+
+/// One compiled glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    src: String,
+    toks: Vec<Tok>,
+}
+
+impl Pattern {
+    /// Compile a glob. Errors on an unknown `{placeholder}` or an unclosed brace.
+    pub fn parse(src: &str) -> Result<Pattern, String> {
+        let mut toks = Vec::new();
+        let mut lit = String::new();
+        let mut rest = src;
+        while let Some(c) = rest.chars().next() {
+            match c {
+                '*' | '?' | '{' => {
+                    if !lit.is_empty() {
+                        toks.push(Tok::Lit(std::mem::take(&mut lit)));
+                    }
+                    if c == '{' {
+                        let end = rest
+                            .find('}')
+                            .ok_or_else(|| format!("rule `{src}`: unclosed `{{`"))?;
+                        match &rest[1..end] {
+                            "sub" => toks.push(Tok::Sub),
+                            other => {
+                                return Err(format!(
+                                    "rule `{src}`: unknown placeholder `{{{other}}}` (only {{sub}})"
+                                ));
+                            }
+                        }
+                        rest = &rest[end + 1..];
+                        continue;
+                    }
+                    // Collapse runs of `*`: they match the same set and keep matching linear.
+                    if c == '*' {
+                        if toks.last() != Some(&Tok::Star) {
+                            toks.push(Tok::Star);
+                        }
+                    } else {
+                        toks.push(Tok::One);
+                    }
+                }
+                _ => lit.push(c),
+            }
+            rest = &rest[c.len_utf8()..];
+        }
+        if !lit.is_empty() {
+            toks.push(Tok::Lit(lit));
+        }
+        Ok(Pattern {
+            src: src.to_owned(),
+            toks,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.src
+    }
+
+    /// Does `room` match, with `{sub}` bound to `sub`?
+    pub fn matches(&self, room: &str, sub: Option<&str>) -> bool {
+        if sub.is_none() && self.toks.contains(&Tok::Sub) {
+            return false;
+        }
+        match_toks(&self.toks, room, sub.unwrap_or(""))
+    }
+}
+
+/// Backtracking glob match; `*` runs are collapsed at parse time, so the worst case is
+/// O(len(room) * stars), fine for room names.
+fn match_toks(toks: &[Tok], s: &str, sub: &str) -> bool {
+    match toks.split_first() {
+        None => s.is_empty(),
+        Some((Tok::Lit(l), rest)) => s
+            .strip_prefix(l.as_str())
+            .is_some_and(|s| match_toks(rest, s, sub)),
+        Some((Tok::Sub, rest)) => s
+            .strip_prefix(sub)
+            .is_some_and(|s| match_toks(rest, s, sub)),
+        Some((Tok::One, rest)) => {
+            let mut it = s.chars();
+            it.next().is_some() && match_toks(rest, it.as_str(), sub)
+        }
+        Some((Tok::Star, rest)) => {
+            if rest.is_empty() {
+                return true;
+            }
+            s.char_indices()
+                .map(|(i, _)| i)
+                .chain(std::iter::once(s.len()))
+                .any(|i| match_toks(rest, &s[i..], sub))
+        }
+    }
+}
+
+/// A list of patterns; a room is allowed if any matches. Empty = nothing allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleSet(Vec<Pattern>);
+
+impl RuleSet {
+    pub fn new(patterns: Vec<Pattern>) -> RuleSet {
+        RuleSet(patterns)
+    }
+
+    pub fn allows(&self, room: &str, sub: Option<&str>) -> bool {
+        self.0.iter().any(|p| p.matches(room, sub))
+    }
+}
+
+impl Serialize for RuleSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(Pattern::as_str))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pattern {
+        Pattern::parse(s).unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(p("*").matches("", None));
+        assert!(p("*").matches("anything:at/all", None));
+        assert!(p("public:*").matches("public:lobby", None));
+        assert!(!p("public:*").matches("private:lobby", None));
+        assert!(p("a?c").matches("abc", None));
+        assert!(!p("a?c").matches("ac", None));
+        assert!(p("*:*:end").matches("x:y:z:end", None));
+        assert!(!p("*:end").matches("x:ending", None));
+        assert!(p("exact").matches("exact", None));
+        assert!(!p("exact").matches("exactly", None));
+        assert!(p("é*").matches("été", None));
+        assert!(p("**x**").matches("aaxbb", None));
+    }
+
+    #[test]
+    fn sub_substitution() {
+        let r = p("user:{sub}");
+        assert!(r.matches("user:alice", Some("alice")));
+        assert!(!r.matches("user:bob", Some("alice")));
+        assert!(
+            !r.matches("user:", None),
+            "anonymous never matches a {{sub}} rule"
+        );
+        assert!(p("team:*:{sub}").matches("team:x:bob", Some("bob")));
+    }
+
+    #[test]
+    fn bad_patterns() {
+        assert!(Pattern::parse("user:{id}").is_err());
+        assert!(Pattern::parse("user:{sub").is_err());
+    }
+
+    #[test]
+    fn rule_sets() {
+        let rs = RuleSet::new(vec![p("public:*"), p("user:{sub}")]);
+        assert!(rs.allows("public:a", None));
+        assert!(rs.allows("user:u1", Some("u1")));
+        assert!(!rs.allows("admin", Some("u1")));
+        assert!(!RuleSet::default().allows("x", None));
+    }
+}

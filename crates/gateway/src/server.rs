@@ -1,0 +1,270 @@
+//! Wiring: socketioxide on axum, the HTTP routes, tower layers, listeners, signals.
+//!
+//! [`serve`] is generic over the adapter type so the same server runs with the in-memory
+//! adapter (single node) or a cluster adapter; see [`crate::adapter`].
+//!
+//! Layer order, outermost first: CORS → tracing → HTTP metrics → engine guard (drain) →
+//! socketioxide (`/socket.io/`) → axum routes.
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use socketioxide::{
+    ParserConfig, SocketIo, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
+};
+use tokio::net::TcpListener;
+use tower_http::{cors::CorsLayer, trace::TraceLayer};
+
+use crate::{
+    adapter::GatewayAdapter,
+    chat,
+    config::{Config, NamespaceSpec},
+    drain, health,
+    health::ReadyCheck,
+    listener::{ConnInfo, TrackedListener},
+    relay,
+    state::{AppState, Gateway},
+};
+
+/// Build the Socket.IO layer and handle with the configured limits and timings.
+pub fn build_socketio<A: Adapter>(
+    gw: &Arc<Gateway>,
+    adapter_state: A::State,
+) -> (SocketIoLayer<A>, SocketIo<A>) {
+    let c = &gw.config;
+    // One limit, three enforcement points: polling bodies (max_payload), websocket messages
+    // and frames, and the total of a packet's binary attachments.
+    let max = usize::try_from(c.max_payload).unwrap_or(usize::MAX);
+    SocketIo::builder()
+        .ping_interval(c.ping_interval)
+        .ping_timeout(c.ping_timeout)
+        .max_payload(c.max_payload)
+        .ws_max_message_size(max)
+        .ws_max_frame_size(max)
+        .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max))
+        .with_state(gw.clone())
+        .with_adapter::<A>(adapter_state)
+        .build_layer()
+}
+
+/// Register `specs` on `io` with the relay's connect handler.
+pub async fn register<A: GatewayAdapter>(
+    io: &SocketIo<A>,
+    specs: &[NamespaceSpec],
+) -> anyhow::Result<()> {
+    for spec in specs {
+        let handler = relay::on_connect::<A>.with(relay::admit::<A>);
+        match spec {
+            NamespaceSpec::Exact(path) => {
+                A::init_namespace(io.ns(path.clone(), handler))
+                    .await
+                    .with_context(|| format!("initialising namespace {path}"))?;
+            }
+            NamespaceSpec::Pattern(pat) => io
+                .dyn_ns(pat.clone(), handler)
+                .with_context(|| format!("invalid namespace pattern {pat}"))?,
+        }
+    }
+    Ok(())
+}
+
+fn route_class(path: &str) -> &'static str {
+    match path {
+        p if p.starts_with("/socket.io") => "engine.io",
+        "/" => "page",
+        "/socket.io.min.js" => "client_js",
+        "/healthz" => "healthz",
+        "/readyz" => "readyz",
+        "/metrics" => "metrics",
+        _ => "other",
+    }
+}
+
+async fn http_metrics(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let route = route_class(req.uri().path());
+    let resp = next.run(req).await;
+    gw.metrics
+        .http_requests_total
+        .with_label_values(&[route, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+/// `GET /metrics`: refresh the scrape-time gauges, then render.
+pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
+    let m = &st.gw.metrics;
+    // Recount connections by namespace and transport from socketioxide's socket table: exact
+    // across websocket upgrades, and free on the message path. O(local sockets) per scrape.
+    m.connections.reset();
+    for ns in st.io.nsps() {
+        let path = ns.ns_path().to_owned();
+        let (mut ws, mut polling) = (0i64, 0i64);
+        for s in ns.sockets() {
+            match s.transport_type() {
+                socketioxide::TransportType::Websocket => ws += 1,
+                socketioxide::TransportType::Polling => polling += 1,
+            }
+        }
+        m.connections
+            .with_label_values(&[&path, "websocket"])
+            .set(ws);
+        m.connections
+            .with_label_values(&[&path, "polling"])
+            .set(polling);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    use tower_http::cors::{AllowOrigin, Any};
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers(Any);
+    Some(if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        // Validated in config; invalid ones cannot get here, skip defensively.
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer
+            .allow_origin(AllowOrigin::list(list))
+            .allow_credentials(true)
+    })
+}
+
+/// The client-facing router (and `/metrics` unless it has its own listener).
+pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
+    let gw = st.gw.clone();
+    let mut r = Router::new()
+        .route("/", get(chat::page::<A>))
+        .route("/socket.io.min.js", get(chat::client_js::<A>))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz::<A>));
+    if gw.config.metrics_listen.is_none() {
+        r = r.route("/metrics", get(metrics::<A>));
+    }
+    let mut r = r
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .with_state(st)
+        .layer(layer)
+        .layer(middleware::from_fn_with_state(
+            gw.clone(),
+            drain::engine_guard,
+        ))
+        .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
+        .layer(TraceLayer::new_for_http());
+    if let Some(cors) = cors_layer(&gw.config.cors_origin) {
+        r = r.layer(cors);
+    }
+    r
+}
+
+fn metrics_router<A: Adapter>(st: AppState<A>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::<A>))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz::<A>))
+        .with_state(st)
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Run a gateway node with adapter `A` until it has drained after SIGTERM/SIGINT.
+pub async fn serve<A: GatewayAdapter>(
+    config: Config,
+    adapter_state: A::State,
+    ready_checks: Vec<Arc<dyn ReadyCheck>>,
+) -> anyhow::Result<()> {
+    let gw = Arc::new(Gateway::new(config, ready_checks));
+    let cfg = gw.config.clone();
+    let (layer, io) = build_socketio::<A>(&gw, adapter_state);
+    register(&io, &cfg.namespace).await?;
+    let st = AppState {
+        gw: gw.clone(),
+        io: io.clone(),
+    };
+
+    let listener = bind(cfg.listen, "--listen").await?;
+    let local = listener.local_addr()?;
+    let app = router(st.clone(), layer);
+    let tracked = TrackedListener::new(listener, gw.conns.clone());
+    let server = axum::serve(
+        tracked,
+        app.into_make_service_with_connect_info::<ConnInfo>(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "client listener failed");
+        }
+    });
+    if let Some(maddr) = cfg.metrics_listen {
+        let ml = bind(maddr, "--metrics-listen").await?;
+        let mrouter = metrics_router(st.clone());
+        tracing::info!(addr = %ml.local_addr()?, "metrics listening");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(ml, mrouter).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+    }
+    tracing::info!(
+        node_id = %cfg.node_id,
+        addr = %local,
+        namespaces = ?cfg.namespace,
+        client_js = if gw.client_js.is_some() { "local" } else { chat::CDN_URL },
+        "sio-gateway listening"
+    );
+
+    shutdown_signal().await;
+    tracing::info!(node_id = %cfg.node_id, "signal received, draining");
+    // A second signal skips the rest of the drain.
+    let forced = tokio::spawn(async {
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without completing the drain");
+        std::process::exit(1);
+    });
+    drain::run(gw.clone(), io).await;
+    forced.abort();
+    Ok(())
+}

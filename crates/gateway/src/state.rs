@@ -1,0 +1,64 @@
+//! The gateway's shared state: one [`Gateway`] per process, behind an `Arc`.
+//!
+//! It holds everything that is independent of the adapter type (config, metrics, limits,
+//! drain state, the TCP connection registry). socketioxide handlers reach it through
+//! socketioxide's `State` extractor; axum handlers through [`AppState`], which adds the
+//! adapter-typed `SocketIo<A>` handle.
+use std::sync::Arc;
+
+use bytes::Bytes;
+use socketioxide::{SocketIo, adapter::Adapter};
+
+use crate::{
+    chat, config::Config, drain::Drain, health::ReadyCheck, limits::ConnectionLimit,
+    listener::ConnRegistry, metrics::Metrics,
+};
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    pub conn_limit: ConnectionLimit,
+    pub drain: Drain,
+    /// Connections of the client-facing listener (cut one by one during a drain).
+    pub conns: Arc<ConnRegistry>,
+    /// Extra readiness conditions (e.g. "Redis connected"), checked by `/readyz`.
+    pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
+    /// The socket.io-client bundle for the chat page, if one was found on disk.
+    pub client_js: Option<Bytes>,
+}
+
+impl Gateway {
+    pub fn new(config: Config, ready_checks: Vec<Arc<dyn ReadyCheck>>) -> Gateway {
+        let metrics = Metrics::new(&config.node_id);
+        let client_js = chat::load_client_js(config.client_js.as_deref());
+        Gateway {
+            conn_limit: ConnectionLimit::new(config.max_connections),
+            drain: Drain::default(),
+            conns: Arc::new(ConnRegistry::default()),
+            config: Arc::new(config),
+            metrics,
+            ready_checks,
+            client_js,
+        }
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.config.node_id
+    }
+}
+
+/// State of the axum router: the gateway plus the adapter-typed Socket.IO handle.
+pub struct AppState<A: Adapter> {
+    pub gw: Arc<Gateway>,
+    pub io: SocketIo<A>,
+}
+
+// Manual impl: a derive would demand `A: Clone`, which adapters are not.
+impl<A: Adapter> Clone for AppState<A> {
+    fn clone(&self) -> Self {
+        AppState {
+            gw: self.gw.clone(),
+            io: self.io.clone(),
+        }
+    }
+}
