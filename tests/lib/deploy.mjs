@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import YAML from "yaml";
-import { ROOT, GATEWAY_BIN } from "./harness.mjs";
+import { ROOT, GATEWAY_BIN, startProcess, waitFor } from "./harness.mjs";
 
 export const COMPOSE_FILE = path.join(ROOT, "docker-compose.yml");
 export const K8S_DIR = path.join(ROOT, "deploy/k8s");
@@ -155,4 +155,28 @@ export function parseDurationSeconds(s) {
 /** Flags (`--name` or `--name=value`) in an argument list. */
 export function flagsIn(args) {
   return args.filter((a) => a.startsWith("--")).map((a) => a.slice(2).split("=")[0]);
+}
+
+/**
+ * Start the gateway binary and resolve when `probe` answers 200, failing AT ONCE if the process
+ * exits (harness.startGateway keeps polling until its timeout in that case). `args` and `env`
+ * are passed as given; `port` must be the port of its --listen / SIO_GATEWAY_LISTEN.
+ */
+export async function startGatewayFast({ args = [], env = {}, port, probe = "/readyz", name = "gateway", timeoutMs = 20000 }) {
+  const proc = startProcess(GATEWAY_BIN, args, { env, name });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await Promise.race([
+      waitFor(async () => {
+        const r = await fetch(url + probe).catch(() => null);
+        return r && r.status === 200;
+      }, { timeoutMs, what: `${name} ${probe}` }),
+      proc.exited.then(() => { throw new Error(`${name}: gateway exited early`); }),
+    ]);
+  } catch (e) {
+    await proc.stop();
+    e.message += `\n--- gateway output ---\n${proc.output()}`;
+    throw e;
+  }
+  return Object.assign(proc, { port, url });
 }
