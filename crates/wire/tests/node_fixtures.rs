@@ -1,6 +1,6 @@
 //! Byte-level agreement with the real npm packages: every message recorded by
 //! `tests/fixtures/wire/capture.mjs` (from `@socket.io/redis-emitter` 5.1.0 and socket.io 4.8.1
-//! + `@socket.io/redis-adapter` 8.3.0 on a real Redis) is decoded to the expected structure and
+//! and `@socket.io/redis-adapter` 8.3.0 on a real Redis) is decoded to the expected structure and
 //! re-encoded to exactly the recorded bytes.
 
 use std::path::PathBuf;
