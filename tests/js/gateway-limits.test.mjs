@@ -1,0 +1,120 @@
+// Limits with real clients: oversize payloads (websocket and polling) fail clearly for the
+// offender while others keep being served; --max-connections refuses with a connect_error;
+// --event-rate drops excess events with an error ack and counts them; malformed Engine.IO
+// requests get a 4xx and do not hurt the node.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { io } from "socket.io-client";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+
+function client(t, url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, ...opts });
+  track(t, s);
+  return s;
+}
+const connected = async (s) => { if (!s.connected) await once(s, "connect"); return s; };
+
+for (const transport of ["websocket", "polling"]) {
+  test(`oversize payload over ${transport}: offender cut, others unaffected`, async (t) => {
+    const gw = track(t, await startGateway(["--max-payload", "10000"]));
+    const opts = transport === "websocket" ? { transports: ["websocket"] } : { transports: ["polling"], upgrade: false };
+    const big = await connected(client(t, gw.url, opts));
+    const other = await connected(client(t, gw.url, opts));
+    const peer = await connected(client(t, gw.url, opts));
+    assert.deepEqual(await other.emitWithAck("join", "r"), { ok: true });
+    assert.deepEqual(await peer.emitWithAck("join", "r"), { ok: true });
+    assert.deepEqual(await big.emitWithAck("join", "r"), { ok: true });
+    let leaked = false;
+    peer.on("big", () => { leaked = true; });
+
+    // Just under the limit works.
+    const okData = "x".repeat(9000);
+    assert.deepEqual(await big.emitWithAck("publish", { room: "r", event: "fits", data: okData }), { ok: true });
+
+    const disc = once(big, "disconnect", 5000);
+    big.emit("publish", { room: "r", event: "big", data: "y".repeat(50000) });
+    const [reason] = [].concat(await disc);
+    assert.match(reason, /transport (close|error)/, "the offender's transport is closed");
+
+    // Others keep working, and the oversize message was never relayed.
+    const got = once(peer, "after");
+    assert.deepEqual(await other.emitWithAck("publish", { room: "r", event: "after", data: 1 }), { ok: true });
+    assert.equal(await got, 1);
+    assert.equal(leaked, false);
+    // A fresh client can still connect.
+    await connected(client(t, gw.url, opts));
+  });
+}
+
+test("max connections: the extra client gets a clear connect_error", async (t) => {
+  const gw = track(t, await startGateway(["--max-connections", "2"]));
+  const a = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  await connected(client(t, gw.url, { transports: ["polling"] }));
+  const c = client(t, gw.url, { transports: ["websocket"] });
+  const err = await once(c, "connect_error");
+  assert.match(err.message, /max connections/);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_connections_refused_total", 'reason="max_connections"'), 1);
+  // A slot frees up when someone leaves.
+  a.disconnect();
+  await waitFor(async () => {
+    const d = client(t, gw.url, { transports: ["websocket"] });
+    const r = await Promise.race([once(d, "connect").then(() => true), once(d, "connect_error").then(() => false)]);
+    return r;
+  }, { what: "slot freed" });
+});
+
+test("event rate: excess events are dropped with an error ack and counted", async (t) => {
+  const gw = track(t, await startGateway(["--event-rate", "1", "--event-burst", "5"]));
+  const a = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  const acks = await Promise.all(Array.from({ length: 20 }, (_, i) => a.emitWithAck("join", `r${i}`)));
+  const ok = acks.filter((x) => x.ok).length;
+  const limited = acks.filter((x) => !x.ok && /rate limited/.test(x.error)).length;
+  assert.ok(ok >= 5 && ok <= 7, `burst allowed (${ok})`);
+  assert.equal(ok + limited, 20);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="rate_limited"'), limited);
+  assert.ok(a.connected, "rate limiting does not disconnect");
+});
+
+function rawHttp(port, request) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, "127.0.0.1");
+    let data = "";
+    s.setTimeout(5000, () => { s.destroy(); reject(new Error("raw request timed out")); });
+    s.on("data", (d) => { data += d; });
+    s.on("end", () => resolve(data));
+    s.on("error", reject);
+    s.write(request);
+  });
+}
+
+test("malformed Engine.IO requests get a 4xx and the node keeps serving", async (t) => {
+  const gw = track(t, await startGateway([]));
+  const base = gw.url + "/socket.io/";
+  const cases = [
+    ["GET", "?EIO=9&transport=polling"], // unsupported protocol
+    ["GET", "?EIO=4&transport=carrier-pigeon"], // unknown transport
+    ["GET", "?EIO=4&transport=polling&sid=doesnotexist"], // unknown session
+    ["POST", "?EIO=4&transport=polling&sid=doesnotexist"],
+    ["GET", "?transport=polling"], // no EIO
+  ];
+  for (const [method, q] of cases) {
+    const r = await fetch(base + q, { method, body: method === "POST" ? "4garbage" : undefined });
+    assert.ok(r.status >= 400 && r.status < 500, `${method} ${q} -> ${r.status}`);
+  }
+  // A valid session that posts garbage packets.
+  const hs = await (await fetch(base + "?EIO=4&transport=polling")).text();
+  const sid = JSON.parse(hs.slice(1)).sid;
+  const bad = await fetch(base + `?EIO=4&transport=polling&sid=${sid}`, { method: "POST", body: "9\u001e\u0000zz" });
+  assert.ok(bad.status >= 200 && bad.status < 500, `garbage body -> ${bad.status}`);
+  // Broken HTTP on the raw socket.
+  const raw = await rawHttp(gw.port, "GARBAGE /socket.io/ HTTP/9.9\r\n\r\n");
+  assert.match(raw, /^HTTP\/1\.1 4\d\d/);
+  // Still alive and serving.
+  assert.equal((await fetch(gw.url + "/healthz")).status, 200);
+  const s = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  assert.deepEqual(await s.emitWithAck("join", "x"), { ok: true });
+  assert.ok(gw.running);
+});
