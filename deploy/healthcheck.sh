@@ -12,7 +12,8 @@ host=${host%]}
 case $host in
   "" | 0.0.0.0 | "::") host=127.0.0.1 ;;
 esac
-exec 3<>"/dev/tcp/$host/$port" 2>/dev/null || { echo "unhealthy: cannot connect to $host:$port" >&2; exit 1; }
+# (the group keeps the 2>/dev/null from applying to the whole script, as `exec 2>...` would)
+{ exec 3<>"/dev/tcp/$host/$port"; } 2>/dev/null || { echo "unhealthy: cannot connect to $host:$port" >&2; exit 1; }
 printf 'GET /healthz HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$host" >&3
 IFS= read -r -t 3 status <&3 || { echo "unhealthy: no answer from $host:$port" >&2; exit 1; }
 exec 3<&-
