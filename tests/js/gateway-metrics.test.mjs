@@ -1,0 +1,116 @@
+// Operations endpoints with real clients: /metrics parses as Prometheus text (checked by
+// promtool when available), counters move with traffic, the connections gauge follows the
+// transport across an upgrade, /metrics can live on its own listener; /healthz, /readyz and
+// the chat page with its locally served socket.io client.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { io } from "socket.io-client";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {
+  startGateway, startProcess, freePort, track, once, waitFor, scrapeMetrics, metricSum, GATEWAY_BIN,
+} from "../lib/harness.mjs";
+
+const connected = async (s) => { if (!s.connected) await once(s, "connect"); return s; };
+function client(t, url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, ...opts });
+  track(t, s);
+  return s;
+}
+
+test("metrics move with traffic and follow transport upgrades", async (t) => {
+  const gw = track(t, await startGateway(["--namespace", "/,/chat"]));
+  const text = await (await fetch(gw.url + "/metrics")).text();
+  const promtool = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+  if (!promtool.error) {
+    // promtool exits 0 for valid exposition (it may print lint hints, which are fine).
+    assert.equal(promtool.status, 0, `promtool: ${promtool.stdout}${promtool.stderr}`);
+  }
+  for (const family of [
+    "sio_gateway_connections_total", "sio_gateway_events_received_total", "sio_gateway_events_sent_total",
+    "sio_gateway_redis_up", "sio_gateway_broadcast_fanout_seconds_count", "sio_gateway_auth_failures_total",
+  ]) assert.ok(text.includes(family), `exports ${family}`);
+
+  const before = await scrapeMetrics(gw.url + "/metrics");
+  const up = client(t, gw.url, { transports: ["polling", "websocket"] });
+  await connected(up);
+  const polling = await connected(client(t, gw.url, { transports: ["polling"], upgrade: false }));
+  const ws = await connected(client(t, gw.url + "/chat", { transports: ["websocket"] }));
+  if (up.io.engine.transport.name !== "websocket") await once(up.io.engine, "upgrade");
+
+  const m1 = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(m1['sio_gateway_connections{namespace="/",transport="websocket"}'], 1, "upgraded client counted as websocket");
+  assert.equal(m1['sio_gateway_connections{namespace="/",transport="polling"}'], 1);
+  assert.equal(m1['sio_gateway_connections{namespace="/chat",transport="websocket"}'], 1);
+  assert.equal(metricSum(m1, "sio_gateway_connections_total") - metricSum(before, "sio_gateway_connections_total"), 3);
+
+  // Deliveries: one publish to a room with two other members = 2 events sent.
+  await up.emitWithAck("join", "m");
+  await polling.emitWithAck("join", "m");
+  const third = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  await third.emitWithAck("join", "m");
+  const got = Promise.all([once(polling, "e"), once(third, "e")]);
+  assert.deepEqual(await up.emitWithAck("publish", { room: "m", event: "e", data: 1 }), { ok: true });
+  await got;
+  const m2 = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m2, "sio_gateway_events_sent_total") - metricSum(m1, "sio_gateway_events_sent_total"), 2);
+  assert.equal(metricSum(m2, "sio_gateway_broadcasts_total", 'origin="client"'), 1);
+  assert.equal(metricSum(m2, "sio_gateway_events_received_total") - metricSum(m1, "sio_gateway_events_received_total"), 4);
+  assert.equal(m2.sio_gateway_broadcast_fanout_seconds_count, 1);
+  assert.equal(m2.sio_gateway_redis_up, 0, "single node: no Redis");
+
+  ws.disconnect();
+  await waitFor(async () => {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    return metricSum(m, "sio_gateway_disconnections_total", 'reason="client_disconnect"') >= 1 &&
+      m['sio_gateway_connections{namespace="/chat",transport="websocket"}'] === 0;
+  }, { what: "disconnect counted" });
+});
+
+test("--metrics-listen serves /metrics on its own port only", async (t) => {
+  const mport = await freePort();
+  const gw = track(t, await startGateway(["--metrics-listen", `127.0.0.1:${mport}`]));
+  await waitFor(async () => (await fetch(`http://127.0.0.1:${mport}/metrics`).catch(() => ({}))).status === 200,
+    { what: "metrics listener" });
+  const text = await (await fetch(`http://127.0.0.1:${mport}/metrics`)).text();
+  assert.match(text, /sio_gateway_connections_total/);
+  assert.equal((await fetch(gw.url + "/metrics")).status, 404);
+});
+
+test("health, readiness and the chat page", async (t) => {
+  const gw = track(t, await startGateway(["--node-id", "page-node"]));
+  const h = await fetch(gw.url + "/healthz");
+  assert.equal(h.status, 200);
+  const r = await fetch(gw.url + "/readyz");
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).node_id, "page-node");
+  const page = await fetch(gw.url + "/");
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type"), /text\/html/);
+  const html = await page.text();
+  // tests/node_modules has socket.io-client installed, so the page uses the local copy.
+  assert.match(html, /<script src="\/socket\.io\.min\.js">/);
+  assert.match(html, /emit\("publish"/);
+  const js = await fetch(gw.url + "/socket.io.min.js");
+  assert.equal(js.status, 200);
+  assert.match(js.headers.get("content-type"), /javascript/);
+  assert.match(await js.text(), /Socket\.IO v4/);
+
+  // Without a local bundle the page points to the public CDN: run a copy of the binary from a
+  // directory with no node_modules anywhere above it or its working directory.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-cdn-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const bin = path.join(dir, "sio-gateway");
+  try { fs.linkSync(GATEWAY_BIN, bin); } catch { fs.copyFileSync(GATEWAY_BIN, bin); fs.chmodSync(bin, 0o755); }
+  const port = await freePort();
+  const p = track(t, startProcess(bin, ["--listen", `127.0.0.1:${port}`], { cwd: dir, name: "gw-cdn" }));
+  const html2 = await waitFor(async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/`).catch(() => null);
+    return res && res.status === 200 ? res.text() : null;
+  }, { what: "cdn page" });
+  assert.match(html2, /<script src="https:\/\/cdn\.socket\.io\/4\.\d+\.\d+\/socket\.io\.min\.js">/);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/socket.io.min.js`)).status, 404);
+  assert.ok(p.running);
+});
