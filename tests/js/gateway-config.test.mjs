@@ -1,0 +1,165 @@
+// Configuration surface of the real binary: --help documents every option with its env var,
+// `check-config` accepts a good file (exit 0, effective config) and names the bad key of a bad
+// one (exit 2), env vars and TOML keys take effect, precedence is flag > env > file, and
+// --redis fails clearly in this single-node build.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { startProcess, freePort, track, GATEWAY_BIN } from "../lib/harness.mjs";
+
+const OPTIONS = [
+  "listen", "redis", "node-id", "advertise", "config", "api-key", "metrics-listen", "namespace",
+  "ping-interval", "ping-timeout", "max-payload", "max-connections", "event-rate", "event-burst",
+  "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
+  "sticky-cookie", "client-js",
+];
+
+function run(args, env = {}) {
+  return spawnSync(GATEWAY_BIN, args, { encoding: "utf8", env: { ...process.env, ...env }, timeout: 10000 });
+}
+
+function tmpFile(t, name, text) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-cfg-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+test("--help documents every option and its environment variable", () => {
+  const r = run(["--help"]);
+  assert.equal(r.status, 0);
+  for (const o of OPTIONS) {
+    assert.match(r.stdout, new RegExp(`--${o}\\b`), `--${o} in help`);
+    const env = "SIO_GATEWAY_" + o.toUpperCase().replaceAll("-", "_");
+    assert.ok(r.stdout.includes(env), `${env} in help`);
+  }
+  assert.match(r.stdout, /check-config/);
+  assert.match(r.stdout, /default: 0\.0\.0\.0:3000/);
+});
+
+test("check-config: a good file prints OK and the effective config", (t) => {
+  const file = tmpFile(t, "good.toml", [
+    'listen = "127.0.0.1:4000"',
+    'node_id = "node-a"',
+    'namespace = ["/", "/tenant-*"]',
+    'drain_period = "2s"',
+    "max_payload = 200000",
+    'api_key = ["0123456789abcdef"]',
+    'can_join = ["public:*", "user:{sub}"]',
+    'log_format = "json"',
+    "",
+  ].join("\n"));
+  const r = run(["check-config", file]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^OK/);
+  assert.match(r.stdout, /node_id = "node-a"/);
+  assert.match(r.stdout, /max_payload = 200000/);
+  assert.match(r.stdout, /drain_period = "2000ms"/);
+  assert.match(r.stdout, /tenant-\{p0\}/);
+  assert.ok(!r.stdout.includes("0123456789abcdef"), "API keys are redacted");
+});
+
+test("check-config: bad files exit 2 and name the bad key", (t) => {
+  const cases = [
+    ["unknown.toml", 'listen = "127.0.0.1:4000"\nlisten_port = 4000\n', "listen_port"],
+    ["type.toml", 'max_payload = "lots"\n', "max_payload"],
+    ["value.toml", "event_rate = -5.0\n", "event_rate"],
+    ["nsp.toml", 'namespace = ["chat"]\n', "namespace"],
+    ["rule.toml", 'can_join = ["user:{id}"]\n', "can_join"],
+    ["fmt.toml", 'log_format = "xml"\n', "log_format"],
+    ["syntax.toml", "listen = \n", "listen"],
+  ];
+  for (const [name, text, key] of cases) {
+    const r = run(["check-config", tmpFile(t, name, text)]);
+    assert.equal(r.status, 2, `${name}: exit 2 (${r.stdout}${r.stderr})`);
+    assert.ok(r.stderr.includes(key), `${name}: error names ${key}: ${r.stderr}`);
+  }
+  const missing = run(["check-config", "/nonexistent/x.toml"]);
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /cannot read/);
+});
+
+test("a bad flag value at start-up exits 2 with the key named", () => {
+  const r = run(["--listen", "127.0.0.1:0", "--namespace", "nochslash"]);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /namespace/);
+});
+
+test("--redis fails clearly in this build", () => {
+  const r = run(["--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /Redis adapter not available in this build/);
+});
+
+test("env vars, TOML file and precedence flag > env > file > default", async (t) => {
+  const filePort = await freePort();
+  const file = tmpFile(t, "node.toml", [
+    `listen = "127.0.0.1:${filePort}"`,
+    'node_id = "from-file"',
+    'namespace = ["/", "/from-file"]',
+    "",
+  ].join("\n"));
+
+  // File alone: its listen address and node id are used.
+  const p1 = track(t, startProcess(GATEWAY_BIN, ["--config", file], { name: "gw-file" }));
+  const r1 = await waitReady(`http://127.0.0.1:${filePort}`, p1);
+  assert.equal(r1.node_id, "from-file");
+  await p1.stop();
+
+  // Env beats file (SIO_GATEWAY_CONFIG also works as the way to pass the file).
+  const envPort = await freePort();
+  const p2 = track(t, startProcess(GATEWAY_BIN, [], {
+    name: "gw-env",
+    env: { SIO_GATEWAY_CONFIG: file, SIO_GATEWAY_LISTEN: `127.0.0.1:${envPort}`, SIO_GATEWAY_NODE_ID: "from-env" },
+  }));
+  const r2 = await waitReady(`http://127.0.0.1:${envPort}`, p2);
+  assert.equal(r2.node_id, "from-env");
+  await p2.stop();
+
+  // Flag beats env.
+  const flagPort = await freePort();
+  const p3 = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${flagPort}`, "--node-id", "from-flag"], {
+    name: "gw-flag",
+    env: { SIO_GATEWAY_CONFIG: file, SIO_GATEWAY_NODE_ID: "from-env" },
+  }));
+  const r3 = await waitReady(`http://127.0.0.1:${flagPort}`, p3);
+  assert.equal(r3.node_id, "from-flag");
+  // Namespaces still come from the file (nothing higher set them): /from-file is served.
+  const { io } = await import("socket.io-client");
+  const s = io(`http://127.0.0.1:${flagPort}/from-file`, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, s);
+  await new Promise((res, rej) => { s.once("connect", res); s.once("connect_error", rej); });
+  // Env var lists: comma separated.
+  await p3.stop();
+  const listPort = await freePort();
+  const p4 = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${listPort}`], {
+    name: "gw-list",
+    env: { SIO_GATEWAY_NAMESPACE: "/a,/b", SIO_GATEWAY_LOG_FORMAT: "json", SIO_GATEWAY_LOG_LEVEL: "info" },
+  }));
+  await waitReady(`http://127.0.0.1:${listPort}`, p4);
+  for (const nsp of ["/a", "/b"]) {
+    const c = io(`http://127.0.0.1:${listPort}${nsp}`, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    track(t, c);
+    await new Promise((res, rej) => { c.once("connect", res); c.once("connect_error", rej); });
+  }
+  // JSON logs: the start-up line is a JSON object with the node id as a field.
+  const line = p4.output().split("\n").find((l) => l.includes("sio-gateway listening"));
+  const rec = JSON.parse(line);
+  assert.equal(rec.message, "sio-gateway listening");
+  assert.ok(rec.node_id);
+});
+
+async function waitReady(url, proc) {
+  const deadline = Date.now() + 15000;
+  while (Date.now() < deadline) {
+    if (!proc.running) throw new Error(`exited early:\n${proc.output()}`);
+    const r = await fetch(url + "/readyz").catch(() => null);
+    if (r && r.status === 200) return r.json();
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  throw new Error(`not ready: ${url}\n${proc.output()}`);
+}
