@@ -294,11 +294,29 @@ impl Options {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        toml::from_str(&text).map_err(|e| {
+            // toml points at the offending value; name its key in words too.
+            let key = e.span().and_then(|span| key_at(&text, span.start));
+            let message = match key {
+                Some(k) => format!("key `{k}`: {}", e.message()),
+                None => e.to_string(),
+            };
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            }
         })
     }
+}
+
+/// The `key` of the `key = value` line containing byte offset `pos`, if any.
+fn key_at(text: &str, pos: usize) -> Option<String> {
+    let pos = pos.min(text.len());
+    let start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then(|| key.to_owned())
 }
 
 /// How a configured namespace is served.
