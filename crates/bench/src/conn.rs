@@ -98,8 +98,7 @@ impl SioConn {
                 }
                 Inbound::EioPing => {
                     let mut pong = *b"3";
-                    c.ws
-                        .write_frame(Frame::text(Payload::BorrowedMut(&mut pong)))
+                    c.ws.write_frame(Frame::text(Payload::BorrowedMut(&mut pong)))
                         .await?;
                 }
                 Inbound::EioClose => bail!("Engine.IO close during connect"),
@@ -159,8 +158,8 @@ impl SioConn {
         loop {
             match self.next_event().await? {
                 Event::Ack { id: got, body } if Some(got) == id => {
-                    let v: serde_json::Value = serde_json::from_slice(body)
-                        .map_err(|e| anyhow!("bad join ack {e}"))?;
+                    let v: serde_json::Value =
+                        serde_json::from_slice(body).map_err(|e| anyhow!("bad join ack {e}"))?;
                     if v[0]["ok"] == serde_json::Value::Bool(true) {
                         return Ok(());
                     }

@@ -52,6 +52,10 @@ struct FanoutResult {
     steps: Vec<Step>,
     highest_lossless_rate: Option<f64>,
     highest_lossless_deliveries_per_s: Option<f64>,
+    /// The p99 bound of `--max-p99-ms`, and the highest step that was lossless within it.
+    max_p99_ms: Option<f64>,
+    highest_within_p99_rate: Option<f64>,
+    highest_within_p99_deliveries_per_s: Option<f64>,
 }
 
 pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
@@ -73,6 +77,9 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
         steps: Vec::new(),
         highest_lossless_rate: None,
         highest_lossless_deliveries_per_s: None,
+        max_p99_ms: a.max_p99_ms,
+        highest_within_p99_rate: None,
+        highest_within_p99_deliveries_per_s: None,
     };
     if st.connected.get() == 0 {
         bail!(
@@ -90,7 +97,13 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
     if a.warmup > 0.0 {
         let rate = a.rate.min(100.0);
         sender.run(rate, a.warmup).await?;
-        drain(&st, (rate * a.warmup).round() as u64 * st.connected.get(), 2.0, quiet).await;
+        drain(
+            &st,
+            (rate * a.warmup).round() as u64 * st.connected.get(),
+            2.0,
+            quiet,
+        )
+        .await;
     }
     let mut rate = a.rate;
     loop {
@@ -109,6 +122,10 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
         if !lossy {
             r.highest_lossless_rate = Some(rate);
             r.highest_lossless_deliveries_per_s = Some(step.deliveries_per_s);
+            if a.max_p99_ms.is_some_and(|m| step.latency.p99_ms <= m) {
+                r.highest_within_p99_rate = Some(rate);
+                r.highest_within_p99_deliveries_per_s = Some(step.deliveries_per_s);
+            }
         }
         r.steps.push(step);
         if !a.ramp || lossy || sender_limited || rate * a.ramp_factor > a.ramp_max {
@@ -121,6 +138,8 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
     if !a.ramp {
         r.highest_lossless_rate = None;
         r.highest_lossless_deliveries_per_s = None;
+        r.highest_within_p99_rate = None;
+        r.highest_within_p99_deliveries_per_s = None;
     }
     print(json, &r)
 }
@@ -134,7 +153,8 @@ async fn measure(
     quiet: bool,
 ) -> Result<Step> {
     let receivers = st.connected.get() - st.closed.get().min(st.connected.get());
-    st.reset_step(now_ns());
+    let step_start = now_ns();
+    st.reset_step(step_start);
     let cpu0 = total_cpu(&a.pids).ok();
     let me = std::process::id();
     let gen0 = cpu_seconds(me).unwrap_or(0.0);
@@ -175,7 +195,13 @@ async fn measure(
         } else {
             0.0
         },
-        deliveries_per_s: received as f64 / send.seconds.max(1e-9),
+        // Over the sending time, or until the last delivery if the server lagged
+        // behind: a server that queues must not look faster than it delivers.
+        deliveries_per_s: received as f64
+            / send
+                .seconds
+                .max(st.last_rx_ns.get().saturating_sub(step_start) as f64 / 1e9)
+                .max(1e-9),
         latency: Latency::from_us(&st.hist.borrow()),
         server_cpu_us_per_delivery: server_cpu_s
             .filter(|_| received > 0)
@@ -241,6 +267,12 @@ fn print(json: bool, r: &FanoutResult) -> Result<()> {
         }
         if let Some(h) = r.highest_lossless_deliveries_per_s {
             rows.push(("highest lossless", format!("{h:.0} deliveries/s")));
+        }
+        if let (Some(m), Some(h)) = (r.max_p99_ms, r.highest_within_p99_deliveries_per_s) {
+            rows.push((
+                "lossless, p99 in bound",
+                format!("{h:.0} deliveries/s (p99 <= {m} ms)"),
+            ));
         }
         if let Some(e) = &r.first_error {
             rows.push(("first error", e.clone()));

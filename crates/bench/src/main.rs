@@ -142,6 +142,9 @@ pub struct FanoutArgs {
     /// Highest rate a ramp tries.
     #[arg(long, default_value_t = 1e6)]
     pub ramp_max: f64,
+    /// Also report the highest lossless ramp step whose p99 latency is at most this (ms).
+    #[arg(long)]
+    pub max_p99_ms: Option<f64>,
     /// Loss ratio above which a ramp step counts as lossy.
     #[arg(long, default_value_t = 0.0)]
     pub loss_threshold: f64,

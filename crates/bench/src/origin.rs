@@ -203,10 +203,8 @@ impl Sink {
                 // Probe once with an event nobody listens to: 404 means no API here.
                 let mut probe = head.clone();
                 probe.extend_from_slice(b"null}");
-                let probe = String::from_utf8_lossy(&probe).replace(
-                    &serde_json::to_string(&cfg.event)?,
-                    "\"sio-bench-probe\"",
-                );
+                let probe = String::from_utf8_lossy(&probe)
+                    .replace(&serde_json::to_string(&cfg.event)?, "\"sio-bench-probe\"");
                 let (status, body) = c.post_json("/api/v1/emit", probe.as_bytes()).await?;
                 match status {
                     200..=299 => Ok(Some(Sink::Http { c, head })),
@@ -306,8 +304,8 @@ impl Sink {
             if i >= total {
                 break;
             }
-            let next_at = tokio::time::Instant::from_std(start)
-                + Duration::from_secs_f64(i as f64 / rate);
+            let next_at =
+                tokio::time::Instant::from_std(start) + Duration::from_secs_f64(i as f64 / rate);
             if let Sink::Client { w, pings, .. } = self {
                 tokio::select! {
                     biased;

@@ -30,6 +30,8 @@ pub struct PoolState {
     /// Events without our timestamp marker.
     pub foreign: Cell<u64>,
     pub min_ts: Cell<u64>,
+    /// Receive time (ns) of the last counted delivery of the current step.
+    pub last_rx_ns: Cell<u64>,
     /// Latency in µs of the current step's deliveries.
     pub hist: RefCell<Histogram<u64>>,
     pub first_error: RefCell<Option<String>>,
@@ -45,6 +47,7 @@ impl PoolState {
             stale: Cell::new(0),
             foreign: Cell::new(0),
             min_ts: Cell::new(0),
+            last_rx_ns: Cell::new(0),
             hist: RefCell::new(new_histogram()),
             first_error: RefCell::new(None),
         })
@@ -62,13 +65,16 @@ impl PoolState {
         self.min_ts.set(ts);
         self.received.set(0);
         self.stale.set(0);
+        self.last_rx_ns.set(ts);
         self.hist.borrow_mut().reset();
     }
 
     fn on_event(&self, frame: &[u8]) {
         match extract_ts(frame) {
             Some(ts) if ts >= self.min_ts.get() => {
-                let lat_us = now_ns().saturating_sub(ts) / 1000;
+                let now = now_ns();
+                let lat_us = now.saturating_sub(ts) / 1000;
+                self.last_rx_ns.set(now);
                 self.received.set(self.received.get() + 1);
                 // Out-of-range values are clamped rather than dropped.
                 self.hist.borrow_mut().saturating_record(lat_us.max(1));
