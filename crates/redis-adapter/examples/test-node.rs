@@ -118,7 +118,7 @@ async fn on_connect(socket: SocketRef<A>) {
             let _ = match all {
                 Ok(c) => ack.send(&json!({
                     "ids": c.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
-                    "sockets": c.items,
+                    "rooms": c.items.iter().map(|s| s.rooms.clone()).collect::<Vec<_>>(),
                     "sioIds": sio,
                     "complete": c.complete(),
                 })),

@@ -19,8 +19,8 @@ use tokio::time::Sleep;
 use crate::{
     requests::PendingGuard,
     stats::{AdapterStats, MsgType},
-    wire_gap::{self, Response},
 };
+use sio_wire::Response;
 
 /// Remote part of an ack stream.
 pub(crate) struct RemoteAcks {
@@ -54,9 +54,11 @@ impl<E: SocketEmitter> AckStream<E> {
 }
 
 /// Converts the first ack argument as Node sends it into socketioxide's ack value (`[arg]`).
-pub(crate) fn remote_ack_value(packet: rmpv::Value) -> Value {
-    let (text, bins) = wire_gap::node_to_sio_data(&rmpv::Value::Array(vec![packet]));
-    Value::Str(text.into(), (!bins.is_empty()).then_some(bins))
+pub(crate) fn remote_ack_value(packet: sio_wire::Value) -> Option<Value> {
+    let (text, bins) = sio_wire::into_placeholder_json(sio_wire::Value::Array(vec![packet]))
+        .ok()?
+        .attachments_opt();
+    Some(Value::Str(text.into(), bins))
 }
 
 impl<E: SocketEmitter> Stream for AckStream<E> {
@@ -83,13 +85,16 @@ impl<E: SocketEmitter> Stream for AckStream<E> {
                     break;
                 }
                 match r.guard.rx.poll_recv(cx) {
-                    Poll::Ready(Some(Response::ClientCount { count, .. })) => {
+                    Poll::Ready(Some(Response::BroadcastClientCount { client_count, .. })) => {
                         r.servers_left = r.servers_left.saturating_sub(1);
-                        r.acks_left += count;
+                        r.acks_left += client_count;
                     }
-                    Poll::Ready(Some(Response::Ack { packet, .. })) => {
+                    Poll::Ready(Some(Response::BroadcastAck { packet, .. })) => {
                         r.acks_left = r.acks_left.saturating_sub(1);
-                        return Poll::Ready(Some((Sid::ZERO, Ok(remote_ack_value(packet)))));
+                        if let Some(v) = remote_ack_value(packet) {
+                            return Poll::Ready(Some((Sid::ZERO, Ok(v))));
+                        }
+                        r.stats.decode_error();
                     }
                     Poll::Ready(Some(_)) => {}
                     Poll::Ready(None) => {

@@ -32,8 +32,15 @@ use crate::{
     namespace::{InKind, Inbound, LocalOps, NsShared},
     requests::Dispatch,
     stats::{DropReason, MsgType},
-    wire_gap::{self, NodePacket, Opts, Request, SocketInfo},
+    wire_gap,
 };
+use sio_wire::{
+    BroadcastMessage, BroadcastOptions as WireOpts, FetchedSocket, Flag, Packet as WirePacket,
+    Request, Response, RoomsOpts, WireError, packet_type,
+};
+
+/// Attachments of a text event without binaries.
+static NO_ATTACHMENTS: std::collections::VecDeque<bytes::Bytes> = std::collections::VecDeque::new();
 
 /// A socketioxide adapter speaking the `@socket.io/redis-adapter` 8.x protocol over fred.
 /// One instance per namespace; build it with
@@ -93,7 +100,7 @@ enum Targets {
 }
 
 /// socketioxide options -> wire `opts`.
-fn to_wire_opts(opts: &BroadcastOptions) -> Opts {
+fn to_wire_opts(opts: &BroadcastOptions) -> WireOpts {
     let mut rooms: Vec<String> = opts.rooms.iter().map(|r| r.to_string()).collect();
     let mut except: Vec<String> = opts.except.iter().map(|r| r.to_string()).collect();
     let broadcast = opts.has_flag(BroadcastFlags::Broadcast);
@@ -106,23 +113,32 @@ fn to_wire_opts(opts: &BroadcastOptions) -> Opts {
             rooms.push(sid.to_string());
         }
     }
-    Opts {
+    let mut w = WireOpts {
         rooms,
         except,
-        flags: wire_gap::Flags {
-            volatile: opts.has_flag(BroadcastFlags::Volatile),
-            ..Default::default()
-        },
+        ..Default::default()
+    };
+    if opts.has_flag(BroadcastFlags::Volatile) {
+        w.flags.set(Flag::Volatile, 1);
+    }
+    w
+}
+
+/// The `{rooms, except}` part of broadcast options (join/leave/disconnect/fetch requests).
+fn rooms_opts(w: WireOpts) -> RoomsOpts {
+    RoomsOpts {
+        rooms: w.rooms,
+        except: w.except,
     }
 }
 
 /// socketioxide packet -> Node packet. Only text-parser events can be carried.
-fn to_node_packet(packet: &Packet) -> Result<NodePacket, Error> {
+fn to_node_packet(packet: &Packet) -> Result<WirePacket, Error> {
     match &packet.inner {
         PacketData::Event(Value::Str(text, bins), _)
-        | PacketData::BinaryEvent(Value::Str(text, bins), _) => Ok(wire_gap::event_packet(
-            &packet.ns,
-            wire_gap::sio_to_node_data(text, bins.as_ref())?,
+        | PacketData::BinaryEvent(Value::Str(text, bins), _) => Ok(WirePacket::with_data(
+            packet.ns.as_str(),
+            sio_wire::from_placeholder_json(text, bins.as_ref().unwrap_or(&NO_ATTACHMENTS))?,
         )),
         _ => Err(Error::Unsupported(
             "only events of the common (text) parser",
@@ -131,21 +147,16 @@ fn to_node_packet(packet: &Packet) -> Result<NodePacket, Error> {
 }
 
 /// Node packet -> socketioxide event packet.
-fn to_sio_packet(nsp: &str, p: &NodePacket) -> Packet {
-    let (text, bins) = wire_gap::node_to_sio_data(&p.data);
-    let value = Value::Str(text.into(), (!bins.is_empty()).then_some(bins));
-    Packet::event(nsp.to_owned(), value)
+fn to_sio_packet(nsp: &str, p: WirePacket) -> Result<Packet, WireError> {
+    let (text, bins) = sio_wire::into_placeholder_json(p.data)?.attachments_opt();
+    Ok(Packet::event(nsp.to_owned(), Value::Str(text.into(), bins)))
+}
+
+fn is_event(p: &WirePacket) -> bool {
+    p.packet_type == packet_type::EVENT || p.packet_type == packet_type::BINARY_EVENT
 }
 
 impl<E: SocketEmitter> RedisAdapter<E> {
-    fn channel_for(&self, opts: &Opts) -> String {
-        if opts.rooms.len() == 1 {
-            self.ns.channels.room(&opts.rooms[0])
-        } else {
-            self.ns.channels.broadcast.clone()
-        }
-    }
-
     fn targets(&self, rooms: &[String], except: &[String], volatile: bool) -> Targets {
         let has_sid = rooms.iter().chain(except).any(|r| as_sid(r).is_some());
         if !has_sid {
@@ -165,7 +176,12 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             let mut o = all_opts();
             o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
             let mut s: HashSet<Sid> = self.local.sockets(o).into_iter().collect();
-            s.extend(rooms.iter().filter_map(|r| as_sid(r)));
+            s.extend(
+                rooms
+                    .iter()
+                    .filter_map(|r| as_sid(r))
+                    .filter(|id| self.is_local_socket(*id)),
+            );
             s
         };
         if !except.is_empty() {
@@ -190,8 +206,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         o
     }
 
-    fn deliver(&self, packet: Packet, opts: &Opts) {
-        match self.targets(&opts.rooms, &opts.except, opts.flags.volatile) {
+    fn deliver(&self, packet: Packet, opts: &WireOpts) {
+        let volatile = opts.flags.volatile == Some(true);
+        match self.targets(&opts.rooms, &opts.except, volatile) {
             Targets::Opts(o) => {
                 let _ = self.local.broadcast(packet, *o);
             }
@@ -199,7 +216,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 for sid in sids {
                     let _ = self
                         .local
-                        .broadcast(packet.clone(), Self::single(sid, opts.flags.volatile));
+                        .broadcast(packet.clone(), Self::single(sid, volatile));
                 }
             }
         }
@@ -224,7 +241,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn on_broadcast(&self, payload: &[u8]) {
-        let m = match wire_gap::decode_broadcast(payload) {
+        let m = match BroadcastMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => return self.decode_error("broadcast", &e),
         };
@@ -232,15 +249,17 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             return;
         }
         self.core.stats.received(MsgType::Broadcast);
-        if m.packet.nsp() != self.ns.nsp || !m.packet.is_event() {
+        if m.packet.nsp() != self.ns.nsp || !is_event(&m.packet) {
             return;
         }
-        let packet = to_sio_packet(&self.ns.nsp, &m.packet);
-        self.deliver(packet, &m.opts);
+        match to_sio_packet(&self.ns.nsp, m.packet) {
+            Ok(packet) => self.deliver(packet, &m.opts),
+            Err(e) => self.decode_error("broadcast data", &e),
+        }
     }
 
     fn on_response(&self, payload: &[u8]) {
-        let r = match wire_gap::decode_response(payload) {
+        let r = match Response::decode(payload) {
             Ok(r) => r,
             Err(e) => return self.decode_error("response", &e),
         };
@@ -251,9 +270,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
         }
     }
 
-    fn respond(&self, payload: Vec<u8>) {
+    fn respond(&self, resp: Response) {
+        let payload = match resp.encode() {
+            Ok(p) => p,
+            Err(e) => return self.decode_error("own response", &e),
+        };
         let core = self.core.clone();
-        let chan = self.ns.channels.response.clone();
+        let chan = self.ns.channels.response().to_owned();
         tokio::spawn(async move {
             if core.publish(chan, payload).await.is_ok() {
                 core.stats.published(MsgType::Response);
@@ -262,88 +285,100 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn on_request(self: &Arc<Self>, payload: &[u8]) {
-        let req = match wire_gap::decode_request(payload) {
+        let req = match Request::decode(payload) {
             Ok(r) => r,
+            // Node ignores request types it does not know; so do we (counted, not an error).
+            Err(WireError::UnknownType(_)) => {
+                return self.core.stats.received(MsgType::Unknown);
+            }
             Err(e) => return self.decode_error("request", &e),
         };
         let stats = &self.core.stats;
+        let own = |uid: &Option<String>| uid.as_deref() == Some(self.ns.uid.as_str());
         match req {
+            Request::Sockets {
+                uid,
+                request_id,
+                rooms,
+            } => {
+                stats.received(MsgType::FetchSockets);
+                if own(&uid) || self.ns.pending.is_pending(&request_id) {
+                    return;
+                }
+                let opts = RoomsOpts {
+                    rooms,
+                    except: Vec::new(),
+                };
+                let sockets = self.fetch_local(&opts).into_iter().map(|s| s.id).collect();
+                self.respond(Response::Sockets {
+                    request_id,
+                    sockets,
+                });
+            }
             Request::AllRooms { uid, request_id } => {
                 stats.received(MsgType::AllRooms);
-                if uid == self.ns.uid || self.ns.pending.is_pending(&request_id) {
+                if own(&uid) || self.ns.pending.is_pending(&request_id) {
                     return;
                 }
                 let rooms = self.local_rooms();
-                self.respond(wire_gap::encode_all_rooms_response(&request_id, &rooms));
+                self.respond(Response::AllRooms { request_id, rooms });
             }
-            Request::Join {
-                leave,
-                opts,
-                rooms,
+            // Applied by every node, the sender included (Node semantics).
+            Request::SocketsJoin { opts, rooms, .. } => {
+                stats.received(MsgType::SocketsJoin);
+                self.apply_join(&opts, rooms, false);
+            }
+            Request::SocketsLeave { opts, rooms, .. } => {
+                stats.received(MsgType::SocketsLeave);
+                self.apply_join(&opts, rooms, true);
+            }
+            Request::RemoteJoin {
+                request_id,
                 sid,
+                room,
+                ..
             } => {
-                stats.received(if leave {
-                    MsgType::SocketsLeave
-                } else {
-                    MsgType::SocketsJoin
-                });
-                // Applied by every node, the sender included (Node semantics).
-                let opts = match (opts, sid) {
-                    (Some(o), _) => o,
-                    (None, Some(sid)) => Opts {
-                        rooms: vec![sid],
-                        ..Default::default()
-                    },
-                    (None, None) => return,
-                };
-                let rooms: Vec<Room> = rooms.into_iter().map(Room::Owned).collect();
-                match self.targets(&opts.rooms, &opts.except, false) {
-                    Targets::Opts(o) if leave => self.local.del_sockets(*o, rooms),
-                    Targets::Opts(o) => self.local.add_sockets(*o, rooms),
-                    Targets::Sids(sids) => {
-                        for sid in sids {
-                            if leave {
-                                self.local.del(sid, rooms.clone());
-                            } else {
-                                self.local.add_all(sid, rooms.clone());
-                            }
-                        }
-                    }
-                }
-                self.kick_room_sync();
+                stats.received(MsgType::SocketsJoin);
+                self.legacy_join(request_id, &sid, room, false);
             }
-            Request::Disconnect { opts, sid, .. } => {
+            Request::RemoteLeave {
+                request_id,
+                sid,
+                room,
+                ..
+            } => {
+                stats.received(MsgType::SocketsLeave);
+                self.legacy_join(request_id, &sid, room, true);
+            }
+            Request::DisconnectSockets { opts, .. } => {
                 stats.received(MsgType::DisconnectSockets);
-                let opts = match (opts, sid) {
-                    (Some(o), _) => o,
-                    (None, Some(sid)) => Opts {
-                        rooms: vec![sid],
-                        ..Default::default()
-                    },
-                    (None, None) => return,
-                };
-                match self.targets(&opts.rooms, &opts.except, false) {
-                    Targets::Opts(o) => {
-                        let _ = self.local.disconnect_socket(*o);
-                    }
-                    Targets::Sids(sids) => {
-                        for sid in sids {
-                            let _ = self.local.disconnect_socket(BroadcastOptions::new(sid));
-                        }
+                self.apply_disconnect(&opts);
+            }
+            Request::RemoteDisconnect {
+                request_id, sid, ..
+            } => {
+                stats.received(MsgType::DisconnectSockets);
+                if let Some(id) = as_sid(&sid).filter(|id| self.is_local_socket(*id)) {
+                    let _ = self.local.disconnect_socket(BroadcastOptions::new(id));
+                    if let Some(request_id) = request_id {
+                        self.respond(Response::Done { request_id });
                     }
                 }
             }
-            Request::Fetch {
+            Request::FetchSockets {
                 uid,
                 request_id,
                 opts,
             } => {
                 stats.received(MsgType::FetchSockets);
-                if uid == self.ns.uid || self.ns.pending.is_pending(&request_id) {
+                if own(&uid) || self.ns.pending.is_pending(&request_id) {
                     return;
                 }
                 let sockets = self.fetch_local(&opts);
-                self.respond(wire_gap::encode_fetch_response(&request_id, &sockets));
+                self.respond(Response::FetchSockets {
+                    request_id,
+                    sockets,
+                });
             }
             Request::ServerSideEmit {
                 uid,
@@ -351,7 +386,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 data,
             } => {
                 stats.received(MsgType::ServerSideEmit);
-                if uid.as_deref() == Some(self.ns.uid.as_str()) {
+                if own(&uid) {
                     return;
                 }
                 let handler = self
@@ -363,14 +398,17 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 let answer = handler.and_then(|h| {
                     h(ServerSideEmit {
                         nsp: self.ns.nsp.clone(),
-                        data,
+                        data: data.iter().map(wire_gap::to_serde).collect(),
                         wants_ack: request_id.is_some(),
                     })
                 });
-                if let Some(rid) = request_id {
+                if let Some(request_id) = request_id {
                     // Always answer, so a Node peer's serverSideEmit never waits on us.
-                    let answer = answer.unwrap_or(serde_json::Value::Null);
-                    self.respond(wire_gap::encode_server_side_emit_response(&rid, &answer));
+                    let data = answer
+                        .as_ref()
+                        .map(sio_wire::json::from_serde)
+                        .unwrap_or(sio_wire::Value::Nil);
+                    self.respond(Response::ServerSideEmitAck { request_id, data });
                 }
             }
             Request::BroadcastWithAck {
@@ -385,7 +423,65 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 }
                 self.answer_broadcast_with_ack(request_id, packet, opts);
             }
-            Request::Unknown(_) => stats.received(MsgType::Unknown),
+        }
+    }
+
+    /// Legacy single-socket join/leave `{sid, room}`: the owner applies it and confirms.
+    fn legacy_join(
+        self: &Arc<Self>,
+        request_id: Option<String>,
+        sid: &str,
+        room: String,
+        leave: bool,
+    ) {
+        if let Some(id) = as_sid(sid).filter(|id| self.is_local_socket(*id)) {
+            let opts = RoomsOpts {
+                rooms: vec![id.to_string()],
+                except: Vec::new(),
+            };
+            self.apply_join(&opts, vec![room], leave);
+            if let Some(request_id) = request_id {
+                self.respond(Response::Done { request_id });
+            }
+        }
+    }
+
+    fn is_local_socket(&self, sid: Sid) -> bool {
+        // fetch_sockets filters unknown ids through the namespace's socket map.
+        !self
+            .local
+            .fetch_sockets(BroadcastOptions::new(sid))
+            .is_empty()
+    }
+
+    fn apply_join(self: &Arc<Self>, opts: &RoomsOpts, rooms: Vec<String>, leave: bool) {
+        let rooms: Vec<Room> = rooms.into_iter().map(Room::Owned).collect();
+        match self.targets(&opts.rooms, &opts.except, false) {
+            Targets::Opts(o) if leave => self.local.del_sockets(*o, rooms),
+            Targets::Opts(o) => self.local.add_sockets(*o, rooms),
+            Targets::Sids(sids) => {
+                for sid in sids {
+                    if leave {
+                        self.local.del(sid, rooms.clone());
+                    } else {
+                        self.local.add_all(sid, rooms.clone());
+                    }
+                }
+            }
+        }
+        self.kick_room_sync();
+    }
+
+    fn apply_disconnect(&self, opts: &RoomsOpts) {
+        match self.targets(&opts.rooms, &opts.except, false) {
+            Targets::Opts(o) => {
+                let _ = self.local.disconnect_socket(*o);
+            }
+            Targets::Sids(sids) => {
+                for sid in sids {
+                    let _ = self.local.disconnect_socket(BroadcastOptions::new(sid));
+                }
+            }
         }
     }
 
@@ -394,10 +490,13 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     fn answer_broadcast_with_ack(
         self: &Arc<Self>,
         request_id: String,
-        packet: NodePacket,
-        opts: Opts,
+        packet: WirePacket,
+        opts: WireOpts,
     ) {
-        let sio = to_sio_packet(&self.ns.nsp, &packet);
+        let sio = match to_sio_packet(&self.ns.nsp, packet) {
+            Ok(p) => p,
+            Err(e) => return self.decode_error("broadcast-with-ack data", &e),
+        };
         let timeout = opts
             .flags
             .timeout
@@ -424,28 +523,41 @@ impl<E: SocketEmitter> RedisAdapter<E> {
             }
         };
         let core = self.core.clone();
-        let chan = self.ns.channels.response.clone();
+        let chan = self.ns.channels.response().to_owned();
         tokio::spawn(async move {
-            let msg = wire_gap::encode_client_count_response(&request_id, u64::from(count));
-            if core.publish(chan.clone(), msg).await.is_err() {
+            let publish = async |resp: Response| {
+                let Ok(msg) = resp.encode() else { return false };
+                let ok = core.publish(chan.clone(), msg).await.is_ok();
+                if ok {
+                    core.stats.published(MsgType::Response);
+                }
+                ok
+            };
+            let count = Response::BroadcastClientCount {
+                request_id: request_id.clone(),
+                client_count: u64::from(count),
+            };
+            if !publish(count).await {
                 return;
             }
-            core.stats.published(MsgType::Response);
             let mut stream = stream;
             while let Some((_sid, res)) = stream.next().await {
                 let Ok(Value::Str(text, bins)) = res else {
                     continue;
                 };
-                let first = match wire_gap::sio_to_node_data(&text, bins.as_ref()) {
-                    Ok(rmpv::Value::Array(mut a)) if !a.is_empty() => a.swap_remove(0),
-                    Ok(rmpv::Value::Array(_)) => rmpv::Value::Nil,
+                let att = bins.as_ref().unwrap_or(&NO_ATTACHMENTS);
+                // Node forwards the first ack argument only.
+                let first = match sio_wire::from_placeholder_json(&text, att) {
+                    Ok(sio_wire::Value::Array(mut a)) if !a.is_empty() => a.swap_remove(0),
+                    Ok(sio_wire::Value::Array(_)) => sio_wire::Value::Nil,
                     Ok(other) => other,
                     Err(_) => continue,
                 };
-                let msg = wire_gap::encode_ack_response(&request_id, &first);
-                if core.publish(chan.clone(), msg).await.is_ok() {
-                    core.stats.published(MsgType::Response);
-                }
+                publish(Response::BroadcastAck {
+                    request_id: request_id.clone(),
+                    packet: first,
+                })
+                .await;
             }
         });
     }
@@ -465,7 +577,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
     async fn publish_request(&self, t: MsgType, payload: Vec<u8>) -> Result<(), Error> {
         self.core
-            .publish(self.ns.channels.request.clone(), payload)
+            .publish(self.ns.channels.request().to_owned(), payload)
             .await?;
         self.core.stats.published(t);
         Ok(())
@@ -473,11 +585,15 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 }
 
 impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
-    fn fetch_local(&self, opts: &Opts) -> Vec<SocketInfo> {
+    fn fetch_local(&self, opts: &RoomsOpts) -> Vec<FetchedSocket> {
         let sids = match self.targets(&opts.rooms, &opts.except, false) {
             Targets::Opts(o) => self.local.sockets(*o),
             Targets::Sids(s) => s,
         };
+        let handshake = sio_wire::json::from_serde(&json!({
+            "headers": {}, "time": "", "address": "", "xdomain": false,
+            "secure": false, "issued": 0, "url": "", "query": {}, "auth": {}
+        }));
         sids.into_iter()
             .map(|sid| {
                 let id = sid.to_string();
@@ -488,14 +604,11 @@ impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
                     .map(|r| r.to_string())
                     .collect();
                 rooms.push(id.clone());
-                SocketInfo {
+                FetchedSocket {
                     // socketioxide does not expose the handshake or socket data to adapters;
                     // a Node-shaped minimal handshake keeps Node's RemoteSocket working.
-                    handshake: json!({
-                        "headers": {}, "time": "", "address": "", "xdomain": false,
-                        "secure": false, "issued": 0, "url": "", "query": {}, "auth": {}
-                    }),
-                    data: json!({}),
+                    handshake: handshake.clone(),
+                    data: Some(sio_wire::Value::Map(Vec::new())),
                     id,
                     rooms,
                 }
@@ -605,7 +718,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
     }
 
     async fn server_count(&self) -> Result<u16, Self::Error> {
-        let n = self.core.numsub(&self.ns.channels.request).await?;
+        let n = self.core.numsub(self.ns.channels.request()).await?;
         Ok(u16::try_from(n).unwrap_or(u16::MAX))
     }
 
@@ -628,8 +741,13 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         // Local delivery first: it does not depend on Redis being up.
         let local = self.local.broadcast(packet, opts);
         if let Some((p, wopts)) = remote {
-            let msg = wire_gap::encode_broadcast(&self.ns.uid, &p, &wopts);
-            let chan = self.channel_for(&wopts);
+            let chan = self.ns.channels.broadcast_channel(&wopts.rooms);
+            let msg = BroadcastMessage {
+                uid: self.ns.uid.clone(),
+                packet: p,
+                opts: wopts,
+            }
+            .encode();
             self.core
                 .publish(chan, msg)
                 .await
@@ -652,7 +770,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let node_packet = to_node_packet(&packet)?;
         let ack_timeout = timeout.unwrap_or(self.local.ack_timeout());
         let mut wopts = to_wire_opts(&opts);
-        wopts.flags.timeout = Some(ack_timeout.as_millis() as u64);
+        wopts
+            .flags
+            .set(Flag::Timeout, ack_timeout.as_millis() as u64);
         let remote = match self.ns.remote_count(&self.core).await {
             Ok(0) => None,
             Ok(n) => {
@@ -660,12 +780,13 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                     .ns
                     .pending
                     .register(self.core.config.response_queue + n);
-                let msg = wire_gap::encode_broadcast_ack_request(
-                    &self.ns.uid,
-                    &guard.id,
-                    &node_packet,
-                    &wopts,
-                );
+                let msg = Request::BroadcastWithAck {
+                    uid: self.ns.uid.clone(),
+                    request_id: guard.id.clone(),
+                    packet: node_packet,
+                    opts: wopts,
+                }
+                .encode()?;
                 self.publish_request(MsgType::BroadcastWithAck, msg).await?;
                 Some(RemoteAcks {
                     guard,
@@ -692,7 +813,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         }
         // Applied when the request comes back through Redis, here too (like Node).
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
-        let msg = wire_gap::encode_join_request(&self.ns.uid, false, &to_wire_opts(&opts), &rooms);
+        let msg = Request::SocketsJoin {
+            uid: Some(self.ns.uid.clone()),
+            opts: rooms_opts(to_wire_opts(&opts)),
+            rooms,
+        }
+        .encode()?;
         self.publish_request(MsgType::SocketsJoin, msg).await
     }
 
@@ -706,7 +832,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             return Ok(());
         }
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
-        let msg = wire_gap::encode_join_request(&self.ns.uid, true, &to_wire_opts(&opts), &rooms);
+        let msg = Request::SocketsLeave {
+            uid: Some(self.ns.uid.clone()),
+            opts: rooms_opts(to_wire_opts(&opts)),
+            rooms,
+        }
+        .encode()?;
         self.publish_request(MsgType::SocketsLeave, msg).await
     }
 
@@ -717,7 +848,13 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 .disconnect_socket(opts)
                 .map_err(BroadcastError::Socket);
         }
-        let msg = wire_gap::encode_disconnect_request(&self.ns.uid, &to_wire_opts(&opts), false);
+        let msg = Request::DisconnectSockets {
+            uid: Some(self.ns.uid.clone()),
+            opts: rooms_opts(to_wire_opts(&opts)),
+            close: false,
+        }
+        .encode()
+        .map_err(|e| AdapterError::from(Error::from(e)))?;
         self.publish_request(MsgType::DisconnectSockets, msg)
             .await
             .map_err(AdapterError::from)?;
@@ -740,7 +877,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if opts.is_local(self.uid) {
             return Ok(self.local.fetch_sockets(opts));
         }
-        let wopts = to_wire_opts(&opts);
+        let wopts = rooms_opts(to_wire_opts(&opts));
         let mut out = self.local.fetch_sockets(opts);
         let c = self.ns.fetch(&self.core, &wopts, false).await?;
         // Sockets of Node peers have 20-char ids that socketioxide's `Sid` cannot hold; they

@@ -67,8 +67,8 @@ pub use adapter::{InitRes, RedisAdapter};
 pub use config::AdapterConfig;
 pub use connection::{ServerSideEmit, ServerSideEmitHandler};
 pub use requests::Collected;
+pub use sio_wire::FetchedSocket;
 pub use stats::{AdapterStats, DropReason, Health, MsgType, StatsSnapshot};
-pub use wire_gap::SocketInfo;
 
 use connection::Core;
 use socketioxide_core::adapter::errors::AdapterError;
@@ -84,7 +84,7 @@ pub enum Error {
     RedisDown,
     /// A message could not be encoded.
     #[error("encoding: {0}")]
-    Encode(#[from] wire_gap::WireError),
+    Encode(#[from] sio_wire::WireError),
     /// The packet cannot be carried by the Node protocol.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
@@ -161,7 +161,7 @@ impl RedisAdapterHandle {
     /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
     pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
         let ns = self.ns(nsp)?;
-        self.core.numsub(&ns.channels.request).await
+        self.core.numsub(ns.channels.request()).await
     }
 
     /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
@@ -171,12 +171,11 @@ impl RedisAdapterHandle {
         nsp: &str,
         rooms: &[String],
         except: &[String],
-    ) -> Result<Collected<SocketInfo>, Error> {
+    ) -> Result<Collected<FetchedSocket>, Error> {
         let ns = self.ns(nsp)?;
-        let opts = wire_gap::Opts {
+        let opts = sio_wire::RoomsOpts {
             rooms: rooms.to_vec(),
             except: except.to_vec(),
-            flags: Default::default(),
         };
         ns.fetch(&self.core, &opts, true).await
     }

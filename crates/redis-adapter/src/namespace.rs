@@ -18,8 +18,9 @@ use crate::{
     requests::{Collected, Pending, collect},
     rooms::{BATCH, RoomSubscriptions},
     stats::MsgType,
-    wire_gap::{self, ChannelKind, Channels, Opts, Response, SocketInfo},
+    wire_gap,
 };
+use sio_wire::{ChannelKind, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts};
 
 /// Which kind of channel an inbound message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,9 @@ impl Inbound {
         let kind = match kind {
             // Room channels carry the same message as the namespace channel; the room is also
             // in opts.rooms, so it is not kept.
-            ChannelKind::Broadcast(_) => InKind::Broadcast,
+            ChannelKind::Broadcast | ChannelKind::Room(_) => InKind::Broadcast,
             ChannelKind::Request => InKind::Request,
-            ChannelKind::Response => InKind::Response,
+            ChannelKind::Response | ChannelKind::SpecificResponse(_) => InKind::Response,
         };
         Self { kind, payload }
     }
@@ -51,7 +52,7 @@ impl Inbound {
 /// What the namespace needs from the socketioxide-typed adapter.
 pub(crate) trait LocalOps: Send + Sync {
     /// Local sockets matching `opts`, in the fetchSockets answer form.
-    fn fetch_local(&self, opts: &Opts) -> Vec<SocketInfo>;
+    fn fetch_local(&self, opts: &RoomsOpts) -> Vec<FetchedSocket>;
     /// Every room with a local member, socket-id rooms included (Node's `rooms.keys()`).
     fn local_rooms(&self) -> Vec<String>;
     /// Rooms whose channels this node must be subscribed to.
@@ -62,7 +63,9 @@ pub(crate) struct NsShared {
     pub(crate) nsp: String,
     /// This node's uid on the wire for this namespace.
     pub(crate) uid: String,
-    pub(crate) channels: Channels,
+    pub(crate) channels: NamespaceChannels,
+    /// `key-response#nsp#<uid>#`, where Node peers with `publishOnSpecificResponseChannel` answer.
+    pub(crate) specific_response: String,
     pub(crate) pending: Arc<Pending>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
@@ -74,8 +77,10 @@ pub(crate) struct NsShared {
 impl NsShared {
     pub(crate) fn new(core: &Core, nsp: &str, uid: String) -> Self {
         let (tx, rx) = mpsc::channel(core.config.inbound_queue.max(1));
+        let channels = NamespaceChannels::new(&core.config.key, nsp);
         Self {
-            channels: Channels::new(&core.config.key, nsp, &uid),
+            specific_response: channels.specific_response(&uid),
+            channels,
             nsp: nsp.to_owned(),
             uid,
             pending: Arc::new(Pending::default()),
@@ -94,10 +99,10 @@ impl NsShared {
     /// The fixed channels: namespace broadcast, requests, responses (shared and specific).
     pub(crate) fn base_channels(&self) -> Vec<String> {
         vec![
-            self.channels.broadcast.clone(),
-            self.channels.request.clone(),
-            self.channels.response.clone(),
-            self.channels.specific_response.clone(),
+            self.channels.broadcast().to_owned(),
+            self.channels.request().to_owned(),
+            self.channels.response().to_owned(),
+            self.specific_response.clone(),
         ]
     }
 
@@ -148,7 +153,10 @@ impl NsShared {
 
     /// Other nodes listening on this namespace (`PUBSUB NUMSUB` minus this one).
     pub(crate) async fn remote_count(&self, core: &Core) -> Result<usize, Error> {
-        Ok(core.numsub(&self.channels.request).await?.saturating_sub(1))
+        Ok(core
+            .numsub(self.channels.request())
+            .await?
+            .saturating_sub(1))
     }
 
     /// allRooms across the cluster (local rooms included).
@@ -163,8 +171,13 @@ impl NsShared {
             }
         } else {
             let mut guard = self.pending.register(expected + 1);
-            let req = wire_gap::encode_all_rooms_request(&self.uid, &guard.id);
-            core.publish(self.channels.request.clone(), req).await?;
+            let req = Request::AllRooms {
+                uid: Some(self.uid.clone()),
+                request_id: guard.id.clone(),
+            }
+            .encode()?;
+            core.publish(self.channels.request().to_owned(), req)
+                .await?;
             core.stats.published(MsgType::AllRooms);
             let c = collect(
                 &mut guard,
@@ -192,9 +205,9 @@ impl NsShared {
     pub(crate) async fn fetch(
         &self,
         core: &Core,
-        opts: &Opts,
+        opts: &RoomsOpts,
         include_local: bool,
-    ) -> Result<Collected<SocketInfo>, Error> {
+    ) -> Result<Collected<FetchedSocket>, Error> {
         let local = if include_local {
             self.ops().map(|o| o.fetch_local(opts)).unwrap_or_default()
         } else {
@@ -209,15 +222,21 @@ impl NsShared {
             });
         }
         let mut guard = self.pending.register(expected + 1);
-        let req = wire_gap::encode_fetch_request(&self.uid, &guard.id, opts);
-        core.publish(self.channels.request.clone(), req).await?;
+        let req = Request::FetchSockets {
+            uid: Some(self.uid.clone()),
+            request_id: guard.id.clone(),
+            opts: opts.clone(),
+        }
+        .encode()?;
+        core.publish(self.channels.request().to_owned(), req)
+            .await?;
         core.stats.published(MsgType::FetchSockets);
         let mut c = collect(
             &mut guard,
             expected,
             core.config.request_timeout,
             |r| match r {
-                Response::Fetch { sockets, .. } => Some(sockets),
+                Response::FetchSockets { sockets, .. } => Some(sockets),
                 _ => None,
             },
         )
@@ -237,8 +256,14 @@ impl NsShared {
         core: &Core,
         data: &[serde_json::Value],
     ) -> Result<(), Error> {
-        let req = wire_gap::encode_server_side_emit(&self.uid, None, data);
-        core.publish(self.channels.request.clone(), req).await?;
+        let req = Request::ServerSideEmit {
+            uid: Some(self.uid.clone()),
+            request_id: None,
+            data: data.iter().map(sio_wire::json::from_serde).collect(),
+        }
+        .encode()?;
+        core.publish(self.channels.request().to_owned(), req)
+            .await?;
         core.stats.published(MsgType::ServerSideEmit);
         Ok(())
     }
@@ -258,15 +283,21 @@ impl NsShared {
             });
         }
         let mut guard = self.pending.register(expected + 1);
-        let req = wire_gap::encode_server_side_emit(&self.uid, Some(&guard.id), data);
-        core.publish(self.channels.request.clone(), req).await?;
+        let req = Request::ServerSideEmit {
+            uid: Some(self.uid.clone()),
+            request_id: Some(guard.id.clone()),
+            data: data.iter().map(sio_wire::json::from_serde).collect(),
+        }
+        .encode()?;
+        core.publish(self.channels.request().to_owned(), req)
+            .await?;
         core.stats.published(MsgType::ServerSideEmit);
         let c = collect(
             &mut guard,
             expected,
             core.config.request_timeout,
             |r| match r {
-                Response::ServerSideEmit { data, .. } => Some(vec![data]),
+                Response::ServerSideEmitAck { data, .. } => Some(vec![wire_gap::to_serde(&data)]),
                 _ => None,
             },
         )

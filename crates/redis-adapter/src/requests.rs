@@ -14,7 +14,7 @@ use std::{
 use rand::{Rng, distr::Alphanumeric};
 use tokio::sync::mpsc;
 
-use crate::wire_gap::Response;
+use sio_wire::Response;
 
 /// A fresh random id (request ids, adapter uids).
 pub(crate) fn random_id(len: usize) -> String {
@@ -194,7 +194,7 @@ mod tests {
     async fn wrong_kind_does_not_count() {
         let pending = Arc::new(Pending::default());
         let mut g = pending.register(8);
-        pending.dispatch(Response::Other {
+        pending.dispatch(Response::Done {
             request_id: g.id.clone(),
         });
         pending.dispatch(rooms(&g.id, &["a"]));
