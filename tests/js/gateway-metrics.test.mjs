@@ -114,3 +114,31 @@ test("health, readiness and the chat page", async (t) => {
   assert.equal((await fetch(`http://127.0.0.1:${port}/socket.io.min.js`)).status, 404);
   assert.ok(p.running);
 });
+
+test("every handshake carries the sticky-session cookie and node header", async (t) => {
+  const gw = track(t, await startGateway(["--node-id", "node-7", "--sticky-cookie", "my_node"]));
+  const r = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling");
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get("set-cookie"), /^my_node=node-7; Path=\/; HttpOnly/);
+  assert.equal(r.headers.get("x-sio-node"), "node-7");
+  // Requests within a session do not re-set it.
+  const sid = JSON.parse((await r.text()).slice(1)).sid;
+  const r2 = await fetch(gw.url + `/socket.io/?EIO=4&transport=polling&sid=${sid}`, { method: "POST", body: "40" });
+  assert.equal(r2.status, 200);
+  assert.equal(r2.headers.get("set-cookie"), null);
+  // Websocket-only handshakes (101) carry it too: a raw upgrade request shows the headers.
+  const { default: net } = await import("node:net");
+  const head = await new Promise((resolve, reject) => {
+    const s = net.connect(gw.port, "127.0.0.1");
+    let buf = "";
+    s.on("data", (d) => {
+      buf += d;
+      if (buf.includes("\r\n\r\n")) { s.destroy(); resolve(buf.split("\r\n\r\n")[0]); }
+    });
+    s.on("error", reject);
+    s.write("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n" +
+      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  });
+  assert.match(head, /^HTTP\/1\.1 101/);
+  assert.match(head, /set-cookie: my_node=node-7/i);
+});

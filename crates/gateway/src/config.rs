@@ -246,6 +246,26 @@ pub struct Options {
     #[serde(default)]
     pub can_publish: Option<Vec<String>>,
 
+    /// Shared secret of the cluster's nodes: forwarded polling requests and WebSocket upgrades
+    /// are signed with it (HMAC-SHA256); without it a node never forwards, and refuses (403)
+    /// any request claiming to be forwarded [default: none]
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_CLUSTER_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub cluster_secret: Option<String>,
+
+    /// How often this node refreshes its entry in the Redis node registry (--redis) [default: 2s]
+    #[arg(long, env = "SIO_GATEWAY_CLUSTER_HEARTBEAT", value_name = "DURATION")]
+    pub cluster_heartbeat: Option<Dur>,
+
+    /// Lifetime of the registry entry without a heartbeat: a node that died silently leaves
+    /// the registry after this (--redis) [default: 3 x --cluster-heartbeat]
+    #[arg(long, env = "SIO_GATEWAY_CLUSTER_NODE_TTL", value_name = "DURATION")]
+    pub cluster_node_ttl: Option<Dur>,
+
     /// Name of the sticky-session cookie set on the handshake [default: sio_node]
     #[arg(long, env = "SIO_GATEWAY_STICKY_COOKIE", value_name = "NAME")]
     pub sticky_cookie: Option<String>,
@@ -254,6 +274,99 @@ pub struct Options {
     /// [default: search node_modules/socket.io-client near the binary and cwd, else a CDN]
     #[arg(long, env = "SIO_GATEWAY_CLIENT_JS", value_name = "FILE")]
     pub client_js: Option<PathBuf>,
+
+    /// How clients authenticate on connect: none, jwt or webhook [default: none]
+    #[arg(long, env = "SIO_GATEWAY_AUTH", value_enum)]
+    pub auth: Option<AuthMode>,
+
+    /// HMAC secret for HS256/384/512 tokens (--auth jwt)
+    #[arg(long, env = "SIO_GATEWAY_JWT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens (--auth jwt)
+    #[arg(long, env = "SIO_GATEWAY_JWT_PUBLIC_KEY", value_name = "FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file (keys picked by `kid`), re-read when it changes or on SIGHUP (--auth jwt)
+    #[arg(long, env = "SIO_GATEWAY_JWT_JWKS", value_name = "FILE")]
+    pub jwt_jwks: Option<PathBuf>,
+
+    /// The only accepted JWT algorithm (HS256, RS256, ES256, EdDSA, ...); tokens with another
+    /// `alg` (or `none`) are refused [default: HS256 with --jwt-secret, RS256 otherwise]
+    #[arg(long, env = "SIO_GATEWAY_JWT_ALG", value_name = "ALG")]
+    pub jwt_alg: Option<String>,
+
+    /// Required `iss` claim [default: not checked]
+    #[arg(long, env = "SIO_GATEWAY_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim [default: not checked]
+    #[arg(long, env = "SIO_GATEWAY_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Clock leeway for `exp`/`nbf` [default: 5s]
+    #[arg(long, env = "SIO_GATEWAY_JWT_LEEWAY", value_name = "DURATION")]
+    pub jwt_leeway: Option<Dur>,
+
+    /// Backend URL (http://) the handshake is POSTed to (--auth webhook)
+    #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK", value_name = "URL")]
+    pub auth_webhook: Option<String>,
+
+    /// Timeout of one auth webhook call [default: 5s]
+    #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK_TIMEOUT", value_name = "DURATION")]
+    pub auth_webhook_timeout: Option<Dur>,
+
+    /// Most auth webhook calls in flight; more connections wait for a slot [default: 64]
+    #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK_CONCURRENCY", value_name = "N")]
+    pub auth_webhook_concurrency: Option<usize>,
+
+    /// Where client events other than join/leave/publish go: none, redis-stream or webhook [default: none]
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM", value_enum)]
+    pub upstream: Option<UpstreamMode>,
+
+    /// Redis Stream key the events are added to (--upstream redis-stream) [default: sio:upstream]
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_STREAM", value_name = "NAME")]
+    pub upstream_stream: Option<String>,
+
+    /// Approximate cap of the stream (XADD MAXLEN ~ N) [default: 100000]
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_MAXLEN", value_name = "N")]
+    pub upstream_maxlen: Option<u64>,
+
+    /// Redis URL for the upstream stream [default: --redis]
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_REDIS", value_name = "URL")]
+    pub upstream_redis: Option<String>,
+
+    /// Backend URL (http://) events are POSTed to; the response body is the ack (--upstream webhook)
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_WEBHOOK", value_name = "URL")]
+    pub upstream_webhook: Option<String>,
+
+    /// Timeout of one upstream webhook call [default: 5s]
+    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_WEBHOOK_TIMEOUT", value_name = "DURATION")]
+    pub upstream_webhook_timeout: Option<Dur>,
+
+    /// python-socketio Redis manager channel to obey (e.g. `socketio`); needs --redis [default: none]
+    #[arg(long, env = "SIO_GATEWAY_PYSIO_CHANNEL", value_name = "CHANNEL")]
+    pub pysio_channel: Option<String>,
+}
+
+/// `--auth`: how a namespace connection is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    None,
+    Jwt,
+    Webhook,
+}
+
+/// `--upstream`: where other client events go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamMode {
+    #[default]
+    None,
+    RedisStream,
+    Webhook,
 }
 
 impl Options {
@@ -284,7 +397,32 @@ impl Options {
             can_join: self.can_join.or(lower.can_join),
             can_publish: self.can_publish.or(lower.can_publish),
             sticky_cookie: self.sticky_cookie.or(lower.sticky_cookie),
+            cluster_secret: self.cluster_secret.or(lower.cluster_secret),
+            cluster_heartbeat: self.cluster_heartbeat.or(lower.cluster_heartbeat),
+            cluster_node_ttl: self.cluster_node_ttl.or(lower.cluster_node_ttl),
             client_js: self.client_js.or(lower.client_js),
+            auth: self.auth.or(lower.auth),
+            jwt_secret: self.jwt_secret.or(lower.jwt_secret),
+            jwt_public_key: self.jwt_public_key.or(lower.jwt_public_key),
+            jwt_jwks: self.jwt_jwks.or(lower.jwt_jwks),
+            jwt_alg: self.jwt_alg.or(lower.jwt_alg),
+            jwt_issuer: self.jwt_issuer.or(lower.jwt_issuer),
+            jwt_audience: self.jwt_audience.or(lower.jwt_audience),
+            jwt_leeway: self.jwt_leeway.or(lower.jwt_leeway),
+            auth_webhook: self.auth_webhook.or(lower.auth_webhook),
+            auth_webhook_timeout: self.auth_webhook_timeout.or(lower.auth_webhook_timeout),
+            auth_webhook_concurrency: self
+                .auth_webhook_concurrency
+                .or(lower.auth_webhook_concurrency),
+            upstream: self.upstream.or(lower.upstream),
+            upstream_stream: self.upstream_stream.or(lower.upstream_stream),
+            upstream_maxlen: self.upstream_maxlen.or(lower.upstream_maxlen),
+            upstream_redis: self.upstream_redis.or(lower.upstream_redis),
+            upstream_webhook: self.upstream_webhook.or(lower.upstream_webhook),
+            upstream_webhook_timeout: self
+                .upstream_webhook_timeout
+                .or(lower.upstream_webhook_timeout),
+            pysio_channel: self.pysio_channel.or(lower.pysio_channel),
         }
     }
 
@@ -388,7 +526,139 @@ pub struct Config {
     pub can_join: RuleSet,
     pub can_publish: RuleSet,
     pub sticky_cookie: String,
+    #[serde(serialize_with = "redact_opt")]
+    pub cluster_secret: Option<String>,
+    #[serde(serialize_with = "ser_dur")]
+    pub cluster_heartbeat: Duration,
+    #[serde(serialize_with = "ser_dur")]
+    pub cluster_node_ttl: Duration,
     pub client_js: Option<PathBuf>,
+    pub auth: AuthConfig,
+    pub upstream: UpstreamConfig,
+    pub pysio_channel: Option<String>,
+}
+
+/// Resolved `--auth*` / `--jwt-*` options (keys are read by `auth` at start-up).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    #[serde(serialize_with = "redact_opt")]
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwt_jwks: Option<PathBuf>,
+    pub jwt_alg: Option<String>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    #[serde(serialize_with = "ser_dur")]
+    pub jwt_leeway: Duration,
+    pub webhook: Option<String>,
+    #[serde(serialize_with = "ser_dur")]
+    pub webhook_timeout: Duration,
+    pub webhook_concurrency: usize,
+}
+
+/// Resolved `--upstream*` options.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamConfig {
+    pub mode: UpstreamMode,
+    pub stream: String,
+    pub maxlen: u64,
+    /// `--upstream-redis`, else `--redis`.
+    pub redis: Option<String>,
+    pub webhook: Option<String>,
+    #[serde(serialize_with = "ser_dur")]
+    pub webhook_timeout: Duration,
+}
+
+fn redact_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+fn http_url(key: &'static str, v: &Option<String>) -> Result<(), ConfigError> {
+    match v {
+        Some(u) if !u.starts_with("http://") => Err(invalid(
+            key,
+            format!("`{u}` must be an http:// URL (put TLS in front with a local proxy)"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl AuthConfig {
+    fn resolve(o: &Options) -> Result<AuthConfig, ConfigError> {
+        let mode = o.auth.unwrap_or_default();
+        if mode == AuthMode::Jwt
+            && o.jwt_secret.is_none()
+            && o.jwt_public_key.is_none()
+            && o.jwt_jwks.is_none()
+        {
+            return Err(invalid(
+                "auth",
+                "--auth jwt needs --jwt-secret, --jwt-public-key or --jwt-jwks",
+            ));
+        }
+        if mode == AuthMode::Webhook && o.auth_webhook.is_none() {
+            return Err(invalid("auth", "--auth webhook needs --auth-webhook URL"));
+        }
+        http_url("auth_webhook", &o.auth_webhook)?;
+        let webhook_concurrency = o.auth_webhook_concurrency.unwrap_or(64);
+        if webhook_concurrency == 0 {
+            return Err(invalid("auth_webhook_concurrency", "must be >= 1"));
+        }
+        Ok(AuthConfig {
+            mode,
+            jwt_secret: o.jwt_secret.clone(),
+            jwt_public_key: o.jwt_public_key.clone(),
+            jwt_jwks: o.jwt_jwks.clone(),
+            jwt_alg: o.jwt_alg.clone(),
+            jwt_issuer: o.jwt_issuer.clone(),
+            jwt_audience: o.jwt_audience.clone(),
+            jwt_leeway: o.jwt_leeway.map_or(Duration::from_secs(5), |d| d.0),
+            webhook: o.auth_webhook.clone(),
+            webhook_timeout: o.auth_webhook_timeout.map_or(Duration::from_secs(5), |d| d.0),
+            webhook_concurrency,
+        })
+    }
+}
+
+impl UpstreamConfig {
+    fn resolve(o: &Options) -> Result<UpstreamConfig, ConfigError> {
+        let mode = o.upstream.unwrap_or_default();
+        let redis = o.upstream_redis.clone().or_else(|| o.redis.clone());
+        if mode == UpstreamMode::RedisStream && redis.is_none() {
+            return Err(invalid(
+                "upstream",
+                "--upstream redis-stream needs --upstream-redis URL or --redis URL",
+            ));
+        }
+        if mode == UpstreamMode::Webhook && o.upstream_webhook.is_none() {
+            return Err(invalid(
+                "upstream",
+                "--upstream webhook needs --upstream-webhook URL",
+            ));
+        }
+        http_url("upstream_webhook", &o.upstream_webhook)?;
+        let stream = o
+            .upstream_stream
+            .clone()
+            .unwrap_or_else(|| "sio:upstream".into());
+        if stream.is_empty() {
+            return Err(invalid("upstream_stream", "must not be empty"));
+        }
+        Ok(UpstreamConfig {
+            mode,
+            stream,
+            maxlen: o.upstream_maxlen.unwrap_or(100_000),
+            redis,
+            webhook: o.upstream_webhook.clone(),
+            webhook_timeout: o
+                .upstream_webhook_timeout
+                .map_or(Duration::from_secs(5), |d| d.0),
+        })
+    }
 }
 
 fn redact<S: serde::Serializer>(keys: &[String], s: S) -> Result<S::Ok, S::Error> {
@@ -424,13 +694,13 @@ impl Config {
             Some(id) => id,
             None => default_node_id(),
         };
-        if node_id
+        if !node_id
             .chars()
-            .any(|c| c.is_whitespace() || c == ';' || c == ',')
+            .all(|c| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\'))
         {
             return Err(invalid(
                 "node_id",
-                "must not contain whitespace, `;` or `,` (it is used as a cookie value)",
+                "must be printable ASCII without spaces, `;`, `,`, `\"` or `\\` (it is a cookie value)",
             ));
         }
         let advertise = o.advertise.unwrap_or_else(|| {
@@ -529,7 +799,29 @@ impl Config {
                 format!("`{url}` is not a redis:// or rediss:// URL"),
             ));
         }
+        let auth = AuthConfig::resolve(&o)?;
+        let upstream = UpstreamConfig::resolve(&o)?;
+        if o.cluster_secret.as_ref().is_some_and(|k| k.len() < 16) {
+            return Err(invalid(
+                "cluster_secret",
+                "must be at least 16 characters",
+            ));
+        }
+        let cluster_heartbeat = o.cluster_heartbeat.map_or(Duration::from_secs(2), |d| d.0);
+        if cluster_heartbeat < Duration::from_millis(100) {
+            return Err(invalid("cluster_heartbeat", "must be at least 100ms"));
+        }
+        let cluster_node_ttl = o.cluster_node_ttl.map_or(cluster_heartbeat * 3, |d| d.0);
+        if cluster_node_ttl <= cluster_heartbeat || cluster_node_ttl < Duration::from_secs(1) {
+            return Err(invalid(
+                "cluster_node_ttl",
+                "must be longer than --cluster-heartbeat and at least 1s",
+            ));
+        }
         Ok(Config {
+            auth,
+            upstream,
+            pysio_channel: o.pysio_channel,
             listen,
             redis: o.redis,
             node_id,
@@ -550,6 +842,9 @@ impl Config {
             can_join,
             can_publish,
             sticky_cookie,
+            cluster_secret: o.cluster_secret,
+            cluster_heartbeat,
+            cluster_node_ttl,
             client_js: o.client_js,
         })
     }

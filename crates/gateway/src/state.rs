@@ -6,6 +6,7 @@
 //! adapter-typed `SocketIo<A>` handle.
 use std::sync::Arc;
 
+use axum::http::HeaderValue;
 use bytes::Bytes;
 use socketioxide::{SocketIo, adapter::Adapter};
 
@@ -25,6 +26,31 @@ pub struct Gateway {
     pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
     /// The socket.io-client bundle for the chat page, if one was found on disk.
     pub client_js: Option<Bytes>,
+    /// Pre-rendered sticky-session headers, added to every handshake response.
+    pub sticky: Sticky,
+}
+
+/// `Set-Cookie: <sticky_cookie>=<node-id>` and the node header value, rendered once.
+pub struct Sticky {
+    pub cookie: HeaderValue,
+    pub node: HeaderValue,
+}
+
+impl Sticky {
+    fn new(config: &Config) -> Sticky {
+        // node_id and the cookie name are validated as header-safe tokens by `config`; the
+        // fallback only guards against a future validation gap.
+        let cookie = format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax",
+            config.sticky_cookie, config.node_id
+        );
+        Sticky {
+            cookie: HeaderValue::from_str(&cookie)
+                .unwrap_or(HeaderValue::from_static("sio_node=invalid")),
+            node: HeaderValue::from_str(&config.node_id)
+                .unwrap_or(HeaderValue::from_static("invalid")),
+        }
+    }
 }
 
 impl Gateway {
@@ -32,6 +58,7 @@ impl Gateway {
         let metrics = Metrics::new(&config.node_id);
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
+            sticky: Sticky::new(&config),
             conn_limit: ConnectionLimit::new(config.max_connections),
             drain: Drain::default(),
             conns: Arc::new(ConnRegistry::default()),

@@ -1,0 +1,169 @@
+//! The OpenAPI 3 document of `/api/v1`, served at `/api/v1/openapi.json`.
+//!
+//! Hand-written rather than derived (utoipa): the API is six small endpoints, the request
+//! types use serde features (flatten, string-or-list rooms) that derive macros describe poorly,
+//! and a schemathesis test (tests/python/test_backend_openapi.py) drives the real handlers
+//! from this document, so a drift between the two fails a test instead of hiding behind a macro.
+use axum::{Json, http::header, response::IntoResponse};
+use serde_json::{Value, json};
+
+fn error_response(desc: &str) -> Value {
+    json!({
+        "description": desc,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn ok_response() -> Value {
+    json!({
+        "description": "done",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Ok" } } }
+    })
+}
+
+fn common_errors(with_body: bool) -> Value {
+    let mut m = json!({
+        "200": ok_response(),
+        "400": error_response("invalid request (bad field value, missing field)"),
+        "401": error_response("missing or invalid API key"),
+        "404": error_response("unknown namespace, or API disabled"),
+        "503": error_response("the adapter (Redis) could not take the operation"),
+    });
+    if with_body {
+        m["413"] = error_response("body larger than --max-payload");
+        m["415"] = error_response("body is not application/json");
+        m["422"] = error_response("JSON of the wrong shape");
+    }
+    m
+}
+
+fn post(summary: &str, schema: &str) -> Value {
+    json!({
+        "post": {
+            "summary": summary,
+            "requestBody": {
+                "required": true,
+                "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+            },
+            "responses": common_errors(true),
+        }
+    })
+}
+
+/// The document (built once per request; it is small and rarely fetched).
+pub fn spec() -> Value {
+    let rooms = json!({
+        "oneOf": [
+            { "type": "string", "minLength": 1, "maxLength": 256 },
+            { "type": "array", "items": { "type": "string", "minLength": 1, "maxLength": 256 } }
+        ]
+    });
+    let target_props = json!({
+        "nsp": { "type": "string", "default": "/", "description": "namespace path" },
+        "rooms": rooms.clone(),
+        "except": rooms.clone(),
+    });
+    let mut emit_props = target_props.clone();
+    emit_props["event"] = json!({ "type": "string", "minLength": 1, "maxLength": 256 });
+    emit_props["data"] = json!({ "description": "one event argument (any JSON)" });
+    emit_props["args"] = json!({ "type": "array", "description": "several event arguments (instead of data)" });
+    let mut rooms_props = target_props.clone();
+    rooms_props["target_rooms"] = rooms.clone();
+
+    let mut sockets = json!({
+        "get": {
+            "summary": "fetchSockets: the sockets of a namespace (or a room), cluster-wide",
+            "parameters": [
+                { "name": "nsp", "in": "query", "schema": { "type": "string", "default": "/" } },
+                { "name": "room", "in": "query", "schema": { "type": "string", "minLength": 1, "maxLength": 256 } },
+                { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 0, "default": 1000 } }
+            ],
+            "responses": common_errors(false),
+        }
+    });
+    sockets["get"]["responses"]["200"] = json!({
+        "description": "the sockets",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Sockets" } } }
+    });
+    let mut rooms_get = json!({
+        "get": {
+            "summary": "allRooms: every room of a namespace, cluster-wide",
+            "parameters": [
+                { "name": "nsp", "in": "query", "schema": { "type": "string", "default": "/" } }
+            ],
+            "responses": common_errors(false),
+        }
+    });
+    rooms_get["get"]["responses"]["200"] = json!({
+        "description": "the rooms",
+        "content": { "application/json": { "schema": {
+            "type": "object", "required": ["rooms"],
+            "properties": { "rooms": { "type": "array", "items": { "type": "string" } } }
+        } } }
+    });
+
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "sio-gateway HTTP API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Reach Socket.IO clients from backends. Operations go through the adapter, so they are cluster-wide with --redis."
+        },
+        "servers": [ { "url": "/api/v1" } ],
+        "security": [ { "bearer": [] } ],
+        "paths": {
+            "/emit": post("Emit an event to the sockets of a namespace, in rooms, except rooms", "Emit"),
+            "/sockets/join": post("socketsJoin: make the matching sockets join target_rooms", "RoomsChange"),
+            "/sockets/leave": post("socketsLeave: make the matching sockets leave target_rooms", "RoomsChange"),
+            "/sockets/disconnect": post("disconnectSockets: disconnect the matching sockets", "Target"),
+            "/sockets": sockets,
+            "/rooms": rooms_get,
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "one of the --api-key values" } },
+            "schemas": {
+                "Target": { "type": "object", "properties": target_props },
+                "Emit": { "type": "object", "required": ["event"], "properties": emit_props },
+                "RoomsChange": { "type": "object", "required": ["target_rooms"], "properties": rooms_props },
+                "Ok": {
+                    "type": "object", "required": ["ok"],
+                    "properties": {
+                        "ok": { "type": "boolean" },
+                        "undelivered_local_sockets": { "type": "integer", "description": "local sockets whose send buffer was full" }
+                    }
+                },
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Sockets": {
+                    "type": "object", "required": ["sockets", "total"],
+                    "properties": {
+                        "total": { "type": "integer" },
+                        "sockets": { "type": "array", "items": {
+                            "type": "object", "required": ["id", "node", "rooms", "user", "data"],
+                            "properties": {
+                                "id": { "type": "string" },
+                                "node": { "type": "string", "description": "adapter server id of the owning node" },
+                                "rooms": { "type": "array", "items": { "type": "string" } },
+                                "user": { "type": "string", "nullable": true, "description": "authenticated subject (from the user:<sub> room)" },
+                                "data": { "nullable": true, "description": "auth webhook data; only for sockets on the answering node" }
+                            }
+                        } }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `GET /api/v1/openapi.json`.
+pub async fn document<A: socketioxide::adapter::Adapter>(
+    axum::extract::State(st): axum::extract::State<crate::state::AppState<A>>,
+) -> axum::response::Response {
+    if st.gw.config.api_key.is_empty() {
+        return super::ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "HTTP API disabled: no --api-key configured",
+        )
+        .into_response();
+    }
+    ([(header::CACHE_CONTROL, "no-cache")], Json(spec())).into_response()
+}

@@ -1,0 +1,304 @@
+//! The API's handlers: emit, socketsJoin/Leave, disconnectSockets, fetchSockets, allRooms —
+//! the same operations as a Node.js server's `io.to(..).except(..)` operators, through
+//! socketioxide's, so they span the cluster when the Redis adapter is in use.
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use futures_util::{StreamExt, stream};
+use serde::{Deserialize, Deserializer, Serialize, ser::SerializeTuple};
+use serde_json::{Value, json};
+use socketioxide::{
+    BroadcastError,
+    adapter::Adapter,
+    operators::BroadcastOperators,
+};
+
+use super::{ApiError, Body, Params};
+use crate::{auth::Identity, relay::RESERVED_EVENTS, state::AppState};
+
+/// Longest event or room name accepted (same bound as the relay).
+const MAX_NAME_LEN: usize = 256;
+/// Most sockets listed by one `GET /sockets` (each costs a rooms lookup).
+const MAX_LIST: usize = 10_000;
+
+/// A room list written as a string or an array of strings.
+fn rooms<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+/// Which sockets an operation applies to: those of `nsp` in any of `rooms` (all when empty)
+/// and in none of `except`.
+#[derive(Debug, Deserialize)]
+pub struct Target {
+    #[serde(default = "root")]
+    pub nsp: String,
+    #[serde(default, deserialize_with = "rooms")]
+    pub rooms: Vec<String>,
+    #[serde(default, deserialize_with = "rooms")]
+    pub except: Vec<String>,
+}
+
+fn check_names(what: &str, names: &[String]) -> Result<(), ApiError> {
+    match names
+        .iter()
+        .find(|n| n.is_empty() || n.len() > MAX_NAME_LEN)
+    {
+        Some(_) => Err(ApiError::bad_request(format!(
+            "`{what}` entries must be 1-{MAX_NAME_LEN} bytes"
+        ))),
+        None => Ok(()),
+    }
+}
+
+impl Target {
+    fn operators<A: Adapter>(&self, st: &AppState<A>) -> Result<BroadcastOperators<A>, ApiError> {
+        check_names("rooms", &self.rooms)?;
+        check_names("except", &self.except)?;
+        let op = st.io.of(&self.nsp).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("unknown namespace `{}`", self.nsp),
+            )
+        })?;
+        Ok(op.to(self.rooms.clone()).except(self.except.clone()))
+    }
+}
+
+/// Arguments spread as separate Socket.IO event arguments (`emit(event, a, b)`):
+/// socketioxide spreads values that serialize as a tuple.
+pub struct Args<'a>(pub &'a [Value]);
+
+impl Serialize for Args<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for v in self.0 {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EmitBody {
+    #[serde(flatten)]
+    pub target: Target,
+    pub event: String,
+    /// One argument.
+    #[serde(default)]
+    pub data: Option<Value>,
+    /// Several arguments (instead of `data`).
+    #[serde(default)]
+    pub args: Option<Vec<Value>>,
+}
+
+fn ok() -> Response {
+    Json(json!({ "ok": true })).into_response()
+}
+
+/// Map a broadcast result: adapter failures are 503; sockets whose buffer was full still
+/// count as a done broadcast (the rest got it) but are reported.
+fn broadcast_result(r: Result<(), BroadcastError>) -> Result<Response, ApiError> {
+    match r {
+        Ok(()) => Ok(ok()),
+        Err(BroadcastError::Adapter(e)) => Err(ApiError::unavailable(e)),
+        Err(BroadcastError::Serialize(e)) => {
+            Err(ApiError::bad_request(format!("cannot encode data: {e}")))
+        }
+        Err(BroadcastError::Socket(errs)) => Ok(Json(
+            json!({ "ok": true, "undelivered_local_sockets": errs.len() }),
+        )
+        .into_response()),
+    }
+}
+
+/// `POST /api/v1/emit`.
+pub async fn emit<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Body(b): Body<EmitBody>,
+) -> Result<Response, ApiError> {
+    if b.event.is_empty() || b.event.len() > MAX_NAME_LEN {
+        return Err(ApiError::bad_request(format!(
+            "`event` must be 1-{MAX_NAME_LEN} bytes"
+        )));
+    }
+    if RESERVED_EVENTS.contains(&b.event.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "event name `{}` is reserved",
+            b.event
+        )));
+    }
+    if b.data.is_some() && b.args.is_some() {
+        return Err(ApiError::bad_request("give `data` or `args`, not both"));
+    }
+    let op = b.target.operators(&st)?;
+    let r = match (&b.args, &b.data) {
+        (Some(args), _) => op.emit(&b.event, &Args(args)).await,
+        (None, Some(d)) => op.emit(&b.event, d).await,
+        (None, None) => op.emit(&b.event, &Args(&[])).await,
+    };
+    if r.is_ok() {
+        st.gw.metrics.broadcasts_total.with_label_values(&["http"]).inc();
+    }
+    broadcast_result(r)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoomsBody {
+    #[serde(flatten)]
+    pub target: Target,
+    #[serde(deserialize_with = "rooms")]
+    pub target_rooms: Vec<String>,
+}
+
+fn target_rooms(b: &RoomsBody) -> Result<Vec<String>, ApiError> {
+    if b.target_rooms.is_empty() {
+        return Err(ApiError::bad_request("`target_rooms` must name at least one room"));
+    }
+    check_names("target_rooms", &b.target_rooms)?;
+    Ok(b.target_rooms.clone())
+}
+
+/// `POST /api/v1/sockets/join` (socketsJoin).
+pub async fn join<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Body(b): Body<RoomsBody>,
+) -> Result<Response, ApiError> {
+    let rooms = target_rooms(&b)?;
+    b.target
+        .operators(&st)?
+        .join(rooms)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(ok())
+}
+
+/// `POST /api/v1/sockets/leave` (socketsLeave).
+pub async fn leave<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Body(b): Body<RoomsBody>,
+) -> Result<Response, ApiError> {
+    let rooms = target_rooms(&b)?;
+    b.target
+        .operators(&st)?
+        .leave(rooms)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(ok())
+}
+
+/// `POST /api/v1/sockets/disconnect` (disconnectSockets).
+pub async fn disconnect<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Body(t): Body<Target>,
+) -> Result<Response, ApiError> {
+    broadcast_result(t.operators(&st)?.disconnect().await)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SocketsQuery {
+    #[serde(default = "root")]
+    pub nsp: String,
+    #[serde(default)]
+    pub room: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/sockets?nsp&room&limit` (fetchSockets): presence, cluster-wide.
+pub async fn sockets<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Params(q): Params<SocketsQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(1000).min(MAX_LIST);
+    let t = Target {
+        nsp: q.nsp,
+        rooms: q.room.into_iter().collect(),
+        except: Vec::new(),
+    };
+    let op = t.operators(&st)?;
+    let local = st.io.of(&t.nsp);
+    let mut found = op.fetch_sockets().await.map_err(ApiError::unavailable)?;
+    let total = found.len();
+    found.truncate(limit);
+    // One rooms lookup per socket (a cluster request for remote ones): a few at a time.
+    let list: Vec<Value> = stream::iter(found)
+        .map(|s| {
+            let local = local.clone();
+            async move {
+                let rooms: Vec<String> = s
+                    .rooms()
+                    .await
+                    .map(|r| r.into_iter().map(|r| r.into_owned()).collect())
+                    .unwrap_or_default();
+                let d = s.data();
+                let user = rooms
+                    .iter()
+                    .find_map(|r| r.strip_prefix(crate::auth::USER_ROOM_PREFIX))
+                    .map(str::to_owned);
+                // Handshake data (from the auth webhook) lives in the socket's extensions,
+                // which only the owning node can read.
+                let data = local
+                    .and_then(|op| op.get_socket(d.id))
+                    .and_then(|s| s.extensions.get::<Arc<Identity>>())
+                    .map_or(Value::Null, |i| i.data.clone());
+                json!({
+                    "id": d.id.to_string(),
+                    "node": d.server_id.to_string(),
+                    "rooms": rooms,
+                    "user": user,
+                    "data": data,
+                })
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await;
+    Ok(Json(json!({ "sockets": list, "total": total })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoomsQuery {
+    #[serde(default = "root")]
+    pub nsp: String,
+}
+
+/// `GET /api/v1/rooms?nsp` (allRooms).
+pub async fn rooms_list<A: Adapter>(
+    State(st): State<AppState<A>>,
+    Params(q): Params<RoomsQuery>,
+) -> Result<Response, ApiError> {
+    let t = Target {
+        nsp: q.nsp,
+        rooms: Vec::new(),
+        except: Vec::new(),
+    };
+    let mut rooms: Vec<String> = t
+        .operators(&st)?
+        .rooms()
+        .await
+        .map_err(ApiError::unavailable)?
+        .into_iter()
+        .map(|r| r.into_owned())
+        .collect();
+    rooms.sort();
+    Ok(Json(json!({ "rooms": rooms })).into_response())
+}
