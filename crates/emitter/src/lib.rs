@@ -1,1 +1,27 @@
-//! Rust emitter library.
+//! sio-emitter: publish Socket.IO events into a cluster of sio-gateway nodes and/or Node.js
+//! socket.io servers using `@socket.io/redis-adapter`, from any Rust backend — the Rust
+//! counterpart of `@socket.io/redis-emitter`, producing byte-identical messages.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use fred::prelude::*;
+//! use sio_emitter::{Arg, Emitter, EmitterOptions};
+//! let client = Builder::from_config(Config::from_url("redis://127.0.0.1:6379")?).build()?;
+//! client.init().await?;
+//! let emitter = Emitter::new(client, EmitterOptions::default());
+//! emitter.to("room1").except("muted").emit("news", [Arg::from(serde_json::json!({"n": 1}))]).await?;
+//! emitter.of("/admin").sockets_join("audit").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! All wire formats come from `sio-wire`; this crate only chooses what to send and publishes it.
+
+mod args;
+mod emitter;
+mod error;
+
+pub use args::Arg;
+pub use emitter::{
+    BroadcastOperator, Emitter, EmitterOptions, IntoRooms, Outgoing, RESERVED_EVENTS,
+};
+pub use error::EmitError;

@@ -1,0 +1,407 @@
+//! The emitter API, shaped like `@socket.io/redis-emitter`: an [`Emitter`] per namespace and
+//! an immutable [`BroadcastOperator`] built with `to`/`except`/`volatile`/`compress`.
+//!
+//! Every operation first builds an [`Outgoing`] message (channel + bytes) with sio-wire — pure
+//! and inspectable, which is how the tests compare it byte for byte with the Node emitter —
+//! then publishes it; Redis errors are returned to the caller.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fred::clients::Client;
+use fred::interfaces::PubsubInterface;
+use sio_wire::{
+    BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, NamespaceChannels,
+    OptsLayout, Packet, Request, Value, request::RoomsOpts,
+};
+
+use crate::args::Arg;
+use crate::error::EmitError;
+
+/// Event names Socket.IO reserves (the Node emitter refuses them too).
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Options of an [`Emitter`].
+#[derive(Debug, Clone)]
+pub struct EmitterOptions {
+    /// Channel key shared with the adapters (default `socket.io`).
+    pub key: String,
+}
+
+impl Default for EmitterOptions {
+    fn default() -> Self {
+        Self {
+            key: sio_wire::DEFAULT_KEY.to_owned(),
+        }
+    }
+}
+
+/// A message ready to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Redis channel.
+    pub channel: String,
+    /// Payload bytes (msgpack for broadcasts, JSON for requests).
+    pub payload: Vec<u8>,
+}
+
+/// Publishes into one namespace of a Socket.IO Redis cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct Emitter {
+    client: Option<Client>,
+    opts: Arc<EmitterOptions>,
+    channels: Arc<NamespaceChannels>,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("key", &self.opts.key)
+            .field("nsp", &self.channels.nsp())
+            .finish()
+    }
+}
+
+impl Emitter {
+    /// An emitter for namespace `/` publishing through `client` (an initialised fred client).
+    pub fn new(client: Client, opts: EmitterOptions) -> Self {
+        Self::build(Some(client), opts)
+    }
+
+    /// An emitter that only builds messages ([`BroadcastOperator::emit_message`] and friends);
+    /// publishing through it fails. For inspecting or relaying the bytes yourself.
+    pub fn detached(opts: EmitterOptions) -> Self {
+        Self::build(None, opts)
+    }
+
+    fn build(client: Option<Client>, opts: EmitterOptions) -> Self {
+        let channels = Arc::new(NamespaceChannels::new(&opts.key, "/"));
+        Self {
+            client,
+            opts: Arc::new(opts),
+            channels,
+        }
+    }
+
+    /// The same emitter for another namespace (a missing leading `/` is added).
+    pub fn of(&self, nsp: &str) -> Emitter {
+        let nsp = if nsp.starts_with('/') {
+            nsp.to_owned()
+        } else {
+            format!("/{nsp}")
+        };
+        Emitter {
+            client: self.client.clone(),
+            opts: self.opts.clone(),
+            channels: Arc::new(NamespaceChannels::new(&self.opts.key, &nsp)),
+        }
+    }
+
+    /// The namespace this emitter targets.
+    pub fn nsp(&self) -> &str {
+        self.channels.nsp()
+    }
+
+    fn operator(&self) -> BroadcastOperator {
+        BroadcastOperator {
+            emitter: self.clone(),
+            rooms: Vec::new(),
+            except: Vec::new(),
+            flags: Default::default(),
+        }
+    }
+
+    /// Target a room (or several): see [`BroadcastOperator::to`].
+    pub fn to<R: IntoRooms>(&self, rooms: R) -> BroadcastOperator {
+        self.operator().to(rooms)
+    }
+
+    /// Alias of [`Emitter::to`].
+    pub fn in_<R: IntoRooms>(&self, rooms: R) -> BroadcastOperator {
+        self.to(rooms)
+    }
+
+    /// Exclude the sockets in these rooms.
+    pub fn except<R: IntoRooms>(&self, rooms: R) -> BroadcastOperator {
+        self.operator().except(rooms)
+    }
+
+    /// Volatile: clients not ready to receive drop the event.
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.operator().volatile()
+    }
+
+    /// Set the compress flag.
+    pub fn compress(&self, compress: bool) -> BroadcastOperator {
+        self.operator().compress(compress)
+    }
+
+    /// Emit `event` to every client of the namespace.
+    pub async fn emit<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<(), EmitError> {
+        self.operator().emit(event, args).await
+    }
+
+    /// Make every socket of the namespace join `rooms`.
+    pub async fn sockets_join<R: IntoRooms>(&self, rooms: R) -> Result<(), EmitError> {
+        self.operator().sockets_join(rooms).await
+    }
+
+    /// Make every socket of the namespace leave `rooms`.
+    pub async fn sockets_leave<R: IntoRooms>(&self, rooms: R) -> Result<(), EmitError> {
+        self.operator().sockets_leave(rooms).await
+    }
+
+    /// Disconnect every socket of the namespace (`close` also closes the underlying connection).
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), EmitError> {
+        self.operator().disconnect_sockets(close).await
+    }
+
+    /// The serverSideEmit message: `{uid:"emitter", type:6, data:[event, ...args]}` (no acks).
+    pub fn server_side_emit_message<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Outgoing, EmitError> {
+        let data = event_data(event, args);
+        let req = Request::ServerSideEmit {
+            uid: Some(EMITTER_UID.to_owned()),
+            request_id: None,
+            data,
+        };
+        Ok(Outgoing {
+            channel: self.channels.request().to_owned(),
+            payload: req.encode()?,
+        })
+    }
+
+    /// Send `event` to the other servers' `serverSideEmit` handlers (not to clients).
+    pub async fn server_side_emit<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<(), EmitError> {
+        let msg = self.server_side_emit_message(event, args)?;
+        self.publish(msg).await
+    }
+
+    /// Publish a prepared message; returns the number of subscribers that got it.
+    pub async fn publish_counted(&self, msg: Outgoing) -> Result<i64, EmitError> {
+        let client = self.client.as_ref().ok_or_else(|| {
+            EmitError::Publish(fred::error::Error::new(
+                fred::error::ErrorKind::Config,
+                "detached emitter has no Redis client",
+            ))
+        })?;
+        Ok(client
+            .publish::<i64, _, _>(msg.channel, Bytes::from(msg.payload))
+            .await?)
+    }
+
+    /// Publish a prepared message.
+    pub async fn publish(&self, msg: Outgoing) -> Result<(), EmitError> {
+        self.publish_counted(msg).await.map(|_| ())
+    }
+}
+
+fn event_data<A: Into<Arg>>(event: &str, args: impl IntoIterator<Item = A>) -> Vec<Value> {
+    let args = args.into_iter();
+    let mut data = Vec::with_capacity(args.size_hint().0 + 1);
+    data.push(Value::from(event));
+    data.extend(args.map(|a| a.into().into_value()));
+    data
+}
+
+/// A room name or a list of them (like the Node emitter's `string | string[]`).
+pub trait IntoRooms {
+    /// The room names.
+    fn into_rooms(self) -> Vec<String>;
+}
+
+impl IntoRooms for &str {
+    fn into_rooms(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+impl IntoRooms for String {
+    fn into_rooms(self) -> Vec<String> {
+        vec![self]
+    }
+}
+impl IntoRooms for &String {
+    fn into_rooms(self) -> Vec<String> {
+        vec![self.clone()]
+    }
+}
+impl<S: Into<String>> IntoRooms for Vec<S> {
+    fn into_rooms(self) -> Vec<String> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<S: Into<String> + Clone, const N: usize> IntoRooms for [S; N] {
+    fn into_rooms(self) -> Vec<String> {
+        self.into_iter().map(Into::into).collect()
+    }
+}
+impl<S: Into<String> + Clone> IntoRooms for &[S] {
+    fn into_rooms(self) -> Vec<String> {
+        self.iter().cloned().map(Into::into).collect()
+    }
+}
+
+/// Adds to an ordered set (JS `Set` semantics: first insertion wins the position).
+fn add_unique(set: &mut Vec<String>, items: Vec<String>) {
+    for r in items {
+        if !set.contains(&r) {
+            set.push(r);
+        }
+    }
+}
+
+/// Target selection and flags for one operation. Builder methods return new values, so an
+/// operator can be reused like the Node one.
+#[derive(Debug, Clone)]
+pub struct BroadcastOperator {
+    emitter: Emitter,
+    rooms: Vec<String>,
+    except: Vec<String>,
+    flags: BroadcastFlags,
+}
+
+impl BroadcastOperator {
+    /// Also target these rooms (union).
+    pub fn to<R: IntoRooms>(mut self, rooms: R) -> Self {
+        add_unique(&mut self.rooms, rooms.into_rooms());
+        self
+    }
+
+    /// Alias of [`BroadcastOperator::to`].
+    pub fn in_<R: IntoRooms>(self, rooms: R) -> Self {
+        self.to(rooms)
+    }
+
+    /// Exclude the sockets in these rooms.
+    pub fn except<R: IntoRooms>(mut self, rooms: R) -> Self {
+        add_unique(&mut self.except, rooms.into_rooms());
+        self
+    }
+
+    /// Volatile flag.
+    pub fn volatile(mut self) -> Self {
+        self.flags.set(Flag::Volatile, 1);
+        self
+    }
+
+    /// Compress flag.
+    pub fn compress(mut self, compress: bool) -> Self {
+        self.flags.set(Flag::Compress, u64::from(compress));
+        self
+    }
+
+    fn opts(&self) -> RoomsOpts {
+        RoomsOpts {
+            rooms: self.rooms.clone(),
+            except: self.except.clone(),
+        }
+    }
+
+    /// The broadcast message for `emit(event, args)`: msgpack
+    /// `["emitter", {type:2, data:[event, ...args], nsp}, {rooms, flags, except}]` on `key#nsp#`,
+    /// or on `key#nsp#room#` when exactly one room is targeted.
+    pub fn emit_message<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Outgoing, EmitError> {
+        if RESERVED_EVENTS.contains(&event) {
+            return Err(EmitError::ReservedEvent(event.to_owned()));
+        }
+        let channels = &self.emitter.channels;
+        let msg = BroadcastMessage {
+            uid: EMITTER_UID.to_owned(),
+            packet: Packet::with_data(channels.nsp(), Value::Array(event_data(event, args))),
+            opts: BroadcastOptions {
+                rooms: self.rooms.clone(),
+                except: self.except.clone(),
+                flags: self.flags.clone(),
+                layout: OptsLayout::Emitter,
+            },
+        };
+        Ok(Outgoing {
+            channel: channels.broadcast_channel(&self.rooms),
+            payload: msg.encode(),
+        })
+    }
+
+    /// Emit `event` with `args` to the selected sockets.
+    pub async fn emit<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<(), EmitError> {
+        let msg = self.emit_message(event, args)?;
+        self.emitter.publish(msg).await
+    }
+
+    fn request(&self, req: Request) -> Result<Outgoing, EmitError> {
+        Ok(Outgoing {
+            channel: self.emitter.channels.request().to_owned(),
+            payload: req.encode()?,
+        })
+    }
+
+    /// `{type:2, opts:{rooms, except}, rooms}` on the request channel.
+    pub fn sockets_join_message<R: IntoRooms>(&self, rooms: R) -> Result<Outgoing, EmitError> {
+        self.request(Request::SocketsJoin {
+            uid: None,
+            opts: self.opts(),
+            rooms: rooms.into_rooms(),
+        })
+    }
+
+    /// `{type:3, opts:{rooms, except}, rooms}` on the request channel.
+    pub fn sockets_leave_message<R: IntoRooms>(&self, rooms: R) -> Result<Outgoing, EmitError> {
+        self.request(Request::SocketsLeave {
+            uid: None,
+            opts: self.opts(),
+            rooms: rooms.into_rooms(),
+        })
+    }
+
+    /// `{type:4, opts:{rooms, except}, close}` on the request channel.
+    pub fn disconnect_sockets_message(&self, close: bool) -> Result<Outgoing, EmitError> {
+        self.request(Request::DisconnectSockets {
+            uid: None,
+            opts: self.opts(),
+            close,
+        })
+    }
+
+    /// Make the selected sockets join `rooms` (applied by every node).
+    pub async fn sockets_join<R: IntoRooms>(&self, rooms: R) -> Result<(), EmitError> {
+        let msg = self.sockets_join_message(rooms)?;
+        self.emitter.publish(msg).await
+    }
+
+    /// Make the selected sockets leave `rooms`.
+    pub async fn sockets_leave<R: IntoRooms>(&self, rooms: R) -> Result<(), EmitError> {
+        let msg = self.sockets_leave_message(rooms)?;
+        self.emitter.publish(msg).await
+    }
+
+    /// Disconnect the selected sockets.
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), EmitError> {
+        let msg = self.disconnect_sockets_message(close)?;
+        self.emitter.publish(msg).await
+    }
+}
