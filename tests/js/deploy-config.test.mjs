@@ -150,6 +150,7 @@ test("deploy/k8s objects reference each other correctly; grace period covers pre
     `terminationGracePeriodSeconds ${pod.spec.terminationGracePeriodSeconds} < preStop ${sleep} + drain ${drain} + 5`);
   assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory, "resources");
   assert.equal(pod.spec.securityContext.runAsNonRoot, true);
+  assert.equal(pod.spec.enableServiceLinks, false, "no SIO_GATEWAY_SERVICE_HOST/PORT... injected by service links into the option namespace");
 
   const svc = get("Service", "sio-gateway");
   const headless = get("Service", "sio-gateway-headless");
