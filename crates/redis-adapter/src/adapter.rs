@@ -6,7 +6,6 @@ use std::{
     collections::HashSet,
     future::Future,
     pin::Pin,
-    str::FromStr,
     sync::{Arc, Weak},
     task::{Context, Poll},
     time::Duration,
@@ -32,6 +31,7 @@ use crate::{
     namespace::{InKind, Inbound, LocalOps, NsShared},
     requests::Dispatch,
     stats::{DropReason, MsgType},
+    targets::{self, Targets, all_opts, as_sid, rooms_opts, to_wire_opts},
     wire_gap,
 };
 use sio_wire::{
@@ -75,63 +75,6 @@ impl Spawnable for InitRes {
     }
 }
 
-fn all_opts() -> BroadcastOptions {
-    let mut o = BroadcastOptions::default();
-    o.add_flag(BroadcastFlags::Broadcast);
-    o
-}
-
-/// A room name that is a socketioxide socket id (socket ids are not rooms in socketioxide's
-/// local adapter, but Node peers address single sockets through them).
-fn as_sid(room: &str) -> Option<Sid> {
-    if room.len() == 16 {
-        Sid::from_str(room).ok()
-    } else {
-        None
-    }
-}
-
-/// Who a cluster operation applies to locally.
-enum Targets {
-    /// Plain room semantics, handled by `CoreLocalAdapter`.
-    Opts(Box<BroadcastOptions>),
-    /// Explicit socket ids (some rooms were socket ids).
-    Sids(Vec<Sid>),
-}
-
-/// socketioxide options -> wire `opts`.
-fn to_wire_opts(opts: &BroadcastOptions) -> WireOpts {
-    let mut rooms: Vec<String> = opts.rooms.iter().map(|r| r.to_string()).collect();
-    let mut except: Vec<String> = opts.except.iter().map(|r| r.to_string()).collect();
-    let broadcast = opts.has_flag(BroadcastFlags::Broadcast);
-    if let Some(sid) = opts.sid {
-        if broadcast {
-            // socket.broadcast(): everyone but the sender.
-            except.push(sid.to_string());
-        } else if rooms.is_empty() {
-            // A single (remote) socket: its id is its room on the wire.
-            rooms.push(sid.to_string());
-        }
-    }
-    let mut w = WireOpts {
-        rooms,
-        except,
-        ..Default::default()
-    };
-    if opts.has_flag(BroadcastFlags::Volatile) {
-        w.flags.set(Flag::Volatile, 1);
-    }
-    w
-}
-
-/// The `{rooms, except}` part of broadcast options (join/leave/disconnect/fetch requests).
-fn rooms_opts(w: WireOpts) -> RoomsOpts {
-    RoomsOpts {
-        rooms: w.rooms,
-        except: w.except,
-    }
-}
-
 /// socketioxide packet -> Node packet. Only text-parser events can be carried.
 fn to_node_packet(packet: &Packet) -> Result<WirePacket, Error> {
     match &packet.inner {
@@ -158,44 +101,7 @@ fn is_event(p: &WirePacket) -> bool {
 
 impl<E: SocketEmitter> RedisAdapter<E> {
     fn targets(&self, rooms: &[String], except: &[String], volatile: bool) -> Targets {
-        let has_sid = rooms.iter().chain(except).any(|r| as_sid(r).is_some());
-        if !has_sid {
-            // Fast path: pure room semantics, no extra allocation beyond the options.
-            let mut o = all_opts();
-            o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
-            o.except
-                .extend(except.iter().map(|r| Room::Owned(r.clone())));
-            if volatile {
-                o.add_flag(BroadcastFlags::Volatile);
-            }
-            return Targets::Opts(Box::new(o));
-        }
-        let mut set: HashSet<Sid> = if rooms.is_empty() {
-            self.local.sockets(all_opts()).into_iter().collect()
-        } else {
-            let mut o = all_opts();
-            o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
-            let mut s: HashSet<Sid> = self.local.sockets(o).into_iter().collect();
-            s.extend(
-                rooms
-                    .iter()
-                    .filter_map(|r| as_sid(r))
-                    .filter(|id| self.is_local_socket(*id)),
-            );
-            s
-        };
-        if !except.is_empty() {
-            let mut o = all_opts();
-            o.rooms
-                .extend(except.iter().map(|r| Room::Owned(r.clone())));
-            for sid in self.local.sockets(o) {
-                set.remove(&sid);
-            }
-            for sid in except.iter().filter_map(|r| as_sid(r)) {
-                set.remove(&sid);
-            }
-        }
-        Targets::Sids(set.into_iter().collect())
+        targets::resolve(&self.local, rooms, except, volatile)
     }
 
     fn single(sid: Sid, volatile: bool) -> BroadcastOptions {
@@ -447,11 +353,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn is_local_socket(&self, sid: Sid) -> bool {
-        // fetch_sockets filters unknown ids through the namespace's socket map.
-        !self
-            .local
-            .fetch_sockets(BroadcastOptions::new(sid))
-            .is_empty()
+        targets::is_local_socket(&self.local, sid)
     }
 
     fn apply_join(self: &Arc<Self>, opts: &RoomsOpts, rooms: Vec<String>, leave: bool) {

@@ -58,6 +58,7 @@ mod namespace;
 mod requests;
 mod rooms;
 mod stats;
+mod targets;
 mod wire_gap;
 
 use std::sync::Arc;

@@ -1,0 +1,305 @@
+//! Who a cluster operation applies to on this node: translation between the Node adapter's
+//! room semantics and socketioxide's local adapter.
+//!
+//! On Node every socket is a member of a room named after its id; in socketioxide it is not.
+//! Node peers and emitters address a single socket as the room `<sid>` (and `except: [<sid>]`
+//! for `socket.broadcast`), so a room name that is one of our socket ids is resolved to that
+//! socket here. Only then is the slower explicit-id path taken; plain rooms go straight to
+//! `CoreLocalAdapter`.
+
+use std::{collections::HashSet, str::FromStr};
+
+use sio_wire::{BroadcastOptions as WireOpts, Flag, RoomsOpts};
+use socketioxide_core::{
+    Sid,
+    adapter::{BroadcastFlags, BroadcastOptions, CoreLocalAdapter, Room, SocketEmitter},
+};
+
+/// Options selecting every local socket.
+pub(crate) fn all_opts() -> BroadcastOptions {
+    let mut o = BroadcastOptions::default();
+    o.add_flag(BroadcastFlags::Broadcast);
+    o
+}
+
+/// A room name that has the shape of a socketioxide socket id (16 url-safe base64 chars).
+pub(crate) fn as_sid(room: &str) -> Option<Sid> {
+    if room.len() == 16 {
+        Sid::from_str(room).ok()
+    } else {
+        None
+    }
+}
+
+/// Who a cluster operation applies to locally.
+#[derive(Debug)]
+pub(crate) enum Targets {
+    /// Plain room semantics, handled by `CoreLocalAdapter`.
+    Opts(Box<BroadcastOptions>),
+    /// Explicit local socket ids (some rooms were socket ids).
+    Sids(Vec<Sid>),
+}
+
+/// Is `sid` a socket of this node? (The emitter's `get_remote_sockets` filters unknown ids.)
+pub(crate) fn is_local_socket<E: SocketEmitter>(local: &CoreLocalAdapter<E>, sid: Sid) -> bool {
+    !local.fetch_sockets(BroadcastOptions::new(sid)).is_empty()
+}
+
+/// Resolves wire `rooms`/`except` to local targets.
+pub(crate) fn resolve<E: SocketEmitter>(
+    local: &CoreLocalAdapter<E>,
+    rooms: &[String],
+    except: &[String],
+    volatile: bool,
+) -> Targets {
+    let has_sid = rooms.iter().chain(except).any(|r| as_sid(r).is_some());
+    if !has_sid {
+        // Fast path: pure room semantics.
+        let mut o = all_opts();
+        o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
+        o.except
+            .extend(except.iter().map(|r| Room::Owned(r.clone())));
+        if volatile {
+            o.add_flag(BroadcastFlags::Volatile);
+        }
+        return Targets::Opts(Box::new(o));
+    }
+    let mut set: HashSet<Sid> = if rooms.is_empty() {
+        local.sockets(all_opts()).into_iter().collect()
+    } else {
+        let mut o = all_opts();
+        o.rooms.extend(rooms.iter().map(|r| Room::Owned(r.clone())));
+        let mut s: HashSet<Sid> = local.sockets(o).into_iter().collect();
+        s.extend(
+            rooms
+                .iter()
+                .filter_map(|r| as_sid(r))
+                .filter(|id| is_local_socket(local, *id)),
+        );
+        s
+    };
+    if !except.is_empty() {
+        let mut o = all_opts();
+        o.rooms
+            .extend(except.iter().map(|r| Room::Owned(r.clone())));
+        for sid in local.sockets(o) {
+            set.remove(&sid);
+        }
+        for sid in except.iter().filter_map(|r| as_sid(r)) {
+            set.remove(&sid);
+        }
+    }
+    let mut v: Vec<Sid> = set.into_iter().collect();
+    v.sort_unstable();
+    Targets::Sids(v)
+}
+
+/// socketioxide options -> wire `opts`.
+pub(crate) fn to_wire_opts(opts: &BroadcastOptions) -> WireOpts {
+    let mut rooms: Vec<String> = opts.rooms.iter().map(|r| r.to_string()).collect();
+    let mut except: Vec<String> = opts.except.iter().map(|r| r.to_string()).collect();
+    let broadcast = opts.has_flag(BroadcastFlags::Broadcast);
+    if let Some(sid) = opts.sid {
+        if broadcast {
+            // socket.broadcast(): everyone but the sender.
+            except.push(sid.to_string());
+        } else if rooms.is_empty() {
+            // A single (remote) socket: its id is its room on the wire.
+            rooms.push(sid.to_string());
+        }
+    }
+    let mut w = WireOpts {
+        rooms,
+        except,
+        ..Default::default()
+    };
+    if opts.has_flag(BroadcastFlags::Volatile) {
+        w.flags.set(Flag::Volatile, 1);
+    }
+    w
+}
+
+/// The `{rooms, except}` part of broadcast options (join/leave/disconnect/fetch requests).
+pub(crate) fn rooms_opts(w: WireOpts) -> RoomsOpts {
+    RoomsOpts {
+        rooms: w.rooms,
+        except: w.except,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        task::{Context, Poll},
+        time::Duration,
+    };
+
+    use futures_util::stream::{FusedStream, Stream};
+    use socketioxide_core::{
+        Str, Uid, Value,
+        adapter::{BroadcastIter, RemoteSocketData, errors::SocketError},
+        packet::Packet,
+        parser::Parse,
+    };
+
+    use super::*;
+
+    /// A namespace with a fixed set of sockets (the adapter only needs ids from it here).
+    struct Sockets(Vec<Sid>, Str);
+
+    struct NoAcks;
+    impl Stream for NoAcks {
+        type Item = (Sid, Result<Value, NoAckError>);
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(None)
+        }
+    }
+    impl FusedStream for NoAcks {
+        fn is_terminated(&self) -> bool {
+            true
+        }
+    }
+    #[derive(Debug, serde::Serialize, serde::Deserialize, thiserror::Error)]
+    #[error("no ack")]
+    struct NoAckError;
+
+    impl SocketEmitter for Sockets {
+        type AckError = NoAckError;
+        type AckStream = NoAcks;
+        fn get_all_sids(&self, filter: impl Fn(&Sid) -> bool) -> Vec<Sid> {
+            self.0.iter().copied().filter(|s| filter(s)).collect()
+        }
+        fn get_remote_sockets(&self, sids: BroadcastIter<'_>) -> Vec<RemoteSocketData> {
+            sids.filter(|s| self.0.contains(s))
+                .map(|id| RemoteSocketData {
+                    id,
+                    server_id: Uid::ZERO,
+                    ns: self.1.clone(),
+                })
+                .collect()
+        }
+        fn send_many(&self, _: BroadcastIter<'_>, _: Value) -> Result<(), Vec<SocketError>> {
+            Ok(())
+        }
+        fn send_many_volatile(&self, _: BroadcastIter<'_>, _: Value) {}
+        fn send_many_with_ack(
+            &self,
+            _: BroadcastIter<'_>,
+            _: Packet,
+            _: Option<Duration>,
+        ) -> (NoAcks, u32) {
+            (NoAcks, 0)
+        }
+        fn disconnect_many(&self, _: Vec<Sid>) -> Result<(), Vec<SocketError>> {
+            Ok(())
+        }
+        fn path(&self) -> &Str {
+            &self.1
+        }
+        fn parser(&self) -> impl Parse {
+            socketioxide_parser_common::CommonParser
+        }
+        fn server_id(&self) -> Uid {
+            Uid::ZERO
+        }
+        fn ack_timeout(&self) -> Duration {
+            Duration::from_secs(1)
+        }
+    }
+
+    fn sid(s: &str) -> Sid {
+        Sid::from_str(s).unwrap()
+    }
+
+    /// Three local sockets; s1 and s2 in "red", s3 in "blue".
+    fn local() -> (CoreLocalAdapter<Sockets>, [Sid; 3]) {
+        let ids = [
+            sid("AAAAAAAAAAAAAAA1"),
+            sid("AAAAAAAAAAAAAAA2"),
+            sid("AAAAAAAAAAAAAAA3"),
+        ];
+        let l = CoreLocalAdapter::new(Sockets(ids.to_vec(), Str::from("/")));
+        l.add_all(ids[0], "red");
+        l.add_all(ids[1], "red");
+        l.add_all(ids[2], "blue");
+        (l, ids)
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn sids(t: Targets, l: &CoreLocalAdapter<Sockets>) -> Vec<Sid> {
+        let mut v = match t {
+            Targets::Opts(o) => l.sockets(*o),
+            Targets::Sids(s) => s,
+        };
+        v.sort_unstable();
+        v
+    }
+
+    #[test]
+    fn plain_rooms_take_the_fast_path() {
+        let (l, ids) = local();
+        let t = resolve(&l, &strings(&["red"]), &[], true);
+        match &t {
+            Targets::Opts(o) => assert!(o.has_flag(BroadcastFlags::Volatile)),
+            Targets::Sids(_) => panic!("expected the room path"),
+        }
+        assert_eq!(sids(t, &l), vec![ids[0], ids[1]]);
+        let t = resolve(&l, &[], &strings(&["red"]), false);
+        assert_eq!(sids(t, &l), vec![ids[2]]);
+    }
+
+    #[test]
+    fn socket_id_rooms_resolve_to_local_sockets_only() {
+        let (l, ids) = local();
+        let remote = "BBBBBBBBBBBBBBB9";
+        let rooms = vec![ids[2].to_string(), remote.to_string()];
+        let t = resolve(&l, &rooms, &[], false);
+        assert!(matches!(t, Targets::Sids(_)));
+        assert_eq!(sids(t, &l), vec![ids[2]]);
+        // A remote socket id alone selects nobody here (not "everyone").
+        let t = resolve(&l, &strings(&[remote]), &[], false);
+        assert_eq!(sids(t, &l), Vec::<Sid>::new());
+    }
+
+    #[test]
+    fn except_socket_id_and_union_of_rooms() {
+        let (l, ids) = local();
+        let t = resolve(&l, &[], &[ids[0].to_string()], false);
+        assert_eq!(sids(t, &l), vec![ids[1], ids[2]]);
+        let t = resolve(&l, &strings(&["red", "blue"]), &[ids[1].to_string()], false);
+        assert_eq!(sids(t, &l), vec![ids[0], ids[2]]);
+    }
+
+    #[test]
+    fn wire_opts_from_socketioxide_opts() {
+        let s = sid("AAAAAAAAAAAAAAA1");
+        // socket.broadcast().to("red"): the sender is excluded by id.
+        let mut o = BroadcastOptions::new(s);
+        o.add_flag(BroadcastFlags::Broadcast);
+        o.rooms.push(Room::Borrowed("red"));
+        let w = to_wire_opts(&o);
+        assert_eq!(w.rooms, strings(&["red"]));
+        assert_eq!(w.except, vec![s.to_string()]);
+        assert_eq!(w.flags.volatile, None);
+        // A single remote socket: its id is the room.
+        let mut o = BroadcastOptions::new(s);
+        o.add_flag(BroadcastFlags::Volatile);
+        let w = to_wire_opts(&o);
+        assert_eq!(w.rooms, vec![s.to_string()]);
+        assert_eq!(w.flags.volatile, Some(true));
+        let r = rooms_opts(w);
+        assert_eq!(r.rooms, vec![s.to_string()]);
+    }
+
+    #[test]
+    fn sid_shape() {
+        assert!(as_sid("AAAAAAAAAAAAAAA1").is_some());
+        assert!(as_sid("room").is_none());
+        assert!(as_sid("AAAAAAAAAAAAAAAAAAA1").is_none()); // 20-char Node id
+        assert!(as_sid("AAAAAAAAAAAAAA#1").is_none());
+    }
+}
