@@ -3,6 +3,7 @@
 // (visible with PUBSUB CHANNELS / NUMSUB).
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { startRedis, track, waitFor } from "../lib/harness.mjs";
 import { startTestNode, connect, ask, received, redisClient } from "./fixtures/adapter-cluster.mjs";
 
@@ -109,4 +110,57 @@ test("adapter faults: redis killed and restarted on the same port", { timeout: 6
   assert.ok(s.stats.reconnects >= 1, JSON.stringify(s.stats));
   assert.equal(a.connected && b.connected, true, "clients stayed connected");
   assert.equal(n1.running && n2.running, true, "no crash");
+});
+
+/**
+ * A TCP proxy in front of Redis that can silently black-hole the connections that issued a
+ * SUBSCRIBE: they stay open but nothing more reaches the client, which is what a subscriber
+ * sees after some failovers/NAT timeouts (no error, no close, just silence).
+ */
+async function silencingProxy(redisPort) {
+  const conns = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(redisPort, "127.0.0.1");
+    const c = { client, upstream, sub: false, silenced: false };
+    conns.add(c);
+    client.on("data", (d) => {
+      if (/SUBSCRIBE/i.test(d.toString("latin1"))) c.sub = true;
+      upstream.write(d);
+    });
+    upstream.on("data", (d) => { if (!c.silenced) client.write(d); });
+    const close = () => { client.destroy(); upstream.destroy(); conns.delete(c); };
+    client.on("error", close); upstream.on("error", close);
+    client.on("close", close); upstream.on("close", close);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    port: server.address().port,
+    silenceSubscribers() {
+      let n = 0;
+      for (const c of conns) if (c.sub) { c.silenced = true; n++; }
+      return n;
+    },
+    stop: () => new Promise((r) => { for (const c of conns) { c.client.destroy(); c.upstream.destroy(); } server.close(r); }),
+  };
+}
+
+test("adapter faults: a silently dead subscriber is detected by the probe and replaced", { timeout: 60000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const proxy = track(t, await silencingProxy(redis.port));
+  const n1 = track(t, await startTestNode(`redis://127.0.0.1:${proxy.port}`));
+  const n2 = track(t, await startTestNode(redis.url));
+  const a = track(t, await connect(n1.url));
+  const b = track(t, await connect(n2.url));
+  await ask(a, "join", "quiet");
+  await waitFor(async () => (await n1.stats()).subscriberAlive, { what: "probe ok first" });
+
+  assert.ok(proxy.silenceSubscribers() >= 1, "found the subscriber connection");
+  // The probe notices within probe interval + timeout and forces a reconnection.
+  await waitFor(async () => (await n1.stats()).stats.probe_failures >= 1, { what: "probe failure", timeoutMs: 15000 });
+  await waitFor(async () => {
+    await ask(b, "to-room", { room: "quiet", event: "heard", data: 1 });
+    return a.events.some(([e]) => e === "heard");
+  }, { what: "broadcasts reach the node again", timeoutMs: 20000, intervalMs: 500 });
+  await waitFor(async () => (await n1.stats()).subscriberAlive, { what: "subscriber alive again", timeoutMs: 15000 });
+  assert.equal(a.connected, true);
 });
