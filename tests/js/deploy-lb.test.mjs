@@ -10,7 +10,7 @@ import fs from "node:fs";
 import http from "node:http";
 import { execFileSync } from "node:child_process";
 import { WebSocket, WebSocketServer } from "ws";
-import { freePort, track, once } from "../lib/harness.mjs";
+import { freePort, track, once, waitFor } from "../lib/harness.mjs";
 import {
   startHaproxy, startNginx, renderTemplate, NODE_IDS, HAPROXY_CONFIGS, NGINX_TEMPLATES, DEPLOY,
 } from "../lib/lb.mjs";
@@ -87,6 +87,16 @@ for (const [name, start] of LBS) {
 
     const echo = await wsEcho(lb.url);
     assert.match(echo, /^gateway-[123]:hello$/);
+
+    if (lb.statsUrl) {
+      // HAProxy's Prometheus exporter (frontend stats): the three nodes pass the /readyz check.
+      const text = await waitFor(async () => {
+        const body = await (await fetch(`${lb.statsUrl}/metrics`)).text();
+        return /^haproxy_backend_active_servers\{proxy="gateways"\} 3$/m.test(body) ? body : false;
+      }, { what: "haproxy_backend_active_servers 3" });
+      for (const id of NODE_IDS) assert.match(text, new RegExp(`^haproxy_server_status\\{proxy="gateways",server="${id}",state="UP"\\} 1$`, "m"));
+      assert.equal((await fetch(`${lb.statsUrl}/stats`)).status, 200);
+    }
   });
 
   test(`${name} sticky: the gateway's sio_node cookie pins the client, WebSocket included; a dead pinned node fails over`, async (t) => {

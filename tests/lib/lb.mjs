@@ -64,14 +64,18 @@ async function lbHandle(proc, host, port, extra = {}) {
   return Object.assign(proc, { host, port, url: `http://${host}:${port}`, ...extra });
 }
 
-/** haproxy -f deploy/haproxy/haproxy-<variant>.cfg -db, on 127.0.0.1:<port>. */
+/**
+ * haproxy -f deploy/haproxy/haproxy-<variant>.cfg -db, on 127.0.0.1:<port>; its stats frontend
+ * (Prometheus /metrics, /stats) on another free port: `statsUrl`.
+ */
 export async function startHaproxy({ variant = "sticky", backends, port, host = "127.0.0.1" }) {
   const file = HAPROXY_CONFIGS[variant];
   if (!file) throw new Error(`unknown haproxy variant ${variant}`);
   port = port ?? (await freePort());
-  const env = lbEnv(backends, host, port);
+  const statsPort = await freePort();
+  const env = { ...lbEnv(backends, host, port), LB_STATS_LISTEN: `${host}:${statsPort}` };
   const proc = startProcess(process.env.HAPROXY || "haproxy", ["-f", file, "-db"], { env, name: `haproxy-${variant}:${port}` });
-  return lbHandle(proc, host, port, { config: file });
+  return lbHandle(proc, host, port, { config: file, statsUrl: `http://${host}:${statsPort}` });
 }
 
 /**
