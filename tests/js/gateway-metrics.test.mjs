@@ -142,3 +142,23 @@ test("every handshake carries the sticky-session cookie and node header", async 
   assert.match(head, /^HTTP\/1\.1 101/);
   assert.match(head, /set-cookie: my_node=node-7/i);
 });
+
+test("--cors-origin: listed origins get CORS headers on Socket.IO requests, others do not", async (t) => {
+  const gw = track(t, await startGateway(["--cors-origin", "http://app.example"]));
+  const pre = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling", {
+    method: "OPTIONS",
+    headers: { Origin: "http://app.example", "Access-Control-Request-Method": "POST" },
+  });
+  assert.ok(pre.status < 300, `preflight ${pre.status}`);
+  assert.equal(pre.headers.get("access-control-allow-origin"), "http://app.example");
+  assert.equal(pre.headers.get("access-control-allow-credentials"), "true");
+  const hs = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling", { headers: { Origin: "http://app.example" } });
+  assert.equal(hs.status, 200);
+  assert.equal(hs.headers.get("access-control-allow-origin"), "http://app.example");
+  const other = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling", { headers: { Origin: "http://evil.example" } });
+  assert.equal(other.headers.get("access-control-allow-origin"), null);
+  // Without --cors-origin: no CORS headers at all (same-origin only).
+  const plain = track(t, await startGateway([]));
+  const r = await fetch(plain.url + "/socket.io/?EIO=4&transport=polling", { headers: { Origin: "http://app.example" } });
+  assert.equal(r.headers.get("access-control-allow-origin"), null);
+});

@@ -130,21 +130,23 @@ pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
-    use tower_http::cors::{AllowOrigin, Any};
+    use tower_http::cors::{AllowHeaders, AllowOrigin, Any};
     if origins.is_empty() {
         return None;
     }
-    let layer = CorsLayer::new()
-        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
-        .allow_headers(Any);
+    let layer =
+        CorsLayer::new().allow_methods([axum::http::Method::GET, axum::http::Method::POST]);
     Some(if origins.iter().any(|o| o == "*") {
-        layer.allow_origin(Any)
+        layer.allow_origin(Any).allow_headers(Any)
     } else {
         // Validated in config; invalid ones cannot get here, skip defensively.
         let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        // Credentials (the sticky cookie) are allowed for listed origins; the CORS spec then
+        // forbids `Allow-Headers: *`, so the requested headers are mirrored instead.
         layer
             .allow_origin(AllowOrigin::list(list))
             .allow_credentials(true)
+            .allow_headers(AllowHeaders::mirror_request())
     })
 }
 
