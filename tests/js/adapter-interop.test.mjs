@@ -125,6 +125,16 @@ test("adapter interop: broadcasts, rooms, except, requests between our nodes and
     assert.deepEqual([...fromNode].sort(), ["ack-0-q2", "ack-1-q2", "ack-2-q2", "ack-3-q2"]);
   });
 
+  await t.test("RemoteSocket operations (io.fetch_sockets) on a socket of another of our nodes", async () => {
+    await ask(c, "join", "pre");
+    const r = await ask(a, "remote-ops", { target: c.id, room: "post" });
+    assert.equal(r.found, true);
+    assert.ok(r.rooms.includes("pre"), JSON.stringify(r));
+    assert.equal(r.rooms.includes(c.id), false, "own id room left out, as socketioxide does");
+    await received(c, "remote-hello", (d) => d === "hi");
+    await waitFor(async () => (await ask(c, "rooms")).includes("post"), { what: "remote join applied" });
+  });
+
   await t.test("disconnectSockets from Node and from our node", async () => {
     await ask(b, "join", "dc1");
     await ask(n, "join", "dc2");

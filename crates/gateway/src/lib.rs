@@ -9,9 +9,11 @@
 //! * [`limits`]: event-rate token bucket, connection cap.
 //! * [`metrics`], [`health`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! * [`drain`]: graceful drain at the transport level; [`listener`]: cuttable TCP connections.
+//! * [`cluster`]: `--redis` mode: Redis adapter, node registry, polling forwarding.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
 pub mod chat;
+pub mod cluster;
 pub mod config;
 pub mod drain;
 pub mod health;
@@ -28,11 +30,12 @@ use socketioxide::adapter::LocalAdapter;
 
 /// Run one gateway node with the adapter the configuration asks for.
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
-    if let Some(url) = &config.redis {
-        anyhow::bail!(
-            "Redis adapter not available in this build (--redis {url} given); \
-             run without --redis for a single in-memory node"
-        );
+    if let Some(url) = config.redis.clone() {
+        let cluster = cluster::Cluster::connect(&config, &url).await?;
+        let checks = cluster.ready_checks();
+        let state = cluster.adapter_state();
+        return server::serve::<cluster::ClusterAdapter>(config, state, checks, Some(cluster))
+            .await;
     }
-    server::serve::<LocalAdapter>(config, (), Vec::new()).await
+    server::serve::<LocalAdapter>(config, (), Vec::new(), None).await
 }

@@ -217,11 +217,15 @@ pub async fn serve<A: GatewayAdapter>(
     config: Config,
     adapter_state: A::State,
     ready_checks: Vec<Arc<dyn ReadyCheck>>,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> anyhow::Result<()> {
     let gw = Arc::new(Gateway::new(config, ready_checks));
     let cfg = gw.config.clone();
     let (layer, io) = build_socketio::<A>(&gw, adapter_state);
     register(&io, &cfg.namespace).await?;
+    if let Some(c) = &cluster {
+        c.start(&gw, &io).await;
+    }
     let st = AppState {
         gw: gw.clone(),
         io: io.clone(),
@@ -230,6 +234,10 @@ pub async fn serve<A: GatewayAdapter>(
     let listener = bind(cfg.listen, "--listen").await?;
     let local = listener.local_addr()?;
     let app = router(st.clone(), layer);
+    let app = match &cluster {
+        Some(c) => c.wrap(&gw, app),
+        None => app,
+    };
     let tracked = TrackedListener::new(listener, gw.conns.clone());
     let server = axum::serve(
         tracked,
@@ -266,6 +274,9 @@ pub async fn serve<A: GatewayAdapter>(
         tracing::warn!("second signal: exiting without completing the drain");
         std::process::exit(1);
     });
+    if let Some(c) = &cluster {
+        c.leave().await;
+    }
     drain::run(gw.clone(), io).await;
     forced.abort();
     Ok(())

@@ -182,6 +182,35 @@ async fn on_connect(socket: SocketRef<A>) {
             let _ = ack.send(&json!({ "ok": res.is_ok() }));
         },
     );
+    // {target, room?, disconnect?}: RemoteSocket operations on a socket of another node,
+    // found with io.fetch_sockets() -> { found, rooms }
+    socket.on(
+        "remote-ops",
+        async |io: SocketIo<A>, Data(v): Data<Value>, ack: AckSender<A>| {
+            let target = v["target"].as_str().unwrap_or_default().to_owned();
+            let sockets = io.fetch_sockets().await.unwrap_or_default();
+            let Some(remote) = sockets
+                .into_iter()
+                .find(|s| s.data().id.to_string() == target)
+            else {
+                let _ = ack.send(&json!({ "found": false }));
+                return;
+            };
+            let _ = remote.emit("remote-hello", &"hi").await;
+            if let Some(room) = v["room"].as_str() {
+                let _ = remote.join(room.to_owned()).await;
+            }
+            let rooms: Vec<String> = remote
+                .rooms()
+                .await
+                .map(|r| r.into_iter().map(|r| r.to_string()).collect())
+                .unwrap_or_default();
+            if v["disconnect"].as_bool() == Some(true) {
+                let _ = remote.disconnect().await;
+            }
+            let _ = ack.send(&json!({ "found": true, "rooms": rooms }));
+        },
+    );
     // {room?} : disconnectSockets
     socket.on(
         "disconnect-all",

@@ -640,6 +640,10 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 }
             }
         };
+        // Allocations per broadcast, each needed once per message (not per socket): the wire
+        // options copy the room names (the packet keeps its own), the Node packet is the JSON
+        // text re-parsed into msgpack values (the two formats differ), and PUBLISH needs owned
+        // bytes and channel name.
         // Local delivery first: it does not depend on Redis being up.
         let local = self.local.broadcast(packet, opts);
         if let Some((p, wopts)) = remote {
@@ -767,9 +771,22 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if opts.is_local(self.uid) {
             return Ok(self.local.rooms(opts).into_iter().collect());
         }
-        // Node's allRooms has no filter: remote nodes report all their rooms.
-        let c = self.ns.all_rooms(&self.core).await?;
-        Ok(c.items.into_iter().map(Room::Owned).collect())
+        let unfiltered = opts.rooms.is_empty() && opts.except.is_empty() && opts.sid.is_none();
+        if unfiltered {
+            // allRooms (type 1), what Node's `io.of(nsp).adapter.allRooms()` sends.
+            let c = self.ns.all_rooms(&self.core).await?;
+            return Ok(c.items.into_iter().map(Room::Owned).collect());
+        }
+        // Rooms of the matching sockets only (e.g. a RemoteSocket's rooms): Node's allRooms has
+        // no filter, so ask fetchSockets (type 5) and take the union of the sockets' rooms,
+        // leaving out each socket's own id room as socketioxide does.
+        let wopts = rooms_opts(to_wire_opts(&opts));
+        let mut rooms: HashSet<Room> = self.local.rooms(opts);
+        let c = self.ns.fetch(&self.core, &wopts, false).await?;
+        for s in c.items {
+            rooms.extend(s.rooms.into_iter().filter(|r| *r != s.id).map(Room::Owned));
+        }
+        Ok(rooms.into_iter().collect())
     }
 
     async fn fetch_sockets(

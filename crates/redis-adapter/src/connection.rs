@@ -210,6 +210,7 @@ async fn dispatch(
         };
         let Some(core) = core.upgrade() else { return };
         let channel: &str = &msg.channel;
+        // `Inbound` keeps only the channel kind; classification borrows the name.
         if channel == core.probe_channel {
             if let Some(token) = msg.value.as_str().and_then(|s| s.parse::<u64>().ok()) {
                 core.probe_seen.fetch_max(token, Ordering::Relaxed);
@@ -217,9 +218,14 @@ async fn dispatch(
             }
             continue;
         }
-        let Some(payload) = msg.value.as_bytes().map(Bytes::copy_from_slice) else {
-            continue;
+        // The payload moves into the queue without a copy (fred hands out shared `Bytes`).
+        let payload: Bytes = match msg.value {
+            fred::types::Value::Bytes(b) => b,
+            fred::types::Value::String(s) => s.into_inner(),
+            _ => continue,
         };
+        // Read lock per message: uncontended (written only when a namespace is created or
+        // closed), and it keeps routing correct while namespaces come and go.
         let namespaces = core.namespaces.read().unwrap_or_else(|e| e.into_inner());
         for ns in namespaces.iter() {
             if let Some(kind) = ns.channels.classify(channel) {
