@@ -125,6 +125,13 @@ impl NamespaceChannels {
     }
 }
 
+/// `key-probe#id#`: a channel a sio-gateway adapter publishes to itself to prove its subscriber
+/// connection is alive. Not part of the Node protocol, and outside every Node pattern
+/// (`key#nsp#*`), so Node peers never receive it.
+pub fn probe_channel(key: &str, id: &str) -> String {
+    format!("{key}-probe#{id}#")
+}
+
 /// A channel parsed without knowing the namespace beforehand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ParsedChannel<'a> {
@@ -210,5 +217,9 @@ mod tests {
         assert_eq!(parse_channel("k", "k-request#/#x#"), None);
         assert_eq!(parse_channel("k", "other#/#"), None);
         assert_eq!(parse_channel("k", "k#/"), None);
+        let probe = probe_channel("k", "n1");
+        assert_eq!(probe, "k-probe#n1#");
+        assert_eq!(parse_channel("k", &probe), None);
+        assert_eq!(NamespaceChannels::new("k", "/").classify(&probe), None);
     }
 }

@@ -244,6 +244,59 @@ pub fn parse(text: &[u8]) -> Result<Value> {
     Ok(serde_json::from_slice::<Value>(text)?)
 }
 
+/// Convert the dynamic value to a `serde_json::Value` the way JSON.stringify + JSON.parse would
+/// in Node: binary becomes `{"type":"Buffer","data":[..]}`, Dates ISO strings, NaN/Infinity
+/// null, non-string map keys are printed (numbers) or dropped (anything else).
+pub fn to_serde(v: &Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Value::Nil => J::Null,
+        Value::Boolean(b) => J::Bool(*b),
+        Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
+            (Some(u), _) => J::from(u),
+            (None, Some(n)) => J::from(n),
+            _ => J::Null,
+        },
+        Value::F32(f) => f64_to_serde(f64::from(*f)),
+        Value::F64(f) => f64_to_serde(*f),
+        Value::String(s) => J::String(match s.as_str() {
+            Some(s) => s.to_owned(),
+            None => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        }),
+        Value::Binary(b) => buffer_json(b),
+        Value::Array(a) => J::Array(a.iter().map(to_serde).collect()),
+        Value::Map(m) => J::Object(
+            m.iter()
+                .filter_map(|(k, v)| {
+                    let key = match k {
+                        Value::String(s) => s.as_str()?.to_owned(),
+                        Value::Integer(i) => i.to_string(),
+                        _ => return None,
+                    };
+                    Some((key, to_serde(v)))
+                })
+                .collect(),
+        ),
+        Value::Ext(-1, d) => timestamp_millis(d)
+            .map(|ms| J::String(iso8601(ms)))
+            .unwrap_or(J::Null),
+        Value::Ext(ty, d) => J::Array(vec![J::from(*ty), buffer_json(d)]),
+    }
+}
+
+fn f64_to_serde(f: f64) -> serde_json::Value {
+    match crate::msgpack::integral(f).and_then(|i| i.as_i64()) {
+        Some(n) => serde_json::Value::from(n),
+        None => serde_json::Number::from_f64(f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn buffer_json(b: &[u8]) -> serde_json::Value {
+    serde_json::json!({ "type": "Buffer", "data": b })
+}
+
 /// Convert a `serde_json::Value` (what backends hold) into the dynamic value.
 pub fn from_serde(v: &serde_json::Value) -> Value {
     match v {
@@ -290,4 +343,38 @@ pub fn write_value_slice(
     }
     out.push(b']');
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_conversions() {
+        let j = serde_json::json!({"a": [1, "x", null, 1.5, true], "b": {"c": -3}});
+        assert_eq!(to_serde(&from_serde(&j)), j);
+        let v = Value::Array(vec![
+            Value::Binary(vec![1, 2]),
+            Value::F64(2.0),
+            Value::F64(f64::NAN),
+            crate::msgpack::date_value(0),
+        ]);
+        assert_eq!(
+            to_serde(&v),
+            serde_json::json!([{"type": "Buffer", "data": [1, 2]}, 2, null, "1970-01-01T00:00:00.000Z"])
+        );
+        let text = to_json_string(&v).unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            to_serde(&v)
+        );
+    }
+
+    #[test]
+    fn iso_dates_like_js() {
+        assert_eq!(iso8601(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(iso8601(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(253_402_300_800_000), "+010000-01-01T00:00:00.000Z");
+    }
 }

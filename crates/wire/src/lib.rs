@@ -25,7 +25,9 @@ pub mod packet;
 pub mod python;
 pub mod request;
 
-pub use channels::{ChannelKind, DEFAULT_KEY, NamespaceChannels, ParsedChannel, parse_channel};
+pub use channels::{
+    ChannelKind, DEFAULT_KEY, NamespaceChannels, ParsedChannel, parse_channel, probe_channel,
+};
 pub use error::{Result, WireError};
 pub use event_data::{
     PlaceholderJson, from_placeholder_json, into_placeholder_json, to_placeholder_json,
