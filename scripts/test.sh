@@ -27,6 +27,8 @@ python3 -m pip install -q --disable-pip-version-check -r tests/requirements.txt 
 
 echo "==> cargo build"
 cargo build --workspace --bins --locked
+# the adapter's test server (tests/js/adapter-*.test.mjs)
+cargo build -p sio-redis-adapter --examples --locked
 
 status=0
 summary=()
