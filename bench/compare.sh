@@ -44,7 +44,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 GATEWAY_ARGS=${GATEWAY_ARGS:-}
 NODE_ARGS=${NODE_ARGS:-}
-API_KEY=bench-$$
+API_KEY=bench-key-$$
 OUT=${OUT:-$(mktemp -d /tmp/sio-compare.XXXXXX)}
 mkdir -p "$OUT"
 ROOM=bench

@@ -6,6 +6,8 @@
 //! by [`crate::frame`] without JSON parsing, and outgoing frames are built in a
 //! reused buffer and masked in place (no allocation per frame).
 
+use std::time::Duration;
+
 use anyhow::{Result, anyhow, bail};
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocket, WebSocketWrite};
 use tokio::net::TcpStream;
@@ -145,28 +147,45 @@ impl SioConn {
         Ok(id)
     }
 
-    /// `join` a room and wait for the ack; the relay answers `{ok:true}` or `{ok:false,error}`.
-    pub async fn join(&mut self, room: &str) -> Result<()> {
+    /// `join` a room and wait for the ack; the relay answers `{ok:true}` or
+    /// `{ok:false,error}`. Returns how many times the join had to be re-sent:
+    /// a server that registers its event handlers only after it sent the
+    /// CONNECT ack (socketioxide with an async connect handler) drops an event
+    /// sent right after connecting, so after `retry_after` without an ack the
+    /// join is sent again (joining is idempotent). The caller reports retries.
+    pub async fn join(&mut self, room: &str, retry_after: Duration) -> Result<u32> {
         let arg = serde_json::to_string(room)?;
-        let id = self
-            .emit_with(true, |o| {
-                o.extend_from_slice(b"[\"join\",");
-                o.extend_from_slice(arg.as_bytes());
-                o.push(b']');
-            })
-            .await?;
+        let mut retries = 0;
         loop {
-            match self.next_event().await? {
-                Event::Ack { id: got, body } if Some(got) == id => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(body).map_err(|e| anyhow!("bad join ack {e}"))?;
-                    if v[0]["ok"] == serde_json::Value::Bool(true) {
-                        return Ok(());
+            let id = self
+                .emit_with(true, |o| {
+                    o.extend_from_slice(b"[\"join\",");
+                    o.extend_from_slice(arg.as_bytes());
+                    o.push(b']');
+                })
+                .await?;
+            let wait_ack = async {
+                loop {
+                    match self.next_event().await? {
+                        Event::Ack { id: got, body } if Some(got) == id => {
+                            let v: serde_json::Value = serde_json::from_slice(body)
+                                .map_err(|e| anyhow!("bad join ack {e}"))?;
+                            if v[0]["ok"] == serde_json::Value::Bool(true) {
+                                return Ok(());
+                            }
+                            bail!("join {room} refused: {v}");
+                        }
+                        Event::Closed => bail!("closed while joining {room}"),
+                        _ => {}
                     }
-                    bail!("join {room} refused: {v}");
                 }
-                Event::Closed => bail!("closed while joining {room}"),
-                _ => {}
+            };
+            // Cancelling the wait can only lose a frame split across TCP reads;
+            // while waiting for an ack nothing else is sent to this socket.
+            match tokio::time::timeout(retry_after, wait_ack).await {
+                Ok(r) => return r.map(|()| retries),
+                Err(_) if retries < 3 => retries += 1,
+                Err(_) => bail!("no join ack after {} attempts", retries + 1),
             }
         }
     }

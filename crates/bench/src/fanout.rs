@@ -45,6 +45,8 @@ struct FanoutResult {
     receivers: usize,
     connected: u64,
     connect_failed: u64,
+    /// Joins that got no ack and were re-sent (a server-side race, see conn.rs).
+    join_retries: u64,
     closed_during_run: u64,
     first_error: Option<String>,
     /// Set when the origin does not exist on this server (e.g. no HTTP API).
@@ -71,6 +73,7 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
         receivers: a.receivers,
         connected: st.connected.get(),
         connect_failed: st.failed.get(),
+        join_retries: st.join_retries.get(),
         closed_during_run: 0,
         first_error: st.first_error.borrow().clone(),
         skipped: None,
@@ -200,6 +203,7 @@ async fn measure(
         deliveries_per_s: received as f64
             / send
                 .seconds
+                .max(a.duration)
                 .max(st.last_rx_ns.get().saturating_sub(step_start) as f64 / 1e9)
                 .max(1e-9),
         latency: Latency::from_us(&st.hist.borrow()),
@@ -239,8 +243,8 @@ fn print(json: bool, r: &FanoutResult) -> Result<()> {
             (
                 "receivers",
                 format!(
-                    "{} connected of {} ({} failed, {} closed)",
-                    r.connected, r.receivers, r.connect_failed, r.closed_during_run
+                    "{} connected of {} ({} failed, {} closed, {} join retries)",
+                    r.connected, r.receivers, r.connect_failed, r.closed_during_run, r.join_retries
                 ),
             ),
             ("origin", format!("{:?}", r.origin).to_lowercase()),

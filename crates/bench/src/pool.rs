@@ -21,6 +21,8 @@ use crate::report::{new_histogram, now_ns};
 pub struct PoolState {
     pub connected: Cell<u64>,
     pub failed: Cell<u64>,
+    /// `join`s re-sent because no ack came (see [`SioConn::join`]).
+    pub join_retries: Cell<u64>,
     /// Connections the server closed after they were established.
     pub closed: Cell<u64>,
     /// Deliveries with a timestamp at or after `min_ts` (the current step's).
@@ -42,6 +44,7 @@ impl PoolState {
         Rc::new(Self {
             connected: Cell::new(0),
             failed: Cell::new(0),
+            join_retries: Cell::new(0),
             closed: Cell::new(0),
             received: Cell::new(0),
             stale: Cell::new(0),
@@ -121,10 +124,13 @@ pub fn spawn_receivers(
             let Ok(permit) = sem.acquire().await else {
                 return;
             };
+            let stage = Cell::new("handshake");
             let setup = async {
                 let mut c = SioConn::connect(&t, &opts).await?;
                 if let Some(r) = room.as_deref() {
-                    c.join(r).await?;
+                    stage.set("join ack");
+                    let n = c.join(r, Duration::from_secs(2)).await?;
+                    st.join_retries.set(st.join_retries.get() + u64::from(n));
                 }
                 anyhow::Ok(c)
             };
@@ -132,12 +138,12 @@ pub fn spawn_receivers(
                 Ok(Ok(c)) => c,
                 Ok(Err(e)) => {
                     st.failed.set(st.failed.get() + 1);
-                    st.error(format!("{}: {e:#}", t.host));
+                    st.error(format!("{}: {} failed: {e:#}", t.host, stage.get()));
                     return;
                 }
                 Err(_) => {
                     st.failed.set(st.failed.get() + 1);
-                    st.error(format!("{}: handshake timed out", t.host));
+                    st.error(format!("{}: {} timed out", t.host, stage.get()));
                     return;
                 }
             };
