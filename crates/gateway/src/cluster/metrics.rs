@@ -1,0 +1,157 @@
+//! Cluster metrics: the adapter's counters as Prometheus families, and forwarding results.
+//!
+//! The adapter counts with relaxed atomics on its hot path ([`sio_redis_adapter::AdapterStats`]);
+//! [`AdapterCollector`] copies them into Prometheus families only when `/metrics` is scraped, so
+//! a broadcast costs nothing extra for being observable. `redis_up` is owned by the gateway's
+//! [`Metrics`] (always exported, 0 on a single node); in cluster mode the collector takes that
+//! gauge over and sets it from the adapter's health at scrape time.
+use std::sync::Mutex;
+
+use prometheus::{
+    IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    core::{Collector, Desc},
+    proto::MetricFamily,
+};
+use sio_redis_adapter::{MsgType, RedisAdapterHandle};
+
+use crate::metrics::Metrics;
+
+const NS: &str = "sio_gateway";
+
+/// Label values of `polling_forwards_total{result}`.
+pub mod result {
+    pub const OK: &str = "ok";
+    pub const NO_OWNER: &str = "no_owner";
+    pub const OWNER_DOWN: &str = "owner_down";
+    pub const REFUSED: &str = "refused";
+    pub const ERROR: &str = "error";
+    pub const ALL: [&str; 5] = [OK, NO_OWNER, OWNER_DOWN, REFUSED, ERROR];
+}
+
+/// `polling_forwards_total{result}` with one pre-resolved child per result.
+pub struct ForwardMetrics {
+    pub ok: IntCounter,
+    pub no_owner: IntCounter,
+    pub owner_down: IntCounter,
+    pub refused: IntCounter,
+    pub error: IntCounter,
+}
+
+impl ForwardMetrics {
+    pub fn register(registry: &Registry) -> ForwardMetrics {
+        let vec = IntCounterVec::new(
+            Opts::new(
+                "polling_forwards_total",
+                "Engine.IO requests (polls and upgrades) for sessions of another node, by result; \
+                 refused = a forged or invalid forwarding header",
+            )
+            .namespace(NS),
+            &["result"],
+        )
+        .expect("static metric definition");
+        if let Err(e) = registry.register(Box::new(vec.clone())) {
+            tracing::warn!(error = %e, "polling_forwards_total not registered");
+        }
+        let c = |r: &str| vec.with_label_values(&[r]);
+        ForwardMetrics {
+            ok: c(result::OK),
+            no_owner: c(result::NO_OWNER),
+            owner_down: c(result::OWNER_DOWN),
+            refused: c(result::REFUSED),
+            error: c(result::ERROR),
+        }
+    }
+}
+
+/// Reads [`sio_redis_adapter::AdapterStats`] at scrape time.
+pub struct AdapterCollector {
+    handle: RedisAdapterHandle,
+    published: IntCounterVec,
+    received: IntCounterVec,
+    timeouts: IntCounterVec,
+    decode_errors: IntCounter,
+    redis_up: IntGauge,
+    /// Serialises scrapes: each one rewrites the shadow counters before reading them.
+    lock: Mutex<()>,
+}
+
+impl AdapterCollector {
+    /// Register on the gateway's registry, taking over its `redis_up` gauge.
+    pub fn install(metrics: &Metrics, handle: RedisAdapterHandle) {
+        let by_type = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help).namespace(NS), &["type"])
+                .expect("static metric definition")
+        };
+        let c = AdapterCollector {
+            handle,
+            published: by_type(
+                "adapter_messages_published_total",
+                "Messages the Redis adapter published, by type",
+            ),
+            received: by_type(
+                "adapter_messages_received_total",
+                "Messages the Redis adapter received and decoded, by type",
+            ),
+            timeouts: by_type(
+                "adapter_request_timeouts_total",
+                "Cluster requests that did not get every answer in time, by type",
+            ),
+            decode_errors: IntCounter::with_opts(
+                Opts::new(
+                    "adapter_decode_errors_total",
+                    "Messages on the adapter's channels that could not be decoded",
+                )
+                .namespace(NS),
+            )
+            .expect("static metric definition"),
+            redis_up: metrics.redis_up.clone(),
+            lock: Mutex::new(()),
+        };
+        let registry = metrics.registry();
+        // The gauge is re-exported by this collector; a second registration would collide.
+        let _ = registry.unregister(Box::new(metrics.redis_up.clone()));
+        if let Err(e) = registry.register(Box::new(c)) {
+            tracing::warn!(error = %e, "adapter metrics not registered");
+        }
+    }
+}
+
+impl Collector for AdapterCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut d = Vec::new();
+        d.extend(self.published.desc());
+        d.extend(self.received.desc());
+        d.extend(self.timeouts.desc());
+        d.extend(self.decode_errors.desc());
+        d.extend(self.redis_up.desc());
+        d
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = self.handle.stats();
+        // Counters only go up; resetting the shadow copy and adding the current total is the
+        // way to *set* a prometheus counter. Every type is exported, zeros included.
+        let set = |v: &IntCounterVec, t: MsgType, n: u64| {
+            let c = v.with_label_values(&[t.as_str()]);
+            c.reset();
+            c.inc_by(n);
+        };
+        for t in MsgType::ALL {
+            set(&self.published, t, stats.published_count(t));
+            set(&self.received, t, stats.received_count(t));
+            set(&self.timeouts, t, stats.request_timeout_count(t));
+        }
+        self.decode_errors.reset();
+        self.decode_errors.inc_by(stats.decode_error_count());
+        let up = self.handle.health().redis_up && self.handle.redis_up();
+        self.redis_up.set(i64::from(up));
+        let mut out = Vec::with_capacity(5);
+        out.extend(self.published.collect());
+        out.extend(self.received.collect());
+        out.extend(self.timeouts.collect());
+        out.extend(self.decode_errors.collect());
+        out.extend(self.redis_up.collect());
+        out
+    }
+}

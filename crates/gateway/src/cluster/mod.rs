@@ -1,0 +1,310 @@
+//! Cluster mode (`--redis`): several gateway nodes share one Redis.
+//!
+//! What a node does beyond the single-node gateway, and where:
+//! * [`ClusterAdapter`]: socketioxide runs on `sio-redis-adapter` (the Node
+//!   `@socket.io/redis-adapter` protocol), so rooms and broadcasts span every node;
+//!   [`metrics::AdapterCollector`] exports its counters at scrape time.
+//! * [`registry`]: every node announces itself (id, advertise URL, connections) under a key with
+//!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
+//!   The same module keeps the `sid -> node` records of long-polling sessions.
+//! * [`sessions`]: the middleware in front of `/socket.io/`: it remembers the Engine.IO sessions
+//!   opened here and, for a request whose session lives on another node, finds the owner
+//!   (sid record, else the sticky cookie) and hands the request to [`forward`], which proxies
+//!   HTTP polls and WebSocket upgrades to it, signed with `--cluster-secret`.
+//! * `/readyz` fails while Redis is unreachable or the adapter's subscriber is dead
+//!   ([`RedisReady`]).
+//!
+//! The cluster object is not generic over the adapter: the few things it needs from socketioxide
+//! (is this sid a live local socket, how many connections) are captured as closures in
+//! [`Cluster::start`].
+pub mod api;
+pub mod forward;
+pub mod metrics;
+pub mod registry;
+pub mod sessions;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, OnceLock, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use axum::{Router, middleware, routing::get};
+use sio_redis_adapter::{
+    AdapterConfig, InitRes, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+};
+use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
+
+use crate::{adapter::GatewayAdapter, config::Config, health::ReadyCheck, state::Gateway};
+
+use self::{
+    forward::Forwarder,
+    metrics::{AdapterCollector, ForwardMetrics},
+    registry::{NodeInfo, Registry},
+    sessions::Sessions,
+};
+
+/// The adapter type of a cluster node.
+pub type ClusterAdapter = RedisAdapter<socketioxide::adapter::Emitter>;
+
+impl GatewayAdapter for ClusterAdapter {
+    async fn init_namespace(res: InitRes) -> anyhow::Result<()> {
+        res.await
+            .context("subscribing the namespace's Redis channels")
+    }
+}
+
+/// `/readyz` condition: Redis connected and the adapter's subscriber really receiving.
+pub struct RedisReady(pub RedisAdapterHandle);
+
+impl ReadyCheck for RedisReady {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn check(&self) -> Result<(), String> {
+        let h = self.0.health();
+        if !h.redis_up || !self.0.redis_up() {
+            Err("redis unreachable".into())
+        } else if !h.subscriber_alive {
+            Err("adapter subscriber not receiving (probe failed)".into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+type SidProbe = Box<dyn Fn(&str) -> bool + Send + Sync>;
+type Counter = Box<dyn Fn() -> usize + Send + Sync>;
+
+/// What the cluster needs from the running socketioxide instance (set by [`Cluster::start`]).
+struct Hooks {
+    /// Is `sid` a socket of some namespace on this node?
+    has_socket: SidProbe,
+    /// Socket.IO connections on this node (all namespaces).
+    connections: Counter,
+}
+
+/// One node's membership in the cluster.
+pub struct Cluster {
+    pub node_id: String,
+    pub advertise: String,
+    started_at: u64,
+    adapter: RedisAdapterCtr,
+    pub handle: RedisAdapterHandle,
+    pub registry: Registry,
+    pub sessions: Sessions,
+    /// None without `--cluster-secret`: this node never forwards.
+    pub forwarder: Option<Forwarder>,
+    pub cookie_name: String,
+    heartbeat: Duration,
+    /// Last registry listing (node id -> info), refreshed by the heartbeat; used to find the
+    /// address of a session's owner without a Redis round trip.
+    known: RwLock<HashMap<String, NodeInfo>>,
+    leaving: AtomicBool,
+    hooks: OnceLock<Hooks>,
+    metrics: OnceLock<ForwardMetrics>,
+}
+
+impl Cluster {
+    /// Connect the adapter and the registry client to `url`. Fails if Redis is unreachable now.
+    pub async fn connect(config: &Config, url: &str) -> anyhow::Result<Arc<Cluster>> {
+        let adapter_config = AdapterConfig::default();
+        let prefix = registry::prefix(&adapter_config.key);
+        let adapter = RedisAdapterCtr::connect(url, adapter_config)
+            .await
+            .with_context(|| format!("cannot connect the Redis adapter to {url}"))?;
+        let handle = adapter.handle();
+        let registry = Registry::connect(
+            url,
+            prefix,
+            config.node_id.clone(),
+            config.cluster_node_ttl,
+            session_ttl(config),
+        )
+        .await
+        .with_context(|| format!("cannot connect the node registry to {url}"))?;
+        let forwarder = match &config.cluster_secret {
+            Some(secret) => Some(Forwarder::new(&config.node_id, secret)),
+            None => {
+                tracing::warn!(
+                    node_id = %config.node_id,
+                    "no --cluster-secret: polling requests for sessions of other nodes are not forwarded"
+                );
+                None
+            }
+        };
+        Ok(Arc::new(Cluster {
+            node_id: config.node_id.clone(),
+            advertise: config.advertise.trim_end_matches('/').to_owned(),
+            started_at: unix_ms(),
+            adapter,
+            handle,
+            registry,
+            sessions: Sessions::new(session_grace(config)),
+            forwarder,
+            cookie_name: config.sticky_cookie.clone(),
+            heartbeat: config.cluster_heartbeat,
+            known: RwLock::new(HashMap::new()),
+            leaving: AtomicBool::new(false),
+            hooks: OnceLock::new(),
+            metrics: OnceLock::new(),
+        }))
+    }
+
+    /// The adapter state to build socketioxide with.
+    pub fn adapter_state(&self) -> RedisAdapterCtr {
+        self.adapter.clone()
+    }
+
+    /// Readiness checks contributed by the cluster.
+    pub fn ready_checks(&self) -> Vec<Arc<dyn ReadyCheck>> {
+        vec![Arc::new(RedisReady(self.handle.clone()))]
+    }
+
+    /// Wire into a running node: metrics, first announcement, heartbeat and session sweeper.
+    pub async fn start<A: Adapter>(self: &Arc<Self>, gw: &Arc<Gateway>, io: &SocketIo<A>) {
+        let fm = ForwardMetrics::register(gw.metrics.registry());
+        let _ = self.metrics.set(fm);
+        AdapterCollector::install(&gw.metrics, self.handle.clone());
+
+        let io1 = io.clone();
+        let io2 = io.clone();
+        let _ = self.hooks.set(Hooks {
+            has_socket: Box::new(move |sid| {
+                let Ok(sid) = sid.parse::<Sid>() else {
+                    return false;
+                };
+                io1.nsps().iter().any(|ns| ns.get_socket(sid).is_some())
+            }),
+            connections: Box::new(move || {
+                io2.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
+            }),
+        });
+
+        // Announce before serving so peers can forward to us from the first handshake on.
+        self.beat().await;
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(me.heartbeat);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if me.leaving.load(Ordering::Acquire) {
+                    return;
+                }
+                me.beat().await;
+            }
+        });
+        let me = self.clone();
+        tokio::spawn(async move { me.sweep_sessions().await });
+    }
+
+    /// One heartbeat: refresh our entry, then re-read the registry.
+    async fn beat(&self) {
+        let info = NodeInfo {
+            id: self.node_id.clone(),
+            advertise: self.advertise.clone(),
+            started_at: self.started_at,
+            connections: self.hooks.get().map_or(0, |h| (h.connections)()),
+            updated_at: unix_ms(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        if let Err(e) = self.registry.announce(&info).await {
+            tracing::debug!(node_id = %self.node_id, error = %e, "registry heartbeat failed");
+        }
+        // Re-check after the write: a drain that started meanwhile must not be undone.
+        if self.leaving.load(Ordering::Acquire) {
+            let _ = self.registry.remove().await;
+        }
+        match self.registry.list().await {
+            Ok(nodes) => {
+                let map = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
+                *self.known.write().unwrap_or_else(|e| e.into_inner()) = map;
+            }
+            Err(e) => tracing::debug!(error = %e, "registry listing failed"),
+        }
+    }
+
+    /// Drop out of the registry at once (start of a drain); the heartbeat stops.
+    pub async fn leave(&self) {
+        self.leaving.store(true, Ordering::Release);
+        match self.registry.remove().await {
+            Ok(()) => tracing::info!(node_id = %self.node_id, "left the node registry"),
+            Err(e) => {
+                tracing::warn!(node_id = %self.node_id, error = %e, "cannot remove the registry entry")
+            }
+        }
+    }
+
+    /// Advertise URL of a node other than this one, from the last listing.
+    pub fn node_url(&self, id: &str) -> Option<String> {
+        self.known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .map(|n| n.advertise.clone())
+    }
+
+    pub(crate) fn forward_metrics(&self) -> Option<&ForwardMetrics> {
+        self.metrics.get()
+    }
+
+    fn has_socket(&self, sid: &str) -> bool {
+        self.hooks.get().is_some_and(|h| (h.has_socket)(sid))
+    }
+
+    /// Keep the sid records of live polling sessions fresh; drop the records of ended ones.
+    async fn sweep_sessions(self: Arc<Self>) {
+        let every = self.registry.sid_ttl / 3;
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let (alive, ended) = self.sessions.sweep(|sid| self.has_socket(sid));
+            if let Err(e) = self.registry.refresh_sids(&alive).await {
+                tracing::debug!(error = %e, "refreshing sid records failed");
+            }
+            if let Err(e) = self.registry.delete_sids(&ended).await {
+                tracing::debug!(error = %e, "deleting sid records failed");
+            }
+        }
+    }
+
+    /// Put the cluster routes and the `/socket.io/` middleware around the node's router.
+    pub fn wrap(self: &Arc<Self>, gw: &Arc<Gateway>, app: Router) -> Router {
+        let api = Router::new()
+            .route("/api/v1/cluster", get(api::cluster))
+            .route_layer(middleware::from_fn_with_state(
+                gw.clone(),
+                crate::api::keys::require_api_key,
+            ))
+            .with_state(self.clone());
+        api.merge(app).layer(middleware::from_fn_with_state(
+            self.clone(),
+            sessions::middleware,
+        ))
+    }
+}
+
+/// How long a sid record outlives its last refresh: a little over two heartbeat windows of
+/// Engine.IO (ping interval + timeout), so a live session is never without one.
+fn session_ttl(config: &Config) -> Duration {
+    (config.ping_interval + config.ping_timeout) * 2
+}
+
+/// How long a session opened here counts as local before any namespace socket exists for it.
+fn session_grace(config: &Config) -> Duration {
+    config.ping_interval + config.ping_timeout
+}
