@@ -280,7 +280,12 @@ pub struct Options {
     pub auth: Option<AuthMode>,
 
     /// HMAC secret for HS256/384/512 tokens (--auth jwt)
-    #[arg(long, env = "SIO_GATEWAY_JWT_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub jwt_secret: Option<String>,
 
     /// PEM public key (RSA, EC or Ed25519) for RS*/PS*/ES*/EdDSA tokens (--auth jwt)
@@ -313,7 +318,11 @@ pub struct Options {
     pub auth_webhook: Option<String>,
 
     /// Timeout of one auth webhook call [default: 5s]
-    #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_AUTH_WEBHOOK_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub auth_webhook_timeout: Option<Dur>,
 
     /// Most auth webhook calls in flight; more connections wait for a slot [default: 64]
@@ -341,7 +350,11 @@ pub struct Options {
     pub upstream_webhook: Option<String>,
 
     /// Timeout of one upstream webhook call [default: 5s]
-    #[arg(long, env = "SIO_GATEWAY_UPSTREAM_WEBHOOK_TIMEOUT", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_UPSTREAM_WEBHOOK_TIMEOUT",
+        value_name = "DURATION"
+    )]
     pub upstream_webhook_timeout: Option<Dur>,
 
     /// python-socketio Redis manager channel to obey (e.g. `socketio`); needs --redis [default: none]
@@ -618,7 +631,9 @@ impl AuthConfig {
             jwt_audience: o.jwt_audience.clone(),
             jwt_leeway: o.jwt_leeway.map_or(Duration::from_secs(5), |d| d.0),
             webhook: o.auth_webhook.clone(),
-            webhook_timeout: o.auth_webhook_timeout.map_or(Duration::from_secs(5), |d| d.0),
+            webhook_timeout: o
+                .auth_webhook_timeout
+                .map_or(Duration::from_secs(5), |d| d.0),
             webhook_concurrency,
         })
     }
@@ -684,6 +699,9 @@ impl Config {
 
     /// Apply defaults and validate.
     pub fn resolve(o: Options) -> Result<Config, ConfigError> {
+        // Before the fields below are moved out of `o`.
+        let auth = AuthConfig::resolve(&o)?;
+        let upstream = UpstreamConfig::resolve(&o)?;
         let listen = o
             .listen
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 3000)));
@@ -799,8 +817,6 @@ impl Config {
                 format!("`{url}` is not a redis:// or rediss:// URL"),
             ));
         }
-        let auth = AuthConfig::resolve(&o)?;
-        let upstream = UpstreamConfig::resolve(&o)?;
         if o.cluster_secret.as_ref().is_some_and(|k| k.len() < 16) {
             return Err(invalid(
                 "cluster_secret",

@@ -10,8 +10,13 @@
 //! * [`metrics`], [`health`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! * [`drain`]: graceful drain at the transport level; [`listener`]: cuttable TCP connections.
 //! * [`cluster`]: `--redis` mode: Redis adapter, node registry, polling forwarding.
+//! * [`auth`]: connect-time authentication (JWT, webhook); [`upstream`]: where other client
+//!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
+//!   [`webhook_client`]: the HTTP client both webhooks use.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
+pub mod api;
+pub mod auth;
 pub mod chat;
 pub mod cluster;
 pub mod config;
@@ -25,6 +30,8 @@ pub mod relay;
 pub mod rules;
 pub mod server;
 pub mod state;
+pub mod upstream;
+pub mod webhook_client;
 
 use socketioxide::adapter::LocalAdapter;
 

@@ -72,8 +72,10 @@ pub async fn admit<A: Adapter>(State(gw): State<Arc<Gateway>>) -> Result<(), Ref
 struct Conn {
     gw: Arc<Gateway>,
     bucket: TokenBucket,
-    /// Authenticated subject (`{sub}` in room rules); none until auth exists.
+    /// Authenticated subject (`{sub}` in room rules).
     sub: Option<String>,
+    /// What the credentials grant beyond the configured rules (see `auth`).
+    ident: Option<Arc<crate::auth::Identity>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,7 +139,7 @@ impl Conn {
                 return reply(ack, &err("join expects a room name (1-256 bytes)"));
             }
         };
-        if !self.gw.config.can_join.allows(&room, self.sub.as_deref()) {
+        if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
             self.gw.metrics.dropped_forbidden.inc();
             return reply(ack, &err(format_args!("not allowed to join room `{room}`")));
         }
@@ -197,12 +199,7 @@ impl Conn {
             );
         }
         let target = p.room.as_deref().unwrap_or(s.ns());
-        if !self
-            .gw
-            .config
-            .can_publish
-            .allows(target, self.sub.as_deref())
-        {
+        if !self.may(&self.gw.config.can_publish, |i| &i.can_publish, target) {
             m.dropped_forbidden.inc();
             return reply(
                 ack,
@@ -239,20 +236,43 @@ impl Conn {
         }
     }
 
-    fn other<A: Adapter>(&self, s: &SocketRef<A>, event: &str, ack: AckSender<A>) {
+    /// Room rules: the configured ones, or the identity's extra grants.
+    fn may(
+        &self,
+        rules: &crate::rules::RuleSet,
+        grant: fn(&crate::auth::Identity) -> &crate::rules::RuleSet,
+        room: &str,
+    ) -> bool {
+        let sub = self.sub.as_deref();
+        rules.allows(room, sub)
+            || self
+                .ident
+                .as_ref()
+                .is_some_and(|i| grant(i).allows(room, sub))
+    }
+
+    /// Any other event goes to the upstream sink (see `upstream`); its ack comes back.
+    async fn other<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        event: &str,
+        data: Result<serde_json::Value, ParserError>,
+        ack: AckSender<A>,
+    ) {
         if !self.admit_event() {
             return reply(ack, &err("rate limited"));
         }
-        // Upstream sinks (Redis Stream, webhook) plug in here; until one is configured the
-        // event has nowhere to go.
-        self.gw.metrics.dropped_no_sink.inc();
-        tracing::trace!(sid = %s.id, ns = s.ns(), event, "dropped: no upstream sink");
-        reply(
-            ack,
-            &err(format_args!(
-                "no upstream sink configured for event `{event}`"
-            )),
-        );
+        let data = data.unwrap_or(serde_json::Value::Null);
+        let sid = s.id.to_string();
+        let ev = crate::upstream::UpstreamEvent {
+            node: self.gw.node_id(),
+            nsp: s.ns(),
+            sid: &sid,
+            user: self.sub.as_deref(),
+            event,
+            data: &data,
+        };
+        reply(ack, &crate::upstream::forward(&self.gw, ev).await);
     }
 }
 
@@ -276,9 +296,12 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
     gw.metrics.connections_total.inc();
     tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), transport = ?s.transport_type(), "connected");
     let cfg = &gw.config;
+    // Joins `user:<sub>` and the credentials' rooms.
+    let ident = crate::auth::on_connected(&s);
     let conn = Arc::new(Conn {
         bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
-        sub: None,
+        sub: ident.as_ref().and_then(|i| i.sub.clone()),
+        ident,
         gw: gw.clone(),
     });
 
@@ -308,9 +331,12 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
     );
     let c = conn.clone();
     s.on_fallback(
-        move |s: SocketRef<A>, Event(event): Event, ack: AckSender<A>| {
-            c.other(&s, &event, ack);
-            std::future::ready(())
+        move |s: SocketRef<A>,
+              Event(event): Event,
+              TryData(data): TryData<serde_json::Value>,
+              ack: AckSender<A>| {
+            let c = c.clone();
+            async move { c.other(&s, &event, data, ack).await }
         },
     );
     s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {

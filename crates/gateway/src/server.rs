@@ -60,7 +60,10 @@ pub async fn register<A: GatewayAdapter>(
     specs: &[NamespaceSpec],
 ) -> anyhow::Result<()> {
     for spec in specs {
-        let handler = relay::on_connect::<A>.with(relay::admit::<A>);
+        // Middlewares run last-added first: admit (drain, capacity) before authentication.
+        let handler = relay::on_connect::<A>
+            .with(crate::auth::authenticate::<A>)
+            .with(relay::admit::<A>);
         match spec {
             NamespaceSpec::Exact(path) => {
                 A::init_namespace(io.ns(path.clone(), handler))
@@ -83,6 +86,7 @@ fn route_class(path: &str) -> &'static str {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
+        p if p.starts_with("/api/") => "api",
         _ => "other",
     }
 }
@@ -162,6 +166,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         r = r.route("/metrics", get(metrics::<A>));
     }
     let mut r = r
+        .nest("/api/v1", crate::api::router::<A>(&gw))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .with_state(st)
         .layer(layer)
@@ -219,7 +224,10 @@ pub async fn serve<A: GatewayAdapter>(
     ready_checks: Vec<Arc<dyn ReadyCheck>>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> anyhow::Result<()> {
-    let gw = Arc::new(Gateway::new(config, ready_checks));
+    let mut gw = Gateway::new(config, ready_checks);
+    gw.auth = crate::auth::Authenticator::from_config(&gw.config)?;
+    gw.upstream = crate::upstream::Sink::from_config(&gw.config).await?;
+    let gw = Arc::new(gw);
     let cfg = gw.config.clone();
     let (layer, io) = build_socketio::<A>(&gw, adapter_state);
     register(&io, &cfg.namespace).await?;

@@ -26,6 +26,10 @@ pub struct Gateway {
     pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
     /// The socket.io-client bundle for the chat page, if one was found on disk.
     pub client_js: Option<Bytes>,
+    /// Connect-time authentication and the upstream sink; `None` here, set by
+    /// `server::serve` before the gateway is shared (they read key files, connect to Redis).
+    pub auth: crate::auth::Authenticator,
+    pub upstream: crate::upstream::Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: Sticky,
 }
@@ -66,6 +70,8 @@ impl Gateway {
             metrics,
             ready_checks,
             client_js,
+            auth: crate::auth::Authenticator::None,
+            upstream: crate::upstream::Sink::None,
         }
     }
 

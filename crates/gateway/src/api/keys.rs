@@ -64,11 +64,7 @@ pub fn check(keys: &[String], headers: &HeaderMap) -> KeyCheck {
 }
 
 /// axum middleware: let the request through only with a valid API key.
-pub async fn require_api_key(
-    State(gw): State<Arc<Gateway>>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn require_api_key(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let unauthorized = |msg: &str| {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
         r.headers_mut().insert(

@@ -66,7 +66,8 @@ pub fn spec() -> Value {
     let mut emit_props = target_props.clone();
     emit_props["event"] = json!({ "type": "string", "minLength": 1, "maxLength": 256 });
     emit_props["data"] = json!({ "description": "one event argument (any JSON)" });
-    emit_props["args"] = json!({ "type": "array", "description": "several event arguments (instead of data)" });
+    emit_props["args"] =
+        json!({ "type": "array", "description": "several event arguments (instead of data)" });
     let mut rooms_props = target_props.clone();
     rooms_props["target_rooms"] = rooms.clone();
 

@@ -12,11 +12,7 @@ use axum::{
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Deserializer, Serialize, ser::SerializeTuple};
 use serde_json::{Value, json};
-use socketioxide::{
-    BroadcastError,
-    adapter::Adapter,
-    operators::BroadcastOperators,
-};
+use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperators};
 
 use super::{ApiError, Body, Params};
 use crate::{auth::Identity, relay::RESERVED_EVENTS, state::AppState};
@@ -156,7 +152,11 @@ pub async fn emit<A: Adapter>(
         (None, None) => op.emit(&b.event, &Args(&[])).await,
     };
     if r.is_ok() {
-        st.gw.metrics.broadcasts_total.with_label_values(&["http"]).inc();
+        st.gw
+            .metrics
+            .broadcasts_total
+            .with_label_values(&["http"])
+            .inc();
     }
     broadcast_result(r)
 }
@@ -171,7 +171,9 @@ pub struct RoomsBody {
 
 fn target_rooms(b: &RoomsBody) -> Result<Vec<String>, ApiError> {
     if b.target_rooms.is_empty() {
-        return Err(ApiError::bad_request("`target_rooms` must name at least one room"));
+        return Err(ApiError::bad_request(
+            "`target_rooms` must name at least one room",
+        ));
     }
     check_names("target_rooms", &b.target_rooms)?;
     Ok(b.target_rooms.clone())
