@@ -12,7 +12,8 @@ import { startProcess, freePort, track, GATEWAY_BIN } from "../lib/harness.mjs";
 
 const OPTIONS = [
   "listen", "redis", "node-id", "advertise", "config", "api-key", "metrics-listen", "namespace",
-  "ping-interval", "ping-timeout", "max-payload", "max-connections", "event-rate", "event-burst",
+  "ping-interval", "ping-timeout", "max-payload", "max-connections", "max-buffer", "conn-rate-per-ip",
+  "event-rate", "event-burst",
   "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
   "sticky-cookie", "client-js",
 ];
@@ -89,10 +90,11 @@ test("a bad flag value at start-up exits 2 with the key named", () => {
   assert.match(r.stderr, /namespace/);
 });
 
-test("--redis fails clearly in this build", () => {
+test("--redis with an unreachable Redis fails clearly at start-up", () => {
   const r = run(["--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1"]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /Redis adapter not available in this build/);
+  assert.match(r.stderr, /redis:\/\/127\.0\.0\.1:1/, "the error names the Redis URL");
+  assert.match(r.stderr, /Redis/);
 });
 
 test("env vars, TOML file and precedence flag > env > file > default", async (t) => {

@@ -118,3 +118,19 @@ test("malformed Engine.IO requests get a 4xx and the node keeps serving", async 
   assert.deepEqual(await s.emitWithAck("join", "x"), { ok: true });
   assert.ok(gw.running);
 });
+
+test("--conn-rate-per-ip: new sessions over the rate get 429, existing sessions are unaffected", async (t) => {
+  const gw = track(t, await startGateway(["--conn-rate-per-ip", "0.5"])); // burst 1
+  const first = await connected(client(t, gw.url, { transports: ["polling"], upgrade: false }));
+  const hs = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling");
+  assert.equal(hs.status, 429);
+  assert.match((await hs.json()).message, /too many new connections/);
+  const refused = client(t, gw.url, { transports: ["polling"] });
+  const err = await once(refused, "connect_error");
+  assert.ok(err, "socket.io-client sees the refusal as connect_error");
+  // The existing polling session keeps working (its requests carry a sid).
+  assert.deepEqual(await first.emitWithAck("join", "still-ok"), { ok: true });
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.ok(metricSum(m, "sio_gateway_connections_refused_total", 'reason="ip_rate"') >= 2);
+  assert.ok(metricSum(m, "sio_gateway_http_requests_total", 'status="429"') >= 2);
+});

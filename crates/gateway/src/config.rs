@@ -193,6 +193,17 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<usize>,
 
+    /// Packets queued per connection for sending; when a slow client's queue is full, further
+    /// messages to it are dropped (memory stays bounded) [default: 128]
+    #[arg(long, env = "SIO_GATEWAY_MAX_BUFFER", value_name = "PACKETS")]
+    pub max_buffer: Option<usize>,
+
+    /// New Engine.IO sessions per second per client IP (token bucket, burst 2x), 0 = unlimited;
+    /// more get HTTP 429. Behind a load balancer every client has its IP: enforce it there
+    /// [default: 0]
+    #[arg(long, env = "SIO_GATEWAY_CONN_RATE_PER_IP", value_name = "PER_SEC")]
+    pub conn_rate_per_ip: Option<f64>,
+
     /// Events per second a connection may send (token bucket), 0 = unlimited; excess events are
     /// dropped, counted, and answered with an error ack [default: 100]
     #[arg(long, env = "SIO_GATEWAY_EVENT_RATE", value_name = "PER_SEC")]
@@ -401,6 +412,8 @@ impl Options {
             ping_timeout: self.ping_timeout.or(lower.ping_timeout),
             max_payload: self.max_payload.or(lower.max_payload),
             max_connections: self.max_connections.or(lower.max_connections),
+            max_buffer: self.max_buffer.or(lower.max_buffer),
+            conn_rate_per_ip: self.conn_rate_per_ip.or(lower.conn_rate_per_ip),
             event_rate: self.event_rate.or(lower.event_rate),
             event_burst: self.event_burst.or(lower.event_burst),
             cors_origin: vec(self.cors_origin, lower.cors_origin),
@@ -529,6 +542,8 @@ pub struct Config {
     pub ping_timeout: Duration,
     pub max_payload: u64,
     pub max_connections: usize,
+    pub max_buffer: usize,
+    pub conn_rate_per_ip: f64,
     pub event_rate: f64,
     pub event_burst: u32,
     pub cors_origin: Vec<String>,
@@ -721,6 +736,14 @@ impl Config {
                 "must be printable ASCII without spaces, `;`, `,`, `\"` or `\\` (it is a cookie value)",
             ));
         }
+        let max_buffer = o.max_buffer.unwrap_or(128);
+        if max_buffer == 0 {
+            return Err(invalid("max_buffer", "must be >= 1"));
+        }
+        let conn_rate_per_ip = o.conn_rate_per_ip.unwrap_or(0.0);
+        if !conn_rate_per_ip.is_finite() || conn_rate_per_ip < 0.0 {
+            return Err(invalid("conn_rate_per_ip", "must be a number >= 0"));
+        }
         let advertise = o.advertise.unwrap_or_else(|| {
             if listen.ip().is_unspecified() {
                 format!(
@@ -849,6 +872,8 @@ impl Config {
             ping_timeout,
             max_payload,
             max_connections: o.max_connections.unwrap_or(0),
+            max_buffer,
+            conn_rate_per_ip,
             event_rate,
             event_burst,
             cors_origin: o.cors_origin,

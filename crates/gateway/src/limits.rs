@@ -4,15 +4,28 @@
 //!   Excess events are dropped by the relay, counted and answered with an error ack.
 //! * [`ConnectionLimit`]: the node-wide cap on Socket.IO connections (`--max-connections`),
 //!   checked in the connect middleware so a refused client gets a `connect_error`.
+//! * [`IpRateLimit`] + [`handshake_rate`]: new Engine.IO sessions per client IP
+//!   (`--conn-rate-per-ip`), a tower middleware answering 429 before any session exists.
 //!
 //! Payload size limits are socketioxide/engineioxide settings; see `server::build_socketio`.
 use std::{
+    collections::HashMap,
+    net::IpAddr,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Instant,
 };
+
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{listener::ConnInfo, state::Gateway};
 
 /// A classic token bucket: `rate` tokens per second, at most `burst` stored.
 ///
@@ -101,6 +114,96 @@ impl ConnectionLimit {
     }
 }
 
+/// Token buckets keyed by client IP, for new sessions only.
+///
+/// One mutex for the map: it is taken once per Engine.IO handshake, never per message.
+/// Memory is bounded by pruning buckets that have refilled completely (an idle IP costs
+/// nothing once its bucket is full again) whenever the map grows past `PRUNE_AT`.
+#[derive(Debug)]
+pub struct IpRateLimit {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+const PRUNE_AT: usize = 10_000;
+
+impl IpRateLimit {
+    /// `rate == 0` means unlimited. The burst is twice the rate, at least 1.
+    pub fn new(rate: f64) -> IpRateLimit {
+        IpRateLimit {
+            rate,
+            burst: (rate * 2.0).ceil().max(1.0),
+            buckets: Mutex::default(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.rate > 0.0
+    }
+
+    pub fn try_take(&self, ip: IpAddr) -> bool {
+        self.try_take_at(ip, Instant::now())
+    }
+
+    fn try_take_at(&self, ip: IpAddr, now: Instant) -> bool {
+        if !self.enabled() {
+            return true;
+        }
+        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= PRUNE_AT {
+            let (rate, burst) = (self.rate, self.burst);
+            map.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * rate < burst
+            });
+        }
+        let (tokens, last) = map.entry(ip).or_insert((self.burst, now));
+        let refilled = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.rate)
+            .min(self.burst);
+        *last = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            true
+        } else {
+            *tokens = refilled;
+            false
+        }
+    }
+}
+
+/// Middleware: refuse a new Engine.IO session (a `/socket.io/` request without `sid`) with
+/// 429 when its IP is over `--conn-rate-per-ip`. Requests of existing sessions pass.
+pub async fn handshake_rate(
+    State((gw, limit)): State<(Arc<Gateway>, Arc<IpRateLimit>)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let new_session = req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|kv| kv.starts_with("sid="));
+    if new_session
+        && let Some(ConnectInfo(ConnInfo { remote, .. })) =
+            req.extensions().get::<ConnectInfo<ConnInfo>>()
+        && !limit.try_take(remote.ip())
+    {
+        gw.metrics
+            .connections_refused_total
+            .with_label_values(&["ip_rate"])
+            .inc();
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "1")],
+            axum::Json(serde_json::json!({"code": 429, "message": "too many new connections from this address"})),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +235,31 @@ mod tests {
         for _ in 0..10_000 {
             assert!(b.try_take());
         }
+    }
+
+    #[test]
+    fn ip_rate_is_per_ip_and_refills() {
+        let l = IpRateLimit::new(1.0); // burst 2
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        assert!(l.try_take_at(a, t0));
+        assert!(l.try_take_at(a, t0));
+        assert!(!l.try_take_at(a, t0));
+        assert!(l.try_take_at(b, t0), "another IP has its own bucket");
+        assert!(l.try_take_at(a, t0 + Duration::from_millis(1100)));
+        assert!(!IpRateLimit::new(0.0).enabled());
+    }
+
+    #[test]
+    fn ip_rate_prunes_idle_buckets() {
+        let l = IpRateLimit::new(10.0);
+        let t0 = Instant::now();
+        for i in 0..PRUNE_AT as u32 {
+            assert!(l.try_take_at(IpAddr::from(i.to_be_bytes()), t0));
+        }
+        // Much later every bucket is full again: the next insert prunes them all.
+        assert!(l.try_take_at("192.0.2.1".parse().unwrap(), t0 + Duration::from_secs(60)));
+        assert_eq!(l.buckets.lock().unwrap().len(), 1);
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::{
     config::{Config, NamespaceSpec},
     drain, health,
     health::ReadyCheck,
+    limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
     relay,
     state::{AppState, Gateway},
@@ -45,6 +46,7 @@ pub fn build_socketio<A: Adapter>(
     SocketIo::builder()
         .ping_interval(c.ping_interval)
         .ping_timeout(c.ping_timeout)
+        .max_buffer_size(c.max_buffer)
         .max_payload(c.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
@@ -173,7 +175,16 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .layer(middleware::from_fn_with_state(
             gw.clone(),
             drain::engine_guard,
-        ))
+        ));
+    // Inside the HTTP metrics layer so refusals are counted as 429s.
+    let ip_limit = Arc::new(IpRateLimit::new(gw.config.conn_rate_per_ip));
+    if ip_limit.enabled() {
+        r = r.layer(middleware::from_fn_with_state(
+            (gw.clone(), ip_limit),
+            limits::handshake_rate,
+        ));
+    }
+    let mut r = r
         .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
         .layer(TraceLayer::new_for_http());
     if let Some(cors) = cors_layer(&gw.config.cors_origin) {
