@@ -34,6 +34,20 @@ test("adapter interop: broadcasts, rooms, except, requests between our nodes and
     }
   });
 
+  await t.test("binary payloads cross in both directions", async () => {
+    await ask(a, "bin-all");
+    for (const r of clients) {
+      const [, buf, text] = await received(r, "bin");
+      assert.deepEqual([...new Uint8Array(buf)], [1, 2, 3]);
+      assert.equal(text, "text");
+    }
+    await ask(n, "to-room", { event: "bin2", data: Buffer.from([4, 5]) });
+    for (const r of [a, b, c]) {
+      const [, buf] = await received(r, "bin2");
+      assert.deepEqual([...new Uint8Array(buf)], [4, 5]);
+    }
+  });
+
   await t.test("room broadcast reaches members only, from our node and from Node", async () => {
     assert.equal((await ask(a, "join", "r1")).ok, true);
     assert.equal((await ask(n, "join", "r1")).ok, true);

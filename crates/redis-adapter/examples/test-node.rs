@@ -182,6 +182,12 @@ async fn on_connect(socket: SocketRef<A>) {
             let _ = ack.send(&json!({ "ok": res.is_ok() }));
         },
     );
+    // Broadcast a binary payload to everyone: [bytes 1,2,3, "text"].
+    socket.on("bin-all", async |io: SocketIo<A>, ack: AckSender<A>| {
+        let data = (bytes::Bytes::from_static(&[1, 2, 3]), "text");
+        let res = io.broadcast().emit("bin", &data).await;
+        let _ = ack.send(&json!({ "ok": res.is_ok() }));
+    });
     // {target, room?, disconnect?}: RemoteSocket operations on a socket of another node,
     // found with io.fetch_sockets() -> { found, rooms }
     socket.on(
