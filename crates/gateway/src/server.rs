@@ -140,8 +140,7 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
     }
-    let layer =
-        CorsLayer::new().allow_methods([axum::http::Method::GET, axum::http::Method::POST]);
+    let layer = CorsLayer::new().allow_methods([axum::http::Method::GET, axum::http::Method::POST]);
     Some(if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any).allow_headers(Any)
     } else {
