@@ -73,6 +73,21 @@ test("adapter emitter: @socket.io/redis-emitter reaches clients on our nodes", {
     for (const s of [a, b]) await received(s, "sse", (d) => Array.isArray(d) && d[1] === "from-emitter");
   });
 
+  await t.test("a burst of 2000 emitter messages arrives complete and in order (figure, no timing assertion)", async () => {
+    const N = 2000;
+    const got = [];
+    a.on("burst", (i) => got.push(i));
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) emitter.emit("burst", i);
+    await waitFor(() => got.length === N, { timeoutMs: 30000, what: `${N} burst messages` });
+    const ms = performance.now() - t0;
+    t.diagnostic(`emitter burst: ${N} messages to one client on our node in ${ms.toFixed(0)} ms (${(N / ms * 1000).toFixed(0)} msg/s, debug build)`);
+    assert.deepEqual(got, Array.from({ length: N }, (_, i) => i));
+    const st = await (await fetch(n1.url + "/stats")).json();
+    assert.equal(st.stats.dropped.queue_full, 0);
+    assert.equal(st.stats.dropped.subscriber_lagged, 0);
+  });
+
   await t.test("disconnectSockets(room)", async () => {
     const gone = new Promise((r) => b.once("disconnect", r));
     await ask(b, "join", "kick");

@@ -91,6 +91,7 @@ test("adapter faults: redis killed and restarted on the same port", { timeout: 6
   const down = await ask(b, "to-room", { room: "survivors", event: "lost", data: 0 });
   assert.equal(down.ok, false);
 
+  const restartedAt = performance.now();
   redis2 = await startRedis({ port });
   const rc = track(t, await redisClient(redis2.url));
   await waitFor(async () => {
@@ -102,6 +103,7 @@ test("adapter faults: redis killed and restarted on the same port", { timeout: 6
     await ask(b, "to-room", { room: "survivors", event: "back", data: 1 });
     return a.events.some(([e]) => e === "back");
   }, { what: "broadcasts flow again", timeoutMs: 15000, intervalMs: 300 });
+  t.diagnostic(`redis restart: broadcasts flowed again ${(performance.now() - restartedAt).toFixed(0)} ms after redis-server was back`);
   await waitFor(async () => {
     const s = await n1.stats();
     return s.redisUp && s.subscriberAlive;
@@ -155,12 +157,14 @@ test("adapter faults: a silently dead subscriber is detected by the probe and re
   await waitFor(async () => (await n1.stats()).subscriberAlive, { what: "probe ok first" });
 
   assert.ok(proxy.silenceSubscribers() >= 1, "found the subscriber connection");
+  const silencedAt = performance.now();
   // The probe notices within probe interval + timeout and forces a reconnection.
   await waitFor(async () => (await n1.stats()).stats.probe_failures >= 1, { what: "probe failure", timeoutMs: 15000 });
   await waitFor(async () => {
     await ask(b, "to-room", { room: "quiet", event: "heard", data: 1 });
     return a.events.some(([e]) => e === "heard");
   }, { what: "broadcasts reach the node again", timeoutMs: 20000, intervalMs: 500 });
+  t.diagnostic(`silent subscriber: traffic restored ${(performance.now() - silencedAt).toFixed(0)} ms after the subscriber went silent`);
   await waitFor(async () => (await n1.stats()).subscriberAlive, { what: "subscriber alive again", timeoutMs: 15000 });
   assert.equal(a.connected, true);
 });
