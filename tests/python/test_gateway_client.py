@@ -1,4 +1,5 @@
-"""python-socketio (PyPI) as a second, independent client of a single gateway node.
+"""python-socketio (PyPI) as a second, independent client of a single gateway node
+(and, in the last test, sharing a room with a Node.js socket.io-client).
 
 Covers: connect/disconnect over websocket and polling, emit with acks, join/leave and room
 delivery (members get it, sender and non-members do not), binary payloads, a custom namespace,
@@ -192,3 +193,48 @@ def test_drain_then_reconnect_to_replacement(clients):
 if os.environ.get("SIO_TEST_VERBOSE"):
     import logging
     logging.basicConfig(level=logging.DEBUG)
+
+
+NODE_PEER = r"""
+import { io } from "socket.io-client";
+const s = io(process.argv[2], { transports: ["websocket"], reconnection: false });
+s.onAny((event, data) => {
+  const out = Buffer.isBuffer(data?.bin) ? { ...data, bin: [...data.bin], binary: true } : data;
+  console.log(JSON.stringify({ event, data: out }));
+  if (event === "to-node") {
+    s.emit("publish", { room: "mixed", event: "to-python", data: { bin: Buffer.from([9, 8, 7]) } });
+  }
+});
+s.on("connect", async () => {
+  const r = await s.emitWithAck("join", "mixed");
+  console.log(JSON.stringify({ event: "joined", data: r }));
+});
+"""
+
+
+def test_python_and_node_clients_share_a_room(gateway_factory, clients):
+    import json
+    from conftest import ROOT
+
+    url = gateway_factory()
+    # Inside tests/ so that node resolves socket.io-client from tests/node_modules.
+    script = ROOT / "tests" / f"python-node-peer-{os.getpid()}.tmp.mjs"
+    script.write_text(NODE_PEER)
+    peer = subprocess.Popen(["node", str(script), url], stdout=subprocess.PIPE, text=True,
+                            cwd=str(ROOT / "tests"))
+    try:
+        first = json.loads(peer.stdout.readline())
+        assert first == {"event": "joined", "data": {"ok": True}}
+        py = clients(url, ["polling", "websocket"]).connect()
+        assert py.sio.call("join", "mixed", timeout=5) == {"ok": True}
+        ack = py.sio.call("publish", {"room": "mixed", "event": "to-node",
+                                      "data": {"bin": b"\x01\x02", "n": 1}}, timeout=5)
+        assert ack == {"ok": True}
+        got = json.loads(peer.stdout.readline())
+        assert got == {"event": "to-node", "data": {"bin": [1, 2], "n": 1, "binary": True}}
+        wait_until(lambda: py.events("to-python"), what="node -> python")
+        assert py.events("to-python")[0] == {"bin": bytes([9, 8, 7])}
+    finally:
+        peer.kill()
+        peer.wait(timeout=10)
+        script.unlink(missing_ok=True)

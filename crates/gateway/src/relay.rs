@@ -123,7 +123,7 @@ impl Conn {
         }
     }
 
-    fn join<A: Adapter>(
+    async fn join<A: Adapter>(
         &self,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
@@ -145,6 +145,9 @@ impl Conn {
         }
         tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
         s.join(room);
+        // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
+        // broadcast sent from another node right after the ack is not missed.
+        self.gw.sync_rooms(s.ns()).await;
         reply(ack, &ok());
     }
 
@@ -309,8 +312,8 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
     s.on(
         "join",
         move |s: SocketRef<A>, TryData(room): TryData<String>, ack: AckSender<A>| {
-            c.join(&s, room, ack);
-            std::future::ready(())
+            let c = c.clone();
+            async move { c.join(&s, room, ack).await }
         },
     );
     let c = conn.clone();

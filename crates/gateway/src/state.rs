@@ -32,7 +32,15 @@ pub struct Gateway {
     pub upstream: crate::upstream::Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: Sticky,
+    /// Cluster mode: brings a namespace's room subscriptions in line with local membership
+    /// (set once by `cluster`; see [`Gateway::sync_rooms`]).
+    pub room_sync: std::sync::OnceLock<RoomSync>,
 }
+
+/// `nsp -> future` that resolves once the adapter follows the namespace's local rooms.
+pub type RoomSync = Box<
+    dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync,
+>;
 
 /// `Set-Cookie: <sticky_cookie>=<node-id>` and the node header value, rendered once.
 pub struct Sticky {
@@ -63,6 +71,7 @@ impl Gateway {
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
             sticky: Sticky::new(&config),
+            room_sync: std::sync::OnceLock::new(),
             conn_limit: ConnectionLimit::new(config.max_connections),
             drain: Drain::default(),
             conns: Arc::new(ConnRegistry::default()),
@@ -72,6 +81,14 @@ impl Gateway {
             client_js,
             auth: crate::auth::Authenticator::None,
             upstream: crate::upstream::Sink::None,
+        }
+    }
+
+    /// Wait until the adapter is subscribed to the rooms local sockets are in (no-op on a
+    /// single node: the in-memory adapter needs no subscription).
+    pub async fn sync_rooms(&self, nsp: &str) {
+        if let Some(sync) = self.room_sync.get() {
+            sync(nsp.to_owned()).await;
         }
     }
 
