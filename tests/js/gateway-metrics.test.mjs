@@ -93,6 +93,10 @@ test("health, readiness and the chat page", async (t) => {
   // tests/node_modules has socket.io-client installed, so the page uses the local copy.
   assert.match(html, /<script src="\/socket\.io\.min\.js">/);
   assert.match(html, /emit\("publish"/);
+  // The page's own script at least parses (no browser here to run it).
+  const inline = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]);
+  assert.equal(inline.length, 1);
+  assert.doesNotThrow(() => new Function(inline[0]));
   const js = await fetch(gw.url + "/socket.io.min.js");
   assert.equal(js.status, 200);
   assert.match(js.headers.get("content-type"), /javascript/);

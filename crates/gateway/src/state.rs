@@ -38,9 +38,8 @@ pub struct Gateway {
 }
 
 /// `nsp -> future` that resolves once the adapter follows the namespace's local rooms.
-pub type RoomSync = Box<
-    dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync,
->;
+pub type RoomSync =
+    Box<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// `Set-Cookie: <sticky_cookie>=<node-id>` and the node header value, rendered once.
 pub struct Sticky {
