@@ -118,3 +118,105 @@ impl<E: SocketEmitter> FusedStream for AckStream<E> {
         self.local_done && self.remote.is_none()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use sio_wire::Response;
+
+    use super::*;
+    use crate::{
+        requests::Pending,
+        test_support::{NoAcks, Sockets},
+    };
+
+    fn remote(pending: &Arc<Pending>, servers: usize, timeout: Duration) -> (RemoteAcks, String) {
+        let guard = pending.register(16);
+        let id = guard.id.clone();
+        (
+            RemoteAcks {
+                guard,
+                servers_left: servers,
+                acks_left: 0,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
+                stats: Arc::new(AdapterStats::default()),
+            },
+            id,
+        )
+    }
+
+    fn count(id: &str, n: u64) -> Response {
+        Response::BroadcastClientCount {
+            request_id: id.into(),
+            client_count: n,
+        }
+    }
+
+    fn ack(id: &str, v: &str) -> Response {
+        Response::BroadcastAck {
+            request_id: id.into(),
+            packet: sio_wire::Value::from(v),
+        }
+    }
+
+    #[tokio::test]
+    async fn ends_when_every_node_counted_and_acked() {
+        let pending = Arc::new(Pending::default());
+        let (r, id) = remote(&pending, 2, Duration::from_secs(10));
+        let stats = r.stats.clone();
+        pending.dispatch(count(&id, 2));
+        pending.dispatch(ack(&id, "a"));
+        pending.dispatch(count(&id, 0));
+        pending.dispatch(ack(&id, "b"));
+        let stream = AckStream::<Sockets>::new(NoAcks, Some(r));
+        let items: Vec<_> =
+            tokio::time::timeout(Duration::from_secs(2), stream.collect::<Vec<_>>())
+                .await
+                .expect("stream ends without waiting for the deadline");
+        let values: Vec<_> = items.into_iter().map(|(sid, v)| (sid, v.ok())).collect();
+        assert_eq!(
+            values,
+            vec![
+                (Sid::ZERO, Some(Value::Str("[\"a\"]".into(), None))),
+                (Sid::ZERO, Some(Value::Str("[\"b\"]".into(), None))),
+            ]
+        );
+        assert_eq!(stats.request_timeout_count(MsgType::BroadcastWithAck), 0);
+    }
+
+    #[tokio::test]
+    async fn deadline_ends_a_stream_missing_answers() {
+        let pending = Arc::new(Pending::default());
+        let (r, id) = remote(&pending, 2, Duration::from_millis(200));
+        let stats = r.stats.clone();
+        pending.dispatch(count(&id, 1));
+        pending.dispatch(ack(&id, "only"));
+        // The second node never answers.
+        let stream = AckStream::<Sockets>::new(NoAcks, Some(r));
+        let items: Vec<_> =
+            tokio::time::timeout(Duration::from_secs(2), stream.collect::<Vec<_>>())
+                .await
+                .expect("deadline bounds the stream");
+        assert_eq!(items.len(), 1);
+        assert_eq!(stats.request_timeout_count(MsgType::BroadcastWithAck), 1);
+        // Dropping the stream forgets the request: late answers find nobody.
+        assert_eq!(
+            pending.dispatch(ack(&id, "late")),
+            crate::requests::Dispatch::Unknown
+        );
+    }
+
+    #[test]
+    fn remote_ack_value_keeps_binary_as_attachment() {
+        let v = remote_ack_value(sio_wire::Value::Binary(vec![7, 8])).unwrap();
+        match v {
+            Value::Str(text, Some(bins)) => {
+                assert_eq!(&*text, r#"[{"_placeholder":true,"num":0}]"#);
+                assert_eq!(bins.len(), 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

@@ -59,6 +59,8 @@ mod requests;
 mod rooms;
 mod stats;
 mod targets;
+#[cfg(test)]
+mod test_support;
 mod wire_gap;
 
 use std::sync::Arc;
