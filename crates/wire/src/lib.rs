@@ -12,10 +12,12 @@
 //! - [`json`]: JSON for the dynamic value (requests/responses, JSON.stringify conventions).
 //! - [`packet`]: the broadcast message `[uid, packet, opts]`.
 //! - [`request`]: request/response types 0–9.
+//! - [`cluster`]: the sharded adapter's ClusterAdapter messages (types 1–13).
 //! - [`event_data`]: Node packet data ⇄ socketioxide's JSON-with-placeholders form.
 //! - [`python`]: python-socketio Redis manager messages (decode only).
 
 pub mod channels;
+pub mod cluster;
 pub mod error;
 pub mod event_data;
 mod fields;
@@ -27,6 +29,9 @@ pub mod request;
 
 pub use channels::{
     ChannelKind, DEFAULT_KEY, NamespaceChannels, ParsedChannel, parse_channel, probe_channel,
+};
+pub use cluster::{
+    ClusterBody, ClusterMessage, SubscriptionMode, cluster_type, sharded_publish_channel,
 };
 pub use error::{Result, WireError};
 pub use event_data::{

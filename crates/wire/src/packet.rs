@@ -274,6 +274,27 @@ impl BroadcastFlags {
         }
     }
 
+    /// The flags as a dynamic value (wire key order), for the JSON encodings.
+    pub fn to_value(&self) -> Value {
+        Value::Map(
+            self.iter_set()
+                .map(|flag| {
+                    let b = |v: Option<bool>| Value::Boolean(v == Some(true));
+                    let v = match flag {
+                        Flag::Volatile => b(self.volatile),
+                        Flag::Compress => b(self.compress),
+                        Flag::Local => b(self.local),
+                        Flag::Broadcast => b(self.broadcast),
+                        Flag::Binary => b(self.binary),
+                        Flag::Timeout => Value::from(self.timeout.unwrap_or(0)),
+                        Flag::ExpectSingleResponse => b(self.expect_single_response),
+                    };
+                    (Value::from(flag.key()), v)
+                })
+                .collect(),
+        )
+    }
+
     /// Read flags from a decoded value (`null`/absent means none).
     pub fn from_value(v: Value) -> Result<Self> {
         let mut flags = Self::default();
@@ -345,6 +366,21 @@ impl BroadcastOptions {
                 write_rooms(out, &self.except);
             }
         }
+    }
+
+    /// The options as a dynamic value (in `self.layout` key order).
+    pub fn to_value(&self) -> Value {
+        let rooms =
+            |r: &[String]| Value::Array(r.iter().map(|x| Value::from(x.as_str())).collect());
+        let (r, e, f) = (
+            (Value::from("rooms"), rooms(&self.rooms)),
+            (Value::from("except"), rooms(&self.except)),
+            (Value::from("flags"), self.flags.to_value()),
+        );
+        Value::Map(match self.layout {
+            OptsLayout::Adapter => vec![r, e, f],
+            OptsLayout::Emitter => vec![r, f, e],
+        })
     }
 
     /// Read options from a decoded value.

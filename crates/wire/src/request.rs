@@ -435,7 +435,24 @@ pub struct FetchedSocket {
 }
 
 impl FetchedSocket {
-    fn from_value(v: Value) -> Result<Self> {
+    /// The socket as a dynamic value (`{id, handshake, rooms, data?}`).
+    pub fn to_value(&self) -> Value {
+        let mut m = vec![
+            (Value::from("id"), Value::from(self.id.as_str())),
+            (Value::from("handshake"), self.handshake.clone()),
+            (
+                Value::from("rooms"),
+                Value::Array(self.rooms.iter().map(|r| Value::from(r.as_str())).collect()),
+            ),
+        ];
+        if let Some(d) = &self.data {
+            m.push((Value::from("data"), d.clone()));
+        }
+        Value::Map(m)
+    }
+
+    /// Read a socket from a decoded value.
+    pub fn from_value(v: Value) -> Result<Self> {
         let mut f = Fields::from_value(v, "socket")?;
         Ok(Self {
             id: f.req_string("id")?,
