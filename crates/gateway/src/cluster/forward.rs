@@ -317,13 +317,13 @@ impl Forwarder {
     }
 }
 
-/// The answer Engine.IO itself gives for an unknown session (clients treat it as a lost
+/// The answer the engine (engineioxide) itself gives for an unknown session (clients treat it as a lost
 /// transport and reconnect).
 pub fn session_unknown() -> Response {
     (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "application/json")],
-        r#"{"code":1,"message":"Session ID unknown"}"#,
+        r#"{"code":"1","message":"Session ID unknown"}"#,
     )
         .into_response()
 }

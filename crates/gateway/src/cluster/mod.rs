@@ -176,6 +176,19 @@ impl Cluster {
         let fm = ForwardMetrics::register(gw.metrics.registry());
         let _ = self.metrics.set(fm);
         AdapterCollector::install(&gw.metrics, self.handle.clone());
+        let handle = self.handle.clone();
+        let _ = gw.room_sync.set(Box::new(move |nsp: String| {
+            let handle = handle.clone();
+            Box::pin(async move {
+                // Bounded: a join must not hang on a dead Redis; the periodic sync catches up.
+                let sync = handle.sync_rooms(&nsp);
+                match tokio::time::timeout(Duration::from_secs(2), sync).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room sync failed"),
+                    Err(_) => tracing::debug!(%nsp, "room sync timed out"),
+                }
+            })
+        }));
 
         let io1 = io.clone();
         let io2 = io.clone();

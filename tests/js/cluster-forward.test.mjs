@@ -1,0 +1,173 @@
+// Cluster mode without a load balancer: three real sio-gateway nodes on a private Redis.
+// Sessions whose requests hop between nodes (raw Engine.IO long-polling, a WebSocket upgrade
+// sent to another node) keep working because nodes forward to the session's owner; forged
+// forwarding headers are refused; the registry, sticky hints, adapter metrics and room
+// broadcasts across nodes are checked on the way.
+import { test, after, before } from "node:test";
+import assert from "node:assert/strict";
+import { WebSocket } from "ws";
+import { waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import {
+  startCluster, clusterIds, metricOver, RawPolling, countingClient, waitJoined, publishAll,
+  assertAllDelivered, API_KEY, NODE_IDS, once,
+} from "./cluster-lib.mjs";
+
+let cluster;
+before(async () => { cluster = await startCluster(); });
+after(async () => { await cluster?.stop(); });
+
+test("registry: /api/v1/cluster lists the three nodes (API key required); readyz, redis_up and adapter metrics", async () => {
+  const [a] = cluster.nodes;
+  assert.equal((await fetch(`${a.url}/api/v1/cluster`)).status, 401);
+  assert.equal((await fetch(`${a.url}/api/v1/cluster`, { headers: { authorization: "Bearer wrong-key-xxxx" } })).status, 401);
+  const r = await fetch(`${a.url}/api/v1/cluster`, { headers: { authorization: `Bearer ${API_KEY}` } });
+  const body = await r.json();
+  assert.deepEqual(body.nodes.map((n) => n.id), NODE_IDS);
+  for (const [i, n] of body.nodes.entries()) {
+    assert.equal(n.advertise, cluster.nodes[i].url, "advertise derived from --listen");
+    assert.ok(n.updated_at > 0 && n.started_at > 0);
+  }
+  const ready = await (await fetch(`${a.url}/readyz`)).json();
+  assert.equal(ready.status, "ready");
+  const m = await scrapeMetrics(`${a.url}/metrics`);
+  assert.equal(m["sio_gateway_redis_up"], 1);
+  for (const f of ["adapter_messages_published_total", "adapter_messages_received_total", "adapter_request_timeouts_total"]) {
+    assert.ok(`sio_gateway_${f}{type="broadcast"}` in m, `${f} exported`);
+  }
+  assert.equal(m["sio_gateway_adapter_decode_errors_total"], 0);
+  assert.ok('sio_gateway_polling_forwards_total{result="ok"}' in m);
+});
+
+test("sticky hints: handshake sets sio_node cookie and x-sio-node (polling and websocket)", async () => {
+  const b = cluster.nodes[1];
+  const r = await fetch(`${b.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(r.status, 200);
+  assert.equal(r.headers.get("x-sio-node"), "gateway-2");
+  assert.match(r.headers.get("set-cookie"), /^sio_node=gateway-2; Path=\/; HttpOnly; SameSite=Lax/);
+  const ws = new WebSocket(`${b.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`);
+  const [res] = await Promise.all([once(ws, "upgrade"), once(ws, "open")]);
+  assert.equal(res.headers["x-sio-node"], "gateway-2");
+  assert.match(String(res.headers["set-cookie"]), /sio_node=gateway-2/);
+  ws.terminate();
+});
+
+test("long-polling session hopping between nodes keeps working; broadcasts cross nodes both ways", async () => {
+  const [a, b, c] = cluster.nodes;
+  const urls = [a.url, b.url, c.url];
+  let i = 0;
+  const raw = new RawPolling(() => urls[i++ % 3]); // every request to the next node
+  await raw.open(a.url);
+  assert.equal(raw.handshakeNode, "gateway-1");
+  const before = await metricOver(cluster.nodes, "sio_gateway_polling_forwards_total", 'result="ok"');
+
+  await raw.send(["0"]); // Socket.IO CONNECT to "/" (lands on gateway-2)
+  const connected = await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
+  assert.equal(JSON.parse(connected.slice(1)).sid.length > 0, true);
+  await raw.send(['21["join","hop-room"]']);
+  assert.equal(await raw.until((p) => p.startsWith("31"), "join ack"), '31[{"ok":true}]');
+
+  // A websocket client on gateway-3 in the same room.
+  const peer = countingClient(c.url, { name: "peer", room: "hop-room", transports: ["websocket"] });
+  try {
+    await waitJoined([peer]);
+    // raw -> room: published through whatever node the POST lands on, received on gateway-3.
+    for (let n = 0; n < 5; n++) {
+      await raw.send([`2${10 + n}["publish",{"room":"hop-room","event":"msg","data":{"from":"raw","n":${n}}}]`]);
+      assert.equal(await raw.until((p) => p.startsWith(`3${10 + n}`), "publish ack"), `3${10 + n}[{"ok":true}]`);
+    }
+    await waitFor(() => peer.total === 5, { what: "peer got 5 messages from the hopping client" });
+    // peer -> room: delivered to the raw session (owned by gateway-1) whichever node it polls.
+    await publishAll([peer], "hop-room", 5);
+    const got = [];
+    while (got.length < 5) {
+      const p = await raw.until((x) => x.startsWith('2["msg"'), `message ${got.length}`);
+      got.push(JSON.parse(p.slice(1))[1].n);
+    }
+    assert.deepEqual(got.sort(), [0, 1, 2, 3, 4]);
+    assert.deepEqual(peer.errors, []);
+  } finally {
+    peer.socket.disconnect();
+  }
+  const after = await metricOver(cluster.nodes, "sio_gateway_polling_forwards_total", 'result="ok"');
+  assert.ok(after - before >= 8, `forwards counted: ${after - before}`);
+});
+
+test("a WebSocket upgrade sent to another node is forwarded to the session's owner", async () => {
+  const [a, b] = cluster.nodes;
+  const raw = new RawPolling(() => a.url);
+  await raw.open(a.url);
+  await raw.send(["0"]);
+  await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
+  const ws = new WebSocket(`${b.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${raw.sid}`);
+  try {
+    await once(ws, "open");
+    const next = () => once(ws, "message").then(([d]) => String(d));
+    ws.send("2probe");
+    assert.equal(await next(), "3probe");
+    ws.send("5"); // UPGRADE: the session now runs over this (forwarded) websocket
+    ws.send('421["join","ws-hop"]');
+    let m = await next();
+    while (m === "2") { ws.send("3"); m = await next(); }
+    assert.equal(m, '431[{"ok":true}]');
+    const peer = countingClient(cluster.nodes[2].url, { name: "peer", room: "ws-hop", transports: ["websocket"] });
+    try {
+      await waitJoined([peer]);
+      await publishAll([peer], "ws-hop", 1);
+      m = await next();
+      while (m === "2") { ws.send("3"); m = await next(); }
+      assert.equal(m, '42["msg",{"from":"peer","n":0}]');
+    } finally {
+      peer.socket.disconnect();
+    }
+  } finally {
+    ws.terminate();
+  }
+});
+
+test("forged or invalid forwarding headers are refused with 403 and counted", async () => {
+  const [a, b] = cluster.nodes;
+  const raw = new RawPolling(() => a.url);
+  await raw.open(a.url);
+  const before = metricSum(await scrapeMetrics(`${b.url}/metrics`), "sio_gateway_polling_forwards_total", 'result="refused"');
+  const ts = Math.floor(Date.now() / 1000);
+  for (const headers of [
+    { "x-sio-forwarded": "gateway-1" },
+    { "x-sio-forwarded": "gateway-1", "x-sio-forward-auth": `${ts}.${"00".repeat(32)}` },
+    { "x-sio-forwarded": "gateway-1", "x-sio-forward-auth": "garbage" },
+    { "x-sio-forward-auth": `${ts}.abcd` },
+  ]) {
+    const r = await fetch(`${b.url}${raw.q()}`, { headers });
+    assert.equal(r.status, 403, JSON.stringify(headers));
+  }
+  const afterN = metricSum(await scrapeMetrics(`${b.url}/metrics`), "sio_gateway_polling_forwards_total", 'result="refused"');
+  assert.equal(afterN - before, 4);
+  // The session itself is untouched.
+  await raw.send(["0"], b.url);
+  await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
+});
+
+test("unknown sid: every node answers engineioxide's 400 Session ID unknown (no forward loop)", async () => {
+  for (const n of cluster.nodes) {
+    const r = await fetch(`${n.url}/socket.io/?EIO=4&transport=polling&sid=doesnotexist1234`);
+    assert.equal(r.status, 400);
+    assert.deepEqual(await r.json(), { code: "1", message: "Session ID unknown" });
+  }
+  assert.ok((await metricOver(cluster.nodes, "sio_gateway_polling_forwards_total", 'result="no_owner"')) >= 3);
+});
+
+test("socket.io-client clients on three nodes (polling and websocket) exchange room broadcasts without loss", async () => {
+  const clients = [];
+  for (const [i, n] of cluster.nodes.entries()) {
+    clients.push(countingClient(n.url, { name: `poll-${i}`, room: "cross", transports: ["polling"] }));
+    clients.push(countingClient(n.url, { name: `ws-${i}`, room: "cross" }));
+  }
+  try {
+    await waitJoined(clients);
+    await publishAll(clients, "cross", 10);
+    await assertAllDelivered(clients, 10);
+    for (const c of clients) assert.deepEqual(c.errors, [], c.name);
+  } finally {
+    for (const c of clients) c.socket.disconnect();
+  }
+  assert.deepEqual(await clusterIds(cluster.nodes[0].url), NODE_IDS);
+});
