@@ -147,6 +147,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn on_broadcast(&self, payload: &[u8]) {
+        if wire_gap::peek_broadcast_uid(payload) == Some(self.ns.uid.as_bytes()) {
+            return;
+        }
         let m = match BroadcastMessage::decode(payload) {
             Ok(m) => m,
             Err(e) => return self.decode_error("broadcast", &e),

@@ -18,9 +18,59 @@ pub(crate) fn to_serde(v: &sio_wire::Value) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// The uid of a broadcast `[uid, packet, opts]`, read without decoding the rest, so a node
+/// drops its own broadcasts (they come back on the namespace channel) without paying for a
+/// full decode. `None` when the bytes do not start like a broadcast.
+pub(crate) fn peek_broadcast_uid(b: &[u8]) -> Option<&[u8]> {
+    let rest = match *b.first()? {
+        0x93 => b.get(1..)?,                           // fixarray(3)
+        0xdc if b.get(1..3)? == [0, 3] => b.get(3..)?, // array16(3)
+        _ => return None,
+    };
+    let (len, start): (usize, usize) = match *rest.first()? {
+        m @ 0xa0..=0xbf => (usize::from(m & 0x1f), 1), // fixstr
+        0xd9 => (usize::from(*rest.get(1)?), 2),       // str8
+        0xda => (
+            usize::from(u16::from_be_bytes([*rest.get(1)?, *rest.get(2)?])),
+            3,
+        ), // str16
+        _ => return None,
+    };
+    rest.get(start..start.checked_add(len)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_uid_of_broadcasts() {
+        let msg = sio_wire::BroadcastMessage {
+            uid: "AAAAAAAAAAAAAAA1".into(),
+            packet: sio_wire::Packet::event("/", "ev", vec![]),
+            opts: Default::default(),
+        }
+        .encode();
+        assert_eq!(peek_broadcast_uid(&msg), Some(&b"AAAAAAAAAAAAAAA1"[..]));
+        let long = "x".repeat(40);
+        let msg = sio_wire::BroadcastMessage {
+            uid: long.clone(),
+            packet: sio_wire::Packet::event("/", "ev", vec![]),
+            opts: Default::default(),
+        }
+        .encode();
+        assert_eq!(peek_broadcast_uid(&msg), Some(long.as_bytes()));
+        for bad in [
+            &b""[..],
+            b"\x93",
+            b"\x93\xa5ab",
+            b"\x92\xa1a",
+            b"\xdc\x00",
+            b"{}",
+        ] {
+            assert_eq!(peek_broadcast_uid(bad), None);
+        }
+    }
 
     #[test]
     fn probe_channel_is_outside_node_patterns() {
