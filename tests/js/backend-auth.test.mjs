@@ -1,0 +1,250 @@
+// Connect-time authentication with real socket.io-client connections: JWT (HS256 secret, RS256
+// public key, JWKS file with reload), every refusal reaching the client as connect_error with
+// its message and counted in auth_failures_total; the auth webhook (accept with user / rooms /
+// data / grants, refuse with the backend's message, timeout, backend down); room rules from
+// config and from token claims with {sub}; user:<sub> delivery to every device of a user.
+// Tokens are signed here with node:crypto (a tiny JWT signer, no JWT library).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import http from "node:http";
+import { io } from "socket.io-client";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+
+const SECRET = "jwt-test-secret-0123456789";
+const KEY = "backend-api-key-1";
+const now = () => Math.floor(Date.now() / 1000);
+
+const b64u = (b) => Buffer.from(b).toString("base64url");
+/** Sign a JWT: HS* with a string/Buffer secret, RS256 with a private KeyObject, or alg none. */
+function jwt(claims, { alg = "HS256", key = SECRET, kid, header = {} } = {}) {
+  const h = { alg, typ: "JWT", ...(kid ? { kid } : {}), ...header };
+  const input = `${b64u(JSON.stringify(h))}.${b64u(JSON.stringify(claims))}`;
+  let sig = "";
+  if (alg.startsWith("HS")) sig = crypto.createHmac(`sha${alg.slice(2)}`, key).update(input).digest("base64url");
+  else if (alg === "RS256") sig = crypto.sign("sha256", Buffer.from(input), key).toString("base64url");
+  return `${input}.${sig}`;
+}
+const claims = (extra = {}) => ({ sub: "alice", iss: "test-iss", aud: "test-aud", exp: now() + 600, ...extra });
+
+function client(t, url, opts = {}, nsp = "/") {
+  const s = io(url + nsp, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts });
+  track(t, s);
+  return s;
+}
+/** Connect; resolve "connected" or the connect_error message. */
+function outcome(s) {
+  return new Promise((resolve) => {
+    s.once("connect", () => resolve("connected"));
+    s.once("connect_error", (e) => resolve(e.message));
+  });
+}
+async function api(gw, method, p, body) {
+  const r = await fetch(gw.url + "/api/v1" + p, {
+    method,
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+function collect(s, event) {
+  const got = [];
+  s.on(event, (...a) => got.push(a));
+  return got;
+}
+
+test("jwt HS256: valid token from auth.token, header or query; every bad token refused with its reason", async (t) => {
+  const gw = track(t, await startGateway([
+    "--auth", "jwt", "--jwt-secret", SECRET, "--jwt-issuer", "test-iss", "--jwt-audience", "test-aud",
+    "--jwt-leeway", "1s", "--api-key", KEY,
+  ]));
+  // Accepted, three ways of carrying the token.
+  const ok1 = client(t, gw.url, { auth: { token: jwt(claims()) } });
+  assert.equal(await outcome(ok1), "connected");
+  const ok2 = client(t, gw.url, { extraHeaders: { authorization: `Bearer ${jwt(claims({ sub: "bob" }))}` } });
+  assert.equal(await outcome(ok2), "connected");
+  const ok3 = client(t, gw.url, { query: { token: jwt(claims({ sub: "carol" })) } });
+  assert.equal(await outcome(ok3), "connected");
+  // The subject's room was joined on connect.
+  const r = await api(gw, "GET", "/sockets");
+  const users = r.body.sockets.map((s) => s.user).sort();
+  assert.deepEqual(users, ["alice", "bob", "carol"]);
+  assert.ok(r.body.sockets.find((s) => s.id === ok1.id).rooms.includes("user:alice"));
+
+  const { publicKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const parts = jwt(claims()).split(".");
+  const tampered = `${parts[0]}.${b64u(JSON.stringify(claims({ sub: "mallory" })))}.${parts[2]}`;
+  const cases = [
+    ["expired", jwt(claims({ exp: now() - 60 })), /^invalid token: token expired$/],
+    ["not yet valid", jwt(claims({ nbf: now() + 300 })), /^invalid token: token not yet valid/],
+    ["wrong issuer", jwt(claims({ iss: "evil" })), /^invalid token: wrong issuer$/],
+    ["wrong audience", jwt(claims({ aud: "other" })), /^invalid token: wrong audience$/],
+    ["tampered payload", tampered, /^invalid token: bad signature$/],
+    ["wrong secret", jwt(claims(), { key: "another-secret-entirely" }), /^invalid token: bad signature$/],
+    ["alg none", jwt(claims(), { alg: "none" }), /^invalid token: .*`none` is never accepted/],
+    ["HS512 when HS256 is pinned", jwt(claims(), { alg: "HS512" }), /^invalid token: algorithm HS512 not accepted$/],
+    ["RS256 when HS256 is pinned", jwt(claims(), { alg: "RS256", key: crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey }), /not accepted/],
+    ["no exp", jwt({ sub: "x", iss: "test-iss", aud: "test-aud" }), /^invalid token: missing claim `exp`$/],
+    ["garbage", "not.a.jwt", /^invalid token: /],
+  ];
+  void publicKey;
+  for (const [name, token, re] of cases) {
+    const s = client(t, gw.url, { auth: { token } });
+    const got = await outcome(s);
+    assert.match(got, re, name);
+  }
+  const missing = client(t, gw.url);
+  assert.match(await outcome(missing), /^authentication required: no token/);
+
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="invalid_token"'), cases.length);
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="missing_token"'), 1);
+});
+
+test("jwt RS256 public key: accepted; HS256 signed with the public key (alg confusion) refused", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwt-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const { publicKey, privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const pem = publicKey.export({ type: "spki", format: "pem" });
+  fs.writeFileSync(path.join(dir, "pub.pem"), pem);
+  const gw = track(t, await startGateway(["--auth", "jwt", "--jwt-public-key", path.join(dir, "pub.pem"), "--jwt-alg", "RS256"]));
+  const good = client(t, gw.url, { auth: { token: jwt(claims(), { alg: "RS256", key: privateKey }) } });
+  assert.equal(await outcome(good), "connected");
+  const confused = client(t, gw.url, { auth: { token: jwt(claims(), { alg: "HS256", key: pem }) } });
+  assert.equal(await outcome(confused), "invalid token: algorithm HS256 not accepted");
+  const other = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 }).privateKey;
+  const forged = client(t, gw.url, { auth: { token: jwt(claims(), { alg: "RS256", key: other }) } });
+  assert.equal(await outcome(forged), "invalid token: bad signature");
+});
+
+test("jwt JWKS file: key chosen by kid; a rotated file is picked up without restart", async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwks-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const k1 = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const k2 = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
+  const jwk = (k, kid) => ({ ...k.publicKey.export({ format: "jwk" }), kid, alg: "RS256", use: "sig" });
+  const file = path.join(dir, "jwks.json");
+  fs.writeFileSync(file, JSON.stringify({ keys: [jwk(k1, "one")] }));
+  const gw = track(t, await startGateway(["--auth", "jwt", "--jwt-jwks", file, "--jwt-alg", "RS256"]));
+  const tok = (k, kid) => jwt(claims(), { alg: "RS256", key: k.privateKey, kid });
+  assert.equal(await outcome(client(t, gw.url, { auth: { token: tok(k1, "one") } })), "connected");
+  assert.match(await outcome(client(t, gw.url, { auth: { token: tok(k2, "two") } })), /no key for kid "two"/);
+  // Rotate: key two added, key one removed.
+  fs.writeFileSync(file, JSON.stringify({ keys: [jwk(k2, "two")] }));
+  await waitFor(async () => (await outcome(client(t, gw.url, { auth: { token: tok(k2, "two") } }))) === "connected",
+    { timeoutMs: 10000, intervalMs: 300, what: "JWKS reload" });
+  assert.match(await outcome(client(t, gw.url, { auth: { token: tok(k1, "one") } })), /no key for kid "one"/);
+});
+
+test("room rules: config globs with {sub}, grants from token claims, user:<sub> reaches every device", async (t) => {
+  const gw = track(t, await startGateway([
+    "--auth", "jwt", "--jwt-secret", SECRET, "--api-key", KEY,
+    "--can-join", "public:*,team:{sub}", "--can-publish", "public:*",
+  ]));
+  const aliceClaims = claims({ rooms: ["news"], can_join: ["vip:*"], can_publish: ["team:{sub}"] });
+  const phone = client(t, gw.url, { auth: { token: jwt(aliceClaims) } });
+  const laptop = client(t, gw.url, { auth: { token: jwt(claims()) } });
+  const bob = client(t, gw.url, { auth: { token: jwt(claims({ sub: "bob" })) } });
+  for (const s of [phone, laptop, bob]) assert.equal(await outcome(s), "connected");
+
+  // Config rules with {sub}.
+  assert.deepEqual(await phone.emitWithAck("join", "public:lobby"), { ok: true });
+  assert.deepEqual(await phone.emitWithAck("join", "team:alice"), { ok: true });
+  assert.deepEqual(await bob.emitWithAck("join", "team:alice"), { ok: false, error: "not allowed to join room `team:alice`" });
+  assert.deepEqual(await bob.emitWithAck("join", "team:bob"), { ok: true });
+  // Grants from claims: only for the token that carries them.
+  assert.deepEqual(await phone.emitWithAck("join", "vip:gold"), { ok: true });
+  assert.deepEqual(await laptop.emitWithAck("join", "vip:gold"), { ok: false, error: "not allowed to join room `vip:gold`" });
+  assert.deepEqual(await bob.emitWithAck("join", "private"), { ok: false, error: "not allowed to join room `private`" });
+  // Publishing: config allows public:*, the claim adds team:{sub}.
+  assert.deepEqual(await phone.emitWithAck("publish", { room: "team:alice", event: "m", data: 1 }), { ok: true });
+  assert.deepEqual(await bob.emitWithAck("publish", { room: "team:bob", event: "m", data: 1 }),
+    { ok: false, error: "not allowed to publish to `team:bob`" });
+  assert.deepEqual(await bob.emitWithAck("publish", { event: "m", data: 1 }), { ok: false, error: "not allowed to publish to `/`" });
+  const gotBob = collect(bob, "m");
+  assert.deepEqual(await phone.emitWithAck("join", "public:x"), { ok: true });
+  assert.deepEqual(await bob.emitWithAck("join", "public:x"), { ok: true });
+  assert.deepEqual(await phone.emitWithAck("publish", { room: "public:x", event: "m", data: "hey" }), { ok: true });
+  await waitFor(() => gotBob.length === 1);
+
+  // Token rooms joined on connect; user:alice holds both of alice's devices.
+  const r = await api(gw, "GET", "/sockets?room=user:alice");
+  assert.deepEqual(r.body.sockets.map((s) => s.id).sort(), [phone.id, laptop.id].sort());
+  assert.ok(r.body.sockets.find((s) => s.id === phone.id).rooms.includes("news"));
+  const got = [phone, laptop, bob].map((s) => collect(s, "dm"));
+  assert.equal((await api(gw, "POST", "/emit", { rooms: "user:alice", event: "dm", data: "for alice" })).status, 200);
+  await waitFor(() => got[0].length === 1 && got[1].length === 1, { what: "both alice devices" });
+  assert.deepEqual(got[1][0], ["for alice"]);
+  assert.equal(got[2].length, 0);
+});
+
+/** A backend for the auth webhook; `handler(body, res)` decides. */
+async function backend(t, handler) {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    let data = "";
+    req.on("data", (d) => (data += d));
+    req.on("end", () => {
+      const body = JSON.parse(data);
+      seen.push({ body, headers: req.headers });
+      handler(body, res);
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => { server.closeAllConnections?.(); server.close(); });
+  return { url: `http://127.0.0.1:${server.address().port}/auth`, seen };
+}
+const json = (res, status, v) => { res.writeHead(status, { "content-type": "application/json" }); res.end(JSON.stringify(v)); };
+
+test("auth webhook: accept with user/rooms/data/grants, refuse with the backend's message", async (t) => {
+  const be = await backend(t, (b, res) => {
+    if (b.auth?.password === "letmein") {
+      json(res, 200, { user: b.auth.name, rooms: ["webhook-room"], data: { plan: "pro" }, can_join: ["club:{sub}"] });
+    } else if (b.auth?.password === "text") {
+      res.writeHead(401); res.end("plain text refusal");
+    } else {
+      json(res, 403, { message: `banned: ${b.auth?.name}` });
+    }
+  });
+  const gw = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", be.url, "--api-key", KEY, "--can-join", "public:*"]));
+  const ok = client(t, gw.url, { auth: { name: "dave", password: "letmein" }, extraHeaders: { "x-request-id": "req-1", "x-secret-internal": "no" } });
+  assert.equal(await outcome(ok), "connected");
+  // What the backend saw.
+  const sent = be.seen[0].body;
+  assert.equal(sent.namespace, "/");
+  assert.deepEqual(sent.auth, { name: "dave", password: "letmein" });
+  assert.equal(sent.remote_address, "127.0.0.1");
+  assert.equal(sent.headers["x-request-id"], "req-1");
+  assert.equal(sent.headers["x-secret-internal"], undefined);
+  assert.match(sent.query, /EIO=4/);
+  // What the webhook granted.
+  const r = await api(gw, "GET", "/sockets");
+  const me = r.body.sockets.find((s) => s.id === ok.id);
+  assert.equal(me.user, "dave");
+  assert.deepEqual([...me.rooms].sort(), ["user:dave", "webhook-room"]);
+  assert.deepEqual(me.data, { plan: "pro" });
+  assert.deepEqual(await ok.emitWithAck("join", "club:dave"), { ok: true });
+  assert.deepEqual(await ok.emitWithAck("join", "club:eve"), { ok: false, error: "not allowed to join room `club:eve`" });
+
+  assert.equal(await outcome(client(t, gw.url, { auth: { name: "eve", password: "x" } })), "refused: banned: eve");
+  assert.equal(await outcome(client(t, gw.url, { auth: { name: "eve", password: "text" } })), "refused: plain text refusal");
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="webhook_refused"'), 2);
+});
+
+test("auth webhook: timeout and backend down refuse with a clear message", async (t) => {
+  const slow = await backend(t, () => { /* never answers */ });
+  const gw = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", slow.url, "--auth-webhook-timeout", "300ms"]));
+  const started = Date.now();
+  assert.equal(await outcome(client(t, gw.url)), "authentication service unavailable: timed out after 300ms");
+  assert.ok(Date.now() - started < 5000);
+
+  const deadPort = await freePort();
+  const gw2 = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", `http://127.0.0.1:${deadPort}/auth`]));
+  assert.match(await outcome(client(t, gw2.url)), /^authentication service unavailable: backend unreachable: .*(refused|connect)/i);
+  const m = await scrapeMetrics(gw2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="webhook_error"'), 1);
+});
