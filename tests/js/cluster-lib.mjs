@@ -57,6 +57,23 @@ export async function metricOver(nodes, name, filter = "") {
   return sum;
 }
 
+/** Live Socket.IO connections of each node (the `connections` gauge summed over labels). */
+export async function connectionsPerNode(nodes) {
+  const out = [];
+  for (const n of nodes) {
+    if (!n.running) { out.push(0); continue; }
+    const text = await (await fetch(`${n.url}/metrics`)).text();
+    out.push(text.split("\n").filter((l) => l.startsWith("sio_gateway_connections{")).reduce((s, l) => s + Number(l.split(" ").pop()), 0));
+  }
+  return out;
+}
+
+/** Disconnect `clients` and wait until the nodes have no connection left. */
+export async function disconnectAll(clients, nodes) {
+  for (const c of clients) c.socket.disconnect();
+  await waitFor(async () => (await connectionsPerNode(nodes)).every((x) => x === 0), { what: "every node back to 0 connections" });
+}
+
 // ---------------------------------------------------------------- raw Engine.IO long-polling
 
 const SEP = "\x1e";
