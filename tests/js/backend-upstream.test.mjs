@@ -1,0 +1,142 @@
+// Upstream sinks with real clients: events that are not join/leave/publish go to a Redis
+// Stream (private redis-server; read back by a real consumer group with XREADGROUP from a
+// separate redis-cli process; the client's ack carries the entry id) or to an HTTP webhook
+// (node http server; the response body is the ack). Rate limits apply before the sink; a sink
+// that fails answers an error ack and is counted.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { io } from "socket.io-client";
+import { startGateway, startRedis, track, once, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+
+const run = promisify(execFile);
+const KEY_STREAM = "sio:events";
+
+function client(t, url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts });
+  track(t, s);
+  return s;
+}
+async function connected(s) {
+  if (!s.connected) await once(s, "connect");
+  return s;
+}
+/** redis-cli in its own process; raw (non-tty) output lines. */
+async function cli(port, ...args) {
+  const { stdout } = await run("redis-cli", ["-p", String(port), ...args]);
+  return stdout.trim().split("\n");
+}
+
+test("redis-stream: XADD with MAXLEN ~, ack after the write with the entry id, a consumer group reads the entries", async (t) => {
+  const redis = track(t, await startRedis());
+  assert.deepEqual(await cli(redis.port, "XGROUP", "CREATE", KEY_STREAM, "workers", "$", "MKSTREAM"), ["OK"]);
+  const gw = track(t, await startGateway([
+    "--upstream", "redis-stream", "--upstream-redis", redis.url, "--upstream-stream", KEY_STREAM,
+    "--upstream-maxlen", "1000", "--node-id", "node-up-1",
+  ]));
+  const s = await connected(client(t, gw.url));
+  const ack1 = await s.emitWithAck("order", { item: 42, note: "é" });
+  assert.equal(ack1.ok, true);
+  assert.match(ack1.id, /^\d+-\d+$/);
+  const ack2 = await s.emitWithAck("chat-msg", "plain");
+  assert.ok(ack2.id > ack1.id || ack2.id.length > ack1.id.length);
+  // Without an ack the event still lands.
+  s.emit("ping-backend", [1, 2]);
+
+  // A real consumer in another process reads the group.
+  let lines = [];
+  for (let i = 0; i < 50; i++) {
+    lines = lines.concat(await cli(redis.port, "XREADGROUP", "GROUP", "workers", "w1", "COUNT", "10", "STREAMS", KEY_STREAM, ">"));
+    if (lines.filter((l) => l === "event").length >= 3) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Raw output: stream name, then per entry: id, field, value, field, value...
+  const entries = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (/^\d+-\d+$/.test(lines[i])) {
+      const e = { id: lines[i] };
+      for (let j = i + 1; j + 1 < lines.length && !/^\d+-\d+$/.test(lines[j]) && lines[j] !== KEY_STREAM; j += 2) e[lines[j]] = lines[j + 1];
+      entries.push(e);
+    }
+  }
+  assert.equal(entries.length, 3, lines.join("|"));
+  assert.deepEqual(entries.map((e) => e.event), ["order", "chat-msg", "ping-backend"]);
+  const [e1] = entries;
+  assert.equal(e1.id, ack1.id);
+  assert.equal(e1.node, "node-up-1");
+  assert.equal(e1.nsp, "/");
+  assert.equal(e1.sid, s.id);
+  assert.equal(e1.user, "");
+  assert.deepEqual(JSON.parse(e1.data), { item: 42, note: "é" });
+  assert.deepEqual(JSON.parse(entries[2].data), [1, 2]);
+  assert.equal(entries[1].id, ack2.id);
+  // The group acknowledges: nothing pending afterwards.
+  assert.deepEqual(await cli(redis.port, "XACK", KEY_STREAM, "workers", ...entries.map((e) => e.id)), ["3"]);
+  assert.deepEqual((await cli(redis.port, "XPENDING", KEY_STREAM, "workers"))[0], "0");
+
+  // Redis gone: the ack says so, the event is counted as failed.
+  await redis.stop();
+  const failed = await s.timeout(15000).emitWithAck("order", { item: 43 });
+  assert.equal(failed.ok, false);
+  assert.match(failed.error, /^upstream unavailable: /);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 1);
+});
+
+test("redis-stream: the event rate limit applies before the sink", async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startGateway([
+    "--upstream", "redis-stream", "--upstream-redis", redis.url, "--event-rate", "0.1", "--event-burst", "2",
+  ]));
+  const s = await connected(client(t, gw.url));
+  const acks = [];
+  for (let i = 0; i < 4; i++) acks.push(await s.emitWithAck("e", i));
+  assert.deepEqual(acks.map((a) => a.ok), [true, true, false, false]);
+  assert.equal(acks[2].error, "rate limited");
+  assert.deepEqual(await cli(redis.port, "XLEN", "sio:upstream"), ["2"]);
+});
+
+test("webhook sink: the POSTed event, the response body as the ack, errors as error acks", async (t) => {
+  const seen = [];
+  const server = http.createServer((req, res) => {
+    let data = "";
+    req.on("data", (d) => (data += d));
+    req.on("end", () => {
+      const body = JSON.parse(data);
+      seen.push(body);
+      if (body.event === "boom") { res.writeHead(500); res.end("backend exploded"); return; }
+      if (body.event === "quiet") { res.writeHead(204); res.end(); return; }
+      if (body.event === "slow") return; // never answers
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ ok: true, echo: body.data, from: "backend" }));
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => { server.closeAllConnections(); server.close(); });
+  const url = `http://127.0.0.1:${server.address().port}/events`;
+  const gw = track(t, await startGateway(["--upstream", "webhook", "--upstream-webhook", url, "--upstream-webhook-timeout", "500ms", "--node-id", "n-web"]));
+  const s = await connected(client(t, gw.url));
+
+  assert.deepEqual(await s.emitWithAck("ask", { q: 1 }), { ok: true, echo: { q: 1 }, from: "backend" });
+  assert.deepEqual(seen[0], { node: "n-web", nsp: "/", sid: s.id, user: null, event: "ask", data: { q: 1 } });
+  assert.deepEqual(await s.emitWithAck("quiet", 1), { ok: true });
+  assert.deepEqual(await s.emitWithAck("boom", 1), { ok: false, error: "upstream refused the event: backend answered 500 Internal Server Error: backend exploded" });
+  assert.deepEqual(await s.emitWithAck("slow", 1), { ok: false, error: "upstream unavailable: timed out after 500ms" });
+
+  const gwDown = track(t, await startGateway(["--upstream", "webhook", "--upstream-webhook", `http://127.0.0.1:${await freePort()}/x`]));
+  const s2 = await connected(client(t, gwDown.url));
+  const a = await s2.emitWithAck("ask", 1);
+  assert.equal(a.ok, false);
+  assert.match(a.error, /^upstream unavailable: backend unreachable/);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 2);
+});
+
+test("config: redis-stream without a Redis URL is refused at start-up", async () => {
+  const { GATEWAY_BIN } = await import("../lib/harness.mjs");
+  const e = await run(GATEWAY_BIN, ["--upstream", "redis-stream", "--listen", "127.0.0.1:0"]).catch((err) => err);
+  assert.notEqual(e.code, 0);
+  assert.match(e.stderr, /upstream.*needs --upstream-redis URL or --redis URL/);
+});
