@@ -100,8 +100,14 @@ test("a WebSocket upgrade sent to another node is forwarded to the session's own
   await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
   const ws = new WebSocket(`${b.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${raw.sid}`);
   try {
+    // Queue every frame: two frames can arrive in one tick, before a new listener is attached.
+    const frames = [];
+    ws.on("message", (d) => frames.push(String(d)));
     await once(ws, "open");
-    const next = () => once(ws, "message").then(([d]) => String(d));
+    const next = async () => {
+      await waitFor(() => frames.length > 0, { what: "a websocket frame", intervalMs: 10 });
+      return frames.shift();
+    };
     ws.send("2probe");
     assert.equal(await next(), "3probe");
     ws.send("5"); // UPGRADE: the session now runs over this (forwarded) websocket
