@@ -169,13 +169,27 @@ impl Core {
         }
     }
 
-    /// `PUBSUB NUMSUB <channel>` like Node (the local node is included in the count).
+    /// `PUBSUB NUMSUB <channel>` like Node (the local node is included in the count). On a
+    /// Redis Cluster each primary only knows its own subscribers: the counts are summed over
+    /// every primary, as the Node adapter does.
     pub(crate) async fn numsub(&self, channel: &str) -> Result<usize, Error> {
         if !self.publisher.is_connected() {
             return Err(Error::RedisDown);
         }
-        let (_, n): (String, u64) = self.publisher.pubsub_numsub(channel).await?;
-        Ok(n as usize)
+        if !self.publisher.is_clustered() {
+            let (_, n): (String, u64) = self.publisher.pubsub_numsub(channel).await?;
+            return Ok(n as usize);
+        }
+        let mut total = 0u64;
+        for server in self.publisher.active_connections() {
+            let (_, n): (String, u64) = self
+                .publisher
+                .with_cluster_node(server)
+                .pubsub_numsub(channel)
+                .await?;
+            total += n;
+        }
+        Ok(total as usize)
     }
 
     pub(crate) fn namespace(&self, nsp: &str) -> Option<Arc<NsShared>> {
