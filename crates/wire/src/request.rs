@@ -549,12 +549,11 @@ impl Response {
                     packet: f.take("packet").unwrap_or(Value::Nil),
                 });
             }
-            Some(other) if f.has("rooms") || f.has("sockets") => {
-                // A typed response carrying rooms/sockets: fall through to the field checks.
-                let _ = other;
+            // Answers to types 0, 1 and 5 carry no type: recognised by their fields below.
+            Some(other) if !(f.has("rooms") || f.has("sockets")) => {
+                return Err(WireError::UnknownType(other));
             }
-            Some(other) => return Err(WireError::UnknownType(other)),
-            None => {}
+            _ => {}
         }
         if let Some(rooms) = f.take_present("rooms") {
             return Ok(Response::AllRooms {
