@@ -193,7 +193,10 @@ async fn handshake(c: &Cluster, req: Request, next: Next) -> Response {
     };
     if let Some(sid) = handshake_sid(&bytes) {
         c.sessions.insert(&sid);
+        // While Redis is down the write could only time out: skip it rather than delay the
+        // handshake (the sticky cookie still names this node).
         if c.forwarder.is_some()
+            && c.handle.redis_up()
             && let Err(e) = c.registry.set_sid(&sid).await
         {
             // The session still works through a sticky balancer or the cookie.
@@ -211,7 +214,12 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
     let Some(m) = c.forward_metrics() else {
         return next.run(req).await;
     };
-    let owner = match c.registry.get_sid(&sid).await {
+    let recorded = if c.handle.redis_up() {
+        c.registry.get_sid(&sid).await
+    } else {
+        Ok(None)
+    };
+    let owner = match recorded {
         Ok(Some(node)) => Some(node),
         Ok(None) | Err(_) => cookie(&req, &c.cookie_name)
             .filter(|n| *n != c.node_id && c.node_url(n).is_some())

@@ -1,0 +1,98 @@
+// Cluster faults with real processes: Redis killed and restarted under a node (/readyz and
+// redis_up follow), a node drained with SIGTERM behind a real HAProxy (its clients move to the
+// other nodes, the registry drops it at once, broadcasts continue), and a node killed with
+// SIGKILL (it leaves the registry when its TTL runs out).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startRedis, waitFor, scrapeMetrics, track } from "../lib/harness.mjs";
+import { startHaproxy } from "../lib/lb.mjs";
+import {
+  startNode, startCluster, clusterIds, connectionsPerNode, countingClient, publishAll,
+  assertAllDelivered, disconnectAll, NODE_IDS,
+} from "./cluster-lib.mjs";
+
+async function readyz(url) {
+  const r = await fetch(`${url}/readyz`);
+  return { status: r.status, body: await r.json() };
+}
+
+test("/readyz turns 503 while Redis is down and 200 when it is back on the same port", async (t) => {
+  let redis = await startRedis();
+  const port = redis.port;
+  const node = await startNode(redis.url, "gateway-1");
+  t.after(async () => { await node.stop(); await redis.stop(); });
+  assert.equal((await readyz(node.url)).status, 200);
+
+  await redis.stop("SIGKILL");
+  const down = await waitFor(async () => {
+    const r = await readyz(node.url);
+    return r.status === 503 && r;
+  }, { timeoutMs: 10000, what: "readyz 503 after Redis died" });
+  assert.equal(down.body.status, "unavailable");
+  assert.ok(down.body.failing.some((f) => f.check === "redis"), JSON.stringify(down.body));
+  assert.equal((await scrapeMetrics(`${node.url}/metrics`))["sio_gateway_redis_up"], 0);
+  // The node still answers handshakes (single-node service goes on) without waiting on Redis.
+  const hs = await fetch(`${node.url}/socket.io/?EIO=4&transport=polling`);
+  assert.equal(hs.status, 200);
+  await hs.text();
+
+  redis = await startRedis({ port });
+  await waitFor(async () => (await readyz(node.url)).status === 200, { timeoutMs: 20000, what: "readyz 200 after Redis returned" });
+  assert.equal((await scrapeMetrics(`${node.url}/metrics`))["sio_gateway_redis_up"], 1);
+  // The heartbeat puts the node back into the (emptied) registry.
+  await waitFor(async () => (await clusterIds(node.url)).includes("gateway-1"), { what: "registry entry re-announced" });
+});
+
+test("SIGTERM drain behind HAProxy: clients move to the other nodes, registry drops the node at once, broadcasts continue; SIGKILL leaves the registry within its TTL", async (t) => {
+  // A long drain period, so that the registry removal is seen while the node still runs.
+  const cluster = await startCluster({ extra: ["--drain-period", "3s"] });
+  t.after(() => cluster.stop());
+  const lb = track(t, await startHaproxy({ variant: "sticky", backends: cluster.backends }));
+
+  const clients = [];
+  for (let i = 0; i < 9; i++) {
+    clients.push(countingClient(lb.url, {
+      name: `c${i}`, room: "drain", transports: i % 2 ? ["polling"] : undefined, withCredentials: true, reconnection: true,
+    }));
+  }
+  t.after(() => { for (const c of clients) c.socket.disconnect(); });
+  await waitFor(() => clients.every((c) => c.socket.connected && c.joins === 1), { timeoutMs: 15000, what: "9 clients joined" });
+  const before = await connectionsPerNode(cluster.nodes);
+  const vi = before.indexOf(Math.max(...before));
+  const victim = cluster.nodes[vi];
+  assert.ok(before[vi] > 0, `victim has clients: ${before}`);
+
+  victim.signal("SIGTERM");
+  const other = cluster.nodes[(vi + 1) % 3];
+  await waitFor(async () => !(await clusterIds(other.url)).includes(NODE_IDS[vi]), { timeoutMs: 2000, what: "victim gone from the registry" });
+  assert.ok(victim.running, "removed from the registry at the start of the drain, not by TTL expiry");
+  const exit = await victim.exited;
+  assert.equal(exit.code, 0, `drained node exits 0: ${JSON.stringify(exit)}`);
+
+  // Everyone connected again and back in the room (the moved clients rejoined on reconnect).
+  await waitFor(() => clients.every((c) => c.socket.connected && c.joins === c.connects), { timeoutMs: 20000, what: "clients reconnected and rejoined" });
+  const moved = clients.filter((c) => c.connects >= 2);
+  assert.equal(moved.length, before[vi], "exactly the victim's clients reconnected");
+  for (const c of moved) {
+    assert.ok(c.errors.every((e) => !e.includes("io server disconnect")), `${c.name}: closed at the transport level: ${c.errors}`);
+  }
+  const after = await connectionsPerNode(cluster.nodes);
+  assert.equal(after[vi], 0);
+  assert.equal(after.reduce((a, b) => a + b, 0), clients.length, `all clients on the remaining nodes: ${after}`);
+  for (const c of clients) { c.got.clear(); c.total = 0; }
+  await publishAll(clients, "drain", 5);
+  await assertAllDelivered(clients, 5);
+  await disconnectAll(clients, cluster.nodes);
+
+  // SIGKILL: no deregistration; the entry expires with its TTL (2s, heartbeat 500ms).
+  const ki = [0, 1, 2].find((i) => i !== vi);
+  const killed = cluster.nodes[ki];
+  const survivor = cluster.nodes[[0, 1, 2].find((i) => i !== vi && i !== ki)];
+  assert.ok((await clusterIds(survivor.url)).includes(NODE_IDS[ki]));
+  const t0 = Date.now();
+  await killed.stop("SIGKILL");
+  await waitFor(async () => !(await clusterIds(survivor.url)).includes(NODE_IDS[ki]), { timeoutMs: 5000, what: "killed node expired from the registry" });
+  const gone = Date.now() - t0;
+  assert.ok(gone <= 2000 + 600, `expired within the TTL (+ one heartbeat): ${gone} ms`);
+  assert.deepEqual(await clusterIds(survivor.url), [NODE_IDS[[0, 1, 2].find((i) => i !== vi && i !== ki)]]);
+});
