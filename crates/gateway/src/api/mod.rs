@@ -58,17 +58,30 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json<T>` whose rejections (bad JSON, wrong content type, body over the limit, missing
-/// field) are JSON [`ApiError`]s with axum's status and explanation.
+/// `Json<T>` whose rejections (bad JSON, wrong content type, body over the limit, not an
+/// object, missing field) are JSON [`ApiError`]s with axum's status and explanation.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(r) => Err(ApiError::new(r.status(), r.body_text())),
+        let v = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(v)) => v,
+            Err(r) => return Err(ApiError::new(r.status(), r.body_text())),
+        };
+        // serde would also accept a struct written as an array; the API takes objects only.
+        if !v.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "request body must be a JSON object",
+            ));
         }
+        serde_json::from_value(v).map(Body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("invalid request body: {e}"),
+            )
+        })
     }
 }
 

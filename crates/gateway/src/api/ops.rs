@@ -216,6 +216,7 @@ pub async fn disconnect<A: Adapter>(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SocketsQuery {
     #[serde(default = "root")]
     pub nsp: String,
@@ -278,6 +279,7 @@ pub async fn sockets<A: Adapter>(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RoomsQuery {
     #[serde(default = "root")]
     pub nsp: String,
