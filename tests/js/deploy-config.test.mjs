@@ -15,14 +15,11 @@ import {
 } from "../lib/deploy.mjs";
 
 /**
- * Configuration the deploy files already pass but the gateway does not implement yet. Each one
- * is reported as a TODO (not a pass) until the binary documents it; anything unknown and not
- * listed here FAILS.
+ * Configuration the deploy files may pass before the gateway implements it, with the reason:
+ * reported as TODO (not a pass) until the binary documents it. Anything unknown and not listed
+ * here FAILS. Empty: everything the deploy files use is implemented.
  */
-const PENDING = {
-  SIO_GATEWAY_CLUSTER_SECRET: "cluster mode (polling forwarding between nodes, shared secret) is not in the gateway yet",
-  "cluster-secret": "cluster mode (polling forwarding between nodes, shared secret) is not in the gateway yet",
-};
+const PENDING = {};
 
 const CLIENT_JS = path.join(ROOT, "tests/node_modules/socket.io-client/dist/socket.io.min.js");
 
@@ -207,34 +204,24 @@ async function startLikeDeployed(t, inv, redis) {
   if (env.SIO_GATEWAY_CLIENT_JS) env.SIO_GATEWAY_CLIENT_JS = CLIENT_JS;
   const leaked = Object.keys(process.env).filter((k) => k.startsWith("SIO_GATEWAY_") && !(k in env));
   assert.deepEqual(leaked, [], "the test environment must not add SIO_GATEWAY_* options of its own");
-  let droppedRedis = false;
   const url = `http://127.0.0.1:${port}`;
   const metricsUrl = env.SIO_GATEWAY_METRICS_LISTEN ? `http://127.0.0.1:${metricsPort}` : url;
-  const start = () => startGatewayFast({ args: inv.args, env, port, name: inv.source });
-  let proc;
-  try {
-    proc = await start();
-  } catch (e) {
-    // A build without the Redis adapter refuses --redis; until it lands, check the rest of the
-    // configuration without it and say so (TODO, not a pass).
-    if (!(/Redis adapter not available/i.test(e.message) && env.SIO_GATEWAY_REDIS)) throw e;
-    droppedRedis = true;
-    delete env.SIO_GATEWAY_REDIS;
-    proc = await start();
-  }
-  track(t, proc);
-  return { proc, url, metricsUrl, env, podName, droppedRedis };
+  const proc = track(t, await startGatewayFast({ args: inv.args, env, port, name: inv.source }));
+  return { proc, url, metricsUrl, env, podName };
 }
 
 for (const which of ["compose", "k8s"]) {
   test(`the binary starts, is ready, serves metrics and drains in time with the ${which} configuration`, async (t) => {
     const inv = gatewayInvocations().find((i) => i.source.startsWith(which === "compose" ? "docker-compose" : "deploy/k8s"));
     const redis = track(t, await startRedis());
-    const { proc, url, metricsUrl, env, podName, droppedRedis } = await startLikeDeployed(t, inv, redis);
+    const { proc, url, metricsUrl, env, podName } = await startLikeDeployed(t, inv, redis);
 
     const expectedId = which === "k8s" ? podName : inv.env.SIO_GATEWAY_NODE_ID;
     const ready = await (await fetch(`${url}/readyz`)).json();
     assert.equal(ready.node_id, expectedId, "node id from the deploy config");
+    // Ready means connected to Redis (the deployed config always has one).
+    const m = await (await fetch(`${metricsUrl}/metrics`)).text();
+    assert.match(m, /^sio_gateway_redis_up 1$/m, "the node reports its Redis connection up");
     const healthz = await fetch(`${url}/healthz`);
     assert.equal(healthz.status, 200);
     const metrics = await fetch(`${metricsUrl}/metrics`);
@@ -262,7 +249,5 @@ for (const which of ["compose", "k8s"]) {
     assert.ok(exited, `still running ${budget}s after SIGTERM (the orchestrator would SIGKILL it)`);
     t.diagnostic(`exited ${((Date.now() - started) / 1000).toFixed(1)}s after SIGTERM (budget ${budget}s), code ${exited.code}`);
     assert.equal(exited.code, 0, `clean exit after drain:\n${proc.output().slice(-2000)}`);
-    // Last, so that it cannot hide a failed assertion above (a todo test's failures do not count).
-    if (droppedRedis) t.todo(`the gateway has no Redis adapter yet: started without SIO_GATEWAY_REDIS (${inv.source})`);
   });
 }
