@@ -10,7 +10,8 @@
 //!      public per-socket transport close.
 //!    * long-polling sessions: the pending (or next) poll of that session is answered by
 //!      [`engine_guard`] with an Engine.IO CLOSE packet, which the client reports as
-//!      "transport close".
+//!      "transport close" (python-engineio clients get a failed poll instead, see
+//!      `drained_poll_response`).
 //! 3. Whatever is left is closed with `SocketIo::close()` (Engine.IO close for every session),
 //!    remaining TCP connections are cut, and the process exits 0.
 //!
@@ -117,6 +118,23 @@ impl Drain {
 pub const NODE_HEADER: &str = "x-sio-node";
 
 /// An Engine.IO v4 polling payload holding a single CLOSE packet.
+///
+/// python-engineio treats a CLOSE packet as a deliberate shutdown and does not reconnect, but it
+/// does reconnect after a failed poll; so its polls (recognised by the `t` cache-buster, a float
+/// of seconds there, an alphanumeric id in JavaScript clients) get a 503 instead. A client
+/// mistaken for python sees "transport error" instead of "transport close" and still reconnects.
+fn drained_poll_response(python_client: bool) -> Response {
+    if python_client {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            "server is draining",
+        )
+            .into_response();
+    }
+    close_packet_response()
+}
+
 fn close_packet_response() -> Response {
     Response::builder()
         .status(StatusCode::OK)
@@ -174,14 +192,15 @@ pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
             next.run(req).await
         }
         Some("polling") if req.method() == Method::GET => {
+            let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
             if gw.drain.is_closing(&sid) {
-                return close_packet_response();
+                return drained_poll_response(python_client);
             }
             // Dropping socketioxide's pending poll is safe: it only releases the session's
             // receive lock; packets are taken from the queue only when the response is built.
             tokio::select! {
                 resp = next.run(req) => resp,
-                _ = gw.drain.closed(&sid) => close_packet_response(),
+                _ = gw.drain.closed(&sid) => drained_poll_response(python_client),
             }
         }
         _ => next.run(req).await,
