@@ -29,6 +29,9 @@ struct Args {
     /// Request timeout in milliseconds (fetchSockets, allRooms, serverSideEmit).
     #[arg(long, default_value_t = 5000)]
     request_timeout: u64,
+    /// Room-channel reconciliation interval in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    room_sync_ms: u64,
 }
 
 fn str_list(v: &Value, key: &str) -> Vec<String> {
@@ -250,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = AdapterConfig {
         request_timeout: Duration::from_millis(args.request_timeout),
+        room_sync_interval: Duration::from_millis(args.room_sync_ms.max(1)),
         ..Default::default()
     };
     let ctr = RedisAdapterCtr::connect(&args.redis, config).await?;

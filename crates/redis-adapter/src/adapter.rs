@@ -537,9 +537,12 @@ impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
         rooms
     }
 
-    fn wanted_rooms(&self) -> HashSet<String> {
-        // O(local memberships) per sync; see AdapterConfig::room_sync_interval.
-        self.local_rooms().into_iter().collect()
+    fn wanted(&self) -> (HashSet<Room>, HashSet<Sid>) {
+        // O(local memberships) per reconciliation, without allocating a string per socket
+        // (see AdapterConfig::room_sync_interval).
+        let rooms = self.local.rooms(all_opts());
+        let sids = self.local.sockets(all_opts()).into_iter().collect();
+        (rooms, sids)
     }
 }
 

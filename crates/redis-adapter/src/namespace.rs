@@ -10,14 +10,16 @@ use std::{
 
 use bytes::Bytes;
 use fred::interfaces::PubsubInterface;
+use socketioxide_core::{Sid, adapter::Room};
 use tokio::{sync::mpsc, task::AbortHandle};
 
 use crate::{
     Error,
     connection::Core,
     requests::{Collected, Pending, collect},
-    rooms::{BATCH, RoomSubscriptions},
+    rooms::{BATCH, RoomDiff, RoomSubscriptions},
     stats::MsgType,
+    targets::as_sid,
     wire_gap,
 };
 use sio_wire::{ChannelKind, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts};
@@ -55,8 +57,37 @@ pub(crate) trait LocalOps: Send + Sync {
     fn fetch_local(&self, opts: &RoomsOpts) -> Vec<FetchedSocket>;
     /// Every room with a local member, socket-id rooms included (Node's `rooms.keys()`).
     fn local_rooms(&self) -> Vec<String>;
-    /// Rooms whose channels this node must be subscribed to.
-    fn wanted_rooms(&self) -> HashSet<String>;
+    /// Rooms and socket ids whose channels this node must be subscribed to.
+    fn wanted(&self) -> (HashSet<Room>, HashSet<Sid>);
+}
+
+/// Subscribed room channels: rooms by name, socket ids as `Sid`.
+#[derive(Default)]
+struct Subscriptions {
+    rooms: RoomSubscriptions<Room>,
+    sids: RoomSubscriptions<Sid>,
+}
+
+/// Applies one diff in batched SUBSCRIBE/UNSUBSCRIBE commands, recording what succeeded.
+async fn apply<K: std::hash::Hash + Eq + Clone + Ord>(
+    core: &Core,
+    subs: &mut RoomSubscriptions<K>,
+    diff: RoomDiff<K>,
+    channel: impl Fn(&K) -> String,
+) -> Result<(), Error> {
+    for batch in diff.subscribe.chunks(BATCH) {
+        let chans: Vec<String> = batch.iter().map(&channel).collect();
+        core.subscriber.subscribe(chans).await?;
+        subs.added(batch);
+        core.stats.add_room_channels(batch.len(), 0);
+    }
+    for batch in diff.unsubscribe.chunks(BATCH) {
+        let chans: Vec<String> = batch.iter().map(&channel).collect();
+        core.subscriber.unsubscribe(chans).await?;
+        subs.removed(batch);
+        core.stats.add_room_channels(0, batch.len());
+    }
+    Ok(())
 }
 
 pub(crate) struct NsShared {
@@ -69,7 +100,7 @@ pub(crate) struct NsShared {
     pub(crate) pending: Arc<Pending>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
-    rooms: tokio::sync::Mutex<RoomSubscriptions>,
+    subs: tokio::sync::Mutex<Subscriptions>,
     pub(crate) ops: OnceLock<Weak<dyn LocalOps>>,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
 }
@@ -86,7 +117,7 @@ impl NsShared {
             pending: Arc::new(Pending::default()),
             inbound: tx,
             inbound_rx: Mutex::new(Some(rx)),
-            rooms: tokio::sync::Mutex::new(RoomSubscriptions::default()),
+            subs: tokio::sync::Mutex::new(Subscriptions::default()),
             ops: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
         }
@@ -106,44 +137,45 @@ impl NsShared {
         ]
     }
 
-    /// Subscribes to the channels of rooms that gained local members and unsubscribes from
-    /// rooms that emptied, in batches.
+    /// Subscribes to the channels of rooms (and socket ids) that gained local members and
+    /// unsubscribes from those that emptied, in batches.
     pub(crate) async fn sync_rooms(&self, core: &Core) -> Result<(), Error> {
         let Some(ops) = self.ops() else {
             return Ok(());
         };
-        let mut subs = self.rooms.lock().await;
-        let wanted = ops.wanted_rooms();
+        let mut subs = self.subs.lock().await;
+        let (mut rooms, sids) = ops.wanted();
         drop(ops);
-        let diff = subs.diff(&wanted);
-        if diff.is_empty() {
+        // A room named like one of our socket ids shares that socket's channel: keep it in one
+        // set only, so leaving the room never unsubscribes the socket's channel.
+        rooms.retain(|r| as_sid(r).is_none_or(|id| !sids.contains(&id)));
+        let room_diff = subs.rooms.diff(&rooms);
+        let sid_diff = subs.sids.diff(&sids);
+        if room_diff.is_empty() && sid_diff.is_empty() {
             return Ok(());
         }
-        for batch in diff.subscribe.chunks(BATCH) {
-            let chans: Vec<String> = batch.iter().map(|r| self.channels.room(r)).collect();
-            core.subscriber.subscribe(chans).await?;
-            subs.added(batch);
-            core.stats.add_room_channels(batch.len(), 0);
-        }
-        for batch in diff.unsubscribe.chunks(BATCH) {
-            let chans: Vec<String> = batch.iter().map(|r| self.channels.room(r)).collect();
-            core.subscriber.unsubscribe(chans).await?;
-            subs.removed(batch);
-            core.stats.add_room_channels(0, batch.len());
-        }
-        Ok(())
+        apply(core, &mut subs.rooms, room_diff, |r| self.channels.room(r)).await?;
+        apply(core, &mut subs.sids, sid_diff, |id| {
+            self.channels.room(&id.to_string())
+        })
+        .await
     }
 
-    /// Room channels currently subscribed (room names).
+    /// Room and socket-id channels currently subscribed.
     pub(crate) async fn subscribed_rooms(&self) -> usize {
-        self.rooms.lock().await.len()
+        let subs = self.subs.lock().await;
+        subs.rooms.len() + subs.sids.len()
     }
 
     /// Unsubscribes everything of this namespace (adapter close).
     pub(crate) async fn unsubscribe_all(&self, core: &Core) -> Result<(), Error> {
-        let rooms = self.rooms.lock().await.clear();
-        core.stats.add_room_channels(0, rooms.len());
+        let (rooms, sids) = {
+            let mut subs = self.subs.lock().await;
+            (subs.rooms.clear(), subs.sids.clear())
+        };
+        core.stats.add_room_channels(0, rooms.len() + sids.len());
         let mut chans: Vec<String> = rooms.iter().map(|r| self.channels.room(r)).collect();
+        chans.extend(sids.iter().map(|id| self.channels.room(&id.to_string())));
         chans.extend(self.base_channels());
         for batch in chans.chunks(BATCH) {
             core.subscriber.unsubscribe(batch.to_vec()).await?;

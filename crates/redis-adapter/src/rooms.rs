@@ -4,38 +4,48 @@
 //!
 //! socketioxide changes room membership without calling the adapter, so the adapter computes
 //! the wanted set from the local adapter and applies the difference in batched
-//! SUBSCRIBE/UNSUBSCRIBE commands.
+//! SUBSCRIBE/UNSUBSCRIBE commands. The sets are generic so socket ids are kept as `Sid` (16
+//! bytes, `Copy`) and rooms as socketioxide's `Room`: a reconciliation allocates channel names
+//! only for what changed.
 
-use std::collections::HashSet;
+use std::{collections::HashSet, hash::Hash};
 
-/// The room names whose channels are currently subscribed.
-#[derive(Debug, Default)]
-pub(crate) struct RoomSubscriptions {
-    subscribed: HashSet<String>,
+/// The keys (rooms or socket ids) whose channels are currently subscribed.
+#[derive(Debug)]
+pub(crate) struct RoomSubscriptions<K> {
+    subscribed: HashSet<K>,
+}
+
+impl<K> Default for RoomSubscriptions<K> {
+    fn default() -> Self {
+        Self {
+            subscribed: HashSet::new(),
+        }
+    }
 }
 
 /// Changes to apply to reach the wanted set.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct RoomDiff {
-    pub(crate) subscribe: Vec<String>,
-    pub(crate) unsubscribe: Vec<String>,
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RoomDiff<K> {
+    pub(crate) subscribe: Vec<K>,
+    pub(crate) unsubscribe: Vec<K>,
 }
 
-impl RoomDiff {
+impl<K> RoomDiff<K> {
     pub(crate) fn is_empty(&self) -> bool {
         self.subscribe.is_empty() && self.unsubscribe.is_empty()
     }
 }
 
-impl RoomSubscriptions {
+impl<K: Hash + Eq + Clone + Ord> RoomSubscriptions<K> {
     /// The difference between what is subscribed and `wanted`.
-    pub(crate) fn diff(&self, wanted: &HashSet<String>) -> RoomDiff {
-        let mut subscribe: Vec<String> = wanted
+    pub(crate) fn diff(&self, wanted: &HashSet<K>) -> RoomDiff<K> {
+        let mut subscribe: Vec<K> = wanted
             .iter()
             .filter(|r| !self.subscribed.contains(*r))
             .cloned()
             .collect();
-        let mut unsubscribe: Vec<String> = self
+        let mut unsubscribe: Vec<K> = self
             .subscribed
             .iter()
             .filter(|r| !wanted.contains(*r))
@@ -49,15 +59,15 @@ impl RoomSubscriptions {
         }
     }
 
-    /// Records that `rooms` were subscribed.
-    pub(crate) fn added(&mut self, rooms: &[String]) {
-        self.subscribed.extend(rooms.iter().cloned());
+    /// Records that `keys` were subscribed.
+    pub(crate) fn added(&mut self, keys: &[K]) {
+        self.subscribed.extend(keys.iter().cloned());
     }
 
-    /// Records that `rooms` were unsubscribed.
-    pub(crate) fn removed(&mut self, rooms: &[String]) {
-        for r in rooms {
-            self.subscribed.remove(r);
+    /// Records that `keys` were unsubscribed.
+    pub(crate) fn removed(&mut self, keys: &[K]) {
+        for k in keys {
+            self.subscribed.remove(k);
         }
     }
 
@@ -66,12 +76,12 @@ impl RoomSubscriptions {
     }
 
     #[cfg(test)]
-    pub(crate) fn contains(&self, room: &str) -> bool {
-        self.subscribed.contains(room)
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.subscribed.contains(key)
     }
 
     /// Forgets everything (the adapter closed; channels were unsubscribed).
-    pub(crate) fn clear(&mut self) -> Vec<String> {
+    pub(crate) fn clear(&mut self) -> Vec<K> {
         self.subscribed.drain().collect()
     }
 }
@@ -101,7 +111,7 @@ mod tests {
         s.removed(&d.unsubscribe);
         assert!(s.diff(&set(&["b", "c"])).is_empty());
         assert_eq!(s.len(), 2);
-        assert!(s.contains("c") && !s.contains("a"));
+        assert!(s.contains(&"c".to_string()) && !s.contains(&"a".to_string()));
     }
 
     #[test]
@@ -111,5 +121,14 @@ mod tests {
         let d = s.diff(&HashSet::new());
         assert_eq!(d.unsubscribe, vec!["x", "y"]);
         assert_eq!(s.clear().len(), 2);
+    }
+
+    #[test]
+    fn works_on_copy_keys() {
+        let mut s = RoomSubscriptions::<u64>::default();
+        let d = s.diff(&[3, 1].into_iter().collect());
+        assert_eq!(d.subscribe, vec![1, 3]);
+        s.added(&d.subscribe);
+        assert_eq!(s.diff(&[3].into_iter().collect()).unsubscribe, vec![1]);
     }
 }
