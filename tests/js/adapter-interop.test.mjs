@@ -162,3 +162,21 @@ test("adapter interop: broadcasts, rooms, except, requests between our nodes and
     assert.equal(c.connected, true);
   });
 });
+
+test("adapter interop: Node peer answering on the requester's own response channel", { timeout: 30000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const ours = track(t, await startTestNode(redis.url));
+  const node = track(t, await startNodePeer(redis.url, { env: { SPECIFIC_RESPONSE_CHANNEL: "1" } }));
+  const a = track(t, await connect(ours.url));
+  const n = track(t, await connect(node.url));
+  await ask(n, "join", "spec");
+  // fetchSockets, allRooms and broadcast acks all travel back on socket.io-response#/#<our uid>#.
+  const f = await ask(a, "fetch", {});
+  assert.equal(f.complete, true);
+  assert.deepEqual([...f.ids].sort(), [a.id, n.id].sort());
+  assert.ok((await ask(a, "all-rooms")).includes("spec"));
+  n.on("ask", (d, cb) => cb(`n-${d}`));
+  a.on("ask", (d, cb) => cb(`a-${d}`));
+  const acks = await ask(a, "broadcast-ack", { event: "ask", data: 1, timeoutMs: 3000 });
+  assert.deepEqual([...acks].sort(), ["a-1", "n-1"]);
+});
