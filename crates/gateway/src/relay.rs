@@ -301,6 +301,7 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
     let cfg = &gw.config;
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);
+    let authenticated = ident.is_some();
     let conn = Arc::new(Conn {
         bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
@@ -353,4 +354,9 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
         tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
         std::future::ready(())
     });
+    // Cluster mode: the rooms joined on connect (user:<sub>, token rooms) are subscribed
+    // before a backend can expect to reach them. Last, so no client event waits on it.
+    if authenticated {
+        gw.sync_rooms(s.ns()).await;
+    }
 }

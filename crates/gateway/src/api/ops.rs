@@ -190,6 +190,8 @@ pub async fn join<A: Adapter>(
         .join(rooms)
         .await
         .map_err(ApiError::unavailable)?;
+    // Cluster mode: local sockets' new rooms are subscribed before answering.
+    st.gw.sync_rooms(&b.target.nsp).await;
     Ok(ok())
 }
 
