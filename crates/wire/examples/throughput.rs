@@ -51,6 +51,13 @@ fn main() {
             let m = BroadcastMessage::decode(black_box(&bytes)).expect("decode");
             black_box(sio_wire::into_placeholder_json(m.packet.data).expect("json"));
         });
+        measure(
+            "    of which msgpack decode + message fields",
+            200_000,
+            || {
+                black_box(BroadcastMessage::decode(black_box(&bytes)).expect("decode"));
+            },
+        );
         let mut out = Vec::with_capacity(bytes.len());
         measure("  publish: placeholder JSON + encode", 200_000, || {
             let data = sio_wire::from_placeholder_json(black_box(text), &att).expect("json");
