@@ -11,7 +11,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { ROOT, GATEWAY_BIN, freePort, startRedis, track } from "../lib/harness.mjs";
 import {
   COMPOSE_FILE, K8S_DIR, loadYamlDocs, loadCompose, gatewayInvocations, k8sObjects, k8sFiles,
-  gatewayHelp, parseDurationSeconds, flagsIn, startGatewayFast,
+  gatewayHelp, parseDurationSeconds, flagsIn, startGatewayFast, withPortRetry,
 } from "../lib/deploy.mjs";
 
 /**
@@ -188,7 +188,11 @@ test("deploy/k8s objects reference each other correctly; grace period covers pre
  * Run the binary with an invocation's environment, made local: listen addresses on free
  * 127.0.0.1 ports, Redis = our own redis-server, downward-API values filled in.
  */
-async function startLikeDeployed(t, inv, redis) {
+function startLikeDeployed(t, inv, redis) {
+  return withPortRetry(() => startLikeDeployedOnce(t, inv, redis));
+}
+
+async function startLikeDeployedOnce(t, inv, redis) {
   const port = await freePort();
   const metricsPort = await freePort();
   const podName = "sio-gateway-5f7d8c9b6-x2x4q";

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { io } from "socket.io-client";
 import YAML from "yaml";
 import { ROOT, freePort, startRedis, track, once, waitFor } from "../lib/harness.mjs";
-import { loadYamlDocs, startGatewayFast } from "../lib/deploy.mjs";
+import { loadYamlDocs, startGatewayFast, withPortRetry } from "../lib/deploy.mjs";
 
 const PROM = path.join(ROOT, "deploy/prometheus");
 const DASHBOARD = path.join(ROOT, "deploy/grafana/dashboards/sio-gateway.json");
@@ -104,10 +104,12 @@ test("Grafana: the dashboard's queries are valid PromQL and use the provisioned 
 test("every metric named by the alert rules and the dashboard is exported by a running gateway", async (t) => {
   // Cluster mode (Redis adapter, forwarding secret), as deployed: adapter metrics included.
   const redis = track(t, await startRedis());
-  const port = await freePort();
-  const gw = track(t, await startGatewayFast({
-    args: ["--listen", `127.0.0.1:${port}`, "--node-id", "metrics-probe", "--redis", redis.url, "--cluster-secret", "metrics-probe-secret-0123456789"],
-    port,
+  const gw = track(t, await withPortRetry(async () => {
+    const port = await freePort();
+    return startGatewayFast({
+      args: ["--listen", `127.0.0.1:${port}`, "--node-id", "metrics-probe", "--redis", redis.url, "--cluster-secret", "metrics-probe-secret-0123456789"],
+      port,
+    });
   }));
 
   // Some traffic, so that labelled families have children: a websocket and a polling client,

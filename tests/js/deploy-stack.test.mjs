@@ -10,7 +10,7 @@ import path from "node:path";
 import { io } from "socket.io-client";
 import { ROOT, freePort, startRedis, track, once, waitFor } from "../lib/harness.mjs";
 import { startHaproxy, startNginx, NODE_IDS } from "../lib/lb.mjs";
-import { gatewayInvocations, startGatewayFast } from "../lib/deploy.mjs";
+import { gatewayInvocations, startGatewayFast, withPortRetry } from "../lib/deploy.mjs";
 
 const CLIENT_JS = path.join(ROOT, "tests/node_modules/socket.io-client/dist/socket.io.min.js");
 
@@ -20,18 +20,21 @@ async function startComposeNodes(t, redis) {
     .map((i) => [i.source.split(".").pop(), i]));
   const nodes = [];
   for (const id of NODE_IDS) {
-    const port = await freePort();
-    const env = Object.fromEntries(Object.entries(invs[id].env).filter(([k]) => k.startsWith("SIO_GATEWAY_")));
-    Object.assign(env, {
-      SIO_GATEWAY_LISTEN: `127.0.0.1:${port}`,
-      SIO_GATEWAY_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-      SIO_GATEWAY_ADVERTISE: `http://127.0.0.1:${port}`,
-      SIO_GATEWAY_REDIS: redis.url,
-      SIO_GATEWAY_CLIENT_JS: CLIENT_JS,
-      SIO_GATEWAY_LOG_FORMAT: "text",
+    const gw = await withPortRetry(async () => {
+      const port = await freePort();
+      const env = Object.fromEntries(Object.entries(invs[id].env).filter(([k]) => k.startsWith("SIO_GATEWAY_")));
+      Object.assign(env, {
+        SIO_GATEWAY_LISTEN: `127.0.0.1:${port}`,
+        SIO_GATEWAY_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
+        SIO_GATEWAY_ADVERTISE: `http://127.0.0.1:${port}`,
+        SIO_GATEWAY_REDIS: redis.url,
+        SIO_GATEWAY_CLIENT_JS: CLIENT_JS,
+        SIO_GATEWAY_LOG_FORMAT: "text",
+      });
+      const g = await startGatewayFast({ env, port, name: id });
+      return Object.assign(g, { metricsUrl: `http://${env.SIO_GATEWAY_METRICS_LISTEN}` });
     });
-    const gw = await startGatewayFast({ env, port, name: id });
-    nodes.push(track(t, Object.assign(gw, { id, host: "127.0.0.1", metricsUrl: `http://${env.SIO_GATEWAY_METRICS_LISTEN}` })));
+    nodes.push(track(t, Object.assign(gw, { id, host: "127.0.0.1" })));
   }
   return nodes;
 }

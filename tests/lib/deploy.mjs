@@ -180,3 +180,17 @@ export async function startGatewayFast({ args = [], env = {}, port, probe = "/re
   }
   return Object.assign(proc, { port, url });
 }
+
+/**
+ * Run `start()` (which picks its own free ports) again when a port it picked was taken by
+ * another process in the meantime: freePort() can only say a port WAS free.
+ */
+export async function withPortRetry(start, attempts = 3) {
+  for (let i = 1; ; i++) {
+    try {
+      return await start();
+    } catch (e) {
+      if (i >= attempts || !/Address already in use|EADDRINUSE|cannot bind/i.test(e.message)) throw e;
+    }
+  }
+}

@@ -13,7 +13,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, freePort, startProcess, waitForPort } from "./harness.mjs";
+import { ROOT, freePort, startProcess, waitFor, waitForPort } from "./harness.mjs";
 
 export const DEPLOY = path.join(ROOT, "deploy");
 export const NODE_IDS = ["gateway-1", "gateway-2", "gateway-3"];
@@ -50,10 +50,18 @@ export function renderTemplate(text, env, names = TEMPLATE_VARS) {
   });
 }
 
-async function lbHandle(proc, host, port, extra = {}) {
+/**
+ * Wait until the balancer itself is up, not just "something answers on the port" (freePort()
+ * races with other processes): `ownReady` proves it is this process (HAProxy: its stats page
+ * answers; nginx: its pid file exists, written only after every listen socket is bound).
+ */
+async function lbHandle(proc, host, port, extra = {}, ownReady = async () => true) {
   try {
     await Promise.race([
-      waitForPort(port, host, 10000),
+      (async () => {
+        await waitFor(ownReady, { timeoutMs: 10000, what: `${proc.name} ready` });
+        await waitForPort(port, host, 10000);
+      })(),
       proc.exited.then(() => { throw new Error(`${proc.name} exited before listening`); }),
     ]);
   } catch (e) {
@@ -64,28 +72,49 @@ async function lbHandle(proc, host, port, extra = {}) {
   return Object.assign(proc, { host, port, url: `http://${host}:${port}`, ...extra });
 }
 
+/** Start on free ports, again on fresh ones if a port was taken meanwhile (unless `port` was given). */
+async function retryBind(port, start) {
+  for (let i = 1; ; i++) {
+    try {
+      return await start(port ?? (await freePort()));
+    } catch (e) {
+      if (port != null || i >= 3 || !/Address already in use|cannot bind|bind\(\)/i.test(e.message)) throw e;
+    }
+  }
+}
+
 /**
  * haproxy -f deploy/haproxy/haproxy-<variant>.cfg -db, on 127.0.0.1:<port>; its stats frontend
  * (Prometheus /metrics, /stats) on another free port: `statsUrl`.
  */
-export async function startHaproxy({ variant = "sticky", backends, port, host = "127.0.0.1" }) {
+export function startHaproxy({ variant = "sticky", backends, port, host = "127.0.0.1" }) {
+  return retryBind(port, (p) => startHaproxyOnce({ variant, backends, port: p, host }));
+}
+
+async function startHaproxyOnce({ variant, backends, port, host }) {
   const file = HAPROXY_CONFIGS[variant];
   if (!file) throw new Error(`unknown haproxy variant ${variant}`);
-  port = port ?? (await freePort());
   const statsPort = await freePort();
   const env = { ...lbEnv(backends, host, port), LB_STATS_LISTEN: `${host}:${statsPort}` };
   const proc = startProcess(process.env.HAPROXY || "haproxy", ["-f", file, "-db"], { env, name: `haproxy-${variant}:${port}` });
-  return lbHandle(proc, host, port, { config: file, statsUrl: `http://${host}:${statsPort}` });
+  const statsUrl = `http://${host}:${statsPort}`;
+  return lbHandle(proc, host, port, { config: file, statsUrl }, async () => {
+    const r = await fetch(`${statsUrl}/stats`).catch(() => null);
+    return r?.status === 200 && /HAProxy/.test(await r.text());
+  });
 }
 
 /**
  * nginx with deploy/nginx/sio-gateway-<variant>.conf.template rendered into a temp dir and
  * included from a minimal main config whose pid, logs and temp paths all live in that dir.
  */
-export async function startNginx({ variant = "sticky", backends, port, host = "127.0.0.1" }) {
+export function startNginx({ variant = "sticky", backends, port, host = "127.0.0.1" }) {
+  return retryBind(port, (p) => startNginxOnce({ variant, backends, port: p, host }));
+}
+
+async function startNginxOnce({ variant, backends, port, host }) {
   const template = NGINX_TEMPLATES[variant];
   if (!template) throw new Error(`unknown nginx variant ${variant}`);
-  port = port ?? (await freePort());
   const env = lbEnv(backends, host, port);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-nginx-"));
   // nginx workers run as an unprivileged user when the master is root: let them write temp files.
@@ -106,7 +135,13 @@ export async function startNginx({ variant = "sticky", backends, port, host = "1
     "",
   ].join("\n"));
   const proc = startProcess(process.env.NGINX || "nginx", ["-p", dir, "-e", "stderr", "-c", main, "-g", "daemon off;"], { name: `nginx-${variant}:${port}` });
-  const handle = await lbHandle(proc, host, port, { config: rendered, dir });
+  let handle;
+  try {
+    handle = await lbHandle(proc, host, port, { config: rendered, dir }, () => fs.existsSync(path.join(dir, "nginx.pid")));
+  } catch (e) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
   const stop = handle.stop;
   handle.stop = async (sig = "SIGTERM") => {
     // SIGTERM: fast shutdown, the master stops its worker first (SIGKILL would orphan it, and
