@@ -58,7 +58,7 @@ async function handshakeCookie(url) {
 }
 
 for (const [name, start] of [["haproxy", startHaproxy], ["nginx", startNginx]]) {
-  test(`compose topology behind ${name} (sticky): chat page, polling pinned by sio_node, upgrade, cross-node chat, drain hand-over`, async (t) => {
+  test(`compose topology behind ${name} (sticky): chat page, polling pinned by sio_node, upgrade, cross-node chat, HTTP API, drain hand-over`, async (t) => {
     const redis = track(t, await startRedis());
     const nodes = await startComposeNodes(t, redis);
     const lb = track(t, await start({ variant: "sticky", backends: nodes }));
@@ -94,6 +94,18 @@ for (const [name, start] of [["haproxy", startHaproxy], ["nginx", startNginx]]) 
     const got = once(b, "chat", 10000);
     a.emit("publish", { room: "room-0", event: "chat", data: "hello" });
     assert.equal(await got, "hello");
+
+    // The HTTP API through the balancer, with the compose file's API key (docs/deploying.md's
+    // example): every client, on every node, gets the event.
+    const apiKey = gatewayInvocations().find((i) => i.source.endsWith("gateway-1")).env.SIO_GATEWAY_API_KEY;
+    const fromApi = Promise.all([once(a, "news", 10000), once(b, "news", 10000)]);
+    const res = await fetch(`${lb.url}/api/v1/emit`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify({ event: "news", data: "from the API" }),
+    });
+    assert.equal(res.status, 200, await res.clone().text());
+    assert.deepEqual(await fromApi, ["from the API", "from the API"]);
 
     // Drain the node that holds `a` (known from the nodes' connections gauges): `a` is closed at
     // the transport level and reconnects through the balancer to a node that is still up.
