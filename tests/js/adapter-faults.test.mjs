@@ -33,7 +33,8 @@ test("adapter faults: per-room subscriptions follow membership", { timeout: 6000
   assert.equal(await numsub(rc, room), 2);
   assert.ok((await rc.sendCommand(["PUBSUB", "CHANNELS", "socket.io#/#*"])).includes(room));
   await ask(a, "leave", "topic");
-  assert.equal(await numsub(rc, room), 1, "node 1 unsubscribed when its room emptied");
+  // UNSUBSCRIBE is acknowledged asynchronously by Redis in RESP2: wait for it (bounded).
+  await waitFor(async () => (await numsub(rc, room)) === 1, { what: "node 1 unsubscribed when its room emptied", timeoutMs: 5000 });
   const aId = a.id;
   b.disconnect();
   await waitFor(async () => (await numsub(rc, room)) === 0, { what: "room channel dropped after disconnect" });
@@ -167,4 +168,33 @@ test("adapter faults: a silently dead subscriber is detected by the probe and re
   t.diagnostic(`silent subscriber: traffic restored ${(performance.now() - silencedAt).toFixed(0)} ms after the subscriber went silent`);
   await waitFor(async () => (await n1.stats()).subscriberAlive, { what: "subscriber alive again", timeoutMs: 15000 });
   assert.equal(a.connected, true);
+});
+
+test("adapter faults: closing the adapter unsubscribes all its channels", { timeout: 30000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const rc = track(t, await redisClient(redis.url));
+  const n1 = track(t, await startTestNode(redis.url));
+  const n2 = track(t, await startTestNode(redis.url));
+  const a = track(t, await connect(n1.url));
+  const b = track(t, await connect(n2.url));
+  await ask(b, "join", "leaving");
+  assert.equal(await numsub(rc, "socket.io-request#/#"), 2);
+  assert.equal(await numsub(rc, "socket.io#/#leaving#"), 1);
+  // io.close() on node 2 while its process (and its Redis connections) stay up.
+  assert.equal(await (await fetch(n2.url + "/close")).text(), "closed");
+  await waitFor(async () => (await numsub(rc, "socket.io-request#/#")) === 1, { what: "request channel released" });
+  assert.equal(await numsub(rc, "socket.io#/#"), 1);
+  assert.equal(await numsub(rc, "socket.io#/#leaving#"), 0);
+  assert.equal(await numsub(rc, `socket.io#/#${b.id}#`), 0);
+  assert.equal(n2.running, true);
+  // The remaining node no longer waits for the closed one.
+  const f = await ask(a, "fetch", {});
+  assert.equal(f.complete, true);
+  assert.deepEqual(f.ids, [a.id]);
+
+  // SIGTERM on node 1: graceful close, exit code 0.
+  n1.signal("SIGTERM");
+  const { code } = await n1.exited;
+  assert.equal(code, 0, n1.output());
+  assert.ok(n1.output().includes("closed"));
 });

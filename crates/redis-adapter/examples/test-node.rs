@@ -276,12 +276,33 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     io.ns("/", on_connect).await?;
+    let closer = io.clone();
     let app = Router::new()
         .route("/stats", get(stats))
         .with_state(handle)
+        // Test hook: close socketioxide (and so the adapter) while the process keeps running.
+        .route(
+            "/close",
+            get(async move || {
+                closer.close().await;
+                "closed"
+            }),
+        )
         .layer(layer);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     println!("listening on {}", args.port);
-    axum::serve(listener, app).await?;
+    // SIGTERM/SIGINT: stop serving, then close socketioxide, which closes the adapter
+    // (unsubscribes every channel of this node).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        })
+        .await?;
+    io.close().await;
+    println!("closed");
     Ok(())
 }
