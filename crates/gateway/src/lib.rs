@@ -12,7 +12,8 @@
 //! * [`cluster`]: `--redis` mode: Redis adapter, node registry, polling forwarding.
 //! * [`auth`]: connect-time authentication (JWT, webhook); [`upstream`]: where other client
 //!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
-//!   [`webhook_client`]: the HTTP client both webhooks use.
+//!   [`webhook_client`]: the HTTP client both webhooks use; [`pysio`]: obey
+//!   python-socketio's Redis manager (`--pysio-channel`).
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
 pub mod api;
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod pysio;
 pub mod relay;
 pub mod rules;
 pub mod server;

@@ -244,6 +244,7 @@ pub async fn serve<A: GatewayAdapter>(
     if let Some(c) = &cluster {
         c.start(&gw, &io).await;
     }
+    crate::pysio::start(&gw, &io).await?;
     let st = AppState {
         gw: gw.clone(),
         io: io.clone(),

@@ -1,0 +1,146 @@
+"""python-socketio's RedisManager(write_only=True) — a real Python backend — reaching clients of
+sio-gateway nodes through --pysio-channel: emit to everyone / a room / a socket id, skip_sid,
+enter_room / leave_room / close_room / disconnect; each client gets each emit once although
+two nodes obey the channel; a legacy pickle message is refused and counted."""
+import pickle
+import subprocess
+import threading
+import time
+import urllib.request
+
+import pytest
+import redis
+import socketio
+
+from conftest import free_port
+
+CHANNEL = "socketio"
+
+
+@pytest.fixture
+def redis_url():
+    port = free_port()
+    p = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--protected-mode", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    r = redis.Redis(port=port)
+    deadline = time.time() + 10
+    while True:
+        try:
+            r.ping()
+            break
+        except redis.ConnectionError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}"
+    r.close()
+    p.kill()
+    p.wait(timeout=10)
+
+
+class Recorder:
+    """A python-socketio client that records every `news` event."""
+
+    def __init__(self, url):
+        self.got = []
+        self.lock = threading.Lock()
+        self.sio = socketio.Client(reconnection=False)
+        self.sio.on("news", self._on)
+        self.sio.connect(url, transports=["websocket"], wait_timeout=10)
+        self.sid = self.sio.get_sid()
+
+    def _on(self, *args):
+        with self.lock:
+            self.got.append(list(args))
+
+    def join(self, room):
+        assert self.sio.call("join", room, timeout=5) == {"ok": True}
+
+
+def wait_until(cond, what, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out: {what}")
+
+
+def metric(url, name, label):
+    text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.timeout(60)
+def test_redis_manager_write_only_reaches_gateway_clients(gateway_factory, redis_url):
+    flags = ("--redis", redis_url, "--pysio-channel", CHANNEL, "--cluster-secret", "pysio-cluster-secret-0123")
+    n1 = gateway_factory(*flags, "--node-id", "py-1")
+    n2 = gateway_factory(*flags, "--node-id", "py-2")
+    wait_until(lambda: urllib.request.urlopen(n1 + "/readyz").status == 200, "node 1 ready")
+    a, b, c = Recorder(n1), Recorder(n2), Recorder(n2)
+    clients = [a, b, c]
+    try:
+        a.join("py-room")
+        b.join("py-room")
+        mgr = socketio.RedisManager(redis_url, channel=CHANNEL, write_only=True)
+
+        # Everyone: exactly once each, although both nodes obey the channel.
+        mgr.emit("news", {"n": 1})
+        wait_until(lambda: all(len(x.got) == 1 for x in clients), "everyone gets n=1")
+        assert all(x.got[0] == [{"n": 1}] for x in clients)
+
+        # A room, skipping one member by sid.
+        mgr.emit("news", "room-only", room="py-room", skip_sid=a.sid)
+        wait_until(lambda: len(b.got) == 2, "b gets the room emit")
+        assert b.got[1] == ["room-only"]
+
+        # A single socket by its id (python-socketio's per-socket room).
+        mgr.emit("news", [1, 2], to=c.sid)
+        wait_until(lambda: len(c.got) == 2, "c gets its own emit")
+        assert c.got[1] == [[1, 2]]
+
+        # enter_room / leave_room / close_room for sockets on any node.
+        mgr.enter_room(c.sid, "/", "late-room")
+        wait_until(lambda: (mgr.emit("news", "late", room="late-room") or True) and len(c.got) >= 3,
+                   "c joined late-room", timeout=5)
+        mgr.leave_room(b.sid, "/", "py-room")
+        mgr.close_room("late-room", "/")
+        time.sleep(0.3)  # let both messages be applied before the probe emit (ordered channel)
+        before = [len(x.got) for x in clients]
+        mgr.emit("news", "after", room="py-room")
+        mgr.emit("news", "after-close", room="late-room")
+        mgr.emit("news", "sentinel", to=a.sid)  # published last: once a has it, the others were applied
+        wait_until(lambda: len(a.got) == before[0] + 2, "a gets after + sentinel")
+        assert a.got[-2:] == [["after"], ["sentinel"]]
+        assert len(b.got) == before[1], b.got  # left py-room
+        assert len(c.got) == before[2], c.got  # late-room closed
+
+        # disconnect a socket living on node 2.
+        # A write-only manager's disconnect() first acts on its own (absent) server and fails in
+        # python-socketio 5.14, so publish the very message it builds, through its own _publish.
+        mgr._publish({"method": "disconnect", "sid": b.sid, "namespace": "/", "host_id": mgr.host_id})
+        wait_until(lambda: not b.sio.connected, "b disconnected by the Python backend")
+        assert a.sio.connected and c.sio.connected
+
+        # Legacy pickle messages are refused and counted, the channel keeps working.
+        r = redis.Redis.from_url(redis_url)
+        r.publish(CHANNEL, pickle.dumps({"method": "emit", "event": "news", "data": "pickled"}))
+        r.publish(CHANNEL, b"{not json")
+        r.close()
+        wait_until(lambda: metric(n1, "sio_gateway_dropped_messages_total", 'reason="pickle"') == 1, "pickle counted")
+        assert metric(n2, "sio_gateway_dropped_messages_total", 'reason="pickle"') == 1
+        wait_until(lambda: metric(n1, "sio_gateway_dropped_messages_total", 'reason="pysio_invalid"') == 1, "garbage counted")
+        mgr.emit("news", "still alive", to=a.sid)
+        wait_until(lambda: a.got[-1] == ["still alive"], "still working")
+        assert ["pickled"] not in a.got
+    finally:
+        for x in clients:
+            if x.sio.connected:
+                x.sio.disconnect()
