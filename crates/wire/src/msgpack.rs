@@ -218,12 +218,77 @@ pub fn decode(buf: &[u8]) -> Result<Value> {
     Ok(v)
 }
 
-struct Reader<'a> {
+/// A cursor over msgpack bytes. Besides [`decode`], the broadcast decoder uses it to read the
+/// message envelope in place (borrowed keys, no value tree) and only builds values for the data.
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// True when every byte was consumed.
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// An array header, consumed only if the next value is an array.
+    pub(crate) fn array_len(&mut self) -> Option<usize> {
+        let save = self.pos;
+        let n = match self.u8().ok()? {
+            m @ 0x90..=0x9f => Some((m & 0x0f) as usize),
+            0xdc => self.len16().ok(),
+            0xdd => self.len32().ok(),
+            _ => None,
+        };
+        if n.is_none() {
+            self.pos = save;
+        }
+        n
+    }
+
+    /// A map header, consumed only if the next value is a map.
+    pub(crate) fn map_len(&mut self) -> Option<usize> {
+        let save = self.pos;
+        let n = match self.u8().ok()? {
+            m @ 0x80..=0x8f => Some((m & 0x0f) as usize),
+            0xde => self.len16().ok(),
+            0xdf => self.len32().ok(),
+            _ => None,
+        };
+        if n.is_none() {
+            self.pos = save;
+        }
+        n
+    }
+
+    /// A borrowed UTF-8 string, consumed only if the next value is one.
+    pub(crate) fn str_ref(&mut self) -> Option<&'a str> {
+        let save = self.pos;
+        let len = match self.u8().ok()? {
+            m @ 0xa0..=0xbf => Some((m & 0x1f) as usize),
+            0xd9 => self.u8().ok().map(usize::from),
+            0xda => self.len16().ok(),
+            0xdb => self.len32().ok(),
+            _ => None,
+        };
+        let s = len
+            .and_then(|n| self.take(n).ok())
+            .and_then(|b| std::str::from_utf8(b).ok());
+        if s.is_none() {
+            self.pos = save;
+        }
+        s
+    }
+
+    /// Any value, as a tree (see [`decode`]).
+    pub(crate) fn any(&mut self, depth: usize) -> Result<Value> {
+        self.value(depth)
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self
             .pos

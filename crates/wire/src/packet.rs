@@ -402,6 +402,16 @@ impl BroadcastOptions {
     }
 }
 
+/// An array of string room names read in place (None: not that shape, use the generic path).
+fn read_rooms(r: &mut msgpack::Reader<'_>) -> Option<Vec<String>> {
+    let n = r.array_len()?;
+    let mut rooms = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        rooms.push(r.str_ref()?.to_owned());
+    }
+    Some(rooms)
+}
+
 fn write_rooms(out: &mut Vec<u8>, rooms: &[String]) {
     write_array_len(out, rooms.len());
     for r in rooms {
@@ -440,7 +450,64 @@ impl BroadcastMessage {
     }
 
     /// Decode a message received on a broadcast or room channel.
+    ///
+    /// Runs once per message per node. The envelope (uid, packet keys, options) is read in
+    /// place; only `data` becomes a value tree (its allocations are the price of a dynamic
+    /// payload). Anything unusual falls back to the generic path, which gives the same result
+    /// or the precise error.
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if let Some(msg) = Self::decode_envelope_in_place(bytes) {
+            return Ok(msg);
+        }
+        Self::decode_generic(bytes)
+    }
+
+    fn decode_envelope_in_place(bytes: &[u8]) -> Option<Self> {
+        let mut r = msgpack::Reader::new(bytes);
+        if r.array_len()? != 3 {
+            return None;
+        }
+        let uid = r.str_ref()?.to_owned();
+        let mut packet = Packet {
+            packet_type: packet_type::EVENT,
+            data: Value::Nil,
+            nsp: None,
+            id: None,
+        };
+        for _ in 0..r.map_len()? {
+            match r.str_ref()? {
+                "type" => {
+                    packet.packet_type =
+                        r.any(1).ok()?.as_u64().and_then(|t| u8::try_from(t).ok())?
+                }
+                "data" => packet.data = r.any(1).ok()?,
+                "nsp" => packet.nsp = Some(r.str_ref()?.to_owned()),
+                "id" => packet.id = Some(r.any(1).ok()?.as_i64()?),
+                _ => return None,
+            }
+        }
+        let mut opts = BroadcastOptions::default();
+        let mut seen_flags = false;
+        for _ in 0..r.map_len()? {
+            match r.str_ref()? {
+                "rooms" => opts.rooms = read_rooms(&mut r)?,
+                "except" => {
+                    opts.except = read_rooms(&mut r)?;
+                    if seen_flags {
+                        opts.layout = OptsLayout::Emitter;
+                    }
+                }
+                "flags" => {
+                    seen_flags = true;
+                    opts.flags = BroadcastFlags::from_value(r.any(1).ok()?).ok()?;
+                }
+                _ => return None,
+            }
+        }
+        r.at_end().then_some(Self { uid, packet, opts })
+    }
+
+    fn decode_generic(bytes: &[u8]) -> Result<Self> {
         let items = match msgpack::decode(bytes)? {
             Value::Array(items) if items.len() >= 2 => items,
             _ => return Err(WireError::shape("broadcast is not [uid, packet, opts]")),
@@ -480,6 +547,62 @@ mod tests {
         assert_eq!(
             BroadcastMessage::decode(&expected).unwrap().opts.layout,
             OptsLayout::Emitter
+        );
+    }
+
+    /// The in-place envelope reader takes every broadcast recorded from Node and agrees with the
+    /// generic decoder on it.
+    #[test]
+    fn in_place_envelope_agrees_with_generic_decoder() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/wire");
+        let mut n = 0;
+        for file in ["emitter.json", "adapter.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+            for case in doc["cases"].as_array().unwrap() {
+                for m in case["messages"].as_array().unwrap() {
+                    let hex = m["hex"].as_str().unwrap();
+                    let bytes: Vec<u8> = (0..hex.len())
+                        .step_by(2)
+                        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                        .collect();
+                    if !m["channel"].as_str().unwrap().contains("#/")
+                        || bytes[0] == b'{'
+                        || m["channel"].as_str().unwrap().contains("-re")
+                    {
+                        continue;
+                    }
+                    let fast = BroadcastMessage::decode_envelope_in_place(&bytes)
+                        .expect("fast path taken");
+                    let generic = BroadcastMessage::decode_generic(&bytes).unwrap();
+                    assert_eq!(fast, generic);
+                    assert_eq!(fast.opts.layout, generic.opts.layout);
+                    if case["name"] != "huge_integral_number" {
+                        assert_eq!(fast.encode(), bytes);
+                    }
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 20, "{n} broadcasts checked");
+        // Odd but valid shapes take the generic path and still decode.
+        let odd = msgpack::encode(&Value::Array(vec![
+            Value::from("u"),
+            Value::Map(vec![
+                (Value::from("data"), Value::Array(vec![])),
+                (Value::from("nsp"), Value::Nil),
+            ]),
+            Value::Map(vec![(
+                Value::from("rooms"),
+                Value::Array(vec![Value::from(5)]),
+            )]),
+        ]));
+        assert!(BroadcastMessage::decode_envelope_in_place(&odd).is_none());
+        let m = BroadcastMessage::decode(&odd).unwrap();
+        assert_eq!(
+            (m.packet.nsp(), m.opts.rooms.as_slice()),
+            ("/", &["5".to_owned()][..])
         );
     }
 
