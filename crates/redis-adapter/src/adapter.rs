@@ -114,17 +114,26 @@ impl<E: SocketEmitter> RedisAdapter<E> {
 
     fn deliver(&self, packet: Packet, opts: &WireOpts) {
         let volatile = opts.flags.volatile == Some(true);
-        match self.targets(&opts.rooms, &opts.except, volatile) {
-            Targets::Opts(o) => {
-                let _ = self.local.broadcast(packet, *o);
-            }
-            Targets::Sids(sids) => {
-                for sid in sids {
-                    let _ = self
-                        .local
-                        .broadcast(packet.clone(), Self::single(sid, volatile));
-                }
-            }
+        let failed = match self.targets(&opts.rooms, &opts.except, volatile) {
+            Targets::Opts(o) => self
+                .local
+                .broadcast(packet, *o)
+                .err()
+                .map_or(0, |e| e.len()),
+            Targets::Sids(sids) => sids
+                .into_iter()
+                .filter_map(|sid| {
+                    self.local
+                        .broadcast(packet.clone(), Self::single(sid, volatile))
+                        .err()
+                })
+                .map(|e| e.len())
+                .sum(),
+        };
+        if failed > 0 {
+            self.core
+                .stats
+                .dropped(DropReason::LocalDelivery, failed as u64);
         }
     }
 

@@ -69,11 +69,13 @@ pub enum DropReason {
     LateResponse = 3,
     /// Packet data socketioxide produced that the Node format cannot carry (e.g. msgpack parser).
     Unsupported = 4,
+    /// A remote broadcast could not be handed to a local socket (its buffer full, or closed).
+    LocalDelivery = 5,
 }
 
 impl DropReason {
     /// Number of variants.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
     /// Every variant, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::SubscriberLagged,
@@ -81,6 +83,7 @@ impl DropReason {
         DropReason::PublishFailed,
         DropReason::LateResponse,
         DropReason::Unsupported,
+        DropReason::LocalDelivery,
     ];
     /// Stable label value for metrics.
     pub fn as_str(self) -> &'static str {
@@ -90,6 +93,7 @@ impl DropReason {
             DropReason::PublishFailed => "publish_failed",
             DropReason::LateResponse => "late_response",
             DropReason::Unsupported => "unsupported",
+            DropReason::LocalDelivery => "local_delivery",
         }
     }
 }
