@@ -114,9 +114,6 @@ impl Drain {
     }
 }
 
-/// Response header naming the node that answered a handshake.
-pub const NODE_HEADER: &str = "x-sio-node";
-
 /// An Engine.IO v4 polling payload holding a single CLOSE packet.
 ///
 /// python-engineio treats a CLOSE packet as a deliberate shutdown and does not reconnect, but it
@@ -151,8 +148,8 @@ fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Middleware in front of the Socket.IO service (only `/socket.io/` paths are inspected):
-/// refuses handshakes while draining, stamps handshakes with the sticky-session cookie,
-/// records websocket upgrades, and answers the polls of sessions being drained with CLOSE.
+/// refuses handshakes while draining, records websocket upgrades, and answers the polls of
+/// sessions being drained with CLOSE.
 pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/socket.io") {
         return next.run(req).await;
@@ -171,15 +168,7 @@ pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
             )
                 .into_response();
         }
-        let mut resp = next.run(req).await;
-        // Sticky-session hint on every handshake (polling 200 or websocket 101): a load
-        // balancer can pin the client to this node by the cookie.
-        if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let h = resp.headers_mut();
-            h.append(header::SET_COOKIE, gw.sticky.cookie.clone());
-            h.insert(NODE_HEADER, gw.sticky.node.clone());
-        }
-        return resp;
+        return next.run(req).await;
     };
     let sid = sid.to_owned();
     match query_param(query, "transport") {

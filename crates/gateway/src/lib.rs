@@ -14,6 +14,7 @@
 //!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
 //!   [`webhook_client`]: the HTTP client both webhooks use; [`pysio`]: obey
 //!   python-socketio's Redis manager (`--pysio-channel`).
+//! * [`sticky`]: the sticky-session cookie on handshakes.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
 pub mod api;
@@ -32,6 +33,7 @@ pub mod relay;
 pub mod rules;
 pub mod server;
 pub mod state;
+pub mod sticky;
 pub mod upstream;
 pub mod webhook_client;
 

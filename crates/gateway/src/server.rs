@@ -3,8 +3,8 @@
 //! [`serve`] is generic over the adapter type so the same server runs with the in-memory
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
-//! Layer order, outermost first: CORS → tracing → HTTP metrics → engine guard (drain) →
-//! socketioxide (`/socket.io/`) → axum routes.
+//! Layer order, outermost first: CORS → tracing → HTTP metrics → per-IP handshake rate →
+//! engine guard (drain) → sticky cookie → socketioxide (`/socket.io/`) → axum routes.
 use std::{net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
@@ -29,6 +29,7 @@ use crate::{
     drain, health,
     health::ReadyCheck,
     limits::{self, IpRateLimit},
+    sticky,
     listener::{ConnInfo, TrackedListener},
     relay,
     state::{AppState, Gateway},
@@ -171,6 +172,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .with_state(st)
         .layer(layer)
+        .layer(middleware::from_fn_with_state(gw.clone(), sticky::stamp))
         .layer(middleware::from_fn_with_state(
             gw.clone(),
             drain::engine_guard,

@@ -6,7 +6,6 @@
 //! adapter-typed `SocketIo<A>` handle.
 use std::sync::Arc;
 
-use axum::http::HeaderValue;
 use bytes::Bytes;
 use socketioxide::{SocketIo, adapter::Adapter};
 
@@ -31,7 +30,7 @@ pub struct Gateway {
     pub auth: crate::auth::Authenticator,
     pub upstream: crate::upstream::Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
-    pub sticky: Sticky,
+    pub sticky: crate::sticky::Sticky,
     /// Cluster mode: brings a namespace's room subscriptions in line with local membership
     /// (set once by `cluster`; see [`Gateway::sync_rooms`]).
     pub room_sync: std::sync::OnceLock<RoomSync>,
@@ -41,35 +40,12 @@ pub struct Gateway {
 pub type RoomSync =
     Box<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
-/// `Set-Cookie: <sticky_cookie>=<node-id>` and the node header value, rendered once.
-pub struct Sticky {
-    pub cookie: HeaderValue,
-    pub node: HeaderValue,
-}
-
-impl Sticky {
-    fn new(config: &Config) -> Sticky {
-        // node_id and the cookie name are validated as header-safe tokens by `config`; the
-        // fallback only guards against a future validation gap.
-        let cookie = format!(
-            "{}={}; Path=/; HttpOnly; SameSite=Lax",
-            config.sticky_cookie, config.node_id
-        );
-        Sticky {
-            cookie: HeaderValue::from_str(&cookie)
-                .unwrap_or(HeaderValue::from_static("sio_node=invalid")),
-            node: HeaderValue::from_str(&config.node_id)
-                .unwrap_or(HeaderValue::from_static("invalid")),
-        }
-    }
-}
-
 impl Gateway {
     pub fn new(config: Config, ready_checks: Vec<Arc<dyn ReadyCheck>>) -> Gateway {
         let metrics = Metrics::new(&config.node_id);
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
-            sticky: Sticky::new(&config),
+            sticky: crate::sticky::Sticky::new(&config),
             room_sync: std::sync::OnceLock::new(),
             conn_limit: ConnectionLimit::new(config.max_connections),
             drain: Drain::default(),

@@ -1,0 +1,67 @@
+//! Sticky-session hints: every Engine.IO handshake response names the node that answered it.
+//!
+//! `Set-Cookie: <--sticky-cookie>=<node-id>` lets a load balancer pin the client's later
+//! requests to this node (HAProxy `cookie sio_node preserve indirect`, nginx
+//! `map $cookie_sio_node`, ingress-nginx affinity), and the cluster's polling forwarding uses
+//! the same cookie to find a session's owner. `x-sio-node` says the same to humans and tools.
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::Next,
+    response::Response,
+};
+
+use crate::{config::Config, state::Gateway};
+
+/// Response header naming the node that answered a handshake.
+pub const NODE_HEADER: &str = "x-sio-node";
+
+/// The two header values, rendered once at start-up.
+pub struct Sticky {
+    pub cookie: HeaderValue,
+    pub node: HeaderValue,
+}
+
+impl Sticky {
+    pub fn new(config: &Config) -> Sticky {
+        // node_id and the cookie name are validated as header-safe tokens by `config`; the
+        // fallback only guards against a future validation gap.
+        let cookie = format!(
+            "{}={}; Path=/; HttpOnly; SameSite=Lax",
+            config.sticky_cookie, config.node_id
+        );
+        Sticky {
+            cookie: HeaderValue::from_str(&cookie)
+                .unwrap_or(HeaderValue::from_static("sio_node=invalid")),
+            node: HeaderValue::from_str(&config.node_id)
+                .unwrap_or(HeaderValue::from_static("invalid")),
+        }
+    }
+}
+
+/// Is this a request that opens a new Engine.IO session (no `sid` yet)?
+pub fn is_handshake(req: &Request) -> bool {
+    req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .any(|kv| kv.starts_with("sid=") && kv.len() > 4)
+}
+
+/// Middleware: stamp successful handshakes (polling 200 or websocket 101).
+pub async fn stamp(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    if !is_handshake(&req) {
+        return next.run(req).await;
+    }
+    let mut resp = next.run(req).await;
+    if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let h = resp.headers_mut();
+        h.append(header::SET_COOKIE, gw.sticky.cookie.clone());
+        h.insert(NODE_HEADER, gw.sticky.node.clone());
+    }
+    resp
+}
