@@ -143,6 +143,15 @@ impl Emitter {
         self.operator().compress(compress)
     }
 
+    /// The broadcast message of [`Emitter::emit`], without publishing it.
+    pub fn emit_message<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+    ) -> Result<Outgoing, EmitError> {
+        self.operator().emit_message(event, args)
+    }
+
     /// Emit `event` to every client of the namespace.
     pub async fn emit<A: Into<Arg>>(
         &self,
