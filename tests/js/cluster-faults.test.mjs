@@ -96,3 +96,51 @@ test("SIGTERM drain behind HAProxy: clients move to the other nodes, registry dr
   assert.ok(gone <= 2000 + 600, `expired within the TTL (+ one heartbeat): ${gone} ms`);
   assert.deepEqual(await clusterIds(survivor.url), [NODE_IDS[[0, 1, 2].find((i) => i !== vi && i !== ki)]]);
 });
+
+test("SIGTERM drain behind a round-robin HAProxy: the drained node's clients are closed at the transport level, everyone ends up back in the room, broadcasts continue", async (t) => {
+  const cluster = await startCluster({ extra: ["--drain-period", "2s"] });
+  t.after(() => cluster.stop());
+  const lb = track(t, await startHaproxy({ variant: "roundrobin", backends: cluster.backends }));
+  const clients = [];
+  for (let i = 0; i < 6; i++) {
+    clients.push(countingClient(lb.url, { name: `p${i}`, room: "rr-drain", transports: ["polling"], reconnection: true }));
+  }
+  t.after(() => { for (const c of clients) c.socket.disconnect(); });
+  const settled = (what) => waitFor(() => clients.every((c) => c.socket.connected && c.inRoom), { timeoutMs: 30000, what })
+    .catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(clients.map((c) => [c.name, c.socket.connected, c.connects, c.joins, c.errors]))}`); });
+  await settled("6 clients joined");
+  const before = await connectionsPerNode(cluster.nodes);
+  const vi = before.indexOf(Math.max(...before));
+  assert.ok(before[vi] > 0);
+  // Which clients live on the victim: their session ids are the victim's sockets.
+  const sids = new Map(clients.map((c) => [c.socket.io.engine.id, c]));
+  const onVictim = [];
+  for (const [sid, c] of sids) {
+    // A poll without forwarding header would be forwarded; ask the victim's own view instead:
+    // the sid record in Redis names the owner.
+    const owner = await ownerOf(cluster.redis.port, sid);
+    if (owner === NODE_IDS[vi]) onVictim.push(c);
+  }
+  assert.equal(onVictim.length, before[vi], "sid records name the victim for its clients");
+  cluster.nodes[vi].signal("SIGTERM");
+  assert.equal((await cluster.nodes[vi].exited).code, 0);
+  // Until HAProxy's health check marks the dead node DOWN it still tries it first; a POST that
+  // meets the refused connection may get a 503 (HAProxy cannot replay a streamed body), which
+  // the client reports as a transport error and reconnects. Wait for the balancer to settle.
+  await waitFor(() => lb.output().includes(`gateways/${NODE_IDS[vi]} is DOWN`), { timeoutMs: 15000, what: "HAProxy marking the drained node DOWN" });
+  await settled("clients reconnected and back in the room");
+  for (const c of onVictim) {
+    assert.ok(c.connects >= 2, `${c.name} reconnected`);
+    assert.ok(c.errors.includes("disconnect: transport close"), `${c.name}: closed at the transport level by the drain: ${c.errors}`);
+    assert.ok(!c.errors.some((e) => e.includes("io server disconnect")), `${c.name}: ${c.errors}`);
+  }
+  for (const c of clients) { c.got.clear(); c.total = 0; }
+  await publishAll(clients, "rr-drain", 5);
+  await assertAllDelivered(clients, 5);
+});
+
+/** GET the sid -> node record straight from Redis (redis-cli). */
+async function ownerOf(port, sid) {
+  const { execFileSync } = await import("node:child_process");
+  return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${sid}`]).toString().trim();
+}

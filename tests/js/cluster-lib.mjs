@@ -155,7 +155,7 @@ export class RawPolling {
  */
 export function countingClient(url, { name, room, transports, withCredentials = false, reconnection = false }) {
   const s = ioc(url, { transports, withCredentials, reconnection, forceNew: true, reconnectionDelay: 200, reconnectionDelayMax: 1000, timeout: 5000 });
-  const st = { name, socket: s, got: new Map(), total: 0, errors: [], joins: 0, connects: 0 };
+  const st = { name, socket: s, got: new Map(), total: 0, errors: [], joins: 0, connects: 0, inRoom: false };
   s.on("msg", (m) => {
     st.got.set(`${m.from}:${m.n}`, (st.got.get(`${m.from}:${m.n}`) ?? 0) + 1);
     st.total++;
@@ -164,11 +164,11 @@ export function countingClient(url, { name, room, transports, withCredentials = 
     st.connects++;
     if (!room) return;
     const ack = await s.timeout(5000).emitWithAck("join", room).catch((e) => ({ ok: false, error: e.message }));
-    if (ack.ok) st.joins++;
+    if (ack.ok && s.connected) { st.joins++; st.inRoom = true; }
     else st.errors.push(`join: ${ack.error}`);
   });
   s.on("connect_error", (e) => st.errors.push(`connect_error: ${e.message}`));
-  s.on("disconnect", (reason) => st.errors.push(`disconnect: ${reason}`));
+  s.on("disconnect", (reason) => { st.inRoom = false; st.errors.push(`disconnect: ${reason}`); });
   return st;
 }
 

@@ -29,8 +29,13 @@ use std::{
         Arc, OnceLock, RwLock,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
+
+/// How long a node that left the registry is still a forwarding target (see `Cluster::known`).
+/// Longer than any sensible drain period; a node that is really gone fails fast (connection
+/// refused, counted as `owner_down`).
+const FORWARD_GRACE: Duration = Duration::from_secs(120);
 
 use anyhow::Context as _;
 use axum::{Router, middleware, routing::get};
@@ -107,9 +112,12 @@ pub struct Cluster {
     pub forwarder: Option<Forwarder>,
     pub cookie_name: String,
     heartbeat: Duration,
-    /// Last registry listing (node id -> info), refreshed by the heartbeat; used to find the
-    /// address of a session's owner without a Redis round trip.
-    known: RwLock<HashMap<String, NodeInfo>>,
+    /// Nodes seen in the registry (node id -> info, last seen), refreshed by the heartbeat;
+    /// used to find the address of a session's owner without a Redis round trip. A node that
+    /// left the registry stays here for [`FORWARD_GRACE`]: a draining node deregisters first
+    /// but still serves its sessions (it closes them one by one), so their polls are still
+    /// forwarded to it and end with a clean Engine.IO CLOSE rather than "Session ID unknown".
+    known: RwLock<HashMap<String, (NodeInfo, Instant)>>,
     leaving: AtomicBool,
     hooks: OnceLock<Hooks>,
     metrics: OnceLock<ForwardMetrics>,
@@ -242,8 +250,12 @@ impl Cluster {
         }
         match self.registry.list().await {
             Ok(nodes) => {
-                let map = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
-                *self.known.write().unwrap_or_else(|e| e.into_inner()) = map;
+                let now = Instant::now();
+                let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+                known.retain(|_, (_, seen)| now.duration_since(*seen) < FORWARD_GRACE);
+                for n in nodes {
+                    known.insert(n.id.clone(), (n, now));
+                }
             }
             Err(e) => tracing::debug!(error = %e, "registry listing failed"),
         }
@@ -260,13 +272,31 @@ impl Cluster {
         }
     }
 
-    /// Advertise URL of a node other than this one, from the last listing.
+    /// Advertise URL of a node, from the recent listings.
     pub fn node_url(&self, id: &str) -> Option<String> {
         self.known
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
-            .map(|n| n.advertise.clone())
+            .map(|(n, _)| n.advertise.clone())
+    }
+
+    /// Advertise URL of a node: from the recent listings, else (a node that joined since
+    /// the last heartbeat) straight from the registry, remembered for next time.
+    pub async fn resolve_node(&self, id: &str) -> Option<String> {
+        if let Some(url) = self.node_url(id) {
+            return Some(url);
+        }
+        if !self.handle.redis_up() {
+            return None;
+        }
+        let info = self.registry.get(id).await.ok().flatten()?;
+        let url = info.advertise.clone();
+        self.known
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned(), (info, Instant::now()));
+        Some(url)
     }
 
     pub(crate) fn forward_metrics(&self) -> Option<&ForwardMetrics> {

@@ -125,6 +125,12 @@ impl Registry {
         timed(self.client.del::<(), _>(self.node_key(&self.node_id))).await
     }
 
+    /// One node's live entry.
+    pub async fn get(&self, id: &str) -> Result<Option<NodeInfo>, RegistryError> {
+        let v: Option<String> = timed(self.client.get(self.node_key(id))).await?;
+        Ok(v.and_then(|v| serde_json::from_str(&v).ok()))
+    }
+
     /// Every node with a live entry, sorted by id.
     pub async fn list(&self) -> Result<Vec<NodeInfo>, RegistryError> {
         let pattern = format!("{}:node:*", self.prefix);

@@ -234,7 +234,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
             return next.run(req).await;
         }
     };
-    let Some(url) = c.node_url(&owner) else {
+    let Some(url) = c.resolve_node(&owner).await else {
         m.owner_down.inc();
         tracing::debug!(node_id = %c.node_id, %sid, %owner, "session owner not in the registry");
         return session_unknown();
