@@ -6,7 +6,7 @@ use std::{
     collections::HashSet,
     future::Future,
     pin::Pin,
-    sync::{Arc, Weak},
+    sync::{Arc, Weak, atomic::Ordering},
     task::{Context, Poll},
     time::Duration,
 };
@@ -477,10 +477,16 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     /// Runs a room sync soon (after a remote join/leave changed local membership).
+    /// A burst of join/leave requests schedules one sync, not one per request.
     fn kick_room_sync(self: &Arc<Self>) {
+        if self.ns.sync_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let core = self.core.clone();
         let ns = self.ns.clone();
         tokio::spawn(async move {
+            // Cleared before computing, so a change made during this sync schedules another.
+            ns.sync_scheduled.store(false, Ordering::Release);
             if let Err(e) = ns.sync_rooms(&core).await
                 && core.warn_allowed()
             {

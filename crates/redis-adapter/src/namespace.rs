@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, OnceLock, Weak},
+    sync::{Arc, Mutex, OnceLock, Weak, atomic::AtomicBool},
 };
 
 use bytes::Bytes;
@@ -103,6 +103,8 @@ pub(crate) struct NsShared {
     subs: tokio::sync::Mutex<Subscriptions>,
     pub(crate) ops: OnceLock<Weak<dyn LocalOps>>,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+    /// A room sync is already scheduled (debounces syncs after remote join/leave).
+    pub(crate) sync_scheduled: AtomicBool,
 }
 
 impl NsShared {
@@ -120,6 +122,7 @@ impl NsShared {
             subs: tokio::sync::Mutex::new(Subscriptions::default()),
             ops: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
+            sync_scheduled: AtomicBool::new(false),
         }
     }
 
