@@ -110,9 +110,11 @@ pub struct RedisAdapterCtr {
 }
 
 impl RedisAdapterCtr {
-    /// Connects a publisher and a subscriber client to `url` (`redis://`, `rediss://`,
-    /// `redis-sentinel://host:port/service?...`, as parsed by `fred::types::config::Config::from_url`).
-    /// Fails if Redis cannot be reached now; later outages are reconnected with backoff.
+    /// Connects a publisher and a subscriber client to `url`, as parsed by
+    /// `fred::types::config::Config::from_url`: `redis://`, `rediss://`,
+    /// `redis-sentinel://host:port/db?sentinelServiceName=name`, `redis-cluster://host:port`.
+    /// Fails if Redis cannot be reached now (the caller decides whether to retry); later
+    /// outages are reconnected with exponential backoff.
     pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
         Ok(Self {
             core: Core::connect(url, config).await?,
