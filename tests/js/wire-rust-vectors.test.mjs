@@ -9,7 +9,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { createClient } from "redis";
 import { Server } from "socket.io";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { io as ioc } from "socket.io-client";
 import { ROOT, startRedis, track, waitFor, once } from "../lib/harness.mjs";
 
@@ -138,4 +138,66 @@ test("a real socket.io + redis-adapter node acts on sio-wire messages", async (t
   assert.ok(acks.every((a) => a.type === 9 && a.requestId === "rq0002"));
 
   assert.deepStrictEqual(multi2, [], "the except room was not excluded");
+});
+
+test("a real socket.io node with the SHARDED redis-adapter acts on sio-wire cluster messages", async (t) => {
+  const redis = await startRedis();
+  const clients = [];
+  const client = () => {
+    const c = createClient({ url: redis.url });
+    c.on("error", () => {});
+    clients.push(c);
+    return c;
+  };
+  const [pub, sub, spy, adapterPub] = [client(), client(), client(), client()];
+  await Promise.all([pub, sub, spy, adapterPub].map((c) => c.connect()));
+  const io = new Server({ adapter: createShardedAdapter(adapterPub, sub) });
+  t.after(async () => {
+    io.close();
+    for (const c of clients) await c.quit().catch(() => {});
+    await redis.stop();
+  });
+  // Responses to our (Rust) uid come on key#nsp#<uid>#.
+  const responses = [];
+  await spy.sSubscribe("socket.io#/#0123456789abcdef#", (msg) => responses.push(msg), true);
+  io.listen(0);
+  const port = io.httpServer.address().port;
+  io.on("connection", (s) => s.join(s.handshake.auth.rooms ?? []));
+  const sse = [];
+  io.on("sse", (...args) => sse.push(args));
+  const c1 = track(t, ioc(`http://127.0.0.1:${port}`, { transports: ["websocket"], auth: { rooms: ["room1"] } }));
+  const c2 = track(t, ioc(`http://127.0.0.1:${port}`, { transports: ["websocket"], auth: { rooms: ["skip"] } }));
+  await Promise.all([once(c1, "connect"), once(c2, "connect")]);
+  // The sharded adapter SSUBSCRIBEs the dynamic room channel once the room exists.
+  await waitFor(async () => (await pub.sendCommand(["PUBSUB", "SHARDNUMSUB", "socket.io#/#room1#"]))[1] >= 1,
+    { what: "dynamic room channel subscribed" });
+  const publish = (name) => {
+    assert.ok(byName[name].sharded, name);
+    return pub.sPublish(byName[name].channel, bytesOf(byName[name]));
+  };
+
+  let got = once(c1, "s-room");
+  await publish("sharded_broadcast_room");
+  assert.equal(await got, "r1");
+
+  const bin2 = [];
+  c2.on("s-bin", (x) => bin2.push(x));
+  got = once(c1, "s-bin");
+  await publish("sharded_broadcast_binary");
+  assert.deepStrictEqual([...new Uint8Array(await got)], [9, 9]);
+
+  await publish("sharded_sockets_join");
+  await waitFor(() => io.of("/").adapter.rooms.get("s-joined")?.size === 1, { what: "sharded join applied" });
+
+  await publish("sharded_server_side_emit");
+  await waitFor(() => sse.length === 1, { what: "sharded serverSideEmit" });
+  assert.deepStrictEqual(sse[0], [3]);
+
+  await publish("sharded_fetch_sockets");
+  await waitFor(() => responses.length === 1, { what: "fetchSockets response on our uid channel" });
+  const resp = JSON.parse(responses[0].toString());
+  assert.equal(resp.type, 8);
+  assert.equal(resp.data.requestId, "rq0004");
+  assert.equal(resp.data.sockets.length, 2);
+  assert.deepStrictEqual(bin2, [], "the except room was not excluded");
 });

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use sio_wire::{
-    BroadcastMessage, BroadcastOptions, Flag, NamespaceChannels, OptsLayout, Packet, Request,
-    Response, Value, msgpack, request::RoomsOpts,
+    BroadcastMessage, BroadcastOptions, ClusterBody, ClusterMessage, Flag, NamespaceChannels,
+    OptsLayout, Packet, Request, Response, SubscriptionMode, Value, msgpack, request::RoomsOpts,
 };
 
 /// `expect`: the JS value notepack/JSON.parse must produce, with binary as `{"$bin": hex}` and
@@ -204,6 +204,68 @@ fn build() -> serde_json::Value {
         &bytes,
         expect_of(&msgpack::decode(&bytes).expect("decode")),
     ));
+
+    // Sharded adapter (ClusterAdapter) messages, published with SPUBLISH by the Node test.
+    let mut sharded = |name: &str, m: ClusterMessage| {
+        let bytes = m.encode().expect("encode");
+        let channel = sio_wire::sharded_publish_channel(&root, &m, SubscriptionMode::Dynamic);
+        let decoded = sio_wire::request::decode_any(&bytes).expect("own bytes decode");
+        let mut v = vector(name, &channel, &bytes, expect_of(&decoded));
+        v["sharded"] = serde_json::Value::Bool(true);
+        out.push(v);
+    };
+    let uid = "0123456789abcdef".to_owned();
+    let cm = |body| ClusterMessage {
+        uid: uid.clone(),
+        nsp: "/".into(),
+        body,
+    };
+    sharded(
+        "sharded_broadcast_room",
+        cm(ClusterBody::Broadcast {
+            packet: Packet::event("/", "s-room", vec![Value::from("r1")]),
+            request_id: None,
+            opts: BroadcastOptions {
+                rooms: vec!["room1".into()],
+                ..Default::default()
+            },
+        }),
+    );
+    sharded(
+        "sharded_broadcast_binary",
+        cm(ClusterBody::Broadcast {
+            packet: Packet::event("/", "s-bin", vec![Value::Binary(vec![9, 9])]),
+            request_id: None,
+            opts: BroadcastOptions {
+                except: vec!["skip".into()],
+                ..Default::default()
+            },
+        }),
+    );
+    sharded(
+        "sharded_sockets_join",
+        cm(ClusterBody::SocketsJoin {
+            opts: BroadcastOptions {
+                rooms: vec!["room1".into()],
+                ..Default::default()
+            },
+            rooms: vec!["s-joined".into()],
+        }),
+    );
+    sharded(
+        "sharded_server_side_emit",
+        cm(ClusterBody::ServerSideEmit {
+            request_id: None,
+            packet: vec![Value::from("sse"), Value::from(3)],
+        }),
+    );
+    sharded(
+        "sharded_fetch_sockets",
+        cm(ClusterBody::FetchSockets {
+            opts: BroadcastOptions::default(),
+            request_id: "rq0004".into(),
+        }),
+    );
 
     serde_json::json!({
         "generator": "crates/wire/tests/rust_vectors.rs (SIO_WIRE_WRITE_VECTORS=1 to rewrite)",
