@@ -45,13 +45,20 @@ const MAX_HANDSHAKE_BODY: usize = 64 * 1024;
 pub struct Sessions {
     // Locked once per polling request / handshake and once per sweep; not per message.
     local: Mutex<HashMap<String, Instant>>,
+    /// Owners of other nodes' sessions already looked up (sid -> node id, when): a session
+    /// never changes owner, so a round-robin client costs one Redis GET, not one per poll.
+    remote: Mutex<HashMap<String, (String, Instant)>>,
     grace: Duration,
 }
+
+/// How long a looked-up owner is reused (also bounds the cache: pruned by `sweep`).
+const REMOTE_TTL: Duration = Duration::from_secs(60);
 
 impl Sessions {
     pub fn new(grace: Duration) -> Sessions {
         Sessions {
             local: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
             grace,
         }
     }
@@ -62,6 +69,21 @@ impl Sessions {
 
     pub fn insert(&self, sid: &str) {
         self.lock().insert(sid.to_owned(), Instant::now());
+    }
+
+    /// The cached owner of another node's session.
+    pub fn owner(&self, sid: &str) -> Option<String> {
+        let map = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(sid)
+            .filter(|(_, at)| at.elapsed() < REMOTE_TTL)
+            .map(|(n, _)| n.clone())
+    }
+
+    pub fn remember_owner(&self, sid: &str, node: &str) {
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sid.to_owned(), (node.to_owned(), Instant::now()));
     }
 
     pub fn contains(&self, sid: &str) -> bool {
@@ -80,6 +102,10 @@ impl Sessions {
     /// `alive(sid)` tells whether a namespace socket with that id exists.
     pub fn sweep(&self, alive: impl Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
         let now = Instant::now();
+        self.remote
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (_, at)| now.duration_since(*at) < REMOTE_TTL);
         let sids: Vec<(String, Instant)> =
             self.lock().iter().map(|(k, v)| (k.clone(), *v)).collect();
         let (mut live, mut ended) = (Vec::new(), Vec::new());
@@ -214,8 +240,14 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
     let Some(m) = c.forward_metrics() else {
         return next.run(req).await;
     };
-    let recorded = if c.handle.redis_up() {
-        c.registry.get_sid(&sid).await
+    let recorded = if let Some(node) = c.sessions.owner(&sid) {
+        Ok(Some(node))
+    } else if c.handle.redis_up() {
+        let r = c.registry.get_sid(&sid).await;
+        if let Ok(Some(node)) = &r {
+            c.sessions.remember_owner(&sid, node);
+        }
+        r
     } else {
         Ok(None)
     };
