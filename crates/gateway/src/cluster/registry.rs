@@ -8,8 +8,8 @@
 //! * `sio-gateway:<key>:sid:<engine-sid>`: the node id owning a long-polling session, written at
 //!   the handshake, refreshed while the session lives, deleted after it ends.
 //!
-//! Listing uses `SCAN MATCH <prefix>:node:*` (a handful of keys) plus one pipelined `GET` per
-//! node; no index key that could go stale. Every command has a short timeout: a request path
+//! Listing uses `SCAN MATCH <prefix>:node:*` (every primary of a Redis Cluster) plus one
+//! pipelined `GET` per node; no index key that could go stale. Every command has a short timeout: a request path
 //! waiting on a dead Redis would turn a Redis outage into a client outage.
 use std::time::Duration;
 
@@ -136,7 +136,14 @@ impl Registry {
         let pattern = format!("{}:node:*", self.prefix);
         let scan = async {
             let mut keys: Vec<Key> = Vec::new();
-            let mut stream = std::pin::pin!(self.client.scan_buffered(pattern, Some(100), None));
+            // A Redis Cluster spreads the keys over its shards: scan every primary.
+            let mut stream = if self.client.is_clustered() {
+                self.client
+                    .scan_cluster_buffered(pattern, Some(100), None)
+                    .boxed()
+            } else {
+                self.client.scan_buffered(pattern, Some(100), None).boxed()
+            };
             while let Some(k) = stream.next().await {
                 keys.push(k?);
             }
