@@ -125,6 +125,7 @@ start_one() { # kind port use_redis -> appends to SERVER_PIDS/URLS
   if [ "$kind" = gateway ]; then
     args=(--listen "127.0.0.1:$port")
     [ "$use_redis" = 1 ] && args+=(--redis "$REDIS_URL")
+    gw_flag --node-id && args+=(--node-id "gw-$port")     # distinct ids (the default is the hostname)
     gw_flag --event-rate && args+=(--event-rate 0)      # the default (100/s) would throttle the client sender
     gw_flag --api-key && args+=(--api-key "$API_KEY")   # enables POST /api/v1/emit
     gw_flag --log-level && args+=(--log-level warn)
