@@ -69,6 +69,17 @@ test("metrics move with traffic and follow transport upgrades", async (t) => {
   }, { what: "disconnect counted" });
 });
 
+test("dynamic namespace children are counted under their pattern", async (t) => {
+  const gw = track(t, await startGateway(["--namespace", "/,/tenant-*"]));
+  await Promise.all(["/tenant-a", "/tenant-b", "/tenant-b"].map((n) =>
+    connected(client(t, gw.url + n, { transports: ["websocket"] }))));
+  await connected(client(t, gw.url, { transports: ["polling"], upgrade: false }));
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(m['sio_gateway_connections{namespace="/tenant-*",transport="websocket"}'], 3);
+  assert.equal(m['sio_gateway_connections{namespace="/",transport="polling"}'], 1);
+  assert.ok(!Object.keys(m).some((k) => k.includes("tenant-a")), "no per-tenant series");
+});
+
 test("--metrics-listen serves /metrics on its own port only", async (t) => {
   const mport = await freePort();
   const gw = track(t, await startGateway(["--metrics-listen", `127.0.0.1:${mport}`]));

@@ -29,10 +29,11 @@ use crate::{
     drain, health,
     health::ReadyCheck,
     limits::{self, IpRateLimit},
-    sticky,
     listener::{ConnInfo, TrackedListener},
     relay,
+    rules::Pattern,
     state::{AppState, Gateway},
+    sticky,
 };
 
 /// Build the Socket.IO layer and handle with the configured limits and timings.
@@ -109,22 +110,39 @@ pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
     let m = &st.gw.metrics;
     // Recount connections by namespace and transport from socketioxide's socket table: exact
     // across websocket upgrades, and free on the message path. O(local sockets) per scrape.
-    m.connections.reset();
+    // Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so the
+    // label's cardinality is that of the configuration, not of the tenants.
+    let patterns = namespace_label_patterns(&st.gw.config.namespace);
+    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for ns in st.io.nsps() {
-        let path = ns.ns_path().to_owned();
-        let (mut ws, mut polling) = (0i64, 0i64);
+        let path = ns.ns_path();
+        // Exact namespaces take precedence over patterns (as in socketioxide's router).
+        let exact = st
+            .gw
+            .config
+            .namespace
+            .iter()
+            .any(|n| matches!(n, NamespaceSpec::Exact(e) if e == path));
+        let label = patterns
+            .iter()
+            .find(|(pat, _)| !exact && pat.matches(path, None))
+            .map_or_else(|| path.to_owned(), |(_, label)| label.clone());
+        let entry = counts.entry(label).or_default();
         for s in ns.sockets() {
             match s.transport_type() {
-                socketioxide::TransportType::Websocket => ws += 1,
-                socketioxide::TransportType::Polling => polling += 1,
+                socketioxide::TransportType::Websocket => entry.0 += 1,
+                socketioxide::TransportType::Polling => entry.1 += 1,
             }
         }
+    }
+    m.connections.reset();
+    for (label, (ws, polling)) in &counts {
         m.connections
-            .with_label_values(&[&path, "websocket"])
-            .set(ws);
+            .with_label_values(&[label, "websocket"])
+            .set(*ws);
         m.connections
-            .with_label_values(&[&path, "polling"])
-            .set(polling);
+            .with_label_values(&[label, "polling"])
+            .set(*polling);
     }
     (
         [(
@@ -134,6 +152,33 @@ pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
         m.render(),
     )
         .into_response()
+}
+
+/// Dynamic namespace patterns as globs (`/tenant-{p0}` -> `/tenant-*`), with that glob as the
+/// metrics label.
+fn namespace_label_patterns(specs: &[NamespaceSpec]) -> Vec<(Pattern, String)> {
+    specs
+        .iter()
+        .filter_map(|spec| match spec {
+            NamespaceSpec::Pattern(p) => {
+                let mut glob = String::with_capacity(p.len());
+                let mut in_brace = false;
+                for c in p.chars() {
+                    match c {
+                        '{' => {
+                            in_brace = true;
+                            glob.push('*');
+                        }
+                        '}' => in_brace = false,
+                        _ if !in_brace => glob.push(c),
+                        _ => {}
+                    }
+                }
+                Pattern::parse(&glob).ok().map(|pat| (pat, glob))
+            }
+            NamespaceSpec::Exact(_) => None,
+        })
+        .collect()
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
