@@ -841,10 +841,7 @@ impl Config {
             ));
         }
         if o.cluster_secret.as_ref().is_some_and(|k| k.len() < 16) {
-            return Err(invalid(
-                "cluster_secret",
-                "must be at least 16 characters",
-            ));
+            return Err(invalid("cluster_secret", "must be at least 16 characters"));
         }
         let cluster_heartbeat = o.cluster_heartbeat.map_or(Duration::from_secs(2), |d| d.0);
         if cluster_heartbeat < Duration::from_millis(100) {
