@@ -221,3 +221,82 @@ fn describe(e: &jsonwebtoken::errors::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::{AuthMode, Config, Options};
+
+    fn auth(o: Options) -> Result<JwtAuth, String> {
+        let c = Config::resolve(Options {
+            auth: Some(AuthMode::Jwt),
+            ..o
+        })
+        .map_err(|e| e.to_string())?;
+        JwtAuth::from_config(&c.auth).map_err(|e| format!("{e:#}"))
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    fn token(alg: Algorithm, claims: Value) -> String {
+        encode(
+            &Header::new(alg),
+            &claims,
+            &EncodingKey::from_secret(b"unit-secret"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn configuration_errors() {
+        let e = auth(Options::default()).err().unwrap();
+        assert!(e.contains("--jwt-secret"), "{e}");
+        let e = auth(Options {
+            jwt_secret: Some("x".into()),
+            jwt_alg: Some("RS256".into()),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.contains("HMAC"), "{e}");
+        let e = auth(Options {
+            jwt_secret: Some("x".into()),
+            jwt_alg: Some("none".into()),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.contains("not a JWT algorithm"), "{e}");
+    }
+
+    #[test]
+    fn pinned_algorithm_and_time_claims() {
+        let a = auth(Options {
+            jwt_secret: Some("unit-secret".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let ok = token(Algorithm::HS256, json!({"sub": "u1", "exp": now() + 60}));
+        assert_eq!(a.verify(&ok).unwrap()["sub"], "u1");
+        let other = token(Algorithm::HS384, json!({"sub": "u1", "exp": now() + 60}));
+        assert_eq!(
+            a.verify(&other).unwrap_err().to_string(),
+            "invalid token: algorithm HS384 not accepted"
+        );
+        let old = token(Algorithm::HS256, json!({"sub": "u1", "exp": now() - 60}));
+        assert_eq!(
+            a.verify(&old).unwrap_err().to_string(),
+            "invalid token: token expired"
+        );
+        // Within the default 5 s leeway.
+        let edge = token(Algorithm::HS256, json!({"sub": "u1", "exp": now() - 2}));
+        assert!(a.verify(&edge).is_ok());
+    }
+}
