@@ -120,7 +120,7 @@ test("jwt RS256 public key: accepted; HS256 signed with the public key (alg conf
   assert.equal(await outcome(forged), "invalid token: bad signature");
 });
 
-test("jwt JWKS file: key chosen by kid; a rotated file is picked up without restart", async (t) => {
+test("jwt JWKS file: key chosen by kid; a rotated file is picked up without restart, SIGHUP forces a reload", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwks-"));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const k1 = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -137,6 +137,19 @@ test("jwt JWKS file: key chosen by kid; a rotated file is picked up without rest
   await waitFor(async () => (await outcome(client(t, gw.url, { auth: { token: tok(k2, "two") } }))) === "connected",
     { timeoutMs: 10000, intervalMs: 300, what: "JWKS reload" });
   assert.match(await outcome(client(t, gw.url, { auth: { token: tok(k1, "one") } })), /no key for kid "one"/);
+  // SIGHUP forces a reload even when the modification time does not move.
+  // (A whole-second mtime set twice with utimes compares equal, unlike a write's ns mtime.)
+  const T = 1_700_000_000;
+  fs.utimesSync(file, T, T);
+  await new Promise((r) => setTimeout(r, 1500)); // the watcher sees T once (same keys)
+  fs.writeFileSync(file, JSON.stringify({ keys: [jwk(k1, "one")] }));
+  fs.utimesSync(file, T, T);
+  await new Promise((r) => setTimeout(r, 1500)); // two polls: the unchanged mtime is not noticed
+  assert.match(await outcome(client(t, gw.url, { auth: { token: tok(k1, "one") } })), /no key for kid "one"/);
+  gw.signal("SIGHUP");
+  await waitFor(async () => (await outcome(client(t, gw.url, { auth: { token: tok(k1, "one") } }))) === "connected",
+    { timeoutMs: 10000, intervalMs: 300, what: "JWKS reload on SIGHUP" });
+  assert.ok(gw.running, "SIGHUP does not stop the gateway");
 });
 
 test("room rules: config globs with {sub}, grants from token claims, user:<sub> reaches every device", async (t) => {
