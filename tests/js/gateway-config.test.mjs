@@ -12,7 +12,7 @@ import { startProcess, freePort, track, GATEWAY_BIN } from "../lib/harness.mjs";
 
 const OPTIONS = [
   "listen", "redis", "node-id", "advertise", "config", "api-key", "metrics-listen", "namespace",
-  "ping-interval", "ping-timeout", "max-payload", "max-connections", "max-buffer", "conn-rate-per-ip",
+  "ping-interval", "ping-timeout", "max-payload", "max-connections", "max-buffer", "max-rooms", "conn-rate-per-ip",
   "event-rate", "event-burst",
   "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
   "sticky-cookie", "client-js",

@@ -134,3 +134,15 @@ test("--conn-rate-per-ip: new sessions over the rate get 429, existing sessions 
   assert.ok(metricSum(m, "sio_gateway_connections_refused_total", 'reason="ip_rate"') >= 2);
   assert.ok(metricSum(m, "sio_gateway_http_requests_total", 'status="429"') >= 2);
 });
+
+test("--max-rooms: joins beyond the cap get an error ack; re-joining and leaving work", async (t) => {
+  const gw = track(t, await startGateway(["--max-rooms", "3"]));
+  const a = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  for (const r of ["r1", "r2", "r3"]) assert.deepEqual(await a.emitWithAck("join", r), { ok: true });
+  const over = await a.emitWithAck("join", "r4");
+  assert.equal(over.ok, false);
+  assert.match(over.error, /too many rooms \(max 3/);
+  assert.deepEqual(await a.emitWithAck("join", "r2"), { ok: true }, "re-joining a room is not a new room");
+  assert.deepEqual(await a.emitWithAck("leave", "r1"), { ok: true });
+  assert.deepEqual(await a.emitWithAck("join", "r4"), { ok: true }, "a slot freed by leave");
+});

@@ -198,6 +198,11 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_MAX_BUFFER", value_name = "PACKETS")]
     pub max_buffer: Option<usize>,
 
+    /// Most rooms one connection may be in through `join`, 0 = unlimited; further joins get an
+    /// error ack (rooms joined by auth on connect are not limited) [default: 1000]
+    #[arg(long, env = "SIO_GATEWAY_MAX_ROOMS", value_name = "N")]
+    pub max_rooms: Option<usize>,
+
     /// New Engine.IO sessions per second per client IP (token bucket, burst 2x), 0 = unlimited;
     /// more get HTTP 429. Behind a load balancer every client has its IP: enforce it there
     /// [default: 0]
@@ -413,6 +418,7 @@ impl Options {
             max_payload: self.max_payload.or(lower.max_payload),
             max_connections: self.max_connections.or(lower.max_connections),
             max_buffer: self.max_buffer.or(lower.max_buffer),
+            max_rooms: self.max_rooms.or(lower.max_rooms),
             conn_rate_per_ip: self.conn_rate_per_ip.or(lower.conn_rate_per_ip),
             event_rate: self.event_rate.or(lower.event_rate),
             event_burst: self.event_burst.or(lower.event_burst),
@@ -543,6 +549,7 @@ pub struct Config {
     pub max_payload: u64,
     pub max_connections: usize,
     pub max_buffer: usize,
+    pub max_rooms: usize,
     pub conn_rate_per_ip: f64,
     pub event_rate: f64,
     pub event_burst: u32,
@@ -870,6 +877,7 @@ impl Config {
             max_payload,
             max_connections: o.max_connections.unwrap_or(0),
             max_buffer,
+            max_rooms: o.max_rooms.unwrap_or(1000),
             conn_rate_per_ip,
             event_rate,
             event_burst,

@@ -22,19 +22,24 @@ use socketioxide::{
 
 use crate::{limits::TokenBucket, state::Gateway};
 
-/// Event names a client must not trigger on other clients: the Socket.IO client API reserves
-/// them for its own lifecycle.
-pub const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-    "error",
-    "ping",
-    "pong",
-];
+/// Event names a client must not trigger on other clients: Socket.IO's own list
+/// ([`sio_wire::RESERVED_EVENTS`]) plus `error`, `ping` and `pong`, which Socket.IO 2 clients
+/// still treat as lifecycle events (the relay has always refused them).
+pub const RESERVED_EVENTS: &[&str] = &{
+    const EXTRA: [&str; 3] = ["error", "ping", "pong"];
+    const WIRE: &[&str] = &sio_wire::RESERVED_EVENTS;
+    let mut all = [""; WIRE.len() + EXTRA.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < WIRE.len() {
+            WIRE[i]
+        } else {
+            EXTRA[i - WIRE.len()]
+        };
+        i += 1;
+    }
+    all
+};
 
 /// Longest room or event name accepted from a client.
 const MAX_NAME_LEN: usize = 256;
@@ -142,6 +147,21 @@ impl Conn {
         if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
             self.gw.metrics.dropped_forbidden.inc();
             return reply(ack, &err(format_args!("not allowed to join room `{room}`")));
+        }
+        let max_rooms = self.gw.config.max_rooms;
+        if max_rooms > 0 {
+            // Lists the socket's rooms (an allocation per join, not per message) so the cap
+            // is exact and re-joining a room one is already in never counts twice.
+            let rooms = s.rooms();
+            if rooms.len() >= max_rooms && !rooms.iter().any(|r| *r == room) {
+                self.gw.metrics.dropped_forbidden.inc();
+                return reply(
+                    ack,
+                    &err(format_args!(
+                        "too many rooms (max {max_rooms} per connection)"
+                    )),
+                );
+            }
         }
         tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
         s.join(room);
