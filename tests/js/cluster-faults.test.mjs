@@ -4,11 +4,11 @@
 // SIGKILL (it leaves the registry when its TTL runs out).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startRedis, waitFor, scrapeMetrics, track } from "../lib/harness.mjs";
+import { startRedis, waitFor, scrapeMetrics, track, sleep } from "../lib/harness.mjs";
 import { startHaproxy } from "../lib/lb.mjs";
 import {
   startNode, startCluster, clusterIds, connectionsPerNode, countingClient, publishAll,
-  assertAllDelivered, disconnectAll, NODE_IDS,
+  assertAllDelivered, disconnectAll, RawPolling, NODE_IDS,
 } from "./cluster-lib.mjs";
 
 async function readyz(url) {
@@ -144,3 +144,40 @@ async function ownerOf(port, sid) {
   const { execFileSync } = await import("node:child_process");
   return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${sid}`]).toString().trim();
 }
+
+test("a poll passing through a node when it starts draining is released with a NOOP; the session goes on at its owner without loss", async (t) => {
+  const cluster = await startCluster({ extra: ["--drain-period", "3s"] });
+  t.after(() => cluster.stop());
+  const [a, b, c] = cluster.nodes;
+  const raw = new RawPolling(() => a.url);
+  await raw.open(a.url);
+  await raw.send(["0"]);
+  await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
+  await raw.send(['21["join","through"]']);
+  await raw.until((p) => p.startsWith("31"), "join ack");
+
+  // A poll for gateway-1's session, waiting inside gateway-2's forward.
+  const pending = fetch(`${b.url}${raw.q()}`).then(async (r) => ({ status: r.status, body: await r.text() }));
+  // No observable "forward in flight" signal exists; give the request time to reach the owner.
+  await sleep(300);
+  b.signal("SIGTERM");
+  const released = await pending;
+  assert.deepEqual(released, { status: 200, body: "6" }, "released with a NOOP packet");
+  // While it drains, gateway-2 refuses new pass-through polls (a balancer retries elsewhere);
+  // with no session of its own its drain is immediate, so it may already be gone.
+  const refused = await fetch(`${b.url}${raw.q()}`).catch(() => null);
+  if (refused) {
+    assert.equal(refused.status, 503);
+    await refused.text();
+  }
+
+  // The owner dropped the abandoned poll: a new poll (directly at the owner) is accepted and
+  // gets a message published afterwards.
+  const peer = countingClient(c.url, { name: "peer", room: "through", transports: ["websocket"] });
+  t.after(() => peer.socket.disconnect());
+  await waitFor(() => peer.socket.connected && peer.inRoom, { what: "peer joined" });
+  await publishAll([peer], "through", 1);
+  const msg = await raw.until((p) => p.startsWith('2["msg"'), "message after the release");
+  assert.equal(msg, '2["msg",{"from":"peer","n":0}]');
+  assert.equal((await b.exited).code, 0);
+});

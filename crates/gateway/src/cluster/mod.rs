@@ -119,6 +119,8 @@ pub struct Cluster {
     /// forwarded to it and end with a clean Engine.IO CLOSE rather than "Session ID unknown".
     known: RwLock<HashMap<String, (NodeInfo, Instant)>>,
     leaving: AtomicBool,
+    /// Fires when the drain starts (see `sessions`: polls passing through are released).
+    left: tokio::sync::watch::Sender<bool>,
     hooks: OnceLock<Hooks>,
     metrics: OnceLock<ForwardMetrics>,
 }
@@ -164,6 +166,7 @@ impl Cluster {
             heartbeat: config.cluster_heartbeat,
             known: RwLock::new(HashMap::new()),
             leaving: AtomicBool::new(false),
+            left: tokio::sync::watch::Sender::new(false),
             hooks: OnceLock::new(),
             metrics: OnceLock::new(),
         }))
@@ -264,11 +267,25 @@ impl Cluster {
     /// Drop out of the registry at once (start of a drain); the heartbeat stops.
     pub async fn leave(&self) {
         self.leaving.store(true, Ordering::Release);
+        self.left.send_replace(true);
         match self.registry.remove().await {
             Ok(()) => tracing::info!(node_id = %self.node_id, "left the node registry"),
             Err(e) => {
                 tracing::warn!(node_id = %self.node_id, error = %e, "cannot remove the registry entry")
             }
+        }
+    }
+
+    /// This node is draining.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the drain has started.
+    pub async fn left(&self) {
+        let mut rx = self.left.subscribe();
+        if rx.wait_for(|l| *l).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 

@@ -154,6 +154,16 @@ fn handshake_sid(body: &[u8]) -> Option<String> {
     v.get("sid")?.as_str().map(str::to_owned)
 }
 
+/// An Engine.IO v4 polling payload holding one NOOP packet.
+fn noop_response() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=UTF-8")],
+        "6",
+    )
+        .into_response()
+}
+
 /// Middleware on the client-facing router (see the module doc).
 pub async fn middleware(State(c): State<Arc<Cluster>>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/socket.io") {
@@ -281,8 +291,29 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let long_poll = !is_ws && req.method() == Method::GET;
+    if long_poll && c.is_leaving() {
+        // Draining: a poll passing through here could be cut when this node exits. Refuse it
+        // before it starts; balancers retry a refused GET on another node (deploy/ configs
+        // retry on 503), which forwards it to the owner.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            axum::Json(json!({"code": 503, "message": "server is draining"})),
+        )
+            .into_response();
+    }
     let res = if is_ws {
         fwd.websocket(req, &url, client_ip.as_deref()).await
+    } else if long_poll {
+        // A poll already passing through when the drain starts is released with a NOOP
+        // packet (the client polls again, elsewhere). Dropping the forward closes its
+        // connection to the owner, whose engine then drops the pending poll before taking
+        // any packet from the session's queue.
+        tokio::select! {
+            r = fwd.http(req, &url, client_ip.as_deref()) => r,
+            _ = c.left() => Ok(noop_response()),
+        }
     } else {
         fwd.http(req, &url, client_ip.as_deref()).await
     };
