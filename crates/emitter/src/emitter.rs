@@ -12,21 +12,11 @@ use fred::clients::Client;
 use fred::interfaces::PubsubInterface;
 use sio_wire::{
     BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, NamespaceChannels,
-    OptsLayout, Packet, Request, Value, request::RoomsOpts,
+    OptsLayout, Packet, RESERVED_EVENTS, Request, Value, request::RoomsOpts,
 };
 
 use crate::args::Arg;
 use crate::error::EmitError;
-
-/// Event names Socket.IO reserves (the Node emitter refuses them too).
-pub const RESERVED_EVENTS: [&str; 6] = [
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
 
 /// Options of an [`Emitter`].
 #[derive(Debug, Clone)]

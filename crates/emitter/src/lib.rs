@@ -21,7 +21,7 @@ mod emitter;
 mod error;
 
 pub use args::Arg;
-pub use emitter::{
-    BroadcastOperator, Emitter, EmitterOptions, IntoRooms, Outgoing, RESERVED_EVENTS,
-};
+pub use emitter::{BroadcastOperator, Emitter, EmitterOptions, IntoRooms, Outgoing};
 pub use error::EmitError;
+/// Event names the emitter refuses (as the Node emitter does); defined once in `sio-wire`.
+pub use sio_wire::RESERVED_EVENTS;

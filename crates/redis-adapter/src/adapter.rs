@@ -32,7 +32,6 @@ use crate::{
     requests::Dispatch,
     stats::{DropReason, MsgType},
     targets::{self, Targets, all_opts, as_sid, rooms_opts, to_wire_opts},
-    wire_gap,
 };
 use sio_wire::{
     BroadcastMessage, BroadcastOptions as WireOpts, FetchedSocket, Flag, Packet as WirePacket,
@@ -156,7 +155,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
     }
 
     fn on_broadcast(&self, payload: &[u8]) {
-        if wire_gap::peek_broadcast_uid(payload) == Some(self.ns.uid.as_bytes()) {
+        if sio_wire::peek_broadcast_uid(payload) == Some(self.ns.uid.as_str()) {
             return;
         }
         let m = match BroadcastMessage::decode(payload) {
@@ -316,7 +315,7 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 let answer = handler.and_then(|h| {
                     h(ServerSideEmit {
                         nsp: self.ns.nsp.clone(),
-                        data: data.iter().map(wire_gap::to_serde).collect(),
+                        data: data.iter().map(sio_wire::json::to_serde).collect(),
                         wants_ack: request_id.is_some(),
                     })
                 });

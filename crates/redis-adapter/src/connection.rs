@@ -27,7 +27,6 @@ use crate::{
     namespace::{Inbound, NsShared},
     requests::random_id,
     stats::{AdapterStats, DropReason},
-    wire_gap,
 };
 
 /// Handler for serverSideEmit requests from other nodes.
@@ -117,7 +116,7 @@ impl Core {
         // fred re-issues every tracked SUBSCRIBE after each reconnection.
         subscriber.manage_subscriptions();
 
-        let probe_channel = wire_gap::probe_channel(&config.key, &random_id(12));
+        let probe_channel = sio_wire::probe_channel(&config.key, &random_id(12));
         let core = Arc::new(Core {
             config,
             publisher,

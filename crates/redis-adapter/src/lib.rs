@@ -61,7 +61,6 @@ mod stats;
 mod targets;
 #[cfg(test)]
 mod test_support;
-mod wire_gap;
 
 use std::sync::Arc;
 

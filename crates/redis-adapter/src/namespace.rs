@@ -20,7 +20,6 @@ use crate::{
     rooms::{BATCH, RoomDiff, RoomSubscriptions},
     stats::MsgType,
     targets::as_sid,
-    wire_gap,
 };
 use sio_wire::{ChannelKind, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts};
 
@@ -332,7 +331,9 @@ impl NsShared {
             expected,
             core.config.request_timeout,
             |r| match r {
-                Response::ServerSideEmitAck { data, .. } => Some(vec![wire_gap::to_serde(&data)]),
+                Response::ServerSideEmitAck { data, .. } => {
+                    Some(vec![sio_wire::json::to_serde(&data)])
+                }
                 _ => None,
             },
         )

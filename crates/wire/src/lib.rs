@@ -39,7 +39,7 @@ pub use event_data::{
 };
 pub use packet::{
     BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, OptsLayout, Packet,
-    packet_type,
+    RESERVED_EVENTS, packet_type, peek_broadcast_uid,
 };
 pub use python::{PY_DEFAULT_CHANNEL, PyManagerMessage, decode_py_message};
 pub use request::{FetchedSocket, Request, Response, RoomsOpts, request_type};

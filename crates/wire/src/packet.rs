@@ -11,6 +11,17 @@ use crate::error::{Result, WireError};
 use crate::fields::Fields;
 use crate::msgpack::{self, write_array_len, write_map_len, write_str, write_uint};
 
+/// Event names Socket.IO reserves for its own lifecycle: the Node server's `RESERVED_EVENTS`
+/// (socket.io 4 `socket-types.ts`), which `@socket.io/redis-emitter` refuses to emit as well.
+pub const RESERVED_EVENTS: [&str; 6] = [
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
 /// Socket.IO packet types (socket.io-parser `PacketType`).
 pub mod packet_type {
     /// CONNECT
@@ -523,9 +534,63 @@ impl BroadcastMessage {
     }
 }
 
+/// The sender uid of a broadcast `[uid, packet, opts]`, read without decoding the rest, so a
+/// node drops its own broadcasts (they come back on the namespace channel) without paying for a
+/// full decode. `None` when the bytes do not start like a broadcast; callers then fall back to
+/// [`BroadcastMessage::decode`], which gives the precise error.
+pub fn peek_broadcast_uid(bytes: &[u8]) -> Option<&str> {
+    let mut r = msgpack::Reader::new(bytes);
+    if r.array_len()? != 3 {
+        return None;
+    }
+    r.str_ref()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peek_uid_of_broadcasts_and_malformed_input() {
+        for uid in [
+            "AAAAAAAAAAAAAAA1".to_owned(),
+            "x".repeat(40),
+            "y".repeat(300),
+        ] {
+            let msg = BroadcastMessage {
+                uid: uid.clone(),
+                packet: Packet::event("/", "ev", vec![Value::from(1)]),
+                opts: BroadcastOptions::default(),
+            }
+            .encode();
+            assert_eq!(peek_broadcast_uid(&msg), Some(uid.as_str()));
+            // Every truncation either still holds the whole uid or yields None, never a panic.
+            for cut in 0..msg.len() {
+                let got = peek_broadcast_uid(&msg[..cut]);
+                assert!(got.is_none() || got == Some(uid.as_str()), "cut {cut}");
+            }
+        }
+        for bad in [
+            &b""[..],
+            b"\x93",
+            b"\x93\xa5ab",
+            b"\x92\xa1a",
+            b"\x94\xa1a",
+            b"\xdc\x00",
+            b"\xdc\x00\x03\xd9",
+            b"\xdc\x00\x03\xda\xff\xff",
+            b"\x93\x01\xa1a",
+            b"\x93\xa2\xff\xfe",
+            b"{}",
+        ] {
+            assert_eq!(peek_broadcast_uid(bad), None, "{bad:?}");
+        }
+        // array16(3), as some encoders write even small arrays.
+        assert_eq!(
+            peek_broadcast_uid(b"\xdc\x00\x03\xa2ab\x80\x80"),
+            Some("ab")
+        );
+    }
 
     #[test]
     fn wire_md_example() {
