@@ -6,6 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import { io } from "socket.io-client";
+import WebSocket from "ws";
 import { startGateway, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 
 function client(t, url, opts = {}) {
@@ -145,4 +146,43 @@ test("--max-rooms: joins beyond the cap get an error ack; re-joining and leaving
   assert.deepEqual(await a.emitWithAck("join", "r2"), { ok: true }, "re-joining a room is not a new room");
   assert.deepEqual(await a.emitWithAck("leave", "r1"), { ok: true });
   assert.deepEqual(await a.emitWithAck("join", "r4"), { ok: true }, "a slot freed by leave");
+});
+
+test("a client that stops reading: its queue is bounded, messages to it are dropped and counted, senders are not failed", async (t) => {
+  const gw = track(t, await startGateway(["--max-buffer", "4", "--event-rate", "0", "--max-payload", "2000000"]));
+  // A raw Engine.IO/Socket.IO websocket client that joins a room, then never reads again.
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/socket.io/?EIO=4&transport=websocket`);
+  t.after(() => ws.terminate());
+  const joined = new Promise((resolve, reject) => {
+    ws.on("error", reject);
+    ws.on("message", (m) => {
+      const msg = m.toString();
+      if (msg.startsWith("0")) ws.send("40");
+      else if (msg.startsWith("40")) ws.send('421["join","slow"]');
+      else if (msg.startsWith("431")) resolve();
+    });
+  });
+  await joined;
+  ws._socket.pause(); // stop reading: the kernel buffers fill, then the gateway's queue
+
+  const sender = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  const reader = await connected(client(t, gw.url, { transports: ["websocket"] }));
+  assert.deepEqual(await reader.emitWithAck("join", "slow"), { ok: true });
+  let got = 0;
+  reader.on("blob", () => { got += 1; });
+  const blob = "z".repeat(200000);
+  let dropped = 0;
+  for (let i = 0; i < 400 && dropped === 0; i++) {
+    const ack = await sender.emitWithAck("publish", { room: "slow", event: "blob", data: blob });
+    assert.deepEqual(ack, { ok: true }, "the sender's publish succeeds although one recipient is stuck");
+    if (i % 20 === 19) {
+      const m = await scrapeMetrics(gw.url + "/metrics");
+      dropped = metricSum(m, "sio_gateway_dropped_messages_total", 'reason="slow_client"');
+    }
+  }
+  assert.ok(dropped > 0, "messages to the stuck client were dropped and counted");
+  // The healthy reader got every message that was sent.
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  const sent = metricSum(m, "sio_gateway_broadcasts_total", 'origin="client"');
+  await waitFor(() => got === sent, { what: `reader got all ${sent} messages (has ${got})`, timeoutMs: 10000 });
 });

@@ -17,6 +17,8 @@ pub mod drop_reason {
     pub const FORBIDDEN: &str = "forbidden";
     pub const INVALID: &str = "invalid";
     pub const SEND_FAILED: &str = "send_failed";
+    /// A recipient's send queue was full (`--max-buffer`) or it was closing.
+    pub const SLOW_CLIENT: &str = "slow_client";
 }
 
 pub struct Metrics {
@@ -33,6 +35,7 @@ pub struct Metrics {
     pub dropped_forbidden: IntCounter,
     pub dropped_invalid: IntCounter,
     pub dropped_send_failed: IntCounter,
+    pub dropped_slow_client: IntCounter,
     pub broadcasts_total: IntCounterVec,
     pub broadcasts_client: IntCounter,
     pub auth_failures_total: IntCounterVec,
@@ -148,6 +151,7 @@ impl Metrics {
             dropped_forbidden: dropped(FORBIDDEN),
             dropped_invalid: dropped(INVALID),
             dropped_send_failed: dropped(SEND_FAILED),
+            dropped_slow_client: dropped(SLOW_CLIENT),
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),
             registry,
             connections,

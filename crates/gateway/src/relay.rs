@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Instant};
 use serde::Deserialize;
 use serde_json::json;
 use socketioxide::{
-    ParserError,
+    BroadcastError, ParserError,
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, State, TryData},
     socket::DisconnectReason,
@@ -249,6 +249,16 @@ impl Conn {
             Ok(()) => {
                 m.broadcasts_client.inc();
                 m.events_sent_total.inc_by(delivered as u64);
+                reply(ack, &ok());
+            }
+            Err(BroadcastError::Socket(errs)) => {
+                // Everyone else got it; the listed recipients had a full send queue (slow
+                // clients, `--max-buffer`) or were closing. Their loss, not the sender's.
+                let missed = errs.len();
+                m.broadcasts_client.inc();
+                m.events_sent_total
+                    .inc_by(delivered.saturating_sub(missed) as u64);
+                m.dropped_slow_client.inc_by(missed as u64);
                 reply(ack, &ok());
             }
             Err(e) => {
