@@ -36,7 +36,7 @@ pub struct AdapterConfig {
 impl Default for AdapterConfig {
     fn default() -> Self {
         Self {
-            key: "socket.io".into(),
+            key: sio_wire::DEFAULT_KEY.to_owned(),
             request_timeout: Duration::from_millis(5000),
             inbound_queue: 4096,
             subscriber_buffer: 4096,

@@ -41,16 +41,7 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>, mode: &mut BinaryMode<'_>) 
             None => write_str(out, &String::from_utf8_lossy(s.as_bytes())),
         },
         Value::Binary(b) => write_binary(out, b, None, mode),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out, mode)?;
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => write_value_slice(items, out, mode)?,
         Value::Map(entries) => {
             out.push(b'{');
             for (i, (k, v)) in entries.iter().enumerate() {
