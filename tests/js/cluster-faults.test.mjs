@@ -8,7 +8,7 @@ import { startRedis, waitFor, scrapeMetrics, track, sleep } from "../lib/harness
 import { startHaproxy } from "../lib/lb.mjs";
 import {
   startNode, startCluster, clusterIds, connectionsPerNode, countingClient, publishAll,
-  assertAllDelivered, disconnectAll, RawPolling, NODE_IDS,
+  assertAllDelivered, disconnectAll, RawPolling, waitJoined, NODE_IDS,
 } from "./cluster-lib.mjs";
 
 async function readyz(url) {
@@ -175,7 +175,7 @@ test("a poll passing through a node when it starts draining is released with a N
   // gets a message published afterwards.
   const peer = countingClient(c.url, { name: "peer", room: "through", transports: ["websocket"] });
   t.after(() => peer.socket.disconnect());
-  await waitFor(() => peer.socket.connected && peer.inRoom, { what: "peer joined" });
+  await waitJoined([peer]);
   await publishAll([peer], "through", 1);
   const msg = await raw.until((p) => p.startsWith('2["msg"'), "message after the release");
   assert.equal(msg, '2["msg",{"from":"peer","n":0}]');

@@ -170,6 +170,13 @@ test("socket.io-client clients on three nodes (polling and websocket) exchange r
   }
   try {
     await waitJoined(clients);
+    // The registry's per-node connection counts follow within a heartbeat.
+    await waitFor(async () => {
+      const r = await fetch(`${cluster.nodes[2].url}/api/v1/cluster`, { headers: { authorization: `Bearer ${API_KEY}` } });
+      const { nodes } = await r.json();
+      // (raw sessions of the earlier tests may still be alive: at least 2.)
+      return nodes.length === 3 && nodes.every((n) => n.connections >= 2);
+    }, { what: "registry showing the connections of every node" });
     await publishAll(clients, "cross", 10);
     await assertAllDelivered(clients, 10);
     for (const c of clients) assert.deepEqual(c.errors, [], c.name);

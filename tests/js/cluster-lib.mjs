@@ -176,6 +176,8 @@ export function countingClient(url, { name, room, transports, withCredentials = 
 export function waitJoined(clients, n = 1, timeoutMs = 15000) {
   return waitFor(() => clients.every((c) => c.socket.connected && c.joins >= n), {
     timeoutMs, what: `${clients.length} clients connected and joined`,
+  }).catch((e) => {
+    throw new Error(`${e.message}: ${JSON.stringify(clients.map((c) => [c.name, c.socket.connected, c.connects, c.joins, c.errors]))}`);
   });
 }
 
