@@ -200,11 +200,13 @@ impl Sink {
                 )
                 .into_bytes();
                 let mut c = HttpClient::new(cfg.target.clone(), cfg.api_key.clone());
-                // Probe once with an event nobody listens to: 404 means no API here.
-                let mut probe = head.clone();
-                probe.extend_from_slice(b"null}");
-                let probe = String::from_utf8_lossy(&probe)
-                    .replace(&serde_json::to_string(&cfg.event)?, "\"sio-bench-probe\"");
+                // Probe once with an event nobody listens to, to a room nobody is in:
+                // 404 means there is no API on this server.
+                let probe = format!(
+                    "{{\"nsp\":{},\"rooms\":[\"sio-bench-probe\"],\"except\":[],\
+                     \"event\":\"sio-bench-probe\",\"data\":null}}",
+                    serde_json::to_string(nsp)?
+                );
                 let (status, body) = c.post_json("/api/v1/emit", probe.as_bytes()).await?;
                 match status {
                     200..=299 => Ok(Some(Sink::Http { c, head })),
