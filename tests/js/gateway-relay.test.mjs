@@ -158,3 +158,15 @@ test("namespaces: custom, pattern, unknown refused with connect_error", async (t
   assert.equal((await once(bad2, "connect_error")).message, "Invalid namespace");
   assert.deepEqual(await chatA.emitWithAck("join", "still-alive"), { ok: true });
 });
+
+test("an event sent the instant CONNECT arrives is never missed", async (t) => {
+  const gw = track(t, await startGateway(["--event-rate", "0"]));
+  const acks = await Promise.all(Array.from({ length: 40 }, (_, i) => new Promise((resolve, reject) => {
+    const s = io(gw.url, { forceNew: true, reconnection: false, transports: [i % 2 ? "websocket" : "polling"] });
+    track(t, s);
+    const timer = setTimeout(() => reject(new Error(`client ${i}: no ack for its first event`)), 5000);
+    // Emitted synchronously from the connect callback: reaches the server right behind CONNECT.
+    s.on("connect", () => s.emit("join", `first-${i}`, (r) => { clearTimeout(timer); resolve(r); }));
+  })));
+  assert.ok(acks.every((r) => r.ok === true));
+});

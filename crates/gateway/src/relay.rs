@@ -323,15 +323,21 @@ fn reason_label(r: DisconnectReason) -> &'static str {
     }
 }
 
-/// Connect handler for every served namespace: count the connection and install the relay.
-pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+/// The last connect middleware (after `admit` and auth): count the connection and install the
+/// relay's handlers.
+///
+/// This is a middleware rather than part of the connect handler on purpose: socketioxide
+/// awaits middlewares *before* it sends CONNECT to the client, but runs the connect handler in
+/// a task spawned *after*, so handlers registered there could miss a client's first event.
+pub async fn install<A: Adapter>(
+    s: SocketRef<A>,
+    State(gw): State<Arc<Gateway>>,
+) -> Result<(), std::convert::Infallible> {
     gw.conn_limit.opened();
     gw.metrics.connections_total.inc();
-    tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), transport = ?s.transport_type(), "connected");
     let cfg = &gw.config;
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);
-    let authenticated = ident.is_some();
     let conn = Arc::new(Conn {
         bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
@@ -384,9 +390,15 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
         tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
         std::future::ready(())
     });
+    Ok(())
+}
+
+/// Connect handler for every served namespace (runs after CONNECT was sent; see [`install`]).
+pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gateway>>) {
+    tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), transport = ?s.transport_type(), "connected");
     // Cluster mode: the rooms joined on connect (user:<sub>, token rooms) are subscribed
-    // before a backend can expect to reach them. Last, so no client event waits on it.
-    if authenticated {
+    // before a backend can expect to reach them. Here, so no client event waits on it.
+    if s.extensions.get::<Arc<crate::auth::Identity>>().is_some() {
         gw.sync_rooms(s.ns()).await;
     }
 }

@@ -65,7 +65,9 @@ pub async fn register<A: GatewayAdapter>(
 ) -> anyhow::Result<()> {
     for spec in specs {
         // Middlewares run last-added first: admit (drain, capacity) before authentication.
+        // socketioxide runs the last `.with` first: admit, then authenticate, then install.
         let handler = relay::on_connect::<A>
+            .with(relay::install::<A>)
             .with(crate::auth::authenticate::<A>)
             .with(relay::admit::<A>);
         match spec {
