@@ -3,7 +3,8 @@
 //! What a node does beyond the single-node gateway, and where:
 //! * [`ClusterAdapter`]: socketioxide runs on `sio-redis-adapter` (the Node
 //!   `@socket.io/redis-adapter` protocol), so rooms and broadcasts span every node;
-//!   [`metrics::AdapterCollector`] exports its counters at scrape time.
+//!   [`metrics::AdapterCollector`] exports its counters at scrape time; a client's `join` is
+//!   acknowledged once the room's channel is subscribed (`Gateway::room_sync`).
 //! * [`registry`]: every node announces itself (id, advertise URL, connections) under a key with
 //!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
 //!   The same module keeps the `sid -> node` records of long-polling sessions.
@@ -32,11 +33,6 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-/// How long a node that left the registry is still a forwarding target (see `Cluster::known`).
-/// Longer than any sensible drain period; a node that is really gone fails fast (connection
-/// refused, counted as `owner_down`).
-const FORWARD_GRACE: Duration = Duration::from_secs(120);
-
 use anyhow::Context as _;
 use axum::{Router, middleware, routing::get};
 use sio_redis_adapter::{
@@ -52,6 +48,11 @@ use self::{
     registry::{NodeInfo, Registry},
     sessions::Sessions,
 };
+
+/// How long a node that left the registry is still a forwarding target (see `Cluster::known`).
+/// Longer than any sensible drain period; a node that is really gone fails fast (connection
+/// refused, counted as `owner_down`).
+const FORWARD_GRACE: Duration = Duration::from_secs(120);
 
 /// The adapter type of a cluster node.
 pub type ClusterAdapter = RedisAdapter<socketioxide::adapter::Emitter>;

@@ -90,14 +90,6 @@ impl Sessions {
         self.lock().contains_key(sid)
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Split the remembered sessions into (still alive, ended); ended ones are forgotten.
     /// `alive(sid)` tells whether a namespace socket with that id exists.
     pub fn sweep(&self, alive: impl Fn(&str) -> bool) -> (Vec<String>, Vec<String>) {
