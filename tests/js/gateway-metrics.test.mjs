@@ -40,7 +40,12 @@ test("metrics move with traffic and follow transport upgrades", async (t) => {
   const ws = await connected(client(t, gw.url + "/chat", { transports: ["websocket"] }));
   if (up.io.engine.transport.name !== "websocket") await once(up.io.engine, "upgrade");
 
-  const m1 = await scrapeMetrics(gw.url + "/metrics");
+  // The client reports its upgrade when it has sent the UPGRADE packet; the server switches
+  // when it has read it. Wait for the server's view rather than racing it.
+  const m1 = await waitFor(async () => {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    return m['sio_gateway_connections{namespace="/",transport="websocket"}'] === 1 ? m : null;
+  }, { what: "upgraded client counted as websocket" });
   assert.equal(m1['sio_gateway_connections{namespace="/",transport="websocket"}'], 1, "upgraded client counted as websocket");
   assert.equal(m1['sio_gateway_connections{namespace="/",transport="polling"}'], 1);
   assert.equal(m1['sio_gateway_connections{namespace="/chat",transport="websocket"}'], 1);
