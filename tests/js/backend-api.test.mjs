@@ -39,7 +39,7 @@ async function api(gw, method, path, body, { key = KEY, raw, headers = {} } = {}
   return { status: r.status, body: json, headers: r.headers };
 }
 
-test("API disabled without --api-key: every endpoint is 404", async (t) => {
+test("API disabled without --api-key: every endpoint is 404", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway([]));
   for (const [m, p] of [["POST", "/emit"], ["GET", "/sockets"], ["GET", "/rooms"], ["GET", "/openapi.json"]]) {
     const r = await api(gw, m, p, m === "POST" ? { event: "x" } : undefined);
@@ -48,7 +48,7 @@ test("API disabled without --api-key: every endpoint is 404", async (t) => {
   }
 });
 
-test("API keys: missing, wrong, rotated", async (t) => {
+test("API keys: missing, wrong, rotated", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway(["--api-key", `${KEY},${KEY2}`]));
   let r = await api(gw, "GET", "/rooms", undefined, { key: null });
   assert.equal(r.status, 401);
@@ -66,7 +66,7 @@ test("API keys: missing, wrong, rotated", async (t) => {
   assert.equal(r.status, 401);
 });
 
-test("emit: namespace, rooms, except, several args; counted as broadcasts{origin=http}", async (t) => {
+test("emit: namespace, rooms, except, several args; counted as broadcasts{origin=http}", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway(["--api-key", KEY, "--namespace", "/,/chat"]));
   const [a, b, c] = await Promise.all([0, 1, 2].map(() => connected(client(t, gw.url))));
   const d = await connected(client(t, gw.url, "/chat"));
@@ -102,7 +102,7 @@ test("emit: namespace, rooms, except, several args; counted as broadcasts{origin
   assert.ok(metricSum(m, "sio_gateway_http_requests_total", 'route="api"') >= 3);
 });
 
-test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets", async (t) => {
+test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway(["--api-key", KEY]));
   const [a, b, c] = await Promise.all([0, 1, 2].map(() => connected(client(t, gw.url))));
   assert.deepEqual(await a.emitWithAck("join", "team"), { ok: true });
@@ -152,7 +152,7 @@ test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets",
   assert.equal(r.body.total, 2);
 });
 
-test("bad requests: clear 4xx JSON errors, never 5xx", async (t) => {
+test("bad requests: clear 4xx JSON errors, never 5xx", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway(["--api-key", KEY, "--max-payload", "2000"]));
   const cases = [
     ["POST", "/emit", { raw: "{not json" }, 400, /syntax|JSON|parse/i],
@@ -181,7 +181,7 @@ test("bad requests: clear 4xx JSON errors, never 5xx", async (t) => {
   assert.equal((await api(gw, "GET", "/rooms")).status, 200);
 });
 
-test("openapi.json describes every served path", async (t) => {
+test("openapi.json describes every served path", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway(["--api-key", KEY]));
   const r = await api(gw, "GET", "/openapi.json", undefined, { key: null });
   assert.equal(r.status, 200);

@@ -38,6 +38,7 @@ function client(t, url, opts = {}, nsp = "/") {
 /** Connect; resolve "connected" or the connect_error message. */
 function outcome(s) {
   return new Promise((resolve) => {
+    if (s.connected) return resolve("connected"); // connected before we asked
     s.once("connect", () => resolve("connected"));
     s.once("connect_error", (e) => resolve(e.message));
   });
@@ -56,7 +57,7 @@ function collect(s, event) {
   return got;
 }
 
-test("jwt HS256: valid token from auth.token, header or query; every bad token refused with its reason", async (t) => {
+test("jwt HS256: valid token from auth.token, header or query; every bad token refused with its reason", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway([
     "--auth", "jwt", "--jwt-secret", SECRET, "--jwt-issuer", "test-iss", "--jwt-audience", "test-aud",
     "--jwt-leeway", "1s", "--api-key", KEY,
@@ -104,7 +105,7 @@ test("jwt HS256: valid token from auth.token, header or query; every bad token r
   assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="missing_token"'), 1);
 });
 
-test("jwt RS256 public key: accepted; HS256 signed with the public key (alg confusion) refused", async (t) => {
+test("jwt RS256 public key: accepted; HS256 signed with the public key (alg confusion) refused", { timeout: 90_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwt-"));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const { publicKey, privateKey } = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -120,7 +121,7 @@ test("jwt RS256 public key: accepted; HS256 signed with the public key (alg conf
   assert.equal(await outcome(forged), "invalid token: bad signature");
 });
 
-test("jwt JWKS file: key chosen by kid; a rotated file is picked up without restart, SIGHUP forces a reload", async (t) => {
+test("jwt JWKS file: key chosen by kid; a rotated file is picked up without restart, SIGHUP forces a reload", { timeout: 90_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-jwks-"));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const k1 = crypto.generateKeyPairSync("rsa", { modulusLength: 2048 });
@@ -152,7 +153,7 @@ test("jwt JWKS file: key chosen by kid; a rotated file is picked up without rest
   assert.ok(gw.running, "SIGHUP does not stop the gateway");
 });
 
-test("room rules: config globs with {sub}, grants from token claims, user:<sub> reaches every device", async (t) => {
+test("room rules: config globs with {sub}, grants from token claims, user:<sub> reaches every device", { timeout: 90_000 }, async (t) => {
   const gw = track(t, await startGateway([
     "--auth", "jwt", "--jwt-secret", SECRET, "--api-key", KEY,
     "--can-join", "public:*,team:{sub}", "--can-publish", "public:*",
@@ -164,23 +165,23 @@ test("room rules: config globs with {sub}, grants from token claims, user:<sub> 
   for (const s of [phone, laptop, bob]) assert.equal(await outcome(s), "connected");
 
   // Config rules with {sub}.
-  assert.deepEqual(await phone.emitWithAck("join", "public:lobby"), { ok: true });
-  assert.deepEqual(await phone.emitWithAck("join", "team:alice"), { ok: true });
-  assert.deepEqual(await bob.emitWithAck("join", "team:alice"), { ok: false, error: "not allowed to join room `team:alice`" });
-  assert.deepEqual(await bob.emitWithAck("join", "team:bob"), { ok: true });
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("join", "public:lobby"), { ok: true });
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("join", "team:alice"), { ok: true });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("join", "team:alice"), { ok: false, error: "not allowed to join room `team:alice`" });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("join", "team:bob"), { ok: true });
   // Grants from claims: only for the token that carries them.
-  assert.deepEqual(await phone.emitWithAck("join", "vip:gold"), { ok: true });
-  assert.deepEqual(await laptop.emitWithAck("join", "vip:gold"), { ok: false, error: "not allowed to join room `vip:gold`" });
-  assert.deepEqual(await bob.emitWithAck("join", "private"), { ok: false, error: "not allowed to join room `private`" });
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("join", "vip:gold"), { ok: true });
+  assert.deepEqual(await laptop.timeout(5000).emitWithAck("join", "vip:gold"), { ok: false, error: "not allowed to join room `vip:gold`" });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("join", "private"), { ok: false, error: "not allowed to join room `private`" });
   // Publishing: config allows public:*, the claim adds team:{sub}.
-  assert.deepEqual(await phone.emitWithAck("publish", { room: "team:alice", event: "m", data: 1 }), { ok: true });
-  assert.deepEqual(await bob.emitWithAck("publish", { room: "team:bob", event: "m", data: 1 }),
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("publish", { room: "team:alice", event: "m", data: 1 }), { ok: true });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("publish", { room: "team:bob", event: "m", data: 1 }),
     { ok: false, error: "not allowed to publish to `team:bob`" });
-  assert.deepEqual(await bob.emitWithAck("publish", { event: "m", data: 1 }), { ok: false, error: "not allowed to publish to `/`" });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("publish", { event: "m", data: 1 }), { ok: false, error: "not allowed to publish to `/`" });
   const gotBob = collect(bob, "m");
-  assert.deepEqual(await phone.emitWithAck("join", "public:x"), { ok: true });
-  assert.deepEqual(await bob.emitWithAck("join", "public:x"), { ok: true });
-  assert.deepEqual(await phone.emitWithAck("publish", { room: "public:x", event: "m", data: "hey" }), { ok: true });
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("join", "public:x"), { ok: true });
+  assert.deepEqual(await bob.timeout(5000).emitWithAck("join", "public:x"), { ok: true });
+  assert.deepEqual(await phone.timeout(5000).emitWithAck("publish", { room: "public:x", event: "m", data: "hey" }), { ok: true });
   await waitFor(() => gotBob.length === 1);
 
   // Token rooms joined on connect; user:alice holds both of alice's devices.
@@ -212,7 +213,7 @@ async function backend(t, handler) {
 }
 const json = (res, status, v) => { res.writeHead(status, { "content-type": "application/json" }); res.end(JSON.stringify(v)); };
 
-test("auth webhook: accept with user/rooms/data/grants, refuse with the backend's message", async (t) => {
+test("auth webhook: accept with user/rooms/data/grants, refuse with the backend's message", { timeout: 90_000 }, async (t) => {
   const be = await backend(t, (b, res) => {
     if (b.auth?.password === "letmein") {
       json(res, 200, { user: b.auth.name, rooms: ["webhook-room"], data: { plan: "pro" }, can_join: ["club:{sub}"] });
@@ -239,8 +240,8 @@ test("auth webhook: accept with user/rooms/data/grants, refuse with the backend'
   assert.equal(me.user, "dave");
   assert.deepEqual([...me.rooms].sort(), ["user:dave", "webhook-room"]);
   assert.deepEqual(me.data, { plan: "pro" });
-  assert.deepEqual(await ok.emitWithAck("join", "club:dave"), { ok: true });
-  assert.deepEqual(await ok.emitWithAck("join", "club:eve"), { ok: false, error: "not allowed to join room `club:eve`" });
+  assert.deepEqual(await ok.timeout(5000).emitWithAck("join", "club:dave"), { ok: true });
+  assert.deepEqual(await ok.timeout(5000).emitWithAck("join", "club:eve"), { ok: false, error: "not allowed to join room `club:eve`" });
 
   assert.equal(await outcome(client(t, gw.url, { auth: { name: "eve", password: "x" } })), "refused: banned: eve");
   assert.equal(await outcome(client(t, gw.url, { auth: { name: "eve", password: "text" } })), "refused: plain text refusal");
@@ -248,7 +249,7 @@ test("auth webhook: accept with user/rooms/data/grants, refuse with the backend'
   assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="webhook_refused"'), 2);
 });
 
-test("auth webhook: timeout and backend down refuse with a clear message", async (t) => {
+test("auth webhook: timeout and backend down refuse with a clear message", { timeout: 90_000 }, async (t) => {
   const slow = await backend(t, () => { /* never answers */ });
   const gw = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", slow.url, "--auth-webhook-timeout", "300ms"]));
   const started = Date.now();

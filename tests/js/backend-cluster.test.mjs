@@ -41,7 +41,7 @@ function collect(s, event) {
   return got;
 }
 
-test("cluster: API and auth rooms span every node; 503 when Redis is down", async (t) => {
+test("cluster: API and auth rooms span every node; 503 when Redis is down", { timeout: 90_000 }, async (t) => {
   const redis = track(t, await startRedis());
   const auth = ["--auth", "jwt", "--jwt-secret", SECRET, "--upstream", "redis-stream"];
   const a = track(t, await startNode(redis.url, "gateway-1", auth));

@@ -29,7 +29,7 @@ async function cli(port, ...args) {
   return stdout.trim().split("\n");
 }
 
-test("redis-stream: XADD with MAXLEN ~, ack after the write with the entry id, a consumer group reads the entries", async (t) => {
+test("redis-stream: XADD with MAXLEN ~, ack after the write with the entry id, a consumer group reads the entries", { timeout: 90_000 }, async (t) => {
   const redis = track(t, await startRedis());
   assert.deepEqual(await cli(redis.port, "XGROUP", "CREATE", KEY_STREAM, "workers", "$", "MKSTREAM"), ["OK"]);
   const gw = track(t, await startGateway([
@@ -85,7 +85,7 @@ test("redis-stream: XADD with MAXLEN ~, ack after the write with the entry id, a
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 1);
 });
 
-test("redis-stream: the event rate limit applies before the sink", async (t) => {
+test("redis-stream: the event rate limit applies before the sink", { timeout: 90_000 }, async (t) => {
   const redis = track(t, await startRedis());
   const gw = track(t, await startGateway([
     "--upstream", "redis-stream", "--upstream-redis", redis.url, "--event-rate", "0.1", "--event-burst", "2",
@@ -98,7 +98,7 @@ test("redis-stream: the event rate limit applies before the sink", async (t) => 
   assert.deepEqual(await cli(redis.port, "XLEN", "sio:upstream"), ["2"]);
 });
 
-test("webhook sink: the POSTed event, the response body as the ack, errors as error acks", async (t) => {
+test("webhook sink: the POSTed event, the response body as the ack, errors as error acks", { timeout: 90_000 }, async (t) => {
   const seen = [];
   const server = http.createServer((req, res) => {
     let data = "";
@@ -134,7 +134,7 @@ test("webhook sink: the POSTed event, the response body as the ack, errors as er
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 2);
 });
 
-test("config: redis-stream without a Redis URL is refused at start-up", async () => {
+test("config: redis-stream without a Redis URL is refused at start-up", { timeout: 90_000 }, async () => {
   const { GATEWAY_BIN } = await import("../lib/harness.mjs");
   const e = await run(GATEWAY_BIN, ["--upstream", "redis-stream", "--listen", "127.0.0.1:0"]).catch((err) => err);
   assert.notEqual(e.code, 0);
