@@ -14,7 +14,8 @@
 //!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
 //!   [`webhook_client`]: the HTTP client both webhooks use; [`pysio`]: obey
 //!   python-socketio's Redis manager (`--pysio-channel`).
-//! * [`sticky`]: the sticky-session cookie on handshakes.
+//! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: detach a
+//!   session's kept request head from hyper's read buffer.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pysio;
 pub mod relay;
+pub mod request_head;
 pub mod rules;
 pub mod server;
 pub mod state;
