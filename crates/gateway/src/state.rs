@@ -34,11 +34,31 @@ pub struct Gateway {
     /// Cluster mode: brings a namespace's room subscriptions in line with local membership
     /// (set once by `cluster`; see [`Gateway::sync_rooms`]).
     pub room_sync: std::sync::OnceLock<RoomSync>,
+    /// Cluster mode: presence straight from the Redis adapter (set once by `cluster`), which
+    /// also lists Node.js peers' sockets — socketioxide's `fetch_sockets` cannot, its `Sid`
+    /// holds 16 characters and Node's ids have 20. Unset: single node, socketioxide answers.
+    pub presence: std::sync::OnceLock<Presence>,
 }
 
 /// `nsp -> future` that resolves once the adapter follows the namespace's local rooms.
 pub type RoomSync =
     Box<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+/// `(nsp, rooms) -> future` of every socket of the cluster in any of `rooms` (all when empty),
+/// flagged partial when some node did not answer in time.
+pub type Presence = Box<
+    dyn Fn(
+            String,
+            Vec<String>,
+        ) -> futures_util::future::BoxFuture<
+            'static,
+            Result<
+                sio_redis_adapter::Collected<sio_redis_adapter::FetchedSocket>,
+                sio_redis_adapter::Error,
+            >,
+        > + Send
+        + Sync,
+>;
 
 impl Gateway {
     pub fn new(config: Config, ready_checks: Vec<Arc<dyn ReadyCheck>>) -> Gateway {
@@ -47,6 +67,7 @@ impl Gateway {
         Gateway {
             sticky: crate::sticky::Sticky::new(&config),
             room_sync: std::sync::OnceLock::new(),
+            presence: std::sync::OnceLock::new(),
             conn_limit: ConnectionLimit::new(config.max_connections),
             drain: Drain::default(),
             conns: Arc::new(ConnRegistry::default()),

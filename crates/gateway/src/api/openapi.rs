@@ -135,17 +135,18 @@ pub fn spec() -> Value {
                 },
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
                 "Sockets": {
-                    "type": "object", "required": ["sockets", "total"],
+                    "type": "object", "required": ["sockets", "total", "complete"],
                     "properties": {
                         "total": { "type": "integer" },
+                        "complete": { "type": "boolean", "description": "every node answered in time (always true on a single node); false: partial list" },
                         "sockets": { "type": "array", "items": {
                             "type": "object", "required": ["id", "node", "rooms", "user", "data"],
                             "properties": {
                                 "id": { "type": "string" },
-                                "node": { "type": "string", "description": "adapter server id of the owning node" },
+                                "node": { "type": "string", "nullable": true, "description": "adapter server id of the owning node; null for a socket of another node in cluster mode (the adapter's answer does not carry it)" },
                                 "rooms": { "type": "array", "items": { "type": "string" } },
                                 "user": { "type": "string", "nullable": true, "description": "authenticated subject (from the user:<sub> room)" },
-                                "data": { "nullable": true, "description": "auth webhook data; only for sockets on the answering node" }
+                                "data": { "nullable": true, "description": "auth webhook data for sockets on the answering node; for a socket of another node in cluster mode, what that node reported (a Node.js peer's socket.data), else null" }
                             }
                         } }
                     }

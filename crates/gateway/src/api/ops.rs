@@ -1,7 +1,9 @@
 //! The API's handlers: emit, socketsJoin/Leave, disconnectSockets, fetchSockets, allRooms —
 //! the same operations as a Node.js server's `io.to(..).except(..)` operators, through
 //! socketioxide's, so they span the cluster when the Redis adapter is in use.
-use std::sync::Arc;
+//! Presence in cluster mode asks the Redis adapter itself (`Gateway::presence`): only its
+//! answers hold Node.js peers' 20-character socket ids.
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json,
@@ -12,7 +14,7 @@ use axum::{
 use futures_util::{StreamExt, stream};
 use serde::{Deserialize, Deserializer, Serialize, ser::SerializeTuple};
 use serde_json::{Value, json};
-use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperators};
+use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 
 use super::{ApiError, Body, Params};
 use crate::{auth::Identity, relay::RESERVED_EVENTS, state::AppState};
@@ -228,6 +230,23 @@ pub struct SocketsQuery {
     pub limit: Option<usize>,
 }
 
+/// The `user:<sub>` room's `sub`, if the socket is in one.
+fn user_of(rooms: &[String]) -> Option<String> {
+    rooms
+        .iter()
+        .find_map(|r| r.strip_prefix(crate::auth::USER_ROOM_PREFIX))
+        .map(str::to_owned)
+}
+
+/// Handshake data (from the auth webhook) of a socket of this node: it lives in the socket's
+/// extensions, which only the owning node can read.
+fn local_data<A: Adapter>(local: Option<&BroadcastOperators<A>>, sid: Sid) -> Option<Value> {
+    local
+        .and_then(|op| op.get_socket(sid))
+        .and_then(|s| s.extensions.get::<Arc<Identity>>())
+        .map(|i| i.data.clone())
+}
+
 /// `GET /api/v1/sockets?nsp&room&limit` (fetchSockets): presence, cluster-wide.
 pub async fn sockets<A: Adapter>(
     State(st): State<AppState<A>>,
@@ -241,6 +260,9 @@ pub async fn sockets<A: Adapter>(
     };
     let op = t.operators(&st)?;
     let local = st.io.of(&t.nsp);
+    if let Some(presence) = st.gw.presence.get() {
+        return cluster_sockets(presence, op, local, t, limit).await;
+    }
     let mut found = op.fetch_sockets().await.map_err(ApiError::unavailable)?;
     let total = found.len();
     found.truncate(limit);
@@ -255,16 +277,8 @@ pub async fn sockets<A: Adapter>(
                     .map(|r| r.into_iter().map(|r| r.into_owned()).collect())
                     .unwrap_or_default();
                 let d = s.data();
-                let user = rooms
-                    .iter()
-                    .find_map(|r| r.strip_prefix(crate::auth::USER_ROOM_PREFIX))
-                    .map(str::to_owned);
-                // Handshake data (from the auth webhook) lives in the socket's extensions,
-                // which only the owning node can read.
-                let data = local
-                    .and_then(|op| op.get_socket(d.id))
-                    .and_then(|s| s.extensions.get::<Arc<Identity>>())
-                    .map_or(Value::Null, |i| i.data.clone());
+                let user = user_of(&rooms);
+                let data = local_data(local.as_ref(), d.id).unwrap_or(Value::Null);
                 json!({
                     "id": d.id.to_string(),
                     "node": d.server_id.to_string(),
@@ -277,7 +291,60 @@ pub async fn sockets<A: Adapter>(
         .buffered(16)
         .collect()
         .await;
-    Ok(Json(json!({ "sockets": list, "total": total })).into_response())
+    Ok(Json(json!({ "sockets": list, "total": total, "complete": true })).into_response())
+}
+
+/// Cluster presence from the Redis adapter: one request answered by every node, Node.js peers
+/// included, rooms in the answers. Sockets of this node get their webhook data and adapter
+/// server id; a remote socket carries only what its node sent (Node's `socket.data`), and no
+/// server id is in the answer (`node: null`).
+async fn cluster_sockets<A: Adapter>(
+    presence: &crate::state::Presence,
+    op: BroadcastOperators<A>,
+    local: Option<BroadcastOperators<A>>,
+    t: Target,
+    limit: usize,
+) -> Result<Response, ApiError> {
+    // Local sockets' server ids (no network: `local()` stays on this node).
+    let here: HashMap<String, String> = op
+        .local()
+        .fetch_sockets()
+        .await
+        .map_err(ApiError::unavailable)?
+        .into_iter()
+        .map(|s| {
+            let d = s.data();
+            (d.id.to_string(), d.server_id.to_string())
+        })
+        .collect();
+    let found = presence(t.nsp, t.rooms)
+        .await
+        .map_err(ApiError::unavailable)?;
+    let complete = found.complete();
+    let total = found.items.len();
+    let list: Vec<Value> = found
+        .items
+        .into_iter()
+        .take(limit)
+        .map(|s| {
+            let node = here.get(&s.id).cloned();
+            let data = match (&node, s.id.parse::<Sid>()) {
+                (Some(_), Ok(sid)) => local_data(local.as_ref(), sid),
+                _ => s.data.as_ref().map(sio_wire::json::to_serde),
+            };
+            // Node reports a socket in the room named after its id; socketioxide (the
+            // single-node listing) does not: drop it so both modes answer alike.
+            let rooms: Vec<String> = s.rooms.into_iter().filter(|r| *r != s.id).collect();
+            json!({
+                "id": s.id,
+                "node": node,
+                "user": user_of(&rooms),
+                "rooms": rooms,
+                "data": data.unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "sockets": list, "total": total, "complete": complete })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

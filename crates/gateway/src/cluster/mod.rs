@@ -4,7 +4,9 @@
 //! * [`ClusterAdapter`]: socketioxide runs on `sio-redis-adapter` (the Node
 //!   `@socket.io/redis-adapter` protocol), so rooms and broadcasts span every node;
 //!   [`metrics::AdapterCollector`] exports its counters at scrape time; a client's `join` is
-//!   acknowledged once the room's channel is subscribed (`Gateway::room_sync`).
+//!   acknowledged once the room's channel is subscribed (`Gateway::room_sync`); presence
+//!   (`GET /api/v1/sockets`) asks the adapter directly (`Gateway::presence`) so that Node.js
+//!   peers' sockets are listed too.
 //! * [`registry`]: every node announces itself (id, advertise URL, connections) under a key with
 //!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
 //!   The same module keeps the `sid -> node` records of long-polling sessions.
@@ -201,6 +203,14 @@ impl Cluster {
                 }
             })
         }));
+
+        let handle = self.handle.clone();
+        let _ = gw
+            .presence
+            .set(Box::new(move |nsp: String, rooms: Vec<String>| {
+                let handle = handle.clone();
+                Box::pin(async move { handle.fetch_sockets(&nsp, &rooms, &[]).await })
+            }));
 
         let io1 = io.clone();
         let io2 = io.clone();

@@ -1,0 +1,64 @@
+// Presence (GET /api/v1/sockets) in cluster mode lists the sockets of Node.js peers too: one
+// sio-gateway node and one Node.js socket.io + @socket.io/redis-adapter server on a private Redis,
+// a socket.io-client on each. socketioxide's own fetchSockets cannot hold Node's 20-char socket
+// ids, so the gateway asks the Redis adapter directly; this checks it end to end.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { startRedis, startGateway, track, waitFor } from "../lib/harness.mjs";
+import { startNodePeer, connect, ask } from "./fixtures/adapter-cluster.mjs";
+
+const API_KEY = "presence-api-key-0123";
+const SECRET = "presence-cluster-secret-0123";
+
+async function api(node, method, p, body) {
+  const r = await fetch(node.url + "/api/v1" + p, {
+    method,
+    headers: { authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: r.status, body: await r.json() };
+}
+
+test("presence: GET /sockets on a gateway lists a Node.js peer's sockets, by room too", { timeout: 60_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startGateway(
+    ["--redis", redis.url, "--node-id", "g1", "--api-key", API_KEY, "--cluster-secret", SECRET],
+    { name: "g1", waitReady: true },
+  ));
+  const peer = track(t, await startNodePeer(redis.url));
+  const ours = track(t, await connect(gw.url));
+  const theirs = track(t, await connect(peer.url));
+  assert.equal(theirs.id.length, 20, "a Node.js socket id has 20 characters");
+  assert.equal((await ask(theirs, "join", "X")).ok, true);
+
+  // The peer may take a moment to be counted by PUBSUB NUMSUB: wait until both are listed.
+  let r;
+  await waitFor(async () => {
+    r = await api(gw, "GET", "/sockets");
+    return r.status === 200 && r.body.total === 2;
+  }, { timeoutMs: 10_000, what: "both sockets listed" });
+  assert.equal(r.body.complete, true, JSON.stringify(r.body));
+  const byId = Object.fromEntries(r.body.sockets.map((s) => [s.id, s]));
+  assert.deepEqual(Object.keys(byId).sort(), [ours.id, theirs.id].sort());
+  const node = byId[theirs.id];
+  assert.deepEqual(node.rooms, ["X"]);
+  assert.equal(node.node, null);
+  assert.equal(node.user, null);
+  const local = byId[ours.id];
+  assert.equal(typeof local.node, "string");
+  assert.deepEqual(local.rooms, []);
+
+  // ?room=X: members only (the Node.js socket).
+  r = await api(gw, "GET", "/sockets?room=X");
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.sockets.map((s) => s.id), [theirs.id]);
+  assert.equal(r.body.total, 1);
+
+  // A cluster-wide socketsJoin except X puts only our socket in Y; presence follows.
+  r = await api(gw, "POST", "/sockets/join", { except: "X", target_rooms: "Y" });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  r = await api(gw, "GET", "/sockets?room=Y");
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  assert.deepEqual(r.body.sockets.map((s) => [s.id, s.rooms]), [[ours.id, ["Y"]]]);
+  assert.deepEqual((await ask(theirs, "rooms")).sort(), [theirs.id, "X"].sort(), "the Node.js socket stayed out of Y");
+});
