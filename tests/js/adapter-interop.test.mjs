@@ -85,8 +85,11 @@ test("adapter interop: broadcasts, rooms, except, requests between our nodes and
     const ours = await ask(a, "fetch", {});
     assert.equal(ours.complete, true);
     assert.deepEqual([...ours.ids].sort(), all);
-    // io.fetch_sockets() (socketioxide API) sees our nodes' sockets; Node ids do not fit a Sid.
-    assert.deepEqual([...ours.sioIds].sort(), [a.id, b.id, c.id].sort());
+    // io.fetch_sockets() (socketioxide API) sees every socket, the Node peer's included
+    // (under a stand-in Sid the handle maps back to its real id).
+    assert.deepEqual([...ours.sioIds].sort(), all);
+    const oursInRoom = await ask(c, "fetch", { room: "r1" });
+    assert.deepEqual([...oursInRoom.sioIds].sort(), [a.id, n.id].sort());
     const node = await ask(n, "fetch", {});
     assert.deepEqual([...node.ids].sort(), all);
     const inRoom = await ask(n, "fetch", { room: "r1" });
@@ -147,6 +150,26 @@ test("adapter interop: broadcasts, rooms, except, requests between our nodes and
     assert.equal(r.rooms.includes(c.id), false, "own id room left out, as socketioxide does");
     await received(c, "remote-hello", (d) => d === "hi");
     await waitFor(async () => (await ask(c, "rooms")).includes("post"), { what: "remote join applied" });
+  });
+
+  await t.test("RemoteSocket operations (io.fetch_sockets) on a socket of the Node peer", async () => {
+    assert.equal(n.id.length, 20, "a Node socket id, too long for a socketioxide Sid");
+    await ask(n, "join", "npre");
+    const hello = received(n, "remote-hello", (d) => d === "hi");
+    const r = await ask(b, "remote-ops", { target: n.id, room: "npost" });
+    assert.equal(r.found, true);
+    assert.ok(r.rooms.includes("npre"), JSON.stringify(r));
+    await hello;
+    await waitFor(async () => (await ask(n, "rooms")).includes("npost"), { what: "remote join applied on the Node peer" });
+    // The Node peer sees the room too, and a room broadcast from our node reaches it there.
+    const inRoom = await ask(a, "fetch", { room: "npost" });
+    assert.deepEqual(inRoom.ids, [n.id]);
+    const gone = new Promise((res) => n.once("disconnect", res));
+    const d = await ask(c, "remote-ops", { target: n.id, disconnect: true });
+    assert.equal(d.found, true);
+    await gone;
+    n.connect();
+    await new Promise((res) => n.once("connect", res));
   });
 
   await t.test("disconnectSockets from Node and from our node", async () => {

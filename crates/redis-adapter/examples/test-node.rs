@@ -113,10 +113,11 @@ async fn on_connect(socket: SocketRef<A>) {
                 Some(r) => io.to(r.clone()),
                 None => io.broadcast(),
             };
+            // Real ids (a Node peer's socket comes back under a stand-in Sid).
             let sio: Vec<String> = op
                 .fetch_sockets()
                 .await
-                .map(|v| v.into_iter().map(|r| r.data().id.to_string()).collect())
+                .map(|v| v.into_iter().map(|r| h.socket_id(r.data().id)).collect())
                 .unwrap_or_default();
             let _ = match all {
                 Ok(c) => ack.send(&json!({
@@ -195,12 +196,15 @@ async fn on_connect(socket: SocketRef<A>) {
     // found with io.fetch_sockets() -> { found, rooms }
     socket.on(
         "remote-ops",
-        async |io: SocketIo<A>, Data(v): Data<Value>, ack: AckSender<A>| {
+        async |io: SocketIo<A>,
+               Data(v): Data<Value>,
+               State(h): State<RedisAdapterHandle>,
+               ack: AckSender<A>| {
             let target = v["target"].as_str().unwrap_or_default().to_owned();
             let sockets = io.fetch_sockets().await.unwrap_or_default();
             let Some(remote) = sockets
                 .into_iter()
-                .find(|s| s.data().id.to_string() == target)
+                .find(|s| h.socket_id(s.data().id) == target)
             else {
                 let _ = ack.send(&json!({ "found": false }));
                 return;

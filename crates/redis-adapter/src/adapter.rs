@@ -653,7 +653,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             None
         } else {
             match to_node_packet(&packet) {
-                Ok(p) => Some((p, to_wire_opts(&opts))),
+                Ok(p) => Some((p, to_wire_opts(&opts, &self.core.foreign))),
                 Err(e) => {
                     self.core.stats.dropped(DropReason::Unsupported, 1);
                     return Err(AdapterError::from(e).into());
@@ -695,7 +695,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         }
         let node_packet = to_node_packet(&packet)?;
         let ack_timeout = timeout.unwrap_or(self.local.ack_timeout());
-        let mut wopts = to_wire_opts(&opts);
+        let mut wopts = to_wire_opts(&opts, &self.core.foreign);
         wopts
             .flags
             .set(Flag::Timeout, ack_timeout.as_millis() as u64);
@@ -741,7 +741,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
         let msg = Request::SocketsJoin {
             uid: Some(self.ns.uid.clone()),
-            opts: rooms_opts(to_wire_opts(&opts)),
+            opts: rooms_opts(to_wire_opts(&opts, &self.core.foreign)),
             rooms,
         }
         .encode()?;
@@ -760,7 +760,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
         let msg = Request::SocketsLeave {
             uid: Some(self.ns.uid.clone()),
-            opts: rooms_opts(to_wire_opts(&opts)),
+            opts: rooms_opts(to_wire_opts(&opts, &self.core.foreign)),
             rooms,
         }
         .encode()?;
@@ -776,7 +776,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         }
         let msg = Request::DisconnectSockets {
             uid: Some(self.ns.uid.clone()),
-            opts: rooms_opts(to_wire_opts(&opts)),
+            opts: rooms_opts(to_wire_opts(&opts, &self.core.foreign)),
             close: false,
         }
         .encode()
@@ -800,7 +800,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         // Rooms of the matching sockets only (e.g. a RemoteSocket's rooms): Node's allRooms has
         // no filter, so ask fetchSockets (type 5) and take the union of the sockets' rooms,
         // leaving out each socket's own id room as socketioxide does.
-        let wopts = rooms_opts(to_wire_opts(&opts));
+        let wopts = rooms_opts(to_wire_opts(&opts, &self.core.foreign));
         let mut rooms: HashSet<Room> = self.local.rooms(opts);
         let c = self.ns.fetch(&self.core, &wopts, false).await?;
         for s in c.items {
@@ -816,16 +816,16 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if opts.is_local(self.uid) {
             return Ok(self.local.fetch_sockets(opts));
         }
-        let wopts = rooms_opts(to_wire_opts(&opts));
+        let wopts = rooms_opts(to_wire_opts(&opts, &self.core.foreign));
         let mut out = self.local.fetch_sockets(opts);
         let c = self.ns.fetch(&self.core, &wopts, false).await?;
-        // Sockets of Node peers have 20-char ids that socketioxide's `Sid` cannot hold; they
-        // are only visible through `RedisAdapterHandle::fetch_sockets`. The Node protocol does
-        // not say which node owns a socket: remote sockets get `Uid::ZERO`, so operations on
-        // them go through Redis.
+        // Sockets of Node peers have 20-char ids that socketioxide's `Sid` cannot hold: they
+        // get stand-in ids (crate::foreign), turned back into theirs on the wire. The Node
+        // protocol does not say which node owns a socket: remote sockets get `Uid::ZERO`, so
+        // operations on them go through Redis.
         out.extend(c.items.into_iter().filter_map(|s| {
             Some(RemoteSocketData {
-                id: as_sid(&s.id)?,
+                id: self.core.foreign.sid_for(&s.id)?,
                 server_id: Uid::ZERO,
                 ns: self.local.path().clone(),
             })

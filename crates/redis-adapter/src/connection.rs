@@ -24,6 +24,7 @@ use tokio::sync::{Notify, broadcast::error::RecvError};
 
 use crate::{
     AdapterConfig, Error,
+    foreign::ForeignIds,
     namespace::{Inbound, NsShared},
     requests::random_id,
     stats::{AdapterStats, DropReason},
@@ -52,6 +53,8 @@ pub(crate) struct Core {
     pub(crate) stats: Arc<AdapterStats>,
     pub(crate) namespaces: RwLock<Vec<Arc<NsShared>>>,
     pub(crate) sse_handler: RwLock<Option<ServerSideEmitHandler>>,
+    /// Stand-in `Sid`s of Node peers' sockets returned by `fetch_sockets`.
+    pub(crate) foreign: ForeignIds,
     probe_channel: String,
     probe_seen: AtomicU64,
     probe_notify: Notify,
@@ -123,6 +126,7 @@ impl Core {
             subscriber,
             stats: Arc::new(AdapterStats::default()),
             namespaces: RwLock::new(Vec::new()),
+            foreign: ForeignIds::default(),
             sse_handler: RwLock::new(None),
             probe_channel,
             probe_seen: AtomicU64::new(0),

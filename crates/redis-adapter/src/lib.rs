@@ -43,8 +43,10 @@
 //!
 //! # Limits
 //! - Only the common (text) parser's packets can be carried (Node's format is text + binaries).
-//! - `io.fetch_sockets()` returns the sockets of socketioxide nodes only: Node socket ids do
-//!   not fit socketioxide's `Sid`. [`RedisAdapterHandle::fetch_sockets`] returns every socket.
+//! - Node socket ids (20 chars) do not fit socketioxide's `Sid` (16): `io.fetch_sockets()`
+//!   returns a Node peer's sockets under stand-in ids starting with `_-_`, which `emit`,
+//!   `join`, `leave` and `disconnect` on the `RemoteSocket` turn back into the real id.
+//!   [`RedisAdapterHandle::fetch_sockets`] returns every socket with its real id.
 //! - Acks of remote clients carry `Sid::ZERO`: the Node protocol does not say who answered.
 //! - socketioxide joins rooms without telling the adapter: room channels follow membership
 //!   within [`AdapterConfig::room_sync_interval`], or at once after
@@ -54,6 +56,7 @@ mod ack_stream;
 mod adapter;
 mod config;
 mod connection;
+mod foreign;
 mod namespace;
 mod requests;
 mod rooms;
@@ -182,6 +185,12 @@ impl RedisAdapterHandle {
             except: except.to_vec(),
         };
         ns.fetch(&self.core, &opts, true).await
+    }
+
+    /// The id a socket has on the wire: the real id of a Node peer's socket that
+    /// `io.fetch_sockets()` returned under a stand-in `Sid`, the id itself otherwise.
+    pub fn socket_id(&self, sid: socketioxide_core::Sid) -> String {
+        self.core.foreign.wire_id(sid.as_str())
     }
 
     /// allRooms across the cluster.

@@ -10,6 +10,8 @@
 use std::{collections::HashSet, str::FromStr};
 
 use sio_wire::{BroadcastOptions as WireOpts, Flag, RoomsOpts};
+
+use crate::foreign::ForeignIds;
 use socketioxide_core::{
     Sid,
     adapter::{BroadcastFlags, BroadcastOptions, CoreLocalAdapter, Room, SocketEmitter},
@@ -95,17 +97,18 @@ pub(crate) fn resolve<E: SocketEmitter>(
 }
 
 /// socketioxide options -> wire `opts`.
-pub(crate) fn to_wire_opts(opts: &BroadcastOptions) -> WireOpts {
-    let mut rooms: Vec<String> = opts.rooms.iter().map(|r| r.to_string()).collect();
-    let mut except: Vec<String> = opts.except.iter().map(|r| r.to_string()).collect();
+/// Stand-in ids of Node peers' sockets (from `fetch_sockets`) become their real ids again.
+pub(crate) fn to_wire_opts(opts: &BroadcastOptions, foreign: &ForeignIds) -> WireOpts {
+    let mut rooms: Vec<String> = opts.rooms.iter().map(|r| foreign.wire_id(r)).collect();
+    let mut except: Vec<String> = opts.except.iter().map(|r| foreign.wire_id(r)).collect();
     let broadcast = opts.has_flag(BroadcastFlags::Broadcast);
     if let Some(sid) = opts.sid {
         if broadcast {
             // socket.broadcast(): everyone but the sender.
-            except.push(sid.to_string());
+            except.push(foreign.wire_id(sid.as_str()));
         } else if rooms.is_empty() {
             // A single (remote) socket: its id is its room on the wire.
-            rooms.push(sid.to_string());
+            rooms.push(foreign.wire_id(sid.as_str()));
         }
     }
     let mut w = WireOpts {
@@ -207,14 +210,14 @@ mod tests {
         let mut o = BroadcastOptions::new(s);
         o.add_flag(BroadcastFlags::Broadcast);
         o.rooms.push(Room::Borrowed("red"));
-        let w = to_wire_opts(&o);
+        let w = to_wire_opts(&o, &ForeignIds::default());
         assert_eq!(w.rooms, strings(&["red"]));
         assert_eq!(w.except, vec![s.to_string()]);
         assert_eq!(w.flags.volatile, None);
         // A single remote socket: its id is the room.
         let mut o = BroadcastOptions::new(s);
         o.add_flag(BroadcastFlags::Volatile);
-        let w = to_wire_opts(&o);
+        let w = to_wire_opts(&o, &ForeignIds::default());
         assert_eq!(w.rooms, vec![s.to_string()]);
         assert_eq!(w.flags.volatile, Some(true));
         let r = rooms_opts(w);
