@@ -49,10 +49,11 @@ impl ForeignIds {
     /// The `Sid` for a socket id seen on the wire: the id itself when it is a socketioxide id,
     /// a (stable) stand-in otherwise. `None` for an empty id.
     pub(crate) fn sid_for(&self, id: &str) -> Option<Sid> {
-        if id.len() == 16 && !id.starts_with(PREFIX) {
-            if let Ok(sid) = Sid::from_str(id) {
-                return Some(sid);
-            }
+        if id.len() == 16
+            && !id.starts_with(PREFIX)
+            && let Ok(sid) = Sid::from_str(id)
+        {
+            return Some(sid);
         }
         if id.is_empty() {
             return None;
