@@ -12,6 +12,8 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v promtool >/dev/null || need_apt+=(prometheus)
+# throwaway CA and certificates for the https webhook tests (tests/lib/tls.mjs)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

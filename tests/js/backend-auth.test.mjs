@@ -1,7 +1,9 @@
 // Connect-time authentication with real socket.io-client connections: JWT (HS256 secret, RS256
 // public key, JWKS file with reload), every refusal reaching the client as connect_error with
 // its message and counted in auth_failures_total; the auth webhook (accept with user / rooms /
-// data / grants, refuse with the backend's message, timeout, backend down); room rules from
+// data / grants, refuse with the backend's message, timeout, backend down; over https with a
+// private CA given by --webhook-ca-file, and refused clearly when the backend's certificate is
+// untrusted or names another host); room rules from
 // config and from token claims with {sub}; user:<sub> delivery to every device of a user.
 // Tokens are signed here with node:crypto (a tiny JWT signer, no JWT library).
 import { test } from "node:test";
@@ -13,6 +15,7 @@ import path from "node:path";
 import http from "node:http";
 import { io } from "socket.io-client";
 import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+import { makeTls, startHttpsBackend } from "../lib/tls.mjs";
 
 const SECRET = "jwt-test-secret-0123456789";
 const KEY = "backend-api-key-1";
@@ -261,4 +264,69 @@ test("auth webhook: timeout and backend down refuse with a clear message", { tim
   assert.match(await outcome(client(t, gw2.url)), /^authentication service unavailable: backend unreachable: .*(refused|connect)/i);
   const m = await scrapeMetrics(gw2.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="webhook_error"'), 1);
+});
+
+test("auth webhook over https: --webhook-ca-file trusts a private CA (accept and refuse)", { timeout: 90_000 }, async (t) => {
+  const tls = makeTls(t);
+  const be = await startHttpsBackend(t, tls.server, (b) =>
+    b.auth?.password === "letmein"
+      ? [200, { user: b.auth.name, rooms: ["tls-room"] }]
+      : [403, { message: `banned: ${b.auth?.name}` }]);
+  const gw = track(t, await startGateway([
+    "--auth", "webhook", "--auth-webhook", be.url("/auth"), "--webhook-ca-file", tls.caFile, "--api-key", KEY,
+  ]));
+  const ok = client(t, gw.url, { auth: { name: "frank", password: "letmein" } });
+  assert.equal(await outcome(ok), "connected");
+  const me = (await api(gw, "GET", "/sockets")).body.sockets.find((s) => s.id === ok.id);
+  assert.deepEqual([...me.rooms].sort(), ["tls-room", "user:frank"]);
+  assert.equal(await outcome(client(t, gw.url, { auth: { name: "eve", password: "x" } })), "refused: banned: eve");
+  assert.equal(be.seen.length, 2);
+  assert.deepEqual(be.tlsErrors, []);
+});
+
+test("auth webhook over https: an untrusted certificate or a wrong host name is a clear connect_error; the gateway keeps serving", { timeout: 90_000 }, async (t) => {
+  const tls = makeTls(t);
+  const be = await startHttpsBackend(t, tls.server, () => [200, { user: "nobody" }]);
+  const UNAVAILABLE = "authentication service unavailable: backend unreachable: TLS handshake failed";
+
+  // No --webhook-ca-file: the private CA is not in the system store.
+  const gw = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", be.url("/auth"), "--auth-webhook-timeout", "3s"]));
+  const started = Date.now();
+  assert.equal(await outcome(client(t, gw.url, { auth: { name: "a" } })), UNAVAILABLE);
+  assert.ok(Date.now() - started < 3000, "refused at once, not after the timeout");
+  // Still serving: health, metrics, and the next handshake is answered the same way.
+  assert.equal((await fetch(gw.url + "/healthz")).status, 200);
+  assert.equal(await outcome(client(t, gw.url, { auth: { name: "b" } })), UNAVAILABLE);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="webhook_error"'), 2);
+  assert.ok(gw.running);
+  // The reason is in the gateway's log (never sent to clients), and no request reached the backend.
+  await waitFor(() => /webhook TLS handshake failed.*UnknownIssuer/.test(gw.output()), { what: "TLS reason in the log" });
+  assert.ok(gw.output().includes("https://127.0.0.1:"), "the log names the backend");
+  assert.equal(be.seen.length, 0);
+
+  // Trusted CA, but the certificate names another host.
+  const other = await startHttpsBackend(t, tls.otherHost, () => [200, { user: "nobody" }]);
+  const gw2 = track(t, await startGateway([
+    "--auth", "webhook", "--auth-webhook", other.url("/auth"), "--webhook-ca-file", tls.caFile,
+  ]));
+  assert.equal(await outcome(client(t, gw2.url)), UNAVAILABLE);
+  await waitFor(() => /webhook TLS handshake failed.*(NotValidForName|not valid for name)/.test(gw2.output()), { what: "host name reason in the log" });
+  assert.equal(other.seen.length, 0);
+
+  // A plain-HTTP backend behind an https:// URL: a TLS failure too, not a hang.
+  const plain = await backend(t, (b, res) => json(res, 200, { user: "nobody" }));
+  const gw3 = track(t, await startGateway([
+    "--auth", "webhook", "--auth-webhook", plain.url.replace("http://", "https://"), "--webhook-ca-file", tls.caFile,
+  ]));
+  assert.equal(await outcome(client(t, gw3.url)), UNAVAILABLE);
+});
+
+test("auth webhook: a URL that is not http:// or https:// is a start-up error naming the key", { timeout: 30_000 }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { GATEWAY_BIN } = await import("../lib/harness.mjs");
+  const r = spawnSync(GATEWAY_BIN, ["--listen", "127.0.0.1:0", "--auth", "webhook", "--auth-webhook", "ftp://backend/auth"],
+    { encoding: "utf8", timeout: 10000 });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /auth_webhook.*unsupported scheme `ftp` \(use http:\/\/ or https:\/\/\)/);
 });

@@ -1,15 +1,17 @@
 // Upstream sinks with real clients: events that are not join/leave/publish go to a Redis
 // Stream (private redis-server; read back by a real consumer group with XREADGROUP from a
 // separate redis-cli process; the client's ack carries the entry id) or to an HTTP webhook
-// (node http server; the response body is the ack). Rate limits apply before the sink; a sink
-// that fails answers an error ack and is counted.
+// (node http server; the response body is the ack; also over https with a private CA given by
+// SIO_GATEWAY_WEBHOOK_CA_FILE, and an untrusted certificate answered with an error ack). Rate
+// limits apply before the sink; a sink that fails answers an error ack and is counted.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { io } from "socket.io-client";
-import { startGateway, startRedis, track, once, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+import { makeTls, startHttpsBackend } from "../lib/tls.mjs";
 
 const run = promisify(execFile);
 const KEY_STREAM = "sio:events";
@@ -132,6 +134,44 @@ test("webhook sink: the POSTed event, the response body as the ack, errors as er
   assert.match(a.error, /^upstream unavailable: backend unreachable/);
   const m = await scrapeMetrics(gw.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 2);
+});
+
+test("webhook sink over https: round trip with the CA from SIO_GATEWAY_WEBHOOK_CA_FILE; an untrusted certificate is an error ack, the gateway keeps serving", { timeout: 90_000 }, async (t) => {
+  const tls = makeTls(t);
+  const be = await startHttpsBackend(t, tls.server, (b) =>
+    b.event === "boom" ? [500, { message: "exploded" }] : [200, { ok: true, echo: b.data, over: "https" }]);
+  const url = be.url("/events");
+
+  // Trusted through the env var (the flag and the TOML key are the same option).
+  const gw = track(t, await startGateway(["--upstream", "webhook", "--upstream-webhook", url, "--node-id", "n-tls"],
+    { env: { SIO_GATEWAY_WEBHOOK_CA_FILE: tls.caFile } }));
+  const s = await connected(client(t, gw.url));
+  assert.deepEqual(await s.timeout(10000).emitWithAck("ask", { q: "tls" }), { ok: true, echo: { q: "tls" }, over: "https" });
+  assert.deepEqual(be.seen[0], { node: "n-tls", nsp: "/", sid: s.id, user: null, event: "ask", data: { q: "tls" } });
+  const boom = await s.timeout(10000).emitWithAck("boom", 1);
+  assert.equal(boom.ok, false);
+  assert.match(boom.error, /^upstream refused the event: backend answered 500/);
+
+  // No CA option: the handshake fails, the client gets an error ack at once.
+  const gw2 = track(t, await startGateway(["--upstream", "webhook", "--upstream-webhook", url, "--upstream-webhook-timeout", "3s"]));
+  const a = await connected(client(t, gw2.url));
+  const b = await connected(client(t, gw2.url));
+  const started = Date.now();
+  assert.deepEqual(await a.timeout(10000).emitWithAck("ask", 1),
+    { ok: false, error: "upstream unavailable: backend unreachable: TLS handshake failed" });
+  assert.ok(Date.now() - started < 3000, "answered at once, not after the timeout");
+  await waitFor(() => /webhook TLS handshake failed.*UnknownIssuer/.test(gw2.output()), { what: "TLS reason in the log" });
+  assert.equal(be.seen.length, 2, "nothing reached the backend through the untrusting gateway");
+  // The relay still works on the same connections, and the next event gets the same answer.
+  assert.deepEqual(await a.timeout(5000).emitWithAck("join", "r"), { ok: true });
+  assert.deepEqual(await b.timeout(5000).emitWithAck("join", "r"), { ok: true });
+  const got = once(b, "hello");
+  assert.deepEqual(await a.timeout(5000).emitWithAck("publish", { room: "r", event: "hello", data: "still here" }), { ok: true });
+  assert.equal(await got, "still here");
+  assert.equal((await a.timeout(10000).emitWithAck("ask", 2)).error, "upstream unavailable: backend unreachable: TLS handshake failed");
+  const m = await scrapeMetrics(gw2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 2);
+  assert.ok(gw2.running);
 });
 
 test("config: redis-stream without a Redis URL is refused at start-up", { timeout: 90_000 }, async () => {

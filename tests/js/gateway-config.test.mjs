@@ -1,6 +1,7 @@
 // Configuration surface of the real binary: --help documents every option with its env var,
 // `check-config` accepts a good file (exit 0, effective config) and names the bad key of a bad
-// one (exit 2), env vars and TOML keys take effect, precedence is flag > env > file, and
+// one (exit 2), `webhook_ca_file` must be a PEM certificate bundle and webhook URLs http(s)://,
+// env vars and TOML keys take effect, precedence is flag > env > file, and
 // --redis fails clearly in this single-node build.
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -9,13 +10,14 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { startProcess, freePort, track, GATEWAY_BIN } from "../lib/harness.mjs";
+import { makeTls } from "../lib/tls.mjs";
 
 const OPTIONS = [
   "listen", "redis", "node-id", "advertise", "config", "api-key", "metrics-listen", "namespace",
   "ping-interval", "ping-timeout", "max-payload", "max-connections", "max-buffer", "max-rooms", "conn-rate-per-ip",
   "event-rate", "event-burst",
   "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
-  "sticky-cookie", "client-js",
+  "sticky-cookie", "client-js", "webhook-ca-file",
 ];
 
 function run(args, env = {}) {
@@ -82,6 +84,39 @@ test("check-config: bad files exit 2 and name the bad key", (t) => {
   const missing = run(["check-config", "/nonexistent/x.toml"]);
   assert.equal(missing.status, 2);
   assert.match(missing.stderr, /cannot read/);
+});
+
+test("check-config: webhook_ca_file must hold PEM certificates, webhook URLs must be http(s)://", (t) => {
+  const tls = makeTls(t);
+  const good = tmpFile(t, "tls.toml", [
+    'auth = "webhook"',
+    'auth_webhook = "https://auth.internal:8443/check"',
+    `webhook_ca_file = "${tls.caFile}"`,
+    "",
+  ].join("\n"));
+  const r = run(["check-config", good]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.ok(r.stdout.includes(`webhook_ca_file = "${tls.caFile}"`), r.stdout);
+  const notPem = tmpFile(t, "not-pem.txt", "hello\n");
+  const badCert = tmpFile(t, "bad.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+  const cases = [
+    ["missing CA file", 'webhook_ca_file = "/nonexistent/ca.pem"\n', "webhook_ca_file", /cannot read/],
+    ["not PEM", `webhook_ca_file = "${notPem}"\n`, "webhook_ca_file", /no PEM certificate/],
+    ["broken certificate", `webhook_ca_file = "${badCert}"\n`, "webhook_ca_file", /certificate #1/],
+    ["a private key is not a CA", `webhook_ca_file = "${path.join(tls.dir, "ca.key")}"\n`, "webhook_ca_file", /no PEM certificate/],
+    ["ftp URL", 'upstream = "webhook"\nupstream_webhook = "ftp://x/y"\n', "upstream_webhook", /unsupported scheme `ftp`/],
+    ["no scheme", 'auth = "webhook"\nauth_webhook = "backend:80/auth"\n', "auth_webhook", /http:\/\/ or https:\/\//],
+  ];
+  for (const [name, text, key, re] of cases) {
+    const b = run(["check-config", tmpFile(t, "case.toml", text)]);
+    assert.equal(b.status, 2, `${name}: exit 2 (${b.stdout}${b.stderr})`);
+    assert.ok(b.stderr.includes(`\`${key}\``), `${name}: error names ${key}: ${b.stderr}`);
+    assert.match(b.stderr, re, name);
+  }
+  // The flag at start-up: same check, exit 2.
+  const f = run(["--listen", "127.0.0.1:0", "--webhook-ca-file", notPem]);
+  assert.equal(f.status, 2);
+  assert.match(f.stderr, /webhook_ca_file/);
 });
 
 test("a bad flag value at start-up exits 2 with the key named", () => {

@@ -329,7 +329,7 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_JWT_LEEWAY", value_name = "DURATION")]
     pub jwt_leeway: Option<Dur>,
 
-    /// Backend URL (http://) the handshake is POSTed to (--auth webhook)
+    /// Backend URL (http:// or https://) the handshake is POSTed to (--auth webhook)
     #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK", value_name = "URL")]
     pub auth_webhook: Option<String>,
 
@@ -361,7 +361,8 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_UPSTREAM_REDIS", value_name = "URL")]
     pub upstream_redis: Option<String>,
 
-    /// Backend URL (http://) events are POSTed to; the response body is the ack (--upstream webhook)
+    /// Backend URL (http:// or https://) events are POSTed to; the response body is the ack
+    /// (--upstream webhook)
     #[arg(long, env = "SIO_GATEWAY_UPSTREAM_WEBHOOK", value_name = "URL")]
     pub upstream_webhook: Option<String>,
 
@@ -376,6 +377,11 @@ pub struct Options {
     /// python-socketio Redis manager channel to obey (e.g. `socketio`); needs --redis [default: none]
     #[arg(long, env = "SIO_GATEWAY_PYSIO_CHANNEL", value_name = "CHANNEL")]
     pub pysio_channel: Option<String>,
+
+    /// PEM file of extra CA certificates trusted for https:// webhooks (--auth-webhook,
+    /// --upstream-webhook), in addition to the system's trust store [default: system store only]
+    #[arg(long, env = "SIO_GATEWAY_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// `--auth`: how a namespace connection is authenticated.
@@ -455,6 +461,7 @@ impl Options {
                 .upstream_webhook_timeout
                 .or(lower.upstream_webhook_timeout),
             pysio_channel: self.pysio_channel.or(lower.pysio_channel),
+            webhook_ca_file: self.webhook_ca_file.or(lower.webhook_ca_file),
         }
     }
 
@@ -571,6 +578,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub upstream: UpstreamConfig,
     pub pysio_channel: Option<String>,
+    /// Extra CA certificates (PEM) for https:// webhooks, on top of the system store.
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// Resolved `--auth*` / `--jwt-*` options (keys are read by `auth` at start-up).
@@ -612,13 +621,13 @@ fn redact_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S
     }
 }
 
+/// A webhook URL must be `http://` or `https://` with a host.
 fn http_url(key: &'static str, v: &Option<String>) -> Result<(), ConfigError> {
     match v {
-        Some(u) if !u.starts_with("http://") => Err(invalid(
-            key,
-            format!("`{u}` must be an http:// URL (put TLS in front with a local proxy)"),
-        )),
-        _ => Ok(()),
+        Some(u) => crate::webhook_client::parse_url(u)
+            .map(|_| ())
+            .map_err(|e| invalid(key, e.to_string())),
+        None => Ok(()),
     }
 }
 
@@ -861,10 +870,15 @@ impl Config {
                 "must be longer than --cluster-heartbeat and at least 1s",
             ));
         }
+        if let Some(path) = &o.webhook_ca_file {
+            crate::webhook_client::load_ca_file(path)
+                .map_err(|e| invalid("webhook_ca_file", e.to_string()))?;
+        }
         Ok(Config {
             auth,
             upstream,
             pysio_channel: o.pysio_channel,
+            webhook_ca_file: o.webhook_ca_file,
             listen,
             redis: o.redis,
             node_id,
@@ -1017,6 +1031,52 @@ mod tests {
         assert_eq!(
             NamespaceSpec::parse("/org/{id}").unwrap(),
             NamespaceSpec::Pattern("/org/{id}".into())
+        );
+    }
+
+    #[test]
+    fn webhook_urls_and_ca_file() {
+        let c = Config::resolve(cli(&[
+            "--auth",
+            "webhook",
+            "--auth-webhook",
+            "https://auth.internal/check",
+            "--upstream",
+            "webhook",
+            "--upstream-webhook",
+            "http://127.0.0.1:9/events",
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.auth.webhook.as_deref(),
+            Some("https://auth.internal/check")
+        );
+        let e = Config::resolve(cli(&[
+            "--upstream",
+            "webhook",
+            "--upstream-webhook",
+            "ftp://x/y",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("upstream_webhook") && e.contains("unsupported scheme `ftp`"),
+            "{e}"
+        );
+        // Flag and TOML key; a missing file is refused with the key named.
+        let e = Config::resolve(cli(&["--webhook-ca-file", "/nonexistent/ca.pem"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("webhook_ca_file") && e.contains("/nonexistent/ca.pem"),
+            "{e}"
+        );
+        let o: Options = toml::from_str("webhook_ca_file = \"/nonexistent/ca.pem\"\n").unwrap();
+        assert!(
+            Config::resolve(o)
+                .unwrap_err()
+                .to_string()
+                .contains("webhook_ca_file")
         );
     }
 

@@ -12,7 +12,7 @@
 //! * [`cluster`]: `--redis` mode: Redis adapter, node registry, polling forwarding.
 //! * [`auth`]: connect-time authentication (JWT, webhook); [`upstream`]: where other client
 //!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
-//!   [`webhook_client`]: the HTTP client both webhooks use; [`pysio`]: obey
+//!   [`webhook_client`]: the HTTP(S) client both webhooks use; [`pysio`]: obey
 //!   python-socketio's Redis manager (`--pysio-channel`).
 //! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: detach a
 //!   session's kept request head from hyper's read buffer.

@@ -1,52 +1,220 @@
 //! A small HTTP/1 JSON client for the backend webhooks (auth and upstream): POST a JSON body
-//! to an `http://` URL with a timeout, return the status and body.
+//! to an `http://` or `https://` URL with a timeout, return the status and body.
 //!
-//! hyper (already under axum) rather than reqwest keeps a single HTTP stack in the binary.
-//! TLS is not supported: a webhook backend is expected on the private network, or behind a
-//! local TLS-originating proxy.
-use std::time::Duration;
+//! hyper (already under axum) rather than reqwest keeps a single HTTP stack in the binary;
+//! `https://` goes through hyper-rustls on the rustls + ring already linked for Redis TLS.
+//! The server certificate is checked against the system's trust store (rustls-native-certs:
+//! the OS bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus, optionally, the PEM certificates
+//! of `--webhook-ca-file` (a private CA). Host names and IP addresses are checked against the
+//! certificate's subject alternative names.
+//!
+//! A TLS failure (untrusted certificate, wrong host name, a plain-HTTP server on an https
+//! URL...) is [`WebhookError::Tls`]: callers answer it like an unreachable backend, and its
+//! reason is logged here (warn), not passed on to clients. Every call, the TLS handshake
+//! included, is bounded by the client's timeout.
+use std::{
+    error::Error as StdError,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::{Request, StatusCode, header};
+use hyper::{Request, StatusCode, Uri, header};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
+};
+use rustls::{
+    ClientConfig, RootCertStore,
+    pki_types::{CertificateDer, pem::PemObject},
 };
 
 /// Largest response body read from a backend.
 const MAX_RESPONSE: usize = 1 << 20;
 
+/// Why one webhook call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("timed out after {0:?}")]
     Timeout(Duration),
     #[error("backend unreachable: {0}")]
     Connect(String),
+    /// The TLS handshake failed; `reason` (logged, not shown to clients) says why.
+    #[error("backend unreachable: TLS handshake failed")]
+    Tls { reason: String },
     #[error("bad response: {0}")]
     Body(String),
     #[error("invalid request: {0}")]
     Request(String),
 }
 
+/// Why a webhook client could not be built (a start-up error).
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookSetupError {
+    #[error("invalid webhook URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Why `--webhook-ca-file` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM certificate bundle: {reason}")]
+    Pem { path: PathBuf, reason: String },
+    #[error("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    Empty { path: PathBuf },
+    #[error("{path}: certificate #{index} is not a usable CA certificate: {reason}")]
+    BadCertificate {
+        path: PathBuf,
+        index: usize,
+        reason: String,
+    },
+}
+
+/// Read the PEM certificates of an extra CA bundle, checking that each one can serve as a
+/// trust anchor. Used at start-up and by `check-config`.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let pem_err = |e: rustls::pki_types::pem::Error| match e {
+        rustls::pki_types::pem::Error::Io(source) => CaFileError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        other => CaFileError::Pem {
+            path: path.to_owned(),
+            reason: other.to_string(),
+        },
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(pem_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_err)?;
+    if certs.is_empty() {
+        return Err(CaFileError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    let mut store = RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        store
+            .add(cert.clone())
+            .map_err(|e| CaFileError::BadCertificate {
+                path: path.to_owned(),
+                index: i + 1,
+                reason: e.to_string(),
+            })?;
+    }
+    Ok(certs)
+}
+
+/// The roots an https webhook is checked against: the system's, plus `extra_ca_file`.
+fn root_store(extra_ca_file: Option<&Path>) -> Result<RootCertStore, CaFileError> {
+    let mut store = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "webhook TLS: could not load some system root certificates");
+    }
+    let (added, ignored) = store.add_parsable_certificates(native.certs);
+    tracing::debug!(added, ignored, "webhook TLS: system root certificates");
+    if let Some(path) = extra_ca_file {
+        for cert in load_ca_file(path)? {
+            // Checked by load_ca_file: cannot fail.
+            let _ = store.add(cert);
+        }
+    }
+    if store.is_empty() {
+        tracing::warn!(
+            "webhook TLS: no trusted root certificate (no system bundle, no --webhook-ca-file): \
+             every https:// webhook call will fail"
+        );
+    }
+    Ok(store)
+}
+
+/// `scheme://host[:port]` of a URL, for logs (no path or query: they may carry secrets).
+fn origin(url: &Uri) -> String {
+    format!(
+        "{}://{}",
+        url.scheme_str().unwrap_or("?"),
+        url.authority().map_or("?", |a| a.as_str())
+    )
+}
+
+/// Parse a webhook URL: `http://` or `https://` with a host.
+pub fn parse_url(url: &str) -> Result<Uri, WebhookSetupError> {
+    let bad = |reason: &str| WebhookSetupError::Url {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|e: hyper::http::uri::InvalidUri| {
+        bad(&format!("{e} (use an http:// or https:// URL)"))
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => {
+            return Err(bad(&format!(
+                "unsupported scheme `{other}` (use http:// or https://)"
+            )));
+        }
+        None => return Err(bad("missing scheme (use http:// or https://)")),
+    }
+    match uri.host() {
+        Some(h) if !h.is_empty() => Ok(uri),
+        _ => Err(bad("missing host")),
+    }
+}
+
 #[derive(Clone)]
 pub struct WebhookClient {
-    client: Client<HttpConnector, Full<Bytes>>,
-    url: hyper::Uri,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    url: Uri,
     timeout: Duration,
 }
 
 impl WebhookClient {
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<WebhookClient> {
-        let url: hyper::Uri = url
-            .parse()
-            .map_err(|e| anyhow::anyhow!("invalid webhook URL `{url}`: {e}"))?;
+    /// A client for `url`. For an `https://` URL the system roots are loaded, plus the
+    /// certificates of `extra_ca_file` if given.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        extra_ca_file: Option<&Path>,
+    ) -> Result<WebhookClient, WebhookSetupError> {
+        let url = parse_url(url)?;
+        let roots = if url.scheme_str() == Some("https") {
+            root_store(extra_ca_file)?
+        } else {
+            // Never used: the connector only does TLS for https:// URLs.
+            RootCertStore::empty()
+        };
+        // ring, explicitly: the provider the rest of the binary (fred, jsonwebtoken) uses.
+        let tls =
+            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(timeout));
         conn.set_nodelay(true);
+        // Without this the HTTP connector refuses https:// URIs before TLS gets a chance.
+        conn.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(conn);
+            .build(https);
         Ok(WebhookClient {
             client,
             url,
@@ -73,7 +241,7 @@ impl WebhookClient {
                 .client
                 .request(req)
                 .await
-                .map_err(|e| WebhookError::Connect(error_chain(&e)))?;
+                .map_err(|e| self.request_error(&e))?;
             let status = resp.status();
             let body = Limited::new(resp.into_body(), MAX_RESPONSE)
                 .collect()
@@ -86,10 +254,46 @@ impl WebhookClient {
             .await
             .map_err(|_| WebhookError::Timeout(self.timeout))?
     }
+
+    /// Classify a failed request; a TLS failure is logged with its reason.
+    fn request_error(&self, e: &hyper_util::client::legacy::Error) -> WebhookError {
+        match find_tls_error(e) {
+            Some(tls) => {
+                let reason = tls.to_string();
+                tracing::warn!(
+                    backend = %origin(&self.url),
+                    reason = %reason,
+                    "webhook TLS handshake failed"
+                );
+                WebhookError::Tls { reason }
+            }
+            None => WebhookError::Connect(error_chain(e)),
+        }
+    }
+}
+
+/// The rustls error behind a failed request, if the failure is TLS. hyper-rustls wraps it in
+/// `io::Error`s, whose `source()` skips the wrapped error, so those are opened by hand.
+fn find_tls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            cur = Some(inner as &(dyn StdError + 'static));
+            continue;
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// hyper's errors hide the cause (e.g. "connection refused") one level down.
-fn error_chain(e: &dyn std::error::Error) -> String {
+fn error_chain(e: &dyn StdError) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -98,4 +302,77 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("http://127.0.0.1:9/auth").is_ok());
+        assert!(parse_url("https://backend.internal/auth").is_ok());
+        for bad in ["ftp://x/y", "backend/auth", "https:///nohost", "http://"] {
+            let e = parse_url(bad).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+        assert!(
+            parse_url("ftp://x/y")
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+                .contains("unsupported scheme `ftp`")
+        );
+    }
+
+    #[test]
+    fn origin_hides_path_and_query() {
+        let u = parse_url("https://user@h.example:8443/a?token=secret").unwrap();
+        assert_eq!(origin(&u), "https://user@h.example:8443");
+    }
+
+    #[test]
+    fn ca_file_errors() {
+        let dir = std::env::temp_dir().join(format!("sio-ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        assert!(matches!(
+            load_ca_file(&missing),
+            Err(CaFileError::Read { .. })
+        ));
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert!(matches!(
+            load_ca_file(&empty),
+            Err(CaFileError::Empty { .. })
+        ));
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = load_ca_file(&garbage).unwrap_err();
+        assert!(
+            matches!(e, CaFileError::BadCertificate { index: 1, .. }),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn tls_error_found_through_io_wrappers() {
+        let inner = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        let outer = std::io::Error::other(inner);
+        let found = find_tls_error(&outer).map(ToString::to_string);
+        assert_eq!(
+            found.as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(find_tls_error(&plain).is_none());
+    }
 }

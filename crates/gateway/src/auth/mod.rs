@@ -188,9 +188,10 @@ impl Authenticator {
         Ok(match config.auth.mode {
             AuthMode::None => Authenticator::None,
             AuthMode::Jwt => Authenticator::Jwt(jwt::JwtAuth::from_config(&config.auth)?),
-            AuthMode::Webhook => {
-                Authenticator::Webhook(webhook::WebhookAuth::from_config(&config.auth)?)
-            }
+            AuthMode::Webhook => Authenticator::Webhook(webhook::WebhookAuth::from_config(
+                &config.auth,
+                config.webhook_ca_file.as_deref(),
+            )?),
         })
     }
 

@@ -5,9 +5,11 @@
 //! JSON answer accepts, and may carry `user` (the subject), `rooms` (joined on connect),
 //! `data` (kept with the socket) and `can_join` / `can_publish` (extra room globs). Any other
 //! status refuses with the backend's message (`message` or `error` field, else the body
-//! text). A timeout or an unreachable backend refuses too, with a message that says so. At most
+//! text). A timeout or an unreachable backend (a failed TLS handshake included: `https://`
+//! backends are checked against the system roots and `--webhook-ca-file`) refuses too, with a
+//! message that says so. At most
 //! `--auth-webhook-concurrency` calls are in flight; the wait for a slot counts in the timeout.
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
@@ -55,13 +57,14 @@ fn backend_message(body: &[u8]) -> String {
 }
 
 impl WebhookAuth {
-    pub fn from_config(c: &AuthConfig) -> anyhow::Result<WebhookAuth> {
+    /// `ca_file`: `--webhook-ca-file`, extra roots for an https:// backend.
+    pub fn from_config(c: &AuthConfig, ca_file: Option<&Path>) -> anyhow::Result<WebhookAuth> {
         let url = c
             .webhook
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("--auth webhook needs --auth-webhook URL"))?;
         Ok(WebhookAuth {
-            client: WebhookClient::new(url, c.webhook_timeout)?,
+            client: WebhookClient::new(url, c.webhook_timeout, ca_file)?,
             slots: Arc::new(Semaphore::new(c.webhook_concurrency)),
         })
     }

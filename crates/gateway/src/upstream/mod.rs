@@ -45,7 +45,8 @@ pub enum SinkError {
 pub enum Sink {
     None,
     Stream(stream::StreamSink),
-    Webhook(webhook::WebhookSink),
+    /// Boxed: the HTTPS client is large next to the other variants.
+    Webhook(Box<webhook::WebhookSink>),
 }
 
 impl Sink {
@@ -55,7 +56,10 @@ impl Sink {
         Ok(match u.mode {
             UpstreamMode::None => Sink::None,
             UpstreamMode::RedisStream => Sink::Stream(stream::StreamSink::connect(u).await?),
-            UpstreamMode::Webhook => Sink::Webhook(webhook::WebhookSink::new(u)?),
+            UpstreamMode::Webhook => Sink::Webhook(Box::new(webhook::WebhookSink::new(
+                u,
+                config.webhook_ca_file.as_deref(),
+            )?)),
         })
     }
 }

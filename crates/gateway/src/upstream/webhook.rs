@@ -2,7 +2,10 @@
 //!
 //! A 2xx answer's body (JSON; an empty body means `{ok:true}`) is passed to the client as
 //! is, so a backend can answer a request/response style event directly. Other statuses,
-//! timeouts and connection errors become `{ok:false, error}`.
+//! timeouts and connection errors (a failed TLS handshake with an `https://` backend included)
+//! become `{ok:false, error}`.
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 use super::{SinkError, UpstreamEvent};
@@ -13,13 +16,14 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    pub fn new(c: &UpstreamConfig) -> anyhow::Result<WebhookSink> {
+    /// `ca_file`: `--webhook-ca-file`, extra roots for an https:// backend.
+    pub fn new(c: &UpstreamConfig, ca_file: Option<&Path>) -> anyhow::Result<WebhookSink> {
         let url = c
             .webhook
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("--upstream webhook needs --upstream-webhook URL"))?;
         Ok(WebhookSink {
-            client: WebhookClient::new(url, c.webhook_timeout)?,
+            client: WebhookClient::new(url, c.webhook_timeout, ca_file)?,
         })
     }
 
