@@ -107,8 +107,6 @@ test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets",
   const [a, b, c] = await Promise.all([0, 1, 2].map(() => connected(client(t, gw.url))));
   assert.deepEqual(await a.emitWithAck("join", "team"), { ok: true });
   assert.deepEqual(await b.emitWithAck("join", "team"), { ok: true });
-  // socketioxide does not put a socket in a room named after its id: address single
-  // sockets through rooms (user:<sub> with auth).
   assert.deepEqual(await a.emitWithAck("join", "only-a"), { ok: true });
   assert.deepEqual(await b.emitWithAck("join", "only-b"), { ok: true });
 
@@ -150,6 +148,48 @@ test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets",
   assert.ok(b.connected && c.connected);
   r = await api(gw, "GET", "/sockets");
   assert.equal(r.body.total, 2);
+});
+
+test("a socket id addresses that socket (rooms / except), as on Node.js; clients cannot join id rooms", { timeout: 90_000 }, async (t) => {
+  const gw = track(t, await startGateway(["--api-key", KEY, "--max-rooms", "2"]));
+  const [a, b, c] = await Promise.all([0, 1, 2].map(() => connected(client(t, gw.url))));
+  const got = [a, b, c].map((s) => collect(s, "dm"));
+  let r = await api(gw, "POST", "/emit", { rooms: [a.id], event: "dm", data: "to-a" });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  r = await api(gw, "POST", "/emit", { except: [a.id, b.id], event: "dm", data: "not-a-b" });
+  assert.equal(r.status, 200);
+  await waitFor(() => got[0].length === 1 && got[2].length === 1, { what: "a and c get theirs" });
+  // A marker after both emits: b got neither, a only its own.
+  r = await api(gw, "POST", "/emit", { event: "dm", data: "marker" });
+  await waitFor(() => got.every((g) => g.some(([d]) => d === "marker")), { what: "marker everywhere" });
+  assert.deepEqual(got.map((g) => g.map(([d]) => d)), [["to-a", "marker"], ["marker"], ["not-a-b", "marker"]]);
+
+  // socketsJoin / disconnectSockets by id.
+  r = await api(gw, "POST", "/sockets/join", { rooms: b.id, target_rooms: "picked" });
+  assert.equal(r.status, 200);
+  r = await api(gw, "GET", "/sockets?room=picked");
+  assert.deepEqual(r.body.sockets.map((s) => s.id), [b.id]);
+  assert.deepEqual(r.body.sockets[0].rooms, ["picked"], "own-id room left out of the listing");
+  const gone = once(c, "disconnect");
+  r = await api(gw, "POST", "/sockets/disconnect", { rooms: [c.id] });
+  assert.equal(r.status, 200);
+  assert.equal((await gone)[0], "io server disconnect");
+  assert.ok(a.connected && b.connected);
+
+  // A client cannot join (eavesdrop on) another socket's id room, nor leave its own.
+  for (const ev of ["join", "leave"]) {
+    for (const room of [a.id, b.id, "Xz3_k9-abcdefghijklm"]) {
+      const ack = await b.emitWithAck(ev, room);
+      assert.equal(ack.ok, false, `${ev} ${room}`);
+      assert.match(ack.error, /shaped like a socket id/);
+    }
+  }
+  r = await api(gw, "POST", "/emit", { rooms: [a.id], event: "dm", data: "to-a-2" });
+  await waitFor(() => got[0].length === 3);
+  assert.equal(got[1].filter(([d]) => d === "to-a-2").length, 0, "b did not get a's message");
+  // The own-id room does not count toward --max-rooms (2): b is in "picked" and may join one more.
+  assert.deepEqual(await b.emitWithAck("join", "second"), { ok: true });
+  assert.equal((await b.emitWithAck("join", "third")).ok, false);
 });
 
 test("bad requests: clear 4xx JSON errors, never 5xx", { timeout: 90_000 }, async (t) => {

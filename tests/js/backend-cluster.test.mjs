@@ -58,6 +58,18 @@ test("cluster: API and auth rooms span every node; 503 when Redis is down", { ti
   await waitFor(() => got[0].length === 1 && got[1].length === 1, { what: "alice on both nodes" });
   assert.equal(got[2].length, 0);
 
+  // A socket id addresses that socket on whichever node it lives (rooms and except).
+  r = await api(a, "POST", "/emit", { rooms: [laptop.id], event: "dm", data: "to laptop" });
+  assert.equal(r.status, 200);
+  r = await api(b, "POST", "/emit", { rooms: "user:alice", except: [phone.id], event: "dm", data: "not phone" });
+  assert.equal(r.status, 200);
+  await waitFor(() => got[1].length === 3, { what: "laptop gets both" });
+  assert.deepEqual(got[1].map(([d]) => d), ["hi alice", "to laptop", "not phone"]);
+  r = await api(a, "POST", "/emit", { rooms: "user:alice", event: "dm", data: "marker" });
+  await waitFor(() => got[0].length === 2, { what: "marker on the phone" });
+  assert.deepEqual(got[0].map(([d]) => d), ["hi alice", "marker"]);
+  assert.equal(got[2].length, 0);
+
   // fetchSockets is cluster-wide (asked on node a, bob lives on node b).
   r = await api(a, "GET", "/sockets");
   assert.equal(r.status, 200);

@@ -112,6 +112,9 @@ fn reply<A: Adapter>(ack: AckSender<A>, v: &serde_json::Value) {
     }
 }
 
+/// Refusal of a client's join/leave of a room shaped like a socket id.
+const SOCKET_ID_ROOM: &str = "rooms shaped like a socket id (16 or 20 characters of A-Z a-z 0-9 _ -) are reserved for the socket of that id";
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN
 }
@@ -144,6 +147,12 @@ impl Conn {
                 return reply(ack, &err("join expects a room name (1-256 bytes)"));
             }
         };
+        if sio_wire::socket_id::is_socket_id_shaped(&room) {
+            // A room named like a socket id may be that socket's own room (every socket is in
+            // it, as on Node.js): joining it would let a client read another's direct messages.
+            self.gw.metrics.dropped_forbidden.inc();
+            return reply(ack, &err(SOCKET_ID_ROOM));
+        }
         if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
             self.gw.metrics.dropped_forbidden.inc();
             return reply(ack, &err(format_args!("not allowed to join room `{room}`")));
@@ -152,8 +161,9 @@ impl Conn {
         if max_rooms > 0 {
             // Lists the socket's rooms (an allocation per join, not per message) so the cap
             // is exact and re-joining a room one is already in never counts twice.
+            // The socket's own-id room does not count.
             let rooms = s.rooms();
-            if rooms.len() >= max_rooms && !rooms.iter().any(|r| *r == room) {
+            if rooms.len() > max_rooms && !rooms.iter().any(|r| *r == room) {
                 self.gw.metrics.dropped_forbidden.inc();
                 return reply(
                     ack,
@@ -181,6 +191,10 @@ impl Conn {
             return reply(ack, &err("rate limited"));
         }
         match room {
+            Ok(r) if sio_wire::socket_id::is_socket_id_shaped(&r) => {
+                self.gw.metrics.dropped_forbidden.inc();
+                reply(ack, &err(SOCKET_ID_ROOM));
+            }
             Ok(r) if valid_name(&r) => {
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
                 s.leave(r);
@@ -335,6 +349,10 @@ pub async fn install<A: Adapter>(
 ) -> Result<(), std::convert::Infallible> {
     gw.conn_limit.opened();
     gw.metrics.connections_total.inc();
+    // Every socket is in the room named after its id, as on Node.js: backends (HTTP API,
+    // emitters, Node peers) address one socket with `rooms: [id]` or leave it out with
+    // `except: [id]`. ~200 bytes per connection in socketioxide's room map.
+    s.join(s.id.to_string());
     let cfg = &gw.config;
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);

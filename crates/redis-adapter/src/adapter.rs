@@ -522,7 +522,11 @@ impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
                     .into_iter()
                     .map(|r| r.to_string())
                     .collect();
-                rooms.push(id.clone());
+                // Node lists a socket's own-id room; socketioxide sockets are in it only when
+                // their server joins it (the gateway does).
+                if !rooms.contains(&id) {
+                    rooms.push(id.clone());
+                }
                 FetchedSocket {
                     // socketioxide does not expose the handshake or socket data to adapters;
                     // a Node-shaped minimal handshake keeps Node's RemoteSocket working.
@@ -536,7 +540,8 @@ impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
     }
 
     fn local_rooms(&self) -> Vec<String> {
-        let mut rooms: Vec<String> = self
+        // A set: sockets may also be in a room named after their id (the gateway joins it).
+        let mut rooms: HashSet<String> = self
             .local
             .rooms(all_opts())
             .into_iter()
@@ -548,7 +553,7 @@ impl<E: SocketEmitter> LocalOps for RedisAdapter<E> {
                 .into_iter()
                 .map(|s| s.to_string()),
         );
-        rooms
+        rooms.into_iter().collect()
     }
 
     fn wanted(&self) -> (HashSet<Room>, HashSet<Sid>) {

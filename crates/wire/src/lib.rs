@@ -15,6 +15,7 @@
 //! - [`cluster`]: the sharded adapter's ClusterAdapter messages (types 1–13).
 //! - [`event_data`]: Node packet data ⇄ socketioxide's JSON-with-placeholders form.
 //! - [`python`]: python-socketio Redis manager messages (decode only).
+//! - [`socket_id`]: the shape of socket ids (a socket's own room).
 
 pub mod channels;
 pub mod cluster;
@@ -26,6 +27,7 @@ pub mod msgpack;
 pub mod packet;
 pub mod python;
 pub mod request;
+pub mod socket_id;
 
 pub use channels::{
     ChannelKind, DEFAULT_KEY, NamespaceChannels, ParsedChannel, parse_channel, probe_channel,

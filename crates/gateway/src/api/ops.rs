@@ -271,12 +271,19 @@ pub async fn sockets<A: Adapter>(
         .map(|s| {
             let local = local.clone();
             async move {
+                let d = s.data();
+                let own = d.id.to_string();
+                // The socket's own-id room is left out, as in cluster mode.
                 let rooms: Vec<String> = s
                     .rooms()
                     .await
-                    .map(|r| r.into_iter().map(|r| r.into_owned()).collect())
+                    .map(|r| {
+                        r.into_iter()
+                            .map(|r| r.into_owned())
+                            .filter(|r| *r != own)
+                            .collect()
+                    })
                     .unwrap_or_default();
-                let d = s.data();
                 let user = user_of(&rooms);
                 let data = local_data(local.as_ref(), d.id).unwrap_or(Value::Null);
                 json!({
