@@ -303,6 +303,8 @@ test("auth webhook over https: an untrusted certificate or a wrong host name is 
   // The reason is in the gateway's log (never sent to clients), and no request reached the backend.
   await waitFor(() => /webhook TLS handshake failed.*UnknownIssuer/.test(gw.output()), { what: "TLS reason in the log" });
   assert.ok(gw.output().includes("https://127.0.0.1:"), "the log names the backend");
+  // Two failures, one warning: repeats within 10 s are counted, not logged.
+  assert.equal(gw.output().match(/webhook TLS handshake failed/g).length, 1);
   assert.equal(be.seen.length, 0);
 
   // Trusted CA, but the certificate names another host.

@@ -179,6 +179,33 @@ pub struct WebhookClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: Uri,
     timeout: Duration,
+    /// TLS failures since the last logged one; a misconfigured backend behind a busy gateway
+    /// gives one warning per [`TLS_WARN_EVERY`] with the count, not one per call.
+    tls_warn: Arc<TlsWarn>,
+}
+
+/// Least time between two TLS failure warnings.
+const TLS_WARN_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct TlsWarn {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl TlsWarn {
+    /// `Some(suppressed count)` when a warning may be logged now.
+    fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < TLS_WARN_EVERY) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *last = Some(now);
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
 }
 
 impl WebhookClient {
@@ -219,6 +246,7 @@ impl WebhookClient {
             client,
             url,
             timeout,
+            tls_warn: Arc::default(),
         })
     }
 
@@ -260,11 +288,14 @@ impl WebhookClient {
         match find_tls_error(e) {
             Some(tls) => {
                 let reason = tls.to_string();
-                tracing::warn!(
-                    backend = %origin(&self.url),
-                    reason = %reason,
-                    "webhook TLS handshake failed"
-                );
+                if let Some(suppressed) = self.tls_warn.allow() {
+                    tracing::warn!(
+                        backend = %origin(&self.url),
+                        reason = %reason,
+                        suppressed,
+                        "webhook TLS handshake failed"
+                    );
+                }
                 WebhookError::Tls { reason }
             }
             None => WebhookError::Connect(error_chain(e)),
