@@ -70,6 +70,11 @@ test("cluster: API and auth rooms span every node; 503 when Redis is down", { ti
   assert.deepEqual(got[0].map(([d]) => d), ["hi alice", "marker"]);
   assert.equal(got[2].length, 0);
 
+  // bob (node b) cannot join the own room of alice's phone (node a): checked cluster-wide.
+  const spy = await bob.emitWithAck("join", phone.id);
+  assert.equal(spy.ok, false, JSON.stringify(spy));
+  assert.match(spy.error, /own room/);
+
   // fetchSockets is cluster-wide (asked on node a, bob lives on node b).
   r = await api(a, "GET", "/sockets");
   assert.equal(r.status, 200);

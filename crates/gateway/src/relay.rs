@@ -112,8 +112,9 @@ fn reply<A: Adapter>(ack: AckSender<A>, v: &serde_json::Value) {
     }
 }
 
-/// Refusal of a client's join/leave of a room shaped like a socket id.
-const SOCKET_ID_ROOM: &str = "rooms shaped like a socket id (16 or 20 characters of A-Z a-z 0-9 _ -) are reserved for the socket of that id";
+/// Refusal of a client's join of another socket's own-id room, or leave of its own.
+const SOCKET_ID_ROOM: &str =
+    "a socket's own room (named after its id) can be neither joined nor left";
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN
@@ -128,6 +129,33 @@ impl Conn {
         } else {
             self.gw.metrics.dropped_rate_limited.inc();
             false
+        }
+    }
+
+    /// Is `room` the id of a connected socket of this namespace, on any node? Only names with
+    /// the shape of a socket id are looked up: locally (our sockets are in their own-id room),
+    /// then, in cluster mode, with one fetchSockets request to every node (Node.js peers
+    /// included). When the cluster cannot answer, the join is refused rather than risked.
+    async fn is_socket_id_room<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> bool {
+        if !sio_wire::socket_id::is_socket_id_shaped(room) {
+            return false;
+        }
+        if s.within(room.to_owned())
+            .sockets()
+            .iter()
+            .any(|sock| sock.id.as_str() == room)
+        {
+            return true;
+        }
+        match self.gw.presence.get() {
+            None => false,
+            Some(presence) => match presence(s.ns().to_owned(), vec![room.to_owned()]).await {
+                Ok(found) => found.items.iter().any(|f| f.id == room),
+                Err(e) => {
+                    tracing::debug!(%room, error = %e, "socket-id room check failed");
+                    true
+                }
+            },
         }
     }
 
@@ -147,9 +175,9 @@ impl Conn {
                 return reply(ack, &err("join expects a room name (1-256 bytes)"));
             }
         };
-        if sio_wire::socket_id::is_socket_id_shaped(&room) {
-            // A room named like a socket id may be that socket's own room (every socket is in
-            // it, as on Node.js): joining it would let a client read another's direct messages.
+        if self.is_socket_id_room(s, &room).await {
+            // Every socket is in the room named after its id (as on Node.js): joining another
+            // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
             return reply(ack, &err(SOCKET_ID_ROOM));
         }
@@ -191,7 +219,7 @@ impl Conn {
             return reply(ack, &err("rate limited"));
         }
         match room {
-            Ok(r) if sio_wire::socket_id::is_socket_id_shaped(&r) => {
+            Ok(r) if r == s.id.as_str() => {
                 self.gw.metrics.dropped_forbidden.inc();
                 reply(ack, &err(SOCKET_ID_ROOM));
             }
