@@ -49,6 +49,8 @@ pub fn build_socketio<A: Adapter>(
         .ping_interval(c.ping_interval)
         .ping_timeout(c.ping_timeout)
         .max_buffer_size(c.max_buffer)
+        // Kept per connection for its whole life; see `config::DEFAULT_WS_READ_BUFFER`.
+        .ws_read_buffer_size(c.ws_read_buffer)
         .max_payload(c.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
