@@ -221,8 +221,12 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .with_state(st)
         .layer(layer)
-        // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached.
-        .layer(middleware::from_fn(crate::request_head::own_head))
+        // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
+        // and trimmed; inside every layer that reads other request headers.
+        .layer(middleware::from_fn_with_state(
+            gw.clone(),
+            crate::request_head::own_head,
+        ))
         .layer(middleware::from_fn_with_state(gw.clone(), sticky::stamp))
         .layer(middleware::from_fn_with_state(
             gw.clone(),
