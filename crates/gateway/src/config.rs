@@ -36,6 +36,15 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Default `ws_read_buffer`. tungstenite (under engineioxide) allocates the websocket read
+/// buffer at this size when the connection opens and keeps it until it closes, zero-filled (so
+/// resident); engineioxide's own default, 4096, is ~4 KiB of every idle connection. Socket.IO
+/// events are mostly far below 1 KiB, so 1024 costs them nothing; a larger message takes one
+/// read(2) per KiB (a 1 MB payload ~1,000 reads instead of ~250, about a millisecond).
+pub const DEFAULT_WS_READ_BUFFER: usize = 1024;
+/// Below this, reads become absurdly small (tungstenite itself accepts down to 14 bytes).
+pub const MIN_WS_READ_BUFFER: usize = 128;
+
 /// Command line of `sio-gateway`.
 #[derive(Debug, Parser)]
 #[command(
@@ -197,6 +206,13 @@ pub struct Options {
     /// messages to it are dropped (memory stays bounded) [default: 128]
     #[arg(long, env = "SIO_GATEWAY_MAX_BUFFER", value_name = "PACKETS")]
     pub max_buffer: Option<usize>,
+
+    /// Bytes one websocket read(2) may take; every connection keeps a read buffer of this
+    /// size for its whole life, so it is most of a websocket's idle memory that the gateway
+    /// controls. Larger messages still work (the buffer grows for them), they only take one
+    /// read per this many bytes [default: 1024]
+    #[arg(long, env = "SIO_GATEWAY_WS_READ_BUFFER", value_name = "BYTES")]
+    pub ws_read_buffer: Option<usize>,
 
     /// Most rooms one connection may be in through `join`, 0 = unlimited; further joins get an
     /// error ack (rooms joined by auth on connect are not limited) [default: 1000]
@@ -424,6 +440,7 @@ impl Options {
             max_payload: self.max_payload.or(lower.max_payload),
             max_connections: self.max_connections.or(lower.max_connections),
             max_buffer: self.max_buffer.or(lower.max_buffer),
+            ws_read_buffer: self.ws_read_buffer.or(lower.ws_read_buffer),
             max_rooms: self.max_rooms.or(lower.max_rooms),
             conn_rate_per_ip: self.conn_rate_per_ip.or(lower.conn_rate_per_ip),
             event_rate: self.event_rate.or(lower.event_rate),
@@ -556,6 +573,7 @@ pub struct Config {
     pub max_payload: u64,
     pub max_connections: usize,
     pub max_buffer: usize,
+    pub ws_read_buffer: usize,
     pub max_rooms: usize,
     pub conn_rate_per_ip: f64,
     pub event_rate: f64,
@@ -756,6 +774,13 @@ impl Config {
         if max_buffer == 0 {
             return Err(invalid("max_buffer", "must be >= 1"));
         }
+        let ws_read_buffer = o.ws_read_buffer.unwrap_or(DEFAULT_WS_READ_BUFFER);
+        if ws_read_buffer < MIN_WS_READ_BUFFER {
+            return Err(invalid(
+                "ws_read_buffer",
+                format!("must be at least {MIN_WS_READ_BUFFER} bytes"),
+            ));
+        }
         let conn_rate_per_ip = o.conn_rate_per_ip.unwrap_or(0.0);
         if !conn_rate_per_ip.is_finite() || conn_rate_per_ip < 0.0 {
             return Err(invalid("conn_rate_per_ip", "must be a number >= 0"));
@@ -891,6 +916,7 @@ impl Config {
             max_payload,
             max_connections: o.max_connections.unwrap_or(0),
             max_buffer,
+            ws_read_buffer,
             max_rooms: o.max_rooms.unwrap_or(1000),
             conn_rate_per_ip,
             event_rate,
@@ -966,6 +992,18 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(c.max_payload, 5000);
         assert_eq!(c.ping_interval, Duration::from_secs(25));
+    }
+
+    #[test]
+    fn ws_read_buffer_default_file_and_minimum() {
+        let c = Config::resolve(Options::default()).unwrap();
+        assert_eq!(c.ws_read_buffer, DEFAULT_WS_READ_BUFFER);
+        let file: Options = toml::from_str("ws_read_buffer = 4096\n").unwrap();
+        assert_eq!(Config::resolve(file).unwrap().ws_read_buffer, 4096);
+        let c = Config::resolve(cli(&["--ws-read-buffer", "512"])).unwrap();
+        assert_eq!(c.ws_read_buffer, 512);
+        let e = Config::resolve(cli(&["--ws-read-buffer", "100"])).unwrap_err();
+        assert!(e.to_string().contains("ws_read_buffer"), "{e}");
     }
 
     #[test]

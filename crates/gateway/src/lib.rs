@@ -14,8 +14,8 @@
 //!   events go (Redis Stream, webhook); [`api`]: the HTTP API for backends (`/api/v1`);
 //!   [`webhook_client`]: the HTTP(S) client both webhooks use; [`pysio`]: obey
 //!   python-socketio's Redis manager (`--pysio-channel`).
-//! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: detach a
-//!   session's kept request head from hyper's read buffer.
+//! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: trim a
+//!   session's kept request head and detach it from hyper's read buffer.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod adapter;
 pub mod api;

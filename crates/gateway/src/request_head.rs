@@ -1,41 +1,58 @@
-//! Detach a session-opening request's head from hyper's read buffer.
+//! Shrink the request head a session keeps, and detach it from hyper's read buffer.
 //!
-//! hyper parses a request head in place: the URI and every header value it hands out are
-//! `Bytes` slices of the connection's read buffer (8–16 KiB). engineioxide keeps the opening
-//! request's parts for the whole life of the session (socketioxide's `req_parts()`), so those
-//! few hundred bytes of slices pin the entire buffer: heaptrack showed ~16 KiB of the ~30 KiB
-//! RSS per idle websocket connection was that buffer. Copying the URI and the header values
-//! into their own small allocations once per session-opening request lets the buffer go as
-//! soon as hyper hands the connection over to the websocket.
+//! engineioxide keeps the session-opening request's parts (URI, headers, extensions) for the
+//! whole life of the session (socketioxide's `req_parts()`); for a session upgraded from
+//! polling, the upgrade request's parts live as long too (an argument of engineioxide's
+//! websocket task). Two things make that expensive per idle connection:
 //!
-//! Only requests that can open a session or a websocket are copied (no `sid` in the query, or
-//! an `Upgrade` header); ordinary polling requests of an open session pay nothing.
+//! * hyper parses a request head in place: the URI and every header value are `Bytes` slices
+//!   of the connection's read buffer (8–16 KiB), so a few hundred bytes of slices pin the
+//!   whole buffer. heaptrack showed ~16 KiB of the ~30 KiB RSS per idle websocket was that
+//!   buffer. The URI and the kept header values are therefore copied into allocations of
+//!   their own, and the buffer goes as soon as hyper hands the connection over.
+//! * every header the client sent stays: a browser's ~15–20 headers (user agent, cookies,
+//!   `accept-*`, `sec-fetch-*`, ...) are 1–3 KiB per connection, a `HeaderMap` entry alone is
+//!   ~100 bytes. Only the headers the gateway reads later are kept: those of the configured
+//!   authenticator ([`Authenticator::headers_read`](crate::auth::Authenticator::headers_read))
+//!   and `Sec-WebSocket-Key`, which engineioxide reads from the same request right after this
+//!   middleware. Everything else in the stack (CORS, tracing, metrics, sticky cookie, drain)
+//!   sits outside this middleware and has seen the full request already; socketioxide and
+//!   engineioxide read no other header.
+//!
+//! The kept values share one allocation, so engineioxide's clone of the parts (for hyper's
+//! upgrade) costs reference counts instead of one allocation per value.
+//!
+//! Only Engine.IO requests that can open a session or a websocket are touched (no `sid` in the
+//! query, or an `Upgrade` header); polling requests of an open session and every other route
+//! (the HTTP API reads its own headers) pass unchanged.
+use std::sync::Arc;
+
 use axum::{
-    extract::{OriginalUri, Request},
-    http::{HeaderValue, Uri, header},
+    extract::{OriginalUri, Request, State},
+    http::{HeaderMap, HeaderValue, Uri, header},
     middleware::Next,
     response::Response,
 };
+use bytes::Bytes;
+
+use crate::state::Gateway;
 
 /// axum middleware: see the module documentation.
-pub async fn own_head(mut req: Request, next: Next) -> Response {
+pub async fn own_head(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+    let engine_io = req.uri().path().starts_with("/socket.io");
     let opens_session = req.headers().contains_key(header::UPGRADE)
         || !req.uri().query().is_some_and(|q| q.contains("sid="));
-    if opens_session {
-        detach(&mut req);
+    if engine_io && opens_session {
+        detach(&mut req, gw.auth.headers_read());
     }
     next.run(req).await
 }
 
-fn detach(req: &mut Request) {
-    for v in req.headers_mut().values_mut() {
-        // `from_bytes` copies; a value that was valid stays valid, so the error arm is only
-        // there to keep the original rather than unwrap.
-        if let Ok(mut owned) = HeaderValue::from_bytes(v.as_bytes()) {
-            owned.set_sensitive(v.is_sensitive());
-            *v = owned;
-        }
-    }
+/// Keep only `kept` (and `Sec-WebSocket-Key`) of the headers, copied out of hyper's buffer,
+/// and give the URI its own allocation.
+fn detach(req: &mut Request, kept: &[&str]) {
+    let headers = std::mem::take(req.headers_mut());
+    *req.headers_mut() = kept_headers(headers, kept);
     // `Uri: TryFrom<String>` takes the string's own allocation.
     if let Ok(owned) = Uri::try_from(req.uri().to_string()) {
         // axum's router stored a clone of the parsed URI (still a slice of the buffer) as
@@ -47,21 +64,79 @@ fn detach(req: &mut Request) {
     }
 }
 
+fn kept_headers(headers: HeaderMap, kept: &[&str]) -> HeaderMap {
+    let keep = |name: &header::HeaderName| {
+        name == header::SEC_WEBSOCKET_KEY || kept.iter().any(|k| name == *k)
+    };
+    // `iter` yields repeated headers (two `cookie` lines) once per value.
+    let entries: Vec<_> = headers.iter().filter(|(n, _)| keep(n)).collect();
+    let mut all = Vec::with_capacity(entries.iter().map(|(_, v)| v.len()).sum());
+    for (_, v) in &entries {
+        all.extend_from_slice(v.as_bytes());
+    }
+    let all = Bytes::from(all);
+    let mut out = HeaderMap::with_capacity(entries.len());
+    let mut at = 0;
+    for (name, v) in entries {
+        let len = v.len();
+        // A slice of `all` is valid wherever the original value was; the copy arm only keeps
+        // the original rather than unwrap.
+        let mut owned =
+            HeaderValue::from_maybe_shared(all.slice(at..at + len)).unwrap_or_else(|_| v.clone());
+        owned.set_sensitive(v.is_sensitive());
+        at += len;
+        out.append(name.clone(), owned);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::body::Body;
 
-    #[test]
-    fn detached_head_is_equal() {
-        let mut req = Request::builder()
+    fn request() -> Request {
+        Request::builder()
             .uri("/socket.io/?EIO=4&transport=websocket")
             .header("x-test", "value")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .header("authorization", "Bearer t")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
             .body(Body::empty())
-            .expect("valid request");
-        let before = (req.uri().clone(), req.headers().clone());
-        detach(&mut req);
-        assert_eq!(req.uri(), &before.0);
-        assert_eq!(req.headers(), &before.1);
+            .expect("valid request")
+    }
+
+    #[test]
+    fn detached_head_keeps_the_uri_and_the_listed_headers() {
+        let mut req = request();
+        let uri = req.uri().clone();
+        detach(&mut req, &["authorization", "cookie"]);
+        assert_eq!(req.uri(), &uri);
+        let h = req.headers();
+        assert_eq!(h.len(), 4);
+        assert_eq!(h["authorization"], "Bearer t");
+        assert_eq!(h["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        let cookies: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(!h.contains_key("x-test"));
+    }
+
+    #[test]
+    fn without_authenticator_only_the_websocket_key_stays() {
+        let mut req = request();
+        detach(&mut req, &[]);
+        assert_eq!(req.headers().len(), 1);
+        assert!(req.headers().contains_key("sec-websocket-key"));
+    }
+
+    #[test]
+    fn sensitive_flag_survives() {
+        let mut v = HeaderValue::from_static("Bearer t");
+        v.set_sensitive(true);
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, v);
+        let out = kept_headers(h, &["authorization"]);
+        assert!(out["authorization"].is_sensitive());
     }
 }

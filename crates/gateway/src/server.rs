@@ -49,6 +49,8 @@ pub fn build_socketio<A: Adapter>(
         .ping_interval(c.ping_interval)
         .ping_timeout(c.ping_timeout)
         .max_buffer_size(c.max_buffer)
+        // Kept per connection for its whole life; see `config::DEFAULT_WS_READ_BUFFER`.
+        .ws_read_buffer_size(c.ws_read_buffer)
         .max_payload(c.max_payload)
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
@@ -219,8 +221,12 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .with_state(st)
         .layer(layer)
-        // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached.
-        .layer(middleware::from_fn(crate::request_head::own_head))
+        // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
+        // and trimmed; inside every layer that reads other request headers.
+        .layer(middleware::from_fn_with_state(
+            gw.clone(),
+            crate::request_head::own_head,
+        ))
         .layer(middleware::from_fn_with_state(gw.clone(), sticky::stamp))
         .layer(middleware::from_fn_with_state(
             gw.clone(),

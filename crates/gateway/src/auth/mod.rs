@@ -183,6 +183,18 @@ pub enum Authenticator {
 }
 
 impl Authenticator {
+    /// Request headers this authenticator reads from a socket's request parts (after the
+    /// Engine.IO handshake, at every namespace connect). `request_head` drops the others
+    /// from the head a session keeps, so they must all be listed here.
+    pub fn headers_read(&self) -> &'static [&'static str] {
+        match self {
+            Authenticator::None => &[],
+            // `Handshake::token` reads `Authorization: Bearer`.
+            Authenticator::Jwt(_) => &["authorization"],
+            Authenticator::Webhook(_) => webhook::FORWARDED_HEADERS,
+        }
+    }
+
     /// Build from the configuration: reads key files, starts the JWKS watcher.
     pub fn from_config(config: &Config) -> anyhow::Result<Authenticator> {
         Ok(match config.auth.mode {

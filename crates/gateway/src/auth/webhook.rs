@@ -17,8 +17,9 @@ use tokio::sync::Semaphore;
 use super::{AuthError, Handshake, Identity, grants, room_list};
 use crate::{config::AuthConfig, webhook_client::WebhookClient};
 
-/// Headers forwarded to the backend.
-const FORWARDED_HEADERS: &[&str] = &[
+/// Headers forwarded to the backend. Also the headers a session's kept request head retains
+/// when this authenticator is on (`request_head`): add one here and it is kept too.
+pub const FORWARDED_HEADERS: &[&str] = &[
     "authorization",
     "cookie",
     "origin",
