@@ -4,6 +4,7 @@
 // themselves to the node that replaces it on the same address.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { io } from "socket.io-client";
 import { startGateway, freePort, track, once, waitFor } from "../lib/harness.mjs";
 
@@ -83,4 +84,20 @@ test("SIGINT with no clients exits 0 promptly", async (t) => {
   gw.signal("SIGINT");
   const exit = await gw.exited;
   assert.equal(exit.code, 0);
+});
+
+test("one file descriptor per connection (no dup per connection): a node holds as many clients as its fd limit allows", async (t) => {
+  const gw = track(t, await startGateway([]));
+  const fds = () => fs.readdirSync(`/proc/${gw.pid}/fd`).length;
+  const before = fds();
+  const N = 200;
+  const clients = [];
+  for (let i = 0; i < N; i++) {
+    const s = io(gw.url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    track(t, s);
+    clients.push(s);
+  }
+  await Promise.all(clients.map((s) => (s.connected ? null : once(s, "connect"))));
+  const grown = fds() - before;
+  assert.ok(grown >= N && grown <= N + 20, `descriptors grew by ${grown} for ${N} websocket connections`);
 });

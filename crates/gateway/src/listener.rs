@@ -6,15 +6,17 @@
 //! standard clients reconnect elsewhere. For websocket clients that means ending the TCP
 //! connection carrying the websocket; this module makes that possible.
 //!
-//! Each accepted stream is registered with a `dup` of its socket; `kill(id)` calls
-//! `shutdown(2)` on that duplicate, which ends the connection for both descriptors (the client
-//! sees a close without a close frame and reports "transport close"). Cost: one extra file
-//! descriptor per connection. The connection id reaches request handlers (and socketioxide's
-//! handshake request parts) through axum's `ConnectInfo<ConnInfo>`.
+//! Each accepted stream is registered with its raw descriptor; `kill(id)` calls `shutdown(2)` on
+//! it, which ends the connection at once whatever task owns the stream (the client sees a close
+//! without a close frame and reports "transport close"; a long-poll in flight fails at once).
+//! No descriptor is duplicated: at the per-process limit (20,000 here) a `dup` per connection
+//! would halve the connections a node can hold. The connection id reaches request handlers
+//! (and socketioxide's handshake request parts) through axum's `ConnectInfo<ConnInfo>`.
 use std::{
     collections::HashMap,
     io,
     net::{Shutdown, SocketAddr},
+    os::fd::{AsRawFd, FromRawFd, RawFd},
     pin::Pin,
     sync::{
         Arc, Mutex,
@@ -35,19 +37,30 @@ use tokio::{
 pub struct ConnRegistry {
     next: AtomicU64,
     // Locked once per accepted and per closed TCP connection, never per message.
-    conns: Mutex<HashMap<u64, std::net::TcpStream>>,
+    conns: Mutex<HashMap<u64, RawFd>>,
+}
+
+/// `shutdown(2)` on a registered descriptor. Must be called with the registry locked.
+fn shutdown_fd(fd: RawFd) {
+    // SAFETY: the caller holds the registry lock and the entry was still registered. A
+    // `TrackedStream` removes its entry under that lock in `Drop::drop`, which runs before its
+    // `TcpStream` field closes the descriptor, so `fd` is open and still this connection's.
+    // `ManuallyDrop`: the descriptor is borrowed, never closed here.
+    let s = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+    let _ = s.shutdown(Shutdown::Both);
 }
 
 impl ConnRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, std::net::TcpStream>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RawFd>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// End connection `id` (both directions). Returns false if it is already gone.
     pub fn kill(&self, id: u64) -> bool {
-        match self.lock().remove(&id) {
-            Some(s) => {
-                let _ = s.shutdown(Shutdown::Both);
+        let mut conns = self.lock();
+        match conns.remove(&id) {
+            Some(fd) => {
+                shutdown_fd(fd);
                 true
             }
             None => false,
@@ -64,8 +77,9 @@ impl ConnRegistry {
 
     /// End every connection (last step of a drain).
     pub fn kill_all(&self) {
-        for (_, s) in self.lock().drain() {
-            let _ = s.shutdown(Shutdown::Both);
+        let mut conns = self.lock();
+        for (_, fd) in conns.drain() {
+            shutdown_fd(fd);
         }
     }
 }
@@ -73,7 +87,7 @@ impl ConnRegistry {
 /// What a request knows about the TCP connection it arrived on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
-    /// Registry id; `None` if the socket could not be duplicated (then it cannot be cut alone).
+    /// Registry id (`None` only for the listener's own address).
     pub id: Option<u64>,
     pub remote: SocketAddr,
 }
@@ -89,37 +103,24 @@ impl TrackedListener {
         TrackedListener { inner, registry }
     }
 
-    fn track(&self, stream: TcpStream) -> io::Result<(TcpStream, Option<u64>)> {
-        let std = stream.into_std()?;
-        let dup = match std.try_clone() {
-            Ok(d) => Some(d),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot duplicate socket; this connection cannot be drained individually");
-                None
-            }
-        };
-        let stream = TcpStream::from_std(std)?;
-        let id = dup.map(|d| {
-            let id = self.registry.next.fetch_add(1, Ordering::Relaxed);
-            self.registry.lock().insert(id, d);
-            id
-        });
-        Ok((stream, id))
+    fn track(&self, stream: &TcpStream) -> u64 {
+        let id = self.registry.next.fetch_add(1, Ordering::Relaxed);
+        self.registry.lock().insert(id, stream.as_raw_fd());
+        id
     }
 }
 
 /// The stream handed to hyper; deregisters itself when hyper drops it.
 pub struct TrackedStream {
     inner: TcpStream,
-    id: Option<u64>,
+    id: u64,
     registry: Arc<ConnRegistry>,
 }
 
 impl Drop for TrackedStream {
     fn drop(&mut self) {
-        if let Some(id) = self.id {
-            self.registry.lock().remove(&id);
-        }
+        // Before `inner` closes the descriptor (fields drop after this): see `shutdown_fd`.
+        self.registry.lock().remove(&self.id);
     }
 }
 
@@ -168,17 +169,19 @@ impl axum::serve::Listener for TrackedListener {
             match self.inner.accept().await {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    match self.track(stream) {
-                        Ok((inner, id)) => {
-                            let io = TrackedStream {
-                                inner,
-                                id,
-                                registry: self.registry.clone(),
-                            };
-                            return (io, ConnInfo { id, remote });
-                        }
-                        Err(e) => tracing::warn!(error = %e, "dropping accepted connection"),
-                    }
+                    let id = self.track(&stream);
+                    let io = TrackedStream {
+                        inner: stream,
+                        id,
+                        registry: self.registry.clone(),
+                    };
+                    return (
+                        io,
+                        ConnInfo {
+                            id: Some(id),
+                            remote,
+                        },
+                    );
                 }
                 Err(e) => {
                     // Same policy as axum's own TcpListener: resource errors (EMFILE, ...)
