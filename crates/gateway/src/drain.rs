@@ -37,6 +37,8 @@ use axum::{
 use socketioxide::{SocketIo, TransportType, adapter::Adapter};
 use tokio::{sync::watch, time::Instant};
 
+use crate::engine_io::{self, query_param};
+
 use crate::{listener::ConnInfo, state::Gateway};
 
 #[derive(Debug)]
@@ -140,22 +142,15 @@ fn close_packet_response() -> Response {
         .unwrap_or_else(|_| StatusCode::OK.into_response())
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then_some(v)
-    })
-}
-
 /// Middleware in front of the Socket.IO service (only `/socket.io/` paths are inspected):
 /// refuses handshakes while draining, records websocket upgrades, and answers the polls of
 /// sessions being drained with CLOSE.
 pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/socket.io") {
+    if !engine_io::is_engine_io(req.uri().path()) {
         return next.run(req).await;
     }
     let query = req.uri().query().unwrap_or("");
-    let Some(sid) = query_param(query, "sid").filter(|s| !s.is_empty()) else {
+    let Some(sid) = engine_io::session_sid(&req) else {
         if gw.drain.is_draining() {
             gw.metrics
                 .connections_refused_total

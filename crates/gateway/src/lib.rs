@@ -24,6 +24,7 @@ pub mod chat;
 pub mod cluster;
 pub mod config;
 pub mod drain;
+pub mod engine_io;
 pub mod health;
 pub mod limits;
 pub mod listener;

@@ -178,13 +178,7 @@ pub async fn handshake_rate(
     req: Request,
     next: Next,
 ) -> Response {
-    let new_session = req.uri().path().starts_with("/socket.io")
-        && !req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|kv| kv.starts_with("sid="));
+    let new_session = crate::engine_io::is_handshake(&req);
     if new_session
         && let Some(ConnectInfo(ConnInfo { remote, .. })) =
             req.extensions().get::<ConnectInfo<ConnInfo>>()

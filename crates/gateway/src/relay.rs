@@ -14,10 +14,10 @@ use std::{sync::Arc, time::Instant};
 use serde::Deserialize;
 use serde_json::json;
 use socketioxide::{
-    BroadcastError, ParserError,
+    BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, State, TryData},
-    socket::DisconnectReason,
+    socket::{DisconnectReason, Sid},
 };
 
 use crate::{limits::TokenBucket, state::Gateway};
@@ -133,17 +133,20 @@ impl Conn {
     }
 
     /// Is `room` the id of a connected socket of this namespace, on any node? Only names with
-    /// the shape of a socket id are looked up: locally (our sockets are in their own-id room),
+    /// the shape of a socket id are looked up: locally (one map lookup by id),
     /// then, in cluster mode, with one fetchSockets request to every node (Node.js peers
     /// included). When the cluster cannot answer, the join is refused rather than risked.
-    async fn is_socket_id_room<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> bool {
+    async fn is_socket_id_room<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        s: &SocketRef<A>,
+        room: &str,
+    ) -> bool {
         if !sio_wire::socket_id::is_socket_id_shaped(room) {
             return false;
         }
-        if s.within(room.to_owned())
-            .sockets()
-            .iter()
-            .any(|sock| sock.id.as_str() == room)
+        if let Ok(sid) = room.parse::<Sid>()
+            && io.of(s.ns()).and_then(|ns| ns.get_socket(sid)).is_some()
         {
             return true;
         }
@@ -161,6 +164,7 @@ impl Conn {
 
     async fn join<A: Adapter>(
         &self,
+        io: &SocketIo<A>,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
         ack: AckSender<A>,
@@ -175,7 +179,7 @@ impl Conn {
                 return reply(ack, &err("join expects a room name (1-256 bytes)"));
             }
         };
-        if self.is_socket_id_room(s, &room).await {
+        if self.is_socket_id_room(io, s, &room).await {
             // Every socket is in the room named after its id (as on Node.js): joining another
             // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
@@ -394,9 +398,12 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "join",
-        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: AckSender<A>| {
+        move |s: SocketRef<A>,
+              io: SocketIo<A>,
+              TryData(room): TryData<String>,
+              ack: AckSender<A>| {
             let c = c.clone();
-            async move { c.join(&s, room, ack).await }
+            async move { c.join(&io, &s, room, ack).await }
         },
     );
     let c = conn.clone();

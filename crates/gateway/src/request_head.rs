@@ -39,10 +39,10 @@ use crate::state::Gateway;
 
 /// axum middleware: see the module documentation.
 pub async fn own_head(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
-    let engine_io = req.uri().path().starts_with("/socket.io");
-    let opens_session = req.headers().contains_key(header::UPGRADE)
-        || !req.uri().query().is_some_and(|q| q.contains("sid="));
-    if engine_io && opens_session {
+    let opens_session = crate::engine_io::is_handshake(&req)
+        || (crate::engine_io::is_engine_io(req.uri().path())
+            && req.headers().contains_key(header::UPGRADE));
+    if opens_session {
         detach(&mut req, gw.auth.headers_read());
     }
     next.run(req).await

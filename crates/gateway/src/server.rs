@@ -88,7 +88,7 @@ pub async fn register<A: GatewayAdapter>(
 
 fn route_class(path: &str) -> &'static str {
     match path {
-        p if p.starts_with("/socket.io") => "engine.io",
+        p if crate::engine_io::is_engine_io(p) => "engine.io",
         "/" => "page",
         "/socket.io.min.js" => "client_js",
         "/healthz" => "healthz",

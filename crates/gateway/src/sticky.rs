@@ -41,20 +41,9 @@ impl Sticky {
     }
 }
 
-/// Is this a request that opens a new Engine.IO session (no `sid` yet)?
-pub fn is_handshake(req: &Request) -> bool {
-    req.uri().path().starts_with("/socket.io")
-        && !req
-            .uri()
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .any(|kv| kv.starts_with("sid=") && kv.len() > 4)
-}
-
 /// Middleware: stamp successful handshakes (polling 200 or websocket 101).
 pub async fn stamp(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    if !is_handshake(&req) {
+    if !crate::engine_io::is_handshake(&req) {
         return next.run(req).await;
     }
     let mut resp = next.run(req).await;

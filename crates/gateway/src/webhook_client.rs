@@ -143,11 +143,13 @@ fn root_store(extra_ca_file: Option<&Path>) -> Result<RootCertStore, CaFileError
 
 /// `scheme://host[:port]` of a URL, for logs (no path or query: they may carry secrets).
 fn origin(url: &Uri) -> String {
-    format!(
-        "{}://{}",
-        url.scheme_str().unwrap_or("?"),
-        url.authority().map_or("?", |a| a.as_str())
-    )
+    // Host and port only: userinfo (`user:password@`) may hold a credential.
+    let scheme = url.scheme_str().unwrap_or("?");
+    let host = url.host().unwrap_or("?");
+    match url.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
+    }
 }
 
 /// Parse a webhook URL: `http://` or `https://` with a host.
@@ -357,9 +359,11 @@ mod tests {
     }
 
     #[test]
-    fn origin_hides_path_and_query() {
-        let u = parse_url("https://user@h.example:8443/a?token=secret").unwrap();
-        assert_eq!(origin(&u), "https://user@h.example:8443");
+    fn origin_hides_credentials_path_and_query() {
+        let u = parse_url("https://user:pw@h.example:8443/a?token=secret").unwrap();
+        assert_eq!(origin(&u), "https://h.example:8443");
+        let u = parse_url("http://127.0.0.1/a").unwrap();
+        assert_eq!(origin(&u), "http://127.0.0.1");
     }
 
     #[test]

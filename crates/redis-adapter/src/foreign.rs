@@ -18,7 +18,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use sio_wire::socket_id::SOCKETIOXIDE_ID_LEN;
 use socketioxide_core::Sid;
+
+use crate::targets::as_sid;
 
 /// First characters of every stand-in id. A random socketioxide id starts with it once in
 /// 64³ = 262,144 ids; such an id simply misses the table and is used as it is.
@@ -42,16 +45,15 @@ pub(crate) struct ForeignIds {
 
 /// Could `s` be a stand-in id? (No lock.)
 pub(crate) fn is_stand_in(s: &str) -> bool {
-    s.len() == 16 && s.starts_with(PREFIX)
+    s.len() == SOCKETIOXIDE_ID_LEN && s.starts_with(PREFIX)
 }
 
 impl ForeignIds {
     /// The `Sid` for a socket id seen on the wire: the id itself when it is a socketioxide id,
     /// a (stable) stand-in otherwise. `None` for an empty id.
     pub(crate) fn sid_for(&self, id: &str) -> Option<Sid> {
-        if id.len() == 16
-            && !id.starts_with(PREFIX)
-            && let Ok(sid) = Sid::from_str(id)
+        if !id.starts_with(PREFIX)
+            && let Some(sid) = as_sid(id)
         {
             return Some(sid);
         }

@@ -26,7 +26,7 @@ pub(crate) fn all_opts() -> BroadcastOptions {
 
 /// A room name that has the shape of a socketioxide socket id (16 url-safe base64 chars).
 pub(crate) fn as_sid(room: &str) -> Option<Sid> {
-    if room.len() == 16 {
+    if room.len() == sio_wire::socket_id::SOCKETIOXIDE_ID_LEN {
         Sid::from_str(room).ok()
     } else {
         None

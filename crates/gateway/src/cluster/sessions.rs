@@ -37,7 +37,10 @@ use super::{
     Cluster,
     forward::{AUTH_HEADER, FORWARDED_HEADER, ForwardError, session_unknown},
 };
-use crate::listener::ConnInfo;
+use crate::{
+    engine_io::{self, query_param},
+    listener::ConnInfo,
+};
 
 /// Largest handshake response body read to learn the sid (a real one is ~120 bytes).
 const MAX_HANDSHAKE_BODY: usize = 64 * 1024;
@@ -118,13 +121,6 @@ impl Sessions {
     }
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then_some(v)
-    })
-}
-
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers()
         .get_all(header::COOKIE)
@@ -158,15 +154,13 @@ fn noop_response() -> Response {
 
 /// Middleware on the client-facing router (see the module doc).
 pub async fn middleware(State(c): State<Arc<Cluster>>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/socket.io") {
+    if !engine_io::is_engine_io(req.uri().path()) {
         return next.run(req).await;
     }
     if req.headers().contains_key(FORWARDED_HEADER) || req.headers().contains_key(AUTH_HEADER) {
         return from_peer(&c, req, next).await;
     }
-    let query = req.uri().query().unwrap_or("");
-    let sid = query_param(query, "sid").filter(|s| !s.is_empty());
-    match sid {
+    match engine_io::session_sid(&req) {
         None => handshake(&c, req, next).await,
         Some(sid) if c.sessions.contains(sid) => next.run(req).await,
         Some(sid) => {
