@@ -2,7 +2,8 @@
 // `check-config` accepts a good file (exit 0, effective config) and names the bad key of a bad
 // one (exit 2), `webhook_ca_file` must be a PEM certificate bundle and webhook URLs http(s)://,
 // env vars and TOML keys take effect, precedence is flag > env > file, and
-// --redis fails clearly in this single-node build.
+// --redis fails clearly in this single-node build; the heap goes on huge pages by one re-exec
+// with GLIBC_TUNABLES (same pid and arguments), off by flag, an operator's setting kept.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -17,7 +18,7 @@ const OPTIONS = [
   "ping-interval", "ping-timeout", "max-payload", "max-connections", "max-buffer", "max-rooms", "conn-rate-per-ip",
   "event-rate", "event-burst",
   "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
-  "sticky-cookie", "client-js", "webhook-ca-file",
+  "sticky-cookie", "client-js", "webhook-ca-file", "ws-read-buffer", "heap-huge-pages",
 ];
 
 function run(args, env = {}) {
@@ -188,6 +189,56 @@ test("env vars, TOML file and precedence flag > env > file > default", async (t)
   const rec = JSON.parse(line);
   assert.equal(rec.message, "sio-gateway listening");
   assert.ok(rec.node_id);
+});
+
+/** The process's environment and arguments as the kernel shows them (after any exec). */
+function procInfo(pid) {
+  const env = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+  const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  const huge = Number(/AnonHugePages:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
+  return { tunables: env.find((e) => e.startsWith("GLIBC_TUNABLES=")), argv, hugeKb: huge };
+}
+
+test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; off by flag; the operator's value wins", async (t) => {
+  const { io } = await import("socket.io-client");
+  const env = { GLIBC_TUNABLES: "" };
+  const port = await freePort();
+  const args = ["--listen", `127.0.0.1:${port}`, "--node-id", "heap-on"];
+  const on = track(t, startProcess(GATEWAY_BIN, args, { name: "gw-heap-on", env }));
+  assert.equal((await waitReady(`http://127.0.0.1:${port}`, on)).node_id, "heap-on");
+  const info = procInfo(on.pid); // the pid we spawned is still the node: exec, not a child
+  assert.match(info.tunables ?? "", /glibc\.malloc\.hugetlb=1/);
+  assert.deepEqual(info.argv.slice(1), args);
+  // It serves as before; with a few hundred connections the heap is past 2 MiB, so where the
+  // kernel allows transparent huge pages at all, part of it is on them.
+  const clients = [];
+  for (let i = 0; i < 300; i++) {
+    const s = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    clients.push(s);
+    track(t, s);
+  }
+  await Promise.all(clients.map((s) => new Promise((res, rej) => { s.once("connect", res); s.once("connect_error", rej); })));
+  const thp = fs.readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8");
+  if (!thp.includes("[never]")) {
+    const huge = procInfo(on.pid).hugeKb;
+    assert.ok(huge > 0, `AnonHugePages ${huge} kB with THP ${thp.trim()}`);
+  }
+  for (const s of clients) s.disconnect();
+  await on.stop();
+
+  const offPort = await freePort();
+  const off = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${offPort}`, "--heap-huge-pages", "false"], { name: "gw-heap-off", env }));
+  await waitReady(`http://127.0.0.1:${offPort}`, off);
+  assert.ok(!/hugetlb/.test(procInfo(off.pid).tunables ?? ""), "no tunables added when off");
+  await off.stop();
+
+  const opPort = await freePort();
+  const op = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${opPort}`], {
+    name: "gw-heap-operator", env: { GLIBC_TUNABLES: "glibc.malloc.hugetlb=0" },
+  }));
+  await waitReady(`http://127.0.0.1:${opPort}`, op);
+  assert.equal(procInfo(op.pid).tunables, "GLIBC_TUNABLES=glibc.malloc.hugetlb=0");
+  await op.stop();
 });
 
 async function waitReady(url, proc) {

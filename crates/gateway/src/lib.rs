@@ -26,6 +26,7 @@ pub mod config;
 pub mod drain;
 pub mod engine_io;
 pub mod health;
+pub mod heap;
 pub mod limits;
 pub mod listener;
 pub mod logging;

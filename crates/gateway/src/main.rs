@@ -34,7 +34,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before the logger or the runtime start any thread: glibc reads its tunables only at exec.
+    let heap_reexec_error = config
+        .heap_huge_pages
+        .then(sio_gateway::heap::reexec_with_huge_pages)
+        .and_then(Result::err);
     sio_gateway::logging::init(&config);
+    if let Some(e) = heap_reexec_error {
+        tracing::warn!(
+            "heap huge pages not enabled (re-exec failed: {e}); running with the default heap"
+        );
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
