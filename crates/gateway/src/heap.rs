@@ -5,7 +5,7 @@
 //! socket, its channel), and each connection's allocations sit on their own 4 KiB pages, so at
 //! thousands of sockets nearly every delivery takes TLB misses, which on a virtual machine cost
 //! a two-level page walk. A profile at saturation put 56 % of the node's CPU on those loads.
-//! With the heap on 2 MiB pages the same fan-out costs 25–35 % less CPU per delivery and idle
+//! With the heap on 2 MiB pages the same fan-out costs 10–38 % less CPU per delivery and idle
 //! memory per connection does not change (BENCHMARKS.md, "Huge pages for the heap").
 //!
 //! How: glibc reads `GLIBC_TUNABLES` once, when the program is exec'd, and only its main arena
