@@ -209,6 +209,7 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   const info = procInfo(on.pid); // the pid we spawned is still the node: exec, not a child
   assert.match(info.tunables ?? "", /glibc\.malloc\.hugetlb=1/);
   assert.deepEqual(info.argv.slice(1), args);
+  assert.match(on.output(), /heap huge pages (on|requested)/, "the start-up log says so");
   // It serves as before; with a few hundred connections the heap is past 2 MiB, so where the
   // kernel allows transparent huge pages at all, part of it is on them.
   const clients = [];
@@ -230,6 +231,7 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   const off = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${offPort}`, "--heap-huge-pages", "false"], { name: "gw-heap-off", env }));
   await waitReady(`http://127.0.0.1:${offPort}`, off);
   assert.ok(!/hugetlb/.test(procInfo(off.pid).tunables ?? ""), "no tunables added when off");
+  assert.match(off.output(), /heap huge pages off/);
   await off.stop();
 
   const opPort = await freePort();

@@ -77,9 +77,45 @@ pub fn reexec_with_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
+/// What the kernel allows: the selected mode of `/sys/kernel/mm/transparent_hugepage/enabled`
+/// (`always`, `madvise` or `never`), if the file is there.
+pub fn thp_mode() -> Option<String> {
+    let s = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled").ok()?;
+    selected(&s).map(str::to_owned)
+}
+
+/// The bracketed choice of a sysfs selection such as `always [madvise] never`.
+fn selected(s: &str) -> Option<&str> {
+    let start = s.find('[')? + 1;
+    let end = start + s[start..].find(']')?;
+    Some(&s[start..end])
+}
+
+/// One log line at start saying whether the heap is on huge pages, so an operator can tell
+/// from the log (a kernel with THP `never` makes the setting useless: warned).
+pub fn log_state(enabled: bool) {
+    let tunables = std::env::var(TUNABLES_ENV).unwrap_or_default();
+    let thp = thp_mode().unwrap_or_else(|| "unknown".into());
+    if !enabled {
+        tracing::info!(%thp, "heap huge pages off (--heap-huge-pages false)");
+    } else if thp == "never" {
+        tracing::warn!(%thp, %tunables, "heap huge pages requested but the kernel's transparent_hugepage is `never`: no effect");
+    } else {
+        tracing::info!(%thp, %tunables, "heap huge pages on");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_selected_thp_mode() {
+        assert_eq!(selected("always [madvise] never\n"), Some("madvise"));
+        assert_eq!(selected("[always] madvise never"), Some("always"));
+        assert_eq!(selected("always madvise never"), None);
+        assert_eq!(selected("[unterminated"), None);
+    }
 
     #[test]
     fn adds_both_when_unset_or_empty() {

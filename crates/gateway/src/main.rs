@@ -40,10 +40,11 @@ fn main() -> ExitCode {
         .then(sio_gateway::heap::reexec_with_huge_pages)
         .and_then(Result::err);
     sio_gateway::logging::init(&config);
-    if let Some(e) = heap_reexec_error {
-        tracing::warn!(
+    match heap_reexec_error {
+        Some(e) => tracing::warn!(
             "heap huge pages not enabled (re-exec failed: {e}); running with the default heap"
-        );
+        ),
+        None => sio_gateway::heap::log_state(config.heap_huge_pages),
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
