@@ -210,6 +210,7 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   assert.match(info.tunables ?? "", /glibc\.malloc\.hugetlb=1/);
   assert.deepEqual(info.argv.slice(1), args);
   assert.match(on.output(), /heap huge pages (on|requested)/, "the start-up log says so");
+  assert.doesNotMatch(on.output(), /heap huge pages off/);
   // It serves as before; with a few hundred connections the heap is past 2 MiB, so where the
   // kernel allows transparent huge pages at all, part of it is on them.
   const clients = [];
@@ -240,6 +241,7 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   }));
   await waitReady(`http://127.0.0.1:${opPort}`, op);
   assert.equal(procInfo(op.pid).tunables, "GLIBC_TUNABLES=glibc.malloc.hugetlb=0");
+  assert.match(op.output(), /heap huge pages off/, "the log follows the operator's hugetlb=0");
   await op.stop();
 });
 

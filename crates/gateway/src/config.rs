@@ -1010,8 +1010,9 @@ mod tests {
         assert!(!c.heap_huge_pages);
         let file: Options = toml::from_str("heap_huge_pages = false\n").unwrap();
         assert!(!Config::resolve(file).unwrap().heap_huge_pages);
-        let mut argv = vec!["sio-gateway", "--heap-huge-pages", "maybe"];
-        let e = Cli::try_parse_from(argv.drain(..)).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["sio-gateway", "--heap-huge-pages", "maybe"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--heap-huge-pages"), "{e}");
     }
 

@@ -12,8 +12,8 @@
 //! (the `brk` heap) honours `glibc.malloc.hugetlb=1` (`madvise(MADV_HUGEPAGE)`); the per-thread
 //! arenas do not. So at start-up, before any thread exists, the binary execs itself once with
 //! `glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1` added to `GLIBC_TUNABLES` (same PID, same
-//! arguments). An operator's own `glibc.malloc.*` settings win, and a value that already names
-//! `hugetlb` is never touched, which also ends the re-exec after one round. Off with
+//! arguments). The operator's own values of these two tunables win, and a value that already
+//! names `hugetlb` is never touched, which also ends the re-exec after one round. Off with
 //! `--heap-huge-pages false`. Without glibc (musl builds, other systems) this is a no-op, and
 //! the kernel decides whether huge pages are used at all (`transparent_hugepage` must be
 //! `madvise` or `always`, the default on common distributions).
@@ -31,25 +31,29 @@ const ADDED: [(&str, &str); 2] = [
 /// `current` already names `glibc.malloc.hugetlb` (set by the operator, or by our own re-exec).
 pub fn tunables_with_huge_pages(current: Option<&str>) -> Option<String> {
     let current = current.unwrap_or("");
-    let names: Vec<&str> = current
-        .split(':')
-        .filter_map(|kv| kv.split('=').next())
-        .map(str::trim)
-        .collect();
-    if names.contains(&ADDED[0].0) {
+    if setting(current, ADDED[0].0).is_some() {
         return None;
     }
-    let mut parts: Vec<String> = current
-        .split(':')
-        .filter(|kv| !kv.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let mut parts: Vec<String> = split(current).map(str::to_owned).collect();
     for (name, value) in ADDED {
-        if !names.contains(&name) {
+        if setting(current, name).is_none() {
             parts.push(format!("{name}={value}"));
         }
     }
     Some(parts.join(":"))
+}
+
+/// The `name=value` entries of a `GLIBC_TUNABLES` value.
+fn split(tunables: &str) -> impl Iterator<Item = &str> {
+    tunables.split(':').filter(|kv| !kv.is_empty())
+}
+
+/// The value `tunables` gives the tunable `name`, if it names it.
+fn setting<'a>(tunables: &'a str, name: &str) -> Option<&'a str> {
+    split(tunables).find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k.trim() == name).then_some(v)
+    })
 }
 
 /// Re-executes this binary with huge pages enabled for the heap, if glibc is the allocator and
@@ -91,13 +95,15 @@ fn selected(s: &str) -> Option<&str> {
     Some(&s[start..end])
 }
 
-/// One log line at start saying whether the heap is on huge pages, so an operator can tell
-/// from the log (a kernel with THP `never` makes the setting useless: warned).
+/// One log line at start saying whether the heap is on huge pages, read from what glibc was
+/// actually given (an operator's `glibc.malloc.hugetlb=0` means off), so an operator can tell
+/// from the log; a kernel with THP `never` makes the setting useless: warned.
 pub fn log_state(enabled: bool) {
     let tunables = std::env::var(TUNABLES_ENV).unwrap_or_default();
     let thp = thp_mode().unwrap_or_else(|| "unknown".into());
-    if !enabled {
-        tracing::info!(%thp, "heap huge pages off (--heap-huge-pages false)");
+    let hugetlb = setting(&tunables, ADDED[0].0).unwrap_or("0");
+    if !enabled || hugetlb == "0" {
+        tracing::info!(%thp, %tunables, "heap huge pages off (--heap-huge-pages false or glibc.malloc.hugetlb=0)");
     } else if thp == "never" {
         tracing::warn!(%thp, %tunables, "heap huge pages requested but the kernel's transparent_hugepage is `never`: no effect");
     } else {
@@ -115,6 +121,15 @@ mod tests {
         assert_eq!(selected("[always] madvise never"), Some("always"));
         assert_eq!(selected("always madvise never"), None);
         assert_eq!(selected("[unterminated"), None);
+    }
+
+    #[test]
+    fn reads_one_setting() {
+        let t = "glibc.malloc.arena_max=4:glibc.malloc.hugetlb=0";
+        assert_eq!(setting(t, "glibc.malloc.hugetlb"), Some("0"));
+        assert_eq!(setting(t, "glibc.malloc.arena_max"), Some("4"));
+        assert_eq!(setting(t, "glibc.malloc.tcache_count"), None);
+        assert_eq!(setting("", "glibc.malloc.hugetlb"), None);
     }
 
     #[test]
