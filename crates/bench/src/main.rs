@@ -3,7 +3,8 @@
 //!
 //! Modes: `idle` (memory per held connection), `fanout` (broadcast deliveries/s,
 //! loss, latency and server CPU per delivery, optionally ramping the rate) and
-//! `connect` (handshake rate). It runs on one thread (a current-thread tokio
+//! `connect` (handshake rate); `floor-server` is the reference server those
+//! figures are read against (see `floor.rs`). It runs on one thread (a current-thread tokio
 //! runtime) so that pinning it to one core with `taskset` gives a fair,
 //! repeatable load; only the fan-out sender gets its own thread so that its
 //! pacing is not starved by the receive loop. It depends on none of the
@@ -13,6 +14,7 @@ mod conn;
 mod connect;
 mod emitter;
 mod fanout;
+mod floor;
 mod frame;
 mod http1;
 mod idle;
@@ -45,6 +47,9 @@ enum Cmd {
     Fanout(FanoutArgs),
     /// Handshakes per second (Engine.IO open + Socket.IO connect) and their latency.
     Connect(ConnectArgs),
+    /// Serve the cheapest possible Socket.IO broadcast (one write per delivery), to
+    /// measure this machine's floor; a calibration reference, not a server to deploy.
+    FloorServer(floor::FloorArgs),
 }
 
 /// Where and how to connect.
@@ -171,6 +176,7 @@ fn main() -> Result<()> {
             Cmd::Idle(a) => idle::run(a, nofile, cli.json, cli.quiet).await,
             Cmd::Fanout(a) => fanout::run(a, cli.json, cli.quiet).await,
             Cmd::Connect(a) => connect::run(a, cli.json, cli.quiet).await,
+            Cmd::FloorServer(a) => floor::run(a, cli.quiet).await,
         }
     })
 }
