@@ -11,7 +11,9 @@
 //! once and writes it to every member with `try_write` straight from the task
 //! that read it: no queue and no task woken per delivery, one `write(2)` per
 //! delivery. Only a member whose kernel buffer is full keeps the rest in its
-//! backlog, flushed by its own task. One thread, no long-polling, no auth, no
+//! backlog, flushed by its own task. With `--coalesce-ms N` broadcasts are
+//! instead appended to each member's batch and written every N ms, one write
+//! per member: the floor at high rates for a latency budget of about N ms. One thread, no long-polling, no auth, no
 //! cluster: a calibration reference, not a server to deploy.
 
 use std::cell::{Cell, RefCell};
@@ -42,6 +44,11 @@ pub struct FloorArgs {
     /// Engine.IO heartbeat interval (ms); clients answer each ping.
     #[arg(long, default_value_t = 25_000)]
     pub ping_interval: u64,
+    /// Coalesce: broadcasts go into each member's batch, written with one `write(2)` per
+    /// member every this many ms (0: one write per delivery, at once). The floor for a
+    /// given latency budget at high rates.
+    #[arg(long, default_value_t = 0)]
+    pub coalesce_ms: u64,
 }
 
 /// One connected websocket.
@@ -54,6 +61,8 @@ struct Peer {
     dead: Cell<bool>,
     /// Rooms joined, to leave them on disconnect.
     rooms: RefCell<Vec<String>>,
+    /// With `--coalesce-ms`: broadcast frames waiting for the next flush tick.
+    batch: RefCell<Vec<u8>>,
 }
 
 impl Peer {
@@ -84,6 +93,10 @@ impl Peer {
 struct Hub {
     all: RefCell<HashMap<u64, Rc<Peer>>>,
     rooms: RefCell<HashMap<String, HashMap<u64, Rc<Peer>>>>,
+    /// `--coalesce-ms` is on: broadcasts are batched per member.
+    coalesce: bool,
+    /// Members whose batch is not empty, for the next flush tick.
+    dirty: RefCell<Vec<Rc<Peer>>>,
 }
 
 impl Hub {
@@ -100,13 +113,37 @@ impl Hub {
             None => &*all,
         };
         let mut n = 0;
-        for (id, p) in members {
-            if *id != except {
-                p.send(frame);
-                n += 1;
+        if self.coalesce {
+            let mut dirty = self.dirty.borrow_mut();
+            for (id, p) in members {
+                if *id != except {
+                    let mut batch = p.batch.borrow_mut();
+                    if batch.is_empty() {
+                        dirty.push(p.clone());
+                    }
+                    batch.extend_from_slice(frame);
+                    n += 1;
+                }
+            }
+        } else {
+            for (id, p) in members {
+                if *id != except {
+                    p.send(frame);
+                    n += 1;
+                }
             }
         }
         n
+    }
+
+    /// Write every pending batch, one `write(2)` per member.
+    fn flush(&self, scratch: &mut Vec<Rc<Peer>>) {
+        std::mem::swap(&mut *self.dirty.borrow_mut(), scratch);
+        for p in scratch.drain(..) {
+            let mut batch = p.batch.borrow_mut();
+            p.send(&batch);
+            batch.clear();
+        }
     }
 
     fn leave_all(&self, id: u64, peer: &Peer) {
@@ -128,8 +165,15 @@ pub async fn run(a: FloorArgs, quiet: bool) -> Result<()> {
     if !quiet {
         eprintln!("floor-server listening on {}", listener.local_addr()?);
     }
-    let hub = Rc::new(Hub::default());
-    tokio::task::spawn_local(heartbeat(hub.clone(), a.ping_interval));
+    let hub = Rc::new(Hub {
+        coalesce: a.coalesce_ms > 0,
+        ..Hub::default()
+    });
+    let ping_interval = a.ping_interval.max(100);
+    tokio::task::spawn_local(heartbeat(hub.clone(), ping_interval));
+    if a.coalesce_ms > 0 {
+        tokio::task::spawn_local(flusher(hub.clone(), a.coalesce_ms));
+    }
     let mut next_id = 0u64;
     loop {
         let (stream, _) = match listener.accept().await {
@@ -145,7 +189,7 @@ pub async fn run(a: FloorArgs, quiet: bool) -> Result<()> {
         let hub = hub.clone();
         let id = next_id;
         tokio::task::spawn_local(async move {
-            if let Err(e) = serve(&hub, stream, id).await
+            if let Err(e) = serve(&hub, stream, id, ping_interval).await
                 && !quiet
             {
                 eprintln!("connection {id}: {e}");
@@ -158,7 +202,7 @@ pub async fn run(a: FloorArgs, quiet: bool) -> Result<()> {
 async fn heartbeat(hub: Rc<Hub>, interval: u64) {
     let mut ping = Vec::new();
     text_frame(&mut ping, b"2");
-    let mut t = tokio::time::interval(Duration::from_millis(interval.max(100)));
+    let mut t = tokio::time::interval(Duration::from_millis(interval));
     t.tick().await;
     loop {
         t.tick().await;
@@ -168,7 +212,18 @@ async fn heartbeat(hub: Rc<Hub>, interval: u64) {
     }
 }
 
-async fn serve(hub: &Hub, stream: TcpStream, id: u64) -> Result<()> {
+/// With `--coalesce-ms`: write the batches every `ms` milliseconds.
+async fn flusher(hub: Rc<Hub>, ms: u64) {
+    let mut t = tokio::time::interval(Duration::from_millis(ms));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut scratch = Vec::new();
+    loop {
+        t.tick().await;
+        hub.flush(&mut scratch);
+    }
+}
+
+async fn serve(hub: &Hub, stream: TcpStream, id: u64, ping_interval: u64) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let head_len = read_head(&stream, &mut buf).await?;
@@ -199,13 +254,14 @@ async fn serve(hub: &Hub, stream: TcpStream, id: u64) -> Result<()> {
         wake: Notify::new(),
         dead: Cell::new(false),
         rooms: RefCell::default(),
+        batch: RefCell::default(),
     });
     let sid = format!("{id:016x}");
     let mut out = Vec::with_capacity(128);
     text_frame(
         &mut out,
         format!(
-            r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":{MAX_PAYLOAD}}}"#
+            r#"0{{"sid":"{sid}","upgrades":[],"pingInterval":{ping_interval},"pingTimeout":20000,"maxPayload":{MAX_PAYLOAD}}}"#
         )
         .as_bytes(),
     );

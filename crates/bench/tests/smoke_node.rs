@@ -4,6 +4,8 @@
 //! protocol (handshake, join with ack, heartbeats), that the hand-encoded
 //! emitter packet is accepted by the Node adapter, and that the relay-origin
 //! messages are counted: no loss, every delivery has a latency sample.
+//! The second test does the same against `sio-bench floor-server`, the reference
+//! server the benchmark's figures are read against.
 //! Not a performance test: nothing here asserts a rate or a latency.
 
 use std::io::{Read, Write};
@@ -179,4 +181,63 @@ fn sio_bench_drives_the_node_comparison_server() {
     ]);
     assert_eq!(conn["ok"], 30, "{conn}");
     assert_eq!(conn["latency"]["count"], 30, "{conn}");
+}
+
+#[test]
+fn sio_bench_drives_its_floor_server() {
+    let port = free_port();
+    let floor = Proc(
+        Command::new(env!("CARGO_BIN_EXE_sio-bench"))
+            .args(["floor-server", "--quiet", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .spawn()
+            .expect("floor-server"),
+    );
+    wait_for("floor-server", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let pid = floor.0.id().to_string();
+    // In a room and namespace-wide: every receiver gets every broadcast once.
+    for room in [Some("smoke"), None] {
+        let mut args = vec![
+            "fanout",
+            "--url",
+            &url,
+            "--pid",
+            &pid,
+            "--receivers",
+            "40",
+            "--rate",
+            "50",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.3",
+            "--origin",
+            "client",
+        ];
+        if let Some(r) = room {
+            args.extend(["--room", r]);
+        }
+        let r = bench(&args);
+        assert_eq!(r["connected"], 40, "{room:?}: {r}");
+        let step = &r["steps"][0];
+        assert_eq!(step["send"]["errors"], 0, "{room:?}: {r}");
+        assert_eq!(step["expected"], 50 * 40, "{room:?}: {r}");
+        assert_eq!(step["received"], step["expected"], "{room:?}: {r}");
+        assert_eq!(step["latency"]["count"], step["received"], "{room:?}: {r}");
+    }
+    let idle = bench(&[
+        "idle",
+        "--url",
+        &url,
+        "--connections",
+        "50",
+        "--pid",
+        &pid,
+        "--settle",
+        "0",
+    ]);
+    assert_eq!(idle["connected"], 50, "{idle}");
 }
