@@ -62,6 +62,15 @@ struct FanoutResult {
 
 pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
     let t = targets(&a.conn)?;
+    if a.busy_poll {
+        // A task that is always ready: tokio's current-thread scheduler then polls the IO
+        // driver with a zero timeout between rounds instead of blocking in epoll_wait.
+        tokio::task::spawn_local(async {
+            loop {
+                tokio::task::yield_now().await;
+            }
+        });
+    }
     let st = PoolState::new();
     spawn_receivers(&t, a.receivers, &a.conn, a.room.clone(), &st);
     wait_connected(&st, a.receivers, quiet).await;

@@ -150,6 +150,11 @@ pub struct FanoutArgs {
     /// Also report the highest lossless ramp step whose p99 latency is at most this (ms).
     #[arg(long)]
     pub max_p99_ms: Option<f64>,
+    /// Never sleep in epoll: the receive thread spins (the whole generator core). On loopback
+    /// a server's write that must wake a sleeping reader pays for that wake-up, and a reader
+    /// that sleeps reads one frame per wake-up; spinning takes both out of the figures.
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Loss ratio above which a ramp step counts as lossy.
     #[arg(long, default_value_t = 0.0)]
     pub loss_threshold: f64,
