@@ -198,8 +198,9 @@ fn sio_bench_drives_its_floor_server() {
     });
     let url = format!("http://127.0.0.1:{port}");
     let pid = floor.0.id().to_string();
-    // In a room and namespace-wide: every receiver gets every broadcast once.
-    for room in [Some("smoke"), None] {
+    // In a room and namespace-wide, and with the spinning receive loop: every receiver gets
+    // every broadcast once.
+    for (room, busy) in [(Some("smoke"), false), (None, false), (Some("smoke"), true)] {
         let mut args = vec![
             "fanout",
             "--url",
@@ -219,6 +220,9 @@ fn sio_bench_drives_its_floor_server() {
         ];
         if let Some(r) = room {
             args.extend(["--room", r]);
+        }
+        if busy {
+            args.push("--busy-poll");
         }
         let r = bench(&args);
         assert_eq!(r["connected"], 40, "{room:?}: {r}");
