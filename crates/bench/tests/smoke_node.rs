@@ -82,6 +82,48 @@ fn bench(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("sio-bench prints JSON")
 }
 
+/// A fan-out step sent without errors and every expected delivery arrived with a latency sample.
+fn assert_lossless(step: &serde_json::Value, expected: u64, what: &str, r: &serde_json::Value) {
+    assert_eq!(step["send"]["errors"], 0, "{what}: {r}");
+    assert_eq!(step["expected"], expected, "{what}: {r}");
+    assert_eq!(step["received"], step["expected"], "{what}: {r}");
+    assert_eq!(step["latency"]["count"], step["received"], "{what}: {r}");
+}
+
+/// `sio-bench fanout` with `receivers` receivers, 20 broadcasts/s for 1 s, plus `extra`.
+fn fanout(url: &str, pid: &str, receivers: u32, extra: &[&str]) -> serde_json::Value {
+    let receivers = receivers.to_string();
+    let mut args = vec![
+        "fanout",
+        "--url",
+        url,
+        "--pid",
+        pid,
+        "--receivers",
+        &receivers,
+    ];
+    args.extend(["--rate", "20", "--duration", "1", "--warmup", "0.5"]);
+    args.extend(extra);
+    bench(&args)
+}
+
+/// `sio-bench idle` with 50 connections: all connect and the server's RSS is read.
+fn idle_50(url: &str, pid: &str) {
+    let idle = bench(&[
+        "idle",
+        "--url",
+        url,
+        "--connections",
+        "50",
+        "--pid",
+        pid,
+        "--settle",
+        "0",
+    ]);
+    assert_eq!(idle["connected"], 50, "{idle}");
+    assert!(idle["rss_after_bytes"].as_u64().unwrap_or(0) > 0, "{idle}");
+}
+
 #[test]
 fn sio_bench_drives_the_node_comparison_server() {
     let root = root();
@@ -122,53 +164,23 @@ fn sio_bench_drives_the_node_comparison_server() {
     let pid = node.0.id().to_string();
 
     for origin in ["emitter", "client", "http"] {
-        let r = bench(&[
-            "fanout",
-            "--url",
+        let r = fanout(
             &url,
-            "--pid",
             &pid,
-            "--receivers",
-            "20",
-            "--rate",
-            "20",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--origin",
-            origin,
-            "--redis",
-            &redis_url,
-            "--room",
-            "smoke",
-        ]);
+            20,
+            &["--origin", origin, "--redis", &redis_url, "--room", "smoke"],
+        );
         assert_eq!(r["connected"], 20, "{origin}: {r}");
         assert!(r["skipped"].is_null(), "{origin}: {r}");
         let step = &r["steps"][0];
-        assert_eq!(step["send"]["errors"], 0, "{origin}: {r}");
-        assert_eq!(step["expected"], 20 * 20, "{origin}: {r}");
-        assert_eq!(step["received"], step["expected"], "{origin}: {r}");
-        assert_eq!(step["latency"]["count"], step["received"], "{origin}: {r}");
+        assert_lossless(step, 20 * 20, origin, &r);
         assert!(
             step["server_cpu_s"].as_f64().is_some(),
             "{origin}: CPU sampled: {r}"
         );
     }
 
-    let idle = bench(&[
-        "idle",
-        "--url",
-        &url,
-        "--connections",
-        "50",
-        "--pid",
-        &pid,
-        "--settle",
-        "0",
-    ]);
-    assert_eq!(idle["connected"], 50, "{idle}");
-    assert!(idle["rss_after_bytes"].as_u64().unwrap_or(0) > 0, "{idle}");
+    idle_50(&url, &pid);
 
     let conn = bench(&[
         "connect",
@@ -201,47 +213,17 @@ fn sio_bench_drives_its_floor_server() {
     // In a room and namespace-wide, and with the spinning receive loop: every receiver gets
     // every broadcast once.
     for (room, busy) in [(Some("smoke"), false), (None, false), (Some("smoke"), true)] {
-        let mut args = vec![
-            "fanout",
-            "--url",
-            &url,
-            "--pid",
-            &pid,
-            "--receivers",
-            "40",
-            "--rate",
-            "50",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.3",
-            "--origin",
-            "client",
-        ];
+        let mut args = vec!["--origin", "client"];
         if let Some(r) = room {
             args.extend(["--room", r]);
         }
         if busy {
             args.push("--busy-poll");
         }
-        let r = bench(&args);
-        assert_eq!(r["connected"], 40, "{room:?}: {r}");
+        let r = fanout(&url, &pid, 20, &args);
+        assert_eq!(r["connected"], 20, "{room:?}: {r}");
         let step = &r["steps"][0];
-        assert_eq!(step["send"]["errors"], 0, "{room:?}: {r}");
-        assert_eq!(step["expected"], 50 * 40, "{room:?}: {r}");
-        assert_eq!(step["received"], step["expected"], "{room:?}: {r}");
-        assert_eq!(step["latency"]["count"], step["received"], "{room:?}: {r}");
+        assert_lossless(step, 20 * 20, &format!("{room:?} busy={busy}"), &r);
     }
-    let idle = bench(&[
-        "idle",
-        "--url",
-        &url,
-        "--connections",
-        "50",
-        "--pid",
-        &pid,
-        "--settle",
-        "0",
-    ]);
-    assert_eq!(idle["connected"], 50, "{idle}");
+    idle_50(&url, &pid);
 }
