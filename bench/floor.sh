@@ -8,7 +8,7 @@
 # Same pinning as compare.sh: the server on core $SERVER_CPU, the generator on $GEN_CPU;
 # single node, no Redis, client-originated broadcasts (the relay's `publish`).
 #
-# Usage: bench/floor.sh              (~6 min on 2 cores after the build)
+# Usage: bench/floor.sh              (~7 min on 2 cores after the build)
 # Env (defaults in brackets): TARGETS ["gateway floor floor-coalesced"] COALESCE_MS [20]
 #   IDLE_CONNS [10000] RECEIVERS [3000] RATES ["10 33 100 333"] DURATION [10]
 #   RAMP_START [33] RAMP_FACTOR [1.5] RAMP_MAX [5000] RAMP_P99_MS [50]
