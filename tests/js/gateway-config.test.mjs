@@ -196,7 +196,9 @@ function procInfo(pid) {
   const env = fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
   const argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
   const huge = Number(/AnonHugePages:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
-  return { tunables: env.find((e) => e.startsWith("GLIBC_TUNABLES=")), argv, hugeKb: huge };
+  // Mappings advised MADV_HUGEPAGE (VmFlags "hg"): what glibc's hugetlb=1 does to its heap.
+  const advised = (fs.readFileSync(`/proc/${pid}/smaps`, "utf8").match(/^VmFlags:.*\bhg\b/gm) ?? []).length;
+  return { tunables: env.find((e) => e.startsWith("GLIBC_TUNABLES=")), argv, hugeKb: huge, advised };
 }
 
 test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; off by flag; the operator's value wins", async (t) => {
@@ -211,8 +213,10 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   assert.deepEqual(info.argv.slice(1), args);
   assert.match(on.output(), /heap huge pages (on|requested)/, "the start-up log says so");
   assert.doesNotMatch(on.output(), /heap huge pages off/);
-  // It serves as before; with a few hundred connections the heap is past 2 MiB, so where the
-  // kernel allows transparent huge pages at all, part of it is on them.
+  // It serves as before. Whether glibc then advises the grown heap for huge pages is glibc's
+  // doing, not the gateway's, and not every start (glibc 2.36 here, the same with the tunables
+  // set directly: 4 of 5 starts advised, the heap of the fifth not at all), so it is reported,
+  // not asserted; the off case below asserts that nothing is advised without the tunable.
   const clients = [];
   for (let i = 0; i < 300; i++) {
     const s = io(`http://127.0.0.1:${port}`, { forceNew: true, reconnection: false, transports: ["websocket"] });
@@ -222,8 +226,8 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   await Promise.all(clients.map((s) => new Promise((res, rej) => { s.once("connect", res); s.once("connect_error", rej); })));
   const thp = fs.readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8");
   if (!thp.includes("[never]")) {
-    const huge = procInfo(on.pid).hugeKb;
-    assert.ok(huge > 0, `AnonHugePages ${huge} kB with THP ${thp.trim()}`);
+    const { advised, hugeKb } = procInfo(on.pid);
+    t.diagnostic(`mappings advised MADV_HUGEPAGE: ${advised}, AnonHugePages ${hugeKb} kB, THP ${thp.trim()}`);
   }
   for (const s of clients) s.disconnect();
   await on.stop();
@@ -231,7 +235,9 @@ test("heap huge pages: one re-exec with GLIBC_TUNABLES, same pid and arguments; 
   const offPort = await freePort();
   const off = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${offPort}`, "--heap-huge-pages", "false"], { name: "gw-heap-off", env }));
   await waitReady(`http://127.0.0.1:${offPort}`, off);
-  assert.ok(!/hugetlb/.test(procInfo(off.pid).tunables ?? ""), "no tunables added when off");
+  const offInfo = procInfo(off.pid);
+  assert.ok(!/hugetlb/.test(offInfo.tunables ?? ""), "no tunables added when off");
+  assert.equal(offInfo.advised, 0, "nothing advised MADV_HUGEPAGE when off");
   assert.match(off.output(), /heap huge pages off/);
   await off.stop();
 
