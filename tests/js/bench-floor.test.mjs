@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { ROOT, freePort, startProcess, waitForPort, track, once, sleep } from "../lib/harness.mjs";
+import { ROOT, freePort, startProcess, waitForPort, waitFor, track, once, sleep } from "../lib/harness.mjs";
 
 const BENCH_BIN = process.env.SIO_BENCH_BIN || path.join(ROOT, "target/debug/sio-bench");
 
@@ -49,7 +49,8 @@ test("floor-server: publish reaches room members and the namespace, never the se
   );
   // Namespace-wide: everyone but the sender.
   assert.deepEqual(await c.emitWithAck("publish", { event: "chat", data: "all" }), { ok: true });
-  await sleep(300);
+  await waitFor(() => got.b.length >= 2 && got.a.length >= 1, { what: "both publishes delivered" });
+  await sleep(200); // and nothing more: what must not arrive has had time to
   assert.deepEqual(got.b, [{ text: "hi", n: [1, 2] }, "all"]);
   assert.deepEqual(got.a, ["all"], "sender excluded from its own room publish");
   assert.deepEqual(got.c, [], "non-member and sender of the namespace publish");
@@ -58,7 +59,8 @@ test("floor-server: publish reaches room members and the namespace, never the se
   assert.deepEqual(await b.emitWithAck("leave", "room1"), { ok: true });
   await a.emitWithAck("publish", { room: "room1", event: "chat", data: 2 });
   await c.emitWithAck("publish", { room: "room2", event: "chat", data: 3 });
-  await sleep(300);
+  await waitFor(() => got.b.length >= 3, { what: "room2 publish delivered" });
+  await sleep(200); // room1's publish (sent first) must not arrive after b left
   assert.deepEqual(got.b, [{ text: "hi", n: [1, 2] }, "all", 3]);
 
   // Bad input gets a clear error ack, and the connection stays usable.
@@ -80,9 +82,8 @@ test("floor-server: unknown namespace, heartbeats, long-polling refused", async 
   const c = await client(t, url);
   let pings = 0;
   c.io.engine.on("ping", () => pings++);
-  // The client would give up after pingInterval + pingTimeout without pings; it answers each.
-  await sleep(1000);
-  assert.ok(pings >= 3, `pings seen: ${pings}`);
+  // Pings every 200 ms, each answered; the session outlives several of them.
+  await waitFor(() => pings >= 3, { timeoutMs: 5000, what: "three pings" });
   assert.ok(c.connected);
 
   const r = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);

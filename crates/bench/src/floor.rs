@@ -13,8 +13,9 @@
 //! delivery. Only a member whose kernel buffer is full keeps the rest in its
 //! backlog, flushed by its own task. With `--coalesce-ms N` broadcasts are
 //! instead appended to each member's batch and written every N ms, one write
-//! per member: the floor at high rates for a latency budget of about N ms. One thread, no long-polling, no auth, no
-//! cluster: a calibration reference, not a server to deploy.
+//! per member: the floor at high rates for a latency budget of about N ms.
+//! One thread, no long-polling, no auth, no cluster: a calibration reference,
+//! not a server to deploy.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -100,40 +101,30 @@ struct Hub {
 }
 
 impl Hub {
-    /// Write `frame` to every member of `room` (or of the namespace), `except` the sender.
-    /// Returns how many members it went to.
-    fn broadcast(&self, room: Option<&str>, except: u64, frame: &[u8]) -> usize {
+    /// Write `frame` to every member of `room` (or of the namespace), `except` the sender;
+    /// with `--coalesce-ms`, append it to their batches for the next flush instead.
+    fn broadcast(&self, room: Option<&str>, except: u64, frame: &[u8]) {
         let rooms = self.rooms.borrow();
         let all = self.all.borrow();
         let members = match room {
             Some(r) => match rooms.get(r) {
                 Some(m) => m,
-                None => return 0,
+                None => return,
             },
             None => &*all,
         };
-        let mut n = 0;
-        if self.coalesce {
-            let mut dirty = self.dirty.borrow_mut();
-            for (id, p) in members {
-                if *id != except {
-                    let mut batch = p.batch.borrow_mut();
-                    if batch.is_empty() {
-                        dirty.push(p.clone());
-                    }
-                    batch.extend_from_slice(frame);
-                    n += 1;
-                }
+        let mut dirty = self.dirty.borrow_mut();
+        for (_, p) in members.iter().filter(|(id, _)| **id != except) {
+            if !self.coalesce {
+                p.send(frame);
+                continue;
             }
-        } else {
-            for (id, p) in members {
-                if *id != except {
-                    p.send(frame);
-                    n += 1;
-                }
+            let mut batch = p.batch.borrow_mut();
+            if batch.is_empty() {
+                dirty.push(p.clone());
             }
+            batch.extend_from_slice(frame);
         }
-        n
     }
 
     /// Write every pending batch, one `write(2)` per member.
@@ -150,12 +141,17 @@ impl Hub {
         self.all.borrow_mut().remove(&id);
         let mut rooms = self.rooms.borrow_mut();
         for r in peer.rooms.borrow_mut().drain(..) {
-            if let Some(m) = rooms.get_mut(&r) {
-                m.remove(&id);
-                if m.is_empty() {
-                    rooms.remove(&r);
-                }
-            }
+            leave(&mut rooms, &r, id);
+        }
+    }
+}
+
+/// Take `id` out of `room`, dropping the room when it empties.
+fn leave(rooms: &mut HashMap<String, HashMap<u64, Rc<Peer>>>, room: &str, id: u64) {
+    if let Some(m) = rooms.get_mut(room) {
+        m.remove(&id);
+        if m.is_empty() {
+            rooms.remove(room);
         }
     }
 }
@@ -433,12 +429,7 @@ impl Session<'_> {
                     mine.push(n.to_string());
                 }
             } else {
-                if let Some(m) = rooms.get_mut(n) {
-                    m.remove(&self.id);
-                    if m.is_empty() {
-                        rooms.remove(n);
-                    }
-                }
+                leave(&mut rooms, n, self.id);
                 mine.retain(|r| r != n);
             }
         }

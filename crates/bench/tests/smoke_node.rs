@@ -197,33 +197,42 @@ fn sio_bench_drives_the_node_comparison_server() {
 
 #[test]
 fn sio_bench_drives_its_floor_server() {
-    let port = free_port();
-    let floor = Proc(
-        Command::new(env!("CARGO_BIN_EXE_sio-bench"))
-            .args(["floor-server", "--quiet", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .spawn()
-            .expect("floor-server"),
-    );
-    wait_for("floor-server", || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    let url = format!("http://127.0.0.1:{port}");
-    let pid = floor.0.id().to_string();
-    // In a room and namespace-wide, and with the spinning receive loop: every receiver gets
-    // every broadcast once.
-    for (room, busy) in [(Some("smoke"), false), (None, false), (Some("smoke"), true)] {
-        let mut args = vec!["--origin", "client"];
-        if let Some(r) = room {
-            args.extend(["--room", r]);
+    // Writing at once, and batching every 20 ms.
+    for coalesce in ["0", "20"] {
+        let port = free_port();
+        let floor = Proc(
+            Command::new(env!("CARGO_BIN_EXE_sio-bench"))
+                .args([
+                    "floor-server",
+                    "--quiet",
+                    "--coalesce-ms",
+                    coalesce,
+                    "--listen",
+                ])
+                .arg(format!("127.0.0.1:{port}"))
+                .spawn()
+                .expect("floor-server"),
+        );
+        wait_for("floor-server", || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let url = format!("http://127.0.0.1:{port}");
+        let pid = floor.0.id().to_string();
+        // In a room and namespace-wide, and with the spinning receive loop: every receiver
+        // gets every broadcast once.
+        for (room, busy) in [(Some("smoke"), false), (None, false), (Some("smoke"), true)] {
+            let mut args = vec!["--origin", "client"];
+            if let Some(r) = room {
+                args.extend(["--room", r]);
+            }
+            if busy {
+                args.push("--busy-poll");
+            }
+            let r = fanout(&url, &pid, 20, &args);
+            assert_eq!(r["connected"], 20, "{room:?}: {r}");
+            let what = format!("coalesce={coalesce} room={room:?} busy={busy}");
+            assert_lossless(&r["steps"][0], 20 * 20, &what, &r);
         }
-        if busy {
-            args.push("--busy-poll");
-        }
-        let r = fanout(&url, &pid, 20, &args);
-        assert_eq!(r["connected"], 20, "{room:?}: {r}");
-        let step = &r["steps"][0];
-        assert_lossless(step, 20 * 20, &format!("{room:?} busy={busy}"), &r);
+        idle_50(&url, &pid);
     }
-    idle_50(&url, &pid);
 }
