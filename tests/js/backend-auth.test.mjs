@@ -16,21 +16,12 @@ import http from "node:http";
 import { io } from "socket.io-client";
 import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
 import { makeTls, startHttpsBackend } from "../lib/tls.mjs";
+import { jwt as signJwt, now, b64u } from "../lib/jwt.mjs";
 
 const SECRET = "jwt-test-secret-0123456789";
 const KEY = "backend-api-key-1";
-const now = () => Math.floor(Date.now() / 1000);
-
-const b64u = (b) => Buffer.from(b).toString("base64url");
-/** Sign a JWT: HS* with a string/Buffer secret, RS256 with a private KeyObject, or alg none. */
-function jwt(claims, { alg = "HS256", key = SECRET, kid, header = {} } = {}) {
-  const h = { alg, typ: "JWT", ...(kid ? { kid } : {}), ...header };
-  const input = `${b64u(JSON.stringify(h))}.${b64u(JSON.stringify(claims))}`;
-  let sig = "";
-  if (alg.startsWith("HS")) sig = crypto.createHmac(`sha${alg.slice(2)}`, key).update(input).digest("base64url");
-  else if (alg === "RS256") sig = crypto.sign("sha256", Buffer.from(input), key).toString("base64url");
-  return `${input}.${sig}`;
-}
+/** Sign with the test secret unless another key is given. */
+const jwt = (c, opts = {}) => signJwt(c, { key: SECRET, ...opts });
 const claims = (extra = {}) => ({ sub: "alice", iss: "test-iss", aud: "test-aud", exp: now() + 600, ...extra });
 
 function client(t, url, opts = {}, nsp = "/") {

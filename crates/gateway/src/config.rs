@@ -263,7 +263,8 @@ pub struct Options {
     pub drain_period: Option<Dur>,
 
     /// Room glob a client may join (`*`, `?`, `{sub}` = the authenticated subject); repeat or
-    /// comma-separate [default: *]
+    /// comma-separate. Personal rooms (`user:...`) are reached only by rules written with that
+    /// prefix (`user:{sub}`) [default: * without --auth, none with --auth]
     #[arg(
         long = "can-join",
         env = "SIO_GATEWAY_CAN_JOIN",
@@ -274,7 +275,8 @@ pub struct Options {
     pub can_join: Option<Vec<String>>,
 
     /// Room glob a client may publish to; a publish without a room is checked against the
-    /// namespace path; repeat or comma-separate; an empty value forbids publishing [default: *]
+    /// namespace path; repeat or comma-separate; an empty value forbids publishing
+    /// [default: * without --auth, none with --auth]
     #[arg(
         long = "can-publish",
         env = "SIO_GATEWAY_CAN_PUBLISH",
@@ -842,8 +844,17 @@ impl Config {
                 ));
             }
         }
+        // The open demo rules (`*`) are the default only without authentication; with `--auth`
+        // the default grants nothing beyond what each connection's credentials grant.
+        let open_by_default = auth.mode == AuthMode::None;
         let rules = |key: &'static str, v: Option<Vec<String>>| -> Result<RuleSet, ConfigError> {
-            let v = v.unwrap_or_else(|| vec!["*".into()]);
+            let v = v.unwrap_or_else(|| {
+                if open_by_default {
+                    vec!["*".into()]
+                } else {
+                    Vec::new()
+                }
+            });
             let pats = v
                 .iter()
                 .map(|s| s.trim())
@@ -987,6 +998,26 @@ mod tests {
         assert_eq!(c.event_burst, 200);
         assert!(c.can_join.allows("anything", None));
         assert!(!c.node_id.is_empty());
+    }
+
+    #[test]
+    fn open_room_rules_are_the_default_only_without_auth() {
+        let c = Config::resolve(cli(&[])).unwrap();
+        assert!(c.can_join.is_open() && c.can_publish.is_open());
+        let c = Config::resolve(cli(&["--auth", "jwt", "--jwt-secret", "s3cret-s3cret"])).unwrap();
+        assert!(c.can_join.is_empty() && c.can_publish.is_empty());
+        assert!(!c.can_join.allows("lobby", Some("u1")));
+        let c = Config::resolve(cli(&[
+            "--auth",
+            "jwt",
+            "--jwt-secret",
+            "s3cret-s3cret",
+            "--can-join",
+            "*",
+        ]))
+        .unwrap();
+        assert!(c.can_join.allows("lobby", Some("u1")));
+        assert!(!c.can_join.allows("user:u2", Some("u1")), "personal rooms");
     }
 
     #[test]

@@ -89,7 +89,8 @@ impl Drain {
         }
     }
 
-    fn ws_conn(&self, sid: &str) -> Option<u64> {
+    /// The TCP connection carrying an upgraded session's websocket, if one was recorded.
+    pub fn ws_conn(&self, sid: &str) -> Option<u64> {
         lock(&self.ws_conns).get(sid).copied()
     }
 
@@ -197,6 +198,15 @@ struct Session {
     handshake_conn: Option<u64>,
 }
 
+/// The listener's id of the TCP connection that carried a session's handshake (for a
+/// websocket-only session, the connection of its websocket).
+pub fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
+    parts
+        .extensions
+        .get::<ConnectInfo<ConnInfo>>()
+        .and_then(|c| c.0.id)
+}
+
 /// Run the drain to completion (see the module doc). Returns when every client is closed.
 pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
     gw.drain.start();
@@ -210,11 +220,7 @@ pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
         for s in ns.sockets() {
             sessions.entry(s.id.to_string()).or_insert_with(|| Session {
                 transport: s.transport_type(),
-                handshake_conn: s
-                    .req_parts()
-                    .extensions
-                    .get::<ConnectInfo<ConnInfo>>()
-                    .and_then(|c| c.0.id),
+                handshake_conn: handshake_conn(s.req_parts()),
             });
         }
     }

@@ -6,7 +6,8 @@
 //!   over the adapter ([`adapter::GatewayAdapter`]).
 //! * [`relay`]: what clients may do (join/leave/publish, upstream events), per connection.
 //! * [`rules`]: room glob rules with `{sub}`.
-//! * [`limits`]: event-rate token bucket, connection cap.
+//! * [`limits`]: event-rate token bucket, connection cap; [`origin`]: websocket origin check.
+//! * [`ack`]: client acks that wait for room instead of being dropped.
 //! * [`metrics`], [`health`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! * [`drain`]: graceful drain at the transport level; [`listener`]: cuttable TCP connections.
 //! * [`cluster`]: `--redis` mode: Redis adapter, node registry, polling forwarding.
@@ -17,6 +18,7 @@
 //! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: trim a
 //!   session's kept request head and detach it from hyper's read buffer.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
+pub mod ack;
 pub mod adapter;
 pub mod api;
 pub mod auth;
@@ -31,6 +33,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod origin;
 pub mod pysio;
 pub mod relay;
 pub mod request_head;

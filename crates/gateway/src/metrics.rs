@@ -19,6 +19,8 @@ pub mod drop_reason {
     pub const SEND_FAILED: &str = "send_failed";
     /// A recipient's send queue was full (`--max-buffer`) or it was closing.
     pub const SLOW_CLIENT: &str = "slow_client";
+    /// An ack found the client's queue full for `ack::ACK_DEADLINE`; the client was closed.
+    pub const ACK_UNDELIVERABLE: &str = "ack_undeliverable";
 }
 
 pub struct Metrics {
@@ -36,6 +38,9 @@ pub struct Metrics {
     pub dropped_invalid: IntCounter,
     pub dropped_send_failed: IntCounter,
     pub dropped_slow_client: IntCounter,
+    pub dropped_ack_undeliverable: IntCounter,
+    /// Acks that found the client's queue full and waited for room (see `ack`).
+    pub acks_delayed_total: IntCounter,
     pub broadcasts_total: IntCounterVec,
     pub broadcasts_client: IntCounter,
     pub auth_failures_total: IntCounterVec,
@@ -91,6 +96,10 @@ impl Metrics {
             opts("dropped_messages_total", "Messages dropped, by reason"),
             &["reason"]
         ));
+        let acks_delayed_total = reg!(IntCounter::with_opts(opts(
+            "acks_delayed_total",
+            "Acks that found the client's send queue full and waited for room"
+        )));
         let broadcasts_total = reg!(IntCounterVec::new(
             opts("broadcasts_total", "Broadcasts by origin"),
             &["origin"]
@@ -152,6 +161,8 @@ impl Metrics {
             dropped_invalid: dropped(INVALID),
             dropped_send_failed: dropped(SEND_FAILED),
             dropped_slow_client: dropped(SLOW_CLIENT),
+            dropped_ack_undeliverable: dropped(ACK_UNDELIVERABLE),
+            acks_delayed_total,
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),
             registry,
             connections,

@@ -16,11 +16,11 @@ use serde_json::json;
 use socketioxide::{
     BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
-    extract::{AckSender, Event, SocketRef, State, TryData},
+    extract::{Event, SocketRef, State, TryData},
     socket::{DisconnectReason, Sid},
 };
 
-use crate::{limits::TokenBucket, state::Gateway};
+use crate::{ack::Ack, limits::TokenBucket, state::Gateway};
 
 /// Event names a client must not trigger on other clients: Socket.IO's own list
 /// ([`sio_wire::RESERVED_EVENTS`]) plus `error`, `ping` and `pong`, which Socket.IO 2 clients
@@ -81,6 +81,10 @@ struct Conn {
     sub: Option<String>,
     /// What the credentials grant beyond the configured rules (see `auth`).
     ident: Option<Arc<crate::auth::Identity>>,
+    /// Makes `--max-rooms`' check and the join one step: handlers of one connection run
+    /// concurrently (on any worker), and two joins checked before either joined would both
+    /// pass. Taken once per join, never across an await.
+    join_step: std::sync::Mutex<()>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,17 +108,12 @@ fn err(msg: impl std::fmt::Display) -> serde_json::Value {
     json!({ "ok": false, "error": msg.to_string() })
 }
 
-/// Send an ack if the client asked for one (a no-op otherwise); a full buffer is not an error
-/// worth more than a debug line: the client is too slow to read it anyway.
-fn reply<A: Adapter>(ack: AckSender<A>, v: &serde_json::Value) {
-    if let Err(e) = ack.send(v) {
-        tracing::debug!(error = %e, "ack not sent");
-    }
-}
-
 /// Refusal of a client's join of another socket's own-id room, or leave of its own.
 const SOCKET_ID_ROOM: &str =
     "a socket's own room (named after its id) can be neither joined nor left";
+
+/// Refusal of a client's publish into a socket's own-id room (backends' direct messages).
+const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) is for direct messages from backends: clients cannot publish to it";
 
 fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_NAME_LEN
@@ -162,118 +161,146 @@ impl Conn {
         }
     }
 
+    /// Answer the client's ack (see `ack`: never dropped in silence).
+    async fn reply<A: Adapter>(&self, ack: Ack<A>, v: &serde_json::Value) {
+        ack.send(&self.gw, v).await;
+    }
+
     async fn join<A: Adapter>(
         &self,
         io: &SocketIo<A>,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
-        ack: AckSender<A>,
+        ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return reply(ack, &err("rate limited"));
+            return self.reply(ack, &err("rate limited")).await;
         }
         let room = match room {
             Ok(r) if valid_name(&r) => r,
             _ => {
                 self.gw.metrics.dropped_invalid.inc();
-                return reply(ack, &err("join expects a room name (1-256 bytes)"));
+                return self
+                    .reply(ack, &err("join expects a room name (1-256 bytes)"))
+                    .await;
             }
         };
         if self.is_socket_id_room(io, s, &room).await {
             // Every socket is in the room named after its id (as on Node.js): joining another
             // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
-            return reply(ack, &err(SOCKET_ID_ROOM));
+            return self.reply(ack, &err(SOCKET_ID_ROOM)).await;
         }
         if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
             self.gw.metrics.dropped_forbidden.inc();
-            return reply(ack, &err(format_args!("not allowed to join room `{room}`")));
+            let v = err(format_args!("not allowed to join room `{room}`"));
+            return self.reply(ack, &v).await;
         }
-        let max_rooms = self.gw.config.max_rooms;
-        if max_rooms > 0 {
-            // Lists the socket's rooms (an allocation per join, not per message) so the cap
-            // is exact and re-joining a room one is already in never counts twice.
-            // The socket's own-id room does not count.
-            let rooms = s.rooms();
-            if rooms.len() > max_rooms && !rooms.iter().any(|r| *r == room) {
-                self.gw.metrics.dropped_forbidden.inc();
-                return reply(
-                    ack,
-                    &err(format_args!(
-                        "too many rooms (max {max_rooms} per connection)"
-                    )),
-                );
-            }
+        if let Err(max) = self.join_capped(s, &room) {
+            self.gw.metrics.dropped_forbidden.inc();
+            let v = err(format_args!("too many rooms (max {max} per connection)"));
+            return self.reply(ack, &v).await;
         }
-        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
-        s.join(room);
         // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
         // broadcast sent from another node right after the ack is not missed.
         self.gw.sync_rooms(s.ns()).await;
-        reply(ack, &ok());
+        self.reply(ack, &ok()).await;
     }
 
-    fn leave<A: Adapter>(
+    /// Join `room` unless that takes the socket past `--max-rooms` (the socket's own-id room
+    /// does not count; re-joining a room one is in never counts twice). Check and join are one
+    /// step under `join_step`, so concurrent joins cannot overshoot the cap.
+    fn join_capped<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> Result<(), usize> {
+        let max_rooms = self.gw.config.max_rooms;
+        let _step = self.join_step.lock().unwrap_or_else(|e| e.into_inner());
+        if max_rooms > 0 {
+            // Lists the socket's rooms (an allocation per join, not per message).
+            let rooms = s.rooms();
+            if rooms.len() > max_rooms && !rooms.iter().any(|r| *r == room) {
+                return Err(max_rooms);
+            }
+        }
+        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
+        s.join(room.to_owned());
+        Ok(())
+    }
+
+    async fn leave<A: Adapter>(
         &self,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
-        ack: AckSender<A>,
+        ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return reply(ack, &err("rate limited"));
+            return self.reply(ack, &err("rate limited")).await;
         }
-        match room {
+        let v = match room {
             Ok(r) if r == s.id.as_str() => {
                 self.gw.metrics.dropped_forbidden.inc();
-                reply(ack, &err(SOCKET_ID_ROOM));
+                err(SOCKET_ID_ROOM)
             }
             Ok(r) if valid_name(&r) => {
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
                 s.leave(r);
-                reply(ack, &ok());
+                ok()
             }
             _ => {
                 self.gw.metrics.dropped_invalid.inc();
-                reply(ack, &err("leave expects a room name (1-256 bytes)"));
+                err("leave expects a room name (1-256 bytes)")
             }
-        }
+        };
+        self.reply(ack, &v).await;
     }
 
     async fn publish<A: Adapter>(
         &self,
+        io: &SocketIo<A>,
         s: &SocketRef<A>,
         p: Result<Publish, ParserError>,
-        ack: AckSender<A>,
+        ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return reply(ack, &err("rate limited"));
+            return self.reply(ack, &err("rate limited")).await;
         }
+        let v = self.try_publish(io, s, p).await;
+        self.reply(ack, &v).await;
+    }
+
+    /// The publish itself; returns the ack to send.
+    async fn try_publish<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        s: &SocketRef<A>,
+        p: Result<Publish, ParserError>,
+    ) -> serde_json::Value {
         let m = &self.gw.metrics;
         let p = match p {
             Ok(p) => p,
             Err(_) => {
                 m.dropped_invalid.inc();
-                return reply(ack, &err("publish expects {room?, event, data}"));
+                return err("publish expects {room?, event, data}");
             }
         };
         if !valid_name(&p.event) || p.room.as_deref().is_some_and(|r| !valid_name(r)) {
             m.dropped_invalid.inc();
-            return reply(ack, &err("event and room names must be 1-256 bytes"));
+            return err("event and room names must be 1-256 bytes");
         }
         if RESERVED_EVENTS.contains(&p.event.as_str()) {
             m.dropped_invalid.inc();
-            return reply(
-                ack,
-                &err(format_args!("event name `{}` is reserved", p.event)),
-            );
+            return err(format_args!("event name `{}` is reserved", p.event));
         }
         let target = p.room.as_deref().unwrap_or(s.ns());
         if !self.may(&self.gw.config.can_publish, |i| &i.can_publish, target) {
             m.dropped_forbidden.inc();
-            return reply(
-                ack,
-                &err(format_args!("not allowed to publish to `{target}`")),
-            );
+            return err(format_args!("not allowed to publish to `{target}`"));
+        }
+        // A socket's own-id room is where backends send it direct messages: a client writing
+        // there would speak as the backend. Only names with an id's shape are looked up.
+        if let Some(room) = &p.room
+            && self.is_socket_id_room(io, s, room).await
+        {
+            m.dropped_forbidden.inc();
+            return err(SOCKET_ID_ROOM_PUBLISH);
         }
         let started = Instant::now();
         // socketioxide's broadcast does not report how many sockets it reached, so the local
@@ -295,7 +322,7 @@ impl Conn {
             Ok(()) => {
                 m.broadcasts_client.inc();
                 m.events_sent_total.inc_by(delivered as u64);
-                reply(ack, &ok());
+                ok()
             }
             Err(BroadcastError::Socket(errs)) => {
                 // Everyone else got it; the listed recipients had a full send queue (slow
@@ -305,12 +332,12 @@ impl Conn {
                 m.events_sent_total
                     .inc_by(delivered.saturating_sub(missed) as u64);
                 m.dropped_slow_client.inc_by(missed as u64);
-                reply(ack, &ok());
+                ok()
             }
             Err(e) => {
                 m.dropped_send_failed.inc();
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, error = %e, "publish failed");
-                reply(ack, &err(format_args!("publish failed: {e}")));
+                err(format_args!("publish failed: {e}"))
             }
         }
     }
@@ -336,10 +363,10 @@ impl Conn {
         s: &SocketRef<A>,
         event: &str,
         data: Result<serde_json::Value, ParserError>,
-        ack: AckSender<A>,
+        ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return reply(ack, &err("rate limited"));
+            return self.reply(ack, &err("rate limited")).await;
         }
         let data = data.unwrap_or(serde_json::Value::Null);
         let sid = s.id.to_string();
@@ -351,7 +378,8 @@ impl Conn {
             event,
             data: &data,
         };
-        reply(ack, &crate::upstream::forward(&self.gw, ev).await);
+        let v = crate::upstream::forward(&self.gw, ev).await;
+        self.reply(ack, &v).await;
     }
 }
 
@@ -393,15 +421,13 @@ pub async fn install<A: Adapter>(
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
         ident,
         gw: gw.clone(),
+        join_step: std::sync::Mutex::new(()),
     });
 
     let c = conn.clone();
     s.on(
         "join",
-        move |s: SocketRef<A>,
-              io: SocketIo<A>,
-              TryData(room): TryData<String>,
-              ack: AckSender<A>| {
+        move |s: SocketRef<A>, io: SocketIo<A>, TryData(room): TryData<String>, ack: Ack<A>| {
             let c = c.clone();
             async move { c.join(&io, &s, room, ack).await }
         },
@@ -409,17 +435,17 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "leave",
-        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: AckSender<A>| {
-            c.leave(&s, room, ack);
-            std::future::ready(())
+        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+            let c = c.clone();
+            async move { c.leave(&s, room, ack).await }
         },
     );
     let c = conn.clone();
     s.on(
         "publish",
-        move |s: SocketRef<A>, TryData(p): TryData<Publish>, ack: AckSender<A>| {
+        move |s: SocketRef<A>, io: SocketIo<A>, TryData(p): TryData<Publish>, ack: Ack<A>| {
             let c = c.clone();
-            async move { c.publish(&s, p, ack).await }
+            async move { c.publish(&io, &s, p, ack).await }
         },
     );
     let c = conn.clone();
@@ -427,7 +453,7 @@ pub async fn install<A: Adapter>(
         move |s: SocketRef<A>,
               Event(event): Event,
               TryData(data): TryData<serde_json::Value>,
-              ack: AckSender<A>| {
+              ack: Ack<A>| {
             let c = c.clone();
             async move { c.other(&s, &event, data, ack).await }
         },

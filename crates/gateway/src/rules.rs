@@ -4,6 +4,11 @@
 //! and `{sub}` is replaced by the connection's authenticated subject (so `user:{sub}` lets a
 //! user into their own room only). A rule that mentions `{sub}` never matches an anonymous
 //! connection. Patterns are parsed once at start-up; matching allocates nothing.
+//!
+//! Personal rooms: every authenticated socket is in `user:<sub>` (see `auth`), where backends
+//! reach a user's devices. A rule reaches a room under [`PERSONAL_PREFIX`] only when the rule
+//! itself is written with that prefix (`user:{sub}`, or an explicit `user:*`): a wildcard such as
+//! `*` or `u*` never admits a client to `user:<someone else>`.
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +19,16 @@ enum Tok {
     Sub,
 }
 
+/// Prefix of the personal rooms (`user:<sub>`); see the module doc.
+pub const PERSONAL_PREFIX: &str = "user:";
+
 /// One compiled glob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pattern {
     src: String,
     toks: Vec<Tok>,
+    /// Written with the personal prefix, so it may match personal rooms.
+    personal: bool,
 }
 
 impl Pattern {
@@ -64,9 +74,11 @@ impl Pattern {
         if !lit.is_empty() {
             toks.push(Tok::Lit(lit));
         }
+        let personal = matches!(toks.first(), Some(Tok::Lit(l)) if l.starts_with(PERSONAL_PREFIX));
         Ok(Pattern {
             src: src.to_owned(),
             toks,
+            personal,
         })
     }
 
@@ -78,6 +90,9 @@ impl Pattern {
     /// Does `room` match, with `{sub}` bound to `sub`?
     pub fn matches(&self, room: &str, sub: Option<&str>) -> bool {
         if sub.is_none() && self.toks.contains(&Tok::Sub) {
+            return false;
+        }
+        if !self.personal && room.starts_with(PERSONAL_PREFIX) {
             return false;
         }
         match_toks(&self.toks, room, sub.unwrap_or(""))
@@ -123,6 +138,15 @@ impl RuleSet {
     pub fn allows(&self, room: &str, sub: Option<&str>) -> bool {
         self.0.iter().any(|p| p.matches(room, sub))
     }
+
+    /// Does the set hold the catch-all `*` (the demo rules)?
+    pub fn is_open(&self) -> bool {
+        self.0.iter().any(|p| p.toks == [Tok::Star])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 impl Serialize for RuleSet {
@@ -165,6 +189,30 @@ mod tests {
             "anonymous never matches a {{sub}} rule"
         );
         assert!(p("team:*:{sub}").matches("team:x:bob", Some("bob")));
+    }
+
+    #[test]
+    fn personal_rooms_need_a_personal_rule() {
+        for wild in ["*", "u*", "*:*", "user*", "?ser:*", "*{sub}"] {
+            assert!(
+                !p(wild).matches("user:u2", Some("u2")),
+                "`{wild}` must not reach a personal room"
+            );
+        }
+        assert!(
+            p("*").matches("users", None),
+            "only the `user:` prefix is personal"
+        );
+        assert!(p("user:{sub}").matches("user:u1", Some("u1")));
+        assert!(!p("user:{sub}").matches("user:u2", Some("u1")));
+        assert!(
+            p("user:*").matches("user:u2", Some("u1")),
+            "explicitly written"
+        );
+        assert!(p("user:*").matches("user:u2", None));
+        let rs = RuleSet::new(vec![p("*")]);
+        assert!(rs.is_open() && !rs.allows("user:bob", Some("alice")));
+        assert!(!RuleSet::new(vec![p("public:*")]).is_open());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! [`serve`] is generic over the adapter type so the same server runs with the in-memory
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
-//! Layer order, outermost first: CORS → tracing → HTTP metrics → per-IP handshake rate →
+//! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
+//! forwarding too) → credentials strip → CORS → tracing → HTTP metrics → per-IP handshake rate →
 //! engine guard (drain) → sticky cookie → socketioxide (`/socket.io/`) → axum routes.
 use std::{net::SocketAddr, sync::Arc};
 
@@ -244,7 +245,9 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
         .layer(TraceLayer::new_for_http());
     if let Some(cors) = cors_layer(&gw.config.cors_origin) {
-        r = r.layer(cors);
+        r = r
+            .layer(cors)
+            .layer(middleware::from_fn(crate::origin::strip_credentials));
     }
     r
 }
@@ -284,6 +287,31 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Say at start-up what clients may do with rooms, loudly when it is the open demo default.
+fn log_room_rules(c: &Config) {
+    let open = c.can_join.is_open() || c.can_publish.is_open();
+    let authenticated = c.auth.mode != crate::config::AuthMode::None;
+    if open && !authenticated {
+        tracing::warn!(
+            can_join = ?c.can_join,
+            can_publish = ?c.can_publish,
+            "demo room rules: without --auth any client may join and publish to any room (`*`), \
+             except personal `user:` rooms and other sockets' own-id rooms; set --auth and \
+             --can-join/--can-publish for production"
+        );
+    } else if open {
+        tracing::warn!(
+            "room rules contain `*`: any authenticated client may join or publish to any room \
+             except personal `user:` rooms and other sockets' own-id rooms"
+        );
+    } else if authenticated && c.can_join.is_empty() && c.can_publish.is_empty() {
+        tracing::info!(
+            "no room rules configured: clients may join and publish only to rooms their \
+             credentials grant (can_join / can_publish claims)"
+        );
+    }
+}
+
 /// Run a gateway node with adapter `A` until it has drained after SIGTERM/SIGINT.
 pub async fn serve<A: GatewayAdapter>(
     config: Config,
@@ -314,6 +342,15 @@ pub async fn serve<A: GatewayAdapter>(
         Some(c) => c.wrap(&gw, app),
         None => app,
     };
+    // Outermost: a websocket from a foreign origin is refused before it is forwarded anywhere.
+    let app = app.layer(middleware::from_fn_with_state(
+        crate::origin::Guard {
+            gw: gw.clone(),
+            policy: Arc::new(crate::origin::OriginPolicy::from_config(&cfg.cors_origin)),
+            skip_signed_forwards: cluster.is_some(),
+        },
+        crate::origin::guard,
+    ));
     let tracked = TrackedListener::new(listener, gw.conns.clone());
     let server = axum::serve(
         tracked,
@@ -341,6 +378,8 @@ pub async fn serve<A: GatewayAdapter>(
         client_js = if gw.client_js.is_some() { "local" } else { chat::CDN_URL },
         "sio-gateway listening"
     );
+
+    log_room_rules(&cfg);
 
     shutdown_signal().await;
     tracing::info!(node_id = %cfg.node_id, "signal received, draining");

@@ -5,7 +5,10 @@
 //! token's `kid`, re-read when the file changes or on SIGHUP). The algorithm is pinned
 //! (`--jwt-alg`): a token announcing another one — `none`, or HS256 signed with an RSA public
 //! key as the secret (the classic confusion attack) — is refused before any signature check.
-//! `exp` is required; `exp`/`nbf` are checked with `--jwt-leeway`; `iss`/`aud` when configured.
+//! `exp` is required; `exp`/`nbf` are checked with `--jwt-leeway`. A configured `--jwt-issuer` /
+//! `--jwt-audience` makes `iss` / `aud` required: a token without the claim is refused, not only
+//! one with a wrong value. A header with `crit` (RFC 7515 §4.1.11: extensions the recipient must
+//! understand) is refused, since this verifier understands none.
 //!
 //! Claims used: `sub` (→ `user:<sub>` room and `{sub}` in rules), `rooms` (joined on
 //! connect), `can_join` / `can_publish` (extra room globs granted to this connection).
@@ -136,13 +139,21 @@ impl JwtAuth {
         validation.algorithms = vec![alg];
         validation.leeway = c.jwt_leeway.as_secs();
         validation.validate_nbf = true;
+        // jsonwebtoken checks `iss` / `aud` only when the token has them; an operator who
+        // configured them means "required", so they join `exp` in the required set.
+        let mut required = vec!["exp"];
         if let Some(iss) = &c.jwt_issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
         match &c.jwt_audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
+        validation.set_required_spec_claims(&required);
         Ok(JwtAuth { keys, validation })
     }
 
@@ -155,6 +166,8 @@ impl JwtAuth {
                 "malformed token header or unsupported algorithm (`none` is never accepted)".into(),
             )
         })?;
+        // jsonwebtoken's `Header` drops members it does not know, `crit` among them.
+        refuse_crit(token)?;
         // Refuse a foreign algorithm here, with a clear message, before choosing a key.
         if !self.validation.algorithms.contains(&header.alg) {
             return Err(AuthError::InvalidToken(format!(
@@ -203,6 +216,26 @@ impl JwtAuth {
             can_join: grants(claims.get("can_join")),
             can_publish: grants(claims.get("can_publish")),
         })
+    }
+}
+
+/// RFC 7515 §4.1.11: a recipient must refuse a JWS whose `crit` header names an extension it
+/// does not understand. This verifier understands none, so any `crit` is refused (an empty
+/// or malformed one too: the RFC forbids those).
+fn refuse_crit(token: &str) -> Result<(), AuthError> {
+    use base64::Engine as _;
+    let malformed = || AuthError::InvalidToken("malformed token header".into());
+    let head = token.split('.').next().ok_or_else(malformed)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head.trim_end_matches('='))
+        .map_err(|_| malformed())?;
+    let header: serde_json::Map<String, Value> =
+        serde_json::from_slice(&bytes).map_err(|_| malformed())?;
+    match header.get("crit") {
+        None => Ok(()),
+        Some(c) => Err(AuthError::InvalidToken(format!(
+            "critical header extension(s) {c} not understood (RFC 7515 crit)"
+        ))),
     }
 }
 
@@ -274,6 +307,79 @@ mod tests {
         .err()
         .unwrap();
         assert!(e.contains("not a JWT algorithm"), "{e}");
+    }
+
+    #[test]
+    fn configured_issuer_and_audience_are_required() {
+        let a = auth(Options {
+            jwt_secret: Some("unit-secret".into()),
+            jwt_issuer: Some("https://issuer.example".into()),
+            jwt_audience: Some("chat".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let exp = now() + 60;
+        let full = json!({"sub": "u1", "exp": exp, "iss": "https://issuer.example", "aud": "chat"});
+        assert!(a.verify(&token(Algorithm::HS256, full)).is_ok());
+        let no_iss = json!({"sub": "u1", "exp": exp, "aud": "chat"});
+        assert_eq!(
+            a.verify(&token(Algorithm::HS256, no_iss))
+                .unwrap_err()
+                .to_string(),
+            "invalid token: missing claim `iss`"
+        );
+        let no_aud = json!({"sub": "u1", "exp": exp, "iss": "https://issuer.example"});
+        assert_eq!(
+            a.verify(&token(Algorithm::HS256, no_aud))
+                .unwrap_err()
+                .to_string(),
+            "invalid token: missing claim `aud`"
+        );
+        // Not configured: not required.
+        let plain = auth(Options {
+            jwt_secret: Some("unit-secret".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            plain
+                .verify(&token(Algorithm::HS256, json!({"sub": "u1", "exp": exp})))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn crit_header_is_refused() {
+        use base64::Engine as _;
+        let a = auth(Options {
+            jwt_secret: Some("unit-secret".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        // Sign a token whose header carries `crit`, with the right key and algorithm.
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let head = b64.encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
+        let body =
+            b64.encode(serde_json::to_vec(&json!({"sub": "u1", "exp": now() + 60})).unwrap());
+        let input = format!("{head}.{body}");
+        let sig = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_secret(b"unit-secret"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        let e = a.verify(&format!("{input}.{sig}")).unwrap_err().to_string();
+        assert!(e.contains("crit"), "{e}");
+        // The same token without `crit` passes: the refusal is the header, not the signature.
+        let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let input = format!("{head}.{body}");
+        let sig = jsonwebtoken::crypto::sign(
+            input.as_bytes(),
+            &EncodingKey::from_secret(b"unit-secret"),
+            Algorithm::HS256,
+        )
+        .unwrap();
+        assert!(a.verify(&format!("{input}.{sig}")).is_ok());
     }
 
     #[test]

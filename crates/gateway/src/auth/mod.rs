@@ -28,7 +28,8 @@ use crate::{
 
 /// Every authenticated socket joins `user:<sub>`, so a backend reaches all of a user's
 /// devices (on every node) with one room.
-pub const USER_ROOM_PREFIX: &str = "user:";
+/// Room rules treat these rooms as personal (see `rules`).
+pub const USER_ROOM_PREFIX: &str = crate::rules::PERSONAL_PREFIX;
 
 /// Who a socket is, and what its credentials grant beyond the configured room rules.
 #[derive(Debug, Clone, Default)]

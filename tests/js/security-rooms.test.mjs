@@ -1,0 +1,124 @@
+// Attack set, rooms (issue 13 items 4 and 8a): what one client can do to another's rooms with
+// a stock socket.io-client. With --auth the demo's open rules are not the default; personal
+// rooms (`user:<sub>`) are never reached by a wildcard rule; no client publishes into a socket's
+// own-id room (backends' direct messages); --max-rooms holds under a concurrent burst; the
+// start-up log names the open demo rules.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+import { startGateway, track, once, sleep } from "../lib/harness.mjs";
+import { jwt, now } from "../lib/jwt.mjs";
+
+const SECRET = "security-rooms-secret-0123";
+const KEY = "security-api-key-1";
+const token = (sub, extra = {}) => jwt({ sub, exp: now() + 600, ...extra }, { key: SECRET });
+
+async function connect(t, url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts });
+  track(t, s);
+  if (!s.connected) await once(s, "connect");
+  return s;
+}
+const ack = (s, ...args) => s.timeout(5000).emitWithAck(...args);
+function collect(s, event) {
+  const got = [];
+  s.on(event, (...a) => got.push(a));
+  return got;
+}
+async function emitApi(gw, body) {
+  const r = await fetch(gw.url + "/api/v1/emit", {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 200, await r.text());
+}
+
+test("with --auth and no rules, a client reaches nothing beyond its grants; another user's room stays closed", async (t) => {
+  const gw = track(t, await startGateway(["--auth", "jwt", "--jwt-secret", SECRET, "--api-key", KEY]));
+  const u1 = await connect(t, gw.url, { auth: { token: token("u1") } });
+  const u2 = await connect(t, gw.url, { auth: { token: token("u2", { can_join: ["team:*"], can_publish: ["team:*"] }) } });
+  const u2got = collect(u2, "dm");
+
+  // The read attack: join u2's personal room and receive what a backend sends u2.
+  assert.deepEqual(await ack(u1, "join", "user:u2"), { ok: false, error: "not allowed to join room `user:u2`" });
+  // The write attack: publish into u2's personal room.
+  assert.deepEqual(await ack(u1, "publish", { room: "user:u2", event: "dm", data: "spoofed" }),
+    { ok: false, error: "not allowed to publish to `user:u2`" });
+  // No open default under auth: an ordinary room is refused too, the namespace as well.
+  assert.deepEqual(await ack(u1, "join", "lobby"), { ok: false, error: "not allowed to join room `lobby`" });
+  assert.deepEqual(await ack(u1, "publish", { event: "dm", data: 1 }), { ok: false, error: "not allowed to publish to `/`" });
+  // What the credentials grant still works.
+  assert.deepEqual(await ack(u2, "join", "team:a"), { ok: true });
+  assert.deepEqual(await ack(u2, "publish", { room: "team:a", event: "x", data: 1 }), { ok: true });
+
+  // The backend still reaches u2's room, and only u2.
+  const u1got = collect(u1, "dm");
+  await emitApi(gw, { rooms: ["user:u2"], event: "dm", data: "from backend" });
+  await sleep(300);
+  assert.deepEqual(u2got, [["from backend"]]);
+  assert.deepEqual(u1got, []);
+  assert.doesNotMatch(gw.output(), /demo room rules/, "no demo warning under auth");
+  assert.match(gw.output(), /no room rules configured/);
+});
+
+test("a wildcard rule never reaches personal rooms; user:{sub} admits one's own", async (t) => {
+  const gw = track(t, await startGateway([
+    "--auth", "jwt", "--jwt-secret", SECRET, "--api-key", KEY,
+    "--can-join", "*", "--can-publish", "*,user:{sub}",
+  ]));
+  const u1 = await connect(t, gw.url, { auth: { token: token("u1") } });
+  const u2 = await connect(t, gw.url, { auth: { token: token("u2") } });
+  const u2got = collect(u2, "dm");
+  assert.deepEqual(await ack(u1, "join", "user:u2"), { ok: false, error: "not allowed to join room `user:u2`" });
+  assert.deepEqual(await ack(u1, "publish", { room: "user:u2", event: "dm", data: "spoofed" }),
+    { ok: false, error: "not allowed to publish to `user:u2`" });
+  assert.deepEqual(await ack(u1, "join", "lobby"), { ok: true });
+  // Its own personal room through the explicit `user:{sub}` rule (its other devices get it).
+  assert.deepEqual(await ack(u1, "publish", { room: "user:u1", event: "dm", data: "note to self" }), { ok: true });
+  await sleep(200);
+  assert.deepEqual(u2got, []);
+  assert.match(gw.output(), /room rules contain `\*`/);
+});
+
+for (const mode of ["demo", "auth"]) {
+  test(`${mode}: no client publishes into another socket's own-id room`, async (t) => {
+    const args = mode === "auth"
+      ? ["--auth", "jwt", "--jwt-secret", SECRET, "--can-join", "*", "--can-publish", "*"]
+      : [];
+    const gw = track(t, await startGateway(args));
+    const opts = mode === "auth" ? (sub) => ({ auth: { token: token(sub) } }) : () => ({});
+    const victim = await connect(t, gw.url, opts("victim"));
+    const attacker = await connect(t, gw.url, opts("attacker"));
+    const got = collect(victim, "direct");
+    const r = await ack(attacker, "publish", { room: victim.id, event: "direct", data: "as the backend" });
+    assert.equal(r.ok, false);
+    assert.match(r.error, /own room .* clients cannot publish to it/);
+    // Its own id room too (nothing to gain, and one rule is simpler to reason about).
+    assert.equal((await ack(attacker, "publish", { room: attacker.id, event: "direct", data: 1 })).ok, false);
+    // A room with an id's shape that is nobody's id stays usable.
+    const lookalike = "A".repeat(16);
+    assert.deepEqual(await ack(victim, "join", lookalike), { ok: true });
+    assert.deepEqual(await ack(attacker, "publish", { room: lookalike, event: "direct", data: "fine" }), { ok: true });
+    await waitForLength(got, 1);
+    assert.deepEqual(got, [["fine"]]);
+    if (mode === "demo") assert.match(gw.output(), /demo room rules/, "the open demo rules are announced");
+  });
+}
+
+async function waitForLength(arr, n) {
+  for (let i = 0; i < 100 && arr.length < n; i++) await sleep(20);
+}
+
+test("--max-rooms holds under a burst of concurrent joins", async (t) => {
+  // The default cap; before the fix the joins at the boundary raced and 1,001 got in.
+  const gw = track(t, await startGateway(["--max-rooms", "1000", "--event-rate", "0"]));
+  const s = await connect(t, gw.url);
+  const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => s.timeout(15000).emitWithAck("join", `r${i}`)));
+  const ok = results.filter((r) => r.ok).length;
+  assert.equal(ok, 1000, `exactly the cap is admitted (got ${ok})`);
+  for (const r of results.filter((r) => !r.ok)) assert.equal(r.error, "too many rooms (max 1000 per connection)");
+  // Re-joining a room one is in is not a new room.
+  const first = results.findIndex((r) => r.ok);
+  assert.deepEqual(await ack(s, "join", `r${first}`), { ok: true });
+});
