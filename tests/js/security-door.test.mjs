@@ -1,0 +1,155 @@
+// Attack set, the door (issue 13 items 5, 6, 7, 8e): JWT claims the operator required are
+// required and `crit` is refused; websocket upgrades from foreign origins are refused (browsers
+// do not apply CORS to websockets) and CORS never grants credentials to a refused origin; a
+// burst of 1,000 acked events gets 1,000 acks; a client that stops reading is closed.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import net from "node:net";
+import { io } from "socket.io-client";
+import WebSocket from "ws";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { jwt, now } from "../lib/jwt.mjs";
+
+const SECRET = "security-door-secret-0123";
+
+function outcome(s) {
+  return new Promise((resolve) => {
+    if (s.connected) return resolve("connected");
+    s.once("connect", () => resolve("connected"));
+    s.once("connect_error", (e) => resolve(e.message));
+  });
+}
+function client(t, url, opts = {}) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"], ...opts });
+  track(t, s);
+  return s;
+}
+
+test("jwt: a configured issuer/audience is required, a crit header is refused", async (t) => {
+  const gw = track(t, await startGateway([
+    "--auth", "jwt", "--jwt-secret", SECRET, "--jwt-issuer", "iss-1", "--jwt-audience", "aud-1",
+  ]));
+  const full = { sub: "u1", exp: now() + 600, iss: "iss-1", aud: "aud-1" };
+  const sign = (claims, header) => jwt(claims, { key: SECRET, header });
+  const cases = [
+    [sign(full), "connected"],
+    [sign({ ...full, iss: undefined }), "invalid token: missing claim `iss`"],
+    [sign({ ...full, aud: undefined }), "invalid token: missing claim `aud`"],
+    [sign(full, { crit: ["urn:example:must-understand"], "urn:example:must-understand": true }),
+      /critical header extension.*not understood/],
+  ];
+  for (const [token, want] of cases) {
+    const got = await outcome(client(t, gw.url, { auth: { token } }));
+    if (want instanceof RegExp) assert.match(got, want);
+    else assert.equal(got, want);
+  }
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="invalid_token"'), 3);
+});
+
+/** Raw websocket upgrade with an Origin header; resolves "open" or the HTTP status. */
+function upgrade(url, origin) {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket",
+      origin ? { origin } : {});
+    ws.once("open", () => { ws.close(); resolve("open"); });
+    ws.once("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (d) => { body += d; });
+      res.on("end", () => resolve(`${res.statusCode} ${body}`));
+    });
+    ws.once("error", () => {});
+  });
+}
+
+test("websocket upgrades: same origin by default, the --cors-origin list when set, any with *", async (t) => {
+  const def = track(t, await startGateway([]));
+  const refused = `403 {"code":4,"message":"origin not allowed"}`;
+  assert.equal(await upgrade(def.url, "https://evil.example"), refused);
+  assert.equal(await upgrade(def.url, def.url), "open", "the gateway's own page");
+  assert.equal(await upgrade(def.url, undefined), "open", "non-browser clients send no Origin");
+  const m = await scrapeMetrics(def.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_connections_refused_total", 'reason="origin"'), 1);
+
+  const listed = track(t, await startGateway(["--cors-origin", "https://app.example"]));
+  assert.equal(await upgrade(listed.url, "https://evil.example"), refused);
+  assert.equal(await upgrade(listed.url, "https://app.example"), "open");
+  // The stock client in a browser of that origin (the Origin header set as a browser would).
+  const s = client(t, listed.url, { extraHeaders: { origin: "https://evil.example" } });
+  assert.match(await outcome(s), /websocket error/);
+
+  const any = track(t, await startGateway(["--cors-origin", "*"]));
+  assert.equal(await upgrade(any.url, "https://evil.example"), "open");
+});
+
+test("CORS: a refused origin gets no Allow-Credentials", async (t) => {
+  const gw = track(t, await startGateway(["--cors-origin", "https://app.example"]));
+  const ask = async (origin) => {
+    const r = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling", { headers: { origin } });
+    await r.text();
+    return [r.headers.get("access-control-allow-origin"), r.headers.get("access-control-allow-credentials")];
+  };
+  assert.deepEqual(await ask("https://app.example"), ["https://app.example", "true"]);
+  assert.deepEqual(await ask("https://evil.example"), [null, null]);
+  const pre = await fetch(gw.url + "/socket.io/?EIO=4&transport=polling", {
+    method: "OPTIONS",
+    headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+  });
+  assert.equal(pre.headers.get("access-control-allow-credentials"), null);
+});
+
+for (const rate of ["default", "unlimited"]) {
+  test(`a burst of 1,000 acked events gets 1,000 acks (event rate ${rate})`, async (t) => {
+    const gw = track(t, await startGateway(rate === "default" ? [] : ["--event-rate", "0"]));
+    const s = client(t, gw.url);
+    assert.equal(await outcome(s), "connected");
+    const results = await Promise.all(
+      Array.from({ length: 1000 }, (_, i) => s.timeout(20000).emitWithAck("join", `room-${i}`)));
+    const ok = results.filter((r) => r.ok).length;
+    if (rate === "default") {
+      // The bucket holds 200; the rest are refused at once, each with its error ack.
+      assert.ok(ok >= 200 && ok < 260, `ok ${ok}`);
+      assert.ok(results.filter((r) => !r.ok).every((r) => r.error === "rate limited"));
+    } else {
+      assert.equal(ok, 1000);
+    }
+    assert.ok(s.connected);
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="ack_undeliverable"'), 0);
+  });
+}
+
+test("a client that stops reading costs only its own deliveries: counted, others served", async (t) => {
+  const gw = track(t, await startGateway(["--max-buffer", "16", "--event-rate", "0"]));
+  // The stalled client: a raw websocket that joins the room, then never reads again.
+  const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  track(t, { close: () => ws.terminate() });
+  const acked = new Promise((resolve) => ws.on("message", (d) => { if (d.toString() === '430[{"ok":true}]') resolve(); }));
+  await once(ws, "open");
+  ws.send("40");
+  await new Promise((r) => setTimeout(r, 200));
+  ws.send('420["join","flood"]');
+  await acked;
+  ws._socket.pause(); // stop reading: the kernel buffers fill, then the gateway's queue
+  const reader = client(t, gw.url);
+  const pub = client(t, gw.url);
+  assert.equal(await outcome(reader), "connected");
+  assert.equal(await outcome(pub), "connected");
+  assert.deepEqual(await reader.emitWithAck("join", "flood"), { ok: true });
+  let got = 0;
+  reader.on("m", () => { got++; });
+  const big = "x".repeat(64 * 1024);
+  let sent = 0;
+  let slow = 0;
+  const deadline = Date.now() + 20000;
+  while (Date.now() < deadline && slow === 0) {
+    for (let i = 0; i < 20; i++, sent++) {
+      assert.deepEqual(await pub.timeout(5000).emitWithAck("publish", { room: "flood", event: "m", data: big }), { ok: true });
+    }
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    slow = metricSum(m, "sio_gateway_dropped_messages_total", 'reason="slow_client"');
+  }
+  assert.ok(slow > 0, "deliveries to the stalled client are dropped and counted");
+  await waitFor(() => got === sent, { timeoutMs: 10000, what: `reader got ${got}/${sent}` });
+  assert.ok(reader.connected && pub.connected, "the reading clients are served in full");
+});
