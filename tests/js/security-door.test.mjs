@@ -119,8 +119,8 @@ for (const rate of ["default", "unlimited"]) {
   });
 }
 
-test("a client that stops reading costs only its own deliveries: counted, others served", async (t) => {
-  const gw = track(t, await startGateway(["--max-buffer", "16", "--event-rate", "0"]));
+test("a client that stops reading costs only its own deliveries, then is closed; others are served", async (t) => {
+  const gw = track(t, await startGateway(["--max-buffer", "16", "--event-rate", "0", "--ping-interval", "1s", "--ping-timeout", "1s"]));
   // The stalled client: a raw websocket that joins the room, then never reads again.
   const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
   track(t, { close: () => ws.terminate() });
@@ -152,4 +152,11 @@ test("a client that stops reading costs only its own deliveries: counted, others
   assert.ok(slow > 0, "deliveries to the stalled client are dropped and counted");
   await waitFor(() => got === sent, { timeoutMs: 10000, what: `reader got ${got}/${sent}` });
   assert.ok(reader.connected && pub.connected, "the reading clients are served in full");
+  // Its writes made no progress for ping interval + timeout (2 s): its connection is cut.
+  await waitFor(async () => {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    return metricSum(m, "sio_gateway_connections_closed_stalled_total") === 1
+      && metricSum(m, "sio_gateway_connections", 'transport="websocket"') === 2;
+  }, { timeoutMs: 10000, what: "the stalled client closed" });
+  assert.ok(reader.connected && pub.connected);
 });

@@ -10,7 +10,14 @@
 //! it, which ends the connection at once whatever task owns the stream (the client sees a close
 //! without a close frame and reports "transport close"; a long-poll in flight fails at once).
 //! No descriptor is duplicated: at the per-process limit (20,000 here) a `dup` per connection
-//! would halve the connections a node can hold. The connection id reaches request handlers
+//! would halve the connections a node can hold.
+//!
+//! Write stalls: a client that stops reading leaves the task writing to it parked on a full
+//! socket forever (engineioxide's heartbeat cannot close it: its close waits behind that
+//! writer). Each stream notes when a write last found the socket full and made no progress; a
+//! sweeper ([`ConnRegistry::sweep_stalled`]) cuts connections stalled longer than the heartbeat
+//! would allow (`--ping-interval` + `--ping-timeout`), counted in
+//! `connections_closed_stalled_total`. The connection id reaches request handlers
 //! (and socketioxide's handshake request parts) through axum's `ConnectInfo<ConnInfo>`.
 use std::{
     collections::HashMap,
@@ -23,7 +30,7 @@ use std::{
         atomic::{AtomicU64, Ordering},
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use axum::{extract::connect_info::Connected, serve::IncomingStream};
@@ -33,11 +40,32 @@ use tokio::{
 };
 
 /// Live connections of one listener, by id.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ConnRegistry {
     next: AtomicU64,
-    // Locked once per accepted and per closed TCP connection, never per message.
-    conns: Mutex<HashMap<u64, RawFd>>,
+    // Locked once per accepted and per closed TCP connection and once per stall sweep, never
+    // per message.
+    conns: Mutex<HashMap<u64, Conn>>,
+    /// Origin of the stall clock (milliseconds since, see `Conn::stalled_since`).
+    epoch: Instant,
+}
+
+impl Default for ConnRegistry {
+    fn default() -> Self {
+        ConnRegistry {
+            next: AtomicU64::new(0),
+            conns: Mutex::default(),
+            epoch: Instant::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    fd: RawFd,
+    /// Milliseconds since `epoch` (+1, so 0 means "not stalled") at which a write last found
+    /// the socket full; cleared by the next write that makes progress.
+    stalled_since: Arc<AtomicU64>,
 }
 
 /// `shutdown(2)` on a registered descriptor. Must be called with the registry locked.
@@ -51,20 +79,45 @@ fn shutdown_fd(fd: RawFd) {
 }
 
 impl ConnRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RawFd>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Conn>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
     /// End connection `id` (both directions). Returns false if it is already gone.
     pub fn kill(&self, id: u64) -> bool {
         let mut conns = self.lock();
         match conns.remove(&id) {
-            Some(fd) => {
-                shutdown_fd(fd);
+            Some(c) => {
+                shutdown_fd(c.fd);
                 true
             }
             None => false,
         }
+    }
+
+    /// Cut every connection whose writes have made no progress for `limit`; returns how many.
+    pub fn sweep_stalled(&self, limit: Duration) -> usize {
+        let now = self.now_ms();
+        let limit = limit.as_millis() as u64;
+        let mut conns = self.lock();
+        let stalled: Vec<u64> = conns
+            .iter()
+            .filter(|(_, c)| {
+                let since = c.stalled_since.load(Ordering::Relaxed);
+                since != 0 && now.saturating_sub(since) > limit
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &stalled {
+            if let Some(c) = conns.remove(id) {
+                shutdown_fd(c.fd);
+            }
+        }
+        stalled.len()
     }
 
     pub fn len(&self) -> usize {
@@ -78,8 +131,8 @@ impl ConnRegistry {
     /// End every connection (last step of a drain).
     pub fn kill_all(&self) {
         let mut conns = self.lock();
-        for (_, fd) in conns.drain() {
-            shutdown_fd(fd);
+        for (_, c) in conns.drain() {
+            shutdown_fd(c.fd);
         }
     }
 }
@@ -103,10 +156,17 @@ impl TrackedListener {
         TrackedListener { inner, registry }
     }
 
-    fn track(&self, stream: &TcpStream) -> u64 {
+    fn track(&self, stream: &TcpStream) -> (u64, Arc<AtomicU64>) {
         let id = self.registry.next.fetch_add(1, Ordering::Relaxed);
-        self.registry.lock().insert(id, stream.as_raw_fd());
-        id
+        let stalled_since = Arc::new(AtomicU64::new(0));
+        self.registry.lock().insert(
+            id,
+            Conn {
+                fd: stream.as_raw_fd(),
+                stalled_since: stalled_since.clone(),
+            },
+        );
+        (id, stalled_since)
     }
 }
 
@@ -115,6 +175,22 @@ pub struct TrackedStream {
     inner: TcpStream,
     id: u64,
     registry: Arc<ConnRegistry>,
+    stalled_since: Arc<AtomicU64>,
+}
+
+impl TrackedStream {
+    /// Note whether a write made progress. On the write path of every delivery: one relaxed
+    /// load when the socket takes the bytes (the common case), a store only on a change.
+    fn note_write<T>(&self, res: &Poll<io::Result<T>>) {
+        let stalled = self.stalled_since.load(Ordering::Relaxed);
+        match res {
+            Poll::Pending if stalled == 0 => self
+                .stalled_since
+                .store(self.registry.now_ms(), Ordering::Relaxed),
+            Poll::Ready(_) if stalled != 0 => self.stalled_since.store(0, Ordering::Relaxed),
+            _ => {}
+        }
+    }
 }
 
 impl Drop for TrackedStream {
@@ -140,7 +216,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.note_write(&res);
+        res
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -153,7 +231,9 @@ impl AsyncWrite for TrackedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.note_write(&res);
+        res
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
@@ -169,11 +249,12 @@ impl axum::serve::Listener for TrackedListener {
             match self.inner.accept().await {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    let id = self.track(&stream);
+                    let (id, stalled_since) = self.track(&stream);
                     let io = TrackedStream {
                         inner: stream,
                         id,
                         registry: self.registry.clone(),
+                        stalled_since,
                     };
                     return (
                         io,
@@ -204,5 +285,59 @@ impl axum::serve::Listener for TrackedListener {
 impl Connected<IncomingStream<'_, TrackedListener>> for ConnInfo {
     fn connect_info(stream: IncomingStream<'_, TrackedListener>) -> Self {
         stream.remote_addr().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener as _;
+    use tokio::io::AsyncWriteExt as _;
+
+    #[tokio::test]
+    async fn a_connection_whose_peer_stops_reading_is_cut_after_the_limit() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let reg = Arc::new(ConnRegistry::default());
+        let mut listener = TrackedListener::new(inner, reg.clone());
+        let mut peer = TcpStream::connect(addr).await.unwrap();
+        let (mut stream, _) = listener.accept().await;
+        // The peer never reads: write until the socket is full and a write stays pending.
+        let chunk = vec![0u8; 64 * 1024];
+        while tokio::time::timeout(Duration::from_millis(200), stream.write_all(&chunk))
+            .await
+            .is_ok()
+        {}
+        assert_ne!(stream.stalled_since.load(Ordering::Relaxed), 0);
+        assert_eq!(reg.sweep_stalled(Duration::from_secs(60)), 0, "not yet");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(reg.sweep_stalled(Duration::from_millis(10)), 1);
+        assert!(reg.is_empty());
+        // The peer sees the connection end once it reads what was sent.
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0usize;
+        loop {
+            use tokio::io::AsyncReadExt as _;
+            match tokio::time::timeout(Duration::from_secs(5), peer.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => total += n,
+                Err(_) => panic!("connection not cut"),
+            }
+        }
+        assert!(total > 0);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_progresses_clears_the_stall() {
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let reg = Arc::new(ConnRegistry::default());
+        let mut listener = TrackedListener::new(inner, reg.clone());
+        let _peer = TcpStream::connect(addr).await.unwrap();
+        let (mut stream, _) = listener.accept().await;
+        stream.stalled_since.store(1, Ordering::Relaxed);
+        stream.write_all(b"x").await.unwrap();
+        assert_eq!(stream.stalled_since.load(Ordering::Relaxed), 0);
+        assert_eq!(reg.sweep_stalled(Duration::ZERO), 0);
     }
 }

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub dropped_ack_undeliverable: IntCounter,
     /// Acks that found the client's queue full and waited for room (see `ack`).
     pub acks_delayed_total: IntCounter,
+    /// Connections cut because their writes made no progress (see `listener`).
+    pub connections_closed_stalled_total: IntCounter,
     pub broadcasts_total: IntCounterVec,
     pub broadcasts_client: IntCounter,
     pub auth_failures_total: IntCounterVec,
@@ -99,6 +101,10 @@ impl Metrics {
         let acks_delayed_total = reg!(IntCounter::with_opts(opts(
             "acks_delayed_total",
             "Acks that found the client's send queue full and waited for room"
+        )));
+        let connections_closed_stalled_total = reg!(IntCounter::with_opts(opts(
+            "connections_closed_stalled_total",
+            "Client connections cut because the client stopped reading (writes stalled past ping interval + timeout)"
         )));
         let broadcasts_total = reg!(IntCounterVec::new(
             opts("broadcasts_total", "Broadcasts by origin"),
@@ -163,6 +169,7 @@ impl Metrics {
             dropped_slow_client: dropped(SLOW_CLIENT),
             dropped_ack_undeliverable: dropped(ACK_UNDELIVERABLE),
             acks_delayed_total,
+            connections_closed_stalled_total,
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),
             registry,
             connections,

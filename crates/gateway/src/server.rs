@@ -6,7 +6,7 @@
 //! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
 //! forwarding too) → credentials strip → CORS → tracing → HTTP metrics → per-IP handshake rate →
 //! engine guard (drain) → sticky cookie → socketioxide (`/socket.io/`) → axum routes.
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -287,6 +287,25 @@ async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
+/// Cut client connections whose writes have stalled for longer than the heartbeat allows
+/// (`--ping-interval` + `--ping-timeout`): a client that stops reading (see `listener`).
+fn spawn_stall_sweeper(gw: Arc<Gateway>) {
+    let limit = gw.config.ping_interval + gw.config.ping_timeout;
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let cut = gw.conns.sweep_stalled(limit);
+            if cut > 0 {
+                gw.metrics
+                    .connections_closed_stalled_total
+                    .inc_by(cut as u64);
+                tracing::info!(node_id = %gw.node_id(), connections = cut, "closed clients that stopped reading");
+            }
+        }
+    });
+}
+
 /// Say at start-up what clients may do with rooms, loudly when it is the open demo default.
 fn log_room_rules(c: &Config) {
     let open = c.can_join.is_open() || c.can_publish.is_open();
@@ -352,6 +371,7 @@ pub async fn serve<A: GatewayAdapter>(
         crate::origin::guard,
     ));
     let tracked = TrackedListener::new(listener, gw.conns.clone());
+    spawn_stall_sweeper(gw.clone());
     let server = axum::serve(
         tracked,
         app.into_make_service_with_connect_info::<ConnInfo>(),
