@@ -5,6 +5,7 @@
 // returned handles with `track(t, ...)` (or calls `stop()` itself), so no
 // process outlives its test even when an assertion throws.
 import { spawn } from "node:child_process";
+import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -105,11 +106,14 @@ export async function startRedis({ port } = {}) {
  * Start a gateway node. `args` are extra CLI flags; `--listen` is chosen here unless given.
  * Resolves once `/healthz` answers 200.
  */
-export async function startGateway(args = [], { env = {}, name, port, waitReady = false } = {}) {
+export async function startGateway(args = [], { env = {}, name, port, waitReady = false, bin = GATEWAY_BIN } = {}) {
+  if (!fs.existsSync(bin)) {
+    throw new Error(`gateway binary not found: ${bin} (build it, or set SIO_GATEWAY_BIN; scripts/test.sh does both)`);
+  }
   port = port ?? (await freePort());
   const hasListen = args.includes("--listen");
   const fullArgs = hasListen ? args : ["--listen", `127.0.0.1:${port}`, ...args];
-  const proc = startProcess(GATEWAY_BIN, fullArgs, {
+  const proc = startProcess(bin, fullArgs, {
     env: { RUST_LOG: process.env.RUST_LOG || "info", ...env },
     name: name || `gateway:${port}`,
   });
