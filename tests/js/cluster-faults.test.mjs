@@ -1,5 +1,5 @@
 // Cluster faults with real processes: Redis killed and restarted under a node (/readyz and
-// redis_up follow), a node drained with SIGTERM behind a real HAProxy (its clients move to the
+// redis_up follow, the change logged once, not per probe), a node drained with SIGTERM behind a real HAProxy (its clients move to the
 // other nodes, the registry drops it at once, broadcasts continue), and a node killed with
 // SIGKILL (it leaves the registry when its TTL runs out).
 import { test } from "node:test";
@@ -22,6 +22,8 @@ test("/readyz turns 503 while Redis is down and 200 when it is back on the same 
   const node = await startNode(redis.url, "gateway-1");
   t.after(async () => { await node.stop(); await redis.stop(); });
   assert.equal((await readyz(node.url)).status, 200);
+  // The start-up line says the mode, the Redis it uses and whether Redis answered.
+  assert.match(node.output(), /sio-gateway listening node_id=gateway-1 .*advertise=http:\/\/127\.0\.0\.1:\d+ mode="cluster" redis=redis:\/\/127\.0\.0\.1:\d+ pubsub="classic PUBLISH\/SUBSCRIBE" redis_answered=true/);
 
   await redis.stop("SIGKILL");
   const down = await waitFor(async () => {
@@ -36,9 +38,17 @@ test("/readyz turns 503 while Redis is down and 200 when it is back on the same 
   assert.equal(hs.status, 200);
   await hs.text();
 
+  // Every probe of a balancer answers 503 now; that is the contract working, logged once.
+  for (let i = 0; i < 10; i++) assert.equal((await readyz(node.url)).status, 503);
+  const lines = (re) => node.output().split("\n").filter((l) => re.test(l));
+  assert.equal(lines(/not ready: \/readyz answers 503/).length, 1, node.output());
+  assert.match(lines(/not ready/)[0], /WARN/);
+  assert.deepEqual(lines(/ERROR.*(response failed|readyz)/), [], "no ERROR line per probe");
+
   redis = await startRedis({ port });
   await waitFor(async () => (await readyz(node.url)).status === 200, { timeoutMs: 20000, what: "readyz 200 after Redis returned" });
   assert.equal((await scrapeMetrics(`${node.url}/metrics`))["sio_gateway_redis_up"], 1);
+  assert.equal(lines(/ready again/).length, 1);
   // The heartbeat puts the node back into the (emptied) registry.
   await waitFor(async () => (await clusterIds(node.url)).includes("gateway-1"), { what: "registry entry re-announced" });
 });

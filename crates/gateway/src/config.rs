@@ -642,6 +642,23 @@ pub struct UpstreamConfig {
     pub webhook_timeout: Duration,
 }
 
+/// A URL fit for a log line: no userinfo (`user:password@` may hold a credential), no query.
+pub fn url_for_log(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or("");
+    let rest = match rest.split_once('/') {
+        Some((authority, path)) => (authority, Some(path)),
+        None => (rest, None),
+    };
+    let authority = rest.0.rsplit_once('@').map_or(rest.0, |(_, host)| host);
+    let path = rest.1.map(|p| format!("/{p}")).unwrap_or_default();
+    if scheme.is_empty() {
+        format!("{authority}{path}")
+    } else {
+        format!("{scheme}://{authority}{path}")
+    }
+}
+
 fn redact_opt<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(_) => s.serialize_str("<redacted>"),
@@ -998,6 +1015,19 @@ mod tests {
         assert_eq!(c.event_burst, 200);
         assert!(c.can_join.allows("anything", None));
         assert!(!c.node_id.is_empty());
+    }
+
+    #[test]
+    fn urls_for_logs_hide_credentials() {
+        assert_eq!(
+            url_for_log("redis://:s3cret@redis.internal:6379/0?password=x"),
+            "redis://redis.internal:6379/0"
+        );
+        assert_eq!(url_for_log("rediss://user:pw@a:1,b:2"), "rediss://a:1,b:2");
+        assert_eq!(
+            url_for_log("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]

@@ -4,6 +4,12 @@
 //! only when the node should receive new clients: not draining and every registered
 //! [`ReadyCheck`] passing (the cluster adapter registers "Redis connected" here); otherwise
 //! 503 with a JSON body naming the reasons, so a load balancer takes the node out.
+//!
+//! A 503 is the readiness contract working, not an error: probes are not logged one by one;
+//! a change of readiness is logged once ([`ReadyLog`]), at WARN when the node turns unready
+//! and INFO when it is ready again.
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
 use socketioxide::adapter::Adapter;
@@ -16,6 +22,29 @@ pub trait ReadyCheck: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Err(reason)` when not ready.
     fn check(&self) -> Result<(), String>;
+}
+
+/// The readiness last answered, so a change is logged once (0 = not asked yet).
+#[derive(Debug, Default)]
+pub struct ReadyLog(AtomicU8);
+
+const READY: u8 = 1;
+const UNREADY: u8 = 2;
+
+impl ReadyLog {
+    /// Note the answer of one probe; logs when it differs from the previous one.
+    pub fn note(&self, node_id: &str, failing: &[serde_json::Value]) {
+        let now = if failing.is_empty() { READY } else { UNREADY };
+        let before = self.0.swap(now, Ordering::Relaxed);
+        if before == now || (before == 0 && now == READY) {
+            return;
+        }
+        if now == READY {
+            tracing::info!(node_id, "ready again");
+        } else {
+            tracing::warn!(node_id, failing = %serde_json::Value::from(failing.to_vec()), "not ready: /readyz answers 503 until this clears");
+        }
+    }
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -33,6 +62,7 @@ pub async fn readyz<A: Adapter>(State(st): State<AppState<A>>) -> impl IntoRespo
             reasons.push(json!({ "check": c.name(), "reason": reason }));
         }
     }
+    gw.ready_log.note(gw.node_id(), &reasons);
     if reasons.is_empty() {
         (
             StatusCode::OK,

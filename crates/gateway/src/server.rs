@@ -21,7 +21,7 @@ use socketioxide::{
     ParserConfig, SocketIo, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
 };
 use tokio::net::TcpListener;
-use tower_http::{cors::CorsLayer, trace::TraceLayer};
+use tower_http::{classify::StatusInRangeAsFailures, cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
     adapter::GatewayAdapter,
@@ -241,9 +241,13 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
             limits::handshake_rate,
         ));
     }
+    // 503 is the gateway's expected answer while it drains or is not ready (every balancer
+    // probe of `/readyz`, refused handshakes): not a failure to log per request; `health` logs
+    // readiness changes once. The gateway answers no 504+ itself, so 500-502 are the failures.
+    let failures = StatusInRangeAsFailures::new(500..=502).into_make_classifier();
     let mut r = r
         .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
-        .layer(TraceLayer::new_for_http());
+        .layer(TraceLayer::new(failures));
     if let Some(cors) = cors_layer(&gw.config.cors_origin) {
         r = r
             .layer(cors)
@@ -312,8 +316,8 @@ fn log_room_rules(c: &Config) {
     let authenticated = c.auth.mode != crate::config::AuthMode::None;
     if open && !authenticated {
         tracing::warn!(
-            can_join = ?c.can_join,
-            can_publish = ?c.can_publish,
+            can_join = %c.can_join,
+            can_publish = %c.can_publish,
             "demo room rules: without --auth any client may join and publish to any room (`*`), \
              except personal `user:` rooms and other sockets' own-id rooms; set --auth and \
              --can-join/--can-publish for production"
@@ -394,6 +398,11 @@ pub async fn serve<A: GatewayAdapter>(
     tracing::info!(
         node_id = %cfg.node_id,
         addr = %local,
+        advertise = %cfg.advertise,
+        mode = if cluster.is_some() { "cluster" } else { "single node (in-memory adapter)" },
+        redis = %cfg.redis.as_deref().map_or_else(|| "none".to_owned(), crate::config::url_for_log),
+        pubsub = if cluster.is_some() { "classic PUBLISH/SUBSCRIBE" } else { "none" },
+        redis_answered = cluster.as_ref().map(|c| c.handle.redis_up()),
         namespaces = ?cfg.namespace,
         client_js = if gw.client_js.is_some() { "local" } else { chat::CDN_URL },
         "sio-gateway listening"

@@ -23,6 +23,8 @@ pub struct Gateway {
     pub conns: Arc<ConnRegistry>,
     /// Extra readiness conditions (e.g. "Redis connected"), checked by `/readyz`.
     pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
+    /// Readiness changes, logged once each.
+    pub ready_log: crate::health::ReadyLog,
     /// The socket.io-client bundle for the chat page, if one was found on disk.
     pub client_js: Option<Bytes>,
     /// Connect-time authentication and the upstream sink; `None` here, set by
@@ -74,6 +76,7 @@ impl Gateway {
             config: Arc::new(config),
             metrics,
             ready_checks,
+            ready_log: Default::default(),
             client_js,
             auth: crate::auth::Authenticator::None,
             upstream: crate::upstream::Sink::None,
