@@ -348,38 +348,38 @@ mod tests {
         );
     }
 
+    /// An HS256 token signed with the test secret, with `header` as its header, verbatim.
+    fn token_with_header(header: &[u8], claims: Value) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let input = format!(
+            "{}.{}",
+            b64.encode(header),
+            b64.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        let key = EncodingKey::from_secret(b"unit-secret");
+        let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
+        format!("{input}.{sig}")
+    }
+
     #[test]
     fn crit_header_is_refused() {
-        use base64::Engine as _;
         let a = auth(Options {
             jwt_secret: Some("unit-secret".into()),
             ..Default::default()
         })
         .unwrap();
-        // Sign a token whose header carries `crit`, with the right key and algorithm.
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let head = b64.encode(br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
-        let body =
-            b64.encode(serde_json::to_vec(&json!({"sub": "u1", "exp": now() + 60})).unwrap());
-        let input = format!("{head}.{body}");
-        let sig = jsonwebtoken::crypto::sign(
-            input.as_bytes(),
-            &EncodingKey::from_secret(b"unit-secret"),
-            Algorithm::HS256,
-        )
-        .unwrap();
-        let e = a.verify(&format!("{input}.{sig}")).unwrap_err().to_string();
+        let claims = json!({"sub": "u1", "exp": now() + 60});
+        // Right key, right algorithm, but a `crit` header.
+        let crit = br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#;
+        let e = a
+            .verify(&token_with_header(crit, claims.clone()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("crit"), "{e}");
         // The same token without `crit` passes: the refusal is the header, not the signature.
-        let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let input = format!("{head}.{body}");
-        let sig = jsonwebtoken::crypto::sign(
-            input.as_bytes(),
-            &EncodingKey::from_secret(b"unit-secret"),
-            Algorithm::HS256,
-        )
-        .unwrap();
-        assert!(a.verify(&format!("{input}.{sig}")).is_ok());
+        let plain = br#"{"alg":"HS256","typ":"JWT"}"#;
+        assert!(a.verify(&token_with_header(plain, claims)).is_ok());
     }
 
     #[test]
