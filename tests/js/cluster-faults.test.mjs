@@ -122,7 +122,8 @@ test("SIGTERM drain behind a round-robin HAProxy: the drained node's clients are
   const before = await connectionsPerNode(cluster.nodes);
   const vi = before.indexOf(Math.max(...before));
   assert.ok(before[vi] > 0);
-  // Which clients live on the victim: their session ids are the victim's sockets.
+  // Which clients live on the victim: their session keys (the Engine.IO id the client presents,
+  // not its socket id) are recorded as the victim's.
   const sids = new Map(clients.map((c) => [c.socket.io.engine.id, c]));
   const onVictim = [];
   for (const [sid, c] of sids) {
@@ -149,10 +150,13 @@ test("SIGTERM drain behind a round-robin HAProxy: the drained node's clients are
   await assertAllDelivered(clients, 5);
 });
 
-/** GET the sid -> node record straight from Redis (redis-cli). */
+/** GET the sid -> node record straight from Redis (redis-cli); it is named by the SHA-256 of
+ * the session key. */
 async function ownerOf(port, sid) {
   const { execFileSync } = await import("node:child_process");
-  return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${sid}`]).toString().trim();
+  const { createHash } = await import("node:crypto");
+  const digest = createHash("sha256").update(sid).digest("hex");
+  return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${digest}`]).toString().trim();
 }
 
 test("a poll passing through a node when it starts draining is released with a NOOP; the session goes on at its owner without loss", async (t) => {

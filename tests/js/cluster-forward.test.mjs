@@ -153,11 +153,11 @@ test("forged or invalid forwarding headers are refused with 403 and counted", as
   await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
 });
 
-test("unknown sid: every node answers engineioxide's 400 Session ID unknown (no forward loop)", async () => {
+test("unknown sid: every node answers Engine.IO's 400 Session ID unknown, numeric code (no forward loop)", async () => {
   for (const n of cluster.nodes) {
     const r = await fetch(`${n.url}/socket.io/?EIO=4&transport=polling&sid=doesnotexist1234`);
     assert.equal(r.status, 400);
-    assert.deepEqual(await r.json(), { code: "1", message: "Session ID unknown" });
+    assert.deepEqual(await r.json(), { code: 1, message: "Session ID unknown" });
   }
   assert.ok((await metricOver(cluster.nodes, "sio_gateway_polling_forwards_total", 'result="no_owner"')) >= 3);
 });

@@ -30,7 +30,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
@@ -157,12 +157,14 @@ pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
                 .connections_refused_total
                 .with_label_values(&["draining"])
                 .inc();
-            return (
+            let mut resp = engine_io::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, "1")],
-                axum::Json(serde_json::json!({"code": 503, "message": "server is draining"})),
-            )
-                .into_response();
+                503,
+                "server is draining",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return resp;
         }
         return next.run(req).await;
     };

@@ -3,7 +3,15 @@
 //! guard, the sticky cookie, the handshake rate limit, the cluster forwarder, the request-head
 //! trimming and the metrics agree on it (`/socket.io.min.js`, the chat page's client bundle,
 //! shares the prefix but is not Engine.IO).
-use axum::extract::Request;
+//!
+//! [`error_response`] builds every error body the gateway answers an Engine.IO request with
+//! (`{"code":<number>,"message":...}`, as Node's engine.io does; engineioxide's own bodies
+//! carry the code as a string and are rewritten through it by [`crate::session_key`]).
+use axum::{
+    extract::Request,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
 
 /// socketioxide's default Engine.IO path.
 pub const PATH: &str = "/socket.io";
@@ -33,9 +41,39 @@ pub fn is_handshake(req: &Request) -> bool {
     is_engine_io(req.uri().path()) && session_sid(req).is_none()
 }
 
+/// Engine.IO error code 1 (Node's `Server.errors.UNKNOWN_SID`).
+pub const UNKNOWN_SID: u16 = 1;
+
+/// An Engine.IO error answer: `status`, `Content-Type: application/json` and the body
+/// `{"code":<code>,"message":<message>}` with `code` a JSON number. Engine.IO's own codes
+/// (0 transport unknown, 1 session ID unknown, 2 bad handshake method, 3 bad request,
+/// 4 forbidden, 5 unsupported protocol version) come with 400/403; the gateway's refusals
+/// use their HTTP status as the code (403, 429, 503).
+pub fn error_response(status: StatusCode, code: u16, message: &str) -> Response {
+    let body = serde_json::json!({ "code": code, "message": message }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `400 {"code":1,"message":"Session ID unknown"}`: what Node answers for a session it does
+/// not hold (clients treat it as a lost transport and reconnect).
+pub fn session_unknown() -> Response {
+    error_response(StatusCode::BAD_REQUEST, UNKNOWN_SID, "Session ID unknown")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn error_bodies_have_numeric_codes() {
+        let r = session_unknown();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 1024)
+            .await
+            .expect("small body");
+        assert_eq!(&body[..], br#"{"code":1,"message":"Session ID unknown"}"#);
+    }
 
     fn req(uri: &str) -> Request {
         Request::builder()

@@ -17,6 +17,8 @@
 //!   python-socketio's Redis manager (`--pysio-channel`).
 //! * [`sticky`]: the sticky-session cookie on handshakes; [`request_head`]: trim a
 //!   session's kept request head and detach it from hyper's read buffer.
+//! * [`session_key`]: the secret key a polling session presents as `sid`, apart from its
+//!   public socket id; [`engine_io`]: the shape of Engine.IO requests and error bodies.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod ack;
 pub mod adapter;
@@ -39,6 +41,7 @@ pub mod relay;
 pub mod request_head;
 pub mod rules;
 pub mod server;
+pub mod session_key;
 pub mod state;
 pub mod sticky;
 pub mod upstream;

@@ -20,9 +20,9 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::Next,
-    response::{IntoResponse, Response},
+    response::Response,
 };
 
 use crate::{listener::ConnInfo, state::Gateway};
@@ -188,12 +188,14 @@ pub async fn handshake_rate(
             .connections_refused_total
             .with_label_values(&["ip_rate"])
             .inc();
-        return (
+        let mut resp = crate::engine_io::error_response(
             StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(serde_json::json!({"code": 429, "message": "too many new connections from this address"})),
-        )
-            .into_response();
+            429,
+            "too many new connections from this address",
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
     }
     next.run(req).await
 }

@@ -4,8 +4,13 @@
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
 //! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
-//! forwarding too) → credentials strip → CORS → tracing → HTTP metrics → per-IP handshake rate →
-//! engine guard (drain) → sticky cookie → socketioxide (`/socket.io/`) → axum routes.
+//! forwarding too) → [cluster mode: the cluster's `/socket.io/` middleware, which records and
+//! forwards sessions by their session key, see `cluster::Cluster::wrap`] → credentials strip →
+//! CORS → tracing → HTTP metrics → session key (sid: secret key -> socket id, see
+//! [`crate::session_key`]) → per-IP handshake rate → engine guard (drain) → sticky cookie →
+//! request head trimming → socketioxide (`/socket.io/`) → axum routes. Everything from the
+//! engine guard inward sees the socket id as `sid`; everything outside the session-key layer
+//! sees the key.
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
@@ -245,7 +250,13 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
     // probe of `/readyz`, refused handshakes): not a failure to log per request; `health` logs
     // readiness changes once. The gateway answers no 504+ itself, so 500-502 are the failures.
     let failures = StatusInRangeAsFailures::new(500..=502).into_make_classifier();
+    // Session keys: outside the drain guard (which marks sessions by socket id), inside the
+    // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
     let mut r = r
+        .layer(middleware::from_fn_with_state(
+            gw.clone(),
+            crate::session_key::middleware,
+        ))
         .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
         .layer(TraceLayer::new(failures));
     if let Some(cors) = cors_layer(&gw.config.cors_origin) {
@@ -353,6 +364,7 @@ pub async fn serve<A: GatewayAdapter>(
         c.start(&gw, &io).await;
     }
     crate::pysio::start(&gw, &io).await?;
+    tokio::spawn(crate::session_key::sweep_forever(gw.clone(), io.clone()));
     let st = AppState {
         gw: gw.clone(),
         io: io.clone(),

@@ -33,6 +33,8 @@ pub struct Gateway {
     pub upstream: crate::upstream::Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: crate::sticky::Sticky,
+    /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
+    pub session_keys: crate::session_key::SessionKeys,
     /// Cluster mode: brings a namespace's room subscriptions in line with local membership
     /// (set once by `cluster`; see [`Gateway::sync_rooms`]).
     pub room_sync: std::sync::OnceLock<RoomSync>,
@@ -68,6 +70,9 @@ impl Gateway {
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
             sticky: crate::sticky::Sticky::new(&config),
+            session_keys: crate::session_key::SessionKeys::new(
+                config.ping_interval + config.ping_timeout,
+            ),
             room_sync: std::sync::OnceLock::new(),
             presence: std::sync::OnceLock::new(),
             conn_limit: ConnectionLimit::new(config.max_connections),

@@ -17,7 +17,7 @@ use axum::{
     body::Body,
     extract::Request,
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -315,17 +315,6 @@ impl Forwarder {
         back.body(Body::empty())
             .map_err(|e| ForwardError::Other(e.to_string()))
     }
-}
-
-/// The answer the engine (engineioxide) itself gives for an unknown session (clients treat it as a lost
-/// transport and reconnect).
-pub fn session_unknown() -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
-        r#"{"code":"1","message":"Session ID unknown"}"#,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

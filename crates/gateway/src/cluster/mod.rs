@@ -13,12 +13,14 @@
 //! * [`sessions`]: the middleware in front of `/socket.io/`: it remembers the Engine.IO sessions
 //!   opened here and, for a request whose session lives on another node, finds the owner
 //!   (sid record, else the sticky cookie) and hands the request to [`forward`], which proxies
-//!   HTTP polls and WebSocket upgrades to it, signed with `--cluster-secret`.
+//!   HTTP polls and WebSocket upgrades to it, signed with `--cluster-secret`. It runs outside
+//!   [`crate::session_key`], so the `sid` it sees, records and forwards by is the session's
+//!   secret key, never its public socket id.
 //! * `/readyz` fails while Redis is unreachable or the adapter's subscriber is dead
 //!   ([`RedisReady`]).
 //!
-//! The cluster object is not generic over the adapter: the few things it needs from socketioxide
-//! (is this sid a live local socket, how many connections) are captured as closures in
+//! The cluster object is not generic over the adapter: the few things it needs from the node
+//! (is this session key still live here, how many connections) are captured as closures in
 //! [`Cluster::start`].
 pub mod api;
 pub mod forward;
@@ -40,7 +42,7 @@ use axum::{Router, middleware, routing::get};
 use sio_redis_adapter::{
     AdapterConfig, InitRes, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
 };
-use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
+use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{adapter::GatewayAdapter, config::Config, health::ReadyCheck, state::Gateway};
 
@@ -91,13 +93,13 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-type SidProbe = Box<dyn Fn(&str) -> bool + Send + Sync>;
+type KeyProbe = Box<dyn Fn(&str) -> bool + Send + Sync>;
 type Counter = Box<dyn Fn() -> usize + Send + Sync>;
 
 /// What the cluster needs from the running socketioxide instance (set by [`Cluster::start`]).
 struct Hooks {
-    /// Is `sid` a socket of some namespace on this node?
-    has_socket: SidProbe,
+    /// Is this session key still known here (its session has not ended)?
+    has_session: KeyProbe,
     /// Socket.IO connections on this node (all namespaces).
     connections: Counter,
 }
@@ -212,15 +214,12 @@ impl Cluster {
                 Box::pin(async move { handle.fetch_sockets(&nsp, &rooms, &[]).await })
             }));
 
-        let io1 = io.clone();
+        let gw1 = gw.clone();
         let io2 = io.clone();
         let _ = self.hooks.set(Hooks {
-            has_socket: Box::new(move |sid| {
-                let Ok(sid) = sid.parse::<Sid>() else {
-                    return false;
-                };
-                io1.nsps().iter().any(|ns| ns.get_socket(sid).is_some())
-            }),
+            // The session-key layer drops a key once its session ended (no namespace socket,
+            // unused for a grace period); the local session and its record follow.
+            has_session: Box::new(move |key| gw1.session_keys.contains(key)),
             connections: Box::new(move || {
                 io2.nsps().into_iter().map(|ns| ns.sockets().len()).sum()
             }),
@@ -331,8 +330,8 @@ impl Cluster {
         self.metrics.get()
     }
 
-    fn has_socket(&self, sid: &str) -> bool {
-        self.hooks.get().is_some_and(|h| (h.has_socket)(sid))
+    fn has_session(&self, key: &str) -> bool {
+        self.hooks.get().is_some_and(|h| (h.has_session)(key))
     }
 
     /// Keep the sid records of live polling sessions fresh; drop the records of ended ones.
@@ -343,7 +342,7 @@ impl Cluster {
         tick.tick().await;
         loop {
             tick.tick().await;
-            let (alive, ended) = self.sessions.sweep(|sid| self.has_socket(sid));
+            let (alive, ended) = self.sessions.sweep(|key| self.has_session(key));
             if let Err(e) = self.registry.refresh_sids(&alive).await {
                 tracing::debug!(error = %e, "refreshing sid records failed");
             }

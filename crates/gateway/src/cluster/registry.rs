@@ -5,8 +5,10 @@
 //! * `sio-gateway:<key>:node:<node-id>`: JSON [`NodeInfo`], `PX` = `--cluster-node-ttl`,
 //!   rewritten every `--cluster-heartbeat`, deleted when the node drains. A node killed without
 //!   a drain disappears when the TTL runs out.
-//! * `sio-gateway:<key>:sid:<engine-sid>`: the node id owning a long-polling session, written at
-//!   the handshake, refreshed while the session lives, deleted after it ends.
+//! * `sio-gateway:<key>:sid:<hex SHA-256 of the session key>`: the node id owning a long-polling
+//!   session, written at the handshake, refreshed while the session lives, deleted after it
+//!   ends. The session key is the secret `sid` the client presents ([`crate::session_key`]);
+//!   only its digest is stored, so reading Redis reveals no key that could drive a session.
 //!
 //! Listing uses `SCAN MATCH <prefix>:node:*` (every primary of a Redis Cluster) plus one
 //! pipelined `GET` per node; no index key that could go stale. Every command has a short timeout: a request path
@@ -105,8 +107,13 @@ impl Registry {
         format!("{}:node:{id}", self.prefix)
     }
 
-    fn sid_key(&self, sid: &str) -> String {
-        format!("{}:sid:{sid}", self.prefix)
+    /// Every `*_sid*` method takes the session key as the client presents it.
+    fn sid_key(&self, key: &str) -> String {
+        format!(
+            "{}:sid:{}",
+            self.prefix,
+            crate::session_key::digest_hex(key)
+        )
     }
 
     /// Write (or refresh) this node's entry.

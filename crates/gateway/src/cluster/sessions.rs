@@ -7,7 +7,10 @@
 //! 1. The polling handshake (`GET ?transport=polling` without `sid`) is answered locally; its
 //!    response carries the new sid (`0{"sid":...}`), which is remembered in [`Sessions`] and
 //!    recorded in Redis as `sid -> this node` before the response leaves, so a follow-up
-//!    request can never overtake the record.
+//!    request can never overtake the record. This middleware runs outside
+//!    [`crate::session_key`]: that sid is the session's secret key, not its socket id (the
+//!    Redis record is named by the key's digest, see [`super::registry`]; logs show its
+//!    [`fingerprint`]).
 //! 2. A request with a `sid` this node does not hold is forwarded to the owner: the Redis
 //!    record names it; when Redis has no record (or cannot be asked), the sticky cookie does.
 //!    The record comes first because a browser's one cookie is shared by all its tabs: the
@@ -27,19 +30,19 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request, State},
-    http::{Method, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
 use super::{
     Cluster,
-    forward::{AUTH_HEADER, FORWARDED_HEADER, ForwardError, session_unknown},
+    forward::{AUTH_HEADER, FORWARDED_HEADER, ForwardError},
 };
 use crate::{
-    engine_io::{self, query_param},
+    engine_io::{self, query_param, session_unknown},
     listener::ConnInfo,
+    session_key::fingerprint,
 };
 
 /// Largest handshake response body read to learn the sid (a real one is ~120 bytes).
@@ -188,11 +191,7 @@ async fn from_peer(c: &Cluster, req: Request, next: Next) -> Response {
                 .get::<ConnectInfo<ConnInfo>>()
                 .map(|ci| ci.0.remote.to_string());
             tracing::warn!(node_id = %c.node_id, peer = ?peer, error = %e, "refused a request with an invalid forwarding header");
-            (
-                StatusCode::FORBIDDEN,
-                axum::Json(json!({"code": 403, "message": "invalid forwarding header"})),
-            )
-                .into_response()
+            engine_io::error_response(StatusCode::FORBIDDEN, 403, "invalid forwarding header")
         }
     }
 }
@@ -222,7 +221,7 @@ async fn handshake(c: &Cluster, req: Request, next: Next) -> Response {
             && let Err(e) = c.registry.set_sid(&sid).await
         {
             // The session still works through a sticky balancer or the cookie.
-            tracing::debug!(node_id = %c.node_id, %sid, error = %e, "cannot record the session owner");
+            tracing::debug!(node_id = %c.node_id, session = %fingerprint(&sid), error = %e, "cannot record the session owner");
         }
     }
     Response::from_parts(parts, Body::from(bytes))
@@ -264,7 +263,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
     };
     let Some(url) = c.resolve_node(&owner).await else {
         m.owner_down.inc();
-        tracing::debug!(node_id = %c.node_id, %sid, %owner, "session owner not in the registry");
+        tracing::debug!(node_id = %c.node_id, session = %fingerprint(&sid), %owner, "session owner not in the registry");
         return session_unknown();
     };
     let client_ip = req
@@ -282,12 +281,11 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
         // Draining: a poll passing through here could be cut when this node exits. Refuse it
         // before it starts; balancers retry a refused GET on another node (deploy/ configs
         // retry on 503), which forwards it to the owner.
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(json!({"code": 503, "message": "server is draining"})),
-        )
-            .into_response();
+        let mut resp =
+            engine_io::error_response(StatusCode::SERVICE_UNAVAILABLE, 503, "server is draining");
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
     }
     let res = if is_ws {
         fwd.websocket(req, &url, client_ip.as_deref()).await
@@ -306,7 +304,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
     match res {
         Ok(resp) => {
             m.ok.inc();
-            tracing::trace!(node_id = %c.node_id, %sid, %owner, status = %resp.status(), "forwarded");
+            tracing::trace!(node_id = %c.node_id, session = %fingerprint(&sid), %owner, status = %resp.status(), "forwarded");
             resp
         }
         Err(e) => {
@@ -314,7 +312,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
                 ForwardError::OwnerDown(_) => m.owner_down.inc(),
                 ForwardError::Other(_) => m.error.inc(),
             }
-            tracing::debug!(node_id = %c.node_id, %sid, %owner, error = %e, "forward failed");
+            tracing::debug!(node_id = %c.node_id, session = %fingerprint(&sid), %owner, error = %e, "forward failed");
             session_unknown()
         }
     }
