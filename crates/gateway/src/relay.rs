@@ -17,7 +17,8 @@ use socketioxide::{
     BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
     extract::{Event, SocketRef, State, TryData},
-    socket::{DisconnectReason, Sid},
+    handler::{FromMessageParts, Value},
+    socket::{DisconnectReason, Sid, Socket},
 };
 
 use crate::{ack::Ack, limits::TokenBucket, state::Gateway};
@@ -98,6 +99,31 @@ struct Publish {
 
 fn nil() -> rmpv::Value {
     rmpv::Value::Nil
+}
+
+/// The `publish` argument: `TryData<Publish>`, after replacing lone UTF-16 surrogate escapes
+/// in the event's JSON text with `\ufffd` (a cut emoji, `"\ud83d"`, which serde_json and so
+/// socketioxide refuse). Relaying the exact text is not possible without carrying raw JSON
+/// past socketioxide's serializer and the cluster's msgpack (UTF-8 both), so only the lone
+/// surrogate changes; see [`sio_wire::json::replace_lone_surrogates`].
+/// Cost: one scan of the text for backslashes; a copy of it only when a lone surrogate is in it.
+struct PublishArg(Result<Publish, ParserError>);
+
+impl<A: Adapter> FromMessageParts<A> for PublishArg {
+    type Error = std::convert::Infallible;
+    fn from_message_parts(
+        s: &Arc<Socket<A>>,
+        v: &mut Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        if let Value::Str(text, _) = v
+            && let Some(fixed) = sio_wire::json::replace_lone_surrogates(text.as_str())
+        {
+            *text = fixed.into();
+        }
+        let TryData(p) = TryData::<Publish>::from_message_parts(s, v, ack_id)?;
+        Ok(PublishArg(p))
+    }
 }
 
 fn ok() -> serde_json::Value {
@@ -289,6 +315,15 @@ impl Conn {
             m.dropped_invalid.inc();
             return err(format_args!("event name `{}` is reserved", p.event));
         }
+        // socketioxide gave each placeholder it could resolve the next attachment (re-encoded
+        // in order on emit, so always well-formed) and left any other as a plain object, which
+        // receivers would read as an attachment reference (out of range: the JS client drops
+        // the connection; in range: a duplicate of another binary). The one check lives in
+        // sio-wire; it walks the value the client just sent once, without allocating.
+        if let Err(e) = sio_wire::check_no_placeholders(&p.data) {
+            m.dropped_invalid.inc();
+            return err(e);
+        }
         let target = p.room.as_deref().unwrap_or(s.ns());
         if !self.may(&self.gw.config.can_publish, |i| &i.can_publish, target) {
             m.dropped_forbidden.inc();
@@ -443,7 +478,7 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "publish",
-        move |s: SocketRef<A>, io: SocketIo<A>, TryData(p): TryData<Publish>, ack: Ack<A>| {
+        move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
             let c = c.clone();
             async move { c.publish(&io, &s, p, ack).await }
         },

@@ -30,6 +30,15 @@ pub enum WireError {
     /// A binary placeholder pointed at an attachment that does not exist.
     #[error("binary placeholder {num} out of range ({count} attachments)")]
     BadPlaceholder { num: i64, count: usize },
+    /// Event data holding an object with a `_placeholder` key that is not one of the packet's
+    /// own attachments. Every Socket.IO parser (JS `reconstructPacket`, python-socketio,
+    /// socketioxide) reads such an object as an attachment reference, so relaying it would
+    /// hand receivers a malformed packet or another attachment; see
+    /// [`crate::event_data::check_no_placeholders`].
+    #[error(
+        "data holds an object with a `_placeholder` key (the Socket.IO binary attachment marker), which receivers would misread; send binary as binary"
+    )]
+    PlaceholderInData,
     /// A map key that cannot be written as a JSON object key.
     #[error("map key is not a string or number")]
     NonStringKey,

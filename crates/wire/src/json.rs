@@ -48,6 +48,7 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>, mode: &mut BinaryMode<'_>) 
                 if i > 0 {
                     out.push(b',');
                 }
+                refuse_placeholder_key(k, mode)?;
                 write_key(k, out)?;
                 out.push(b':');
                 write_value(v, out, mode)?;
@@ -131,6 +132,7 @@ pub fn write_value_owned(value: Value, out: &mut Vec<u8>, mode: &mut BinaryMode<
                 if i > 0 {
                     out.push(b',');
                 }
+                refuse_placeholder_key(&k, mode)?;
                 write_key(&k, out)?;
                 out.push(b':');
                 write_value_owned(v, out, mode)?;
@@ -140,6 +142,17 @@ pub fn write_value_owned(value: Value, out: &mut Vec<u8>, mode: &mut BinaryMode<
         }
         other => write_value(&other, out, mode),
     }
+}
+
+/// In placeholder mode the output is Socket.IO event data: an object of the input with a
+/// `_placeholder` key would read as an attachment reference next to the real ones this writer
+/// makes, so it is refused (see [`crate::event_data`]). Checked while writing the keys anyway:
+/// no extra pass, no allocation.
+fn refuse_placeholder_key(k: &Value, mode: &BinaryMode<'_>) -> Result<()> {
+    if matches!(mode, BinaryMode::Placeholders(_)) && crate::event_data::is_placeholder_key(k) {
+        return Err(WireError::PlaceholderInData);
+    }
+    Ok(())
 }
 
 fn write_key(k: &Value, out: &mut Vec<u8>) -> Result<()> {
@@ -228,6 +241,59 @@ pub fn to_json_string(value: &Value) -> Result<String> {
     write_value(value, &mut out, &mut BinaryMode::NodeBuffer)?;
     // The writer only emits valid UTF-8 (strings go through serde_json).
     String::from_utf8(out).map_err(|e| WireError::Json(e.to_string()))
+}
+
+/// JSON text with every *lone* UTF-16 surrogate escape (`\ud83d` not followed by a low
+/// surrogate escape, or a low one with no high one before it) replaced by `\ufffd`; `None`
+/// when there is none (the common case: no allocation, one scan for backslashes).
+///
+/// Why: `JSON.stringify` writes a string cut in the middle of a surrogate pair (a cut emoji)
+/// as a lone `\udXXX` escape, which JSON allows but UTF-8, Rust strings and serde_json do not,
+/// so socketioxide's parser refuses the whole event. Relaying the exact text would mean
+/// carrying raw JSON past socketioxide's serializer and the Redis adapter's msgpack (whose str
+/// is UTF-8 too); instead only the lone surrogate becomes U+FFFD, which is also what a
+/// browser's `TextEncoder` makes of it. Every other character, valid pairs included, is
+/// left as sent. The replacement has the same length, so offsets in the text do not move.
+pub fn replace_lone_surrogates(text: &str) -> Option<String> {
+    fn hex4(b: &[u8], at: usize) -> Option<u16> {
+        let h = b.get(at..at + 4)?;
+        let s = std::str::from_utf8(h).ok()?;
+        u16::from_str_radix(s, 16).ok()
+    }
+    fn is_escape_u(b: &[u8], at: usize) -> bool {
+        b.get(at) == Some(&b'\\') && b.get(at + 1) == Some(&b'u')
+    }
+    let b = text.as_bytes();
+    let mut out: Option<Vec<u8>> = None;
+    let mut i = 0;
+    // A backslash only ever starts an escape in valid JSON (outside strings there is none), and
+    // every escape is skipped whole, so `\\ud83d` (an escaped backslash) is not mistaken.
+    while let Some(off) = b.get(i..).and_then(|r| r.iter().position(|&c| c == b'\\')) {
+        let p = i + off;
+        if b.get(p + 1) != Some(&b'u') {
+            i = p + 2;
+            continue;
+        }
+        i = p + 6;
+        let lone = match hex4(b, p + 2) {
+            Some(0xD800..=0xDBFF) => {
+                let paired =
+                    is_escape_u(b, p + 6) && matches!(hex4(b, p + 8), Some(0xDC00..=0xDFFF));
+                if paired {
+                    i = p + 12;
+                }
+                !paired
+            }
+            Some(0xDC00..=0xDFFF) => true,
+            _ => false,
+        };
+        if lone {
+            let o = out.get_or_insert_with(|| b.to_vec());
+            o[p + 2..p + 6].copy_from_slice(b"fffd");
+        }
+    }
+    // Only ASCII hex digits were overwritten: still UTF-8.
+    out.and_then(|o| String::from_utf8(o).ok())
 }
 
 /// Parse JSON text into a dynamic value (integers stay integers, other numbers F64).
@@ -359,6 +425,37 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&text).unwrap(),
             to_serde(&v)
         );
+    }
+
+    #[test]
+    fn lone_surrogates_become_replacement_chars() {
+        let fix = |t: &str| replace_lone_surrogates(t);
+        // Nothing to do: no copy.
+        assert_eq!(fix(r#"["publish",{"data":"a😀 \u00e9"}]"#), None);
+        assert_eq!(fix(r#"["a\ud83d\ude00"]"#), None, "a valid pair stays");
+        assert_eq!(
+            fix(r#"["\\ud83d"]"#),
+            None,
+            "an escaped backslash is not an escape"
+        );
+        // Lone high, lone low, high at the end, either case, beside a valid pair.
+        assert_eq!(fix(r#"["a\ud83d"]"#).as_deref(), Some(r#"["a\ufffd"]"#));
+        assert_eq!(fix(r#"["\ude00b"]"#).as_deref(), Some(r#"["\ufffdb"]"#));
+        assert_eq!(
+            fix(r#"["\uD83D\ud83d\ude00","\ud83dx"]"#).as_deref(),
+            Some(r#"["\ufffd\ud83d\ude00","\ufffdx"]"#)
+        );
+        assert_eq!(
+            fix(r#"["\ud83d\u0041"]"#).as_deref(),
+            Some(r#"["\ufffd\u0041"]"#)
+        );
+        // The result parses, and only the lone surrogate changed.
+        let fixed = fix(r#"["a\ud83d","b"]"#).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&fixed).unwrap();
+        assert_eq!(v, serde_json::json!(["a\u{fffd}", "b"]));
+        // Truncated or malformed escapes are left for the parser to refuse.
+        assert_eq!(fix(r#"["\ud8"#), None);
+        assert_eq!(fix("\\"), None);
     }
 
     #[test]

@@ -37,7 +37,8 @@ pub use cluster::{
 };
 pub use error::{Result, WireError};
 pub use event_data::{
-    PlaceholderJson, from_placeholder_json, into_placeholder_json, to_placeholder_json,
+    PLACEHOLDER_KEY, PlaceholderJson, check_no_placeholders, check_no_placeholders_json,
+    from_placeholder_json, into_placeholder_json, is_placeholder_shaped, to_placeholder_json,
 };
 pub use packet::{
     BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, OptsLayout, Packet,

@@ -91,7 +91,10 @@ pub fn decode_py_message(bytes: &[u8]) -> Result<PyManagerMessage> {
             let event = f.req_string("event")?;
             let mut data = f.take("data").unwrap_or(Value::Nil);
             if f.bool("binary")?.unwrap_or(false) {
+                // Resolves the real placeholders and refuses any other.
                 data = reconstruct_binary(data)?;
+            } else {
+                crate::event_data::check_no_placeholders(&data)?;
             }
             PyManagerMessage::Emit {
                 event,

@@ -147,6 +147,17 @@ pub async fn emit<A: Adapter>(
     if b.data.is_some() && b.args.is_some() {
         return Err(ApiError::bad_request("give `data` or `args`, not both"));
     }
+    // An object with a `_placeholder` key would be read by receivers as a binary attachment
+    // reference (the one check is in sio-wire); one walk of the body just parsed, no allocation.
+    if let Err(e) = b
+        .args
+        .iter()
+        .flatten()
+        .chain(&b.data)
+        .try_for_each(sio_wire::check_no_placeholders_json)
+    {
+        return Err(ApiError::bad_request(format!("`data`/`args`: {e}")));
+    }
     let op = b.target.operators(&st)?;
     let r = match (&b.args, &b.data) {
         (Some(args), _) => op.emit(&b.event, &Args(args)).await,
