@@ -52,57 +52,49 @@
 //!   within [`AdapterConfig::room_sync_interval`], or at once after
 //!   [`RedisAdapterHandle::sync_rooms`].
 
+// Modules from the bottom up: each imports only from modules listed before it.
 mod ack_stream;
 mod adapter;
 mod config;
-mod connection;
+mod driver;
+mod error;
 mod foreign;
+mod fred_driver;
+mod inbound;
+mod local_ns;
+#[cfg(test)]
+mod memory_driver;
+#[cfg(test)]
+mod multi_node_tests;
 mod namespace;
+mod packets;
+mod pubsub;
+mod registry;
 mod requests;
 mod rooms;
+mod server_side_emit;
+mod shared;
 mod stats;
 mod targets;
 #[cfg(test)]
 mod test_support;
+mod warn_limit;
 
 use std::sync::Arc;
 
 pub use ack_stream::AckStream;
 pub use adapter::{InitRes, RedisAdapter};
 pub use config::AdapterConfig;
-pub use connection::{ServerSideEmit, ServerSideEmitHandler};
+pub use error::Error;
 pub use requests::Collected;
+pub use server_side_emit::{ServerSideEmit, ServerSideEmitHandler};
 pub use sio_wire::FetchedSocket;
 pub use stats::{AdapterStats, DropReason, Health, MsgType, StatsSnapshot};
 
-use connection::Core;
-use socketioxide_core::adapter::errors::AdapterError;
-
-/// Errors of the adapter.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(#[from] fred::error::Error),
-    /// Redis is disconnected; the operation was refused at once instead of waiting.
-    #[error("redis is down")]
-    RedisDown,
-    /// A message could not be encoded.
-    #[error("encoding: {0}")]
-    Encode(#[from] sio_wire::WireError),
-    /// The packet cannot be carried by the Node protocol.
-    #[error("unsupported: {0}")]
-    Unsupported(&'static str),
-    /// No namespace of that name uses this adapter.
-    #[error("unknown namespace {0}")]
-    UnknownNamespace(String),
-}
-
-impl From<Error> for AdapterError {
-    fn from(e: Error) -> Self {
-        AdapterError::from(Box::new(e) as Box<dyn std::error::Error + Send>)
-    }
-}
+use crate::{
+    fred_driver::FredDriver, pubsub::PubSub, registry::Registry, shared::Core,
+    warn_limit::LogLimiter,
+};
 
 /// The adapter's state (socketioxide `CoreAdapter::State`): the Redis connections shared by
 /// every namespace. Pass it to `SocketIo::builder().with_adapter::<RedisAdapter<_>>(ctr)`.
@@ -118,8 +110,14 @@ impl RedisAdapterCtr {
     /// Fails if Redis cannot be reached now (the caller decides whether to retry); later
     /// outages are reconnected with exponential backoff.
     pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
+        let stats = Arc::new(AdapterStats::default());
+        let log = Arc::new(LogLimiter::default());
+        let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+        let driver =
+            FredDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone()).await?;
+        let pubsub = PubSub::new(config, stats, log, Arc::new(driver));
         Ok(Self {
-            core: Core::connect(url, config).await?,
+            core: Core::new(pubsub, registry),
         })
     }
 
@@ -140,7 +138,8 @@ pub struct RedisAdapterHandle {
 impl RedisAdapterHandle {
     fn ns(&self, nsp: &str) -> Result<Arc<namespace::NsShared>, Error> {
         self.core
-            .namespace(nsp)
+            .namespaces
+            .get(nsp)
             .ok_or_else(|| Error::UnknownNamespace(nsp.to_owned()))
     }
 
@@ -156,8 +155,7 @@ impl RedisAdapterHandle {
 
     /// Both connections are connected right now (no caching).
     pub fn redis_up(&self) -> bool {
-        use fred::interfaces::ClientLike;
-        self.core.publisher.is_connected() && self.core.subscriber.is_connected()
+        self.core.pubsub.is_up()
     }
 
     /// The last subscriber probe succeeded.
@@ -168,7 +166,7 @@ impl RedisAdapterHandle {
     /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
     pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
         let ns = self.ns(nsp)?;
-        self.core.numsub(ns.channels.request()).await
+        self.core.pubsub.server_count(ns.channels.request()).await
     }
 
     /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
@@ -184,7 +182,7 @@ impl RedisAdapterHandle {
             rooms: rooms.to_vec(),
             except: except.to_vec(),
         };
-        ns.fetch(&self.core, &opts, true).await
+        ns.fetch(&self.core.pubsub, &opts, true).await
     }
 
     /// The id a socket has on the wire: the real id of a Node peer's socket that
@@ -195,7 +193,7 @@ impl RedisAdapterHandle {
 
     /// allRooms across the cluster.
     pub async fn all_rooms(&self, nsp: &str) -> Result<Collected<String>, Error> {
-        self.ns(nsp)?.all_rooms(&self.core).await
+        self.ns(nsp)?.all_rooms(&self.core.pubsub).await
     }
 
     /// serverSideEmit(`[event, ...args]`) to the other nodes, without ack.
@@ -204,7 +202,9 @@ impl RedisAdapterHandle {
         nsp: &str,
         data: &[serde_json::Value],
     ) -> Result<(), Error> {
-        self.ns(nsp)?.server_side_emit(&self.core, data).await
+        self.ns(nsp)?
+            .server_side_emit(&self.core.pubsub, data)
+            .await
     }
 
     /// serverSideEmit with ack: one answer per other node, partial after the request timeout.
@@ -214,7 +214,7 @@ impl RedisAdapterHandle {
         data: &[serde_json::Value],
     ) -> Result<Collected<serde_json::Value>, Error> {
         self.ns(nsp)?
-            .server_side_emit_with_ack(&self.core, data)
+            .server_side_emit_with_ack(&self.core.pubsub, data)
             .await
     }
 
@@ -234,7 +234,7 @@ impl RedisAdapterHandle {
     /// Brings the room-channel subscriptions of `nsp` in line with local membership now
     /// (e.g. right after `socket.join`, before acknowledging the join to a client).
     pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {
-        self.ns(nsp)?.sync_rooms(&self.core).await
+        self.ns(nsp)?.sync_rooms(&self.core.pubsub).await
     }
 
     /// Room channels currently subscribed for `nsp`.
