@@ -24,8 +24,8 @@ use socketioxide_core::{
 };
 
 use crate::{
-    RedisAdapterCtr,
     ack_stream::{AckStream, RemoteAcks},
+    ctr::RedisAdapterCtr,
     error::Error,
     local_ns::LocalNs,
     namespace::{LocalOps, NsShared},

@@ -348,7 +348,9 @@ async fn fetch_sockets_and_all_rooms_collect_every_node() {
 #[tokio::test]
 async fn server_side_emit_reaches_the_other_nodes_and_collects_their_acks() {
     let (_bus, nodes) = cluster().await;
-    let seen: Arc<Mutex<Vec<(usize, Vec<serde_json::Value>, bool)>>> = Arc::default();
+    // (receiving node, data, wants_ack) of every serverSideEmit a handler saw.
+    type Seen = Vec<(usize, Vec<serde_json::Value>, bool)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     for (i, n) in nodes.iter().enumerate() {
         let seen = seen.clone();
         n.handle.on_server_side_emit(move |e| {
