@@ -11,12 +11,13 @@ use std::{
 
 use futures_util::stream::{FusedStream, Stream};
 use socketioxide_core::{
-    Sid, Value,
+    Sid,
     adapter::{AckStreamItem, SocketEmitter},
 };
 use tokio::time::Sleep;
 
 use crate::{
+    packets::remote_ack_value,
     requests::PendingGuard,
     stats::{AdapterStats, MsgType},
 };
@@ -51,14 +52,6 @@ impl<E: SocketEmitter> AckStream<E> {
             remote,
         }
     }
-}
-
-/// Converts the first ack argument as Node sends it into socketioxide's ack value (`[arg]`).
-pub(crate) fn remote_ack_value(packet: sio_wire::Value) -> Option<Value> {
-    let (text, bins) = sio_wire::into_placeholder_json(sio_wire::Value::Array(vec![packet]))
-        .ok()?
-        .attachments_opt();
-    Some(Value::Str(text.into(), bins))
 }
 
 impl<E: SocketEmitter> Stream for AckStream<E> {
@@ -125,6 +118,7 @@ mod tests {
 
     use futures_util::StreamExt;
     use sio_wire::Response;
+    use socketioxide_core::Value;
 
     use super::*;
     use crate::{

@@ -11,6 +11,9 @@
 //! nobody, as they would for a socket that has left. The lock is only taken by
 //! `fetch_sockets` and by operations naming a stand-in id (recognised by its prefix without a
 //! lock), never on the plain broadcast path.
+//!
+//! [`as_sid`] (is this room name one of socketioxide's socket ids?) lives here too: it is the
+//! other half of telling our ids from foreign ones.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -21,7 +24,14 @@ use std::{
 use sio_wire::socket_id::SOCKETIOXIDE_ID_LEN;
 use socketioxide_core::Sid;
 
-use crate::targets::as_sid;
+/// A room name that has the shape of a socketioxide socket id (16 url-safe base64 chars).
+pub(crate) fn as_sid(room: &str) -> Option<Sid> {
+    if room.len() == SOCKETIOXIDE_ID_LEN {
+        Sid::from_str(room).ok()
+    } else {
+        None
+    }
+}
 
 /// First characters of every stand-in id. A random socketioxide id starts with it once in
 /// 64³ = 262,144 ids; such an id simply misses the table and is used as it is.

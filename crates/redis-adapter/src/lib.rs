@@ -52,193 +52,56 @@
 //!   within [`AdapterConfig::room_sync_interval`], or at once after
 //!   [`RedisAdapterHandle::sync_rooms`].
 
+// Layers, bottom up; a module imports only from layers below its own (checked by hand and
+// by script when the split was made; there is no cycle):
+//  0. config, error, stats, warn_limit
+//  1. foreign (ids), requests, rooms, packets, server_side_emit, test_support
+//  2. driver (the pub/sub seam), targets
+//  3. pubsub (driver + the adapter's policies)
+//  4. namespace (per-namespace state, the requests it sends)
+//  5. registry (the namespaces, dispatch of received messages)
+//  6. fred_driver, memory_driver (drivers feeding the registry), shared (`Core`)
+//  7. ack_stream, local_ns
+//  8. handle (`RedisAdapterHandle`), inbound (other nodes' messages)
+//  9. ctr (`RedisAdapterCtr`, builds an instance)
+// 10. adapter (outbound `CoreAdapter`)
+// 11. this file (docs and re-exports), multi_node_tests
 mod ack_stream;
 mod adapter;
 mod config;
-mod connection;
+mod ctr;
+mod driver;
+mod error;
 mod foreign;
+mod fred_driver;
+mod handle;
+mod inbound;
+mod local_ns;
+#[cfg(test)]
+mod memory_driver;
+#[cfg(test)]
+mod multi_node_tests;
 mod namespace;
+mod packets;
+mod pubsub;
+mod registry;
 mod requests;
 mod rooms;
+mod server_side_emit;
+mod shared;
 mod stats;
 mod targets;
 #[cfg(test)]
 mod test_support;
-
-use std::sync::Arc;
+mod warn_limit;
 
 pub use ack_stream::AckStream;
 pub use adapter::{InitRes, RedisAdapter};
 pub use config::AdapterConfig;
-pub use connection::{ServerSideEmit, ServerSideEmitHandler};
+pub use ctr::RedisAdapterCtr;
+pub use error::Error;
+pub use handle::RedisAdapterHandle;
 pub use requests::Collected;
+pub use server_side_emit::{ServerSideEmit, ServerSideEmitHandler};
 pub use sio_wire::FetchedSocket;
 pub use stats::{AdapterStats, DropReason, Health, MsgType, StatsSnapshot};
-
-use connection::Core;
-use socketioxide_core::adapter::errors::AdapterError;
-
-/// Errors of the adapter.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A Redis command failed.
-    #[error("redis: {0}")]
-    Redis(#[from] fred::error::Error),
-    /// Redis is disconnected; the operation was refused at once instead of waiting.
-    #[error("redis is down")]
-    RedisDown,
-    /// A message could not be encoded.
-    #[error("encoding: {0}")]
-    Encode(#[from] sio_wire::WireError),
-    /// The packet cannot be carried by the Node protocol.
-    #[error("unsupported: {0}")]
-    Unsupported(&'static str),
-    /// No namespace of that name uses this adapter.
-    #[error("unknown namespace {0}")]
-    UnknownNamespace(String),
-}
-
-impl From<Error> for AdapterError {
-    fn from(e: Error) -> Self {
-        AdapterError::from(Box::new(e) as Box<dyn std::error::Error + Send>)
-    }
-}
-
-/// The adapter's state (socketioxide `CoreAdapter::State`): the Redis connections shared by
-/// every namespace. Pass it to `SocketIo::builder().with_adapter::<RedisAdapter<_>>(ctr)`.
-#[derive(Clone)]
-pub struct RedisAdapterCtr {
-    core: Arc<Core>,
-}
-
-impl RedisAdapterCtr {
-    /// Connects a publisher and a subscriber client to `url`, as parsed by
-    /// `fred::types::config::Config::from_url`: `redis://`, `rediss://`,
-    /// `redis-sentinel://host:port/db?sentinelServiceName=name`, `redis-cluster://host:port`.
-    /// Fails if Redis cannot be reached now (the caller decides whether to retry); later
-    /// outages are reconnected with exponential backoff.
-    pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
-        Ok(Self {
-            core: Core::connect(url, config).await?,
-        })
-    }
-
-    /// A handle for stats, health and cluster operations beyond socketioxide's API.
-    pub fn handle(&self) -> RedisAdapterHandle {
-        RedisAdapterHandle {
-            core: self.core.clone(),
-        }
-    }
-}
-
-/// Cluster operations and observability of an adapter instance, usable from anywhere.
-#[derive(Clone)]
-pub struct RedisAdapterHandle {
-    core: Arc<Core>,
-}
-
-impl RedisAdapterHandle {
-    fn ns(&self, nsp: &str) -> Result<Arc<namespace::NsShared>, Error> {
-        self.core
-            .namespace(nsp)
-            .ok_or_else(|| Error::UnknownNamespace(nsp.to_owned()))
-    }
-
-    /// The counters (shared, live).
-    pub fn stats(&self) -> &Arc<AdapterStats> {
-        &self.core.stats
-    }
-
-    /// Redis connected, subscriber alive.
-    pub fn health(&self) -> Health {
-        self.core.stats.health()
-    }
-
-    /// Both connections are connected right now (no caching).
-    pub fn redis_up(&self) -> bool {
-        use fred::interfaces::ClientLike;
-        self.core.publisher.is_connected() && self.core.subscriber.is_connected()
-    }
-
-    /// The last subscriber probe succeeded.
-    pub fn subscriber_alive(&self) -> bool {
-        self.core.stats.health().subscriber_alive
-    }
-
-    /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
-    pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
-        let ns = self.ns(nsp)?;
-        self.core.numsub(ns.channels.request()).await
-    }
-
-    /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
-    /// when some node did not answer within the request timeout.
-    pub async fn fetch_sockets(
-        &self,
-        nsp: &str,
-        rooms: &[String],
-        except: &[String],
-    ) -> Result<Collected<FetchedSocket>, Error> {
-        let ns = self.ns(nsp)?;
-        let opts = sio_wire::RoomsOpts {
-            rooms: rooms.to_vec(),
-            except: except.to_vec(),
-        };
-        ns.fetch(&self.core, &opts, true).await
-    }
-
-    /// The id a socket has on the wire: the real id of a Node peer's socket that
-    /// `io.fetch_sockets()` returned under a stand-in `Sid`, the id itself otherwise.
-    pub fn socket_id(&self, sid: socketioxide_core::Sid) -> String {
-        self.core.foreign.wire_id(sid.as_str())
-    }
-
-    /// allRooms across the cluster.
-    pub async fn all_rooms(&self, nsp: &str) -> Result<Collected<String>, Error> {
-        self.ns(nsp)?.all_rooms(&self.core).await
-    }
-
-    /// serverSideEmit(`[event, ...args]`) to the other nodes, without ack.
-    pub async fn server_side_emit(
-        &self,
-        nsp: &str,
-        data: &[serde_json::Value],
-    ) -> Result<(), Error> {
-        self.ns(nsp)?.server_side_emit(&self.core, data).await
-    }
-
-    /// serverSideEmit with ack: one answer per other node, partial after the request timeout.
-    pub async fn server_side_emit_with_ack(
-        &self,
-        nsp: &str,
-        data: &[serde_json::Value],
-    ) -> Result<Collected<serde_json::Value>, Error> {
-        self.ns(nsp)?
-            .server_side_emit_with_ack(&self.core, data)
-            .await
-    }
-
-    /// Sets the handler of serverSideEmit from other nodes. Its return value answers a request
-    /// with ack; without a handler (or a `None` answer) such requests are answered with `null`.
-    pub fn on_server_side_emit(
-        &self,
-        handler: impl Fn(ServerSideEmit) -> Option<serde_json::Value> + Send + Sync + 'static,
-    ) {
-        *self
-            .core
-            .sse_handler
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handler));
-    }
-
-    /// Brings the room-channel subscriptions of `nsp` in line with local membership now
-    /// (e.g. right after `socket.join`, before acknowledging the join to a client).
-    pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {
-        self.ns(nsp)?.sync_rooms(&self.core).await
-    }
-
-    /// Room channels currently subscribed for `nsp`.
-    pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
-        Ok(self.ns(nsp)?.subscribed_rooms().await)
-    }
-}

@@ -9,17 +9,17 @@ use std::{
 };
 
 use bytes::Bytes;
-use fred::interfaces::PubsubInterface;
 use socketioxide_core::{Sid, adapter::Room};
 use tokio::{sync::mpsc, task::AbortHandle};
 
 use crate::{
-    Error,
-    connection::Core,
+    config::AdapterConfig,
+    error::Error,
+    foreign::as_sid,
+    pubsub::PubSub,
     requests::{Collected, Pending, collect},
     rooms::{BATCH, RoomDiff, RoomSubscriptions},
     stats::MsgType,
-    targets::as_sid,
 };
 use sio_wire::{ChannelKind, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts};
 
@@ -69,22 +69,22 @@ struct Subscriptions {
 
 /// Applies one diff in batched SUBSCRIBE/UNSUBSCRIBE commands, recording what succeeded.
 async fn apply<K: std::hash::Hash + Eq + Clone + Ord>(
-    core: &Core,
+    pubsub: &PubSub,
     subs: &mut RoomSubscriptions<K>,
     diff: RoomDiff<K>,
     channel: impl Fn(&K) -> String,
 ) -> Result<(), Error> {
     for batch in diff.subscribe.chunks(BATCH) {
         let chans: Vec<String> = batch.iter().map(&channel).collect();
-        core.subscriber.subscribe(chans).await?;
+        pubsub.subscribe(chans).await?;
         subs.added(batch);
-        core.stats.add_room_channels(batch.len(), 0);
+        pubsub.stats.add_room_channels(batch.len(), 0);
     }
     for batch in diff.unsubscribe.chunks(BATCH) {
         let chans: Vec<String> = batch.iter().map(&channel).collect();
-        core.subscriber.unsubscribe(chans).await?;
+        pubsub.unsubscribe(chans).await?;
         subs.removed(batch);
-        core.stats.add_room_channels(0, batch.len());
+        pubsub.stats.add_room_channels(0, batch.len());
     }
     Ok(())
 }
@@ -107,9 +107,9 @@ pub(crate) struct NsShared {
 }
 
 impl NsShared {
-    pub(crate) fn new(core: &Core, nsp: &str, uid: String) -> Self {
-        let (tx, rx) = mpsc::channel(core.config.inbound_queue.max(1));
-        let channels = NamespaceChannels::new(&core.config.key, nsp);
+    pub(crate) fn new(config: &AdapterConfig, nsp: &str, uid: String) -> Self {
+        let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
+        let channels = NamespaceChannels::new(&config.key, nsp);
         Self {
             specific_response: channels.specific_response(&uid),
             channels,
@@ -141,7 +141,7 @@ impl NsShared {
 
     /// Subscribes to the channels of rooms (and socket ids) that gained local members and
     /// unsubscribes from those that emptied, in batches.
-    pub(crate) async fn sync_rooms(&self, core: &Core) -> Result<(), Error> {
+    pub(crate) async fn sync_rooms(&self, pubsub: &PubSub) -> Result<(), Error> {
         let Some(ops) = self.ops() else {
             return Ok(());
         };
@@ -156,8 +156,11 @@ impl NsShared {
         if room_diff.is_empty() && sid_diff.is_empty() {
             return Ok(());
         }
-        apply(core, &mut subs.rooms, room_diff, |r| self.channels.room(r)).await?;
-        apply(core, &mut subs.sids, sid_diff, |id| {
+        apply(pubsub, &mut subs.rooms, room_diff, |r| {
+            self.channels.room(r)
+        })
+        .await?;
+        apply(pubsub, &mut subs.sids, sid_diff, |id| {
             self.channels.room(&id.to_string())
         })
         .await
@@ -170,33 +173,33 @@ impl NsShared {
     }
 
     /// Unsubscribes everything of this namespace (adapter close).
-    pub(crate) async fn unsubscribe_all(&self, core: &Core) -> Result<(), Error> {
+    pub(crate) async fn unsubscribe_all(&self, pubsub: &PubSub) -> Result<(), Error> {
         let (rooms, sids) = {
             let mut subs = self.subs.lock().await;
             (subs.rooms.clear(), subs.sids.clear())
         };
-        core.stats.add_room_channels(0, rooms.len() + sids.len());
+        pubsub.stats.add_room_channels(0, rooms.len() + sids.len());
         let mut chans: Vec<String> = rooms.iter().map(|r| self.channels.room(r)).collect();
         chans.extend(sids.iter().map(|id| self.channels.room(&id.to_string())));
         chans.extend(self.base_channels());
         for batch in chans.chunks(BATCH) {
-            core.subscriber.unsubscribe(batch.to_vec()).await?;
+            pubsub.unsubscribe(batch.to_vec()).await?;
         }
         Ok(())
     }
 
     /// Other nodes listening on this namespace (`PUBSUB NUMSUB` minus this one).
-    pub(crate) async fn remote_count(&self, core: &Core) -> Result<usize, Error> {
-        Ok(core
-            .numsub(self.channels.request())
+    pub(crate) async fn remote_count(&self, pubsub: &PubSub) -> Result<usize, Error> {
+        Ok(pubsub
+            .server_count(self.channels.request())
             .await?
             .saturating_sub(1))
     }
 
     /// allRooms across the cluster (local rooms included).
-    pub(crate) async fn all_rooms(&self, core: &Core) -> Result<Collected<String>, Error> {
+    pub(crate) async fn all_rooms(&self, pubsub: &PubSub) -> Result<Collected<String>, Error> {
         let local = self.ops().map(|o| o.local_rooms()).unwrap_or_default();
-        let expected = self.remote_count(core).await?;
+        let expected = self.remote_count(pubsub).await?;
         let mut out = if expected == 0 {
             Collected {
                 items: Vec::new(),
@@ -210,13 +213,14 @@ impl NsShared {
                 request_id: guard.id.clone(),
             }
             .encode()?;
-            core.publish(self.channels.request().to_owned(), req)
+            pubsub
+                .publish(self.channels.request().to_owned(), req)
                 .await?;
-            core.stats.published(MsgType::AllRooms);
+            pubsub.stats.published(MsgType::AllRooms);
             let c = collect(
                 &mut guard,
                 expected,
-                core.config.request_timeout,
+                pubsub.config.request_timeout,
                 |r| match r {
                     Response::AllRooms { rooms, .. } => Some(rooms),
                     _ => None,
@@ -224,7 +228,7 @@ impl NsShared {
             )
             .await;
             if !c.complete() {
-                core.stats.request_timeout(MsgType::AllRooms);
+                pubsub.stats.request_timeout(MsgType::AllRooms);
             }
             c
         };
@@ -238,7 +242,7 @@ impl NsShared {
     /// fetchSockets across the cluster (local sockets first).
     pub(crate) async fn fetch(
         &self,
-        core: &Core,
+        pubsub: &PubSub,
         opts: &RoomsOpts,
         include_local: bool,
     ) -> Result<Collected<FetchedSocket>, Error> {
@@ -247,7 +251,7 @@ impl NsShared {
         } else {
             Vec::new()
         };
-        let expected = self.remote_count(core).await?;
+        let expected = self.remote_count(pubsub).await?;
         if expected == 0 {
             return Ok(Collected {
                 items: local,
@@ -262,13 +266,14 @@ impl NsShared {
             opts: opts.clone(),
         }
         .encode()?;
-        core.publish(self.channels.request().to_owned(), req)
+        pubsub
+            .publish(self.channels.request().to_owned(), req)
             .await?;
-        core.stats.published(MsgType::FetchSockets);
+        pubsub.stats.published(MsgType::FetchSockets);
         let mut c = collect(
             &mut guard,
             expected,
-            core.config.request_timeout,
+            pubsub.config.request_timeout,
             |r| match r {
                 Response::FetchSockets { sockets, .. } => Some(sockets),
                 _ => None,
@@ -276,7 +281,7 @@ impl NsShared {
         )
         .await;
         if !c.complete() {
-            core.stats.request_timeout(MsgType::FetchSockets);
+            pubsub.stats.request_timeout(MsgType::FetchSockets);
         }
         let mut items = local;
         items.append(&mut c.items);
@@ -287,7 +292,7 @@ impl NsShared {
     /// serverSideEmit without ack.
     pub(crate) async fn server_side_emit(
         &self,
-        core: &Core,
+        pubsub: &PubSub,
         data: &[serde_json::Value],
     ) -> Result<(), Error> {
         let req = Request::ServerSideEmit {
@@ -296,19 +301,20 @@ impl NsShared {
             data: data.iter().map(sio_wire::json::from_serde).collect(),
         }
         .encode()?;
-        core.publish(self.channels.request().to_owned(), req)
+        pubsub
+            .publish(self.channels.request().to_owned(), req)
             .await?;
-        core.stats.published(MsgType::ServerSideEmit);
+        pubsub.stats.published(MsgType::ServerSideEmit);
         Ok(())
     }
 
     /// serverSideEmit with ack: one answer per other node, until the request timeout.
     pub(crate) async fn server_side_emit_with_ack(
         &self,
-        core: &Core,
+        pubsub: &PubSub,
         data: &[serde_json::Value],
     ) -> Result<Collected<serde_json::Value>, Error> {
-        let expected = self.remote_count(core).await?;
+        let expected = self.remote_count(pubsub).await?;
         if expected == 0 {
             return Ok(Collected {
                 items: Vec::new(),
@@ -323,13 +329,14 @@ impl NsShared {
             data: data.iter().map(sio_wire::json::from_serde).collect(),
         }
         .encode()?;
-        core.publish(self.channels.request().to_owned(), req)
+        pubsub
+            .publish(self.channels.request().to_owned(), req)
             .await?;
-        core.stats.published(MsgType::ServerSideEmit);
+        pubsub.stats.published(MsgType::ServerSideEmit);
         let c = collect(
             &mut guard,
             expected,
-            core.config.request_timeout,
+            pubsub.config.request_timeout,
             |r| match r {
                 Response::ServerSideEmitAck { data, .. } => {
                     Some(vec![sio_wire::json::to_serde(&data)])
@@ -339,7 +346,7 @@ impl NsShared {
         )
         .await;
         if !c.complete() {
-            core.stats.request_timeout(MsgType::ServerSideEmit);
+            pubsub.stats.request_timeout(MsgType::ServerSideEmit);
         }
         Ok(c)
     }

@@ -7,11 +7,11 @@
 //! socket here. Only then is the slower explicit-id path taken; plain rooms go straight to
 //! `CoreLocalAdapter`.
 
-use std::{collections::HashSet, str::FromStr};
+use std::collections::HashSet;
 
 use sio_wire::{BroadcastOptions as WireOpts, Flag, RoomsOpts};
 
-use crate::foreign::ForeignIds;
+use crate::foreign::{ForeignIds, as_sid};
 use socketioxide_core::{
     Sid,
     adapter::{BroadcastFlags, BroadcastOptions, CoreLocalAdapter, Room, SocketEmitter},
@@ -22,15 +22,6 @@ pub(crate) fn all_opts() -> BroadcastOptions {
     let mut o = BroadcastOptions::default();
     o.add_flag(BroadcastFlags::Broadcast);
     o
-}
-
-/// A room name that has the shape of a socketioxide socket id (16 url-safe base64 chars).
-pub(crate) fn as_sid(room: &str) -> Option<Sid> {
-    if room.len() == sio_wire::socket_id::SOCKETIOXIDE_ID_LEN {
-        Sid::from_str(room).ok()
-    } else {
-        None
-    }
 }
 
 /// Who a cluster operation applies to locally.
@@ -132,6 +123,8 @@ pub(crate) fn rooms_opts(w: WireOpts) -> RoomsOpts {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use socketioxide_core::Str;
 
     use super::*;

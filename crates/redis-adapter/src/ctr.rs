@@ -1,0 +1,40 @@
+//! The adapter's state as socketioxide holds it (`CoreAdapter::State`): builds an adapter
+//! instance on fred and hands out [`RedisAdapterHandle`]s.
+
+use std::sync::Arc;
+
+use crate::{
+    config::AdapterConfig, error::Error, fred_driver::FredDriver, handle::RedisAdapterHandle,
+    pubsub::PubSub, registry::Registry, shared::Core, stats::AdapterStats, warn_limit::LogLimiter,
+};
+
+/// The adapter's state (socketioxide `CoreAdapter::State`): the Redis connections shared by
+/// every namespace. Pass it to `SocketIo::builder().with_adapter::<RedisAdapter<_>>(ctr)`.
+#[derive(Clone)]
+pub struct RedisAdapterCtr {
+    pub(crate) core: Arc<Core>,
+}
+
+impl RedisAdapterCtr {
+    /// Connects a publisher and a subscriber client to `url`, as parsed by
+    /// `fred::types::config::Config::from_url`: `redis://`, `rediss://`,
+    /// `redis-sentinel://host:port/db?sentinelServiceName=name`, `redis-cluster://host:port`.
+    /// Fails if Redis cannot be reached now (the caller decides whether to retry); later
+    /// outages are reconnected with exponential backoff.
+    pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
+        let stats = Arc::new(AdapterStats::default());
+        let log = Arc::new(LogLimiter::default());
+        let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+        let driver =
+            FredDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone()).await?;
+        let pubsub = PubSub::new(config, stats, log, Arc::new(driver));
+        Ok(Self {
+            core: Core::new(pubsub, registry),
+        })
+    }
+
+    /// A handle for stats, health and cluster operations beyond socketioxide's API.
+    pub fn handle(&self) -> RedisAdapterHandle {
+        RedisAdapterHandle::new(self.core.clone())
+    }
+}

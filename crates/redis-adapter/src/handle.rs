@@ -1,0 +1,132 @@
+//! [`RedisAdapterHandle`]: stats, health and cluster operations beyond socketioxide's API,
+//! usable from anywhere (HTTP handlers, metrics, background tasks).
+
+use std::sync::Arc;
+
+use crate::{
+    error::Error,
+    namespace::NsShared,
+    requests::Collected,
+    server_side_emit::ServerSideEmit,
+    shared::Core,
+    stats::{AdapterStats, Health},
+};
+use sio_wire::FetchedSocket;
+
+/// Cluster operations and observability of an adapter instance, usable from anywhere.
+#[derive(Clone)]
+pub struct RedisAdapterHandle {
+    core: Arc<Core>,
+}
+
+impl RedisAdapterHandle {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    fn ns(&self, nsp: &str) -> Result<Arc<NsShared>, Error> {
+        self.core
+            .namespaces
+            .get(nsp)
+            .ok_or_else(|| Error::UnknownNamespace(nsp.to_owned()))
+    }
+
+    /// The counters (shared, live).
+    pub fn stats(&self) -> &Arc<AdapterStats> {
+        &self.core.stats
+    }
+
+    /// Redis connected, subscriber alive.
+    pub fn health(&self) -> Health {
+        self.core.stats.health()
+    }
+
+    /// Both connections are connected right now (no caching).
+    pub fn redis_up(&self) -> bool {
+        self.core.pubsub.is_up()
+    }
+
+    /// The last subscriber probe succeeded.
+    pub fn subscriber_alive(&self) -> bool {
+        self.core.stats.health().subscriber_alive
+    }
+
+    /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
+    pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
+        let ns = self.ns(nsp)?;
+        self.core.pubsub.server_count(ns.channels.request()).await
+    }
+
+    /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
+    /// when some node did not answer within the request timeout.
+    pub async fn fetch_sockets(
+        &self,
+        nsp: &str,
+        rooms: &[String],
+        except: &[String],
+    ) -> Result<Collected<FetchedSocket>, Error> {
+        let ns = self.ns(nsp)?;
+        let opts = sio_wire::RoomsOpts {
+            rooms: rooms.to_vec(),
+            except: except.to_vec(),
+        };
+        ns.fetch(&self.core.pubsub, &opts, true).await
+    }
+
+    /// The id a socket has on the wire: the real id of a Node peer's socket that
+    /// `io.fetch_sockets()` returned under a stand-in `Sid`, the id itself otherwise.
+    pub fn socket_id(&self, sid: socketioxide_core::Sid) -> String {
+        self.core.foreign.wire_id(sid.as_str())
+    }
+
+    /// allRooms across the cluster.
+    pub async fn all_rooms(&self, nsp: &str) -> Result<Collected<String>, Error> {
+        self.ns(nsp)?.all_rooms(&self.core.pubsub).await
+    }
+
+    /// serverSideEmit(`[event, ...args]`) to the other nodes, without ack.
+    pub async fn server_side_emit(
+        &self,
+        nsp: &str,
+        data: &[serde_json::Value],
+    ) -> Result<(), Error> {
+        self.ns(nsp)?
+            .server_side_emit(&self.core.pubsub, data)
+            .await
+    }
+
+    /// serverSideEmit with ack: one answer per other node, partial after the request timeout.
+    pub async fn server_side_emit_with_ack(
+        &self,
+        nsp: &str,
+        data: &[serde_json::Value],
+    ) -> Result<Collected<serde_json::Value>, Error> {
+        self.ns(nsp)?
+            .server_side_emit_with_ack(&self.core.pubsub, data)
+            .await
+    }
+
+    /// Sets the handler of serverSideEmit from other nodes. Its return value answers a request
+    /// with ack; without a handler (or a `None` answer) such requests are answered with `null`.
+    pub fn on_server_side_emit(
+        &self,
+        handler: impl Fn(ServerSideEmit) -> Option<serde_json::Value> + Send + Sync + 'static,
+    ) {
+        *self
+            .core
+            .sse_handler
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handler));
+    }
+
+    /// Brings the room-channel subscriptions of `nsp` in line with local membership now
+    /// (e.g. right after `socket.join`, before acknowledging the join to a client).
+    pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {
+        self.ns(nsp)?.sync_rooms(&self.core.pubsub).await
+    }
+
+    /// Room channels currently subscribed for `nsp`.
+    pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
+        Ok(self.ns(nsp)?.subscribed_rooms().await)
+    }
+}

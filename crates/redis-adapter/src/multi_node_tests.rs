@@ -1,0 +1,603 @@
+//! Multi-node flows in one process: three adapter instances ("nodes") share a
+//! [`MemoryBus`](crate::memory_driver::MemoryBus) the way they would share Redis, each with a
+//! namespace of recording sockets ([`RecordingNs`]). Every test checks what each socket
+//! received (or which rooms it is in, or whether it was disconnected), not only that no call
+//! failed.
+
+use std::{
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use socketioxide_core::{
+    Sid, Value,
+    adapter::{BroadcastFlags, BroadcastOptions, CoreAdapter, CoreLocalAdapter, Room},
+    packet::Packet,
+    parser::Parse,
+};
+
+use crate::{
+    AdapterConfig, DropReason, MsgType, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+    memory_driver::{MemoryBus, MemoryControl},
+    pubsub::PubSub,
+    registry::Registry,
+    shared::Core,
+    stats::AdapterStats,
+    test_support::RecordingNs,
+    warn_limit::LogLimiter,
+};
+
+/// Short enough to keep the node-loss tests quick, long enough for an idle test machine.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
+
+struct Node {
+    handle: RedisAdapterHandle,
+    adapter: Arc<RedisAdapter<RecordingNs>>,
+    ns: RecordingNs,
+    control: MemoryControl,
+    /// The node's sockets, named `n<node>s<index>` (padded to socketioxide's 16 characters).
+    sids: Vec<Sid>,
+}
+
+fn sid(node: usize, i: usize) -> Sid {
+    Sid::from_str(&format!("n{node}s{i:0>13}")).expect("16 url-safe characters")
+}
+
+/// A node on `bus` with `sockets` sockets.
+async fn node(bus: &MemoryBus, id: usize, sockets: usize) -> Node {
+    let config = AdapterConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        ..AdapterConfig::default()
+    };
+    let stats = Arc::new(AdapterStats::default());
+    let log = Arc::new(LogLimiter::default());
+    let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+    let (driver, control) = bus.connect(&registry);
+    let pubsub = PubSub::new(config, stats, log, Arc::new(driver));
+    let ctr = RedisAdapterCtr {
+        core: Core::new(pubsub, registry),
+    };
+    let sids: Vec<Sid> = (0..sockets).map(|i| sid(id, i)).collect();
+    let ns = RecordingNs::new("/", &sids);
+    let adapter = Arc::new(RedisAdapter::new(&ctr, CoreLocalAdapter::new(ns.clone())));
+    adapter
+        .clone()
+        .init(|| {})
+        .await
+        .expect("init on the memory bus");
+    let handle = ctr.handle();
+    // Socket-id channels, so single sockets can be addressed across nodes.
+    handle.sync_rooms("/").await.expect("room sync");
+    Node {
+        handle,
+        adapter,
+        ns,
+        control,
+        sids,
+    }
+}
+
+/// Three nodes: n0 with 2 sockets, n1 with 2, n2 with 1.
+async fn cluster() -> (MemoryBus, [Node; 3]) {
+    let bus = MemoryBus::default();
+    let nodes = [
+        node(&bus, 0, 2).await,
+        node(&bus, 1, 2).await,
+        node(&bus, 2, 1).await,
+    ];
+    (bus, nodes)
+}
+
+impl Node {
+    fn local(&self) -> &CoreLocalAdapter<RecordingNs> {
+        self.adapter.get_local()
+    }
+    /// Local join, then subscribe the room's channel at once (what the gateway does).
+    async fn join(&self, sid: Sid, room: &'static str) {
+        self.local().add_all(sid, room);
+        self.handle.sync_rooms("/").await.expect("room sync");
+    }
+    fn rooms_of(&self, sid: Sid) -> Vec<String> {
+        let mut r: Vec<String> = self
+            .local()
+            .socket_rooms(sid)
+            .into_iter()
+            .map(|r| r.to_string())
+            .collect();
+        r.sort();
+        r
+    }
+}
+
+fn event(text: &str) -> Packet {
+    Packet::event(
+        "/",
+        Value::Str(format!("[\"msg\",\"{text}\"]").into(), None),
+    )
+}
+
+/// What a recording socket holds after receiving `event(text)`.
+fn sent(text: &str) -> String {
+    match socketioxide_parser_common::CommonParser.encode(event(text)) {
+        Value::Str(s, _) => s.to_string(),
+        Value::Bytes(_) => unreachable!("the common parser makes text"),
+    }
+}
+
+/// `io.emit` (every socket of every node).
+fn to_all() -> BroadcastOptions {
+    let mut o = BroadcastOptions::default();
+    o.add_flag(BroadcastFlags::Broadcast);
+    o
+}
+
+/// `io.to(rooms).except(except)`.
+fn to_rooms(rooms: &[&str], except: &[&str]) -> BroadcastOptions {
+    let mut o = to_all();
+    o.rooms
+        .extend(rooms.iter().map(|r| Room::Owned(r.to_string())));
+    o.except
+        .extend(except.iter().map(|r| Room::Owned(r.to_string())));
+    o
+}
+
+/// Waits until `cond` holds (deliveries on other nodes are asynchronous).
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Sends a marker to every socket from `from` and waits until every connected socket has it:
+/// anything
+/// published before it (on the same bus, so in the same order) has been applied everywhere.
+async fn settle(nodes: &[Node], from: usize, marker: &str) {
+    nodes[from]
+        .adapter
+        .broadcast(event(marker), to_all())
+        .await
+        .expect("marker broadcast");
+    for n in nodes {
+        let gone = n.ns.disconnected();
+        for s in n.sids.iter().filter(|s| !gone.contains(s)) {
+            eventually(marker, || n.ns.sent_to(*s).contains(&sent(marker))).await;
+        }
+    }
+}
+
+/// Messages (other than markers) each socket of each node received, in node/socket order.
+fn received(nodes: &[Node]) -> Vec<Vec<Vec<String>>> {
+    nodes
+        .iter()
+        .map(|n| {
+            n.sids
+                .iter()
+                .map(|s| {
+                    n.ns.sent_to(*s)
+                        .into_iter()
+                        .filter(|p| !p.contains("marker"))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// What each socket received after `before` was taken.
+fn since(before: &[Vec<Vec<String>>], now: &[Vec<Vec<String>>]) -> Vec<Vec<Vec<String>>> {
+    before
+        .iter()
+        .zip(now)
+        .map(|(b, n)| {
+            b.iter()
+                .zip(n)
+                .map(|(b, n)| n[b.len()..].to_vec())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn broadcasts_reach_exactly_the_addressed_sockets() {
+    let (_bus, nodes) = cluster().await;
+    let [n0, n1, n2] = &nodes;
+    // red: n0s0, n1s0; blue: n1s1, n2s0.
+    n0.join(n0.sids[0], "red").await;
+    n1.join(n1.sids[0], "red").await;
+    n1.join(n1.sids[1], "blue").await;
+    n2.join(n2.sids[0], "blue").await;
+
+    // To everyone, from n1.
+    n1.adapter.broadcast(event("all"), to_all()).await.unwrap();
+    settle(&nodes, 1, "marker-1").await;
+    let all = vec![sent("all")];
+    assert_eq!(
+        received(&nodes),
+        vec![
+            vec![all.clone(), all.clone()],
+            vec![all.clone(), all.clone()],
+            vec![all.clone()]
+        ]
+    );
+
+    // To a room, from a node with no member in it (room channel routing).
+    n2.adapter
+        .broadcast(event("red"), to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    // To two rooms except a room, from n0: red ∪ blue minus red = blue.
+    n0.adapter
+        .broadcast(event("blue"), to_rooms(&["red", "blue"], &["red"]))
+        .await
+        .unwrap();
+    settle(&nodes, 0, "marker-2").await;
+    let r = received(&nodes);
+    assert_eq!(r[0][0], vec![sent("all"), sent("red")]);
+    assert_eq!(r[0][1], vec![sent("all")]);
+    assert_eq!(r[1][0], vec![sent("all"), sent("red")]);
+    assert_eq!(r[1][1], vec![sent("all"), sent("blue")]);
+    assert_eq!(r[2][0], vec![sent("all"), sent("blue")]);
+
+    // socket.broadcast() from n0s0: everyone but the sender; except by socket id: n1s1.
+    let before = received(&nodes);
+    let mut o = BroadcastOptions::new(n0.sids[0]);
+    o.add_flag(BroadcastFlags::Broadcast);
+    o.except.push(Room::Owned(n1.sids[1].to_string()));
+    n0.adapter.broadcast(event("others"), o).await.unwrap();
+    // A single socket of another node, addressed by its id (as Node peers and emitters do).
+    n1.adapter
+        .broadcast(event("only-n2s0"), to_rooms(&[n2.sids[0].as_str()], &[]))
+        .await
+        .unwrap();
+    settle(&nodes, 2, "marker-3").await;
+    let new = since(&before, &received(&nodes));
+    let o = vec![sent("others")];
+    assert_eq!(
+        new,
+        vec![
+            vec![vec![], o.clone()],
+            vec![o.clone(), vec![]],
+            vec![vec![sent("others"), sent("only-n2s0")]],
+        ]
+    );
+    assert_eq!(n0.handle.stats().published_count(MsgType::Broadcast), 3);
+    assert_eq!(n2.handle.stats().received_count(MsgType::Broadcast), 6);
+}
+
+#[tokio::test]
+async fn fetch_sockets_and_all_rooms_collect_every_node() {
+    let (_bus, nodes) = cluster().await;
+    let [n0, n1, n2] = &nodes;
+    n0.join(n0.sids[1], "red").await;
+    n2.join(n2.sids[0], "red").await;
+    n1.join(n1.sids[0], "green").await;
+
+    assert_eq!(n0.adapter.server_count().await.unwrap(), 3);
+
+    // socketioxide's fetchSockets: local sockets, then the others' (ids of our nodes kept).
+    let mut ids: Vec<Sid> = n1
+        .adapter
+        .fetch_sockets(to_rooms(&["red"], &[]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![n0.sids[1], n2.sids[0]]);
+
+    // The handle's fetchSockets: real ids and rooms, with the count of answers.
+    let c = n2
+        .handle
+        .fetch_sockets("/", &[], &["red".into()])
+        .await
+        .unwrap();
+    assert!(c.complete());
+    assert_eq!((c.expected, c.received), (2, 2));
+    let mut got: Vec<(String, Vec<String>)> = c
+        .items
+        .into_iter()
+        .map(|s| {
+            let mut rooms = s.rooms;
+            rooms.sort();
+            (s.id, rooms)
+        })
+        .collect();
+    got.sort();
+    let id = |s: Sid| s.to_string();
+    assert_eq!(
+        got,
+        vec![
+            (id(n0.sids[0]), vec![id(n0.sids[0])]),
+            (id(n1.sids[0]), vec!["green".into(), id(n1.sids[0])]),
+            (id(n1.sids[1]), vec![id(n1.sids[1])]),
+        ]
+    );
+
+    // allRooms: named rooms of every node plus every socket's own-id room.
+    let c = n0.handle.all_rooms("/").await.unwrap();
+    assert!(c.complete());
+    let mut want: Vec<String> = nodes
+        .iter()
+        .flat_map(|n| n.sids.iter().map(|s| s.to_string()))
+        .chain(["red".to_string(), "green".to_string()])
+        .collect();
+    want.sort();
+    assert_eq!(c.items, want);
+
+    // socketioxide's rooms() without a filter is allRooms too.
+    let mut rooms: Vec<String> = n1
+        .adapter
+        .rooms(to_all())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    rooms.sort();
+    assert_eq!(rooms, want);
+    // n0's request and n1's own (every node sees its requests come back; not answered).
+    assert_eq!(n1.handle.stats().received_count(MsgType::AllRooms), 2);
+}
+
+#[tokio::test]
+async fn server_side_emit_reaches_the_other_nodes_and_collects_their_acks() {
+    let (_bus, nodes) = cluster().await;
+    // (receiving node, data, wants_ack) of every serverSideEmit a handler saw.
+    type Seen = Vec<(usize, Vec<serde_json::Value>, bool)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let seen = seen.clone();
+        n.handle.on_server_side_emit(move |e| {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((i, e.data, e.wants_ack));
+            Some(json!(format!("answer-from-{i}")))
+        });
+    }
+    let c = nodes[0]
+        .handle
+        .server_side_emit_with_ack("/", &[json!("ping"), json!(1)])
+        .await
+        .unwrap();
+    assert!(c.complete());
+    let mut answers = c.items;
+    answers.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        answers,
+        vec![json!("answer-from-1"), json!("answer-from-2")]
+    );
+
+    nodes[2]
+        .handle
+        .server_side_emit("/", &[json!("no-ack")])
+        .await
+        .unwrap();
+    eventually("serverSideEmit without ack on n0 and n1", || {
+        seen.lock().unwrap_or_else(|e| e.into_inner()).len() == 4
+    })
+    .await;
+    let mut got = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    got.sort_by_key(|(i, d, _)| (d.len(), *i));
+    assert_eq!(
+        got,
+        vec![
+            (0, vec![json!("no-ack")], false),
+            (1, vec![json!("no-ack")], false),
+            (1, vec![json!("ping"), json!(1)], true),
+            (2, vec![json!("ping"), json!(1)], true),
+        ],
+        "the sender's own handler is never called"
+    );
+}
+
+#[tokio::test]
+async fn sockets_join_leave_and_disconnect_apply_on_every_node() {
+    let (_bus, nodes) = cluster().await;
+    let [n0, n1, n2] = &nodes;
+    n0.join(n0.sids[0], "red").await;
+    n1.join(n1.sids[1], "red").await;
+    n2.join(n2.sids[0], "red").await;
+
+    // io.in("red").socketsJoin("green"), from n1: every red member, the sender's included.
+    n1.adapter
+        .add_sockets(to_rooms(&["red"], &[]), "green")
+        .await
+        .unwrap();
+    for (n, s) in [(n0, 0), (n1, 1), (n2, 0)] {
+        let s = n.sids[s];
+        eventually("join applied", || n.rooms_of(s).contains(&"green".into())).await;
+    }
+    assert_eq!(n0.rooms_of(n0.sids[1]), Vec::<String>::new());
+    assert_eq!(n1.rooms_of(n1.sids[0]), Vec::<String>::new());
+    // The new members are subscribed to green on their own (room sync after a remote join):
+    // a broadcast to green from n0 reaches exactly them.
+    eventually("green subscribed on n2", || {
+        let h = n2.handle.clone();
+        futures_util::FutureExt::now_or_never(h.subscribed_room_count("/"))
+            .is_some_and(|r| r.is_ok_and(|n| n == 3))
+    })
+    .await;
+    n0.adapter
+        .broadcast(event("green"), to_rooms(&["green"], &[]))
+        .await
+        .unwrap();
+    settle(&nodes, 0, "marker-1").await;
+    let r = received(&nodes);
+    let g = vec![sent("green")];
+    assert_eq!(
+        r,
+        vec![vec![g.clone(), vec![]], vec![vec![], g.clone()], vec![g]]
+    );
+
+    // A remote socket leaves by id (io.in(<sid>).socketsLeave("red")), from n0.
+    n0.adapter
+        .del_sockets(to_rooms(&[n2.sids[0].as_str()], &[]), "red")
+        .await
+        .unwrap();
+    eventually("leave applied on n2", || {
+        n2.rooms_of(n2.sids[0]) == vec!["green".to_string()]
+    })
+    .await;
+    assert_eq!(n1.rooms_of(n1.sids[1]), vec!["green", "red"]);
+
+    // io.in("red").disconnectSockets(), from n2: n0s0 and n1s1 go, nobody else.
+    n2.adapter
+        .disconnect_socket(to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    eventually("disconnects", || {
+        n0.ns.disconnected() == vec![n0.sids[0]] && n1.ns.disconnected() == vec![n1.sids[1]]
+    })
+    .await;
+    settle(&nodes, 2, "marker-2").await;
+    assert_eq!(n2.ns.disconnected(), Vec::<Sid>::new());
+    assert_eq!(n0.ns.disconnected(), vec![n0.sids[0]]);
+    assert_eq!(n1.ns.disconnected(), vec![n1.sids[1]]);
+}
+
+#[tokio::test]
+async fn broadcast_with_ack_collects_every_clients_ack() {
+    let (_bus, nodes) = cluster().await;
+    let started = Instant::now();
+    let stream = nodes[0]
+        .adapter
+        .broadcast_with_ack(event("ack-me"), to_all(), Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    let acks: Vec<(Sid, String)> = stream
+        .map(|(sid, v)| match v {
+            Ok(Value::Str(s, _)) => (sid, s.to_string()),
+            other => panic!("unexpected ack {other:?}"),
+        })
+        .collect()
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "ends once every node counted and acked, not at the deadline"
+    );
+    // Local acks carry the socket id; remote ones Sid::ZERO (the Node protocol has no id).
+    let mut got = acks.clone();
+    got.sort();
+    let mut want: Vec<(Sid, String)> = nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.sids.iter().map(move |s| {
+                let from = if i == 0 { *s } else { Sid::ZERO };
+                (from, format!("[\"ack:{s}\"]"))
+            })
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Every socket got the packet once.
+    for n in &nodes {
+        for s in &n.sids {
+            assert_eq!(n.ns.sent_to(*s).len(), 1);
+        }
+    }
+    assert_eq!(
+        nodes[0]
+            .handle
+            .stats()
+            .request_timeout_count(MsgType::BroadcastWithAck),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_node_that_stops_answering_bounds_requests_by_their_timeout() {
+    let (_bus, nodes) = cluster().await;
+    let [n0, n1, n2] = &nodes;
+    n2.control.set_deaf(true); // still subscribed (counted), never answers
+    for n in &nodes {
+        n.handle.on_server_side_emit(|_| Some(json!("pong")));
+    }
+
+    let started = Instant::now();
+    let c = n0.handle.fetch_sockets("/", &[], &[]).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= REQUEST_TIMEOUT && waited < REQUEST_TIMEOUT * 4,
+        "{waited:?}"
+    );
+    assert!(!c.complete());
+    assert_eq!((c.expected, c.received), (2, 1));
+    let mut ids: Vec<String> = c.items.into_iter().map(|s| s.id).collect();
+    ids.sort();
+    let mut want: Vec<String> = n0
+        .sids
+        .iter()
+        .chain(&n1.sids)
+        .map(|s| s.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(ids, want, "what the live nodes answered");
+
+    let c = n1.handle.all_rooms("/").await.unwrap();
+    assert_eq!((c.expected, c.received), (2, 1));
+    assert!(!c.items.contains(&n2.sids[0].to_string()));
+
+    let c = n0
+        .handle
+        .server_side_emit_with_ack("/", &[json!("ping")])
+        .await
+        .unwrap();
+    assert_eq!(c.items, vec![json!("pong")]);
+    assert!(!c.complete());
+
+    let started = Instant::now();
+    let acks: Vec<_> = n1
+        .adapter
+        .broadcast_with_ack(event("ack-me"), to_all(), Some(REQUEST_TIMEOUT))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(started.elapsed() >= REQUEST_TIMEOUT);
+    assert_eq!(acks.len(), 4, "n0's two and n1's two; n2 never counted");
+    assert_eq!(n2.ns.sent_to(n2.sids[0]), Vec::<String>::new());
+
+    let stats = n0.handle.stats();
+    assert_eq!(stats.request_timeout_count(MsgType::FetchSockets), 1);
+    assert_eq!(stats.request_timeout_count(MsgType::ServerSideEmit), 1);
+    assert_eq!(
+        n1.handle
+            .stats()
+            .request_timeout_count(MsgType::BroadcastWithAck),
+        1
+    );
+}
+
+#[tokio::test]
+async fn redis_down_fails_fast_and_still_delivers_locally() {
+    let (_bus, nodes) = cluster().await;
+    let [n0, n1, _] = &nodes;
+    n0.control.set_down(true);
+    assert!(!n0.handle.redis_up());
+    let started = Instant::now();
+    assert!(n0.adapter.broadcast(event("down"), to_all()).await.is_err());
+    assert!(n0.handle.fetch_sockets("/", &[], &[]).await.is_err());
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "refused at once"
+    );
+    assert_eq!(n0.ns.sent_to(n0.sids[0]), vec![sent("down")]);
+    assert_eq!(
+        n0.handle.stats().dropped_count(DropReason::PublishFailed),
+        1
+    );
+
+    n0.control.set_down(false);
+    n0.adapter.broadcast(event("up"), to_all()).await.unwrap();
+    eventually("delivery after recovery", || {
+        n1.ns.sent_to(n1.sids[0]) == vec![sent("up")]
+    })
+    .await;
+}

@@ -1,0 +1,74 @@
+//! The namespaces of one adapter instance, and the dispatch of every message a driver receives
+//! to the namespace whose channel it came on.
+
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+use crate::{
+    namespace::{Inbound, NsShared},
+    stats::{AdapterStats, DropReason},
+    warn_limit::LogLimiter,
+};
+
+/// The namespaces using this adapter instance.
+pub(crate) struct Registry {
+    namespaces: RwLock<Vec<Arc<NsShared>>>,
+    stats: Arc<AdapterStats>,
+    log: Arc<LogLimiter>,
+}
+
+impl Registry {
+    pub(crate) fn new(stats: Arc<AdapterStats>, log: Arc<LogLimiter>) -> Self {
+        Self {
+            namespaces: RwLock::new(Vec::new()),
+            stats,
+            log,
+        }
+    }
+
+    pub(crate) fn add(&self, ns: Arc<NsShared>) {
+        self.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ns);
+    }
+
+    pub(crate) fn remove(&self, ns: &Arc<NsShared>) {
+        self.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| !Arc::ptr_eq(n, ns));
+    }
+
+    pub(crate) fn get(&self, nsp: &str) -> Option<Arc<NsShared>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|n| n.nsp == nsp)
+            .cloned()
+    }
+
+    /// Routes a message received on `channel` to the namespace it belongs to, without
+    /// blocking: each namespace has a bounded queue, a full queue drops (and counts) the
+    /// message. Messages on channels of no namespace are ignored.
+    pub(crate) fn dispatch(&self, channel: &str, payload: Bytes) {
+        // Read lock per message: uncontended (written only when a namespace is created or
+        // closed), and it keeps routing correct while namespaces come and go.
+        let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
+        for ns in namespaces.iter() {
+            // `Inbound` keeps only the channel kind; classification borrows the name.
+            if let Some(kind) = ns.channels.classify(channel) {
+                let inbound = Inbound::new(kind, payload);
+                if ns.inbound.try_send(inbound).is_err() {
+                    self.stats.dropped(DropReason::QueueFull, 1);
+                    if self.log.allow() {
+                        tracing::warn!(nsp = %ns.nsp, "redis adapter inbound queue full, dropping");
+                    }
+                }
+                break;
+            }
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Shared state of one adapter instance (every namespace): the link to Redis, the namespace
+//! registry, the serverSideEmit handler and the stand-in ids of Node peers' sockets.
+
+use std::sync::{Arc, RwLock};
+
+use crate::{
+    error::Error, foreign::ForeignIds, pubsub::PubSub, registry::Registry,
+    server_side_emit::ServerSideEmitHandler, stats::AdapterStats,
+};
+
+/// Shared state of one adapter instance (all namespaces).
+pub(crate) struct Core {
+    pub(crate) pubsub: PubSub,
+    /// The counters (the same as `pubsub.stats`, at hand for the message paths).
+    pub(crate) stats: Arc<AdapterStats>,
+    pub(crate) namespaces: Arc<Registry>,
+    pub(crate) sse_handler: RwLock<Option<ServerSideEmitHandler>>,
+    /// Stand-in `Sid`s of Node peers' sockets returned by `fetch_sockets`.
+    pub(crate) foreign: ForeignIds,
+}
+
+impl Core {
+    /// `namespaces` is the registry the driver of `pubsub` dispatches to.
+    pub(crate) fn new(pubsub: PubSub, namespaces: Arc<Registry>) -> Arc<Self> {
+        Arc::new(Self {
+            stats: pubsub.stats.clone(),
+            pubsub,
+            namespaces,
+            sse_handler: RwLock::new(None),
+            foreign: ForeignIds::default(),
+        })
+    }
+
+    /// At most one warning per second from the message paths.
+    pub(crate) fn warn_allowed(&self) -> bool {
+        self.pubsub.warn_allowed()
+    }
+
+    /// PUBLISH through the driver (fails fast while Redis is down; failures counted).
+    pub(crate) async fn publish(&self, channel: String, payload: Vec<u8>) -> Result<(), Error> {
+        self.pubsub.publish(channel, payload).await
+    }
+}
