@@ -225,6 +225,12 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_MAX_ROOMS", value_name = "N")]
     pub max_rooms: Option<usize>,
 
+    /// Most namespaces created from `--namespace` patterns (`/tenant-*`) that may exist at once
+    /// on this node, 0 = unlimited; a connect to a new one past the cap gets a `connect_error`.
+    /// Empty ones are removed, with their Redis subscriptions [default: 1000]
+    #[arg(long, env = "SIO_GATEWAY_MAX_NAMESPACES", value_name = "N")]
+    pub max_namespaces: Option<usize>,
+
     /// New Engine.IO sessions per second per client IP (token bucket, burst 2x), 0 = unlimited;
     /// more get HTTP 429. Behind a load balancer every client has its IP: enforce it there
     /// [default: 0]
@@ -451,6 +457,7 @@ impl Options {
             ws_read_buffer: self.ws_read_buffer.or(lower.ws_read_buffer),
             heap_huge_pages: self.heap_huge_pages.or(lower.heap_huge_pages),
             max_rooms: self.max_rooms.or(lower.max_rooms),
+            max_namespaces: self.max_namespaces.or(lower.max_namespaces),
             conn_rate_per_ip: self.conn_rate_per_ip.or(lower.conn_rate_per_ip),
             event_rate: self.event_rate.or(lower.event_rate),
             event_burst: self.event_burst.or(lower.event_burst),
@@ -585,6 +592,7 @@ pub struct Config {
     pub ws_read_buffer: usize,
     pub heap_huge_pages: bool,
     pub max_rooms: usize,
+    pub max_namespaces: usize,
     pub conn_rate_per_ip: f64,
     pub event_rate: f64,
     pub event_burst: u32,
@@ -955,6 +963,7 @@ impl Config {
             ws_read_buffer,
             heap_huge_pages: o.heap_huge_pages.unwrap_or(true),
             max_rooms: o.max_rooms.unwrap_or(1000),
+            max_namespaces: o.max_namespaces.unwrap_or(1000),
             conn_rate_per_ip,
             event_rate,
             event_burst,

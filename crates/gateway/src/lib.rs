@@ -7,6 +7,7 @@
 //! * [`relay`]: what clients may do (join/leave/publish, upstream events), per connection.
 //! * [`rules`]: room glob rules with `{sub}`.
 //! * [`limits`]: event-rate token bucket, connection cap; [`origin`]: websocket origin check.
+//! * [`namespaces`]: pattern namespaces bounded and removed when empty.
 //! * [`ack`]: client acks that wait for room instead of being dropped.
 //! * [`metrics`], [`health`]: Prometheus metrics, `/healthz`, `/readyz`.
 //! * [`drain`]: graceful drain at the transport level; [`listener`]: cuttable TCP connections.
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod namespaces;
 pub mod origin;
 pub mod pysio;
 pub mod relay;

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub auth_failures_total: IntCounterVec,
     pub broadcast_fanout_seconds: Histogram,
     pub redis_up: IntGauge,
+    /// Namespaces that exist on this node (exact and made from patterns), at scrape time.
+    pub namespaces: IntGauge,
     pub draining: IntGauge,
     pub http_requests_total: IntCounterVec,
 }
@@ -128,6 +130,10 @@ impl Metrics {
             "redis_up",
             "1 if the Redis adapter is connected; always 0 on a single node without --redis"
         )));
+        let namespaces = reg!(IntGauge::with_opts(opts(
+            "namespaces",
+            "Namespaces on this node, configured and made from --namespace patterns"
+        )));
         let draining = reg!(IntGauge::with_opts(opts(
             "draining",
             "1 while the node drains before exiting"
@@ -183,6 +189,7 @@ impl Metrics {
             auth_failures_total,
             broadcast_fanout_seconds,
             redis_up,
+            namespaces,
             draining,
             http_requests_total,
         }

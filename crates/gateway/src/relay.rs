@@ -21,7 +21,7 @@ use socketioxide::{
     socket::{DisconnectReason, Sid, Socket},
 };
 
-use crate::{ack::Ack, limits::TokenBucket, state::Gateway};
+use crate::{ack::Ack, limits::TokenBucket, namespaces::EnterError, state::Gateway};
 
 /// Event names a client must not trigger on other clients: Socket.IO's own list
 /// ([`sio_wire::RESERVED_EVENTS`]) plus `error`, `ping` and `pong`, which Socket.IO 2 clients
@@ -53,10 +53,27 @@ pub enum Refusal {
     Draining,
     #[error("server full: max connections reached")]
     Full,
+    #[error(transparent)]
+    TooManyNamespaces(#[from] crate::namespaces::TooMany),
+    #[error(transparent)]
+    Namespace(#[from] EnterError),
 }
 
-/// Connect middleware: refuse while draining or when the node is full.
-pub async fn admit<A: Adapter>(State(gw): State<Arc<Gateway>>) -> Result<(), Refusal> {
+/// Connect middleware: refuse while draining, when the node is full, or past
+/// `--max-namespaces`. A refused connect to a pattern namespace releases it (see `namespaces`).
+pub async fn admit<A: Adapter>(
+    s: SocketRef<A>,
+    io: SocketIo<A>,
+    State(gw): State<Arc<Gateway>>,
+) -> Result<(), Refusal> {
+    let res = admit_check(&s, &gw);
+    if res.is_err() {
+        gw.namespaces.release(&io, s.ns());
+    }
+    res
+}
+
+fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal> {
     let refused = |reason: &str| {
         gw.metrics
             .connections_refused_total
@@ -70,6 +87,10 @@ pub async fn admit<A: Adapter>(State(gw): State<Arc<Gateway>>) -> Result<(), Ref
     if gw.conn_limit.is_full() {
         refused("max_connections");
         return Err(Refusal::Full);
+    }
+    if let Err(e) = gw.namespaces.check(s.ns()) {
+        refused("max_namespaces");
+        return Err(e.into());
     }
     Ok(())
 }
@@ -440,8 +461,21 @@ fn reason_label(r: DisconnectReason) -> &'static str {
 /// a task spawned *after*, so handlers registered there could miss a client's first event.
 pub async fn install<A: Adapter>(
     s: SocketRef<A>,
+    io: SocketIo<A>,
     State(gw): State<Arc<Gateway>>,
-) -> Result<(), std::convert::Infallible> {
+) -> Result<(), Refusal> {
+    if let Err(e) = gw.namespaces.enter(&io, s.ns()) {
+        let reason = match e {
+            EnterError::TooMany(_) => "max_namespaces",
+            EnterError::Closed => "namespace_closed",
+        };
+        gw.metrics
+            .connections_refused_total
+            .with_label_values(&[reason])
+            .inc();
+        gw.namespaces.release(&io, s.ns());
+        return Err(e.into());
+    }
     gw.conn_limit.opened();
     gw.metrics.connections_total.inc();
     // Every socket is in the room named after its id, as on Node.js: backends (HTTP API,
@@ -493,7 +527,7 @@ pub async fn install<A: Adapter>(
             async move { c.other(&s, &event, data, ack).await }
         },
     );
-    s.on_disconnect(move |s: SocketRef<A>, reason: DisconnectReason| {
+    s.on_disconnect(move |s: SocketRef<A>, io: SocketIo<A>, reason: DisconnectReason| {
         let gw = &conn.gw;
         gw.conn_limit.closed();
         gw.metrics
@@ -501,6 +535,7 @@ pub async fn install<A: Adapter>(
             .with_label_values(&[reason_label(reason)])
             .inc();
         gw.drain.forget(&s.id.to_string());
+        gw.namespaces.release(&io, s.ns());
         tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
         std::future::ready(())
     });

@@ -145,6 +145,7 @@ pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
             }
         }
     }
+    m.namespaces.set(st.io.nsps().len() as i64);
     m.connections.reset();
     for (label, (ws, polling)) in &counts {
         m.connections

@@ -18,6 +18,8 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub metrics: Metrics,
     pub conn_limit: ConnectionLimit,
+    /// Pattern namespaces: the cap and their removal when empty.
+    pub namespaces: crate::namespaces::Namespaces,
     pub drain: Drain,
     /// Connections of the client-facing listener (cut one by one during a drain).
     pub conns: Arc<ConnRegistry>,
@@ -76,6 +78,10 @@ impl Gateway {
             room_sync: std::sync::OnceLock::new(),
             presence: std::sync::OnceLock::new(),
             conn_limit: ConnectionLimit::new(config.max_connections),
+            namespaces: crate::namespaces::Namespaces::new(
+                &config.namespace,
+                config.max_namespaces,
+            ),
             drain: Drain::default(),
             conns: Arc::new(ConnRegistry::default()),
             config: Arc::new(config),

@@ -150,7 +150,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             t.abort();
         }
         self.node.core.namespaces.remove(&self.node.ns);
-        self.node.ns.unsubscribe_all(&self.node.core.pubsub).await
+        // socketioxide's `delete_ns` polls this future once (`now_or_never`) and drops it, so
+        // the unsubscription runs in a task of its own: it completes all the same.
+        let (ns, core) = (self.node.ns.clone(), self.node.core.clone());
+        let done = tokio::spawn(async move { ns.unsubscribe_all(&core.pubsub).await });
+        done.await.unwrap_or(Ok(()))
     }
 
     async fn server_count(&self) -> Result<u16, Self::Error> {

@@ -220,6 +220,7 @@ impl Authenticator {
 /// Connect middleware: authenticate the namespace connection, store its [`Identity`].
 pub async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
+    io: socketioxide::SocketIo<A>,
     State(gw): State<Arc<Gateway>>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), AuthError> {
@@ -250,6 +251,8 @@ pub async fn authenticate<A: Adapter>(
                 .with_label_values(&[e.reason()])
                 .inc();
             tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), error = %e, "auth refused");
+            // A refused connection leaves no namespace behind (see `namespaces`).
+            gw.namespaces.release(&io, s.ns());
             Err(e)
         }
     }

@@ -1,0 +1,105 @@
+// Attack set, namespaces (issue 13 item 3): with a pattern namespace (`/tenant-*`), CONNECTs to
+// new paths create namespaces before admission and auth run. Refused connections must leave no
+// namespace (nor, in cluster mode, Redis subscriptions) behind; empty ones go away; a cap
+// bounds how many exist and refuses past it with a clear connect_error. Stock socket.io-client.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Manager, io } from "socket.io-client";
+import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startNode } from "./cluster-lib.mjs";
+import { redisClient } from "./fixtures/adapter-cluster.mjs";
+import { jwt, now } from "../lib/jwt.mjs";
+
+const SECRET = "security-ns-secret-0123";
+
+/** An Engine.IO session with a socket on "/" (valid token): socket.io-client closes a Manager
+ * whose every socket was refused, and this one must stay open. */
+async function anchored(url) {
+  const m = new Manager(url, { transports: ["websocket"], reconnection: false });
+  const anchor = m.socket("/", { auth: { token: jwt({ sub: "anchor", exp: now() + 60 }, { key: SECRET }) } });
+  await once(anchor, "connect");
+  return Object.assign(m, { anchorId: anchor.id });
+}
+
+/** `n` namespace CONNECTs to new paths over one anchored session; resolves the outcomes. */
+async function connectMany(url, n, prefix, m) {
+  m ??= await anchored(url);
+  const outcomes = await Promise.all(Array.from({ length: n }, (_, i) => new Promise((resolve) => {
+    const s = m.socket(`/${prefix}${i}`);
+    const timer = setTimeout(() => resolve(`no answer (session ${m.engine.readyState})`), 10000);
+    s.once("connect", () => { clearTimeout(timer); resolve("connected"); });
+    s.once("connect_error", (e) => { clearTimeout(timer); resolve(e.message); });
+  })));
+  return { m, outcomes };
+}
+const nsGauge = async (url) => metricSum(await scrapeMetrics(url + "/metrics"), "sio_gateway_namespaces");
+
+test("refused connects to new pattern namespaces leave nothing behind (single node)", async (t) => {
+  const gw = track(t, await startGateway([
+    "--namespace", "/", "--namespace", "/tenant-*", "--auth", "jwt", "--jwt-secret", SECRET,
+  ]));
+  const base = await nsGauge(gw.url);
+  // 3,000 new paths, 100 per Engine.IO session: more at once than --max-buffer (128) overflows
+  // the session's own send queue, and socketioxide then closes that session (it hurts only
+  // the flooding client).
+  for (let batch = 0; batch < 30; batch++) {
+    const { m, outcomes } = await connectMany(gw.url, 100, `tenant-${batch}-`);
+    track(t, { close: () => m.engine?.close() });
+    assert.ok(outcomes.every((o) => /authentication required/.test(o)), outcomes.find((o) => !/authentication/.test(o)));
+    m.engine.close();
+  }
+  await waitFor(async () => (await nsGauge(gw.url)) === base, { timeoutMs: 15000, what: "namespaces back to the baseline" });
+});
+
+test("past --max-namespaces a connect gets a clear connect_error; empty ones go away; a tenant still works", async (t) => {
+  const gw = track(t, await startGateway(["--namespace", "/", "--namespace", "/tenant-*", "--max-namespaces", "5"]));
+  const { m, outcomes } = await connectMany(gw.url, 8, "tenant-");
+  const ok = outcomes.filter((o) => o === "connected").length;
+  assert.equal(ok, 5);
+  assert.ok(outcomes.filter((o) => o !== "connected").every((o) => o === "too many namespaces on this node (max 5): try again later"));
+  const metrics = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(metrics, "sio_gateway_connections_refused_total", 'reason="max_namespaces"'), 3);
+  m.engine.close();
+  await waitFor(async () => (await nsGauge(gw.url)) === 1, { timeoutMs: 15000, what: "empty tenants removed" });
+
+  // A tenant chats; after its namespace was removed it comes back on reconnect.
+  for (let round = 0; round < 2; round++) {
+    const a = io(gw.url + "/tenant-a", { forceNew: true, reconnection: false, transports: ["websocket"] });
+    const b = io(gw.url + "/tenant-a", { forceNew: true, reconnection: false, transports: ["websocket"] });
+    track(t, a, b);
+    await Promise.all([once(a, "connect"), once(b, "connect")]);
+    assert.deepEqual(await a.emitWithAck("join", "r"), { ok: true });
+    const got = once(a, "hello");
+    assert.deepEqual(await b.emitWithAck("publish", { room: "r", event: "hello", data: round }), { ok: true });
+    assert.equal(await got, round);
+    a.disconnect(); b.disconnect();
+    await waitFor(async () => (await nsGauge(gw.url)) === 1, { timeoutMs: 15000, what: "tenant-a removed once empty" });
+  }
+});
+
+test("cluster: refused connects leave no Redis subscriptions behind", async (t) => {
+  const redis = track(t, await startRedis());
+  const node = track(t, await startNode(redis.url, "gateway-1",
+    ["--namespace", "/", "--namespace", "/tenant-*", "--auth", "jwt", "--jwt-secret", SECRET]));
+  // disconnect (its stop), not quit: after hooks run in order, and Redis is gone by then.
+  const rc = track(t, await redisClient(redis.url));
+  const channels = () => rc.sendCommand(["PUBSUB", "CHANNELS", "*"]);
+  const anchor = await anchored(node.url);
+  track(t, { close: () => anchor.engine?.close() });
+  // The baseline, once the anchor's own-id room channel is subscribed (asynchronously).
+  const before = await waitFor(async () => {
+    const c = await channels();
+    return c.some((ch) => ch.includes(anchor.anchorId)) && c;
+  }, { what: "the anchor's own channel" });
+  for (let batch = 0; batch < 3; batch++) {
+    const { outcomes } = await connectMany(node.url, 100, `tenant-${batch}-`, anchor);
+    assert.ok(outcomes.every((o) => /authentication required/.test(o)), outcomes.find((o) => !/authentication/.test(o)));
+  }
+  let left = [];
+  await waitFor(async () => {
+    left = (await channels()).filter((ch) => !before.includes(ch));
+    return left.length === 0 && (await nsGauge(node.url)) === 1;
+  }, { timeoutMs: 20000, what: "Redis channels back to the baseline" }).catch((e) => {
+    throw new Error(`${e.message}; left: ${left.slice(0, 5).join(", ")}`);
+  });
+});
