@@ -263,6 +263,10 @@ async fn main() -> anyhow::Result<()> {
     let ctr = RedisAdapterCtr::connect(&args.redis, config).await?;
     let handle = ctr.handle();
     let (layer, io) = SocketIo::builder()
+        // The tests send bursts (2,000 emitter messages) to one client at once; with
+        // socketioxide's default queue of 128 packets a client slowed down by a loaded machine
+        // would lose the tail, and the tests check the adapter, not the client's queue.
+        .max_buffer_size(4096)
         .with_state(handle.clone())
         .with_adapter::<A>(ctr)
         .build_layer();
