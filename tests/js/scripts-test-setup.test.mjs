@@ -20,16 +20,18 @@ test("find-bins follows CARGO_TARGET_DIR and fails fast when the binaries are no
     const m = /^export (\w+)=(.*)$/.exec(l);
     return [m[1], m[2]];
   }));
-  assert.deepEqual(Object.keys(exports).sort(), ["SIO_BENCH_BIN", "SIO_EMIT_BIN", "SIO_GATEWAY_BIN", "SIO_TEST_NODE_BIN"]);
+  assert.deepEqual(Object.keys(exports).sort(), ["SIO_BENCH_BIN", "SIO_EMIT_BIN", "SIO_TEST_GATEWAY_BIN", "SIO_TEST_NODE_BIN"]);
+  // SIO_GATEWAY_* is the gateway's own option namespace (its env variables): the runners' variables stay out of it.
+  assert.deepEqual(Object.keys(exports).filter((k) => k.startsWith("SIO_GATEWAY_")), []);
   for (const p of Object.values(exports)) assert.ok(fs.existsSync(p), p);
 
   // Another target directory, with the same binaries (a link to the real ones).
-  const real = path.dirname(path.dirname(exports.SIO_GATEWAY_BIN));
+  const real = path.dirname(path.dirname(exports.SIO_TEST_GATEWAY_BIN));
   const other = fs.mkdtempSync(path.join(os.tmpdir(), "sio-target-"));
   fs.symlinkSync(path.join(real, "debug"), path.join(other, "debug"));
   const moved = findBins({ CARGO_TARGET_DIR: other });
   assert.equal(moved.status, 0, moved.stderr);
-  assert.ok(moved.stdout.includes(`SIO_GATEWAY_BIN=${path.join(other, "debug/sio-gateway")}`), moved.stdout);
+  assert.ok(moved.stdout.includes(`SIO_TEST_GATEWAY_BIN=${path.join(other, "debug/sio-gateway")}`), moved.stdout);
 
   const empty = fs.mkdtempSync(path.join(os.tmpdir(), "sio-target-"));
   const started = Date.now();

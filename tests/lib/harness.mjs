@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(here, "../..");
 export const GATEWAY_BIN =
-  process.env.SIO_GATEWAY_BIN || path.join(ROOT, "target/debug/sio-gateway");
+  process.env.SIO_TEST_GATEWAY_BIN || path.join(ROOT, "target/debug/sio-gateway");
 
 /** A TCP port that was free a moment ago on 127.0.0.1. */
 export function freePort() {
@@ -108,7 +108,7 @@ export async function startRedis({ port } = {}) {
  */
 export async function startGateway(args = [], { env = {}, name, port, waitReady = false, bin = GATEWAY_BIN } = {}) {
   if (!fs.existsSync(bin)) {
-    throw new Error(`gateway binary not found: ${bin} (build it, or set SIO_GATEWAY_BIN; scripts/test.sh does both)`);
+    throw new Error(`gateway binary not found: ${bin} (build it, or set SIO_TEST_GATEWAY_BIN; scripts/test.sh does both)`);
   }
   port = port ?? (await freePort());
   const hasListen = args.includes("--listen");

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-GATEWAY_BIN = os.environ.get("SIO_GATEWAY_BIN", str(ROOT / "target/debug/sio-gateway"))
+GATEWAY_BIN = os.environ.get("SIO_TEST_GATEWAY_BIN", str(ROOT / "target/debug/sio-gateway"))
 
 
 def free_port() -> int:
