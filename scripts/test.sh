@@ -36,6 +36,8 @@ command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # the project virtualenv (Debian splits venv out of python3)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+# headless browser for the chat page tests (driven by playwright-core from tests/package-lock.json)
+command -v chromium >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then apt_install "${need_apt[@]}"; fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -45,6 +47,8 @@ fi
 
 echo "==> npm ci (tests/)"
 (cd tests && npm ci --no-audit --no-fund --loglevel=error)
+echo "==> npm ci (web/: the chat page's socket.io-client, as scripts/run.sh installs it)"
+npm ci --prefix web --no-audit --no-fund --ignore-scripts --loglevel=error
 
 VENV=$ROOT/tests/.venv
 if [ ! -x "$VENV/bin/python" ]; then

@@ -93,8 +93,8 @@ test("the build context (after .dockerignore) holds everything the Dockerfile an
 
   // The client bundle the image copies out of `npm ci` is where the lockfile's package puts it.
   const copyFrom = instructions().find((l) => /^COPY --from=clientjs /.test(l));
-  const bundle = copyFrom.split(/\s+/)[2].replace(/^\/src\//, "tests/");
-  assert.ok(fs.existsSync(path.join(ROOT, bundle)), `${bundle} exists after npm ci in tests/`);
+  const bundle = copyFrom.split(/\s+/)[2].replace(/^\/src\//, "web/");
+  assert.ok(fs.existsSync(path.join(ROOT, bundle)), `${bundle} exists after npm ci in web/`);
   const dest = copyFrom.split(/\s+/)[3];
   assert.equal(dockerfileEnv().SIO_GATEWAY_CLIENT_JS, dest, "SIO_GATEWAY_CLIENT_JS points at the copied bundle");
 });

@@ -1,9 +1,11 @@
 //! The embedded demo: a small chat page at `/` using the stock socket.io-client.
 //!
 //! The client bundle is served at `/socket.io.min.js` when a copy of the npm package is found
-//! on disk (`--client-js`, or `node_modules/socket.io-client/dist/socket.io.min.js` under the
-//! working directory, `tests/`, or next to the binary and its parents), otherwise the page
-//! loads it from the public CDN. The bundle is read once at start-up.
+//! on disk: `--client-js`, or `node_modules/socket.io-client/dist/socket.io.min.js` under `web/`
+//! (installed by `scripts/run.sh` from `web/package-lock.json`), `tests/` or the working
+//! directory itself, looked up from the working directory and from the binary's parents (so
+//! `target/release/sio-gateway` finds the repository's). Otherwise the page loads it from the
+//! public CDN, which a start-up warning says. The bundle is read once at start-up.
 use std::path::{Path, PathBuf};
 
 use axum::{
@@ -23,18 +25,23 @@ const BUNDLE: &str = "node_modules/socket.io-client/dist/socket.io.min.js";
 
 fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    // An explicit file is the only candidate: serving another copy would be a surprise.
     if let Some(p) = explicit {
         out.push(p.to_owned());
+        return out;
     }
+    let under = |dir: &Path, out: &mut Vec<PathBuf>| {
+        for sub in ["web", "tests", ""] {
+            out.push(dir.join(sub).join(BUNDLE));
+        }
+    };
     if let Ok(cwd) = std::env::current_dir() {
-        out.push(cwd.join(BUNDLE));
-        out.push(cwd.join("tests").join(BUNDLE));
+        under(&cwd, &mut out);
     }
-    // target/{debug,release}/sio-gateway -> the repository's tests/node_modules.
+    // target/{debug,release}/sio-gateway -> the repository's web/node_modules.
     if let Ok(exe) = std::env::current_exe() {
         for dir in exe.ancestors().skip(1).take(4) {
-            out.push(dir.join(BUNDLE));
-            out.push(dir.join("tests").join(BUNDLE));
+            under(dir, &mut out);
         }
     }
     out
@@ -48,8 +55,16 @@ pub fn load_client_js(explicit: Option<&Path>) -> Option<Bytes> {
             return Some(Bytes::from(bytes));
         }
     }
-    if let Some(p) = explicit {
-        tracing::warn!(path = %p.display(), "--client-js not readable; the chat page uses the CDN");
+    match explicit {
+        Some(p) => tracing::warn!(
+            path = %p.display(),
+            cdn = CDN_URL,
+            "--client-js not readable: the chat page loads socket.io-client from the CDN, and does not work offline"
+        ),
+        None => tracing::warn!(
+            cdn = CDN_URL,
+            "no socket.io-client bundle found (npm ci --prefix web, or --client-js FILE): the chat page loads it from the CDN, and does not work offline"
+        ),
     }
     None
 }
