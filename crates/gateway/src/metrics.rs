@@ -23,6 +23,9 @@ pub mod drop_reason {
     pub const ACK_UNDELIVERABLE: &str = "ack_undeliverable";
 }
 
+/// Help of `events_sent_total`, also used where the cluster collector re-exports it.
+pub const EVENTS_SENT_HELP: &str = "Events delivered to client sockets, one per receiving socket, counted on the node that writes it (deliveries of other nodes' and emitters' broadcasts included)";
+
 pub struct Metrics {
     registry: Registry,
     pub connections: IntGaugeVec,
@@ -94,7 +97,7 @@ impl Metrics {
         )));
         let events_sent_total = reg!(IntCounter::with_opts(opts(
             "events_sent_total",
-            "Events delivered to client sockets (one per receiving socket)"
+            EVENTS_SENT_HELP
         )));
         let dropped_messages_total = reg!(IntCounterVec::new(
             opts("dropped_messages_total", "Messages dropped, by reason"),

@@ -33,22 +33,36 @@ use sio_wire::{
 impl<E: SocketEmitter> LocalNs<E> {
     fn deliver(&self, packet: Packet, opts: &WireOpts) {
         let volatile = opts.flags.volatile == Some(true);
-        let failed = match self.targets(&opts.rooms, &opts.except, volatile) {
-            Targets::Opts(o) => self
-                .local
-                .broadcast(packet, *o)
-                .err()
-                .map_or(0, |e| e.len()),
-            Targets::Sids(sids) => sids
-                .into_iter()
-                .filter_map(|sid| {
-                    self.local
-                        .broadcast(packet.clone(), Self::single(sid, volatile))
-                        .err()
-                })
-                .map(|e| e.len())
-                .sum(),
+        let (targeted, failed) = match self.targets(&opts.rooms, &opts.except, volatile) {
+            Targets::Opts(o) => {
+                // `CoreLocalAdapter::broadcast` does not say how many sockets it wrote to, so
+                // they are listed once more to count deliveries (`events_sent_total`): one Vec
+                // of ids per broadcast, O(recipients) like the broadcast itself.
+                let targeted = self.local.sockets((*o).clone()).len();
+                let failed = self
+                    .local
+                    .broadcast(packet, *o)
+                    .err()
+                    .map_or(0, |e| e.len());
+                (targeted, failed)
+            }
+            Targets::Sids(sids) => {
+                let targeted = sids.len();
+                let failed = sids
+                    .into_iter()
+                    .filter_map(|sid| {
+                        self.local
+                            .broadcast(packet.clone(), Self::single(sid, volatile))
+                            .err()
+                    })
+                    .map(|e| e.len())
+                    .sum();
+                (targeted, failed)
+            }
         };
+        self.core
+            .stats
+            .delivered(targeted.saturating_sub(failed) as u64);
         if failed > 0 {
             self.core
                 .stats

@@ -109,6 +109,7 @@ pub struct AdapterStats {
     reconnects: AtomicU64,
     probe_failures: AtomicU64,
     room_channels: AtomicU64,
+    delivered: AtomicU64,
     redis_up: AtomicBool,
     subscriber_alive: AtomicBool,
 }
@@ -139,11 +140,20 @@ impl AdapterStats {
         self.room_channels.fetch_add(added as u64, Relaxed);
         self.room_channels.fetch_sub(removed as u64, Relaxed);
     }
+    pub(crate) fn delivered(&self, n: u64) {
+        self.delivered.fetch_add(n, Relaxed);
+    }
     pub(crate) fn set_redis_up(&self, up: bool) {
         self.redis_up.store(up, Relaxed);
     }
     pub(crate) fn set_subscriber_alive(&self, alive: bool) {
         self.subscriber_alive.store(alive, Relaxed);
+    }
+
+    /// Deliveries this node wrote to its own sockets for broadcasts of other nodes and emitters
+    /// (one per receiving socket; failed sends are `dropped_count(LocalDelivery)`).
+    pub fn delivered_count(&self) -> u64 {
+        self.delivered.load(Relaxed)
     }
 
     /// Messages published, by type.
@@ -207,6 +217,7 @@ impl AdapterStats {
             reconnects: self.reconnect_count(),
             probe_failures: self.probe_failure_count(),
             room_channels: self.room_channel_count(),
+            delivered: self.delivered_count(),
             health: self.health(),
         }
     }
@@ -239,5 +250,6 @@ pub struct StatsSnapshot {
     pub reconnects: u64,
     pub probe_failures: u64,
     pub room_channels: u64,
+    pub delivered: u64,
     pub health: Health,
 }

@@ -159,17 +159,24 @@ pub async fn emit<A: Adapter>(
         return Err(ApiError::bad_request(format!("`data`/`args`: {e}")));
     }
     let op = b.target.operators(&st)?;
+    // Deliveries count on the node that writes them (`events_sent_total`): this node's share is
+    // listed here, other nodes count theirs when the adapter delivers the broadcast.
+    let local_targets = op.clone().local().sockets().len();
     let r = match (&b.args, &b.data) {
         (Some(args), _) => op.emit(&b.event, &Args(args)).await,
         (None, Some(d)) => op.emit(&b.event, d).await,
         (None, None) => op.emit(&b.event, &Args(&[])).await,
     };
-    if r.is_ok() {
-        st.gw
-            .metrics
-            .broadcasts_total
-            .with_label_values(&["http"])
-            .inc();
+    let undelivered = match &r {
+        Ok(()) => Some(0),
+        Err(BroadcastError::Socket(errs)) => Some(errs.len()),
+        Err(_) => None,
+    };
+    if let Some(undelivered) = undelivered {
+        let m = &st.gw.metrics;
+        m.broadcasts_total.with_label_values(&["http"]).inc();
+        m.events_sent_total
+            .inc_by(local_targets.saturating_sub(undelivered) as u64);
     }
     broadcast_result(r)
 }

@@ -71,6 +71,11 @@ pub struct AdapterCollector {
     timeouts: IntCounterVec,
     decode_errors: IntCounter,
     redis_up: IntGauge,
+    /// The relay's own count of local deliveries (still incremented by the relay, no longer
+    /// registered); exported as `events_sent_total` with the adapter's deliveries for other
+    /// nodes' broadcasts added, so each delivery counts on the node that writes it.
+    events_sent_local: IntCounter,
+    events_sent: IntCounter,
     /// Serialises scrapes: each one rewrites the shadow counters before reading them.
     lock: Mutex<()>,
 }
@@ -105,11 +110,17 @@ impl AdapterCollector {
             )
             .expect("static metric definition"),
             redis_up: metrics.redis_up.clone(),
+            events_sent_local: metrics.events_sent_total.clone(),
+            events_sent: IntCounter::with_opts(
+                Opts::new("events_sent_total", crate::metrics::EVENTS_SENT_HELP).namespace(NS),
+            )
+            .expect("static metric definition"),
             lock: Mutex::new(()),
         };
         let registry = metrics.registry();
-        // The gauge is re-exported by this collector; a second registration would collide.
+        // These are re-exported by this collector; a second registration would collide.
         let _ = registry.unregister(Box::new(metrics.redis_up.clone()));
+        let _ = registry.unregister(Box::new(metrics.events_sent_total.clone()));
         if let Err(e) = registry.register(Box::new(c)) {
             tracing::warn!(error = %e, "adapter metrics not registered");
         }
@@ -124,6 +135,7 @@ impl Collector for AdapterCollector {
         d.extend(self.timeouts.desc());
         d.extend(self.decode_errors.desc());
         d.extend(self.redis_up.desc());
+        d.extend(self.events_sent.desc());
         d
     }
 
@@ -146,12 +158,16 @@ impl Collector for AdapterCollector {
         self.decode_errors.inc_by(stats.decode_error_count());
         let up = self.handle.health().redis_up && self.handle.redis_up();
         self.redis_up.set(i64::from(up));
-        let mut out = Vec::with_capacity(5);
+        self.events_sent.reset();
+        self.events_sent
+            .inc_by(self.events_sent_local.get() + stats.delivered_count());
+        let mut out = Vec::with_capacity(6);
         out.extend(self.published.collect());
         out.extend(self.received.collect());
         out.extend(self.timeouts.collect());
         out.extend(self.decode_errors.collect());
         out.extend(self.redis_up.collect());
+        out.extend(self.events_sent.collect());
         out
     }
 }
