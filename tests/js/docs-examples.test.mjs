@@ -1,0 +1,150 @@
+// Copy-paste examples in README.md and docs/*.md run verbatim. A code block marked with
+// `<!-- example: NAME -->` on the line before its fence is run here by the runner of that name;
+// the only edits are the ones a reader makes on their machine: the host:port of the node (a free
+// port here), the Redis URL (a private redis-server), and `sio-gateway` / `cargo run --release
+// -p sio-gateway --` meaning the built binary. A marked block without a runner, or a runner whose
+// block is gone, fails.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { spawnSync } from "node:child_process";
+import { io } from "socket.io-client";
+import { ROOT, GATEWAY_BIN, startGateway, startRedis, freePort, track, once, waitFor } from "../lib/harness.mjs";
+
+const DOCS = ["README.md", ...fs.readdirSync(path.join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
+
+/** Every marked block: { name, lang, code, file }. */
+function examples() {
+  const out = [];
+  for (const file of DOCS) {
+    const lines = fs.readFileSync(path.join(ROOT, file), "utf8").split("\n");
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^<!-- example: ([\w-]+) -->$/.exec(lines[i]);
+      if (!m) continue;
+      const fence = /^(\s*)```(\w*)$/.exec(lines[i + 1] ?? "");
+      assert.ok(fence, `${file}:${i + 1}: the example marker must be followed by a code fence`);
+      const end = lines.findIndex((l, j) => j > i + 1 && l.trim() === "```");
+      out.push({ name: m[1], lang: fence[2], code: lines.slice(i + 2, end).join("\n"), file });
+    }
+  }
+  return out;
+}
+const ALL = examples();
+const example = (name) => {
+  const e = ALL.find((x) => x.name === name);
+  assert.ok(e, `example ${name} is not marked in the docs any more`);
+  return e;
+};
+
+/** Run a shell example with the built binary first on PATH. */
+function sh(code, { env = {}, cwd = ROOT } = {}) {
+  const r = spawnSync("bash", ["-euo", "pipefail", "-c", code], {
+    cwd, encoding: "utf8", timeout: 30000,
+    env: { ...process.env, PATH: `${path.dirname(GATEWAY_BIN)}:${process.env.PATH}`, ...env },
+  });
+  return r;
+}
+
+/** A client in `room` that records `event`s. */
+async function listener(t, url, room, event) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, s);
+  await once(s, "connect");
+  assert.deepEqual(await s.emitWithAck("join", room), { ok: true });
+  const got = [];
+  s.on(event, (...a) => got.push(a.length === 1 ? a[0] : a));
+  return got;
+}
+
+const RUNNERS = {
+  async client(t, e) {
+    const gw = track(t, await startGateway());
+    const got = await listener(t, gw.url, "lobby", "chat");
+    // An ES module next to tests/node_modules, as a reader's project has its own.
+    const dir = fs.mkdtempSync(path.join(ROOT, "tests", ".example-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const file = path.join(dir, "client.mjs");
+    const code = e.code.replaceAll("http://localhost:3000", gw.url);
+    fs.writeFileSync(file, `import { io } from "socket.io-client";\n${code}\nsetTimeout(() => socket.close(), 300);\n`);
+    const r = spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 20000 });
+    assert.equal(r.status, 0, r.stderr);
+    await waitFor(() => got.length === 1, { what: "the example's chat message" });
+    assert.deepEqual(got[0], { text: "hi" });
+  },
+  async config(t, e) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-example-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, "gateway.toml"), e.code);
+    const r = sh("sio-gateway check-config gateway.toml", { cwd: dir });
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+  },
+  async "check-config"(t, e) {
+    // The file it checks is the TOML example of the same README.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-example-"));
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, "gateway.toml"), example("config").code);
+    const r = sh(e.code, { cwd: dir });
+    assert.equal(r.status, 0, r.stderr + r.stdout);
+    assert.match(r.stdout, /OK/);
+    // And the documented failure: exit 2, the key named.
+    fs.writeFileSync(path.join(dir, "gateway.toml"), 'max_payload = "big"\n');
+    const bad = sh(e.code, { cwd: dir });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr + bad.stdout, /max_payload/);
+  },
+  async cluster(t, e) {
+    const redis = track(t, await startRedis());
+    const ports = new Map();
+    const nodes = [];
+    for (const line of e.code.split("\n").filter((l) => l.startsWith("cargo run --release -p sio-gateway -- "))) {
+      let args = line.slice("cargo run --release -p sio-gateway -- ".length).split(/\s+/);
+      args = await Promise.all(args.map(async (a) => {
+        if (a === "redis://127.0.0.1:6379") return redis.url;
+        const m = /^127\.0\.0\.1:(\d+)$/.exec(a);
+        if (!m) return a;
+        if (!ports.has(m[1])) ports.set(m[1], await freePort());
+        return `127.0.0.1:${ports.get(m[1])}`;
+      }));
+      const port = Number(args[args.indexOf("--listen") + 1].split(":")[1]);
+      nodes.push(track(t, await startGateway(args, { port, waitReady: true })));
+    }
+    assert.equal(nodes.length, 2, "two nodes in the example");
+    const got = await listener(t, nodes[1].url, "lobby", "chat");
+    const a = io(nodes[0].url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    track(t, a);
+    await once(a, "connect");
+    assert.deepEqual(await a.emitWithAck("join", "lobby"), { ok: true });
+    assert.deepEqual(await a.emitWithAck("publish", { room: "lobby", event: "chat", data: { text: "through Redis" } }), { ok: true });
+    await waitFor(() => got.length === 1, { what: "a message across the two nodes" });
+  },
+  async api(t, e) {
+    const gw = track(t, await startGateway(["--api-key", "example-key-0123456789"]));
+    const got = await listener(t, gw.url, "lobby", "chat");
+    const r = sh(e.code.replaceAll("http://127.0.0.1:3000", gw.url), { env: { KEY: "example-key-0123456789" } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { ok: true });
+    await waitFor(() => got.length === 1, { what: "the API's chat message" });
+    assert.deepEqual(got[0], { from: "backend", text: "hi" });
+  },
+  async "api-compose"(t, e) {
+    const key = /Bearer ([\w-]+)/.exec(e.code)[1];
+    const gw = track(t, await startGateway(["--api-key", key]));
+    const got = await listener(t, gw.url, "lobby", "news");
+    const r = sh(e.code.replaceAll("http://localhost:8080", gw.url));
+    assert.equal(r.status, 0, r.stderr);
+    await waitFor(() => got.length === 1, { what: "the news event" });
+    assert.equal(got[0], "from the API");
+  },
+};
+
+test("every marked example has a runner", () => {
+  assert.ok(ALL.length >= Object.keys(RUNNERS).length);
+  for (const e of ALL) assert.ok(RUNNERS[e.name], `${e.file}: no runner for example ${e.name}`);
+  assert.equal(new Set(ALL.map((e) => e.name)).size, ALL.length, "example names are unique");
+});
+
+for (const name of Object.keys(RUNNERS)) {
+  test(`example ${name} runs verbatim`, (t) => RUNNERS[name](t, example(name)));
+}
