@@ -58,17 +58,25 @@ async function listener(t, url, room, event) {
   return got;
 }
 
+/** Run a JS example as an ES module in a directory under tests/ (so it finds tests/node_modules,
+ * as a reader's project finds its own). */
+function runModule(t, code, env = {}) {
+  const dir = fs.mkdtempSync(path.join(ROOT, "tests", ".example-"));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, "example.mjs");
+  fs.writeFileSync(file, code);
+  return spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 20000, env: { ...process.env, ...env } });
+}
+
+/** The project's virtualenv python (scripts/test.sh makes it), else python3. */
+const PYTHON = [path.join(ROOT, "tests/.venv/bin/python"), "python3"].find((p) => p === "python3" || fs.existsSync(p));
+
 const RUNNERS = {
   async client(t, e) {
     const gw = track(t, await startGateway());
     const got = await listener(t, gw.url, "lobby", "chat");
-    // An ES module next to tests/node_modules, as a reader's project has its own.
-    const dir = fs.mkdtempSync(path.join(ROOT, "tests", ".example-"));
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-    const file = path.join(dir, "client.mjs");
     const code = e.code.replaceAll("http://localhost:3000", gw.url);
-    fs.writeFileSync(file, `import { io } from "socket.io-client";\n${code}\nsetTimeout(() => socket.close(), 300);\n`);
-    const r = spawnSync(process.execPath, [file], { encoding: "utf8", timeout: 20000 });
+    const r = runModule(t, `import { io } from "socket.io-client";\n${code}\nsetTimeout(() => socket.close(), 300);\n`);
     assert.equal(r.status, 0, r.stderr);
     await waitFor(() => got.length === 1, { what: "the example's chat message" });
     assert.deepEqual(got[0], { text: "hi" });
@@ -138,6 +146,39 @@ const RUNNERS = {
     assert.equal(got[0], "from the API");
   },
 };
+
+Object.assign(RUNNERS, {
+  async "jwt-connect"(t, e) {
+    const secret = "example-jwt-secret-0123456789";
+    // The gateway exactly as the paragraph above the example starts it.
+    const gw = track(t, await startGateway(["--auth", "jwt", "--jwt-secret", secret, "--can-join", "user:{sub}", "--can-publish", "user:{sub}"]));
+    const r = runModule(t, e.code.replaceAll("http://localhost:3000", gw.url), { JWT_SECRET: secret });
+    assert.equal(r.status, 0, r.stderr);
+    const [own, other] = r.stdout.trim().split("\n");
+    assert.equal(own, "{ ok: true }");
+    assert.match(other, /ok: false/);
+    assert.match(other, /not allowed to join room `user:bob`/);
+  },
+  async pysio(t, e) {
+    const redis = track(t, await startRedis());
+    const gw = track(t, await startGateway(["--redis", redis.url, "--pysio-channel", "socketio", "--cluster-secret", "example-cluster-secret-0123"], { waitReady: true }));
+    assert.match(gw.output(), /pysio="socketio"/, "the start-up line names the channel");
+    const got = await listener(t, gw.url, "lobby", "chat");
+    const r = spawnSync(PYTHON, ["-c", e.code.replaceAll("redis://127.0.0.1:6379", redis.url)], { encoding: "utf8", timeout: 20000 });
+    assert.equal(r.status, 0, r.stderr);
+    await waitFor(() => got.length === 1, { what: "python's chat message" });
+    assert.deepEqual(got[0], { from: "python", text: "hi" });
+  },
+  async "node-emitter"(t, e) {
+    const redis = track(t, await startRedis());
+    const gw = track(t, await startGateway(["--redis", redis.url, "--cluster-secret", "example-cluster-secret-0123"], { waitReady: true }));
+    const got = await listener(t, gw.url, "lobby", "chat");
+    const r = runModule(t, e.code.replaceAll("redis://127.0.0.1:6379", redis.url));
+    assert.equal(r.status, 0, r.stderr);
+    await waitFor(() => got.length === 1, { what: "the emitter's chat message" });
+    assert.deepEqual(got[0], { from: "node", text: "hi" });
+  },
+});
 
 test("every marked example has a runner", () => {
   assert.ok(ALL.length >= Object.keys(RUNNERS).length);

@@ -418,6 +418,8 @@ pub async fn serve<A: GatewayAdapter>(
         redis_answered = cluster.as_ref().map(|c| c.handle.redis_up()),
         namespaces = ?cfg.namespace,
         client_js = if gw.client_js.is_some() { "local" } else { chat::CDN_URL },
+        // python-socketio's RedisManager reaches clients only through a channel named here.
+        pysio = cfg.pysio_channel.as_deref().unwrap_or("none (--pysio-channel not set: python-socketio RedisManager emits reach no client)"),
         "sio-gateway listening"
     );
 
