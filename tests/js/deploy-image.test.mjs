@@ -27,15 +27,22 @@ test("the image is built with exactly the cargo command docs/deploying.md shows"
   const run = instructions().find((l) => /^RUN\b.*\bcargo build\b/.test(l));
   assert.ok(run, "the Dockerfile has a RUN cargo build");
   const fromDockerfile = cargoBuild(run);
-  assert.equal(fromDockerfile, "cargo build --release --locked -p sio-gateway");
+  assert.equal(fromDockerfile, "cargo build --profile dist --locked -p sio-gateway");
   const docs = fs.readFileSync(DOCS, "utf8");
   const blocks = [...docs.matchAll(/```(?:sh|bash|console)?\n([\s\S]*?)```/g)].map((m) => m[1]);
   const documented = blocks.flatMap((b) => b.split("\n")).map((l) => l.trim()).filter((l) => l.startsWith("cargo build")).map(cargoBuild);
   assert.deepEqual([...new Set(documented)], [fromDockerfile], "docs/deploying.md shows the Dockerfile's cargo build command");
   // ...and the binary it installs is the one the ENTRYPOINT runs.
-  assert.match(run, /install -m 0755 target\/release\/sio-gateway \/usr\/local\/bin\/sio-gateway/);
+  assert.match(run, /install -m 0755 target\/dist\/sio-gateway \/usr\/local\/bin\/sio-gateway/);
   assert.ok(instructions().some((l) => l === 'ENTRYPOINT ["/usr/local/bin/sio-gateway"]'));
-  assert.match(docs, /target\/release\/sio-gateway/);
+  assert.match(docs, /target\/dist\/sio-gateway/);
+  // The shipped profile has no debug info and no symbols; the release profile keeps line tables
+  // for profiling.
+  const ws = fs.readFileSync(path.join(ROOT, "Cargo.toml"), "utf8");
+  const dist = ws.match(/\[profile\.dist\]([^[]*)/)?.[1] ?? "";
+  assert.match(dist, /inherits = "release"/);
+  assert.match(dist, /debug = 0/);
+  assert.match(dist, /strip = "symbols"/);
 });
 
 /** .dockerignore semantics for the patterns we use: anchored at the context root, `**` any depth. */
