@@ -124,7 +124,7 @@ test("socketsJoin / socketsLeave / fetchSockets / allRooms / disconnectSockets",
   const sa = r.body.sockets.find((s) => s.id === a.id);
   assert.deepEqual([...sa.rooms].sort(), ["all-team", "lobby", "only-a", "team"]);
   assert.equal(sa.user, null);
-  assert.equal(typeof sa.node, "string");
+  assert.equal(sa.node, (await (await fetch(gw.url + "/readyz")).json()).node_id, "node is the configured node id");
 
   // Delivery to a room joined through the API.
   const gotA = collect(a, "hello");

@@ -45,8 +45,21 @@ test("presence: GET /sockets on a gateway lists a Node.js peer's sockets, by roo
   assert.equal(node.node, null);
   assert.equal(node.user, null);
   const local = byId[ours.id];
-  assert.equal(typeof local.node, "string");
+  assert.equal(local.node, "g1", "this node's sockets carry its --node-id");
   assert.deepEqual(local.rooms, []);
+
+  // Asked from another gateway, the socket of g1 still names g1 (its answer says so).
+  const gw2 = track(t, await startGateway(
+    ["--redis", redis.url, "--node-id", "g2", "--api-key", API_KEY, "--cluster-secret", SECRET],
+    { name: "g2", waitReady: true },
+  ));
+  await waitFor(async () => {
+    r = await api(gw2, "GET", "/sockets");
+    return r.status === 200 && r.body.total === 2;
+  }, { timeoutMs: 10_000, what: "both sockets listed from g2" });
+  const from2 = Object.fromEntries(r.body.sockets.map((s) => [s.id, s]));
+  assert.equal(from2[ours.id].node, "g1");
+  assert.equal(from2[theirs.id].node, null, "a Node.js peer's socket has no node name");
 
   // ?room=X: members only (the Node.js socket).
   r = await api(gw, "GET", "/sockets?room=X");

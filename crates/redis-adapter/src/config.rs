@@ -31,6 +31,9 @@ pub struct AdapterConfig {
     pub reconnect_max_delay: Duration,
     /// Timeout of each Redis command (publish, PUBSUB NUMSUB, SUBSCRIBE).
     pub command_timeout: Duration,
+    /// This node's name, given with its sockets in fetchSockets answers (the gateway's
+    /// `--node-id`), so any node can say where a socket lives. Node peers ignore it.
+    pub node_name: Option<String>,
 }
 
 impl Default for AdapterConfig {
@@ -47,6 +50,7 @@ impl Default for AdapterConfig {
             reconnect_min_delay: Duration::from_millis(100),
             reconnect_max_delay: Duration::from_secs(5),
             command_timeout: Duration::from_secs(3),
+            node_name: None,
         }
     }
 }

@@ -75,6 +75,7 @@ impl<E: SocketEmitter> LocalOps for LocalNs<E> {
                     data: Some(sio_wire::Value::Map(Vec::new())),
                     id,
                     rooms,
+                    node: self.core.pubsub.config.node_name.clone(),
                 }
             })
             .collect()

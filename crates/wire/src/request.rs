@@ -432,6 +432,10 @@ pub struct FetchedSocket {
     pub rooms: Vec<String>,
     /// `socket.data`; `None` when it was `undefined` (JSON.stringify drops the key).
     pub data: Option<Value>,
+    /// The name of the node that holds the socket (a gateway's `--node-id`). Not in Node's
+    /// format: gateways add it and Node ignores it (its `RemoteSocket` reads only the four
+    /// fields above); `None` for Node peers' sockets.
+    pub node: Option<String>,
 }
 
 impl FetchedSocket {
@@ -448,6 +452,9 @@ impl FetchedSocket {
         if let Some(d) = &self.data {
             m.push((Value::from("data"), d.clone()));
         }
+        if let Some(n) = &self.node {
+            m.push((Value::from("node"), Value::from(n.as_str())));
+        }
         Value::Map(m)
     }
 
@@ -459,6 +466,7 @@ impl FetchedSocket {
             handshake: f.take("handshake").unwrap_or(Value::Nil),
             rooms: f.rooms("rooms")?,
             data: f.take("data"),
+            node: f.string("node")?,
         })
     }
 
@@ -472,6 +480,10 @@ impl FetchedSocket {
         if let Some(d) = &self.data {
             out.extend_from_slice(b",\"data\":");
             json::write_value(d, out, &mut BinaryMode::NodeBuffer)?;
+        }
+        if let Some(n) = &self.node {
+            out.extend_from_slice(b",\"node\":");
+            json::write_str(out, n);
         }
         out.push(b'}');
         Ok(())

@@ -191,12 +191,14 @@ fn response() -> impl Strategy<Value = Response> {
         js_value(true),
         rooms(),
         proptest::option::of(js_value(true)),
+        proptest::option::of("[a-z0-9-]{1,12}"),
     )
-        .prop_map(|(id, handshake, rooms, data)| FetchedSocket {
+        .prop_map(|(id, handshake, rooms, data, node)| FetchedSocket {
             id,
             handshake,
             rooms,
             data,
+            node,
         });
     prop_oneof![
         (rid, rooms()).prop_map(|(request_id, rooms)| Response::AllRooms { request_id, rooms }),

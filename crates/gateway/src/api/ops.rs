@@ -3,7 +3,7 @@
 //! socketioxide's, so they span the cluster when the Redis adapter is in use.
 //! Presence in cluster mode asks the Redis adapter itself (`Gateway::presence`): only its
 //! answers hold Node.js peers' 20-character socket ids.
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashSet, sync::Arc};
 
 use axum::{
     Json,
@@ -278,8 +278,9 @@ pub async fn sockets<A: Adapter>(
     };
     let op = t.operators(&st)?;
     let local = st.io.of(&t.nsp);
+    let node_id = st.gw.node_id();
     if let Some(presence) = st.gw.presence.get() {
-        return cluster_sockets(presence, op, local, t, limit).await;
+        return cluster_sockets(presence, op, local, t, limit, node_id).await;
     }
     let mut found = op.fetch_sockets().await.map_err(ApiError::unavailable)?;
     let total = found.len();
@@ -306,7 +307,7 @@ pub async fn sockets<A: Adapter>(
                 let data = local_data(local.as_ref(), d.id).unwrap_or(Value::Null);
                 json!({
                     "id": d.id.to_string(),
-                    "node": d.server_id.to_string(),
+                    "node": node_id,
                     "rooms": rooms,
                     "user": user,
                     "data": data,
@@ -329,18 +330,16 @@ async fn cluster_sockets<A: Adapter>(
     local: Option<BroadcastOperators<A>>,
     t: Target,
     limit: usize,
+    node_id: &str,
 ) -> Result<Response, ApiError> {
-    // Local sockets' server ids (no network: `local()` stays on this node).
-    let here: HashMap<String, String> = op
+    // This node's sockets (no network: `local()` stays on this node).
+    let here: HashSet<String> = op
         .local()
         .fetch_sockets()
         .await
         .map_err(ApiError::unavailable)?
         .into_iter()
-        .map(|s| {
-            let d = s.data();
-            (d.id.to_string(), d.server_id.to_string())
-        })
+        .map(|s| s.data().id.to_string())
         .collect();
     let found = presence(t.nsp, t.rooms)
         .await
@@ -352,9 +351,14 @@ async fn cluster_sockets<A: Adapter>(
         .into_iter()
         .take(limit)
         .map(|s| {
-            let node = here.get(&s.id).cloned();
-            let data = match (&node, s.id.parse::<Sid>()) {
-                (Some(_), Ok(sid)) => local_data(local.as_ref(), sid),
+            // This node's sockets, or what the answering gateway said (`None`: a Node peer's).
+            let node = if here.contains(&s.id) {
+                Some(node_id.to_owned())
+            } else {
+                s.node.clone()
+            };
+            let data = match (here.contains(&s.id), s.id.parse::<Sid>()) {
+                (true, Ok(sid)) => local_data(local.as_ref(), sid),
                 _ => s.data.as_ref().map(sio_wire::json::to_serde),
             };
             // Node reports a socket in the room named after its id; socketioxide (the

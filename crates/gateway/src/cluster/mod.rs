@@ -133,7 +133,10 @@ pub struct Cluster {
 impl Cluster {
     /// Connect the adapter and the registry client to `url`. Fails if Redis is unreachable now.
     pub async fn connect(config: &Config, url: &str) -> anyhow::Result<Arc<Cluster>> {
-        let adapter_config = AdapterConfig::default();
+        let adapter_config = AdapterConfig {
+            node_name: Some(config.node_id.clone()),
+            ..AdapterConfig::default()
+        };
         let prefix = registry::prefix(&adapter_config.key);
         let adapter = RedisAdapterCtr::connect(url, adapter_config)
             .await
