@@ -3,7 +3,8 @@
 // README's first command (scripts/run.sh) starts the gateway, with the socket.io-client bundle
 // npm installed into web/ by lockfile. Also: a page whose bundle did not load says so and its
 // forms do not reload; a message before joining gets feedback; a reconnect shows as one; the
-// README's curl example shows without "#undefined"; nothing overflows at 375 px.
+// README's curl example shows without "#undefined"; nothing overflows at 375 px; the page names
+// the node that served it.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -63,6 +64,9 @@ test("offline: two browsers chat through the page; nothing is fetched from outsi
   await a.page.press("#msg", "Enter");
   await waitFor(async () => (await logText(b.page)).includes("[#lobby] alice: hello offline"), { what: "b got alice's message" });
   assert.deepEqual([...a.blocked, ...b.blocked], [], "the page fetched nothing outside 127.0.0.1");
+  // The page names its node (and pins the socket to it behind a sticky balancer).
+  const nodeId = (await (await fetch(gw.url + "/readyz")).json()).node_id;
+  assert.equal(await a.page.locator("#node").innerText(), `node ${nodeId}`);
   assert.deepEqual([...a.errors, ...b.errors], []);
   assert.equal(new URL(a.page.url()).pathname, "/", "no reload");
 });

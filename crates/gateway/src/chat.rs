@@ -69,13 +69,44 @@ pub fn load_client_js(explicit: Option<&Path>) -> Option<Bytes> {
     None
 }
 
-pub async fn page<A: Adapter>(State(st): State<AppState<A>>) -> Html<String> {
+/// The page names the node that served it, and carries the same sticky cookie as a handshake:
+/// behind a sticky balancer the page's socket then lands on that node too.
+pub async fn page<A: Adapter>(State(st): State<AppState<A>>) -> Response {
     let src = if st.gw.client_js.is_some() {
         "/socket.io.min.js"
     } else {
         CDN_URL
     };
-    Html(PAGE.replace("{{CLIENT_JS}}", src))
+    let html = PAGE
+        .replace("{{CLIENT_JS}}", src)
+        .replace("{{NODE_ID}}", &html_escape(st.gw.node_id()));
+    (
+        [
+            (header::SET_COOKIE, st.gw.sticky.cookie.clone()),
+            (
+                header::HeaderName::from_static(crate::sticky::NODE_HEADER),
+                st.gw.sticky.node.clone(),
+            ),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+/// Text for an HTML text node or a quoted attribute.
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub async fn client_js<A: Adapter>(State(st): State<AppState<A>>) -> Response {
