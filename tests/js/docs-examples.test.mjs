@@ -9,9 +9,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { io } from "socket.io-client";
-import { ROOT, GATEWAY_BIN, startGateway, startRedis, freePort, track, once, waitFor } from "../lib/harness.mjs";
+import { ROOT, GATEWAY_BIN, startGateway, startRedis, freePort, track, once, waitFor, waitForPort } from "../lib/harness.mjs";
 
 const DOCS = ["README.md", ...fs.readdirSync(path.join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => `docs/${f}`)];
 
@@ -177,6 +177,78 @@ Object.assign(RUNNERS, {
     assert.equal(r.status, 0, r.stderr);
     await waitFor(() => got.length === 1, { what: "the emitter's chat message" });
     assert.deepEqual(got[0], { from: "node", text: "hi" });
+  },
+});
+
+/** Run a shell example in the background, in its own process group (killed after the test). */
+function shBackground(t, code) {
+  const child = spawn("bash", ["-euo", "pipefail", "-c", code], { cwd: ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  child.stderr.on("data", (d) => (out += d));
+  t.after(() => { try { process.kill(-child.pid, "SIGKILL"); } catch { /* gone */ } });
+  return { output: () => out };
+}
+
+/** The three local nodes of docs/deploying.md ("Try it on one machine"), on free ports. */
+async function localNodes(t) {
+  const redis = track(t, await startRedis());
+  const ports = [await freePort(), await freePort(), await freePort()];
+  const code = example("local-nodes").code
+    .replaceAll("target/release/sio-gateway", GATEWAY_BIN)
+    .replaceAll("redis://127.0.0.1:6379", redis.url)
+    .replaceAll("300$i", "${P[$i]}");
+  const run = shBackground(t, `P=(x ${ports.join(" ")})\n${code}`);
+  for (const p of ports) {
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${p}/readyz`).catch(() => null))?.status === 200,
+      { timeoutMs: 15000, what: `local node on ${p}` }).catch((e) => { throw new Error(`${e.message}\n${run.output()}`); });
+  }
+  // What a reader's balancer example says, for this machine's ports.
+  const lb = (code) => ports.reduce((c, p, i) => c.replaceAll(`127.0.0.1:300${i + 1}`, `127.0.0.1:${p}`), code);
+  return { ports, lb };
+}
+
+/** Two stock clients through the balancer at `url` chat across nodes; the page names a node. */
+async function chatThrough(t, url) {
+  const page = await (await fetch(url + "/")).text();
+  assert.match(page, /node gateway-[123]/);
+  const got = await listener(t, url, "lobby", "chat");
+  const a = io(url, { forceNew: true, reconnection: false, transports: ["polling", "websocket"] });
+  track(t, a);
+  await once(a, "connect");
+  assert.deepEqual(await a.emitWithAck("join", "lobby"), { ok: true });
+  assert.deepEqual(await a.emitWithAck("publish", { room: "lobby", event: "chat", data: { text: "via the balancer" } }), { ok: true });
+  await waitFor(() => got.length === 1, { what: "a message through the balancer" });
+}
+
+Object.assign(RUNNERS, {
+  async "local-nodes"(t) {
+    const { ports } = await localNodes(t);
+    // One cluster: a client on node 1 reaches a client on node 3.
+    const got = await listener(t, `http://127.0.0.1:${ports[2]}`, "lobby", "chat");
+    const a = io(`http://127.0.0.1:${ports[0]}`, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    track(t, a);
+    await once(a, "connect");
+    assert.deepEqual(await a.emitWithAck("join", "lobby"), { ok: true });
+    assert.deepEqual(await a.emitWithAck("publish", { room: "lobby", event: "chat", data: { text: "across" } }), { ok: true });
+    await waitFor(() => got.length === 1, { what: "a message from node 1 to node 3" });
+  },
+  async "local-haproxy"(t, e) {
+    const { lb } = await localNodes(t);
+    const [port, stats] = [await freePort(), await freePort()];
+    const run = shBackground(t, lb(e.code).replace("127.0.0.1:8080", `127.0.0.1:${port}`).replace("127.0.0.1:8404", `127.0.0.1:${stats}`));
+    await waitForPort(port, "127.0.0.1", 10000).catch((err) => { throw new Error(`${err.message}\n${run.output()}`); });
+    await chatThrough(t, `http://127.0.0.1:${port}`);
+  },
+  async "local-nginx"(t, e) {
+    const { lb } = await localNodes(t);
+    const port = await freePort();
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sio-lb-"));
+    fs.chmodSync(dir, 0o755); // nginx workers (an unprivileged user under root) write temp files here
+    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const run = shBackground(t, lb(e.code).replace("127.0.0.1:8081", `127.0.0.1:${port}`).replaceAll("/tmp/sio-lb", dir));
+    await waitForPort(port, "127.0.0.1", 10000).catch((err) => { throw new Error(`${err.message}\n${run.output()}`); });
+    await chatThrough(t, `http://127.0.0.1:${port}`);
   },
 });
 
