@@ -1,5 +1,6 @@
-// Cluster faults with real processes: Redis killed and restarted under a node (/readyz and
-// redis_up follow, the change logged once, not per probe), a node drained with SIGTERM behind a real HAProxy (its clients move to the
+// Cluster faults with real processes: Redis killed and restarted under a node with
+// `--readiness strict` (/readyz and redis_up follow, the change logged once, not per probe; the
+// default, ready-but-degraded, is in faults-redis.test.mjs), a node drained with SIGTERM behind a real HAProxy (its clients move to the
 // other nodes, the registry drops it at once, broadcasts continue), and a node killed with
 // SIGKILL (it leaves the registry when its TTL runs out).
 import { test } from "node:test";
@@ -16,10 +17,10 @@ async function readyz(url) {
   return { status: r.status, body: await r.json() };
 }
 
-test("/readyz turns 503 while Redis is down and 200 when it is back on the same port", async (t) => {
+test("--readiness strict: /readyz turns 503 while Redis is down and 200 when it is back on the same port", async (t) => {
   let redis = await startRedis();
   const port = redis.port;
-  const node = await startNode(redis.url, "gateway-1");
+  const node = await startNode(redis.url, "gateway-1", ["--readiness", "strict"]);
   t.after(async () => { await node.stop(); await redis.stop(); });
   assert.equal((await readyz(node.url)).status, 200);
   // The start-up line says the mode, the Redis it uses and whether Redis answered.

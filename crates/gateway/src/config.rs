@@ -81,6 +81,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// What `/readyz` makes of Redis in cluster mode (see docs/operations.md, "Readiness").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// Redis is shared by every node: while it is unreachable the node stays ready (degraded,
+    /// serving its own clients); only a fault of this node's own subscriber (Redis answers,
+    /// the node does not receive) makes it unready.
+    #[default]
+    Local,
+    /// Unready whenever Redis is unreachable or the subscriber probe fails.
+    Strict,
+}
+
 /// A duration written as `250ms`, `10s`, `2m` or a bare number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -259,6 +272,12 @@ pub struct Options {
     /// Log format [default: text]
     #[arg(long, env = "SIO_GATEWAY_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+
+    /// Cluster mode: `local` keeps /readyz 200 while Redis is down for every node (degraded),
+    /// unready only when this node's own subscriber fails; `strict` is unready whenever Redis
+    /// is unreachable [default: local]
+    #[arg(long, env = "SIO_GATEWAY_READINESS", value_enum)]
+    pub readiness: Option<Readiness>,
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `sio_gateway=debug`) [default: RUST_LOG, else info]
     #[arg(long, env = "SIO_GATEWAY_LOG_LEVEL", value_name = "FILTER")]
@@ -463,6 +482,7 @@ impl Options {
             event_burst: self.event_burst.or(lower.event_burst),
             cors_origin: vec(self.cors_origin, lower.cors_origin),
             log_format: self.log_format.or(lower.log_format),
+            readiness: self.readiness.or(lower.readiness),
             log_level: self.log_level.or(lower.log_level),
             drain_period: self.drain_period.or(lower.drain_period),
             can_join: self.can_join.or(lower.can_join),
@@ -598,6 +618,7 @@ pub struct Config {
     pub event_burst: u32,
     pub cors_origin: Vec<String>,
     pub log_format: LogFormat,
+    pub readiness: Readiness,
     pub log_level: Option<String>,
     #[serde(serialize_with = "ser_dur")]
     pub drain_period: Duration,
@@ -969,6 +990,7 @@ impl Config {
             event_burst,
             cors_origin: o.cors_origin,
             log_format: o.log_format.unwrap_or_default(),
+            readiness: o.readiness.unwrap_or_default(),
             log_level: o.log_level,
             drain_period: o.drain_period.map_or(Duration::from_secs(10), |d| d.0),
             can_join,

@@ -2,8 +2,9 @@
 //!
 //! `GET /healthz` answers 200 as long as the process serves HTTP. `GET /readyz` answers 200
 //! only when the node should receive new clients: not draining and every registered
-//! [`ReadyCheck`] passing (the cluster adapter registers "Redis connected" here); otherwise
-//! 503 with a JSON body naming the reasons, so a load balancer takes the node out.
+//! [`ReadyCheck`] passing (the cluster registers its Redis check here, see `--readiness`);
+//! otherwise 503 with a JSON body naming the reasons, so a load balancer takes the node out.
+//! A check may also report the node as ready but degraded: `degraded` in the 200 body.
 //!
 //! A 503 is the readiness contract working, not an error: probes are not logged one by one;
 //! a change of readiness is logged once ([`ReadyLog`]), at WARN when the node turns unready
@@ -22,11 +23,16 @@ pub trait ReadyCheck: Send + Sync {
     fn name(&self) -> &'static str;
     /// `Err(reason)` when not ready.
     fn check(&self) -> Result<(), String>;
+    /// `Some(reason)` when ready but degraded (shown in `/readyz`'s body, logged once).
+    fn degraded(&self) -> Option<String> {
+        None
+    }
 }
 
-/// The readiness last answered, so a change is logged once (0 = not asked yet).
+/// The readiness last answered, so a change is logged once (0 = not asked yet); the same for
+/// degradation.
 #[derive(Debug, Default)]
-pub struct ReadyLog(AtomicU8);
+pub struct ReadyLog(AtomicU8, AtomicU8);
 
 const READY: u8 = 1;
 const UNREADY: u8 = 2;
@@ -45,6 +51,20 @@ impl ReadyLog {
             tracing::warn!(node_id, failing = %serde_json::Value::from(failing.to_vec()), "not ready: /readyz answers 503 until this clears");
         }
     }
+
+    /// Note the degradation of one probe; logs when it starts and when it clears.
+    pub fn note_degraded(&self, node_id: &str, degraded: &[serde_json::Value]) {
+        let now = if degraded.is_empty() { READY } else { UNREADY };
+        let before = self.1.swap(now, Ordering::Relaxed);
+        if before == now || (before == 0 && now == READY) {
+            return;
+        }
+        if now == READY {
+            tracing::info!(node_id, "no longer degraded");
+        } else {
+            tracing::warn!(node_id, degraded = %serde_json::Value::from(degraded.to_vec()), "degraded, still ready: /readyz answers 200 and names it");
+        }
+    }
 }
 
 pub async fn healthz() -> impl IntoResponse {
@@ -54,20 +74,25 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn readyz<A: Adapter>(State(st): State<AppState<A>>) -> impl IntoResponse {
     let gw = &st.gw;
     let mut reasons = Vec::new();
+    let mut degraded = Vec::new();
     if gw.drain.is_draining() {
         reasons.push(json!({ "check": "drain", "reason": "draining" }));
     }
     for c in &gw.ready_checks {
         if let Err(reason) = c.check() {
             reasons.push(json!({ "check": c.name(), "reason": reason }));
+        } else if let Some(reason) = c.degraded() {
+            degraded.push(json!({ "check": c.name(), "reason": reason }));
         }
     }
     gw.ready_log.note(gw.node_id(), &reasons);
+    gw.ready_log.note_degraded(gw.node_id(), &degraded);
     if reasons.is_empty() {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "node_id": gw.node_id() })),
-        )
+        let mut body = json!({ "status": "ready", "node_id": gw.node_id() });
+        if !degraded.is_empty() {
+            body["degraded"] = degraded.into();
+        }
+        (StatusCode::OK, Json(body))
     } else {
         let reason = if gw.drain.is_draining() {
             "draining"

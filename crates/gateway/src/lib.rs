@@ -55,7 +55,7 @@ use socketioxide::adapter::LocalAdapter;
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
     if let Some(url) = config.redis.clone() {
         let cluster = cluster::Cluster::connect(&config, &url).await?;
-        let checks = cluster.ready_checks();
+        let checks = cluster.ready_checks(config.readiness);
         let state = cluster.adapter_state();
         return server::serve::<cluster::ClusterAdapter>(config, state, checks, Some(cluster))
             .await;

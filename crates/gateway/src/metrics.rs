@@ -21,6 +21,9 @@ pub mod drop_reason {
     pub const SLOW_CLIENT: &str = "slow_client";
     /// An ack found the client's queue full for `ack::ACK_DEADLINE`; the client was closed.
     pub const ACK_UNDELIVERABLE: &str = "ack_undeliverable";
+    /// A client's publish reached this node's members but could not be sent to the other
+    /// nodes (Redis down); its ack says so (`cluster: false`).
+    pub const CLUSTER_UNREACHABLE: &str = "cluster_unreachable";
 }
 
 /// Help of `events_sent_total`, also used where the cluster collector re-exports it.
@@ -42,6 +45,7 @@ pub struct Metrics {
     pub dropped_send_failed: IntCounter,
     pub dropped_slow_client: IntCounter,
     pub dropped_ack_undeliverable: IntCounter,
+    pub dropped_cluster_unreachable: IntCounter,
     /// Acks that found the client's queue full and waited for room (see `ack`).
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
@@ -177,6 +181,7 @@ impl Metrics {
             dropped_send_failed: dropped(SEND_FAILED),
             dropped_slow_client: dropped(SLOW_CLIENT),
             dropped_ack_undeliverable: dropped(ACK_UNDELIVERABLE),
+            dropped_cluster_unreachable: dropped(CLUSTER_UNREACHABLE),
             acks_delayed_total,
             connections_closed_stalled_total,
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),

@@ -390,6 +390,21 @@ impl Conn {
                 m.dropped_slow_client.inc_by(missed as u64);
                 ok()
             }
+            Err(BroadcastError::Adapter(e)) => {
+                // Local delivery ran first and does not depend on Redis; only the other nodes
+                // were not reached. The ack says exactly that, so a client does not retry into
+                // duplicates here, and knows the rest of the cluster missed it.
+                m.broadcasts_client.inc();
+                m.events_sent_total.inc_by(delivered as u64);
+                m.dropped_cluster_unreachable.inc();
+                tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, error = %e, "publish reached this node only");
+                json!({
+                    "ok": true,
+                    "local": delivered,
+                    "cluster": false,
+                    "error": format!("delivered on this node only, not to other nodes: {e}"),
+                })
+            }
             Err(e) => {
                 m.dropped_send_failed.inc();
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, error = %e, "publish failed");

@@ -27,7 +27,9 @@ pub struct AdapterConfig {
     pub probe_timeout: Duration,
     /// Reconnect backoff: first delay.
     pub reconnect_min_delay: Duration,
-    /// Reconnect backoff: maximum delay.
+    /// Reconnect backoff: maximum delay. Short (fred adds up to 100 ms of jitter to each delay,
+    /// so many nodes do not retry in step): after an outage of any length the subscriptions
+    /// are back within about this long of Redis accepting connections.
     pub reconnect_max_delay: Duration,
     /// Timeout of each Redis command (publish, PUBSUB NUMSUB, SUBSCRIBE).
     pub command_timeout: Duration,
@@ -47,8 +49,8 @@ impl Default for AdapterConfig {
             room_sync_interval: Duration::from_millis(200),
             probe_interval: Duration::from_secs(2),
             probe_timeout: Duration::from_secs(2),
-            reconnect_min_delay: Duration::from_millis(100),
-            reconnect_max_delay: Duration::from_secs(5),
+            reconnect_min_delay: Duration::from_millis(50),
+            reconnect_max_delay: Duration::from_millis(250),
             command_timeout: Duration::from_secs(3),
             node_name: None,
         }

@@ -223,6 +223,8 @@ async fn watch_events(conns: Weak<Conns>) {
         if event_is_error {
             c.stats.set_redis_up(false);
             c.stats.set_subscriber_alive(false);
+            // Redis itself is unreachable: not a fault of this node's subscriber.
+            c.stats.set_subscriber_broken(false);
             if c.log.allow() {
                 tracing::warn!("redis adapter connection error, reconnecting");
             }
@@ -250,6 +252,7 @@ async fn probe_loop(conns: Weak<Conns>) {
         if !up {
             // fred is already reconnecting with backoff.
             c.stats.set_subscriber_alive(false);
+            c.stats.set_subscriber_broken(false);
             continue;
         }
         token += 1;
@@ -263,13 +266,15 @@ async fn probe_loop(conns: Weak<Conns>) {
                 notified.await;
             }
         };
-        let ok = c
+        let published = c
             .publisher
             .publish::<i64, _, _>(c.probe_channel.clone(), token.to_string())
             .await
-            .is_ok()
-            && tokio::time::timeout(timeout, seen).await.is_ok();
+            .is_ok();
+        let ok = published && tokio::time::timeout(timeout, seen).await.is_ok();
         c.stats.set_subscriber_alive(ok);
+        // Redis answered the PUBLISH, yet our own subscriber missed it: this node's fault.
+        c.stats.set_subscriber_broken(published && !ok);
         if !ok {
             c.stats.probe_failure();
             tracing::warn!("redis adapter subscriber probe failed, forcing reconnection");

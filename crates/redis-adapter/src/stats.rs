@@ -112,6 +112,7 @@ pub struct AdapterStats {
     delivered: AtomicU64,
     redis_up: AtomicBool,
     subscriber_alive: AtomicBool,
+    subscriber_broken: AtomicBool,
 }
 
 impl AdapterStats {
@@ -148,6 +149,9 @@ impl AdapterStats {
     }
     pub(crate) fn set_subscriber_alive(&self, alive: bool) {
         self.subscriber_alive.store(alive, Relaxed);
+    }
+    pub(crate) fn set_subscriber_broken(&self, broken: bool) {
+        self.subscriber_broken.store(broken, Relaxed);
     }
 
     /// Deliveries this node wrote to its own sockets for broadcasts of other nodes and emitters
@@ -194,6 +198,7 @@ impl AdapterStats {
         Health {
             redis_up: self.redis_up.load(Relaxed),
             subscriber_alive: self.subscriber_alive.load(Relaxed),
+            subscriber_broken: self.subscriber_broken.load(Relaxed),
         }
     }
 
@@ -230,6 +235,9 @@ pub struct Health {
     pub redis_up: bool,
     /// The last subscriber probe came back through Redis in time.
     pub subscriber_alive: bool,
+    /// Redis took the last probe (PUBLISH answered) but this node's subscriber did not get it:
+    /// the fault is this node's own, not Redis being down for everyone.
+    pub subscriber_broken: bool,
 }
 
 impl Health {

@@ -40,11 +40,13 @@ use std::{
 use anyhow::Context as _;
 use axum::{Router, middleware, routing::get};
 use sio_redis_adapter::{
-    AdapterConfig, InitRes, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+    AdapterConfig, Health, InitRes, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 
-use crate::{adapter::GatewayAdapter, config::Config, health::ReadyCheck, state::Gateway};
+use crate::{
+    adapter::GatewayAdapter, config::Config, config::Readiness, health::ReadyCheck, state::Gateway,
+};
 
 use self::{
     forward::Forwarder,
@@ -68,22 +70,62 @@ impl GatewayAdapter for ClusterAdapter {
     }
 }
 
-/// `/readyz` condition: Redis connected and the adapter's subscriber really receiving.
-pub struct RedisReady(pub RedisAdapterHandle);
+/// `/readyz` condition on Redis (see `--readiness` and docs/operations.md, "Readiness").
+///
+/// Redis is a dependency every node shares: when it is unreachable, it is unreachable for the
+/// whole fleet, and failing readiness would take every node out of the balancer at once while
+/// each still serves its own clients. So by default ([`Readiness::Local`]) that is a
+/// degradation (reported in `/readyz`'s body, `redis_up`, the logs), and only a fault that is
+/// this node's own makes it unready: Redis answers the subscriber probe's PUBLISH, yet this
+/// node's subscriber does not receive it. [`Readiness::Strict`] is unready in both cases.
+pub struct RedisReady {
+    pub handle: RedisAdapterHandle,
+    pub mode: Readiness,
+}
+
+/// The Redis problem seen by this node, if any.
+fn redis_problem(h: Health, connected: bool) -> Option<&'static str> {
+    if !h.redis_up || !connected {
+        Some("redis unreachable")
+    } else if !h.subscriber_alive {
+        Some("adapter subscriber not receiving (probe failed)")
+    } else {
+        None
+    }
+}
+
+/// Readiness (`Err` = unready) and degradation for `mode`, from the adapter's health and
+/// whether both Redis connections are up.
+fn redis_readiness(
+    mode: Readiness,
+    h: Health,
+    connected: bool,
+) -> (Result<(), String>, Option<String>) {
+    let problem = redis_problem(h, connected);
+    match mode {
+        Readiness::Strict => (problem.map_or(Ok(()), |p| Err(p.into())), None),
+        Readiness::Local if h.subscriber_broken => (
+            Err("this node's adapter subscriber is not receiving while Redis answers (probe failed)".into()),
+            None,
+        ),
+        Readiness::Local => (
+            Ok(()),
+            problem.map(|p| {
+                format!("{p}: serving this node's clients; other nodes are not reached until Redis is back")
+            }),
+        ),
+    }
+}
 
 impl ReadyCheck for RedisReady {
     fn name(&self) -> &'static str {
         "redis"
     }
     fn check(&self) -> Result<(), String> {
-        let h = self.0.health();
-        if !h.redis_up || !self.0.redis_up() {
-            Err("redis unreachable".into())
-        } else if !h.subscriber_alive {
-            Err("adapter subscriber not receiving (probe failed)".into())
-        } else {
-            Ok(())
-        }
+        redis_readiness(self.mode, self.handle.health(), self.handle.redis_up()).0
+    }
+    fn degraded(&self) -> Option<String> {
+        redis_readiness(self.mode, self.handle.health(), self.handle.redis_up()).1
     }
 }
 
@@ -186,8 +228,11 @@ impl Cluster {
     }
 
     /// Readiness checks contributed by the cluster.
-    pub fn ready_checks(&self) -> Vec<Arc<dyn ReadyCheck>> {
-        vec![Arc::new(RedisReady(self.handle.clone()))]
+    pub fn ready_checks(&self, mode: Readiness) -> Vec<Arc<dyn ReadyCheck>> {
+        vec![Arc::new(RedisReady {
+            handle: self.handle.clone(),
+            mode,
+        })]
     }
 
     /// Wire into a running node: metrics, first announcement, heartbeat and session sweeper.
@@ -380,4 +425,68 @@ fn session_ttl(config: &Config) -> Duration {
 /// How long a session opened here counts as local before any namespace socket exists for it.
 fn session_grace(config: &Config) -> Duration {
     config.ping_interval + config.ping_timeout
+}
+
+#[cfg(test)]
+mod readiness_tests {
+    use super::*;
+
+    fn h(redis_up: bool, subscriber_alive: bool, subscriber_broken: bool) -> Health {
+        Health {
+            redis_up,
+            subscriber_alive,
+            subscriber_broken,
+        }
+    }
+
+    #[test]
+    fn redis_down_for_everyone_is_degraded_not_unready_by_default() {
+        let (ready, degraded) = redis_readiness(Readiness::Local, h(false, false, false), false);
+        assert!(ready.is_ok());
+        assert!(degraded.is_some_and(|d| d.starts_with("redis unreachable")));
+        // A stalled Redis: the probe's PUBLISH timed out, nothing says this node is at fault.
+        let (ready, degraded) = redis_readiness(Readiness::Local, h(true, false, false), true);
+        assert!(ready.is_ok());
+        assert!(degraded.is_some());
+    }
+
+    #[test]
+    fn own_subscriber_broken_while_redis_answers_is_unready() {
+        let (ready, degraded) = redis_readiness(Readiness::Local, h(true, false, true), true);
+        assert!(ready.unwrap_err().contains("while Redis answers"));
+        assert!(degraded.is_none());
+    }
+
+    #[test]
+    fn strict_is_unready_on_any_redis_problem() {
+        assert!(
+            redis_readiness(Readiness::Strict, h(false, false, false), false)
+                .0
+                .is_err()
+        );
+        assert!(
+            redis_readiness(Readiness::Strict, h(true, false, false), true)
+                .0
+                .is_err()
+        );
+        assert!(
+            redis_readiness(Readiness::Strict, h(true, true, false), false)
+                .0
+                .is_err()
+        );
+        assert_eq!(
+            redis_readiness(Readiness::Strict, h(true, true, false), true),
+            (Ok(()), None)
+        );
+    }
+
+    #[test]
+    fn healthy_is_ready_and_not_degraded() {
+        for mode in [Readiness::Local, Readiness::Strict] {
+            assert_eq!(
+                redis_readiness(mode, h(true, true, false), true),
+                (Ok(()), None)
+            );
+        }
+    }
 }
