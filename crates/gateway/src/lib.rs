@@ -36,6 +36,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod namespaces;
 pub mod origin;
 pub mod pysio;

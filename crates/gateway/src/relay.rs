@@ -23,28 +23,6 @@ use socketioxide::{
 
 use crate::{ack::Ack, limits::TokenBucket, namespaces::EnterError, state::Gateway};
 
-/// Event names a client must not trigger on other clients: Socket.IO's own list
-/// ([`sio_wire::RESERVED_EVENTS`]) plus `error`, `ping` and `pong`, which Socket.IO 2 clients
-/// still treat as lifecycle events (the relay has always refused them).
-pub const RESERVED_EVENTS: &[&str] = &{
-    const EXTRA: [&str; 3] = ["error", "ping", "pong"];
-    const WIRE: &[&str] = &sio_wire::RESERVED_EVENTS;
-    let mut all = [""; WIRE.len() + EXTRA.len()];
-    let mut i = 0;
-    while i < all.len() {
-        all[i] = if i < WIRE.len() {
-            WIRE[i]
-        } else {
-            EXTRA[i - WIRE.len()]
-        };
-        i += 1;
-    }
-    all
-};
-
-/// Longest room or event name accepted from a client.
-const MAX_NAME_LEN: usize = 256;
-
 /// Why a namespace connection is refused; the text reaches the client as its
 /// `connect_error` message.
 #[derive(Debug, thiserror::Error)]
@@ -162,9 +140,7 @@ const SOCKET_ID_ROOM: &str =
 /// Refusal of a client's publish into a socket's own-id room (backends' direct messages).
 const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) is for direct messages from backends: clients cannot publish to it";
 
-fn valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= MAX_NAME_LEN
-}
+use crate::names::valid_len as valid_name;
 
 impl Conn {
     /// Count the event and take a token; false (and counted) when over the rate.
@@ -330,9 +306,12 @@ impl Conn {
         };
         if !valid_name(&p.event) || p.room.as_deref().is_some_and(|r| !valid_name(r)) {
             m.dropped_invalid.inc();
-            return err("event and room names must be 1-256 bytes");
+            return err(format_args!(
+                "event and room names must be 1-{} bytes",
+                crate::names::MAX_NAME_LEN
+            ));
         }
-        if RESERVED_EVENTS.contains(&p.event.as_str()) {
+        if crate::names::is_reserved(&p.event) {
             m.dropped_invalid.inc();
             return err(format_args!("event name `{}` is reserved", p.event));
         }

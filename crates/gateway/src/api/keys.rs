@@ -34,22 +34,12 @@ pub enum KeyCheck {
     Ok,
 }
 
-/// The bearer token of an `Authorization` header, if it has that form.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// Check `headers` against `keys` (constant time per key, every key compared).
 pub fn check(keys: &[String], headers: &HeaderMap) -> KeyCheck {
     if keys.is_empty() {
         return KeyCheck::Disabled;
     }
-    let Some(given) = bearer(headers) else {
+    let Some(given) = crate::auth::bearer(headers) else {
         return KeyCheck::Missing;
     };
     let mut found = subtle::Choice::from(0u8);

@@ -17,10 +17,13 @@ use serde_json::{Value, json};
 use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 
 use super::{ApiError, Body, Params};
-use crate::{auth::Identity, relay::RESERVED_EVENTS, state::AppState};
+use crate::{
+    auth::Identity,
+    names::{MAX_NAME_LEN, is_reserved, valid_len},
+    state::AppState,
+};
 
 /// Longest event or room name accepted (same bound as the relay).
-const MAX_NAME_LEN: usize = 256;
 /// Most sockets listed by one `GET /sockets` (each costs a rooms lookup).
 const MAX_LIST: usize = 10_000;
 
@@ -56,10 +59,7 @@ pub struct Target {
 }
 
 fn check_names(what: &str, names: &[String]) -> Result<(), ApiError> {
-    match names
-        .iter()
-        .find(|n| n.is_empty() || n.len() > MAX_NAME_LEN)
-    {
+    match names.iter().find(|n| !valid_len(n)) {
         Some(_) => Err(ApiError::bad_request(format!(
             "`{what}` entries must be 1-{MAX_NAME_LEN} bytes"
         ))),
@@ -133,12 +133,12 @@ pub async fn emit<A: Adapter>(
     State(st): State<AppState<A>>,
     Body(b): Body<EmitBody>,
 ) -> Result<Response, ApiError> {
-    if b.event.is_empty() || b.event.len() > MAX_NAME_LEN {
+    if !valid_len(&b.event) {
         return Err(ApiError::bad_request(format!(
             "`event` must be 1-{MAX_NAME_LEN} bytes"
         )));
     }
-    if RESERVED_EVENTS.contains(&b.event.as_str()) {
+    if is_reserved(&b.event) {
         return Err(ApiError::bad_request(format!(
             "event name `{}` is reserved",
             b.event

@@ -100,7 +100,7 @@ impl Handshake<'_> {
         if let Some(t) = self.auth.get("token").and_then(Value::as_str) {
             return Some(t.to_owned());
         }
-        if let Some(t) = crate::api::keys::bearer(self.headers) {
+        if let Some(t) = bearer(self.headers) {
             return Some(t.to_owned());
         }
         let q = self.query?;
@@ -266,6 +266,20 @@ pub fn on_connected<A: Adapter>(s: &SocketRef<A>) -> Option<Arc<Identity>> {
         s.join(rooms);
     }
     Some(id)
+}
+
+/// The bearer token of an `Authorization` header, if it has that form (client tokens here,
+/// API keys in `api::keys`).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]
