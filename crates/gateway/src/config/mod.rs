@@ -15,9 +15,9 @@
 //! * [`effective`]: [`Config::to_toml`], the effective configuration `check-config` prints,
 //!   which is itself a valid config file.
 pub mod defaults;
-mod effective;
+pub mod effective;
 pub mod options;
-mod resolve;
+pub mod resolve;
 #[cfg(test)]
 mod tests;
 

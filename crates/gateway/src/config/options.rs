@@ -6,7 +6,7 @@
 //! file, and [`Options::or`] lays the first over the second. Defaults are applied later, by
 //! [`Config::resolve`](super::Config::resolve).
 //!
-//! The [`options!`] macro takes the struct as written (doc comment = help text, `#[arg]`,
+//! The `options!` macro takes the struct as written (doc comment = help text, `#[arg]`,
 //! `#[serde]`) plus, after each field, `= <Shown default>`, and generates from that one list:
 //! the struct, [`Options::or`], [`Options::KEYS`] and [`Options::shown_default`]. Adding an
 //! option is one entry here (its default value in [`defaults`](super::defaults)), one field of
@@ -150,7 +150,7 @@ pub enum UpstreamMode {
 
 /// How a higher-precedence source's value combines with a lower one's: the higher wins when
 /// it is given (`Some`, or a non-empty list: clap gives an empty list for an absent flag).
-pub trait Merge {
+trait Merge {
     fn merge(self, lower: Self) -> Self;
 }
 
