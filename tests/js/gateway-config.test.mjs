@@ -1,16 +1,20 @@
-// Configuration surface of the real binary: --help documents every option with its env var,
-// `check-config` accepts a good file (exit 0, effective config) and names the bad key of a bad
-// one (exit 2), `webhook_ca_file` must be a PEM certificate bundle and webhook URLs http(s)://,
-// env vars and TOML keys take effect, precedence is flag > env > file, and
-// --redis fails clearly in this single-node build; the heap goes on huge pages by one re-exec
-// with GLIBC_TUNABLES (same pid and arguments), off by flag, an operator's setting kept.
+// Configuration surface of the real binary: --help documents every option with its env var
+// (and, for every option of the README's option tables, the same env var and default as the
+// table), `check-config` accepts a good file (exit 0, effective config) and names the bad key of
+// a bad one (exit 2), its effective configuration is a config file that checks back to the same
+// output (via the positional file or --config), `webhook_ca_file` must be a PEM certificate
+// bundle and webhook URLs http(s)://, a bad flag value at start-up exits 2, --redis with an
+// unreachable Redis fails clearly at start-up (exit 1, URL named), env vars and TOML keys take
+// effect with precedence flag > env > file, lists in env vars are comma-separated, JSON logs;
+// the heap goes on huge pages by one re-exec with GLIBC_TUNABLES (same pid and arguments), off
+// by flag, an operator's setting kept.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startProcess, freePort, track, GATEWAY_BIN } from "../lib/harness.mjs";
+import { startProcess, freePort, track, GATEWAY_BIN, ROOT } from "../lib/harness.mjs";
 import { makeTls } from "../lib/tls.mjs";
 
 const OPTIONS = [
@@ -65,6 +69,83 @@ test("check-config: a good file prints OK and the effective config", (t) => {
   assert.match(r.stdout, /drain_period = "2000ms"/);
   assert.match(r.stdout, /tenant-\{p0\}/);
   assert.ok(!r.stdout.includes("0123456789abcdef"), "API keys are redacted");
+});
+
+/** Rows of the README tables `| flag | env | TOML key | default | meaning |`, backticks removed. */
+function readmeOptions() {
+  const text = fs.readFileSync(path.join(ROOT, "README.md"), "utf8");
+  const rows = [];
+  let inTable = false;
+  for (const line of text.split("\n")) {
+    if (line.trim() === "| flag | env | TOML key | default | meaning |") { inTable = true; continue; }
+    if (!line.startsWith("|")) { inTable = false; continue; }
+    if (!inTable || line.startsWith("|---")) continue;
+    const [flag, env, key, dflt] = line.slice(1, -1).split(" | ").map((c) => c.trim().replaceAll("`", ""));
+    rows.push({ flag, env, key, dflt });
+  }
+  return rows;
+}
+
+test("--help shows every option of the README tables with the table's env var and default", () => {
+  const r = run(["--help"]);
+  assert.equal(r.status, 0);
+  const rows = readmeOptions();
+  assert.ok(rows.length >= 50, `README option rows: ${rows.length}`);
+  // One entry of the help per option: from its flag line to the next flag line.
+  const entries = new Map();
+  for (const m of r.stdout.matchAll(/^ {2,}(?:-\w, )?(--[a-z0-9-]+)[^\n]*\n([\s\S]*?)(?=^ {2,}(?:-\w, )?--|(?![\s\S]))/gm)) {
+    entries.set(m[1], m[2]);
+  }
+  for (const { flag, env, dflt } of rows) {
+    const entry = entries.get(flag);
+    assert.ok(entry !== undefined, `${flag} in --help`);
+    assert.ok(entry.includes(`[env: ${env}`), `${flag}: [env: ${env}] in --help`);
+    if (dflt === "–") assert.ok(!entry.includes("[default:"), `${flag}: no default in --help`);
+    else assert.ok(entry.includes(`[default: ${dflt}]`), `${flag}: [default: ${dflt}] in --help:\n${entry}`);
+  }
+  const helpFlags = [...entries.keys()].filter((f) => f !== "--help" && f !== "--version");
+  assert.deepEqual(helpFlags.filter((f) => !rows.some((row) => row.flag === f)), [], "options of --help missing from the README");
+});
+
+test("check-config: the effective configuration is a config file that checks back to itself", (t) => {
+  const tls = makeTls(t);
+  const file = tmpFile(t, "in.toml", [
+    'listen = "127.0.0.1:4000"',
+    'redis = "redis://127.0.0.1:6390"',
+    'namespace = ["/", "/tenant-*", "/org/{id}"]',
+    'drain_period = "2s"',
+    "event_rate = 10",
+    'can_join = ["public:*", "user:{sub}"]',
+    "can_publish = []",
+    'auth = "webhook"',
+    'auth_webhook = "https://auth.internal:8443/check"',
+    'upstream = "redis-stream"',
+    'pysio_channel = "socketio"',
+    `webhook_ca_file = "${tls.caFile}"`,
+    "",
+  ].join("\n"));
+  const first = run(["check-config", file]);
+  assert.equal(first.status, 0, first.stderr);
+  const [okLine, ...rest] = first.stdout.split("\n");
+  assert.match(okLine, /^OK: /);
+  const effective = rest.join("\n");
+  assert.match(effective, /^namespace = \["\/", "\/tenant-\{p0\}", "\/org\/\{id\}"\]$/m);
+  assert.match(effective, /^auth = "webhook"$/m);
+  assert.doesNotMatch(effective, /^\[/m, "one flat table: no [section] or [[array]] headers");
+  // Everything after the OK line is the config file.
+  const again = tmpFile(t, "effective.toml", effective);
+  for (const args of [["check-config", "--config", again], ["check-config", again]]) {
+    const second = run(args);
+    assert.equal(second.status, 0, second.stderr);
+    assert.equal(second.stdout.split("\n").slice(1).join("\n"), effective, args.join(" "));
+  }
+  // Secrets come out as a placeholder, which is refused (key named) until replaced.
+  const secret = run(["check-config", tmpFile(t, "secret.toml", 'api_key = ["0123456789abcdef"]\n')]);
+  assert.equal(secret.status, 0, secret.stderr);
+  const redacted = tmpFile(t, "redacted.toml", secret.stdout.split("\n").slice(1).join("\n"));
+  const refused = run(["check-config", redacted]);
+  assert.equal(refused.status, 2);
+  assert.match(refused.stderr, /`api_key`.*placeholder/);
 });
 
 test("check-config: bad files exit 2 and name the bad key", (t) => {

@@ -9,7 +9,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
     match Options::from_toml_file(file).and_then(Config::resolve) {
         Ok(config) => {
             println!(
-                "OK: {} is valid\n\n# effective configuration\n{}",
+                "OK: {} is valid\n\n# effective configuration (a valid config file, secrets redacted)\n{}",
                 file.display(),
                 config.to_toml()
             );
@@ -24,7 +24,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
+    if let Some(file) = cli.command.as_ref().and_then(Command::check_config_file) {
         return check_config(file);
     }
     let config = match Config::load(cli.options) {
