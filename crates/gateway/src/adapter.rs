@@ -6,14 +6,10 @@
 //! namespace's adapter initialisation (`SocketIo::ns` returns the adapter's `InitRes`, e.g. a
 //! future that subscribes to Redis). The in-memory `LocalAdapter` needs nothing.
 //!
-//! Plugging another adapter in (e.g. the Redis one) is:
-//! ```ignore
-//! impl GatewayAdapter for sio_redis_adapter::RedisAdapter<..> {
-//!     async fn init_namespace(res: Self::InitRes) -> anyhow::Result<()> { Ok(res.await?) }
-//! }
-//! // in lib::run:
-//! server::serve::<RedisAdapter<..>>(config, adapter_state, ready_checks).await
-//! ```
+//! The two adapters in use: `LocalAdapter` (a single node) and the Redis adapter, whose
+//! `GatewayAdapter` impl is in `cluster` (`cluster::ClusterAdapter`: the hook awaits the
+//! namespace's Redis subscriptions). `lib::run` picks one from the configuration and calls
+//! `server::serve::<A>(config, adapter_state, ready_checks, cluster)`.
 use std::future::Future;
 
 use socketioxide::adapter::{Adapter, LocalAdapter};

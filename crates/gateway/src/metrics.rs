@@ -3,8 +3,22 @@
 //! Counters that are bumped per event keep pre-resolved children for their fixed label values
 //! (`dropped_no_sink`, ...), so the hot path is one atomic add, never a label-map lookup.
 //! The `connections{namespace,transport}` gauge is not maintained incrementally: it is
-//! recomputed from socketioxide's own socket table at scrape time (see `server`), which keeps
-//! it exact across transport upgrades at zero cost per message.
+//! recomputed from socketioxide's own socket table at scrape time ([`handler`], the `/metrics`
+//! endpoint), which keeps it exact across transport upgrades at zero cost per message.
+use std::sync::Arc;
+
+use axum::{
+    extract::State,
+    http::header,
+    response::{IntoResponse, Response},
+};
+use socketioxide::{SocketIo, adapter::Adapter};
+
+use crate::{
+    config::{Config, NamespaceSpec},
+    rules::Pattern,
+};
+
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -216,6 +230,89 @@ impl Metrics {
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// What the `/metrics` handler uses (taken from the app state by `FromRef`, in `state`).
+pub struct MetricsState<A: Adapter> {
+    pub metrics: Arc<Metrics>,
+    pub io: SocketIo<A>,
+    pub config: Arc<Config>,
+}
+
+/// `GET /metrics`: refresh the scrape-time gauges, then render.
+pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response {
+    let m = &st.metrics;
+    // Recount connections by namespace and transport from socketioxide's socket table: exact
+    // across websocket upgrades, and free on the message path. O(local sockets) per scrape.
+    // Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so the
+    // label's cardinality is that of the configuration, not of the tenants.
+    let patterns = namespace_label_patterns(&st.config.namespace);
+    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
+    for ns in st.io.nsps() {
+        let path = ns.ns_path();
+        // Exact namespaces take precedence over patterns (as in socketioxide's router).
+        let exact = st
+            .config
+            .namespace
+            .iter()
+            .any(|n| matches!(n, NamespaceSpec::Exact(e) if e == path));
+        let label = patterns
+            .iter()
+            .find(|(pat, _)| !exact && pat.matches(path, None))
+            .map_or_else(|| path.to_owned(), |(_, label)| label.clone());
+        let entry = counts.entry(label).or_default();
+        for s in ns.sockets() {
+            match s.transport_type() {
+                socketioxide::TransportType::Websocket => entry.0 += 1,
+                socketioxide::TransportType::Polling => entry.1 += 1,
+            }
+        }
+    }
+    m.namespaces.set(st.io.nsps().len() as i64);
+    m.connections.reset();
+    for (label, (ws, polling)) in &counts {
+        m.connections
+            .with_label_values(&[label, "websocket"])
+            .set(*ws);
+        m.connections
+            .with_label_values(&[label, "polling"])
+            .set(*polling);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// Dynamic namespace patterns as globs (`/tenant-{p0}` -> `/tenant-*`), with that glob as the
+/// metrics label.
+fn namespace_label_patterns(specs: &[NamespaceSpec]) -> Vec<(Pattern, String)> {
+    specs
+        .iter()
+        .filter_map(|spec| match spec {
+            NamespaceSpec::Pattern(p) => {
+                let mut glob = String::with_capacity(p.len());
+                let mut in_brace = false;
+                for c in p.chars() {
+                    match c {
+                        '{' => {
+                            in_brace = true;
+                            glob.push('*');
+                        }
+                        '}' => in_brace = false,
+                        _ if !in_brace => glob.push(c),
+                        _ => {}
+                    }
+                }
+                Pattern::parse(&glob).ok().map(|pat| (pat, glob))
+            }
+            NamespaceSpec::Exact(_) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@ use anyhow::Context as _;
 use axum::{
     Router,
     extract::{Request, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode},
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
 use socketioxide::{
@@ -37,7 +37,6 @@ use crate::{
     limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
     relay,
-    rules::Pattern,
     state::{AppState, Gateway},
     sticky,
 };
@@ -115,83 +114,6 @@ async fn http_metrics(State(gw): State<Arc<Gateway>>, req: Request, next: Next) 
     resp
 }
 
-/// `GET /metrics`: refresh the scrape-time gauges, then render.
-pub async fn metrics<A: Adapter>(State(st): State<AppState<A>>) -> Response {
-    let m = &st.gw.metrics;
-    // Recount connections by namespace and transport from socketioxide's socket table: exact
-    // across websocket upgrades, and free on the message path. O(local sockets) per scrape.
-    // Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so the
-    // label's cardinality is that of the configuration, not of the tenants.
-    let patterns = namespace_label_patterns(&st.gw.config.namespace);
-    let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
-    for ns in st.io.nsps() {
-        let path = ns.ns_path();
-        // Exact namespaces take precedence over patterns (as in socketioxide's router).
-        let exact = st
-            .gw
-            .config
-            .namespace
-            .iter()
-            .any(|n| matches!(n, NamespaceSpec::Exact(e) if e == path));
-        let label = patterns
-            .iter()
-            .find(|(pat, _)| !exact && pat.matches(path, None))
-            .map_or_else(|| path.to_owned(), |(_, label)| label.clone());
-        let entry = counts.entry(label).or_default();
-        for s in ns.sockets() {
-            match s.transport_type() {
-                socketioxide::TransportType::Websocket => entry.0 += 1,
-                socketioxide::TransportType::Polling => entry.1 += 1,
-            }
-        }
-    }
-    m.namespaces.set(st.io.nsps().len() as i64);
-    m.connections.reset();
-    for (label, (ws, polling)) in &counts {
-        m.connections
-            .with_label_values(&[label, "websocket"])
-            .set(*ws);
-        m.connections
-            .with_label_values(&[label, "polling"])
-            .set(*polling);
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        m.render(),
-    )
-        .into_response()
-}
-
-/// Dynamic namespace patterns as globs (`/tenant-{p0}` -> `/tenant-*`), with that glob as the
-/// metrics label.
-fn namespace_label_patterns(specs: &[NamespaceSpec]) -> Vec<(Pattern, String)> {
-    specs
-        .iter()
-        .filter_map(|spec| match spec {
-            NamespaceSpec::Pattern(p) => {
-                let mut glob = String::with_capacity(p.len());
-                let mut in_brace = false;
-                for c in p.chars() {
-                    match c {
-                        '{' => {
-                            in_brace = true;
-                            glob.push('*');
-                        }
-                        '}' => in_brace = false,
-                        _ if !in_brace => glob.push(c),
-                        _ => {}
-                    }
-                }
-                Pattern::parse(&glob).ok().map(|pat| (pat, glob))
-            }
-            NamespaceSpec::Exact(_) => None,
-        })
-        .collect()
-}
-
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     use tower_http::cors::{AllowHeaders, AllowOrigin, Any};
     if origins.is_empty() {
@@ -221,7 +143,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<A>));
     if gw.config.metrics_listen.is_none() {
-        r = r.route("/metrics", get(metrics::<A>));
+        r = r.route("/metrics", get(crate::metrics::handler::<A>));
     }
     let mut r = r
         .nest("/api/v1", crate::api::router::<A>(&gw))
@@ -270,7 +192,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
 
 fn metrics_router<A: Adapter>(st: AppState<A>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics::<A>))
+        .route("/metrics", get(crate::metrics::handler::<A>))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz::<A>))
         .with_state(st)

@@ -16,7 +16,7 @@ use crate::{
 
 pub struct Gateway {
     pub config: Arc<Config>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub conn_limit: ConnectionLimit,
     /// Pattern namespaces: the cap and their removal when empty.
     pub namespaces: crate::namespaces::Namespaces,
@@ -68,7 +68,7 @@ pub type Presence = Box<
 
 impl Gateway {
     pub fn new(config: Config, ready_checks: Vec<Arc<dyn ReadyCheck>>) -> Gateway {
-        let metrics = Metrics::new(&config.node_id);
+        let metrics = Arc::new(Metrics::new(&config.node_id));
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
             sticky: crate::sticky::Sticky::new(&config),
@@ -119,6 +119,16 @@ impl<A: Adapter> Clone for AppState<A> {
         AppState {
             gw: self.gw.clone(),
             io: self.io.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> axum::extract::FromRef<AppState<A>> for crate::metrics::MetricsState<A> {
+    fn from_ref(st: &AppState<A>) -> Self {
+        crate::metrics::MetricsState {
+            metrics: st.gw.metrics.clone(),
+            io: st.io.clone(),
+            config: st.gw.config.clone(),
         }
     }
 }
