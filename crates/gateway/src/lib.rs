@@ -40,6 +40,7 @@ pub mod names;
 pub mod namespaces;
 pub mod origin;
 pub mod pysio;
+pub mod redis_client;
 pub mod relay;
 pub mod request_head;
 pub mod rules;

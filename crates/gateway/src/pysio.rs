@@ -13,13 +13,10 @@
 //! socket ids here; `emit` `data` is one argument (python-socketio 5.14 semantics, `None` = no
 //! argument); emits asking for a callback are delivered without it (the ack would have to
 //! travel back to the Python host).
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{str::FromStr, sync::Arc};
 
 use anyhow::Context as _;
-use fred::{
-    prelude::*,
-    types::config::{Config as FredConfig, ReconnectPolicy},
-};
+use fred::prelude::*;
 use serde::{Serialize, ser::SerializeTuple};
 use sio_wire::{PyManagerMessage, WireError, decode_py_message};
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, socket::Sid};
@@ -47,12 +44,8 @@ pub async fn start<A: Adapter>(gw: &Arc<Gateway>, io: &SocketIo<A>) -> anyhow::R
         .clone()
         .or_else(|| gw.config.upstream.redis.clone())
         .context("--pysio-channel needs --redis (or --upstream-redis)")?;
-    let config = FredConfig::from_url(&url).with_context(|| format!("invalid Redis URL {url}"))?;
-    let sub = Builder::from_config(config)
-        .with_connection_config(|c| c.connection_timeout = Duration::from_secs(5))
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-        .build_subscriber_client()
-        .context("building the python-socketio subscriber")?;
+    let sub =
+        crate::redis_client::subscriber(&url).context("building the python-socketio subscriber")?;
     sub.init()
         .await
         .with_context(|| format!("connecting to Redis {url} for --pysio-channel"))?;

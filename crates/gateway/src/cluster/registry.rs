@@ -18,10 +18,7 @@ use std::time::Duration;
 use fred::{
     clients::Client,
     interfaces::{ClientLike, KeysInterface},
-    types::{
-        Builder, Expiration, Key,
-        config::{Config as FredConfig, ReconnectPolicy},
-    },
+    types::{Expiration, Key},
 };
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -45,6 +42,8 @@ pub struct NodeInfo {
 pub enum RegistryError {
     #[error("redis: {0}")]
     Redis(#[from] fred::error::Error),
+    #[error(transparent)]
+    Client(#[from] crate::redis_client::RedisClientError),
     #[error("redis command timed out")]
     Timeout,
     #[error("cannot encode the registry entry: {0}")]
@@ -84,15 +83,7 @@ impl Registry {
         node_ttl: Duration,
         sid_ttl: Duration,
     ) -> Result<Registry, RegistryError> {
-        let mut builder = Builder::from_config(FredConfig::from_url(url)?);
-        builder
-            .with_connection_config(|c| {
-                c.connection_timeout = Duration::from_secs(3);
-                c.internal_command_timeout = COMMAND_TIMEOUT;
-            })
-            .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2000, 2));
-        let client = builder.build()?;
+        let client = crate::redis_client::client(url)?;
         timed(client.init()).await?;
         Ok(Registry {
             client,

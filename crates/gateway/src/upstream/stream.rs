@@ -3,13 +3,8 @@
 //! Backends read the stream with consumer groups (`XREADGROUP`), which gives them
 //! at-least-once processing and load sharing among workers. The entry id is returned to the
 //! relay, which puts it in the client's ack only after Redis confirmed the write.
-use std::time::Duration;
-
 use anyhow::Context as _;
-use fred::{
-    prelude::*,
-    types::config::{Config as FredConfig, ReconnectPolicy},
-};
+use fred::prelude::*;
 
 use super::{SinkError, UpstreamEvent};
 use crate::config::UpstreamConfig;
@@ -26,20 +21,8 @@ impl StreamSink {
             .redis
             .as_deref()
             .context("--upstream redis-stream needs --upstream-redis or --redis")?;
-        let config =
-            FredConfig::from_url(url).with_context(|| format!("invalid Redis URL {url}"))?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|cc| {
-                cc.connection_timeout = Duration::from_secs(5);
-                // Bounded queue while disconnected: past it, events fail fast (error ack).
-                cc.max_command_buffer_len = 10_000;
-            })
-            .with_performance_config(|p| {
-                p.default_command_timeout = Duration::from_secs(5);
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()
-            .context("building the upstream Redis client")?;
+        let client =
+            crate::redis_client::client(url).context("building the upstream Redis client")?;
         client
             .init()
             .await
