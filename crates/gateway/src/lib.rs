@@ -27,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod chat;
 pub mod cluster;
+pub mod cluster_view;
 pub mod config;
 pub mod drain;
 pub mod engine_io;

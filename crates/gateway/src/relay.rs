@@ -172,9 +172,13 @@ impl Conn {
         {
             return true;
         }
-        match self.gw.presence.get() {
+        match self
+            .gw
+            .cluster
+            .presence(s.ns().to_owned(), vec![room.to_owned()])
+        {
             None => false,
-            Some(presence) => match presence(s.ns().to_owned(), vec![room.to_owned()]).await {
+            Some(presence) => match presence.await {
                 Ok(found) => found.items.iter().any(|f| f.id == room),
                 Err(e) => {
                     tracing::debug!(%room, error = %e, "socket-id room check failed");

@@ -276,10 +276,17 @@ pub async fn serve<A: GatewayAdapter>(
     ready_checks: Vec<Arc<dyn ReadyCheck>>,
     cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> anyhow::Result<()> {
-    let mut gw = Gateway::new(config, ready_checks);
-    gw.auth = crate::auth::Authenticator::from_config(&gw.config)?;
-    gw.upstream = crate::upstream::Sink::from_config(&gw.config).await?;
-    let gw = Arc::new(gw);
+    // The composition root: every service is built once, here, then put together.
+    let services = crate::state::Services {
+        ready_checks,
+        auth: crate::auth::Authenticator::from_config(&config)?,
+        upstream: crate::upstream::Sink::from_config(&config).await?,
+        cluster: match &cluster {
+            Some(c) => c.view(),
+            None => Arc::new(crate::cluster_view::SingleNode),
+        },
+    };
+    let gw = Arc::new(Gateway::new(config, services));
     let cfg = gw.config.clone();
     let (layer, io) = build_socketio::<A>(&gw, adapter_state);
     register(&io, &cfg.namespace).await?;

@@ -10,9 +10,18 @@ use bytes::Bytes;
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{
-    chat, config::Config, drain::Drain, health::ReadyCheck, limits::ConnectionLimit,
-    listener::ConnRegistry, metrics::Metrics,
+    chat, cluster_view::ClusterView, config::Config, drain::Drain, health::ReadyCheck,
+    limits::ConnectionLimit, listener::ConnRegistry, metrics::Metrics,
 };
+
+/// The services built before the gateway state, each once (see `server::serve`).
+pub struct Services {
+    /// Extra readiness conditions (the cluster's Redis check).
+    pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
+    pub auth: crate::auth::Authenticator,
+    pub upstream: crate::upstream::Sink,
+    pub cluster: Arc<dyn ClusterView>,
+}
 
 pub struct Gateway {
     pub config: Arc<Config>,
@@ -29,45 +38,28 @@ pub struct Gateway {
     pub ready_log: crate::health::ReadyLog,
     /// The socket.io-client bundle for the chat page, if one was found on disk.
     pub client_js: Option<Bytes>,
-    /// Connect-time authentication and the upstream sink; `None` here, set by
-    /// `server::serve` before the gateway is shared (they read key files, connect to Redis).
+    /// Connect-time authentication and the upstream sink (built by `server::serve` first:
+    /// they read key files, connect to Redis).
     pub auth: crate::auth::Authenticator,
     pub upstream: crate::upstream::Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: crate::sticky::Sticky,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
     pub session_keys: crate::session_key::SessionKeys,
-    /// Cluster mode: brings a namespace's room subscriptions in line with local membership
-    /// (set once by `cluster`; see [`Gateway::sync_rooms`]).
-    pub room_sync: std::sync::OnceLock<RoomSync>,
-    /// Cluster mode: presence straight from the Redis adapter (set once by `cluster`), which
-    /// also lists Node.js peers' sockets — socketioxide's `fetch_sockets` cannot, its `Sid`
-    /// holds 16 characters and Node's ids have 20. Unset: single node, socketioxide answers.
-    pub presence: std::sync::OnceLock<Presence>,
+    /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
+    /// without `--redis`.
+    pub cluster: Arc<dyn ClusterView>,
 }
 
-/// `nsp -> future` that resolves once the adapter follows the namespace's local rooms.
-pub type RoomSync =
-    Box<dyn Fn(String) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
-
-/// `(nsp, rooms) -> future` of every socket of the cluster in any of `rooms` (all when empty),
-/// flagged partial when some node did not answer in time.
-pub type Presence = Box<
-    dyn Fn(
-            String,
-            Vec<String>,
-        ) -> futures_util::future::BoxFuture<
-            'static,
-            Result<
-                sio_redis_adapter::Collected<sio_redis_adapter::FetchedSocket>,
-                sio_redis_adapter::Error,
-            >,
-        > + Send
-        + Sync,
->;
-
 impl Gateway {
-    pub fn new(config: Config, ready_checks: Vec<Arc<dyn ReadyCheck>>) -> Gateway {
+    /// The services the composition root (`server::serve`) built, put together once.
+    pub fn new(config: Config, services: Services) -> Gateway {
+        let Services {
+            ready_checks,
+            auth,
+            upstream,
+            cluster,
+        } = services;
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let client_js = chat::load_client_js(config.client_js.as_deref());
         Gateway {
@@ -75,8 +67,7 @@ impl Gateway {
             session_keys: crate::session_key::SessionKeys::new(
                 config.ping_interval + config.ping_timeout,
             ),
-            room_sync: std::sync::OnceLock::new(),
-            presence: std::sync::OnceLock::new(),
+            cluster,
             conn_limit: ConnectionLimit::new(config.max_connections),
             namespaces: crate::namespaces::Namespaces::new(
                 &config.namespace,
@@ -89,17 +80,15 @@ impl Gateway {
             ready_checks,
             ready_log: Default::default(),
             client_js,
-            auth: crate::auth::Authenticator::None,
-            upstream: crate::upstream::Sink::None,
+            auth,
+            upstream,
         }
     }
 
     /// Wait until the adapter is subscribed to the rooms local sockets are in (no-op on a
     /// single node: the in-memory adapter needs no subscription).
     pub async fn sync_rooms(&self, nsp: &str) {
-        if let Some(sync) = self.room_sync.get() {
-            sync(nsp.to_owned()).await;
-        }
+        self.cluster.sync_rooms(nsp.to_owned()).await;
     }
 
     pub fn node_id(&self) -> &str {

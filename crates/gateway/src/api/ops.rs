@@ -1,7 +1,7 @@
 //! The API's handlers: emit, socketsJoin/Leave, disconnectSockets, fetchSockets, allRooms —
 //! the same operations as a Node.js server's `io.to(..).except(..)` operators, through
 //! socketioxide's, so they span the cluster when the Redis adapter is in use.
-//! Presence in cluster mode asks the Redis adapter itself (`Gateway::presence`): only its
+//! Presence in cluster mode asks the Redis adapter itself (`ClusterView::presence`): only its
 //! answers hold Node.js peers' 20-character socket ids.
 use std::{collections::HashSet, sync::Arc};
 
@@ -279,8 +279,8 @@ pub async fn sockets<A: Adapter>(
     let op = t.operators(&st)?;
     let local = st.io.of(&t.nsp);
     let node_id = st.gw.node_id();
-    if let Some(presence) = st.gw.presence.get() {
-        return cluster_sockets(presence, op, local, t, limit, node_id).await;
+    if let Some(presence) = st.gw.cluster.presence(t.nsp.clone(), t.rooms.clone()) {
+        return cluster_sockets(presence, op, local, limit, node_id).await;
     }
     let mut found = op.fetch_sockets().await.map_err(ApiError::unavailable)?;
     let total = found.len();
@@ -322,13 +322,12 @@ pub async fn sockets<A: Adapter>(
 
 /// Cluster presence from the Redis adapter: one request answered by every node, Node.js peers
 /// included, rooms in the answers. Sockets of this node get their webhook data and adapter
-/// server id; a remote socket carries only what its node sent (Node's `socket.data`), and no
-/// server id is in the answer (`node: null`).
+/// configured node id; a remote socket carries only what its node sent (Node's `socket.data`)
+/// and the node id a gateway gives with its sockets (`null` for a Node.js peer's).
 async fn cluster_sockets<A: Adapter>(
-    presence: &crate::state::Presence,
+    presence: futures_util::future::BoxFuture<'static, crate::cluster_view::PresenceResult>,
     op: BroadcastOperators<A>,
     local: Option<BroadcastOperators<A>>,
-    t: Target,
     limit: usize,
     node_id: &str,
 ) -> Result<Response, ApiError> {
@@ -341,9 +340,7 @@ async fn cluster_sockets<A: Adapter>(
         .into_iter()
         .map(|s| s.data().id.to_string())
         .collect();
-    let found = presence(t.nsp, t.rooms)
-        .await
-        .map_err(ApiError::unavailable)?;
+    let found = presence.await.map_err(ApiError::unavailable)?;
     let complete = found.complete();
     let total = found.items.len();
     let list: Vec<Value> = found

@@ -4,8 +4,8 @@
 //! * [`ClusterAdapter`]: socketioxide runs on `sio-redis-adapter` (the Node
 //!   `@socket.io/redis-adapter` protocol), so rooms and broadcasts span every node;
 //!   [`metrics::AdapterCollector`] exports its counters at scrape time; a client's `join` is
-//!   acknowledged once the room's channel is subscribed (`Gateway::room_sync`); presence
-//!   (`GET /api/v1/sockets`) asks the adapter directly (`Gateway::presence`) so that Node.js
+//!   acknowledged once the room's channel is subscribed (`ClusterView::sync_rooms`); presence
+//!   (`GET /api/v1/sockets`) asks the adapter directly (`ClusterView::presence`) so that Node.js
 //!   peers' sockets are listed too.
 //! * [`registry`]: every node announces itself (id, advertise URL, connections) under a key with
 //!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
@@ -67,6 +67,35 @@ impl GatewayAdapter for ClusterAdapter {
     async fn init_namespace(res: InitRes) -> anyhow::Result<()> {
         res.await
             .context("subscribing the namespace's Redis channels")
+    }
+}
+
+/// [`crate::cluster_view::ClusterView`] answered by the Redis adapter.
+struct AdapterView(RedisAdapterHandle);
+
+impl crate::cluster_view::ClusterView for AdapterView {
+    fn sync_rooms(&self, nsp: String) -> futures_util::future::BoxFuture<'static, ()> {
+        let handle = self.0.clone();
+        Box::pin(async move {
+            // Bounded: a join must not hang on a dead Redis; the periodic sync catches up.
+            let sync = handle.sync_rooms(&nsp);
+            match tokio::time::timeout(Duration::from_secs(2), sync).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room sync failed"),
+                Err(_) => tracing::debug!(%nsp, "room sync timed out"),
+            }
+        })
+    }
+
+    fn presence(
+        &self,
+        nsp: String,
+        rooms: Vec<String>,
+    ) -> Option<futures_util::future::BoxFuture<'static, crate::cluster_view::PresenceResult>> {
+        let handle = self.0.clone();
+        Some(Box::pin(async move {
+            handle.fetch_sockets(&nsp, &rooms, &[]).await
+        }))
     }
 }
 
@@ -227,6 +256,11 @@ impl Cluster {
         self.adapter.clone()
     }
 
+    /// What the rest of the gateway asks of the cluster (room sync, presence).
+    pub fn view(&self) -> Arc<dyn crate::cluster_view::ClusterView> {
+        Arc::new(AdapterView(self.handle.clone()))
+    }
+
     /// Readiness checks contributed by the cluster.
     pub fn ready_checks(&self, mode: Readiness) -> Vec<Arc<dyn ReadyCheck>> {
         vec![Arc::new(RedisReady {
@@ -240,28 +274,6 @@ impl Cluster {
         let fm = ForwardMetrics::register(gw.metrics.registry());
         let _ = self.metrics.set(fm);
         AdapterCollector::install(&gw.metrics, self.handle.clone());
-        let handle = self.handle.clone();
-        let _ = gw.room_sync.set(Box::new(move |nsp: String| {
-            let handle = handle.clone();
-            Box::pin(async move {
-                // Bounded: a join must not hang on a dead Redis; the periodic sync catches up.
-                let sync = handle.sync_rooms(&nsp);
-                match tokio::time::timeout(Duration::from_secs(2), sync).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room sync failed"),
-                    Err(_) => tracing::debug!(%nsp, "room sync timed out"),
-                }
-            })
-        }));
-
-        let handle = self.handle.clone();
-        let _ = gw
-            .presence
-            .set(Box::new(move |nsp: String, rooms: Vec<String>| {
-                let handle = handle.clone();
-                Box::pin(async move { handle.fetch_sockets(&nsp, &rooms, &[]).await })
-            }));
-
         let gw1 = gw.clone();
         let io2 = io.clone();
         let _ = self.hooks.set(Hooks {

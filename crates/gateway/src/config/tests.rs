@@ -229,11 +229,14 @@ struct ReadmeRow {
 
 /// The rows of every README table with the configuration header, backticks removed.
 fn readme_rows() -> Vec<ReadmeRow> {
-    const README: &str = include_str!("../../../../README.md");
+    // Read at run time, not `include_str!`: the image build copies only `crates/`, and nothing
+    // under it may point outside (tests/js/deploy-image.test.mjs).
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md");
+    let readme = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     const HEADER: &str = "| flag | env | TOML key | default | meaning |";
     let mut rows = Vec::new();
     let mut in_table = false;
-    for line in README.lines() {
+    for line in readme.lines() {
         if line.trim() == HEADER {
             in_table = true;
             continue;
