@@ -40,31 +40,33 @@ const UNREADY: u8 = 2;
 impl ReadyLog {
     /// Note the answer of one probe; logs when it differs from the previous one.
     pub fn note(&self, node_id: &str, failing: &[serde_json::Value]) {
-        let now = if failing.is_empty() { READY } else { UNREADY };
-        let before = self.0.swap(now, Ordering::Relaxed);
-        if before == now || (before == 0 && now == READY) {
-            return;
-        }
-        if now == READY {
-            tracing::info!(node_id, "ready again");
-        } else {
-            tracing::warn!(node_id, failing = %serde_json::Value::from(failing.to_vec()), "not ready: /readyz answers 503 until this clears");
+        match changed(&self.0, failing) {
+            Some(true) => {
+                tracing::warn!(node_id, failing = %serde_json::Value::from(failing.to_vec()), "not ready: /readyz answers 503 until this clears")
+            }
+            Some(false) => tracing::info!(node_id, "ready again"),
+            None => {}
         }
     }
 
     /// Note the degradation of one probe; logs when it starts and when it clears.
     pub fn note_degraded(&self, node_id: &str, degraded: &[serde_json::Value]) {
-        let now = if degraded.is_empty() { READY } else { UNREADY };
-        let before = self.1.swap(now, Ordering::Relaxed);
-        if before == now || (before == 0 && now == READY) {
-            return;
-        }
-        if now == READY {
-            tracing::info!(node_id, "no longer degraded");
-        } else {
-            tracing::warn!(node_id, degraded = %serde_json::Value::from(degraded.to_vec()), "degraded, still ready: /readyz answers 200 and names it");
+        match changed(&self.1, degraded) {
+            Some(true) => {
+                tracing::warn!(node_id, degraded = %serde_json::Value::from(degraded.to_vec()), "degraded, still ready: /readyz answers 200 and names it")
+            }
+            Some(false) => tracing::info!(node_id, "no longer degraded"),
+            None => {}
         }
     }
+}
+
+/// Store whether `problems` is non-empty in `cell`; `Some(now)` when that changed (the first
+/// answer counts as a change only when it is a problem).
+fn changed(cell: &AtomicU8, problems: &[serde_json::Value]) -> Option<bool> {
+    let now = if problems.is_empty() { READY } else { UNREADY };
+    let before = cell.swap(now, Ordering::Relaxed);
+    (before != now && !(before == 0 && now == READY)).then_some(now == UNREADY)
 }
 
 pub async fn healthz() -> impl IntoResponse {
