@@ -10,12 +10,12 @@ export const SECRET = "cluster-secret-for-tests-0123456789";
 export const API_KEY = "cluster-api-key-123";
 export const NODE_IDS = ["gateway-1", "gateway-2", "gateway-3"];
 
-/** Start one cluster node on `redisUrl`; resolves once /readyz answers 200. */
-export function startNode(redisUrl, id, extra = []) {
+/** Start one cluster node on `redisUrl` (on `port`, if given); resolves once /readyz answers 200. */
+export function startNode(redisUrl, id, extra = [], { port } = {}) {
   return startGateway(
     ["--redis", redisUrl, "--node-id", id, "--cluster-secret", SECRET, "--api-key", API_KEY,
       "--cluster-heartbeat", "500ms", "--cluster-node-ttl", "2s", ...extra],
-    { name: id, waitReady: true },
+    { name: id, waitReady: true, port },
   );
 }
 

@@ -40,6 +40,7 @@ pub mod metrics;
 pub mod names;
 pub mod namespaces;
 pub mod origin;
+pub mod polling;
 pub mod pysio;
 pub mod redis_client;
 pub mod relay;

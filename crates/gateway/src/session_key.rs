@@ -254,7 +254,7 @@ fn with_sid(query: &str, sid: Sid) -> String {
 
 /// The URI the engine sees for a request presenting `key`: its `sid` is the socket id.
 /// `Ok(None)` for a request that names no session.
-fn translate(uri: &Uri, keys: &SessionKeys) -> Result<Option<Uri>, SessionKeyError> {
+fn translate(uri: &Uri, keys: &SessionKeys) -> Result<Option<(Uri, Sid)>, SessionKeyError> {
     let query = uri.query().unwrap_or("");
     let Some(key) = sid_param(query)? else {
         return Ok(None);
@@ -264,7 +264,7 @@ fn translate(uri: &Uri, keys: &SessionKeys) -> Result<Option<Uri>, SessionKeyErr
     let mut parts = uri.clone().into_parts();
     parts.path_and_query = Some(PathAndQuery::try_from(pq).map_err(|_| SessionKeyError::Uri)?);
     Uri::from_parts(parts)
-        .map(Some)
+        .map(|uri| Some((uri, sid)))
         .map_err(|_| SessionKeyError::Uri)
 }
 
@@ -311,13 +311,19 @@ pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: 
     if !engine_io::is_engine_io(req.uri().path()) {
         return next.run(req).await;
     }
+    let mut polling = None;
     let opens = match translate(req.uri(), &gw.session_keys) {
         Ok(None) => req.method() == Method::GET,
-        Ok(Some(uri)) => {
+        Ok(Some((uri, sid))) => {
             if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
                 orig.0 = uri.clone();
             }
             *req.uri_mut() = uri;
+            let query = req.uri().query().unwrap_or("");
+            if engine_io::query_param(query, "transport") == Some("polling") {
+                let t = engine_io::query_param(query, "t").map(str::to_owned);
+                polling = Some((sid, t));
+            }
             false
         }
         Err(e) => {
@@ -329,7 +335,18 @@ pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: 
             return engine_io::session_unknown();
         }
     };
-    let resp = next.run(req).await;
+    let resp = match polling {
+        Some((sid, t)) if req.method() == Method::GET => {
+            gw.polling.get(sid, t.as_deref(), next.run(req)).await
+        }
+        Some((sid, t)) if req.method() == Method::POST => {
+            if gw.polling.post_is_retry(sid, t.as_deref()) {
+                return crate::polling::post_ok();
+            }
+            next.run(req).await
+        }
+        _ => next.run(req).await,
+    };
     // Only the polling handshake answers a sid-less GET with 200 (a websocket one is a 101).
     if opens && resp.status() == StatusCode::OK {
         return give_key(&gw.session_keys, resp).await;
@@ -394,7 +411,9 @@ pub async fn sweep_forever<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
     loop {
         tick.tick().await;
         let nsps = io.nsps();
-        let dropped = keys.sweep(|sid| nsps.iter().any(|ns| ns.get_socket(sid).is_some()));
+        let alive = |sid| nsps.iter().any(|ns| ns.get_socket(sid).is_some());
+        let dropped = keys.sweep(alive);
+        gw.polling.retain(alive);
         if dropped > 0 {
             tracing::trace!(
                 dropped,
@@ -465,7 +484,8 @@ mod tests {
         let uri: Uri = format!("/socket.io/?EIO=4&transport=polling&t=abc&sid={key}&x=1")
             .parse()
             .expect("uri");
-        let out = translate(&uri, &keys).expect("known").expect("has sid");
+        let (out, to) = translate(&uri, &keys).expect("known").expect("has sid");
+        assert_eq!(to, sid(X));
         assert_eq!(
             out.to_string(),
             format!("/socket.io/?EIO=4&transport=polling&t=abc&sid={X}&x=1")
@@ -502,7 +522,7 @@ mod tests {
         assert_eq!(
             t(&format!("EIO=4&sidx=1&transport=polling&sid={key}"))
                 .expect("ok")
-                .map(|u| u.to_string()),
+                .map(|(u, _)| u.to_string()),
             Some(format!(
                 "/socket.io/?EIO=4&sidx=1&transport=polling&sid={X}"
             ))

@@ -46,6 +46,8 @@ pub struct Gateway {
     pub sticky: crate::sticky::Sticky,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
     pub session_keys: crate::session_key::SessionKeys,
+    /// Polling requests that ride through a dying forwarder (see [`crate::polling`]).
+    pub polling: crate::polling::PollingSessions,
     /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
     /// without `--redis`.
     pub cluster: Arc<dyn ClusterView>,
@@ -67,6 +69,7 @@ impl Gateway {
             session_keys: crate::session_key::SessionKeys::new(
                 config.ping_interval + config.ping_timeout,
             ),
+            polling: Default::default(),
             cluster,
             conn_limit: ConnectionLimit::new(config.max_connections),
             namespaces: crate::namespaces::Namespaces::new(
