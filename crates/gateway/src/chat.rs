@@ -6,7 +6,10 @@
 //! directory itself, looked up from the working directory and from the binary's parents (so
 //! `target/release/sio-gateway` finds the repository's). Otherwise the page loads it from the
 //! public CDN, which a start-up warning says. The bundle is read once at start-up.
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 
 use axum::{
     extract::State,
@@ -14,9 +17,8 @@ use axum::{
     response::{Html, IntoResponse, Response},
 };
 use bytes::Bytes;
-use socketioxide::adapter::Adapter;
 
-use crate::state::AppState;
+use crate::sticky::Sticky;
 
 const PAGE: &str = include_str!("../assets/chat.html");
 /// Same major version as the tests' pinned socket.io-client.
@@ -69,26 +71,51 @@ pub fn load_client_js(explicit: Option<&Path>) -> Option<Bytes> {
     None
 }
 
+/// The demo's state: the page rendered once, the client bundle if one was found, and the
+/// sticky headers the page carries.
+pub struct Chat {
+    page: String,
+    client_js: Option<Bytes>,
+    sticky: Arc<Sticky>,
+}
+
+impl Chat {
+    /// Find the client bundle (see the module doc) and render the page for this node.
+    pub fn new(client_js: Option<&Path>, node_id: &str, sticky: Arc<Sticky>) -> Chat {
+        let client_js = load_client_js(client_js);
+        let src = if client_js.is_some() {
+            "/socket.io.min.js"
+        } else {
+            CDN_URL
+        };
+        let page = PAGE
+            .replace("{{CLIENT_JS}}", src)
+            .replace("{{NODE_ID}}", &html_escape(node_id));
+        Chat {
+            page,
+            client_js,
+            sticky,
+        }
+    }
+
+    /// Is the client bundle served from disk (else the page uses the CDN)?
+    pub fn serves_client(&self) -> bool {
+        self.client_js.is_some()
+    }
+}
+
 /// The page names the node that served it, and carries the same sticky cookie as a handshake:
 /// behind a sticky balancer the page's socket then lands on that node too.
-pub async fn page<A: Adapter>(State(st): State<AppState<A>>) -> Response {
-    let src = if st.gw.client_js.is_some() {
-        "/socket.io.min.js"
-    } else {
-        CDN_URL
-    };
-    let html = PAGE
-        .replace("{{CLIENT_JS}}", src)
-        .replace("{{NODE_ID}}", &html_escape(st.gw.node_id()));
+pub async fn page(State(chat): State<Arc<Chat>>) -> Response {
     (
         [
-            (header::SET_COOKIE, st.gw.sticky.cookie.clone()),
+            (header::SET_COOKIE, chat.sticky.cookie.clone()),
             (
                 header::HeaderName::from_static(crate::sticky::NODE_HEADER),
-                st.gw.sticky.node.clone(),
+                chat.sticky.node.clone(),
             ),
         ],
-        Html(html),
+        Html(chat.page.clone()),
     )
         .into_response()
 }
@@ -109,8 +136,8 @@ fn html_escape(s: &str) -> String {
     out
 }
 
-pub async fn client_js<A: Adapter>(State(st): State<AppState<A>>) -> Response {
-    match &st.gw.client_js {
+pub async fn client_js(State(chat): State<Arc<Chat>>) -> Response {
+    match &chat.client_js {
         Some(js) => (
             [
                 (

@@ -39,7 +39,10 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::engine_io::{self, query_param};
 
-use crate::{listener::ConnInfo, state::Gateway};
+use crate::{
+    listener::{ConnInfo, ConnRegistry},
+    metrics::Metrics,
+};
 
 #[derive(Debug)]
 pub struct Drain {
@@ -146,14 +149,18 @@ fn close_packet_response() -> Response {
 /// Middleware in front of the Socket.IO service (only `/socket.io/` paths are inspected):
 /// refuses handshakes while draining, records websocket upgrades, and answers the polls of
 /// sessions being drained with CLOSE.
-pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub async fn engine_guard(
+    State((drain, metrics)): State<(Arc<Drain>, Arc<Metrics>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     if !engine_io::is_engine_io(req.uri().path()) {
         return next.run(req).await;
     }
     let query = req.uri().query().unwrap_or("");
     let Some(sid) = engine_io::session_sid(&req) else {
-        if gw.drain.is_draining() {
-            gw.metrics
+        if drain.is_draining() {
+            metrics
                 .connections_refused_total
                 .with_label_values(&["draining"])
                 .inc();
@@ -174,20 +181,20 @@ pub async fn engine_guard(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
             if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
                 req.extensions().get::<ConnectInfo<ConnInfo>>()
             {
-                gw.drain.note_ws(&sid, *conn);
+                drain.note_ws(&sid, *conn);
             }
             next.run(req).await
         }
         Some("polling") if req.method() == Method::GET => {
             let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
-            if gw.drain.is_closing(&sid) {
+            if drain.is_closing(&sid) {
                 return drained_poll_response(python_client);
             }
             // Dropping socketioxide's pending poll is safe: it only releases the session's
             // receive lock; packets are taken from the queue only when the response is built.
             tokio::select! {
                 resp = next.run(req) => resp,
-                _ = gw.drain.closed(&sid) => drained_poll_response(python_client),
+                _ = drain.closed(&sid) => drained_poll_response(python_client),
             }
         }
         _ => next.run(req).await,
@@ -210,10 +217,16 @@ pub fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
 }
 
 /// Run the drain to completion (see the module doc). Returns when every client is closed.
-pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
-    gw.drain.start();
-    gw.metrics.draining.set(1);
-    let period = gw.config.drain_period;
+pub async fn run<A: Adapter>(
+    drain: &Drain,
+    conns: &ConnRegistry,
+    metrics: &Metrics,
+    period: Duration,
+    node_id: &str,
+    io: SocketIo<A>,
+) {
+    drain.start();
+    metrics.draining.set(1);
 
     // socketioxide uses the Engine.IO sid for every namespace socket of a client, so dedupe
     // by sid: one transport close ends all of that client's namespaces.
@@ -228,7 +241,7 @@ pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
     }
     let n = sessions.len();
     tracing::info!(
-        node_id = %gw.node_id(),
+        node_id,
         sessions = n,
         period_ms = period.as_millis() as u64,
         "draining: closing clients at the transport level"
@@ -243,12 +256,12 @@ pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
         tokio::time::sleep_until(start + step * i as u32).await;
         match s.transport {
             TransportType::Websocket => {
-                let conn = gw.drain.ws_conn(&sid).or(s.handshake_conn);
-                if !conn.is_some_and(|c| gw.conns.kill(c)) {
+                let conn = drain.ws_conn(&sid).or(s.handshake_conn);
+                if !conn.is_some_and(|c| conns.kill(c)) {
                     tracing::debug!(%sid, "websocket connection not found; closed at the end");
                 }
             }
-            TransportType::Polling => gw.drain.mark_closing(sid),
+            TransportType::Polling => drain.mark_closing(sid),
         }
     }
     // Let the last closes reach their clients before the final sweep (no wait when idle).
@@ -261,8 +274,8 @@ pub async fn run<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
     {
         tracing::warn!("timed out closing remaining sessions");
     }
-    gw.conns.kill_all();
-    tracing::info!(node_id = %gw.node_id(), "drain complete");
+    conns.kill_all();
+    tracing::info!(node_id, "drain complete");
 }
 
 #[cfg(test)]

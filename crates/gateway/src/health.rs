@@ -9,13 +9,15 @@
 //! A 503 is the readiness contract working, not an error: probes are not logged one by one;
 //! a change of readiness is logged once ([`ReadyLog`]), at WARN when the node turns unready
 //! and INFO when it is ready again.
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU8, Ordering},
+};
 
 use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
 use serde_json::json;
-use socketioxide::adapter::Adapter;
 
-use crate::state::AppState;
+use crate::drain::Drain;
 
 /// A readiness condition contributed by another part of the gateway.
 pub trait ReadyCheck: Send + Sync {
@@ -73,30 +75,49 @@ pub async fn healthz() -> impl IntoResponse {
     (StatusCode::OK, Json(json!({ "status": "alive" })))
 }
 
-pub async fn readyz<A: Adapter>(State(st): State<AppState<A>>) -> impl IntoResponse {
-    let gw = &st.gw;
+/// What `/readyz` answers from: the drain, the registered checks, and the log of changes.
+pub struct Readiness {
+    node_id: String,
+    drain: Arc<Drain>,
+    checks: Vec<Arc<dyn ReadyCheck>>,
+    log: ReadyLog,
+}
+
+impl Readiness {
+    pub fn new(node_id: &str, drain: Arc<Drain>, checks: Vec<Arc<dyn ReadyCheck>>) -> Readiness {
+        Readiness {
+            node_id: node_id.to_owned(),
+            drain,
+            checks,
+            log: ReadyLog::default(),
+        }
+    }
+}
+
+pub async fn readyz(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
+    let node_id = r.node_id.as_str();
     let mut reasons = Vec::new();
     let mut degraded = Vec::new();
-    if gw.drain.is_draining() {
+    if r.drain.is_draining() {
         reasons.push(json!({ "check": "drain", "reason": "draining" }));
     }
-    for c in &gw.ready_checks {
+    for c in &r.checks {
         if let Err(reason) = c.check() {
             reasons.push(json!({ "check": c.name(), "reason": reason }));
         } else if let Some(reason) = c.degraded() {
             degraded.push(json!({ "check": c.name(), "reason": reason }));
         }
     }
-    gw.ready_log.note(gw.node_id(), &reasons);
-    gw.ready_log.note_degraded(gw.node_id(), &degraded);
+    r.log.note(node_id, &reasons);
+    r.log.note_degraded(node_id, &degraded);
     if reasons.is_empty() {
-        let mut body = json!({ "status": "ready", "node_id": gw.node_id() });
+        let mut body = json!({ "status": "ready", "node_id": node_id });
         if !degraded.is_empty() {
             body["degraded"] = degraded.into();
         }
         (StatusCode::OK, Json(body))
     } else {
-        let reason = if gw.drain.is_draining() {
+        let reason = if r.drain.is_draining() {
             "draining"
         } else {
             "not ready"
@@ -106,7 +127,7 @@ pub async fn readyz<A: Adapter>(State(st): State<AppState<A>>) -> impl IntoRespo
             Json(json!({
                 "status": "unavailable",
                 "reason": reason,
-                "node_id": gw.node_id(),
+                "node_id": node_id,
                 "failing": reasons,
             })),
         )

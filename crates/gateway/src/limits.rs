@@ -25,7 +25,7 @@ use axum::{
     response::Response,
 };
 
-use crate::{listener::ConnInfo, state::Gateway};
+use crate::{listener::ConnInfo, metrics::Metrics};
 
 /// A classic token bucket: `rate` tokens per second, at most `burst` stored.
 ///
@@ -174,7 +174,7 @@ impl IpRateLimit {
 /// Middleware: refuse a new Engine.IO session (a `/socket.io/` request without `sid`) with
 /// 429 when its IP is over `--conn-rate-per-ip`. Requests of existing sessions pass.
 pub async fn handshake_rate(
-    State((gw, limit)): State<(Arc<Gateway>, Arc<IpRateLimit>)>,
+    State((metrics, limit)): State<(Arc<Metrics>, Arc<IpRateLimit>)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -184,7 +184,7 @@ pub async fn handshake_rate(
             req.extensions().get::<ConnectInfo<ConnInfo>>()
         && !limit.try_take(remote.ip())
     {
-        gw.metrics
+        metrics
             .connections_refused_total
             .with_label_values(&["ip_rate"])
             .inc();

@@ -432,7 +432,7 @@ impl Conn {
             event,
             data: &data,
         };
-        let v = crate::upstream::forward(&self.gw, ev).await;
+        let v = crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, ev).await;
         self.reply(ack, &v).await;
     }
 }

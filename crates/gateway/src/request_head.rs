@@ -35,15 +35,19 @@ use axum::{
 };
 use bytes::Bytes;
 
-use crate::state::Gateway;
+use crate::auth::Authenticator;
 
 /// axum middleware: see the module documentation.
-pub async fn own_head(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+pub async fn own_head(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let opens_session = crate::engine_io::is_handshake(&req)
         || (crate::engine_io::is_engine_io(req.uri().path())
             && req.headers().contains_key(header::UPGRADE));
     if opens_session {
-        detach(&mut req, gw.auth.headers_read());
+        detach(&mut req, auth.headers_read());
     }
     next.run(req).await
 }

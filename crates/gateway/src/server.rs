@@ -36,6 +36,7 @@ use crate::{
     health::ReadyCheck,
     limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
+    metrics::Metrics,
     relay,
     state::{AppState, Gateway},
     sticky,
@@ -60,7 +61,12 @@ pub fn build_socketio<A: Adapter>(
         .ws_max_message_size(max)
         .ws_max_frame_size(max)
         .with_parser(ParserConfig::common().max_incoming_binary_buf_size(max))
+        // socketioxide states, by type: the relay takes the gateway; authentication only its
+        // three services.
         .with_state(gw.clone())
+        .with_state(gw.auth.clone())
+        .with_state(gw.metrics.clone())
+        .with_state(gw.namespaces.clone())
         .with_adapter::<A>(adapter_state)
         .build_layer()
 }
@@ -104,10 +110,10 @@ fn route_class(path: &str) -> &'static str {
     }
 }
 
-async fn http_metrics(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+async fn http_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = route_class(req.uri().path());
     let resp = next.run(req).await;
-    gw.metrics
+    metrics
         .http_requests_total
         .with_label_values(&[route, resp.status().as_str()])
         .inc();
@@ -138,10 +144,10 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
 pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
     let gw = st.gw.clone();
     let mut r = Router::new()
-        .route("/", get(chat::page::<A>))
-        .route("/socket.io.min.js", get(chat::client_js::<A>))
+        .route("/", get(chat::page))
+        .route("/socket.io.min.js", get(chat::client_js))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<A>));
+        .route("/readyz", get(health::readyz));
     if gw.config.metrics_listen.is_none() {
         r = r.route("/metrics", get(crate::metrics::handler::<A>));
     }
@@ -153,19 +159,22 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
         // and trimmed; inside every layer that reads other request headers.
         .layer(middleware::from_fn_with_state(
-            gw.clone(),
+            gw.auth.clone(),
             crate::request_head::own_head,
         ))
-        .layer(middleware::from_fn_with_state(gw.clone(), sticky::stamp))
         .layer(middleware::from_fn_with_state(
-            gw.clone(),
+            gw.sticky.clone(),
+            sticky::stamp,
+        ))
+        .layer(middleware::from_fn_with_state(
+            (gw.drain.clone(), gw.metrics.clone()),
             drain::engine_guard,
         ));
     // Inside the HTTP metrics layer so refusals are counted as 429s.
     let ip_limit = Arc::new(IpRateLimit::new(gw.config.conn_rate_per_ip));
     if ip_limit.enabled() {
         r = r.layer(middleware::from_fn_with_state(
-            (gw.clone(), ip_limit),
+            (gw.metrics.clone(), ip_limit),
             limits::handshake_rate,
         ));
     }
@@ -177,10 +186,13 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
     // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
     let mut r = r
         .layer(middleware::from_fn_with_state(
-            gw.clone(),
+            (gw.session_keys.clone(), gw.polling.clone()),
             crate::session_key::middleware,
         ))
-        .layer(middleware::from_fn_with_state(gw.clone(), http_metrics))
+        .layer(middleware::from_fn_with_state(
+            gw.metrics.clone(),
+            http_metrics,
+        ))
         .layer(TraceLayer::new(failures));
     if let Some(cors) = cors_layer(&gw.config.cors_origin) {
         r = r
@@ -194,7 +206,7 @@ fn metrics_router<A: Adapter>(st: AppState<A>) -> Router {
     Router::new()
         .route("/metrics", get(crate::metrics::handler::<A>))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz::<A>))
+        .route("/readyz", get(health::readyz))
         .with_state(st)
 }
 
@@ -294,7 +306,11 @@ pub async fn serve<A: GatewayAdapter>(
         c.start(&gw, &io).await;
     }
     crate::pysio::start(&gw, &io).await?;
-    tokio::spawn(crate::session_key::sweep_forever(gw.clone(), io.clone()));
+    tokio::spawn(crate::session_key::sweep_forever(
+        gw.session_keys.clone(),
+        gw.polling.clone(),
+        io.clone(),
+    ));
     let st = AppState {
         gw: gw.clone(),
         io: io.clone(),
@@ -346,7 +362,7 @@ pub async fn serve<A: GatewayAdapter>(
         pubsub = if cluster.is_some() { "classic PUBLISH/SUBSCRIBE" } else { "none" },
         redis_answered = cluster.as_ref().map(|c| c.handle.redis_up()),
         namespaces = ?cfg.namespace,
-        client_js = if gw.client_js.is_some() { "local" } else { chat::CDN_URL },
+        client_js = if gw.chat.serves_client() { "local" } else { chat::CDN_URL },
         // python-socketio's RedisManager reaches clients only through a channel named here.
         pysio = cfg.pysio_channel.as_deref().unwrap_or("none (--pysio-channel not set: python-socketio RedisManager emits reach no client)"),
         "sio-gateway listening"
@@ -365,7 +381,15 @@ pub async fn serve<A: GatewayAdapter>(
     if let Some(c) = &cluster {
         c.leave().await;
     }
-    drain::run(gw.clone(), io).await;
+    drain::run(
+        &gw.drain,
+        &gw.conns,
+        &gw.metrics,
+        gw.config.drain_period,
+        gw.node_id(),
+        io,
+    )
+    .await;
     forced.abort();
     Ok(())
 }

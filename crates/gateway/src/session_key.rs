@@ -64,7 +64,7 @@ use ring::{
 };
 use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
 
-use crate::{engine_io, state::Gateway};
+use crate::{engine_io, polling::PollingSessions};
 
 /// Random bytes in a key (128 bits).
 const KEY_BYTES: usize = 16;
@@ -307,12 +307,16 @@ fn handshake_failed() -> Response {
 }
 
 /// Middleware in front of the drain guard (see the module doc).
-pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: Next) -> Response {
+pub async fn middleware(
+    State((keys, polling)): State<(Arc<SessionKeys>, Arc<PollingSessions>)>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if !engine_io::is_engine_io(req.uri().path()) {
         return next.run(req).await;
     }
-    let mut polling = None;
-    let opens = match translate(req.uri(), &gw.session_keys) {
+    let mut poll = None;
+    let opens = match translate(req.uri(), &keys) {
         Ok(None) => req.method() == Method::GET,
         Ok(Some((uri, sid))) => {
             if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
@@ -322,7 +326,7 @@ pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: 
             let query = req.uri().query().unwrap_or("");
             if engine_io::query_param(query, "transport") == Some("polling") {
                 let t = engine_io::query_param(query, "t").map(str::to_owned);
-                polling = Some((sid, t));
+                poll = Some((sid, t));
             }
             false
         }
@@ -335,12 +339,12 @@ pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: 
             return engine_io::session_unknown();
         }
     };
-    let resp = match polling {
+    let resp = match poll {
         Some((sid, t)) if req.method() == Method::GET => {
-            gw.polling.get(sid, t.as_deref(), next.run(req)).await
+            polling.get(sid, t.as_deref(), next.run(req)).await
         }
         Some((sid, t)) if req.method() == Method::POST => {
-            if gw.polling.post_is_retry(sid, t.as_deref()) {
+            if polling.post_is_retry(sid, t.as_deref()) {
                 return crate::polling::post_ok();
             }
             next.run(req).await
@@ -349,7 +353,7 @@ pub async fn middleware(State(gw): State<Arc<Gateway>>, mut req: Request, next: 
     };
     // Only the polling handshake answers a sid-less GET with 200 (a websocket one is a 101).
     if opens && resp.status() == StatusCode::OK {
-        return give_key(&gw.session_keys, resp).await;
+        return give_key(&keys, resp).await;
     }
     let json = resp
         .headers()
@@ -402,8 +406,11 @@ async fn numeric_code(resp: Response) -> Response {
 }
 
 /// Sweep the keys of ended sessions forever (spawned once per node).
-pub async fn sweep_forever<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
-    let keys = &gw.session_keys;
+pub async fn sweep_forever<A: Adapter>(
+    keys: Arc<SessionKeys>,
+    polling: Arc<PollingSessions>,
+    io: SocketIo<A>,
+) {
     let every = (keys.grace() / 3).clamp(Duration::from_secs(1), Duration::from_secs(30));
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -413,7 +420,7 @@ pub async fn sweep_forever<A: Adapter>(gw: Arc<Gateway>, io: SocketIo<A>) {
         let nsps = io.nsps();
         let alive = |sid| nsps.iter().any(|ns| ns.get_socket(sid).is_some());
         let dropped = keys.sweep(alive);
-        gw.polling.retain(alive);
+        polling.retain(alive);
         if dropped > 0 {
             tracing::trace!(
                 dropped,

@@ -6,48 +6,60 @@
 //! adapter-typed `SocketIo<A>` handle.
 use std::sync::Arc;
 
-use bytes::Bytes;
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{
-    chat, cluster_view::ClusterView, config::Config, drain::Drain, health::ReadyCheck,
-    limits::ConnectionLimit, listener::ConnRegistry, metrics::Metrics,
+    auth::Authenticator,
+    chat::Chat,
+    cluster_view::ClusterView,
+    config::Config,
+    drain::Drain,
+    health::{Readiness, ReadyCheck},
+    limits::ConnectionLimit,
+    listener::ConnRegistry,
+    metrics::Metrics,
+    namespaces::Namespaces,
+    polling::PollingSessions,
+    session_key::SessionKeys,
+    sticky::Sticky,
+    upstream::Sink,
 };
 
 /// The services built before the gateway state, each once (see `server::serve`).
 pub struct Services {
     /// Extra readiness conditions (the cluster's Redis check).
     pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
-    pub auth: crate::auth::Authenticator,
-    pub upstream: crate::upstream::Sink,
+    pub auth: Authenticator,
+    pub upstream: Sink,
     pub cluster: Arc<dyn ClusterView>,
 }
 
+/// Every service of the node, built once. The lower modules never see this hub: each
+/// middleware and handler is given the services it uses (`from_fn_with_state`, axum
+/// `FromRef` substates, socketioxide states by type), so they do not import this module.
 pub struct Gateway {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub conn_limit: ConnectionLimit,
     /// Pattern namespaces: the cap and their removal when empty.
-    pub namespaces: crate::namespaces::Namespaces,
-    pub drain: Drain,
+    pub namespaces: Arc<Namespaces>,
+    pub drain: Arc<Drain>,
     /// Connections of the client-facing listener (cut one by one during a drain).
     pub conns: Arc<ConnRegistry>,
-    /// Extra readiness conditions (e.g. "Redis connected"), checked by `/readyz`.
-    pub ready_checks: Vec<Arc<dyn ReadyCheck>>,
-    /// Readiness changes, logged once each.
-    pub ready_log: crate::health::ReadyLog,
-    /// The socket.io-client bundle for the chat page, if one was found on disk.
-    pub client_js: Option<Bytes>,
+    /// `/readyz`: the drain plus extra conditions (e.g. "Redis connected").
+    pub readiness: Arc<Readiness>,
+    /// The demo page and the client bundle, if one was found on disk.
+    pub chat: Arc<Chat>,
     /// Connect-time authentication and the upstream sink (built by `server::serve` first:
     /// they read key files, connect to Redis).
-    pub auth: crate::auth::Authenticator,
-    pub upstream: crate::upstream::Sink,
+    pub auth: Arc<Authenticator>,
+    pub upstream: Sink,
     /// Pre-rendered sticky-session headers, added to every handshake response.
-    pub sticky: crate::sticky::Sticky,
+    pub sticky: Arc<Sticky>,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
-    pub session_keys: crate::session_key::SessionKeys,
+    pub session_keys: Arc<SessionKeys>,
     /// Polling requests that ride through a dying forwarder (see [`crate::polling`]).
-    pub polling: crate::polling::PollingSessions,
+    pub polling: Arc<PollingSessions>,
     /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
     /// without `--redis`.
     pub cluster: Arc<dyn ClusterView>,
@@ -63,27 +75,26 @@ impl Gateway {
             cluster,
         } = services;
         let metrics = Arc::new(Metrics::new(&config.node_id));
-        let client_js = chat::load_client_js(config.client_js.as_deref());
+        let sticky = Arc::new(Sticky::new(&config));
+        let drain = Arc::new(Drain::default());
         Gateway {
-            sticky: crate::sticky::Sticky::new(&config),
-            session_keys: crate::session_key::SessionKeys::new(
-                config.ping_interval + config.ping_timeout,
-            ),
+            chat: Arc::new(Chat::new(
+                config.client_js.as_deref(),
+                &config.node_id,
+                sticky.clone(),
+            )),
+            readiness: Arc::new(Readiness::new(&config.node_id, drain.clone(), ready_checks)),
+            sticky,
+            session_keys: Arc::new(SessionKeys::new(config.ping_interval + config.ping_timeout)),
             polling: Default::default(),
             cluster,
             conn_limit: ConnectionLimit::new(config.max_connections),
-            namespaces: crate::namespaces::Namespaces::new(
-                &config.namespace,
-                config.max_namespaces,
-            ),
-            drain: Drain::default(),
+            namespaces: Arc::new(Namespaces::new(&config.namespace, config.max_namespaces)),
+            drain,
             conns: Arc::new(ConnRegistry::default()),
             config: Arc::new(config),
             metrics,
-            ready_checks,
-            ready_log: Default::default(),
-            client_js,
-            auth,
+            auth: Arc::new(auth),
             upstream,
         }
     }
@@ -112,6 +123,25 @@ impl<A: Adapter> Clone for AppState<A> {
             gw: self.gw.clone(),
             io: self.io.clone(),
         }
+    }
+}
+
+// Substates: the handlers that need one service take only that.
+impl<A: Adapter> axum::extract::FromRef<AppState<A>> for Arc<Readiness> {
+    fn from_ref(st: &AppState<A>) -> Self {
+        st.gw.readiness.clone()
+    }
+}
+
+impl<A: Adapter> axum::extract::FromRef<AppState<A>> for Arc<Config> {
+    fn from_ref(st: &AppState<A>) -> Self {
+        st.gw.config.clone()
+    }
+}
+
+impl<A: Adapter> axum::extract::FromRef<AppState<A>> for Arc<Chat> {
+    fn from_ref(st: &AppState<A>) -> Self {
+        st.gw.chat.clone()
     }
 }
 

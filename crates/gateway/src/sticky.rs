@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 
-use crate::{config::Config, state::Gateway};
+use crate::config::Config;
 
 /// Response header naming the node that answered a handshake.
 pub const NODE_HEADER: &str = "x-sio-node";
@@ -42,15 +42,15 @@ impl Sticky {
 }
 
 /// Middleware: stamp successful handshakes (polling 200 or websocket 101).
-pub async fn stamp(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub async fn stamp(State(sticky): State<Arc<Sticky>>, req: Request, next: Next) -> Response {
     if !crate::engine_io::is_handshake(&req) {
         return next.run(req).await;
     }
     let mut resp = next.run(req).await;
     if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let h = resp.headers_mut();
-        h.append(header::SET_COOKIE, gw.sticky.cookie.clone());
-        h.insert(NODE_HEADER, gw.sticky.node.clone());
+        h.append(header::SET_COOKIE, sticky.cookie.clone());
+        h.insert(NODE_HEADER, sticky.node.clone());
     }
     resp
 }

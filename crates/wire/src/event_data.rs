@@ -30,6 +30,7 @@ use rmpv::Value;
 
 use crate::error::{Result, WireError};
 use crate::json::{self, BinaryMode};
+pub use crate::placeholder::{PLACEHOLDER_KEY, is_placeholder_key, is_placeholder_shaped};
 
 /// Socketioxide's form of event data: JSON text with placeholders, and the attachments.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -116,25 +117,6 @@ fn replace_placeholders(v: &mut Value, att: &VecDeque<Bytes>) -> Result<()> {
         _ => {}
     }
     Ok(())
-}
-
-/// The key every Socket.IO parser looks for to find an attachment reference.
-pub const PLACEHOLDER_KEY: &str = "_placeholder";
-
-/// Is `k` the `_placeholder` key? A binary key counts too: notepack turns a msgpack bin key
-/// into a JS object key by its text.
-pub fn is_placeholder_key(k: &Value) -> bool {
-    match k {
-        Value::String(s) => s.as_bytes() == PLACEHOLDER_KEY.as_bytes(),
-        Value::Binary(b) => b.as_slice() == PLACEHOLDER_KEY.as_bytes(),
-        _ => false,
-    }
-}
-
-/// Would a Socket.IO parser read this object as an attachment reference? Yes when it has a
-/// `_placeholder` key, whatever the value (see the module doc for why this wide reading).
-pub fn is_placeholder_shaped(entries: &[(Value, Value)]) -> bool {
-    entries.iter().any(|(k, _)| is_placeholder_key(k))
 }
 
 /// Refuse event data holding a placeholder-shaped object anywhere (the check for values that

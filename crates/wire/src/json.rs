@@ -149,7 +149,7 @@ pub fn write_value_owned(value: Value, out: &mut Vec<u8>, mode: &mut BinaryMode<
 /// makes, so it is refused (see [`crate::event_data`]). Checked while writing the keys anyway:
 /// no extra pass, no allocation.
 fn refuse_placeholder_key(k: &Value, mode: &BinaryMode<'_>) -> Result<()> {
-    if matches!(mode, BinaryMode::Placeholders(_)) && crate::event_data::is_placeholder_key(k) {
+    if matches!(mode, BinaryMode::Placeholders(_)) && crate::placeholder::is_placeholder_key(k) {
         return Err(WireError::PlaceholderInData);
     }
     Ok(())

@@ -25,6 +25,7 @@ mod fields;
 pub mod json;
 pub mod msgpack;
 pub mod packet;
+mod placeholder;
 pub mod python;
 pub mod request;
 pub mod socket_id;

@@ -22,7 +22,7 @@ use axum::{
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::state::Gateway;
+use crate::config::Config;
 
 /// Outcome of checking a request's credentials against the configured keys.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,7 +54,11 @@ pub fn check(keys: &[String], headers: &HeaderMap) -> KeyCheck {
 }
 
 /// axum middleware: let the request through only with a valid API key.
-pub async fn require_api_key(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(config): State<Arc<Config>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let unauthorized = |msg: &str| {
         let mut r = ApiError::new(StatusCode::UNAUTHORIZED, msg).into_response();
         r.headers_mut().insert(
@@ -63,7 +67,7 @@ pub async fn require_api_key(State(gw): State<Arc<Gateway>>, req: Request, next:
         );
         r
     };
-    match check(&gw.config.api_key, req.headers()) {
+    match check(&config.api_key, req.headers()) {
         KeyCheck::Ok => next.run(req).await,
         KeyCheck::Disabled => ApiError::new(
             StatusCode::NOT_FOUND,

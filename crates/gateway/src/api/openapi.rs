@@ -157,10 +157,10 @@ pub fn spec() -> Value {
 }
 
 /// `GET /api/v1/openapi.json`.
-pub async fn document<A: socketioxide::adapter::Adapter>(
-    axum::extract::State(st): axum::extract::State<crate::state::AppState<A>>,
+pub async fn document(
+    axum::extract::State(config): axum::extract::State<std::sync::Arc<crate::config::Config>>,
 ) -> axum::response::Response {
-    if st.gw.config.api_key.is_empty() {
+    if config.api_key.is_empty() {
         return super::ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "HTTP API disabled: no --api-key configured",

@@ -22,8 +22,9 @@ use socketioxide::{
 use crate::{
     config::{AuthMode, Config},
     listener::ConnInfo,
+    metrics::Metrics,
+    namespaces::Namespaces,
     rules::{Pattern, RuleSet},
-    state::Gateway,
 };
 
 /// Every authenticated socket joins `user:<sub>`, so a backend reaches all of a user's
@@ -221,10 +222,12 @@ impl Authenticator {
 pub async fn authenticate<A: Adapter>(
     s: SocketRef<A>,
     io: socketioxide::SocketIo<A>,
-    State(gw): State<Arc<Gateway>>,
+    State(authenticator): State<Arc<Authenticator>>,
+    State(metrics): State<Arc<Metrics>>,
+    State(namespaces): State<Arc<Namespaces>>,
     TryData(auth): TryData<Value>,
 ) -> Result<(), AuthError> {
-    if matches!(gw.auth, Authenticator::None) {
+    if matches!(*authenticator, Authenticator::None) {
         return Ok(());
     }
     let auth = auth.unwrap_or(Value::Null);
@@ -239,20 +242,20 @@ pub async fn authenticate<A: Adapter>(
             .get::<ConnectInfo<ConnInfo>>()
             .map(|c| c.0.remote),
     };
-    match gw.auth.check(&h).await {
+    match authenticator.check(&h).await {
         Ok(Some(id)) => {
             s.extensions.insert(Arc::new(id));
             Ok(())
         }
         Ok(None) => Ok(()),
         Err(e) => {
-            gw.metrics
+            metrics
                 .auth_failures_total
                 .with_label_values(&[e.reason()])
                 .inc();
-            tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), error = %e, "auth refused");
+            tracing::debug!(sid = %s.id, ns = s.ns(), error = %e, "auth refused");
             // A refused connection leaves no namespace behind (see `namespaces`).
-            gw.namespaces.release(&io, s.ns());
+            namespaces.release(&io, s.ns());
             Err(e)
         }
     }

@@ -417,7 +417,7 @@ impl Cluster {
         let api = Router::new()
             .route("/api/v1/cluster", get(api::cluster))
             .route_layer(middleware::from_fn_with_state(
-                gw.clone(),
+                gw.config.clone(),
                 crate::api::keys::require_api_key,
             ))
             .with_state(self.clone());

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use crate::{
     config::{Config, UpstreamMode},
-    state::Gateway,
+    metrics::Metrics,
 };
 
 /// One client event on its way upstream.
@@ -65,9 +65,8 @@ impl Sink {
 }
 
 /// Send one event to the sink; the ack for the client.
-pub async fn forward(gw: &Gateway, ev: UpstreamEvent<'_>) -> Value {
-    let m = &gw.metrics;
-    let res = match &gw.upstream {
+pub async fn forward(sink: &Sink, m: &Metrics, ev: UpstreamEvent<'_>) -> Value {
+    let res = match sink {
         Sink::None => {
             m.dropped_no_sink.inc();
             tracing::trace!(
