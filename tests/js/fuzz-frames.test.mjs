@@ -265,8 +265,14 @@ async function fuzzWebsocket(r, urls, count, lanes = 4) {
   return { sent, sessions };
 }
 
-async function handshake(url) {
-  const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`);
+async function handshake(url, note) {
+  // A failed request (a keep-alive connection the server closed after an error answer) is
+  // noted; the batch's liveness checks decide whether the gateway is fine.
+  const res = await fetch(`${url}/socket.io/?EIO=4&transport=polling`).catch((e) => {
+    note(`handshake ${e.cause?.code ?? e.message}`);
+    return null;
+  });
+  if (!res) return null;
   const text = await res.text();
   if (res.status !== 200 || !text.startsWith("0{")) return null;
   try {
@@ -288,7 +294,7 @@ async function fuzzPolling(r, urls, count, lanes = 4) {
     while (sent < count) {
       if (!sid || r.chance(0.02)) {
         url = r.pick(urls);
-        sid = await handshake(url);
+        sid = await handshake(url, note);
         requests++;
         if (!sid) { sent++; continue; }
         if (r.chance(0.8)) {
@@ -347,7 +353,7 @@ async function fuzzPolling(r, urls, count, lanes = 4) {
         }
       } catch (e) {
         // aborted / reset by the server: fine, the session is probably gone
-        note(e.name === "TimeoutError" ? "timeout" : "error");
+        note(e.name === "TimeoutError" ? "timeout" : `error ${e.cause?.code ?? e.message}`);
         sid = null;
         sent++;
       }
