@@ -14,7 +14,7 @@
 #
 # Usage: scripts/fuzz.sh
 # Env (defaults in brackets): RUNS [10000000] executions per cargo-fuzz target;
-#   TARGETS ["decode_redis_message placeholder_json"]; FUZZ_FRAMES [200000] frames per transport
+#   TARGETS ["decode_redis_message placeholder_json"]; FUZZ_FRAMES [100000] frames per transport
 #   for the frame fuzzer; FUZZ_SEED [random]; SKIP_CARGO_FUZZ / SKIP_FRAMES [unset] skip a part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ ROOT=$PWD
 
 RUNS=${RUNS:-10000000}
 TARGETS=${TARGETS:-"decode_redis_message placeholder_json"}
-export FUZZ_FRAMES=${FUZZ_FRAMES:-200000}
+export FUZZ_FRAMES=${FUZZ_FRAMES:-100000}
 
 die() { echo "error: $*" >&2; exit 2; }
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
