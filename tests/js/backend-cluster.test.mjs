@@ -2,7 +2,7 @@
 // an API emit on one node reaches clients of another; fetchSockets / allRooms / socketsJoin /
 // disconnectSockets are cluster-wide; user:<sub> (JWT) reaches a user's devices on every node;
 // the upstream stream uses --redis when no --upstream-redis is given; an API publish while
-// Redis is down answers 503, never a silent 200.
+// Redis is down answers 503, never a silent 200, and says which local sockets got it.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import crypto from "node:crypto";
@@ -104,11 +104,17 @@ test("cluster: API and auth rooms span every node; 503 when Redis is down", { ti
   assert.equal(r.status, 200);
   assert.equal((await gone)[0], "io server disconnect");
 
-  // Redis down: an API publish is refused with 503 and a JSON reason.
+  // Redis down: an API publish is answered 503 with a JSON reason, and the body says what did
+  // happen: this node's own sockets got it (phone, on node a), the other nodes did not.
   await redis.stop();
-  r = await api(a, "POST", "/emit", { event: "dm", data: "lost?" });
+  const before = got[0].length;
+  r = await api(a, "POST", "/emit", { rooms: "user:alice", event: "dm", data: "local only" });
   assert.equal(r.status, 503, JSON.stringify(r.body));
-  assert.match(r.body.error, /^adapter unavailable/);
+  assert.match(r.body.error, /^adapter unavailable: delivered on this node only/);
+  assert.equal(r.body.local, 1, JSON.stringify(r.body));
+  assert.equal(r.body.cluster, false);
+  await waitFor(() => got[0].length === before + 1, { what: "the phone (node a) got it" });
+  assert.equal(got[0].at(-1)[0], "local only");
   r = await api(a, "GET", "/sockets");
   assert.equal(r.status, 503, JSON.stringify(r.body));
 });

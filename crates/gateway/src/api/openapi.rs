@@ -133,7 +133,14 @@ pub fn spec() -> Value {
                         "undelivered_local_sockets": { "type": "integer", "description": "local sockets whose send buffer was full" }
                     }
                 },
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Error": {
+                    "type": "object", "required": ["error"],
+                    "properties": {
+                        "error": { "type": "string" },
+                        "local": { "type": "integer", "description": "503 of POST /emit: sockets of this node that got the event before the adapter failed" },
+                        "cluster": { "type": "boolean", "description": "503 of POST /emit: false, the other nodes were not reached" }
+                    }
+                },
                 "Sockets": {
                     "type": "object", "required": ["sockets", "total", "complete"],
                     "properties": {

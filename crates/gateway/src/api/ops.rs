@@ -167,17 +167,31 @@ pub async fn emit<A: Adapter>(
         (None, Some(d)) => op.emit(&b.event, d).await,
         (None, None) => op.emit(&b.event, &Args(&[])).await,
     };
+    let m = &st.gw.metrics;
     let undelivered = match &r {
-        Ok(()) => Some(0),
-        Err(BroadcastError::Socket(errs)) => Some(errs.len()),
-        Err(_) => None,
+        Ok(()) => 0,
+        Err(BroadcastError::Socket(errs)) => errs.len(),
+        Err(BroadcastError::Adapter(e)) => {
+            // The local share was delivered before the adapter failed (as for a client's
+            // publish): the answer stays 503 (the cluster was not reached), and its body says
+            // who did get it, so a backend does not retry into duplicates unknowingly.
+            m.broadcasts_total.with_label_values(&["http"]).inc();
+            m.events_sent_total.inc_by(local_targets as u64);
+            m.dropped_cluster_unreachable.inc();
+            let body = json!({
+                "error": format!(
+                    "adapter unavailable: delivered on this node only ({local_targets} sockets), not to other nodes: {e}"
+                ),
+                "local": local_targets,
+                "cluster": false,
+            });
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+        }
+        Err(_) => return broadcast_result(r),
     };
-    if let Some(undelivered) = undelivered {
-        let m = &st.gw.metrics;
-        m.broadcasts_total.with_label_values(&["http"]).inc();
-        m.events_sent_total
-            .inc_by(local_targets.saturating_sub(undelivered) as u64);
-    }
+    m.broadcasts_total.with_label_values(&["http"]).inc();
+    m.events_sent_total
+        .inc_by(local_targets.saturating_sub(undelivered) as u64);
     broadcast_result(r)
 }
 
