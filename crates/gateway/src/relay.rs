@@ -385,7 +385,7 @@ impl Conn {
                     "ok": true,
                     "local": delivered,
                     "cluster": false,
-                    "error": format!("delivered on this node only, not to other nodes: {e}"),
+                    "error": format!("delivered on this node; delivery to other nodes not confirmed: {e}"),
                 })
             }
             Err(e) => {

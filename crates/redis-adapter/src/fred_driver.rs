@@ -271,12 +271,23 @@ async fn probe_loop(conns: Weak<Conns>) {
             .publish::<i64, _, _>(c.probe_channel.clone(), token.to_string())
             .await
             .is_ok();
+        // A Redis that does not answer a PUBLISH within the command timeout (stalled) is down
+        // for this node's purposes, even though its connections stay open.
+        c.stats.set_redis_up(published);
         let ok = published && tokio::time::timeout(timeout, seen).await.is_ok();
         c.stats.set_subscriber_alive(ok);
         // Redis answered the PUBLISH, yet our own subscriber missed it: this node's fault.
         c.stats.set_subscriber_broken(published && !ok);
         if !ok {
             c.stats.probe_failure();
+        }
+        // Only a subscriber that missed a PUBLISH Redis answered is reconnected. When the
+        // PUBLISH itself failed (Redis stalled, e.g. SIGSTOP, or unreachable), the subscriber
+        // is not at fault: tearing it down then would drop every node's subscriptions just as
+        // Redis resumes and runs the PUBLISHes queued meanwhile, which would reach nobody
+        // (measured: the last 3 s of publishes of a 6 s stall acked ok and lost). A dead
+        // connection is fred's to reconnect.
+        if published && !ok {
             tracing::warn!("redis adapter subscriber probe failed, forcing reconnection");
             let sub = c.subscriber.clone();
             drop(c);

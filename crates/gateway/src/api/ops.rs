@@ -180,7 +180,7 @@ pub async fn emit<A: Adapter>(
             m.dropped_cluster_unreachable.inc();
             let body = json!({
                 "error": format!(
-                    "adapter unavailable: delivered on this node only ({local_targets} sockets), not to other nodes: {e}"
+                    "adapter unavailable: delivered on this node ({local_targets} sockets); delivery to other nodes not confirmed: {e}"
                 ),
                 "local": local_targets,
                 "cluster": false,
