@@ -3,7 +3,7 @@
 // then stop reading (they keep sending pongs, so only the write-stall sweeper can cut them; a
 // filler room only they are in fills their kernel buffers quickly). Asserted and printed:
 // - the gateway's memory (VmRSS of its process) stays bounded: its growth while the slow ones sit
-//   there is below their per-socket queues (`--max-buffer` packets each) times M, plus slack;
+//   there (until they are cut) is below their per-socket queues (`--max-buffer` packets each) times M, plus slack;
 // - the slow ones are cut (their writes stalled past --ping-interval + --ping-timeout, or their
 //   heartbeat timed out), and their dropped deliveries are counted;
 // - the healthy clients lose nothing and their p99 latency stays within a loose relative bound
@@ -106,7 +106,7 @@ test("slow consumers in a busy room: bounded memory, cut, healthy members unaffe
 
   // Baseline: the same stream without slow consumers.
   await stream(1000); // warm-up
-  const base = await stream(4000);
+  const base = await stream(6000);
   await sleep(500);
   const rssBefore = rssKb(gw.pid);
 
@@ -121,7 +121,8 @@ test("slow consumers in a busy room: bounded memory, cut, healthy members unaffe
   let cutAt = null;
   const slowStart = performance.now(); // (the slow consumers joined just before)
   const watcher = (async () => {
-    while (sampling && cutAt === null) {
+    // Each is cut once its writes stalled 6 s (ping interval + timeout): well within 30 s.
+    while (cutAt === null && performance.now() < slowStart + 30000) {
       const m = await metrics();
       if (metricSum(m, "sio_gateway_connections") === HEALTHY + 2) cutAt = performance.now();
       await sleep(250);
@@ -146,9 +147,9 @@ test("slow consumers in a busy room: bounded memory, cut, healthy members unaffe
   })();
   const slowRange = await stream(15000);
   await fill;
+  await watcher;
   sampling = false;
   await sampler;
-  await watcher;
   await sleep(1000);
 
   const results = await Promise.all(acks);
@@ -175,7 +176,7 @@ test("slow consumers in a busy room: bounded memory, cut, healthy members unaffe
   }
   assert.ok(growthKb < boundKb, `RSS grew ${growthKb} kB (bound ${boundKb} kB)`);
   assert.ok(droppedSlow > 0, "deliveries to the slow consumers were dropped and counted");
-  assert.ok(cutAt !== null, "every slow consumer was cut during the slow phase");
+  assert.ok(cutAt !== null, "every slow consumer was cut within 30 s of joining");
   assert.equal(stalledCut, SLOW, "each slow consumer cut by the write-stall sweeper");
   assert.ok(slowP99 <= 3 * baseP99 + 50, `healthy p99 ${slowP99.toFixed(1)} ms with slow consumers vs ${baseP99.toFixed(1)} ms baseline`);
 });
