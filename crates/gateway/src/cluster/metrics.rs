@@ -5,6 +5,13 @@
 //! a broadcast costs nothing extra for being observable. `redis_up` is owned by the gateway's
 //! [`Metrics`] (always exported, 0 on a single node); in cluster mode the collector takes that
 //! gauge over and sets it from the adapter's health at scrape time.
+//!
+//! Messages the adapter could not deliver are never silent: every adapter drop reason is
+//! exported as `adapter_dropped_total{reason}`, and the ones that are a client's loss join
+//! `dropped_messages_total` (which the `SioGatewayDroppedMessages` alert watches): a remote
+//! broadcast a local socket's full queue refused is `slow_client`, as for a local publish; a
+//! broadcast lost before fan-out (the subscriber lagged, a namespace's inbound queue full) is
+//! `adapter_lagged` / `adapter_queue_full`.
 use std::sync::Mutex;
 
 use prometheus::{
@@ -12,7 +19,7 @@ use prometheus::{
     core::{Collector, Desc},
     proto::MetricFamily,
 };
-use sio_redis_adapter::{MsgType, RedisAdapterHandle};
+use sio_redis_adapter::{DropReason, MsgType, RedisAdapterHandle};
 
 use crate::metrics::Metrics;
 
@@ -76,6 +83,12 @@ pub struct AdapterCollector {
     /// nodes' broadcasts added, so each delivery counts on the node that writes it.
     events_sent_local: IntCounter,
     events_sent: IntCounter,
+    /// Every adapter drop, by reason.
+    adapter_dropped: IntCounterVec,
+    /// The gateway's `dropped_messages_total` (still incremented by the gateway, no longer
+    /// registered): exported here with the adapter's client-visible drops added (see the
+    /// module doc).
+    dropped_local: IntCounterVec,
     /// Serialises scrapes: each one rewrites the shadow counters before reading them.
     lock: Mutex<()>,
 }
@@ -115,12 +128,23 @@ impl AdapterCollector {
                 Opts::new("events_sent_total", crate::metrics::EVENTS_SENT_HELP).namespace(NS),
             )
             .expect("static metric definition"),
+            adapter_dropped: IntCounterVec::new(
+                Opts::new(
+                    "adapter_dropped_total",
+                    "Messages or actions the Redis adapter dropped, by reason",
+                )
+                .namespace(NS),
+                &["reason"],
+            )
+            .expect("static metric definition"),
+            dropped_local: metrics.dropped_messages_total.clone(),
             lock: Mutex::new(()),
         };
         let registry = metrics.registry();
         // These are re-exported by this collector; a second registration would collide.
         let _ = registry.unregister(Box::new(metrics.redis_up.clone()));
         let _ = registry.unregister(Box::new(metrics.events_sent_total.clone()));
+        let _ = registry.unregister(Box::new(metrics.dropped_messages_total.clone()));
         if let Err(e) = registry.register(Box::new(c)) {
             tracing::warn!(error = %e, "adapter metrics not registered");
         }
@@ -136,6 +160,8 @@ impl Collector for AdapterCollector {
         d.extend(self.decode_errors.desc());
         d.extend(self.redis_up.desc());
         d.extend(self.events_sent.desc());
+        d.extend(self.adapter_dropped.desc());
+        d.extend(self.dropped_local.desc());
         d
     }
 
@@ -161,13 +187,59 @@ impl Collector for AdapterCollector {
         self.events_sent.reset();
         self.events_sent
             .inc_by(self.events_sent_local.get() + stats.delivered_count());
-        let mut out = Vec::with_capacity(6);
+        for r in DropReason::ALL {
+            let c = self.adapter_dropped.with_label_values(&[r.as_str()]);
+            c.reset();
+            c.inc_by(stats.dropped_count(r));
+        }
+        let mut out = Vec::with_capacity(8);
         out.extend(self.published.collect());
         out.extend(self.received.collect());
         out.extend(self.timeouts.collect());
         out.extend(self.decode_errors.collect());
         out.extend(self.redis_up.collect());
         out.extend(self.events_sent.collect());
+        out.extend(self.adapter_dropped.collect());
+        out.extend(self.dropped_with_adapter(&stats));
         out
+    }
+}
+
+/// `dropped_messages_total` reasons the adapter's client-visible drops are added to.
+const FOLDED: [(DropReason, &str); 3] = [
+    (
+        DropReason::LocalDelivery,
+        crate::metrics::drop_reason::SLOW_CLIENT,
+    ),
+    (DropReason::SubscriberLagged, "adapter_lagged"),
+    (DropReason::QueueFull, "adapter_queue_full"),
+];
+
+impl AdapterCollector {
+    /// The gateway's `dropped_messages_total` with the adapter's drops of [`FOLDED`] added
+    /// (the gateway's own counters are read, never changed).
+    fn dropped_with_adapter(&self, stats: &sio_redis_adapter::AdapterStats) -> Vec<MetricFamily> {
+        for (_, reason) in FOLDED {
+            // Makes the child exist (at its current value) so the family lists it.
+            let _ = self.dropped_local.with_label_values(&[reason]);
+        }
+        let mut families = self.dropped_local.collect();
+        for family in &mut families {
+            for m in family.metric.iter_mut() {
+                let Some(reason) = m.label.iter().find(|l| l.name() == "reason") else {
+                    continue;
+                };
+                let add: u64 = FOLDED
+                    .iter()
+                    .filter(|(_, r)| *r == reason.value())
+                    .map(|(d, _)| stats.dropped_count(*d))
+                    .sum();
+                if add > 0 {
+                    let c = m.counter.mut_or_insert_default();
+                    c.set_value(c.value() + add as f64);
+                }
+            }
+        }
+        families
     }
 }
