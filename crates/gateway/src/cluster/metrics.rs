@@ -200,7 +200,7 @@ impl Collector for AdapterCollector {
         out.extend(self.redis_up.collect());
         out.extend(self.events_sent.collect());
         out.extend(self.adapter_dropped.collect());
-        out.extend(self.dropped_with_adapter(&stats));
+        out.extend(self.dropped_with_adapter(stats));
         out
     }
 }
