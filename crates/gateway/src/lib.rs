@@ -23,7 +23,9 @@
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod ack;
 pub mod adapter;
+pub mod admin;
 pub mod api;
+pub mod args;
 pub mod auth;
 pub mod chat;
 pub mod cluster;

@@ -138,6 +138,15 @@ impl IpRateLimit {
         }
     }
 
+    /// `rate` per second with an explicit burst (at least 1).
+    pub fn with_burst(rate: f64, burst: u32) -> IpRateLimit {
+        IpRateLimit {
+            rate,
+            burst: f64::from(burst.max(1)),
+            buckets: Mutex::default(),
+        }
+    }
+
     pub fn enabled(&self) -> bool {
         self.rate > 0.0
     }

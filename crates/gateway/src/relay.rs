@@ -231,6 +231,9 @@ impl Conn {
         // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
         // broadcast sent from another node right after the ack is not missed.
         self.gw.sync_rooms(s.ns()).await;
+        if let Some(admin) = &self.gw.admin {
+            admin.room_joined(io, s.ns(), &room, s.id.as_str());
+        }
         self.reply(ack, &ok()).await;
     }
 
@@ -254,6 +257,7 @@ impl Conn {
 
     async fn leave<A: Adapter>(
         &self,
+        io: &SocketIo<A>,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
         ack: Ack<A>,
@@ -268,6 +272,9 @@ impl Conn {
             }
             Ok(r) if valid_name(&r) => {
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
+                if let Some(admin) = &self.gw.admin {
+                    admin.room_left(io, s.ns(), &r, s.id.as_str());
+                }
                 s.leave(r);
                 ok()
             }
@@ -502,9 +509,9 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "leave",
-        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+        move |s: SocketRef<A>, io: SocketIo<A>, TryData(room): TryData<String>, ack: Ack<A>| {
             let c = c.clone();
-            async move { c.leave(&s, room, ack).await }
+            async move { c.leave(&io, &s, room, ack).await }
         },
     );
     let c = conn.clone();
@@ -518,15 +525,27 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on_fallback(
         move |s: SocketRef<A>,
+              io: SocketIo<A>,
               Event(event): Event,
               TryData(data): TryData<serde_json::Value>,
               ack: Ack<A>| {
             let c = c.clone();
-            async move { c.other(&s, &event, data, ack).await }
+            async move {
+                if let (Some(admin), Ok(d)) = (&c.gw.admin, &data) {
+                    admin.event_received(&io, s.ns(), s.id.as_str(), &event, d);
+                }
+                c.other(&s, &event, data, ack).await
+            }
         },
     );
+    if let Some(admin) = &gw.admin {
+        admin.socket_connected(&io, &s);
+    }
     s.on_disconnect(move |s: SocketRef<A>, io: SocketIo<A>, reason: DisconnectReason| {
         let gw = &conn.gw;
+        if let Some(admin) = &gw.admin {
+            admin.socket_disconnected(&io, s.ns(), s.id.as_str(), reason_label(reason));
+        }
         gw.conn_limit.closed();
         gw.metrics
             .disconnections_total

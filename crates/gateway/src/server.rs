@@ -51,7 +51,11 @@ pub fn build_socketio<A: Adapter>(
     // One limit, three enforcement points: polling bodies (max_payload), websocket messages
     // and frames, and the total of a packet's binary attachments.
     let max = usize::try_from(c.max_payload).unwrap_or(usize::MAX);
-    SocketIo::builder()
+    let mut builder = SocketIo::builder();
+    if let Some(admin) = &gw.admin {
+        builder = builder.with_state(admin.clone());
+    }
+    builder
         .ping_interval(c.ping_interval)
         .ping_timeout(c.ping_timeout)
         .max_buffer_size(c.max_buffer)
@@ -302,6 +306,9 @@ pub async fn serve<A: GatewayAdapter>(
     let cfg = gw.config.clone();
     let (layer, io) = build_socketio::<A>(&gw, adapter_state);
     register(&io, &cfg.namespace).await?;
+    if let Some(admin) = &gw.admin {
+        crate::admin::register(&io, admin).await?;
+    }
     if let Some(c) = &cluster {
         c.start(&gw, &io).await;
     }

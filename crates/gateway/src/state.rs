@@ -9,6 +9,7 @@ use std::sync::Arc;
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{
+    admin::Admin,
     auth::Authenticator,
     chat::Chat,
     cluster_view::ClusterView,
@@ -63,6 +64,8 @@ pub struct Gateway {
     /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
     /// without `--redis`.
     pub cluster: Arc<dyn ClusterView>,
+    /// The Admin UI's server side, with `--admin-ui`.
+    pub admin: Option<Arc<Admin>>,
 }
 
 impl Gateway {
@@ -78,6 +81,7 @@ impl Gateway {
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
         Gateway {
+            admin: Admin::new(&config, metrics.clone(), cluster.clone()),
             chat: Arc::new(Chat::new(
                 config.client_js.as_deref(),
                 &config.node_id,

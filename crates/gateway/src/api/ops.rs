@@ -12,7 +12,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::{StreamExt, stream};
-use serde::{Deserialize, Deserializer, Serialize, ser::SerializeTuple};
+use serde::{Deserialize, Deserializer};
+
+use crate::args::Args;
 use serde_json::{Value, json};
 use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 
@@ -78,20 +80,6 @@ impl Target {
             )
         })?;
         Ok(op.to(self.rooms.clone()).except(self.except.clone()))
-    }
-}
-
-/// Arguments spread as separate Socket.IO event arguments (`emit(event, a, b)`):
-/// socketioxide spreads values that serialize as a tuple.
-pub struct Args<'a>(pub &'a [Value]);
-
-impl Serialize for Args<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut t = s.serialize_tuple(self.0.len())?;
-        for v in self.0 {
-            t.serialize_element(v)?;
-        }
-        t.end()
     }
 }
 

@@ -90,6 +90,19 @@ pub enum Readiness {
     Strict,
 }
 
+/// What the Socket.IO Admin UI may do (see docs/operations.md, "Admin UI").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminUi {
+    /// No admin namespace: a connect to it is refused like any unknown namespace.
+    #[default]
+    None,
+    /// The UI sees servers, sockets, rooms and stats; its commands are refused.
+    Readonly,
+    /// The UI may also emit, make sockets join or leave rooms, and disconnect them.
+    Full,
+}
+
 /// A duration written as `250ms`, `10s`, `2m` or a bare number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -352,6 +365,34 @@ pub struct Options {
     /// is unreachable
     #[arg(long, env = "SIO_GATEWAY_READINESS", value_enum)]
     pub readiness: Option<Readiness> = Shown::choice(Readiness::default()),
+
+    /// The official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5) on this node: `readonly`
+    /// shows the whole cluster, `full` also lets it act on sockets
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI", value_enum)]
+    pub admin_ui: Option<AdminUi> = Shown::choice(AdminUi::default()),
+
+    /// The Admin UI's namespace
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_NAMESPACE", value_name = "PATH")]
+    pub admin_ui_namespace: Option<String> = Shown::value(D::ADMIN_UI_NAMESPACE),
+
+    /// The Admin UI's user name (basic authentication, as `instrument()` takes it)
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_USER", value_name = "NAME")]
+    pub admin_ui_user: Option<String> = Shown::value(D::ADMIN_UI_USER),
+
+    /// bcrypt hash of the Admin UI's password (`$2a$`/`$2b$`/`$2y$`, as `instrument()` takes it);
+    /// required with `--admin-ui` unless `--admin-ui-no-auth`
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_PASSWORD_HASH", value_name = "BCRYPT")]
+    pub admin_ui_password_hash: Option<String> = Shown::Text("none"),
+
+    /// Let the Admin UI in without credentials (anyone who reaches the node sees and, with
+    /// `full`, acts on every socket); logged as a warning at start
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_NO_AUTH", value_name = "BOOL")]
+    pub admin_ui_no_auth: Option<bool> = Shown::value(false),
+
+    /// Report every event received and sent to the Admin UI (its Events page); costs a
+    /// broadcast per event while on, so it is off unless asked for
+    #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_EVENTS", value_name = "BOOL")]
+    pub admin_ui_events: Option<bool> = Shown::value(false),
 
     /// Log filter (tracing EnvFilter syntax, e.g. `info` or `sio_gateway=debug`)
     #[arg(long, env = "SIO_GATEWAY_LOG_LEVEL", value_name = "FILTER")]

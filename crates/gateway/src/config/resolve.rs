@@ -9,8 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Serialize;
 
 use super::{
-    AuthMode, ConfigError, LogFormat, Options, Readiness, UpstreamMode, defaults as D, effective,
-    invalid,
+    AdminUi, AuthMode, ConfigError, LogFormat, Options, Readiness, UpstreamMode, defaults as D,
+    effective, invalid,
 };
 use crate::rules::{Pattern, RuleSet};
 
@@ -64,6 +64,22 @@ impl NamespaceSpec {
     }
 }
 
+/// Would the router pattern `pattern` (`/tenant-{p0}`, `/org/{id}`) route `path`? A segment
+/// with a `{param}` matches any non-empty text between its literal prefix and suffix.
+fn pattern_matches(pattern: &str, path: &str) -> bool {
+    let (p, q): (Vec<&str>, Vec<&str>) = (pattern.split('/').collect(), path.split('/').collect());
+    p.len() == q.len()
+        && p.iter()
+            .zip(&q)
+            .all(|(ps, qs)| match (ps.find('{'), ps.rfind('}')) {
+                (Some(a), Some(b)) if a < b => {
+                    let (pre, suf) = (&ps[..a], &ps[b + 1..]);
+                    qs.len() > pre.len() + suf.len() && qs.starts_with(pre) && qs.ends_with(suf)
+                }
+                _ => ps == qs,
+            })
+}
+
 /// The validated, defaulted configuration the gateway runs with.
 ///
 /// Serialized (by [`Config::to_toml`]) with the TOML keys of [`Options`]: a field is named
@@ -95,6 +111,12 @@ pub struct Config {
     pub cors_origin: Vec<String>,
     pub log_format: LogFormat,
     pub readiness: Readiness,
+    pub admin_ui: AdminUi,
+    pub admin_ui_namespace: String,
+    pub admin_ui_user: String,
+    pub admin_ui_password_hash: Option<String>,
+    pub admin_ui_no_auth: bool,
+    pub admin_ui_events: bool,
     pub log_level: Option<String>,
     #[serde(serialize_with = "effective::dur")]
     pub drain_period: Duration,
@@ -379,6 +401,19 @@ impl Config {
                 .map(|n| NamespaceSpec::parse(n.trim()).map_err(|m| invalid("namespace", m)))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let admin_ui = o.admin_ui.unwrap_or_default();
+        let admin_ui_namespace = o
+            .admin_ui_namespace
+            .unwrap_or_else(|| D::ADMIN_UI_NAMESPACE.into());
+        let admin_ui_no_auth = o.admin_ui_no_auth.unwrap_or(false);
+        if admin_ui != AdminUi::None {
+            check_admin_ui(
+                &admin_ui_namespace,
+                &namespace,
+                o.admin_ui_password_hash.as_deref(),
+                admin_ui_no_auth,
+            )?;
+        }
         let ping_interval = o.ping_interval.map_or(D::PING_INTERVAL, |d| d.0);
         let ping_timeout = o.ping_timeout.map_or(D::PING_TIMEOUT, |d| d.0);
         if ping_interval.is_zero() {
@@ -521,6 +556,12 @@ impl Config {
             cors_origin: o.cors_origin,
             log_format: o.log_format.unwrap_or_default(),
             readiness: o.readiness.unwrap_or_default(),
+            admin_ui,
+            admin_ui_namespace,
+            admin_ui_user: o.admin_ui_user.unwrap_or_else(|| D::ADMIN_UI_USER.into()),
+            admin_ui_password_hash: o.admin_ui_password_hash,
+            admin_ui_no_auth,
+            admin_ui_events: o.admin_ui_events.unwrap_or(false),
             log_level: o.log_level,
             drain_period: o.drain_period.map_or(D::DRAIN_PERIOD, |d| d.0),
             can_join,
@@ -531,6 +572,49 @@ impl Config {
             cluster_node_ttl,
             client_js: o.client_js,
         })
+    }
+}
+
+/// The Admin UI's options, when it is on: its own namespace (not one clients use), and exactly
+/// one of a valid bcrypt hash or the explicit no-auth opt-in.
+fn check_admin_ui(
+    path: &str,
+    namespaces: &[NamespaceSpec],
+    hash: Option<&str>,
+    no_auth: bool,
+) -> Result<(), ConfigError> {
+    let key = "admin_ui_namespace";
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err(invalid(
+            key,
+            format!("`{path}` must start with `/` and name a namespace"),
+        ));
+    }
+    if namespaces.iter().any(|n| match n {
+        NamespaceSpec::Exact(p) => p == path,
+        NamespaceSpec::Pattern(p) => pattern_matches(p, path),
+    }) {
+        return Err(invalid(
+            key,
+            format!("`{path}` is also a client namespace (--namespace): pick another path"),
+        ));
+    }
+    match (hash, no_auth) {
+        (Some(_), true) => Err(invalid(
+            "admin_ui_no_auth",
+            "give --admin-ui-password-hash or --admin-ui-no-auth, not both",
+        )),
+        (None, false) => Err(invalid(
+            "admin_ui_password_hash",
+            "--admin-ui needs a bcrypt hash of the password (e.g. `htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'`), or --admin-ui-no-auth to let anyone in",
+        )),
+        (Some(h), false) => h.parse::<bcrypt::HashParts>().map(|_| ()).map_err(|e| {
+            invalid(
+                "admin_ui_password_hash",
+                format!("not a bcrypt hash ($2a$/$2b$/$2y$, cost, 53 characters): {e}"),
+            )
+        }),
+        (None, true) => Ok(()),
     }
 }
 

@@ -401,6 +401,11 @@ ws_read_buffer = 2048
 heap_huge_pages = false
 max_rooms = 7
 max_namespaces = 9
+admin_ui = "readonly"
+admin_ui_namespace = "/ops"
+admin_ui_user = "ops"
+admin_ui_password_hash = "$2b$04$y8Uuy18aR0ciulVx1pbYhed9YaQlZKHhGZ8NloPl3ee1TJRbDhM2e"
+admin_ui_events = true
 conn_rate_per_ip = 2.5
 event_rate = 10
 event_burst = 3
@@ -552,4 +557,38 @@ fn check_config_takes_the_file_or_config() {
         assert_eq!(file, Some(std::path::Path::new("a.toml")));
     }
     assert!(Cli::try_parse_from(["sio-gateway", "check-config"]).is_err());
+}
+
+#[test]
+fn admin_ui_needs_a_hash_or_an_explicit_no_auth() {
+    let err = |toml: &str| {
+        Config::resolve(toml::from_str::<Options>(toml).expect("parses"))
+            .expect_err("refused")
+            .to_string()
+    };
+    assert!(err("admin_ui = \"full\"\n").contains("bcrypt"));
+    assert!(
+        err("admin_ui = \"full\"\nadmin_ui_password_hash = \"plain\"\n")
+            .contains("not a bcrypt hash")
+    );
+    assert!(
+        err("admin_ui = \"full\"\nadmin_ui_no_auth = true\nadmin_ui_password_hash = \"$2b$04$y8Uuy18aR0ciulVx1pbYhed9YaQlZKHhGZ8NloPl3ee1TJRbDhM2e\"\n")
+            .contains("not both")
+    );
+    assert!(
+        err("admin_ui = \"readonly\"\nadmin_ui_no_auth = true\nnamespace = [\"/admin\"]\n")
+            .contains("client namespace")
+    );
+    assert!(
+        err("admin_ui = \"readonly\"\nadmin_ui_no_auth = true\nnamespace = [\"/*\"]\n")
+            .contains("client namespace")
+    );
+    let ok = Config::resolve(
+        toml::from_str::<Options>(
+            "admin_ui = \"readonly\"\nadmin_ui_no_auth = true\nnamespace = [\"/tenant-*\"]\n",
+        )
+        .expect("parses"),
+    )
+    .expect("valid");
+    assert_eq!(ok.admin_ui_namespace, "/admin");
 }

@@ -1,0 +1,483 @@
+//! The server side of the official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5), as its
+//! `instrument()` speaks it to the UI, over the gateway's own Socket.IO server.
+//!
+//! * A namespace of its own (`--admin-ui-namespace`, default `/admin`), behind
+//!   [`auth`]: the user name and bcrypt hash `instrument()` takes, or nothing when the operator
+//!   opted out. Ordinary clients never see it: it is refused without credentials, and nothing
+//!   of it is in their namespaces.
+//! * On connect the UI gets `config` (the features: commands only with `--admin-ui full`),
+//!   `all_sockets` (every namespace's sockets, cluster-wide through the adapter's presence
+//!   request, Node.js peers' included) and `server_stats`.
+//! * Every 2 s, `server_stats` is broadcast in the admin namespace. In cluster mode the Redis
+//!   adapter carries it to the admin namespace of every node, Node.js servers under
+//!   `instrument()` included, and theirs reach ours: a UI connected to any node lists every
+//!   server. The same holds for the lifecycle events: `socket_connected`,
+//!   `socket_disconnected`, `room_joined`, `room_left`, reported by the relay.
+//! * `event_received` only with `--admin-ui-events` (one broadcast per client event).
+//! * Commands (`emit`, `join`, `leave`, `_disconnect`) act through socketioxide's broadcast
+//!   operators, so they reach sockets on every node. In `readonly` mode they are refused and
+//!   counted (`admin_ui_commands_total{result="refused"}`).
+//!
+//! Cost when no admin is connected: the lifecycle reports are one broadcast per connect,
+//! disconnect, join and leave, spawned off the client's path; nothing per message unless
+//! `--admin-ui-events`. Without `--admin-ui` nothing of this runs.
+pub mod auth;
+mod serialize;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use prometheus::IntCounterVec;
+use serde_json::{Value, json};
+use socketioxide::{
+    SocketIo,
+    adapter::Adapter,
+    extract::{Data, SocketRef, State, TryData},
+    handler::ConnectHandler,
+};
+
+use crate::{
+    adapter::GatewayAdapter,
+    args::Args,
+    cluster_view::ClusterView,
+    config::{AdminUi, Config},
+    listener::ConnInfo,
+    metrics::Metrics,
+};
+pub use auth::{AdminAuth, AdminAuthError};
+
+/// How often `server_stats` goes out (as `instrument()`).
+const STATS_EVERY: Duration = Duration::from_secs(2);
+
+/// The Admin UI service of this node (built once, only with `--admin-ui`).
+pub struct Admin {
+    mode: AdminUi,
+    events: bool,
+    namespace: String,
+    auth: AdminAuth,
+    node_id: String,
+    hostname: String,
+    started: Instant,
+    metrics: Arc<Metrics>,
+    cluster: Arc<dyn ClusterView>,
+    commands: IntCounterVec,
+    /// Counter values at the previous `server_stats`, for its per-interval `aggregatedEvents`.
+    last: Mutex<Totals>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Totals {
+    connections: u64,
+    received: u64,
+    sent: u64,
+}
+
+impl Admin {
+    /// The service, when `--admin-ui` is on.
+    pub fn new(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        cluster: Arc<dyn ClusterView>,
+    ) -> Option<Arc<Admin>> {
+        if config.admin_ui == AdminUi::None {
+            return None;
+        }
+        let auth = match &config.admin_ui_password_hash {
+            Some(hash) if !config.admin_ui_no_auth => {
+                AdminAuth::basic(config.admin_ui_user.clone(), hash.clone())
+            }
+            _ => {
+                tracing::warn!(
+                    namespace = %config.admin_ui_namespace,
+                    "admin UI without authentication (--admin-ui-no-auth): anyone who reaches this node sees every socket{}",
+                    if config.admin_ui == AdminUi::Full { " and can act on them" } else { "" }
+                );
+                AdminAuth::Open
+            }
+        };
+        let commands = IntCounterVec::new(
+            prometheus::Opts::new(
+                "admin_ui_commands_total",
+                "Admin UI commands (emit, join, leave, disconnect), by result",
+            )
+            .namespace("sio_gateway"),
+            &["result"],
+        )
+        .expect("static metric definition");
+        if let Err(e) = metrics.registry().register(Box::new(commands.clone())) {
+            tracing::warn!(error = %e, "admin_ui_commands_total not registered");
+        }
+        Some(Arc::new(Admin {
+            mode: config.admin_ui,
+            events: config.admin_ui_events,
+            namespace: config.admin_ui_namespace.clone(),
+            auth,
+            node_id: config.node_id.clone(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| config.node_id.clone()),
+            started: Instant::now(),
+            metrics,
+            cluster,
+            commands,
+            last: Mutex::new(Totals::default()),
+        }))
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The features the UI offers (`instrument()`'s names).
+    fn features(&self) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        if self.mode == AdminUi::Full {
+            f.extend([
+                "EMIT",
+                "JOIN",
+                "LEAVE",
+                "DISCONNECT",
+                "MJOIN",
+                "MLEAVE",
+                "MDISCONNECT",
+            ]);
+        }
+        f.push("AGGREGATED_EVENTS");
+        if self.events {
+            f.push("ALL_EVENTS");
+        }
+        f
+    }
+
+    /// Broadcast `event` with `args` (spread) in the admin namespace, cluster-wide; off the
+    /// caller's path.
+    fn report<A: Adapter>(&self, io: &SocketIo<A>, event: &'static str, args: Vec<Value>) {
+        let Some(ns) = io.of(self.namespace.as_str()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = ns.emit(event, &Args(&args)).await {
+                tracing::debug!(event, error = %e, "admin UI report not sent");
+            }
+        });
+    }
+
+    pub fn socket_connected<A: Adapter>(&self, io: &SocketIo<A>, s: &SocketRef<A>) {
+        if s.ns() == self.namespace {
+            return;
+        }
+        let socket = serialize::local(s, s.ns());
+        self.report(io, "socket_connected", vec![socket]);
+    }
+
+    pub fn socket_disconnected<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        nsp: &str,
+        id: &str,
+        reason: &str,
+    ) {
+        if nsp == self.namespace {
+            return;
+        }
+        self.report(
+            io,
+            "socket_disconnected",
+            vec![nsp.into(), id.into(), reason.into()],
+        );
+    }
+
+    pub fn room_joined<A: Adapter>(&self, io: &SocketIo<A>, nsp: &str, room: &str, id: &str) {
+        self.report(io, "room_joined", vec![nsp.into(), room.into(), id.into()]);
+    }
+
+    pub fn room_left<A: Adapter>(&self, io: &SocketIo<A>, nsp: &str, room: &str, id: &str) {
+        self.report(io, "room_left", vec![nsp.into(), room.into(), id.into()]);
+    }
+
+    /// Only with `--admin-ui-events`: `[event, ...args]` a client sent.
+    pub fn event_received<A: Adapter>(
+        &self,
+        io: &SocketIo<A>,
+        nsp: &str,
+        id: &str,
+        event: &str,
+        data: &Value,
+    ) {
+        if !self.events {
+            return;
+        }
+        let args = json!([event, data]);
+        self.report(io, "event_received", vec![nsp.into(), id.into(), args]);
+    }
+
+    /// This node's `server_stats` (`instrument()`'s shape).
+    fn stats<A: Adapter>(&self, io: &SocketIo<A>) -> Value {
+        let mut namespaces = Vec::new();
+        let mut sessions = std::collections::HashSet::new();
+        let mut polling = 0;
+        for ns in io.nsps() {
+            let path = ns.ns_path().to_owned();
+            let sockets = ns.sockets();
+            for s in &sockets {
+                if sessions.insert(s.id)
+                    && s.transport_type() == socketioxide::TransportType::Polling
+                {
+                    polling += 1;
+                }
+            }
+            namespaces.push(json!({ "name": path, "socketsCount": sockets.len() }));
+        }
+        let m = &self.metrics;
+        let now = Totals {
+            connections: m.connections_total.get(),
+            received: m.events_received_total.get(),
+            sent: m.events_sent_total.get(),
+        };
+        let before = std::mem::replace(
+            &mut *self.last.lock().unwrap_or_else(|e| e.into_inner()),
+            now,
+        );
+        let second = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() * 1000);
+        let mut aggregated = Vec::new();
+        for (kind, n) in [
+            (
+                "rawConnection",
+                now.connections.saturating_sub(before.connections),
+            ),
+            ("packetsIn", now.received.saturating_sub(before.received)),
+            ("packetsOut", now.sent.saturating_sub(before.sent)),
+        ] {
+            if n > 0 {
+                aggregated.push(json!({ "timestamp": second, "type": kind, "count": n }));
+            }
+        }
+        json!({
+            "serverId": self.node_id,
+            "hostname": self.hostname,
+            "pid": std::process::id(),
+            "uptime": self.started.elapsed().as_secs_f64(),
+            "clientsCount": sessions.len(),
+            "pollingClientsCount": polling,
+            "aggregatedEvents": aggregated,
+            "namespaces": namespaces,
+        })
+    }
+
+    /// Every socket of every namespace, cluster-wide.
+    async fn all_sockets<A: Adapter>(&self, io: &SocketIo<A>) -> Vec<Value> {
+        let mut out = Vec::new();
+        for ns in io.nsps() {
+            let path = ns.ns_path().to_owned();
+            let local: Vec<Value> = ns
+                .sockets()
+                .iter()
+                .map(|s| serialize::local(s, &path))
+                .collect();
+            match self.cluster.presence(path.clone(), Vec::new()) {
+                Some(presence) => match presence.await {
+                    Ok(found) => {
+                        let here: std::collections::HashSet<String> = local
+                            .iter()
+                            .filter_map(|s| s["id"].as_str().map(str::to_owned))
+                            .collect();
+                        out.extend(local);
+                        out.extend(
+                            found
+                                .items
+                                .iter()
+                                .filter(|s| !here.contains(&s.id))
+                                .map(|s| serialize::remote(s, &path)),
+                        );
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, ns = %path, "admin UI: cluster presence failed, this node's sockets only");
+                        out.extend(local);
+                    }
+                },
+                None => out.extend(local),
+            }
+        }
+        out
+    }
+}
+
+/// Register the admin namespace and start its stats ticker.
+pub async fn register<A: GatewayAdapter>(
+    io: &SocketIo<A>,
+    admin: &Arc<Admin>,
+) -> anyhow::Result<()> {
+    A::init_namespace(io.ns(
+        admin.namespace.clone(),
+        on_connect::<A>.with(authenticate::<A>),
+    ))
+    .await?;
+    let (io, admin) = (io.clone(), admin.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let stats = admin.stats(&io);
+            admin.report(&io, "server_stats", vec![stats]);
+        }
+    });
+    Ok(())
+}
+
+/// A login session handed out by [`authenticate`], sent to the UI on connect.
+#[derive(Clone)]
+struct Session(String);
+
+async fn authenticate<A: Adapter>(
+    s: SocketRef<A>,
+    State(admin): State<Arc<Admin>>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), AdminAuthError> {
+    let remote: Option<IpAddr> = s
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.remote.ip());
+    let auth = auth.unwrap_or(Value::Null);
+    match admin.auth.check(&auth, remote).await {
+        Ok(session) => {
+            if let Some(id) = session {
+                s.extensions.insert(Session(id));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            admin
+                .metrics
+                .auth_failures_total
+                .with_label_values(&[e.reason()])
+                .inc();
+            tracing::info!(remote = ?remote, error = %e, "admin UI connect refused");
+            Err(e)
+        }
+    }
+}
+
+async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(admin): State<Arc<Admin>>) {
+    if let Some(Session(id)) = s.extensions.get::<Session>() {
+        let _ = s.emit("session", &id);
+    }
+    let _ = s.emit("config", &json!({ "supportedFeatures": admin.features() }));
+    let _ = s.emit("server_stats", &admin.stats(&io));
+    for event in ["emit", "join", "leave", "_disconnect"] {
+        let admin = admin.clone();
+        s.on(
+            event,
+            move |io: SocketIo<A>, Data(Spread(args)): Data<Spread>| async move {
+                admin.command(&io, event, args).await;
+            },
+        );
+    }
+    let sockets = admin.all_sockets(&io).await;
+    let _ = s.emit("all_sockets", &sockets);
+}
+
+/// Every argument of an event. socketioxide hands a handler the first argument only, unless
+/// its data type deserializes as a tuple: this one does, of any length.
+struct Spread(Vec<Value>);
+
+impl<'de> serde::Deserialize<'de> for Spread {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Spread, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = Spread;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("event arguments")
+            }
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: S,
+            ) -> Result<Spread, S::Error> {
+                let mut v = Vec::new();
+                // The UI's commands have at most 4 arguments plus an emit's own; a cap keeps a
+                // hostile admin connection from making this grow without bound.
+                while v.len() < 64 {
+                    match seq.next_element::<Value>()? {
+                        Some(x) => v.push(x),
+                        None => break,
+                    }
+                }
+                Ok(Spread(v))
+            }
+        }
+        d.deserialize_tuple(64, Seq)
+    }
+}
+
+impl Admin {
+    /// One UI command, with the arguments the UI sent.
+    async fn command<A: Adapter>(&self, io: &SocketIo<A>, event: &str, args: Vec<Value>) {
+        if self.mode != AdminUi::Full {
+            self.commands.with_label_values(&["refused"]).inc();
+            tracing::info!(event, "admin UI command refused: --admin-ui readonly");
+            return;
+        }
+        let text = |i: usize| args.get(i).and_then(Value::as_str).map(str::to_owned);
+        let Some(nsp) = text(0) else {
+            self.commands.with_label_values(&["invalid"]).inc();
+            return;
+        };
+        let Some(op) = io.of(nsp.as_str()) else {
+            self.commands.with_label_values(&["invalid"]).inc();
+            return;
+        };
+        let res = match event {
+            "emit" => {
+                // (nsp, filter, event, ...args)
+                let Some(ev) = text(2).filter(|e| crate::names::valid_len(e)) else {
+                    self.commands.with_label_values(&["invalid"]).inc();
+                    return;
+                };
+                let op = match text(1) {
+                    Some(room) => op.to(room),
+                    None => op.broadcast(),
+                };
+                op.emit(&ev, &Args(args.get(3..).unwrap_or_default()))
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            "join" | "leave" => {
+                // (nsp, room, filter?)
+                let Some(room) = text(1) else {
+                    self.commands.with_label_values(&["invalid"]).inc();
+                    return;
+                };
+                let op = match text(2) {
+                    Some(filter) => op.within(filter),
+                    None => op.broadcast(),
+                };
+                if event == "join" {
+                    op.join(room).await.map_err(|e| e.to_string())
+                } else {
+                    op.leave(room).await.map_err(|e| e.to_string())
+                }
+            }
+            _ => {
+                // "_disconnect": (nsp, close, filter?)
+                let op = match text(2) {
+                    Some(filter) => op.within(filter),
+                    None => op.broadcast(),
+                };
+                op.disconnect().await.map_err(|e| e.to_string())
+            }
+        };
+        match res {
+            Ok(()) => self.commands.with_label_values(&["ok"]).inc(),
+            Err(e) => {
+                self.commands.with_label_values(&["failed"]).inc();
+                tracing::info!(event, error = %e, "admin UI command failed");
+            }
+        }
+    }
+}

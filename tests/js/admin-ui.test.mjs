@@ -1,0 +1,151 @@
+// The server side of the Socket.IO Admin UI (`--admin-ui`, crates/gateway/src/admin), spoken to by
+// a stock socket.io-client the way @socket.io/admin-ui's page does:
+// - the admin namespace refuses missing and wrong credentials (and counts them), rate-limits
+//   guessing, and hands out a session on a good login;
+// - on connect: config (features by mode), server_stats (this node), all_sockets (every socket
+//   with its rooms); then socket_connected / room_joined / room_left / socket_disconnected live;
+// - `full`: the UI's `_disconnect` command disconnects a socket; `readonly` refuses it (counted);
+// - cluster: an admin on node 1 sees node 2's server_stats and sockets, and disconnects a socket
+//   of node 2.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startNode } from "./cluster-lib.mjs";
+
+// bcrypt("s3cret", cost 4): `htpasswd -bnBC 4 "" s3cret` gives the same kind of hash.
+const HASH = "$2b$04$y8Uuy18aR0ciulVx1pbYhed9YaQlZKHhGZ8NloPl3ee1TJRbDhM2e";
+
+function admin(t, url, auth) {
+  const s = io(`${url}/admin`, { forceNew: true, reconnection: false, transports: ["websocket"], auth });
+  track(t, s);
+  const got = { session: null, config: null, stats: [], sockets: null, events: [] };
+  s.on("session", (id) => { got.session = id; });
+  s.on("config", (c) => { got.config = c; });
+  s.on("server_stats", (st) => got.stats.push(st));
+  s.on("all_sockets", (list) => { got.sockets = list; });
+  for (const ev of ["socket_connected", "socket_disconnected", "room_joined", "room_left", "event_received"]) {
+    s.on(ev, (...args) => got.events.push([ev, ...args]));
+  }
+  return { s, got };
+}
+
+async function refused(t, url, auth) {
+  const { s } = admin(t, url, auth);
+  const err = await once(s, "connect_error");
+  return err.message;
+}
+
+async function client(t, url) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, s);
+  await once(s, "connect");
+  return s;
+}
+
+test("admin UI, one node: credentials, what the UI is told, live events, commands (full)", async (t) => {
+  const gw = track(t, await startGateway(["--admin-ui", "full", "--admin-ui-password-hash", HASH, "--node-id", "gw-a"]));
+  const alice = await client(t, gw.url);
+  assert.deepEqual(await alice.emitWithAck("join", "lobby"), { ok: true });
+
+  // Refusals: nothing, a wrong password, a wrong user: all "invalid credentials", counted.
+  assert.equal(await refused(t, gw.url, undefined), "invalid credentials");
+  assert.equal(await refused(t, gw.url, { username: "admin", password: "wrong" }), "invalid credentials");
+  assert.equal(await refused(t, gw.url, { username: "root", password: "s3cret" }), "invalid credentials");
+  const m = await scrapeMetrics(`${gw.url}/metrics`);
+  assert.equal(metricSum(m, "sio_gateway_auth_failures_total", 'reason="admin_credentials"'), 3);
+
+  const a = admin(t, gw.url, { username: "admin", password: "s3cret" });
+  await once(a.s, "connect");
+  await waitFor(() => a.got.sockets && a.got.config && a.got.stats.length > 0 && a.got.session, { what: "config, stats, sockets, session" });
+  assert.match(a.got.session, /^[0-9a-f]{32}$/);
+  for (const f of ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MDISCONNECT", "AGGREGATED_EVENTS"]) {
+    assert.ok(a.got.config.supportedFeatures.includes(f), `${f} in ${a.got.config.supportedFeatures}`);
+  }
+  const st = a.got.stats[0];
+  assert.equal(st.serverId, "gw-a");
+  assert.equal(typeof st.uptime, "number");
+  assert.ok(st.clientsCount >= 1, JSON.stringify(st));
+  assert.ok(st.namespaces.some((n) => n.name === "/" && n.socketsCount === 1), JSON.stringify(st.namespaces));
+  const listed = a.got.sockets.find((s) => s.id === alice.id);
+  assert.ok(listed, JSON.stringify(a.got.sockets));
+  assert.equal(listed.nsp, "/");
+  assert.equal(listed.transport, "websocket");
+  assert.ok(listed.rooms.includes("lobby"), JSON.stringify(listed));
+
+  // The session lets the UI back in without the password.
+  const again = admin(t, gw.url, { sessionId: a.got.session });
+  await once(again.s, "connect");
+
+  // Live: a new socket, its join and leave, its disconnect.
+  const bob = await client(t, gw.url);
+  await bob.emitWithAck("join", "games");
+  await bob.emitWithAck("leave", "games");
+  await waitFor(() => a.got.events.some(([e, nsp, room, id]) => e === "room_left" && room === "games" && id === bob.id), { what: "room_left" });
+  const connected = a.got.events.find(([e, s]) => e === "socket_connected" && s.id === bob.id);
+  assert.ok(connected, JSON.stringify(a.got.events));
+  assert.ok(a.got.events.some(([e, nsp, room, id]) => e === "room_joined" && nsp === "/" && room === "games" && id === bob.id));
+
+  // A command: disconnect bob (the UI's `_disconnect`, filtered by his id room).
+  const bobId = bob.id; // socket.io-client forgets its id on disconnect
+  const gone = once(bob, "disconnect");
+  a.s.emit("_disconnect", "/", false, bobId);
+  assert.equal((await gone)[0], "io server disconnect");
+  await waitFor(() => a.got.events.some(([e, nsp, id]) => e === "socket_disconnected" && nsp === "/" && id === bobId), { what: "socket_disconnected" });
+  assert.ok(alice.connected, "only the filtered socket");
+  const after = await scrapeMetrics(`${gw.url}/metrics`);
+  assert.equal(metricSum(after, "sio_gateway_admin_ui_commands_total", 'result="ok"'), 1);
+});
+
+test("admin UI readonly: commands refused and counted; guessing is rate-limited; off by default", async (t) => {
+  const gw = track(t, await startGateway(["--admin-ui", "readonly", "--admin-ui-password-hash", HASH]));
+  const alice = await client(t, gw.url);
+  const a = admin(t, gw.url, { username: "admin", password: "s3cret" });
+  await once(a.s, "connect");
+  await waitFor(() => a.got.config && a.got.sockets, { what: "config" });
+  assert.deepEqual(a.got.config.supportedFeatures, ["AGGREGATED_EVENTS"]);
+  a.s.emit("_disconnect", "/", false, alice.id);
+  a.s.emit("emit", "/", null, "spoof", "x");
+  let spoofed = false;
+  alice.on("spoof", () => { spoofed = true; });
+  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_admin_ui_commands_total", 'result="refused"') === 2, { what: "2 refused commands" });
+  assert.ok(alice.connected, "readonly: the socket stays");
+  assert.equal(spoofed, false);
+
+  // Burst of 5 attempts per address (one is spent above), then refused before any hashing.
+  const answers = [];
+  for (let i = 0; i < 6; i++) answers.push(await refused(t, gw.url, { username: "admin", password: `guess${i}` }));
+  assert.ok(answers.includes("too many login attempts: try again in a few seconds"), JSON.stringify(answers));
+  const m = await scrapeMetrics(`${gw.url}/metrics`);
+  assert.ok(metricSum(m, "sio_gateway_auth_failures_total", 'reason="admin_rate_limited"') >= 1);
+
+  // Without --admin-ui the namespace does not exist.
+  const plain = track(t, await startGateway([]));
+  assert.match(await refused(t, plain.url, { username: "admin", password: "s3cret" }), /Invalid namespace/);
+});
+
+test("admin UI, 2 nodes over Redis: one UI sees both servers and their sockets, and acts on the other node", async (t) => {
+  const redis = track(t, await startRedis());
+  const flags = ["--admin-ui", "full", "--admin-ui-password-hash", HASH];
+  const n1 = track(t, await startNode(redis.url, "gateway-1", flags));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", flags));
+  const far = await client(t, n2.url);
+  assert.deepEqual(await far.emitWithAck("join", "ops"), { ok: true });
+
+  const a = admin(t, n1.url, { username: "admin", password: "s3cret" });
+  await once(a.s, "connect");
+  await waitFor(() => a.got.sockets, { what: "all_sockets" });
+  const listed = a.got.sockets.find((s) => s.id === far.id);
+  assert.ok(listed, `node 2's socket listed by node 1: ${JSON.stringify(a.got.sockets)}`);
+  assert.ok(listed.rooms.includes("ops"), JSON.stringify(listed));
+  await waitFor(() => new Set(a.got.stats.map((s) => s.serverId)).size === 2, { timeoutMs: 8000, what: "server_stats of both nodes" });
+
+  // Live events of node 2 reach the UI on node 1.
+  const late = await client(t, n2.url);
+  await waitFor(() => a.got.events.some(([e, s]) => e === "socket_connected" && s.id === late.id), { what: "node 2's socket_connected" });
+
+  const gone = once(far, "disconnect");
+  a.s.emit("_disconnect", "/", false, far.id);
+  assert.equal((await gone)[0], "io server disconnect");
+  assert.ok(late.connected);
+});
