@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startNode } from "./cluster-lib.mjs";
+import { startNodePeer } from "./fixtures/adapter-cluster.mjs";
 
 // bcrypt("s3cret", cost 4): `htpasswd -bnBC 4 "" s3cret` gives the same kind of hash.
 const HASH = "$2b$04$y8Uuy18aR0ciulVx1pbYhed9YaQlZKHhGZ8NloPl3ee1TJRbDhM2e";
@@ -103,7 +104,7 @@ test("admin UI readonly: commands refused and counted; guessing is rate-limited;
   const a = admin(t, gw.url, { username: "admin", password: "s3cret" });
   await once(a.s, "connect");
   await waitFor(() => a.got.config && a.got.sockets, { what: "config" });
-  assert.deepEqual(a.got.config.supportedFeatures, ["AGGREGATED_EVENTS"]);
+  assert.deepEqual(a.got.config.supportedFeatures, ["AGGREGATED_EVENTS", "ALL_EVENTS"]);
   a.s.emit("_disconnect", "/", false, alice.id);
   a.s.emit("emit", "/", null, "spoof", "x");
   let spoofed = false;
@@ -148,4 +149,32 @@ test("admin UI, 2 nodes over Redis: one UI sees both servers and their sockets, 
   a.s.emit("_disconnect", "/", false, far.id);
   assert.equal((await gone)[0], "io server disconnect");
   assert.ok(late.connected);
+});
+
+test("admin UI, mixed cluster: a gateway and a Node server under instrument() see each other's servers and sockets", async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startNode(redis.url, "gateway-1", ["--admin-ui", "full", "--admin-ui-password-hash", HASH]));
+  const peer = track(t, await startNodePeer(redis.url, { env: { ADMIN_UI: "1" } }));
+  const onGateway = await client(t, gw.url);
+  const onNode = await client(t, peer.url);
+
+  // The gateway's admin namespace: the Node server's stats and socket.
+  const a = admin(t, gw.url, { username: "admin", password: "s3cret" });
+  await once(a.s, "connect");
+  await waitFor(() => new Set(a.got.stats.map((s) => s.serverId)).has("node-peer"), { timeoutMs: 8000, what: "node-peer's server_stats at the gateway" });
+  await waitFor(() => a.got.sockets, { what: "all_sockets" });
+  const nodeSocket = a.got.sockets.find((s) => s.id === onNode.id);
+  assert.ok(nodeSocket, `the Node server's socket listed: ${JSON.stringify(a.got.sockets.map((s) => s.id))}`);
+  assert.equal(nodeSocket.transport, "websocket", "instrument()'s own transport field");
+
+  // The Node server's admin namespace (instrument(), no auth): the gateway's stats.
+  const n = admin(t, peer.url, {});
+  await once(n.s, "connect");
+  await waitFor(() => new Set(n.got.stats.map((s) => s.serverId)).has("gateway-1"), { timeoutMs: 8000, what: "gateway-1's server_stats at the Node server" });
+  assert.ok(n.got.sockets.some((s) => s.id === onGateway.id), "the gateway's socket listed by instrument()");
+
+  // The gateway's UI disconnects the Node server's socket.
+  const gone = once(onNode, "disconnect");
+  a.s.emit("_disconnect", "/", false, onNode.id);
+  assert.equal((await gone)[0], "io server disconnect");
 });

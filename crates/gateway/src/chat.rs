@@ -1,10 +1,9 @@
 //! The embedded demo: a small chat page at `/` using the stock socket.io-client.
 //!
 //! The client bundle is served at `/socket.io.min.js` when a copy of the npm package is found
-//! on disk: `--client-js`, or `node_modules/socket.io-client/dist/socket.io.min.js` under `web/`
-//! (installed by `scripts/run.sh` from `web/package-lock.json`), `tests/` or the working
-//! directory itself, looked up from the working directory and from the binary's parents (so
-//! `target/release/sio-gateway` finds the repository's). Otherwise the page loads it from the
+//! on disk: `--client-js`, or `node_modules/socket.io-client/dist/socket.io.min.js` where
+//! [`crate::installed`] looks (`web/`, installed by `scripts/run.sh` from
+//! `web/package-lock.json`, first). Otherwise the page loads it from the
 //! public CDN, which a start-up warning says. The bundle is read once at start-up.
 use std::{
     path::{Path, PathBuf},
@@ -26,27 +25,11 @@ pub const CDN_URL: &str = "https://cdn.socket.io/4.8.1/socket.io.min.js";
 const BUNDLE: &str = "node_modules/socket.io-client/dist/socket.io.min.js";
 
 fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
-    let mut out = Vec::new();
     // An explicit file is the only candidate: serving another copy would be a surprise.
-    if let Some(p) = explicit {
-        out.push(p.to_owned());
-        return out;
+    match explicit {
+        Some(p) => vec![p.to_owned()],
+        None => crate::installed::candidates(BUNDLE),
     }
-    let under = |dir: &Path, out: &mut Vec<PathBuf>| {
-        for sub in ["web", "tests", ""] {
-            out.push(dir.join(sub).join(BUNDLE));
-        }
-    };
-    if let Ok(cwd) = std::env::current_dir() {
-        under(&cwd, &mut out);
-    }
-    // target/{debug,release}/sio-gateway -> the repository's web/node_modules.
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(4) {
-            under(dir, &mut out);
-        }
-    }
-    out
 }
 
 /// Find and read the client bundle, if installed.

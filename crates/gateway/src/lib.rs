@@ -35,6 +35,7 @@ pub mod drain;
 pub mod engine_io;
 pub mod health;
 pub mod heap;
+pub mod installed;
 pub mod limits;
 pub mod listener;
 pub mod logging;

@@ -109,6 +109,7 @@ fn route_class(path: &str) -> &'static str {
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
+        p if p.starts_with(crate::admin::UI_PATH) => "admin_ui",
         p if p.starts_with("/api/") => "api",
         _ => "other",
     }
@@ -154,6 +155,17 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
         .route("/readyz", get(health::readyz));
     if gw.config.metrics_listen.is_none() {
         r = r.route("/metrics", get(crate::metrics::handler::<A>));
+    }
+    if gw.admin.is_some()
+        && let Some(dir) = crate::admin::ui_dir()
+    {
+        let ui = crate::admin::UI_PATH;
+        r = r
+            .route(
+                ui,
+                get(|| async { axum::response::Redirect::permanent("/admin-ui/") }),
+            )
+            .nest_service(&format!("{ui}/"), tower_http::services::ServeDir::new(dir));
     }
     let mut r = r
         .nest("/api/v1", crate::api::router::<A>(&gw))

@@ -49,6 +49,28 @@ use crate::{
 };
 pub use auth::{AdminAuth, AdminAuthError};
 
+/// The UI's static build inside the npm package (see [`crate::installed`]).
+const UI_INDEX: &str = "node_modules/@socket.io/admin-ui/ui/dist/index.html";
+
+/// The path the UI's static build is served at, when installed.
+pub const UI_PATH: &str = "/admin-ui";
+
+/// The directory of the UI's static build, if the npm package is installed; logged either way.
+pub fn ui_dir() -> Option<std::path::PathBuf> {
+    match crate::installed::find(UI_INDEX).and_then(|p| p.parent().map(|d| d.to_owned())) {
+        Some(dir) => {
+            tracing::info!(path = %dir.display(), "admin UI served at {UI_PATH}/");
+            Some(dir)
+        }
+        None => {
+            tracing::info!(
+                "admin UI page not installed (npm ci --prefix web): use the hosted one, https://admin.socket.io, with this node's URL"
+            );
+            None
+        }
+    }
+}
+
 /// How often `server_stats` goes out (as `instrument()`).
 const STATS_EVERY: Duration = Duration::from_secs(2);
 
@@ -145,10 +167,9 @@ impl Admin {
                 "MDISCONNECT",
             ]);
         }
-        f.push("AGGREGATED_EVENTS");
-        if self.events {
-            f.push("ALL_EVENTS");
-        }
+        // ALL_EVENTS makes the UI show its Sockets, Rooms, Clients and Events pages: the
+        // lifecycle events always come; the per-message ones only with --admin-ui-events.
+        f.extend(["AGGREGATED_EVENTS", "ALL_EVENTS"]);
         f
     }
 
