@@ -94,6 +94,9 @@ test("admin UI, one node: credentials, what the UI is told, live events, command
   assert.equal((await gone)[0], "io server disconnect");
   await waitFor(() => a.got.events.some(([e, nsp, id]) => e === "socket_disconnected" && nsp === "/" && id === bobId), { what: "socket_disconnected" });
   assert.ok(alice.connected, "only the filtered socket");
+  // Aggregated counts per interval, as instrument() sends them (the dashboard's charts).
+  await waitFor(() => a.got.stats.some((st) => st.aggregatedEvents.some((e) => e.type === "bytesOut" && e.count > 0)), { timeoutMs: 6000, what: "bytesOut in server_stats" });
+  assert.ok(a.got.stats.some((st) => st.aggregatedEvents.some((e) => e.type === "rawConnection" && e.count >= 1)));
   const after = await scrapeMetrics(`${gw.url}/metrics`);
   assert.equal(metricSum(after, "sio_gateway_admin_ui_commands_total", 'result="ok"'), 1);
 });

@@ -48,14 +48,31 @@ pub struct ConnRegistry {
     conns: Mutex<HashMap<u64, Conn>>,
     /// Origin of the stall clock (milliseconds since, see `Conn::stalled_since`).
     epoch: Instant,
+    /// Bytes read from and written to this listener's connections (`bytes_received_total`,
+    /// `bytes_sent_total`). One relaxed atomic add per read or write *call* (not per message:
+    /// a call carries whatever hyper and tungstenite batched), next to a syscall that costs
+    /// far more.
+    bytes_in: prometheus::IntCounter,
+    bytes_out: prometheus::IntCounter,
 }
 
 impl Default for ConnRegistry {
     fn default() -> Self {
+        let unregistered =
+            |name: &str| prometheus::IntCounter::new(name, name).expect("static metric definition");
+        ConnRegistry::new(unregistered("bytes_in"), unregistered("bytes_out"))
+    }
+}
+
+impl ConnRegistry {
+    /// A registry that counts its bytes into `bytes_in` / `bytes_out`.
+    pub fn new(bytes_in: prometheus::IntCounter, bytes_out: prometheus::IntCounter) -> Self {
         ConnRegistry {
             next: AtomicU64::new(0),
             conns: Mutex::default(),
             epoch: Instant::now(),
+            bytes_in,
+            bytes_out,
         }
     }
 }
@@ -193,6 +210,14 @@ impl TrackedStream {
     }
 }
 
+impl TrackedStream {
+    fn count_written(&self, res: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = res {
+            self.registry.bytes_out.inc_by(*n as u64);
+        }
+    }
+}
+
 impl Drop for TrackedStream {
     fn drop(&mut self) {
         // Before `inner` closes the descriptor (fields drop after this): see `shutdown_fd`.
@@ -206,7 +231,13 @@ impl AsyncRead for TrackedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = buf.filled().len().saturating_sub(before);
+        if n > 0 {
+            self.registry.bytes_in.inc_by(n as u64);
+        }
+        res
     }
 }
 
@@ -218,6 +249,7 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.note_write(&res);
+        self.count_written(&res);
         res
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -233,6 +265,7 @@ impl AsyncWrite for TrackedStream {
     ) -> Poll<io::Result<usize>> {
         let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.note_write(&res);
+        self.count_written(&res);
         res
     }
     fn is_write_vectored(&self) -> bool {

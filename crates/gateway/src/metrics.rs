@@ -51,6 +51,9 @@ pub struct Metrics {
     pub disconnections_total: IntCounterVec,
     pub events_received_total: IntCounter,
     pub events_sent_total: IntCounter,
+    /// Bytes read from / written to client connections (the client listener's TCP payload).
+    pub bytes_received_total: IntCounter,
+    pub bytes_sent_total: IntCounter,
     pub dropped_messages_total: IntCounterVec,
     pub dropped_no_sink: IntCounter,
     pub dropped_rate_limited: IntCounter,
@@ -116,6 +119,14 @@ impl Metrics {
         let events_sent_total = reg!(IntCounter::with_opts(opts(
             "events_sent_total",
             EVENTS_SENT_HELP
+        )));
+        let bytes_received_total = reg!(IntCounter::with_opts(opts(
+            "bytes_received_total",
+            "Bytes read from client connections (HTTP and WebSocket, TCP payload)"
+        )));
+        let bytes_sent_total = reg!(IntCounter::with_opts(opts(
+            "bytes_sent_total",
+            "Bytes written to client connections (HTTP and WebSocket, TCP payload)"
         )));
         let dropped_messages_total = reg!(IntCounterVec::new(
             opts("dropped_messages_total", "Messages dropped, by reason"),
@@ -206,6 +217,8 @@ impl Metrics {
             disconnections_total,
             events_received_total,
             events_sent_total,
+            bytes_received_total,
+            bytes_sent_total,
             dropped_messages_total,
             broadcasts_total,
             auth_failures_total,

@@ -95,7 +95,10 @@ impl Gateway {
             conn_limit: ConnectionLimit::new(config.max_connections),
             namespaces: Arc::new(Namespaces::new(&config.namespace, config.max_namespaces)),
             drain,
-            conns: Arc::new(ConnRegistry::default()),
+            conns: Arc::new(ConnRegistry::new(
+                metrics.bytes_received_total.clone(),
+                metrics.bytes_sent_total.clone(),
+            )),
             config: Arc::new(config),
             metrics,
             auth: Arc::new(auth),

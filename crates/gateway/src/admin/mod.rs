@@ -95,6 +95,8 @@ struct Totals {
     connections: u64,
     received: u64,
     sent: u64,
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 impl Admin {
@@ -257,6 +259,8 @@ impl Admin {
             connections: m.connections_total.get(),
             received: m.events_received_total.get(),
             sent: m.events_sent_total.get(),
+            bytes_in: m.bytes_received_total.get(),
+            bytes_out: m.bytes_sent_total.get(),
         };
         let before = std::mem::replace(
             &mut *self.last.lock().unwrap_or_else(|e| e.into_inner()),
@@ -273,6 +277,8 @@ impl Admin {
             ),
             ("packetsIn", now.received.saturating_sub(before.received)),
             ("packetsOut", now.sent.saturating_sub(before.sent)),
+            ("bytesIn", now.bytes_in.saturating_sub(before.bytes_in)),
+            ("bytesOut", now.bytes_out.saturating_sub(before.bytes_out)),
         ] {
             if n > 0 {
                 aggregated.push(json!({ "timestamp": second, "type": kind, "count": n }));
