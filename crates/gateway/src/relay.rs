@@ -21,7 +21,19 @@ use socketioxide::{
     socket::{DisconnectReason, Sid, Socket},
 };
 
-use crate::{ack::Ack, limits::TokenBucket, namespaces::EnterError, state::Gateway};
+use crate::{
+    ack::Ack,
+    history::{
+        Recovery,
+        message::Args,
+        metrics::outcome,
+        replay,
+        since::{self, JoinArg, JoinArgError, Since},
+    },
+    limits::TokenBucket,
+    namespaces::EnterError,
+    state::Gateway,
+};
 
 /// Why a namespace connection is refused; the text reaches the client as its
 /// `connect_error` message.
@@ -197,41 +209,137 @@ impl Conn {
         &self,
         io: &SocketIo<A>,
         s: &SocketRef<A>,
-        room: Result<String, ParserError>,
+        arg: Result<serde_json::Value, ParserError>,
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
             return self.reply(ack, &err("rate limited")).await;
         }
-        let room = match room {
-            Ok(r) if valid_name(&r) => r,
-            _ => {
+        let hm = &self.gw.history.metrics;
+        // Parsed and checked whole before anything is applied (see `history::since`).
+        let arg = match arg.map_err(|_| JoinArgError::Shape).and_then(since::parse) {
+            Ok(a) if valid_name(a.room()) => a,
+            Ok(_) => {
                 self.gw.metrics.dropped_invalid.inc();
                 return self
                     .reply(ack, &err("join expects a room name (1-256 bytes)"))
                     .await;
             }
+            Err(e) => {
+                self.gw.metrics.dropped_invalid.inc();
+                if !matches!(e, JoinArgError::Shape) {
+                    hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                }
+                return self.reply(ack, &err(e)).await;
+            }
         };
-        if self.is_socket_id_room(io, s, &room).await {
+        let room = arg.room();
+        if self.is_socket_id_room(io, s, room).await {
             // Every socket is in the room named after its id (as on Node.js): joining another
             // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
             return self.reply(ack, &err(SOCKET_ID_ROOM)).await;
         }
-        if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
+        if !self.may(&self.gw.config.can_join, |i| &i.can_join, room) {
             self.gw.metrics.dropped_forbidden.inc();
             let v = err(format_args!("not allowed to join room `{room}`"));
             return self.reply(ack, &v).await;
         }
-        if let Err(max) = self.join_capped(s, &room) {
-            self.gw.metrics.dropped_forbidden.inc();
-            let v = err(format_args!("too many rooms (max {max} per connection)"));
-            return self.reply(ack, &v).await;
+        let v = match &arg {
+            JoinArg::Plain(room) => self.join_plain(s, room).await,
+            JoinArg::Tracked { room, since } => self.join_tracked(s, room, since.as_ref()).await,
+        };
+        self.reply(ack, &v).await;
+    }
+
+    /// The plain join: `{ok:true}` or the cap's refusal.
+    async fn join_plain<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> serde_json::Value {
+        if let Err(max) = self.join_capped(s, room) {
+            return self.too_many_rooms(max);
         }
         // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
         // broadcast sent from another node right after the ack is not missed.
         self.gw.sync_rooms(s.ns()).await;
-        self.reply(ack, &ok()).await;
+        ok()
+    }
+
+    fn too_many_rooms(&self, max: usize) -> serde_json::Value {
+        self.gw.metrics.dropped_forbidden.inc();
+        err(format_args!("too many rooms (max {max} per connection)"))
+    }
+
+    /// `join {room, since?}`: the join, plus the history's position (`epoch`, `offset`: the
+    /// last one) and, with `since`, the replay of what followed it. Under the room's history
+    /// lock: publishers wait until the replay is queued and the socket is in the room, so the
+    /// boundary has no gap and no duplicate (see `history`).
+    async fn join_tracked<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        since: Option<&Since>,
+    ) -> serde_json::Value {
+        let history = &self.gw.history;
+        let hm = &history.metrics;
+        let Some(rh) = history.room(s.ns(), room) else {
+            if let Err(max) = self.join_capped(s, room) {
+                return self.too_many_rooms(max);
+            }
+            self.gw.sync_rooms(s.ns()).await;
+            if since.is_none() {
+                return ok();
+            }
+            hm.recoveries
+                .with_label_values(&[outcome::NO_HISTORY])
+                .inc();
+            return json!({ "ok": true, "recovered": false, "reason": outcome::NO_HISTORY });
+        };
+        let mut g = rh.lock(hm).await;
+        let epoch = g.epoch().to_string();
+        let last = g.last().to_string();
+        let recovery = match since.map(|since| g.recover(since)).transpose() {
+            Ok(r) => r,
+            Err(ahead) => {
+                self.gw.metrics.dropped_invalid.inc();
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                return err(format_args!("join: `since.offset`: {ahead}"));
+            }
+        };
+        if let Err(max) = self.join_capped(s, room) {
+            return self.too_many_rooms(max);
+        }
+        let position = |extra: serde_json::Value| {
+            let mut v = json!({ "ok": true, "epoch": epoch, "offset": last });
+            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        match recovery {
+            None => position(json!({})),
+            Some(Recovery::OtherEpoch) => {
+                hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
+                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
+            }
+            Some(Recovery::Miss(miss)) => {
+                hm.recoveries.with_label_values(&[miss.as_str()]).inc();
+                position(json!({ "recovered": false, "reason": miss.as_str() }))
+            }
+            Some(Recovery::Replay(msgs)) => match replay::send(s, &msgs).await {
+                Ok(n) => {
+                    hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
+                    hm.replayed.inc_by(n as u64);
+                    self.gw.metrics.events_sent_total.inc_by(n as u64);
+                    position(json!({ "recovered": true, "missed": n }))
+                }
+                Err(e) => {
+                    tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
+                    hm.recoveries.with_label_values(&["failed"]).inc();
+                    position(
+                        json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
+                    )
+                }
+            },
+        }
     }
 
     /// Join `room` unless that takes the socket past `--max-rooms` (the socket's own-id room
@@ -345,12 +453,24 @@ impl Conn {
         // socketioxide's broadcast does not report how many sockets it reached, so the local
         // recipients are listed once more to count deliveries; this allocates a Vec per
         // publish, O(room members) like the broadcast itself.
-        let (delivered, res) = match p.room {
-            Some(room) => {
+        let history = match &p.room {
+            Some(room) => self.gw.history.room(s.ns(), room),
+            None => None,
+        };
+        let (delivered, res) = match (p.room, history) {
+            (Some(room), Some(rh)) => {
+                // A history room: appended, then delivered with its mark, under the room's
+                // lock (see `history`: the lock orders offsets with deliveries and joins).
+                let mut g = rh.lock(&self.gw.history.metrics).await;
+                let d = g.append(p.event, Args::One(p.data));
+                let n = s.to(room.clone()).sockets().len();
+                (n, s.to(room).emit(d.event, &d).await)
+            }
+            (Some(room), None) => {
                 let n = s.to(room.clone()).sockets().len();
                 (n, s.to(room).emit(&p.event, &p.data).await)
             }
-            None => {
+            (None, _) => {
                 let n = s.broadcast().sockets().len();
                 (n, s.broadcast().emit(&p.event, &p.data).await)
             }
@@ -494,9 +614,12 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "join",
-        move |s: SocketRef<A>, io: SocketIo<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+        move |s: SocketRef<A>,
+              io: SocketIo<A>,
+              TryData(arg): TryData<serde_json::Value>,
+              ack: Ack<A>| {
             let c = c.clone();
-            async move { c.join(&io, &s, room, ack).await }
+            async move { c.join(&io, &s, arg, ack).await }
         },
     );
     let c = conn.clone();

@@ -306,6 +306,17 @@ pub async fn serve<A: GatewayAdapter>(
         c.start(&gw, &io).await;
     }
     crate::pysio::start(&gw, &io).await?;
+    if gw.history.is_enabled() {
+        // Histories idle past their TTL are forgotten, not kept for rooms used once.
+        let history = gw.history.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                history.sweep();
+            }
+        });
+    }
     tokio::spawn(crate::session_key::sweep_forever(
         gw.session_keys.clone(),
         gw.polling.clone(),

@@ -15,6 +15,7 @@ use crate::{
     config::Config,
     drain::Drain,
     health::{Readiness, ReadyCheck},
+    history::History,
     limits::ConnectionLimit,
     listener::ConnRegistry,
     metrics::Metrics,
@@ -63,6 +64,8 @@ pub struct Gateway {
     /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
     /// without `--redis`.
     pub cluster: Arc<dyn ClusterView>,
+    /// Room histories (`--history`): the append point of every broadcast into a history room.
+    pub history: Arc<History>,
 }
 
 impl Gateway {
@@ -77,7 +80,9 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
+        let history = Arc::new(History::new(config.history.clone(), metrics.registry()));
         Gateway {
+            history,
             chat: Arc::new(Chat::new(
                 config.client_js.as_deref(),
                 &config.node_id,
