@@ -216,6 +216,31 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   });
   assert.equal(r2.status, 400);
   assert.match((await r2.json()).error, /keeps a history/);
+  // The same history, for backends.
+  const hist = async (q) => {
+    const res = await fetch(gw.url + "/api/v1/rooms/chat%3Ax/history" + q, { headers: { authorization: `Bearer ${KEY}` } });
+    return { status: res.status, body: await res.json() };
+  };
+  let h = await hist("");
+  assert.equal(h.status, 200);
+  assert.deepEqual(h.body, {
+    nsp: "/", room: "chat:x", epoch: xEpoch, offset: "3", gap: null,
+    messages: [
+      { offset: "1", event: "msg", args: [1] },
+      { offset: "2", event: "msg", args: [{ text: "hi" }] },
+      { offset: "3", event: "msg", args: ["a", 2] },
+    ],
+  });
+  h = await hist(`?since=1&limit=1&epoch=${xEpoch}`);
+  assert.deepEqual(h.body.messages.map((x) => x.offset), ["2"]);
+  h = await hist("?since=1&epoch=0000000000000000");
+  assert.equal(h.status, 409);
+  assert.equal(h.body.epoch, xEpoch);
+  for (const q of ["?since=abc", "?since=9", "?limit=0", "?limit=1001", "?epoch=a%20b"]) {
+    assert.equal((await hist(q)).status, 400, q);
+  }
+  const none = await fetch(gw.url + "/api/v1/rooms/lobby/history", { headers: { authorization: `Bearer ${KEY}` } });
+  assert.equal(none.status, 404);
   const m = await scrapeMetrics(gw.url + "/metrics");
   assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 7);
 });
