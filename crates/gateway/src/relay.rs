@@ -24,11 +24,13 @@ use socketioxide::{
 use crate::{
     ack::Ack,
     history::{
-        Recovery,
-        message::Args,
+        Recovery, RoomHistory,
+        message::{Args, Delivery, Mark, Offset},
         metrics::outcome,
         replay,
         since::{self, JoinArg, JoinArgError, Since},
+        stream::{Read, StreamStore},
+        stream_id::StreamId,
     },
     limits::TokenBucket,
     namespaces::EnterError,
@@ -293,6 +295,9 @@ impl Conn {
                 .inc();
             return json!({ "ok": true, "recovered": false, "reason": outcome::NO_HISTORY });
         };
+        if let Some(store) = history.store() {
+            return self.join_tracked_cluster(s, room, since, store, &rh).await;
+        }
         let mut g = rh.lock(hm).await;
         let epoch = g.epoch().to_string();
         let last = g.last().to_string();
@@ -339,6 +344,167 @@ impl Conn {
                     )
                 }
             },
+        }
+    }
+
+    /// Cluster mode's `join {room, since?}`: as [`Conn::join_tracked`], from the room's Redis
+    /// Stream. Under the room's lock (this node's publishes into it wait); the socket is
+    /// registered with the hold-back before it joins, so other nodes' messages that arrive
+    /// meanwhile are kept for it, then subscribed (`sync_rooms`), then the stream is read:
+    /// every message is in the read or arrives after the subscription. The replay is sent,
+    /// then what was held back after it, then live delivery resumes (see `history::holdback`).
+    async fn join_tracked_cluster<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        since: Option<&Since>,
+        store: &StreamStore,
+        rh: &RoomHistory,
+    ) -> serde_json::Value {
+        let history = &self.gw.history;
+        let hm = &history.metrics;
+        let ns = s.ns();
+        let Some(spec) = history.spec(room) else {
+            return err("no history rule for this room");
+        };
+        let since = match since.map(|sn| sn.stream_id().map(|id| (id, &sn.epoch))) {
+            None => None,
+            Some(Some(v)) => Some(v),
+            Some(None) => {
+                self.gw.metrics.dropped_invalid.inc();
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                return err("join: `since.offset` is not an offset of this history");
+            }
+        };
+        let _g = rh.lock(hm).await;
+        let hb = &history.holdback;
+        if since.is_some() {
+            hb.start(ns, room, s.id);
+        }
+        if let Err(max) = self.join_capped(s, room) {
+            hb.abandon(ns, room, s.id);
+            return self.too_many_rooms(max);
+        }
+        self.gw.sync_rooms(ns).await;
+        let started = Instant::now();
+        let read = store.read(ns, room, spec, since, 0).await;
+        hm.read_seconds.observe(started.elapsed().as_secs_f64());
+        // Not half-applied: a join whose history cannot be read or whose offset is bogus is undone.
+        let undo = |e: serde_json::Value| {
+            hb.abandon(ns, room, s.id);
+            s.leave(room.to_owned());
+            e
+        };
+        let r = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return undo(err(format_args!(
+                    "the room's history is unavailable, not joined: {e}"
+                )));
+            }
+        };
+        if let (Read::Miss, Some((id, _))) = (&r.read, since)
+            && id > r.last
+        {
+            self.gw.metrics.dropped_invalid.inc();
+            hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+            return undo(err(format_args!(
+                "join: `since.offset`: offset {id} is ahead of this history (last offset {})",
+                r.last
+            )));
+        }
+        let position = |extra: serde_json::Value| {
+            let mut v =
+                json!({ "ok": true, "epoch": r.epoch.as_str(), "offset": r.last.to_string() });
+            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        let (replay, upto) = match &r.read {
+            Read::Position => return position(json!({})),
+            Read::OtherEpoch => (None, None),
+            Read::Miss => (None, None),
+            Read::Replay(list) => (
+                Some(list),
+                Some(
+                    list.last()
+                        .map_or(since.map_or(StreamId::ZERO, |s| s.0), |m| m.id),
+                ),
+            ),
+        };
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let mut res = Ok(());
+        for m in replay.into_iter().flatten() {
+            let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
+                Ok(a) => Args::Many(a),
+                Err(_) => Args::Many(Vec::new()),
+            };
+            let d = Delivery {
+                event: &m.event,
+                args: &args,
+                mark: Mark {
+                    room,
+                    offset: Offset::Id(m.id),
+                    epoch: r.epoch.as_str(),
+                },
+            };
+            res = replay::send_one(s, &m.event, &d, started).await;
+            if res.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // Then what other nodes published meanwhile, until nothing is held any more.
+        while res.is_ok() {
+            let held = hb.take(ns, room, s.id, upto);
+            if held.is_empty() {
+                break;
+            }
+            for (_, text) in held {
+                let Ok(mut parts) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else {
+                    continue;
+                };
+                if parts.is_empty() {
+                    continue;
+                }
+                let event = match parts.remove(0) {
+                    serde_json::Value::String(e) => e,
+                    _ => continue,
+                };
+                res = replay::send_one(s, &event, &replay::Spread(&parts), started).await;
+                if res.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = res {
+            hb.abandon(ns, room, s.id);
+            tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
+            hm.recoveries.with_label_values(&["failed"]).inc();
+            return position(
+                json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
+            );
+        }
+        match r.read {
+            Read::OtherEpoch => {
+                hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
+                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
+            }
+            Read::Miss => {
+                hm.recoveries.with_label_values(&["trimmed"]).inc();
+                position(json!({ "recovered": false, "reason": "trimmed" }))
+            }
+            _ => {
+                hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
+                hm.replayed.inc_by(sent as u64);
+                self.gw.metrics.events_sent_total.inc_by(sent as u64);
+                let last = upto.map_or_else(|| r.last.to_string(), |u| u.to_string());
+                let mut v = position(json!({ "recovered": true, "missed": sent }));
+                v["offset"] = json!(last);
+                v
+            }
         }
     }
 
@@ -461,10 +627,31 @@ impl Conn {
             (Some(room), Some(rh)) => {
                 // A history room: appended, then delivered with its mark, under the room's
                 // lock (see `history`: the lock orders offsets with deliveries and joins).
-                let mut g = rh.lock(&self.gw.history.metrics).await;
-                let d = g.append(p.event, Args::One(p.data));
+                let history = &self.gw.history;
+                let mut g = rh.lock(&history.metrics).await;
                 let n = s.to(room.clone()).sockets().len();
-                (n, s.to(room).emit(d.event, &d).await)
+                match history.store() {
+                    None => {
+                        let d = g.append(p.event, Args::One(p.data));
+                        (n, s.to(room).emit(d.event, &d).await)
+                    }
+                    Some(store) => {
+                        let appended = history
+                            .append_cluster(store, s.ns(), &room, p.event, Args::One(p.data))
+                            .await;
+                        match appended {
+                            Ok(a) => (n, s.to(room).emit(&a.event, &a.delivery()).await),
+                            Err(e) => {
+                                // Not delivered either: a message of a history room always
+                                // has an offset. The publisher may retry.
+                                m.dropped_cluster_unreachable.inc();
+                                return err(format_args!(
+                                    "not published: the room's history is unavailable ({e})"
+                                ));
+                            }
+                        }
+                    }
+                }
             }
             (Some(room), None) => {
                 let n = s.to(room.clone()).sockets().len();

@@ -297,6 +297,14 @@ pub async fn serve<A: GatewayAdapter>(
             Some(c) => c.view(),
             None => Arc::new(crate::cluster_view::SingleNode),
         },
+        history_store: match (&cluster, &config.redis) {
+            (Some(_), Some(url)) if !config.history.is_empty() => Some(
+                crate::history::stream::StreamStore::connect(url)
+                    .await
+                    .context("connecting the history's Redis client")?,
+            ),
+            _ => None,
+        },
     };
     let gw = Arc::new(Gateway::new(config, services));
     let cfg = gw.config.clone();
@@ -304,6 +312,9 @@ pub async fn serve<A: GatewayAdapter>(
     register(&io, &cfg.namespace).await?;
     if let Some(c) = &cluster {
         c.start(&gw, &io).await;
+        if gw.history.is_enabled() {
+            c.handle.set_delivery_filter(gw.history.holdback.clone());
+        }
     }
     crate::pysio::start(&gw, &io).await?;
     if gw.history.is_enabled() {

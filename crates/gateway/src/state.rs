@@ -33,6 +33,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub upstream: Sink,
     pub cluster: Arc<dyn ClusterView>,
+    /// Cluster mode with `--history`: the Redis Streams of the histories.
+    pub history_store: Option<crate::history::stream::StreamStore>,
 }
 
 /// Every service of the node, built once. The lower modules never see this hub: each
@@ -76,11 +78,16 @@ impl Gateway {
             auth,
             upstream,
             cluster,
+            history_store,
         } = services;
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
-        let history = Arc::new(History::new(config.history.clone(), metrics.registry()));
+        let history = Arc::new(History::new(
+            config.history.clone(),
+            history_store,
+            metrics.registry(),
+        ));
         Gateway {
             history,
             chat: Arc::new(Chat::new(

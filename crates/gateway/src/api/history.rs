@@ -13,7 +13,12 @@ use socketioxide::adapter::Adapter;
 
 use super::{ApiError, Params};
 use crate::{
-    history::{epoch::Epoch, since::parse_offset},
+    history::{
+        epoch::Epoch,
+        since::parse_offset,
+        stream::{Read, StreamStore},
+        stream_id::StreamId,
+    },
     names::{MAX_NAME_LEN, valid_len},
     state::AppState,
 };
@@ -48,11 +53,11 @@ pub async fn read<A: Adapter>(
             "room must be 1-{MAX_NAME_LEN} bytes"
         )));
     }
+    // Single node: decimal digits; cluster mode: a stream id (checked where it is read).
+    let since_raw = q.since.clone();
     let since = match q.since.as_deref() {
-        None => 0,
-        Some(s) => parse_offset(s).ok_or_else(|| {
-            ApiError::bad_request("`since` must be an offset (decimal digits, as delivered)")
-        })?,
+        None => Some(0),
+        Some(s) => parse_offset(s),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
@@ -79,17 +84,27 @@ pub async fn read<A: Adapter>(
             format!("room `{room}` keeps no history (no --history rule matches it)"),
         ));
     };
+    if let Some(store) = history.store() {
+        return read_stream(
+            store,
+            &st,
+            &q.nsp,
+            &room,
+            since_raw.as_deref(),
+            limit,
+            epoch,
+        )
+        .await;
+    }
+    let Some(since) = since else {
+        return Err(ApiError::bad_request(
+            "`since` must be an offset (decimal digits, as delivered)",
+        ));
+    };
     let mut g = rh.lock(&history.metrics).await;
     let current = g.epoch().clone();
     if epoch.as_ref().is_some_and(|e| *e != current) {
-        return Ok((
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": "`epoch` is not this history's: it was lost and started over; resync",
-                "epoch": current.as_str(),
-            })),
-        )
-            .into_response());
+        return Ok(conflict(&current));
     }
     let last = g.last();
     let (page, gap) = g
@@ -106,6 +121,92 @@ pub async fn read<A: Adapter>(
         "epoch": current.as_str(),
         "offset": last.to_string(),
         "gap": gap.map(|g| g.as_str()),
+        "messages": messages,
+    }))
+    .into_response())
+}
+
+fn conflict(current: &Epoch) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({
+            "error": "`epoch` is not this history's: it was lost and started over; resync",
+            "epoch": current.as_str(),
+        })),
+    )
+        .into_response()
+}
+
+/// Cluster mode: the page is read from the room's Redis Stream. When messages right after
+/// `since` are gone, `gap` says so and the page is empty (read again without `since`).
+async fn read_stream<A: Adapter>(
+    store: &StreamStore,
+    st: &AppState<A>,
+    nsp: &str,
+    room: &str,
+    since: Option<&str>,
+    limit: usize,
+    epoch: Option<Epoch>,
+) -> Result<Response, ApiError> {
+    let history = &st.gw.history;
+    let spec = history
+        .spec(room)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "room keeps no history"))?;
+    let since_id = match since {
+        None => StreamId::ZERO,
+        Some(s) => StreamId::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "`since` must be an offset (a stream id <ms>-<seq>, as delivered)",
+            )
+        })?,
+    };
+    // Without `epoch`, `since` is taken in the current epoch: read the position first.
+    let started = std::time::Instant::now();
+    let current = match epoch {
+        Some(e) => e,
+        None => {
+            store
+                .read(nsp, room, spec, None, 0)
+                .await
+                .map_err(ApiError::unavailable)?
+                .epoch
+        }
+    };
+    let r = store
+        .read(nsp, room, spec, Some((since_id, &current)), limit)
+        .await
+        .map_err(ApiError::unavailable)?;
+    history
+        .metrics
+        .read_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let (messages, gap) = match r.read {
+        Read::OtherEpoch => return Ok(conflict(&r.epoch)),
+        Read::Position => (Vec::new(), None),
+        Read::Miss if since_id > r.last => {
+            return Err(ApiError::bad_request(format!(
+                "`since`: offset {since_id} is ahead of this history (last offset {})",
+                r.last
+            )));
+        }
+        Read::Miss => (Vec::new(), Some("trimmed")),
+        Read::Replay(list) => (
+            list.into_iter()
+                .map(|m| {
+                    let args: serde_json::Value =
+                        serde_json::from_str(&m.args).unwrap_or_else(|_| json!([]));
+                    json!({ "offset": m.id.to_string(), "event": m.event, "args": args })
+                })
+                .collect(),
+            None,
+        ),
+    };
+    Ok(Json(json!({
+        "nsp": nsp,
+        "room": room,
+        "epoch": r.epoch.as_str(),
+        "offset": r.last.to_string(),
+        "gap": gap,
         "messages": messages,
     }))
     .into_response())

@@ -109,7 +109,7 @@ pub fn spec() -> Value {
             "parameters": [
                 { "name": "room", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 } },
                 { "name": "nsp", "in": "query", "schema": { "type": "string", "default": "/" } },
-                { "name": "since", "in": "query", "description": "offset after which to read, as delivered (from the oldest kept when absent)", "schema": { "type": "string", "pattern": "^[0-9]{1,20}$" } },
+                { "name": "since", "in": "query", "description": "offset after which to read, as delivered (from the oldest kept when absent): decimal digits on a single node, a stream id <ms>-<seq> in cluster mode", "schema": { "type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$" } },
                 { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
                 { "name": "epoch", "in": "query", "description": "the epoch `since` belongs to: another one answers 409", "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } }
             ],

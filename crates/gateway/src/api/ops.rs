@@ -173,9 +173,30 @@ pub async fn emit<A: Adapter>(
                 (None, Some(d)) => vec![d],
                 (None, None) => Vec::new(),
             };
-            let mut g = rh.lock(&st.gw.history.metrics).await;
-            let d = g.append(b.event, HistoryArgs::Many(args));
-            op.emit(d.event, &d).await
+            let history = &st.gw.history;
+            let mut g = rh.lock(&history.metrics).await;
+            match history.store() {
+                None => {
+                    let d = g.append(b.event, HistoryArgs::Many(args));
+                    op.emit(d.event, &d).await
+                }
+                Some(store) => {
+                    let room = b.target.rooms.first().map_or("", String::as_str);
+                    let a = history
+                        .append_cluster(
+                            store,
+                            &b.target.nsp,
+                            room,
+                            b.event,
+                            HistoryArgs::Many(args),
+                        )
+                        .await
+                        .map_err(|e| {
+                            ApiError::unavailable(format_args!("the room's history: {e}"))
+                        })?;
+                    op.emit(&a.event, &a.delivery()).await
+                }
+            }
         }
         None => match (&b.args, &b.data) {
             (Some(args), _) => op.emit(&b.event, &Args(args)).await,

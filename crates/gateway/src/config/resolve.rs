@@ -437,13 +437,6 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|s| crate::history::spec::HistorySpec::parse(s).map_err(|m| invalid("history", m)))
             .collect::<Result<Vec<_>, _>>()?;
-        if !history.is_empty() && o.redis.is_some() {
-            return Err(invalid(
-                "history",
-                "room history is not available in cluster mode (--redis) yet: it is kept in \
-                 this node's memory only, which other nodes cannot recover from",
-            ));
-        }
         let sticky_cookie = o.sticky_cookie.unwrap_or_else(|| D::STICKY_COOKIE.into());
         if sticky_cookie.is_empty()
             || !sticky_cookie

@@ -49,7 +49,7 @@ impl Entry {
             args: &self.args,
             mark: Mark {
                 room,
-                offset: self.offset,
+                offset: Offset::Seq(self.offset),
                 epoch,
             },
         }
@@ -60,13 +60,26 @@ impl Entry {
 #[derive(Debug, Serialize)]
 pub struct Mark<'a> {
     pub room: &'a str,
-    #[serde(serialize_with = "as_string")]
-    pub offset: u64,
+    pub offset: Offset,
     pub epoch: &'a str,
 }
 
-fn as_string<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+/// An offset, written as a string either way.
+#[derive(Debug, Clone, Copy)]
+pub enum Offset {
+    /// Single node: 1, 2, 3, ...
+    Seq(u64),
+    /// Cluster mode: the stream id.
+    Id(super::stream_id::StreamId),
+}
+
+impl Serialize for Offset {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Offset::Seq(n) => s.collect_str(n),
+            Offset::Id(id) => s.collect_str(id),
+        }
+    }
 }
 
 /// A message as delivered: its arguments, then the mark. Serializes as a tuple, which
@@ -106,7 +119,7 @@ mod tests {
             args: &args,
             mark: Mark {
                 room: "chat:x",
-                offset: 42,
+                offset: Offset::Seq(42),
                 epoch: "e1",
             },
         };
@@ -120,7 +133,7 @@ mod tests {
             args: &one,
             mark: Mark {
                 room: "r",
-                offset: 1,
+                offset: Offset::Seq(1),
                 epoch: "e",
             },
         };

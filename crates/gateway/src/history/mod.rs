@@ -16,15 +16,21 @@
 //! with deliveries), and the stored copy of each message (held by the ring; delivery reads
 //! it from there, so the publish path makes no second copy).
 //!
-//! Where this lives: on a single node, in memory ([`ring`]). A lost history (idle past its
-//! TTL, node restarted) comes back with a new epoch ([`epoch`]).
+//! Where this lives: on a single node, in memory ([`ring`]); in cluster mode, in a Redis Stream
+//! per room ([`stream`]), appended under the same per-room lock (which then orders this node's
+//! publishes), and other nodes' live messages are held back from a recovering socket by
+//! [`holdback`]. A lost history (idle past its TTL, node restarted, Redis flushed) comes back
+//! with a new epoch ([`epoch`]).
 pub mod epoch;
+pub mod holdback;
 pub mod message;
 pub mod metrics;
 pub mod replay;
 pub mod ring;
 pub mod since;
 pub mod spec;
+pub mod stream;
+pub mod stream_id;
 
 use std::{
     collections::HashMap,
@@ -48,12 +54,39 @@ pub struct History {
     specs: Vec<HistorySpec>,
     rooms: Mutex<HashMap<String, HashMap<String, Arc<RoomHistory>>>>,
     pub metrics: HistoryMetrics,
+    /// Cluster mode: the Redis Streams (the rings then only serve as per-room locks).
+    store: Option<stream::StreamStore>,
+    /// Cluster mode: live messages held back from recovering sockets.
+    pub holdback: Arc<holdback::HoldBack>,
 }
 
 /// The history of one room.
 pub struct RoomHistory {
     room: String,
     ring: tokio::sync::Mutex<Ring>,
+}
+
+/// A message written to a room's stream, ready to deliver.
+pub struct Appended {
+    pub room: String,
+    pub event: String,
+    pub args: Args,
+    pub id: stream_id::StreamId,
+    pub epoch: Epoch,
+}
+
+impl Appended {
+    pub fn delivery(&self) -> Delivery<'_> {
+        Delivery {
+            event: &self.event,
+            args: &self.args,
+            mark: message::Mark {
+                room: &self.room,
+                offset: message::Offset::Id(self.id),
+                epoch: self.epoch.as_str(),
+            },
+        }
+    }
 }
 
 /// What a recovering join gets: the messages to replay, or why they cannot be.
@@ -65,12 +98,52 @@ pub enum Recovery<'a> {
 }
 
 impl History {
-    pub fn new(specs: Vec<HistorySpec>, registry: &Registry) -> History {
+    pub fn new(
+        specs: Vec<HistorySpec>,
+        store: Option<stream::StreamStore>,
+        registry: &Registry,
+    ) -> History {
+        let metrics = HistoryMetrics::new(registry);
         History {
+            holdback: Arc::new(holdback::HoldBack::new(
+                specs.clone(),
+                metrics.bypassed.clone(),
+            )),
             specs,
             rooms: Mutex::default(),
-            metrics: HistoryMetrics::new(registry),
+            metrics,
+            store,
         }
+    }
+
+    /// Cluster mode: the Redis Streams the histories are kept in.
+    pub fn store(&self) -> Option<&stream::StreamStore> {
+        self.store.as_ref()
+    }
+
+    /// Cluster mode's append point (call it under the room's lock, see [`RoomHistory::lock`]):
+    /// the message is written to the room's stream; deliver [`Appended::delivery`].
+    pub async fn append_cluster(
+        &self,
+        store: &stream::StreamStore,
+        nsp: &str,
+        room: &str,
+        event: String,
+        args: Args,
+    ) -> Result<Appended, stream::StoreError> {
+        let spec = self
+            .spec(room)
+            .ok_or(stream::StoreError::Answer("no history rule"))?;
+        let json = serde_json::to_string(&args.to_json()).unwrap_or_else(|_| "[]".into());
+        let (id, epoch) = store.append(nsp, room, spec, &event, &json).await?;
+        self.metrics.appends.inc();
+        Ok(Appended {
+            room: room.to_owned(),
+            event,
+            args,
+            id,
+            epoch,
+        })
     }
 
     /// Is any `--history` rule configured?
@@ -167,7 +240,10 @@ impl RoomGuard<'_> {
         self.ring.expire(started);
         let ring = &*self.ring;
         let epoch = ring.epoch().as_str();
-        let res = match ring.after(since.offset)? {
+        let Some(offset) = since.seq() else {
+            return Err(Ahead::NotAnOffset);
+        };
+        let res = match ring.after(offset)? {
             Err(miss) => Recovery::Miss(miss),
             Ok(it) => Recovery::Replay(it.map(|e| e.delivery(room, epoch)).collect()),
         };
@@ -199,7 +275,7 @@ mod tests {
             .iter()
             .map(|r| HistorySpec::parse(r).unwrap())
             .collect();
-        History::new(specs, &Registry::new())
+        History::new(specs, None, &Registry::new())
     }
 
     #[test]
@@ -225,17 +301,20 @@ mod tests {
             g.append("e".into(), Args::One(rmpv::Value::from(i)));
         }
         let since = Since {
-            offset: 2,
+            offset: "2".into(),
             epoch: g.epoch().clone(),
         };
         assert!(matches!(g.recover(&since), Ok(Recovery::Replay(r)) if r.len() == 10));
-        let since = Since { offset: 1, ..since };
+        let since = Since {
+            offset: "1".into(),
+            ..since
+        };
         assert!(matches!(
             g.recover(&since),
             Ok(Recovery::Miss(Miss::Trimmed))
         ));
         let other = Since {
-            offset: 2,
+            offset: "2".into(),
             epoch: Epoch::random(),
         };
         assert!(matches!(g.recover(&other), Ok(Recovery::OtherEpoch)));

@@ -7,6 +7,7 @@
 //! messages behind the replay (see the module doc of `history`).
 use std::time::{Duration, Instant};
 
+use serde::{Serialize, ser::SerializeTuple};
 use socketioxide::{SendError, SocketError, adapter::Adapter, extract::SocketRef};
 
 use super::message::Delivery;
@@ -33,20 +34,43 @@ pub async fn send<A: Adapter>(
 ) -> Result<usize, ReplayError> {
     let started = Instant::now();
     for d in msgs {
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            match s.emit(d.event, d) {
-                Ok(()) => break,
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-                Err(SendError::Socket(SocketError::Closed)) => return Err(ReplayError::Closed),
-                Err(e) => return Err(ReplayError::Encode(e.to_string())),
-            }
-            if started.elapsed() >= DEADLINE {
-                return Err(ReplayError::Stalled);
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
+        send_one(s, d.event, d, started).await?;
     }
     Ok(msgs.len())
+}
+
+/// Send one message, waiting for room in the queue (the deadline runs from `started`).
+pub async fn send_one<A: Adapter, T: Serialize + ?Sized>(
+    s: &SocketRef<A>,
+    event: &str,
+    data: &T,
+    started: Instant,
+) -> Result<(), ReplayError> {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        match s.emit(event, data) {
+            Ok(()) => return Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
+            Err(SendError::Socket(SocketError::Closed)) => return Err(ReplayError::Closed),
+            Err(e) => return Err(ReplayError::Encode(e.to_string())),
+        }
+        if started.elapsed() >= DEADLINE {
+            return Err(ReplayError::Stalled);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Arguments spread as separate Socket.IO arguments (socketioxide spreads tuples).
+pub struct Spread<'a>(pub &'a [serde_json::Value]);
+
+impl Serialize for Spread<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut t = s.serialize_tuple(self.0.len())?;
+        for v in self.0 {
+            t.serialize_element(v)?;
+        }
+        t.end()
+    }
 }

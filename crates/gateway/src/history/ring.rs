@@ -32,12 +32,13 @@ impl Miss {
     }
 }
 
-/// An offset past the end of the history (never handed out in this epoch).
+/// An offset this history never handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("offset {asked} is ahead of this history (last offset {last})")]
-pub struct Ahead {
-    pub asked: u64,
-    pub last: u64,
+pub enum Ahead {
+    #[error("offset {asked} is ahead of this history (last offset {last})")]
+    Ahead { asked: u64, last: u64 },
+    #[error("not an offset of this history")]
+    NotAnOffset,
 }
 
 #[derive(Debug)]
@@ -128,7 +129,7 @@ impl Ring {
     /// Call [`Ring::expire`] first.
     pub fn after(&self, offset: u64) -> Result<Result<impl Iterator<Item = &Entry>, Miss>, Ahead> {
         if offset > self.last() {
-            return Err(Ahead {
+            return Err(Ahead::Ahead {
                 asked: offset,
                 last: self.last(),
             });
@@ -150,7 +151,7 @@ impl Ring {
     /// Call [`Ring::expire`] first.
     pub fn read(&self, offset: u64, limit: usize) -> Result<(Vec<&Entry>, Option<Miss>), Ahead> {
         if offset > self.last() {
-            return Err(Ahead {
+            return Err(Ahead::Ahead {
                 asked: offset,
                 last: self.last(),
             });
@@ -197,7 +198,7 @@ mod tests {
         assert_eq!(offsets(&mut r, 5, now), Ok(vec![]));
         assert_eq!(
             r.after(6).err(),
-            Some(Ahead { asked: 6, last: 5 }),
+            Some(Ahead::Ahead { asked: 6, last: 5 }),
             "an offset never handed out"
         );
     }

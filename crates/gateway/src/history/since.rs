@@ -5,7 +5,7 @@
 //! error ack and leaves the socket's rooms as they were.
 use serde_json::Value;
 
-use super::epoch::Epoch;
+use super::{epoch::Epoch, stream_id::StreamId};
 
 /// Longest offset string accepted (a u64 has 20 digits; a Redis Stream id 41 characters).
 const MAX_OFFSET_LEN: usize = 41;
@@ -13,8 +13,21 @@ const MAX_OFFSET_LEN: usize = 41;
 /// Where a client left a history room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Since {
-    pub offset: u64,
+    /// As sent: decimal digits (single node) or a stream id `<ms>-<seq>` (cluster mode).
+    pub offset: String,
     pub epoch: Epoch,
+}
+
+impl Since {
+    /// The offset as a single node's sequence number.
+    pub fn seq(&self) -> Option<u64> {
+        parse_offset(&self.offset)
+    }
+
+    /// The offset as a stream id (cluster mode).
+    pub fn stream_id(&self) -> Option<StreamId> {
+        StreamId::parse(&self.offset)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +55,7 @@ pub enum JoinArgError {
     #[error("join: `since` must be {{offset, epoch}} as received with the last message")]
     SinceShape,
     #[error(
-        "join: `since.offset` must be the offset string of a received message (decimal digits)"
+        "join: `since.offset` must be the offset string of a received message (digits, or <ms>-<seq> in cluster mode)"
     )]
     BadOffset,
     #[error("join: `since.epoch` must be the epoch string received (1-64 of A-Z a-z 0-9 _ -)")]
@@ -76,7 +89,9 @@ fn parse_since(s: &serde_json::Map<String, Value>) -> Result<Since, JoinArgError
         return Err(JoinArgError::SinceShape);
     }
     let offset = match s.get("offset") {
-        Some(Value::String(o)) => parse_offset(o).ok_or(JoinArgError::BadOffset)?,
+        Some(Value::String(o)) if parse_offset(o).is_some() || StreamId::parse(o).is_some() => {
+            o.clone()
+        }
         Some(_) => return Err(JoinArgError::BadOffset),
         None => return Err(JoinArgError::SinceShape),
     };
@@ -116,7 +131,7 @@ mod tests {
             Ok(JoinArg::Tracked {
                 room: "chat:a".into(),
                 since: Some(Since {
-                    offset: 7,
+                    offset: "7".into(),
                     epoch: Epoch::parse("ab12").unwrap()
                 })
             })
