@@ -101,7 +101,7 @@ fn route_class(path: &str) -> &'static str {
     match path {
         p if crate::engine_io::is_engine_io(p) => "engine.io",
         "/" => "page",
-        "/socket.io.min.js" => "client_js",
+        "/socket.io.min.js" | "/history-client.js" => "client_js",
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
@@ -146,6 +146,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
     let mut r = Router::new()
         .route("/", get(chat::page))
         .route("/socket.io.min.js", get(chat::client_js))
+        .route("/history-client.js", get(chat::history_js))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     if gw.config.metrics_listen.is_none() {
