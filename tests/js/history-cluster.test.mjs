@@ -4,9 +4,11 @@
 // offsets are checked end to end against a witness that never left). Redis restarted with its
 // data gone: the rejoin answers recovered:false, reason "epoch", and replays nothing.
 import { test } from "node:test";
+import { spawn } from "node:child_process";
+import path from "node:path";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { startRedis, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { ROOT, startRedis, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
 
 const HISTORY = ["--history", "chat:*=5000/10m", "--event-rate", "0"];
@@ -30,6 +32,18 @@ function collect(s, event) {
 }
 
 const ids = (got) => got.map((m) => m.mark.offset);
+
+const EMIT_BIN = process.env.SIO_EMIT_BIN || path.join(ROOT, "target/debug/sio-emit");
+
+/** Run sio-emit to completion, resolving its exit code. */
+function sioEmit(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(EMIT_BIN, args, { stdio: "ignore" });
+    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error("sio-emit timed out")); }, 15_000);
+    child.once("exit", (code) => { clearTimeout(timer); resolve(code); });
+    child.once("error", (e) => { clearTimeout(timer); reject(e); });
+  });
+}
 
 test("subscriber's node SIGKILLed: recovery on another node, every missed message once, in order", { timeout: 60_000 }, async (t) => {
   const cluster = await startCluster({ extra: HISTORY });
@@ -148,4 +162,13 @@ test("Redis restarted with its data gone: recovered:false, reason epoch, nothing
   assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: "live" }), { ok: true });
   await waitFor(() => gotB.length === 1, { what: "a live message" });
   assert.equal(gotB[0].mark.epoch, ack.epoch);
+
+  // An emitter's broadcast into the history room bypasses the history: no mark, counted.
+  const raw = [];
+  b.on("from-emitter", (...args) => raw.push(args));
+  assert.equal(await sioEmit(["--redis", redis2.url, "--to", room, "emit", "from-emitter", '"x"']), 0);
+  await waitFor(() => raw.length === 1, { what: "the emitter's message" });
+  assert.deepEqual(raw[0], ["x"], "no trailing mark");
+  const m = await scrapeMetrics(n2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 1);
 });
