@@ -7,7 +7,9 @@
 # Alternating the builds spreads a busy machine's noise over both.
 #
 # Usage: bench/ab.sh A_GATEWAY_BIN B_GATEWAY_BIN [SIO_BENCH_BIN]
+#   (the same binary twice with different A_ARGS / B_ARGS compares two configurations)
 # Env: ROUNDS [2] RATES ["10 100"] RECEIVERS [3000] DURATION [8] PORT [17511] REDIS_PORT [16511]
+#   A_ARGS, B_ARGS: extra gateway arguments of each side [none]
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n 2,10p "$0" >&2; exit 2; }
@@ -23,8 +25,9 @@ sleep 0.5
 echo "round build rate deliveries/s loss p50_ms p99_ms cpu_us_per_delivery"
 for round in $(seq "$ROUNDS"); do
   for name in A B; do
-    bin=$A; [ $name = B ] && bin=$B
-    taskset -c 0 "$bin" --listen "127.0.0.1:$PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn >"$dir/gw.log" 2>&1 &
+    bin=$A args=${A_ARGS:-}; [ $name = B ] && bin=$B args=${B_ARGS:-}
+    # shellcheck disable=SC2086 # the extra arguments are meant to split
+    taskset -c 0 "$bin" --listen "127.0.0.1:$PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn $args >"$dir/gw.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
     for rate in $RATES; do

@@ -10,7 +10,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
-import { ROOT, startGateway, track, waitFor, freePort } from "../lib/harness.mjs";
+import { ROOT, startGateway, startRedis, track, waitFor, freePort } from "../lib/harness.mjs";
+import { SECRET } from "./cluster-lib.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WEB_BUNDLE = path.join(ROOT, "web/node_modules/socket.io-client/dist/socket.io.min.js");
@@ -111,6 +112,43 @@ test("a message before joining gets feedback; 375 px wide fits; a reconnect show
   gw = await startLikeRunSh([], { port });
   await waitFor(async () => /^reconnected/.test(await statusText(page)), { timeoutMs: 20000, what: "reconnect shown" });
   await waitFor(async () => (await logText(page)).includes("reconnected; joining #lobby again"), { what: "rejoin shown" });
+});
+
+test("history rooms: the page's node restarts, the lines sent meanwhile come back in order", { timeout: 60_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const node = (id, port) => startLikeRunSh(["--redis", redis.url, "--node-id", id, "--cluster-secret", SECRET,
+    "--history", "lobby=100/10m"], { port, waitReady: true });
+  const port1 = await freePort();
+  let n1 = await node("gateway-1", port1);
+  t.after(() => n1.stop());
+  const n2 = track(t, await node("gateway-2"));
+  const a = await offlinePage(t, n1.url);
+  const b = await offlinePage(t, n2.url);
+  for (const { page } of [a, b]) {
+    await waitFor(async () => /^connected/.test(await statusText(page)), { what: "page connected" });
+    await page.click("#joinForm button");
+    await waitFor(async () => (await logText(page)).includes("joined #lobby"), { what: "joined #lobby" });
+  }
+  await b.page.fill("#name", "bob");
+  const say = async (text) => {
+    await b.page.fill("#msg", text);
+    await b.page.press("#msg", "Enter");
+    await waitFor(async () => (await logText(b.page)).includes("bob: " + text), { what: "sent " + text });
+  };
+  await say("before");
+  await waitFor(async () => (await logText(a.page)).includes("bob: before"), { what: "a got it live" });
+
+  await n1.stop("SIGKILL");
+  await waitFor(async () => /disconnected/.test(await statusText(a.page)), { what: "disconnect shown" });
+  for (const m of ["while away 1", "while away 2", "while away 3"]) await say(m);
+  n1 = await node("gateway-1", port1);
+  await waitFor(async () => /^reconnected/.test(await statusText(a.page)), { timeoutMs: 20000, what: "reconnect shown" });
+  await waitFor(async () => (await logText(a.page)).includes("3 missed message(s) recovered"), { what: "recovery shown" });
+  await say("after");
+  await waitFor(async () => (await logText(a.page)).includes("bob: after"), { what: "live again" });
+  const lines = (await logText(a.page)).split("\n").filter((l) => l.startsWith("[#lobby] bob:"));
+  assert.deepEqual(lines, ["before", "while away 1", "while away 2", "while away 3", "after"].map((m) => "[#lobby] bob: " + m));
+  assert.deepEqual([...a.errors, ...b.errors], []);
 });
 
 test("without a client bundle the page says why, and its forms do not reload it", async (t) => {

@@ -22,11 +22,13 @@ def st_command() -> list[str]:
 
 @pytest.mark.timeout(240)
 def test_schemathesis_finds_no_problem(gateway_factory):
-    url = gateway_factory("--api-key", KEY, "--namespace", "/,/chat", "--max-payload", "65536")
+    url = gateway_factory("--api-key", KEY, "--namespace", "/,/chat", "--max-payload", "65536",
+                          "--history", "h*=50/1m")
     # The document is there and names the operations the handlers serve.
     doc = requests.get(url + "/api/v1/openapi.json", timeout=5).json()
     assert sorted(doc["paths"]) == [
-        "/emit", "/rooms", "/sockets", "/sockets/disconnect", "/sockets/join", "/sockets/leave",
+        "/emit", "/rooms", "/rooms/{room}/history", "/sockets", "/sockets/disconnect",
+        "/sockets/join", "/sockets/leave",
     ]
     cmd = st_command() + [
         "run", url + "/api/v1/openapi.json",

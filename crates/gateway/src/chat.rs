@@ -119,6 +119,24 @@ fn html_escape(s: &str) -> String {
     out
 }
 
+/// The room history helper for socket.io-client (`assets/history-client.js`), which the page
+/// uses; apps may load it from here too.
+const HISTORY_JS: &str = include_str!("../assets/history-client.js");
+
+pub async fn history_js() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/javascript; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        HISTORY_JS,
+    )
+        .into_response()
+}
+
 pub async fn client_js(State(chat): State<Arc<Chat>>) -> Response {
     match &chat.client_js {
         Some(js) => (

@@ -20,6 +20,7 @@
 //!   session's kept request head and detach it from hyper's read buffer.
 //! * [`session_key`]: the secret key a polling session presents as `sid`, apart from its
 //!   public socket id; [`engine_io`]: the shape of Engine.IO requests and error bodies.
+//! * [`history`]: room history (`--history`): offsets, epochs, recovery on `join {room, since}`.
 //! * [`chat`]: the demo page; [`logging`]: tracing set-up; [`state`]: shared state.
 pub mod ack;
 pub mod adapter;
@@ -35,6 +36,7 @@ pub mod drain;
 pub mod engine_io;
 pub mod health;
 pub mod heap;
+pub mod history;
 pub mod installed;
 pub mod limits;
 pub mod listener;

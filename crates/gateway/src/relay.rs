@@ -21,7 +21,21 @@ use socketioxide::{
     socket::{DisconnectReason, Sid, Socket},
 };
 
-use crate::{ack::Ack, limits::TokenBucket, namespaces::EnterError, state::Gateway};
+use crate::{
+    ack::Ack,
+    history::{
+        Recovery, RoomHistory,
+        message::{Args, Delivery, Mark, Offset},
+        metrics::outcome,
+        replay,
+        since::{self, JoinArg, JoinArgError, Since},
+        stream::{Read, StreamStore},
+        stream_id::StreamId,
+    },
+    limits::TokenBucket,
+    namespaces::EnterError,
+    state::Gateway,
+};
 
 /// Why a namespace connection is refused; the text reaches the client as its
 /// `connect_error` message.
@@ -197,44 +211,306 @@ impl Conn {
         &self,
         io: &SocketIo<A>,
         s: &SocketRef<A>,
-        room: Result<String, ParserError>,
+        arg: Result<serde_json::Value, ParserError>,
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
             return self.reply(ack, &err("rate limited")).await;
         }
-        let room = match room {
-            Ok(r) if valid_name(&r) => r,
-            _ => {
+        let hm = &self.gw.history.metrics;
+        // Parsed and checked whole before anything is applied (see `history::since`).
+        let arg = match arg.map_err(|_| JoinArgError::Shape).and_then(since::parse) {
+            Ok(a) if valid_name(a.room()) => a,
+            Ok(_) => {
                 self.gw.metrics.dropped_invalid.inc();
                 return self
                     .reply(ack, &err("join expects a room name (1-256 bytes)"))
                     .await;
             }
+            Err(e) => {
+                self.gw.metrics.dropped_invalid.inc();
+                if !matches!(e, JoinArgError::Shape) {
+                    hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                }
+                return self.reply(ack, &err(e)).await;
+            }
         };
-        if self.is_socket_id_room(io, s, &room).await {
+        let room = arg.room();
+        if self.is_socket_id_room(io, s, room).await {
             // Every socket is in the room named after its id (as on Node.js): joining another
             // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
             return self.reply(ack, &err(SOCKET_ID_ROOM)).await;
         }
-        if !self.may(&self.gw.config.can_join, |i| &i.can_join, &room) {
+        if !self.may(&self.gw.config.can_join, |i| &i.can_join, room) {
             self.gw.metrics.dropped_forbidden.inc();
             let v = err(format_args!("not allowed to join room `{room}`"));
             return self.reply(ack, &v).await;
         }
-        if let Err(max) = self.join_capped(s, &room) {
-            self.gw.metrics.dropped_forbidden.inc();
-            let v = err(format_args!("too many rooms (max {max} per connection)"));
-            return self.reply(ack, &v).await;
+        let v = match &arg {
+            JoinArg::Plain(room) => self.join_plain(s, room).await,
+            JoinArg::Tracked { room, since } => self.join_tracked(s, room, since.as_ref()).await,
+        };
+        if let Some(admin) = &self.gw.admin
+            && v["ok"] == true
+        {
+            admin.room_joined(io, s.ns(), room, s.id.as_str());
+        }
+        self.reply(ack, &v).await;
+    }
+
+    /// The plain join: `{ok:true}` or the cap's refusal.
+    async fn join_plain<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> serde_json::Value {
+        if let Err(max) = self.join_capped(s, room) {
+            return self.too_many_rooms(max);
         }
         // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
         // broadcast sent from another node right after the ack is not missed.
         self.gw.sync_rooms(s.ns()).await;
-        if let Some(admin) = &self.gw.admin {
-            admin.room_joined(io, s.ns(), &room, s.id.as_str());
+        ok()
+    }
+
+    fn too_many_rooms(&self, max: usize) -> serde_json::Value {
+        self.gw.metrics.dropped_forbidden.inc();
+        err(format_args!("too many rooms (max {max} per connection)"))
+    }
+
+    /// `join {room, since?}`: the join, plus the history's position (`epoch`, `offset`: the
+    /// last one) and, with `since`, the replay of what followed it. Under the room's history
+    /// lock: publishers wait until the replay is queued and the socket is in the room, so the
+    /// boundary has no gap and no duplicate (see `history`).
+    async fn join_tracked<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        since: Option<&Since>,
+    ) -> serde_json::Value {
+        let history = &self.gw.history;
+        let hm = &history.metrics;
+        let Some(rh) = history.room(s.ns(), room) else {
+            if let Err(max) = self.join_capped(s, room) {
+                return self.too_many_rooms(max);
+            }
+            self.gw.sync_rooms(s.ns()).await;
+            if since.is_none() {
+                return ok();
+            }
+            hm.recoveries
+                .with_label_values(&[outcome::NO_HISTORY])
+                .inc();
+            return json!({ "ok": true, "recovered": false, "reason": outcome::NO_HISTORY });
+        };
+        if let Some(store) = history.store() {
+            return self.join_tracked_cluster(s, room, since, store, &rh).await;
         }
-        self.reply(ack, &ok()).await;
+        let mut g = rh.lock(hm).await;
+        let epoch = g.epoch().to_string();
+        let last = g.last().to_string();
+        let recovery = match since.map(|since| g.recover(since)).transpose() {
+            Ok(r) => r,
+            Err(ahead) => {
+                self.gw.metrics.dropped_invalid.inc();
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                return err(format_args!("join: `since.offset`: {ahead}"));
+            }
+        };
+        if let Err(max) = self.join_capped(s, room) {
+            return self.too_many_rooms(max);
+        }
+        let position = |extra: serde_json::Value| {
+            let mut v = json!({ "ok": true, "epoch": epoch, "offset": last });
+            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        match recovery {
+            None => position(json!({})),
+            Some(Recovery::OtherEpoch) => {
+                hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
+                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
+            }
+            Some(Recovery::Miss(miss)) => {
+                hm.recoveries.with_label_values(&[miss.as_str()]).inc();
+                position(json!({ "recovered": false, "reason": miss.as_str() }))
+            }
+            Some(Recovery::Replay(msgs)) => match replay::send(s, &msgs).await {
+                Ok(n) => {
+                    hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
+                    hm.replayed.inc_by(n as u64);
+                    self.gw.metrics.events_sent_total.inc_by(n as u64);
+                    position(json!({ "recovered": true, "missed": n }))
+                }
+                Err(e) => {
+                    tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
+                    hm.recoveries.with_label_values(&["failed"]).inc();
+                    position(
+                        json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
+                    )
+                }
+            },
+        }
+    }
+
+    /// Cluster mode's `join {room, since?}`: as [`Conn::join_tracked`], from the room's Redis
+    /// Stream. Under the room's lock (this node's publishes into it wait); the socket is
+    /// registered with the hold-back before it joins, so other nodes' messages that arrive
+    /// meanwhile are kept for it, then subscribed (`sync_rooms`), then the stream is read:
+    /// every message is in the read or arrives after the subscription. The replay is sent,
+    /// then what was held back after it, then live delivery resumes (see `history::holdback`).
+    async fn join_tracked_cluster<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        since: Option<&Since>,
+        store: &StreamStore,
+        rh: &RoomHistory,
+    ) -> serde_json::Value {
+        let history = &self.gw.history;
+        let hm = &history.metrics;
+        let ns = s.ns();
+        let Some(spec) = history.spec(room) else {
+            return err("no history rule for this room");
+        };
+        let since = match since.map(|sn| sn.stream_id().map(|id| (id, &sn.epoch))) {
+            None => None,
+            Some(Some(v)) => Some(v),
+            Some(None) => {
+                self.gw.metrics.dropped_invalid.inc();
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                return err("join: `since.offset` is not an offset of this history");
+            }
+        };
+        let _g = rh.lock(hm).await;
+        let hb = &history.holdback;
+        if since.is_some() {
+            hb.start(ns, room, s.id);
+        }
+        if let Err(max) = self.join_capped(s, room) {
+            hb.abandon(ns, room, s.id);
+            return self.too_many_rooms(max);
+        }
+        self.gw.sync_rooms(ns).await;
+        let started = Instant::now();
+        let read = store.read(ns, room, spec, since, 0).await;
+        hm.read_seconds.observe(started.elapsed().as_secs_f64());
+        // Not half-applied: a join whose history cannot be read or whose offset is bogus is undone.
+        let undo = |e: serde_json::Value| {
+            hb.abandon(ns, room, s.id);
+            s.leave(room.to_owned());
+            e
+        };
+        let r = match read {
+            Ok(r) => r,
+            Err(e) => {
+                return undo(err(format_args!(
+                    "the room's history is unavailable, not joined: {e}"
+                )));
+            }
+        };
+        if let (Read::Miss, Some((id, _))) = (&r.read, since)
+            && id > r.last
+        {
+            self.gw.metrics.dropped_invalid.inc();
+            hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+            return undo(err(format_args!(
+                "join: `since.offset`: offset {id} is ahead of this history (last offset {})",
+                r.last
+            )));
+        }
+        let position = |extra: serde_json::Value| {
+            let mut v =
+                json!({ "ok": true, "epoch": r.epoch.as_str(), "offset": r.last.to_string() });
+            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+                v.extend(extra);
+            }
+            v
+        };
+        let (replay, upto) = match &r.read {
+            Read::Position => return position(json!({})),
+            Read::OtherEpoch => (None, None),
+            Read::Miss => (None, None),
+            Read::Replay(list) => (
+                Some(list),
+                Some(
+                    list.last()
+                        .map_or(since.map_or(StreamId::ZERO, |s| s.0), |m| m.id),
+                ),
+            ),
+        };
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let mut res = Ok(());
+        for m in replay.into_iter().flatten() {
+            let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
+                Ok(a) => Args::Many(a),
+                Err(_) => Args::Many(Vec::new()),
+            };
+            let d = Delivery {
+                event: &m.event,
+                args: &args,
+                mark: Mark {
+                    room,
+                    offset: Offset::Id(m.id),
+                    epoch: r.epoch.as_str(),
+                },
+            };
+            res = replay::send_one(s, &m.event, &d, started).await;
+            if res.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // Then what other nodes published meanwhile, until nothing is held any more.
+        while res.is_ok() {
+            let held = hb.take(ns, room, s.id, upto);
+            if held.is_empty() {
+                break;
+            }
+            for (_, text) in held {
+                let Ok(mut parts) = serde_json::from_str::<Vec<serde_json::Value>>(&text) else {
+                    continue;
+                };
+                if parts.is_empty() {
+                    continue;
+                }
+                let event = match parts.remove(0) {
+                    serde_json::Value::String(e) => e,
+                    _ => continue,
+                };
+                res = replay::send_one(s, &event, &replay::Spread(&parts), started).await;
+                if res.is_err() {
+                    break;
+                }
+            }
+        }
+        if let Err(e) = res {
+            hb.abandon(ns, room, s.id);
+            tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
+            hm.recoveries.with_label_values(&["failed"]).inc();
+            return position(
+                json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
+            );
+        }
+        match r.read {
+            Read::OtherEpoch => {
+                hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
+                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
+            }
+            Read::Miss => {
+                hm.recoveries.with_label_values(&["trimmed"]).inc();
+                position(json!({ "recovered": false, "reason": "trimmed" }))
+            }
+            _ => {
+                hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
+                hm.replayed.inc_by(sent as u64);
+                self.gw.metrics.events_sent_total.inc_by(sent as u64);
+                let last = upto.map_or_else(|| r.last.to_string(), |u| u.to_string());
+                let mut v = position(json!({ "recovered": true, "missed": sent }));
+                v["offset"] = json!(last);
+                v
+            }
+        }
     }
 
     /// Join `room` unless that takes the socket past `--max-rooms` (the socket's own-id room
@@ -352,12 +628,45 @@ impl Conn {
         // socketioxide's broadcast does not report how many sockets it reached, so the local
         // recipients are listed once more to count deliveries; this allocates a Vec per
         // publish, O(room members) like the broadcast itself.
-        let (delivered, res) = match p.room {
-            Some(room) => {
+        let history = match &p.room {
+            Some(room) => self.gw.history.room(s.ns(), room),
+            None => None,
+        };
+        let (delivered, res) = match (p.room, history) {
+            (Some(room), Some(rh)) => {
+                // A history room: appended, then delivered with its mark, under the room's
+                // lock (see `history`: the lock orders offsets with deliveries and joins).
+                let history = &self.gw.history;
+                let mut g = rh.lock(&history.metrics).await;
+                let n = s.to(room.clone()).sockets().len();
+                match history.store() {
+                    None => {
+                        let d = g.append(p.event, Args::One(p.data));
+                        (n, s.to(room).emit(d.event, &d).await)
+                    }
+                    Some(store) => {
+                        let appended = history
+                            .append_cluster(store, s.ns(), &room, p.event, Args::One(p.data))
+                            .await;
+                        match appended {
+                            Ok(a) => (n, s.to(room).emit(&a.event, &a.delivery()).await),
+                            Err(e) => {
+                                // Not delivered either: a message of a history room always
+                                // has an offset. The publisher may retry.
+                                m.dropped_cluster_unreachable.inc();
+                                return err(format_args!(
+                                    "not published: the room's history is unavailable ({e})"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            (Some(room), None) => {
                 let n = s.to(room.clone()).sockets().len();
                 (n, s.to(room).emit(&p.event, &p.data).await)
             }
-            None => {
+            (None, _) => {
                 let n = s.broadcast().sockets().len();
                 (n, s.broadcast().emit(&p.event, &p.data).await)
             }
@@ -501,9 +810,12 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "join",
-        move |s: SocketRef<A>, io: SocketIo<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+        move |s: SocketRef<A>,
+              io: SocketIo<A>,
+              TryData(arg): TryData<serde_json::Value>,
+              ack: Ack<A>| {
             let c = c.clone();
-            async move { c.join(&io, &s, room, ack).await }
+            async move { c.join(&io, &s, arg, ack).await }
         },
     );
     let c = conn.clone();

@@ -105,7 +105,7 @@ fn route_class(path: &str) -> &'static str {
     match path {
         p if crate::engine_io::is_engine_io(p) => "engine.io",
         "/" => "page",
-        "/socket.io.min.js" => "client_js",
+        "/socket.io.min.js" | "/history-client.js" => "client_js",
         "/healthz" => "healthz",
         "/readyz" => "readyz",
         "/metrics" => "metrics",
@@ -151,6 +151,7 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
     let mut r = Router::new()
         .route("/", get(chat::page))
         .route("/socket.io.min.js", get(chat::client_js))
+        .route("/history-client.js", get(chat::history_js))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     if gw.config.metrics_listen.is_none() {
@@ -313,6 +314,14 @@ pub async fn serve<A: GatewayAdapter>(
             Some(c) => c.view(),
             None => Arc::new(crate::cluster_view::SingleNode),
         },
+        history_store: match (&cluster, &config.redis) {
+            (Some(_), Some(url)) if !config.history.is_empty() => Some(
+                crate::history::stream::StreamStore::connect(url)
+                    .await
+                    .context("connecting the history's Redis client")?,
+            ),
+            _ => None,
+        },
     };
     let gw = Arc::new(Gateway::new(config, services));
     let cfg = gw.config.clone();
@@ -323,8 +332,22 @@ pub async fn serve<A: GatewayAdapter>(
     }
     if let Some(c) = &cluster {
         c.start(&gw, &io).await;
+        if gw.history.is_enabled() {
+            c.handle.set_delivery_filter(gw.history.holdback.clone());
+        }
     }
     crate::pysio::start(&gw, &io).await?;
+    if gw.history.is_enabled() {
+        // Histories idle past their TTL are forgotten, not kept for rooms used once.
+        let history = gw.history.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                history.sweep();
+            }
+        });
+    }
     tokio::spawn(crate::session_key::sweep_forever(
         gw.session_keys.clone(),
         gw.polling.clone(),

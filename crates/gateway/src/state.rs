@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     drain::Drain,
     health::{Readiness, ReadyCheck},
+    history::History,
     limits::ConnectionLimit,
     listener::ConnRegistry,
     metrics::Metrics,
@@ -33,6 +34,8 @@ pub struct Services {
     pub auth: Authenticator,
     pub upstream: Sink,
     pub cluster: Arc<dyn ClusterView>,
+    /// Cluster mode with `--history`: the Redis Streams of the histories.
+    pub history_store: Option<crate::history::stream::StreamStore>,
 }
 
 /// Every service of the node, built once. The lower modules never see this hub: each
@@ -66,6 +69,8 @@ pub struct Gateway {
     pub cluster: Arc<dyn ClusterView>,
     /// The Admin UI's server side, with `--admin-ui`.
     pub admin: Option<Arc<Admin>>,
+    /// Room histories (`--history`): the append point of every broadcast into a history room.
+    pub history: Arc<History>,
 }
 
 impl Gateway {
@@ -76,12 +81,19 @@ impl Gateway {
             auth,
             upstream,
             cluster,
+            history_store,
         } = services;
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
+        let history = Arc::new(History::new(
+            config.history.clone(),
+            history_store,
+            metrics.registry(),
+        ));
         Gateway {
             admin: Admin::new(&config, metrics.clone(), cluster.clone()),
+            history,
             chat: Arc::new(Chat::new(
                 config.client_js.as_deref(),
                 &config.node_id,

@@ -119,6 +119,12 @@ impl RedisAdapterHandle {
             .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(handler));
     }
 
+    /// Installs the hook called before each broadcast from another node is delivered here (see
+    /// [`DeliveryFilter`](crate::DeliveryFilter)); only the first call takes effect (false after).
+    pub fn set_delivery_filter(&self, filter: Arc<dyn crate::DeliveryFilter>) -> bool {
+        self.core.delivery_filter.set(filter).is_ok()
+    }
+
     /// Brings the room-channel subscriptions of `nsp` in line with local membership now
     /// (e.g. right after `socket.join`, before acknowledging the join to a client).
     pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {

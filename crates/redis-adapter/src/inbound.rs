@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use socketioxide_core::{
     Value,
     adapter::{BroadcastOptions, Room, SocketEmitter},
-    packet::Packet,
+    packet::{Packet, PacketData},
 };
 
 use crate::{
@@ -33,7 +33,18 @@ use sio_wire::{
 impl<E: SocketEmitter> LocalNs<E> {
     fn deliver(&self, packet: Packet, opts: &WireOpts) {
         let volatile = opts.flags.volatile == Some(true);
-        let (targeted, failed) = match self.targets(&opts.rooms, &opts.except, volatile) {
+        // The application's hook may leave some sockets out (see `delivery_filter`); without
+        // one, or when it changes nothing, the options are used as they came.
+        let extra = match (self.core.delivery_filter.get(), &packet.inner) {
+            (Some(f), PacketData::Event(v, _)) => f.before_deliver(&self.ns.nsp, &opts.rooms, v),
+            _ => Vec::new(),
+        };
+        let except: std::borrow::Cow<'_, [String]> = if extra.is_empty() {
+            std::borrow::Cow::Borrowed(&opts.except)
+        } else {
+            std::borrow::Cow::Owned(opts.except.iter().cloned().chain(extra).collect())
+        };
+        let (targeted, failed) = match self.targets(&opts.rooms, &except, volatile) {
             Targets::Opts(o) => {
                 // `CoreLocalAdapter::broadcast` does not say how many sockets it wrote to, so
                 // they are listed once more to count deliveries (`events_sent_total`): one Vec

@@ -1,11 +1,11 @@
 //! Shared state of one adapter instance (every namespace): the link to Redis, the namespace
 //! registry, the serverSideEmit handler and the stand-in ids of Node peers' sockets.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::{
-    error::Error, foreign::ForeignIds, pubsub::PubSub, registry::Registry,
-    server_side_emit::ServerSideEmitHandler, stats::AdapterStats,
+    delivery_filter::DeliveryFilter, error::Error, foreign::ForeignIds, pubsub::PubSub,
+    registry::Registry, server_side_emit::ServerSideEmitHandler, stats::AdapterStats,
 };
 
 /// Shared state of one adapter instance (all namespaces).
@@ -17,6 +17,8 @@ pub(crate) struct Core {
     pub(crate) sse_handler: RwLock<Option<ServerSideEmitHandler>>,
     /// Stand-in `Sid`s of Node peers' sockets returned by `fetch_sockets`.
     pub(crate) foreign: ForeignIds,
+    /// Set once by the application; read lock-free per inbound broadcast.
+    pub(crate) delivery_filter: OnceLock<Arc<dyn DeliveryFilter>>,
 }
 
 impl Core {
@@ -28,6 +30,7 @@ impl Core {
             namespaces,
             sse_handler: RwLock::new(None),
             foreign: ForeignIds::default(),
+            delivery_filter: OnceLock::new(),
         })
     }
 

@@ -6,6 +6,7 @@
 //! for a bad request and 503 when the adapter could not take the operation (never a silent
 //! 200). The OpenAPI document ([`openapi`]) describes these handlers and is checked against
 //! them by the schemathesis test.
+pub mod history;
 pub mod keys;
 pub mod openapi;
 pub mod ops;
@@ -109,6 +110,7 @@ pub fn router<A: Adapter>(gw: &Arc<Gateway>) -> Router<AppState<A>> {
         .route("/sockets/disconnect", post(ops::disconnect::<A>))
         .route("/sockets", get(ops::sockets::<A>))
         .route("/rooms", get(ops::rooms_list::<A>))
+        .route("/rooms/{room}/history", get(history::read::<A>))
         .route_layer(middleware::from_fn_with_state(
             gw.config.clone(),
             keys::require_api_key,

@@ -1,6 +1,6 @@
 //! The OpenAPI 3 document of `/api/v1`, served at `/api/v1/openapi.json`.
 //!
-//! Hand-written rather than derived (utoipa): the API is six small endpoints, the request
+//! Hand-written rather than derived (utoipa): the API is seven small endpoints, the request
 //! types use serde features (flatten, string-or-list rooms) that derive macros describe poorly,
 //! and a schemathesis test (tests/python/test_backend_openapi.py) drives the real handlers
 //! from this document, so a drift between the two fails a test instead of hiding behind a macro.
@@ -103,6 +103,33 @@ pub fn spec() -> Value {
         } } }
     });
 
+    let mut history_get = json!({
+        "get": {
+            "summary": "A room's history (--history): the messages after `since`, oldest first",
+            "parameters": [
+                { "name": "room", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 256 } },
+                { "name": "nsp", "in": "query", "schema": { "type": "string", "default": "/" } },
+                { "name": "since", "in": "query", "description": "offset after which to read, as delivered (from the oldest kept when absent): decimal digits on a single node, a stream id <ms>-<seq> in cluster mode", "schema": { "type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$" } },
+                { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                { "name": "epoch", "in": "query", "description": "the epoch `since` belongs to: another one answers 409", "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" } }
+            ],
+            "responses": common_errors(false),
+        }
+    });
+    history_get["get"]["responses"]["404"] =
+        error_response("unknown namespace, a room without history, or API disabled");
+    history_get["get"]["responses"]["409"] = json!({
+        "description": "`epoch` is not the history's current one (it was lost and started over)",
+        "content": { "application/json": { "schema": {
+            "type": "object", "required": ["error", "epoch"],
+            "properties": { "error": { "type": "string" }, "epoch": { "type": "string" } }
+        } } }
+    });
+    history_get["get"]["responses"]["200"] = json!({
+        "description": "a page of the history",
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/History" } } }
+    });
+
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -119,6 +146,7 @@ pub fn spec() -> Value {
             "/sockets/disconnect": post("disconnectSockets: disconnect the matching sockets", "Target"),
             "/sockets": sockets,
             "/rooms": rooms_get,
+            "/rooms/{room}/history": history_get,
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "one of the --api-key values" } },
@@ -139,6 +167,24 @@ pub fn spec() -> Value {
                         "error": { "type": "string" },
                         "local": { "type": "integer", "description": "503 of POST /emit: sockets of this node that got the event before the adapter failed" },
                         "cluster": { "type": "boolean", "description": "503 of POST /emit: false, the other nodes were not reached" }
+                    }
+                },
+                "History": {
+                    "type": "object", "required": ["nsp", "room", "epoch", "offset", "gap", "messages"],
+                    "properties": {
+                        "nsp": { "type": "string" },
+                        "room": { "type": "string" },
+                        "epoch": { "type": "string", "description": "the history's epoch: offsets are comparable within one epoch only" },
+                        "offset": { "type": "string", "description": "the last offset handed out (\"0\" before the first message)" },
+                        "gap": { "type": "string", "nullable": true, "enum": ["trimmed", "expired", null], "description": "messages right after `since` are gone (over SIZE, or older than TTL)" },
+                        "messages": { "type": "array", "items": {
+                            "type": "object", "required": ["offset", "event", "args"],
+                            "properties": {
+                                "offset": { "type": "string" },
+                                "event": { "type": "string" },
+                                "args": { "type": "array", "description": "the event arguments (binary ones as arrays of bytes)" }
+                            }
+                        } }
                     }
                 },
                 "Sockets": {

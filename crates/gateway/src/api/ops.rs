@@ -21,6 +21,7 @@ use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperato
 use super::{ApiError, Body, Params};
 use crate::{
     auth::Identity,
+    history::message::Args as HistoryArgs,
     names::{MAX_NAME_LEN, is_reserved, valid_len},
     state::AppState,
 };
@@ -147,13 +148,49 @@ pub async fn emit<A: Adapter>(
         return Err(ApiError::bad_request(format!("`data`/`args`: {e}")));
     }
     let op = b.target.operators(&st)?;
+    let history = history_room(&st, &b.target)?;
     // Deliveries count on the node that writes them (`events_sent_total`): this node's share is
     // listed here, other nodes count theirs when the adapter delivers the broadcast.
     let local_targets = op.clone().local().sockets().len();
-    let r = match (&b.args, &b.data) {
-        (Some(args), _) => op.emit(&b.event, &Args(args)).await,
-        (None, Some(d)) => op.emit(&b.event, d).await,
-        (None, None) => op.emit(&b.event, &Args(&[])).await,
+    let r = match history {
+        // A history room: appended, then delivered with its mark under the room's lock (the
+        // single append point, see `history`).
+        Some(rh) => {
+            let args = match (b.args, b.data) {
+                (Some(args), _) => args,
+                (None, Some(d)) => vec![d],
+                (None, None) => Vec::new(),
+            };
+            let history = &st.gw.history;
+            let mut g = rh.lock(&history.metrics).await;
+            match history.store() {
+                None => {
+                    let d = g.append(b.event, HistoryArgs::Many(args));
+                    op.emit(d.event, &d).await
+                }
+                Some(store) => {
+                    let room = b.target.rooms.first().map_or("", String::as_str);
+                    let a = history
+                        .append_cluster(
+                            store,
+                            &b.target.nsp,
+                            room,
+                            b.event,
+                            HistoryArgs::Many(args),
+                        )
+                        .await
+                        .map_err(|e| {
+                            ApiError::unavailable(format_args!("the room's history: {e}"))
+                        })?;
+                    op.emit(&a.event, &a.delivery()).await
+                }
+            }
+        }
+        None => match (&b.args, &b.data) {
+            (Some(args), _) => op.emit(&b.event, &Args(args)).await,
+            (None, Some(d)) => op.emit(&b.event, d).await,
+            (None, None) => op.emit(&b.event, &Args(&[])).await,
+        },
     };
     let m = &st.gw.metrics;
     let undelivered = match &r {
@@ -181,6 +218,28 @@ pub async fn emit<A: Adapter>(
     m.events_sent_total
         .inc_by(local_targets.saturating_sub(undelivered) as u64);
     broadcast_result(r)
+}
+
+/// The history of the emit's room, if it goes to one history room. A broadcast to several
+/// rooms of which one keeps a history is refused: each socket gets a broadcast once, so it
+/// could carry only one room's offset.
+fn history_room<A: Adapter>(
+    st: &AppState<A>,
+    t: &Target,
+) -> Result<Option<Arc<crate::history::RoomHistory>>, ApiError> {
+    let h = &st.gw.history;
+    if !h.is_enabled() {
+        return Ok(None);
+    }
+    match t.rooms.as_slice() {
+        [room] => Ok(h.room(&t.nsp, room)),
+        rooms => match rooms.iter().find(|r| h.spec(r).is_some()) {
+            Some(r) => Err(ApiError::bad_request(format!(
+                "room `{r}` keeps a history (--history): emit to it alone, not with other rooms"
+            ))),
+            None => Ok(None),
+        },
+    }
 }
 
 #[derive(Debug, Deserialize)]

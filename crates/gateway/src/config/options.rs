@@ -425,6 +425,18 @@ pub struct Options {
     #[serde(default)]
     pub can_publish: Option<Vec<String>> = Shown::Text("* without --auth (demo, logged as a warning); none with --auth"),
 
+    /// Room history: rooms matching GLOB keep their last SIZE messages (for TTL, if given) with
+    /// offsets, so a client can rejoin with `since` and get what it missed
+    /// (`GLOB=SIZE[/TTL]`, e.g. `chat:*=200/10m`); repeat or comma-separate; first match wins
+    #[arg(
+        long = "history",
+        env = "SIO_GATEWAY_HISTORY",
+        value_name = "GLOB=SIZE[/TTL]",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub history: Vec<String> = Shown::Text("none (no room keeps a history)"),
+
     /// Shared secret of the cluster's nodes: forwarded polling requests and WebSocket upgrades
     /// are signed with it (HMAC-SHA256); without it a node never forwards, and refuses (403)
     /// any request claiming to be forwarded

@@ -122,6 +122,8 @@ pub struct Config {
     pub drain_period: Duration,
     pub can_join: RuleSet,
     pub can_publish: RuleSet,
+    /// `--history` rules, in the order given (the first match wins).
+    pub history: Vec<crate::history::spec::HistorySpec>,
     pub sticky_cookie: String,
     #[serde(serialize_with = "effective::redact_opt")]
     pub cluster_secret: Option<String>,
@@ -463,6 +465,13 @@ impl Config {
         };
         let can_join = rules("can_join", o.can_join)?;
         let can_publish = rules("can_publish", o.can_publish)?;
+        let history = o
+            .history
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| crate::history::spec::HistorySpec::parse(s).map_err(|m| invalid("history", m)))
+            .collect::<Result<Vec<_>, _>>()?;
         let sticky_cookie = o.sticky_cookie.unwrap_or_else(|| D::STICKY_COOKIE.into());
         if sticky_cookie.is_empty()
             || !sticky_cookie
@@ -566,6 +575,7 @@ impl Config {
             drain_period: o.drain_period.map_or(D::DRAIN_PERIOD, |d| d.0),
             can_join,
             can_publish,
+            history,
             sticky_cookie,
             cluster_secret: o.cluster_secret,
             cluster_heartbeat,

@@ -592,3 +592,38 @@ fn admin_ui_needs_a_hash_or_an_explicit_no_auth() {
     .expect("valid");
     assert_eq!(ok.admin_ui_namespace, "/admin");
 }
+
+#[test]
+fn history_rules_resolve_round_trip_and_refuse_bad_values() {
+    let c = Config::resolve(cli(&["--history", "chat:*=200/10m", "--history", "news=5"])).unwrap();
+    assert_eq!(c.history.len(), 2);
+    assert_eq!(c.history[0].size, 200);
+    assert_eq!(c.history[0].ttl, Some(Duration::from_secs(600)));
+    assert_eq!(c.history[1].ttl, None);
+    // check-config's output holds the rules and parses back to the same ones.
+    let out = c.to_toml();
+    assert!(
+        out.contains("history = [\"chat:*=200/600000ms\", \"news=5\"]"),
+        "{out}"
+    );
+    let again: Options = toml::from_str(&out).unwrap();
+    assert_eq!(Config::resolve(again).unwrap().history, c.history);
+    for (bad, why) in [
+        ("chat:*", "expected GLOB=SIZE"),
+        ("chat:*=0", "SIZE must be"),
+        ("chat:*=10/never", "TTL"),
+    ] {
+        let e = Config::resolve(cli(&["--history", bad]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("history") && e.contains(why), "{bad}: {e}");
+    }
+    let c = Config::resolve(cli(&[
+        "--history",
+        "a=1",
+        "--redis",
+        "redis://127.0.0.1:6379",
+    ]))
+    .unwrap();
+    assert_eq!(c.history.len(), 1, "cluster mode keeps histories in Redis");
+}

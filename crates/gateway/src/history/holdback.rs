@@ -1,0 +1,255 @@
+//! Cluster mode: live messages from other nodes held back from a socket while it is replayed
+//! what it missed, so it gets them after the replay, in order, and none twice.
+//!
+//! A recovering join (see `relay`) registers the socket here *before* it joins the room and
+//! reads the stream. From then on, each broadcast from another node into that room (seen by
+//! the Redis adapter's [`DeliveryFilter`] hook, in arrival order) leaves the socket out and is
+//! kept here. After the replay, the join takes what was kept, drops what the replay already
+//! held (offset <= the replay's last) and sends the rest, until nothing is left; the socket
+//! then gets live messages directly. For [`GRACE`] after that, a late arrival the replay already
+//! held (written to the stream before the read, published after) is still left out.
+//!
+//! Cost: broadcasts into rooms without history pay one glob test; history rooms pay a parse of
+//! the message's JSON to find its mark (the offset), and, only while some socket of this node
+//! recovers, a lock of the registry.
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use prometheus::IntCounter;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sio_redis_adapter::DeliveryFilter;
+use socketioxide::socket::Sid;
+use socketioxide_core::Value;
+
+use super::{spec::HistorySpec, stream_id::StreamId};
+
+/// How long after its replay a socket still has late duplicates left out.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+struct Recovering {
+    sid: String,
+    /// The replay's last offset, once known; messages up to it are never delivered again.
+    upto: Option<StreamId>,
+    /// Still replaying: later messages are kept in `held`.
+    holding: bool,
+    held: Vec<(StreamId, String)>,
+    until: Option<Instant>,
+}
+
+pub struct HoldBack {
+    specs: Vec<HistorySpec>,
+    bypassed: IntCounter,
+    /// Registrations, by namespace and room.
+    rooms: Mutex<HashMap<String, HashMap<String, Vec<Recovering>>>>,
+    active: AtomicUsize,
+}
+
+#[derive(Deserialize)]
+struct MarkIn<'a> {
+    #[serde(borrow)]
+    room: &'a str,
+    #[serde(borrow)]
+    offset: &'a str,
+}
+
+/// The offset of a history message's JSON text `[event, ...args, {room, offset, epoch}]`.
+fn mark_offset(text: &str, room: &str) -> Option<StreamId> {
+    let parts: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    let last = parts.get(1..)?.last()?;
+    let m: MarkIn<'_> = serde_json::from_str(last.get()).ok()?;
+    (m.room == room)
+        .then(|| StreamId::parse(m.offset))
+        .flatten()
+}
+
+impl HoldBack {
+    pub fn new(specs: Vec<HistorySpec>, bypassed: IntCounter) -> HoldBack {
+        HoldBack {
+            specs,
+            bypassed,
+            rooms: Mutex::default(),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, Vec<Recovering>>>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hold back `sid`'s messages of `room` from now on.
+    pub fn start(&self, nsp: &str, room: &str, sid: Sid) {
+        let mut rooms = self.lock();
+        let list = rooms
+            .entry(nsp.to_owned())
+            .or_default()
+            .entry(room.to_owned())
+            .or_default();
+        list.retain(|r| r.sid != sid.as_str());
+        list.push(Recovering {
+            sid: sid.to_string(),
+            upto: None,
+            holding: true,
+            held: Vec::new(),
+            until: None,
+        });
+        self.active.store(count(&rooms), Ordering::Release);
+    }
+
+    /// What was held for `sid` after `upto` (oldest first), removed from here. When nothing is
+    /// left, the socket gets live messages directly from now on (late duplicates up to `upto`
+    /// still left out for [`GRACE`]).
+    pub fn take(
+        &self,
+        nsp: &str,
+        room: &str,
+        sid: Sid,
+        upto: Option<StreamId>,
+    ) -> Vec<(StreamId, String)> {
+        let mut rooms = self.lock();
+        let Some(r) = rooms
+            .get_mut(nsp)
+            .and_then(|m| m.get_mut(room))
+            .and_then(|l| l.iter_mut().find(|r| r.sid == sid.as_str()))
+        else {
+            return Vec::new();
+        };
+        r.upto = upto;
+        let mut held = std::mem::take(&mut r.held);
+        held.retain(|(id, _)| upto.is_none_or(|u| *id > u));
+        if held.is_empty() {
+            r.holding = false;
+            r.until = Some(Instant::now() + GRACE);
+        }
+        held
+    }
+
+    /// Forget `sid` in `room` (its join failed or it left).
+    pub fn abandon(&self, nsp: &str, room: &str, sid: Sid) {
+        let mut rooms = self.lock();
+        if let Some(l) = rooms.get_mut(nsp).and_then(|m| m.get_mut(room)) {
+            l.retain(|r| r.sid != sid.as_str());
+        }
+        prune(&mut rooms);
+        self.active.store(count(&rooms), Ordering::Release);
+    }
+}
+
+fn count(rooms: &HashMap<String, HashMap<String, Vec<Recovering>>>) -> usize {
+    rooms.values().flat_map(|m| m.values()).map(Vec::len).sum()
+}
+
+fn prune(rooms: &mut HashMap<String, HashMap<String, Vec<Recovering>>>) {
+    for m in rooms.values_mut() {
+        m.retain(|_, l| !l.is_empty());
+    }
+    rooms.retain(|_, m| !m.is_empty());
+}
+
+impl DeliveryFilter for HoldBack {
+    fn before_deliver(&self, nsp: &str, rooms: &[String], data: &Value) -> Vec<String> {
+        let [room] = rooms else { return Vec::new() };
+        if !self.specs.iter().any(|s| s.matches(room)) {
+            return Vec::new();
+        }
+        let Value::Str(text, _) = data else {
+            return Vec::new();
+        };
+        let Some(id) = mark_offset(text.as_str(), room) else {
+            // Into a history room without a mark: a Node.js peer, @socket.io/redis-emitter.
+            self.bypassed.inc();
+            return Vec::new();
+        };
+        if self.active.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let mut all = self.lock();
+        let Some(list) = all.get_mut(nsp).and_then(|m| m.get_mut(room.as_str())) else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        list.retain(|r| r.until.is_none_or(|u| now < u));
+        let mut out = Vec::new();
+        for r in list.iter_mut() {
+            if r.upto.is_some_and(|u| id <= u) {
+                out.push(r.sid.clone());
+            } else if r.holding {
+                r.held.push((id, text.as_str().to_owned()));
+                out.push(r.sid.clone());
+            }
+        }
+        prune(&mut all);
+        self.active.store(count(&all), Ordering::Release);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(room: &str, id: &str) -> Value {
+        Value::Str(
+            format!(r#"["msg",{{"n":1}},{{"room":"{room}","offset":"{id}","epoch":"e"}}]"#).into(),
+            None,
+        )
+    }
+
+    #[test]
+    fn holds_then_hands_over_without_duplicates() {
+        let spec = HistorySpec::parse("chat:*=100").unwrap();
+        let hb = HoldBack::new(vec![spec], IntCounter::new("b", "b").unwrap());
+        let rooms = vec!["chat:a".to_owned()];
+        let sid = Sid::new();
+        // Nobody recovering: nothing left out.
+        assert!(
+            hb.before_deliver("/", &rooms, &msg("chat:a", "1-0"))
+                .is_empty()
+        );
+        hb.start("/", "chat:a", sid);
+        for id in ["5-0", "6-0", "7-0"] {
+            assert_eq!(
+                hb.before_deliver("/", &rooms, &msg("chat:a", id)),
+                [sid.to_string()]
+            );
+        }
+        // The replay went up to 6-0: only 7-0 is still to send.
+        let held = hb.take("/", "chat:a", sid, StreamId::parse("6-0"));
+        assert_eq!(
+            held.iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>(),
+            ["7-0"]
+        );
+        assert!(
+            hb.take("/", "chat:a", sid, StreamId::parse("6-0"))
+                .is_empty()
+        );
+        // Live again; a late duplicate of the replay is still left out.
+        assert!(
+            hb.before_deliver("/", &rooms, &msg("chat:a", "8-0"))
+                .is_empty()
+        );
+        assert_eq!(
+            hb.before_deliver("/", &rooms, &msg("chat:a", "6-0")),
+            [sid.to_string()]
+        );
+        // Unmarked messages into a history room are counted; other rooms are not looked at.
+        let plain = Value::Str(r#"["msg",1]"#.to_owned().into(), None);
+        assert!(hb.before_deliver("/", &rooms, &plain).is_empty());
+        assert_eq!(hb.bypassed.get(), 1);
+        assert!(hb.before_deliver("/", &["lobby".into()], &plain).is_empty());
+        assert_eq!(hb.bypassed.get(), 1);
+        hb.abandon("/", "chat:a", sid);
+        assert!(
+            hb.before_deliver("/", &rooms, &msg("chat:a", "6-0"))
+                .is_empty()
+        );
+    }
+}

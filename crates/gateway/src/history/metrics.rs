@@ -1,0 +1,87 @@
+//! The history's metrics (registered in the gateway's registry, prefix `sio_gateway_`).
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+
+/// `recovered` or why not (`trimmed`, `expired`, `epoch`, `no_history`, `invalid`).
+pub mod outcome {
+    pub const RECOVERED: &str = "recovered";
+    pub const EPOCH: &str = "epoch";
+    pub const NO_HISTORY: &str = "no_history";
+    pub const INVALID: &str = "invalid";
+}
+
+pub struct HistoryMetrics {
+    /// Messages appended to a history.
+    pub appends: IntCounter,
+    /// Joins with `since`, by outcome.
+    pub recoveries: IntCounterVec,
+    /// Messages sent to recovering clients.
+    pub replayed: IntCounter,
+    /// Time to read a history (the replay's read, the HTTP API's).
+    pub read_seconds: Histogram,
+    /// Messages that reached a history room without passing the history (Node peers,
+    /// `@socket.io/redis-emitter`): delivered without a mark, not recoverable.
+    pub bypassed: IntCounter,
+}
+
+const NS: &str = "sio_gateway";
+
+impl HistoryMetrics {
+    pub fn new(registry: &Registry) -> HistoryMetrics {
+        let opts = |name: &str, help: &str| Opts::new(name, help).namespace(NS);
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("static metric definition");
+                registry
+                    .register(Box::new(m.clone()))
+                    .expect("unique metric name");
+                m
+            }};
+        }
+        let appends = reg!(IntCounter::with_opts(opts(
+            "history_appends_total",
+            "Messages appended to a room history (--history)"
+        )));
+        let recoveries = reg!(IntCounterVec::new(
+            opts(
+                "history_recoveries_total",
+                "Joins with `since`, by outcome (recovered, trimmed, expired, epoch, no_history, invalid)"
+            ),
+            &["outcome"]
+        ));
+        for o in [
+            outcome::RECOVERED,
+            "trimmed",
+            "expired",
+            outcome::EPOCH,
+            outcome::NO_HISTORY,
+            outcome::INVALID,
+        ] {
+            recoveries.with_label_values(&[o]);
+        }
+        let replayed = reg!(IntCounter::with_opts(opts(
+            "history_replayed_messages_total",
+            "Messages replayed to recovering clients"
+        )));
+        let read_seconds = reg!(Histogram::with_opts(
+            HistogramOpts::new(
+                "history_read_seconds",
+                "Time to read a room history (recovery or HTTP API)"
+            )
+            .namespace(NS)
+            .buckets(vec![
+                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0
+            ])
+        ));
+        let bypassed = reg!(IntCounter::with_opts(opts(
+            "history_bypassed_total",
+            "Broadcasts into a history room that did not pass the history (Node.js peers, @socket.io/redis-emitter): delivered without offset"
+        )));
+        HistoryMetrics {
+            appends,
+            recoveries,
+            replayed,
+            read_seconds,
+            bypassed,
+        }
+    }
+}

@@ -1,0 +1,174 @@
+// Room history in cluster mode (Redis Streams), with the stock socket.io-client: a subscriber's
+// node is SIGKILLed under a steady publisher; the subscriber comes back on another node, rejoins
+// with its offset and gets every message it missed exactly once, in order, then live ones (the
+// offsets are checked end to end against a witness that never left). Redis restarted with its
+// data gone: the rejoin answers recovered:false, reason "epoch", and replays nothing.
+import { test } from "node:test";
+import { spawn } from "node:child_process";
+import path from "node:path";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+import { ROOT, startRedis, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
+
+const HISTORY = ["--history", "chat:*=5000/10m", "--event-rate", "0"];
+
+function client(t, url) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, s);
+  return s;
+}
+
+async function connected(s) {
+  if (!s.connected) await once(s, "connect");
+  return s;
+}
+
+/** Every `event` received, as {args, mark}: the mark is the trailing argument. */
+function collect(s, event) {
+  const got = [];
+  s.on(event, (...args) => got.push({ args: args.slice(0, -1), mark: args[args.length - 1] }));
+  return got;
+}
+
+const ids = (got) => got.map((m) => m.mark.offset);
+
+const EMIT_BIN = process.env.SIO_EMIT_BIN || path.join(ROOT, "target/debug/sio-emit");
+
+/** Run sio-emit to completion, resolving its exit code. */
+function sioEmit(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(EMIT_BIN, args, { stdio: "ignore" });
+    const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error("sio-emit timed out")); }, 15_000);
+    child.once("exit", (code) => { clearTimeout(timer); resolve(code); });
+    child.once("error", (e) => { clearTimeout(timer); reject(e); });
+  });
+}
+
+test("subscriber's node SIGKILLed: recovery on another node, every missed message once, in order", { timeout: 60_000 }, async (t) => {
+  const cluster = await startCluster({ extra: HISTORY });
+  t.after(() => cluster.stop());
+  const [n1, n2, n3] = cluster.nodes;
+  const room = "chat:kill";
+
+  // The witness on node 3 never leaves: it sees every offset of the room.
+  const witness = await connected(client(t, n3.url));
+  const all = collect(witness, "msg");
+  assert.equal((await witness.emitWithAck("join", room)).ok, true);
+  // The subscriber starts on node 1.
+  const a = await connected(client(t, n1.url));
+  const gotA = collect(a, "msg");
+  const pos = await a.emitWithAck("join", { room });
+  assert.equal(pos.ok, true);
+  assert.equal(pos.offset, "0-0");
+
+  // A steady publisher on node 3: a few hundred messages/s, not waiting for acks, so that
+  // live messages keep arriving on node 2 while it replays (what the boundary check needs).
+  const pub = await connected(client(t, n3.url));
+  let running = true;
+  let sent = 0;
+  const acks = [];
+  const publishing = (async () => {
+    while (running) {
+      acks.push(pub.emitWithAck("publish", { room, event: "msg", data: { n: sent++ } }));
+      await sleep(2);
+    }
+  })();
+
+  await waitFor(() => gotA.length >= 100, { what: "100 messages on node 1" });
+  await n1.stop("SIGKILL");
+  await sleep(50);
+  const last = gotA[gotA.length - 1].mark;
+  assert.equal(last.room, room);
+  assert.equal(last.epoch, pos.epoch);
+  await sleep(1000); // away
+
+  // Back on node 2, with the last offset received.
+  const b = await connected(client(t, n2.url));
+  const gotB = collect(b, "msg");
+  const ack = await b.emitWithAck("join", { room, since: { offset: last.offset, epoch: last.epoch } });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.ok(ack.missed >= 100, `missed ${ack.missed}: the publisher went on while the client was away`);
+
+  await sleep(500); // live messages after the replay
+  running = false;
+  await publishing;
+  const results = await Promise.all(acks);
+  assert.ok(results.every((r) => r.ok === true), JSON.stringify(results.find((r) => !r.ok)));
+  await waitFor(() => all.length === sent, { what: `witness got all ${sent}` });
+  await waitFor(() => gotB.length > 0 && gotB[gotB.length - 1].mark.offset === all[all.length - 1].mark.offset,
+    { what: "the subscriber caught up" });
+
+  // End to end: what the subscriber got on node 1, then on node 2, is exactly the witness's
+  // sequence (every offset once, in order; the replay/live boundary included).
+  const witnessIds = ids(all);
+  const k = witnessIds.indexOf(last.offset);
+  assert.ok(k >= 0);
+  assert.deepEqual(ids(gotA), witnessIds.slice(witnessIds.indexOf(gotA[0].mark.offset), k + 1));
+  assert.deepEqual(ids(gotB), witnessIds.slice(k + 1));
+  assert.deepEqual(gotB.map((m) => m.args[0].n), all.slice(k + 1).map((m) => m.args[0].n));
+  assert.ok(gotB.length > ack.missed, "live messages followed the replay");
+  assert.ok(gotB.every((m) => m.mark.epoch === pos.epoch));
+  const m = await scrapeMetrics(n2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="recovered"'), 1);
+  assert.equal(metricSum(m, "sio_gateway_history_replayed_messages_total"), ack.missed);
+});
+
+test("Redis restarted with its data gone: recovered:false, reason epoch, nothing replayed", { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis();
+  let redis2 = null;
+  t.after(async () => { await redis.stop(); if (redis2) await redis2.stop(); });
+  const n1 = track(t, await startNode(redis.url, "gateway-1", HISTORY));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", HISTORY));
+  const room = "chat:flush";
+  const pub = await connected(client(t, n1.url));
+  const a = await connected(client(t, n2.url));
+  const gotA = collect(a, "msg");
+  const pos = await a.emitWithAck("join", { room });
+  for (let i = 0; i < 5; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: i }), { ok: true });
+  }
+  await waitFor(() => gotA.length === 5, { what: "5 messages" });
+  const last = gotA[4].mark;
+  a.disconnect();
+  // Backends read the same stream through the HTTP API, from any node.
+  const hist = async (q) => (await fetch(n1.url + "/api/v1/rooms/chat%3Aflush/history" + q,
+    { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+  let h = await hist("");
+  assert.deepEqual(h.messages.map((m) => [m.offset, m.args[0]]), gotA.map((m) => [m.mark.offset, m.args[0]]));
+  assert.equal(h.epoch, pos.epoch);
+  assert.equal(h.offset, last.offset);
+  h = await hist(`?since=${gotA[1].mark.offset}&limit=2&epoch=${pos.epoch}`);
+  assert.deepEqual(h.messages.map((m) => m.offset), [gotA[2].mark.offset, gotA[3].mark.offset]);
+
+  // Redis dies and comes back empty, on the same port.
+  await redis.stop("SIGKILL");
+  redis2 = await startRedis({ port: redis.port });
+  await waitFor(async () => {
+    const r = await pub.emitWithAck("publish", { room, event: "msg", data: "after" });
+    return r.ok === true;
+  }, { timeoutMs: 15_000, what: "publishing again after the restart" });
+
+  const b = await connected(client(t, n2.url));
+  const gotB = collect(b, "msg");
+  const ack = await b.emitWithAck("join", { room, since: { offset: last.offset, epoch: last.epoch } });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  assert.equal(ack.recovered, false);
+  assert.equal(ack.reason, "epoch");
+  assert.notEqual(ack.epoch, pos.epoch, "a new epoch");
+  assert.deepEqual(gotB, [], "nothing stale replayed");
+  // Live delivery goes on in the new epoch.
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: "live" }), { ok: true });
+  await waitFor(() => gotB.length === 1, { what: "a live message" });
+  assert.equal(gotB[0].mark.epoch, ack.epoch);
+
+  // An emitter's broadcast into the history room bypasses the history: no mark, counted.
+  const raw = [];
+  b.on("from-emitter", (...args) => raw.push(args));
+  assert.equal(await sioEmit(["--redis", redis2.url, "--to", room, "emit", "from-emitter", '"x"']), 0);
+  await waitFor(() => raw.length === 1, { what: "the emitter's message" });
+  assert.deepEqual(raw[0], ["x"], "no trailing mark");
+  const m = await scrapeMetrics(n2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 1);
+});

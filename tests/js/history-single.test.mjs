@@ -1,0 +1,246 @@
+// Room history on a single node (`--history`, in-memory ring), with the stock socket.io-client:
+// every message of a history room carries a trailing {room, offset, epoch}; a client that
+// rejoins with `since` gets what it missed in order, then live messages, with no gap and no
+// duplicate at the boundary while publishers keep going; the trim bound, TTL expiry, another
+// epoch and malformed `since` values give the documented acks, and a refused join is not
+// half-applied. The HTTP API's emit passes the same append point.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { io } from "socket.io-client";
+import { startGateway, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+
+const KEY = "history-test-key";
+
+function client(t, url) {
+  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, s);
+  return s;
+}
+
+async function connected(s) {
+  if (!s.connected) await once(s, "connect");
+  return s;
+}
+
+/** Every `event` received, as {args, mark}: the mark is the trailing argument. */
+function collect(s, event) {
+  const got = [];
+  s.on(event, (...args) => got.push({ args: args.slice(0, -1), mark: args[args.length - 1] }));
+  return got;
+}
+
+const offsets = (got) => got.map((m) => Number(m.mark.offset));
+
+function range(from, to) {
+  const r = [];
+  for (let i = from; i <= to; i++) r.push(i);
+  return r;
+}
+
+test("recovery under steady publishers: every missed message once, in order, then live", async (t) => {
+  const gw = track(t, await startGateway(["--history", "chat:*=5000/10m", "--event-rate", "0"]));
+  const room = "chat:steady";
+  // Two publishers firing without waiting for acks: their publishes race for the history.
+  const pubs = await Promise.all([0, 1].map(() => connected(client(t, gw.url))));
+  let running = true;
+  let sent = 0;
+  const acks = [];
+  const publishing = Promise.all(pubs.map(async (p, k) => {
+    while (running) {
+      // ~250 messages/s each, in bursts of 3: well within what a client reads (a faster rate
+      // would overflow a receiver's --max-buffer queue, the at-most-once drop of live delivery).
+      for (let j = 0; j < 3; j++) {
+        acks.push(p.emitWithAck("publish", { room, event: "msg", data: { from: k, n: sent++ } }));
+      }
+      await sleep(12);
+    }
+  }));
+
+  const a = await connected(client(t, gw.url));
+  const gotA = collect(a, "msg");
+  const joined = await a.emitWithAck("join", { room });
+  assert.equal(joined.ok, true);
+  assert.match(joined.epoch, /^[0-9a-f]{16}$/);
+  assert.match(joined.offset, /^\d+$/);
+  await waitFor(() => gotA.length >= 100, { what: "100 live messages" });
+  a.disconnect();
+  await sleep(20); // let anything in flight to `a` land before reading its last mark
+  const last = gotA[gotA.length - 1].mark;
+  // `a` saw a consecutive run starting right after its join's position.
+  assert.deepEqual(offsets(gotA), range(Number(joined.offset) + 1, Number(last.offset)));
+  assert.equal(last.room, room);
+  assert.equal(last.epoch, joined.epoch);
+
+  await sleep(300); // away while the publishers go on
+
+  const b = await connected(client(t, gw.url));
+  const gotB = collect(b, "msg");
+  const ack = await b.emitWithAck("join", { room, since: { offset: last.offset, epoch: last.epoch } });
+  assert.equal(ack.ok, true);
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.ok(ack.missed > 0, "the publishers went on while the client was away");
+  // The replay arrived before the ack (live messages may follow it before the ack does), and
+  // it ends exactly at the position the ack reports.
+  const replayed = ack.missed;
+  assert.ok(gotB.length >= replayed);
+  assert.equal(Number(gotB[replayed - 1].mark.offset), Number(ack.offset));
+  assert.equal(Number(ack.offset) - Number(last.offset), ack.missed);
+
+  await sleep(300); // live messages after the replay
+  running = false;
+  await publishing;
+  const results = await Promise.all(acks);
+  assert.ok(results.every((r) => r.ok === true), "every publish acked ok");
+  await sleep(100);
+  // Offsets end to end: one consecutive run from the client's last offset to the end,
+  // across the replay/live boundary. A gap or a duplicate at the boundary breaks it.
+  // The history started with the first publish, so the last offset is the number published.
+  const total = sent;
+  const dropped = metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_dropped_messages_total", 'reason="slow_client"');
+  assert.deepEqual(offsets(gotB), range(Number(last.offset) + 1, total), `slow_client drops: ${dropped}`);
+  assert.ok(gotB.length > replayed, "live messages followed the replay");
+  // a and b together saw each message of the run exactly once (payloads too).
+  const seen = new Set([...gotA, ...gotB].map((m) => `${m.args[0].from}:${m.args[0].n}`));
+  assert.equal(seen.size, gotA.length + gotB.length);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_appends_total"), total);
+  assert.equal(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="recovered"'), 1);
+  assert.equal(metricSum(m, "sio_gateway_history_replayed_messages_total"), ack.missed);
+  assert.ok(metricSum(m, "sio_gateway_history_read_seconds_count") >= 1);
+});
+
+test("trim bound, TTL expiry, another epoch, rooms without history", async (t) => {
+  const gw = track(t, await startGateway(["--history", "small:*=5", "--history", "ttl:*=100/1s"]));
+  const pub = await connected(client(t, gw.url));
+  const publish = (room, n) => pub.emitWithAck("publish", { room, event: "msg", data: n });
+
+  const c = await connected(client(t, gw.url));
+  const start = await c.emitWithAck("join", { room: "small:a" });
+  assert.deepEqual({ ...start, epoch: "-" }, { ok: true, epoch: "-", offset: "0" });
+  await c.emitWithAck("leave", "small:a");
+  for (let i = 1; i <= 10; i++) assert.deepEqual(await publish("small:a", i), { ok: true });
+  // Away for 10 messages with SIZE 5: not recoverable.
+  const epoch = start.epoch;
+  let r = await c.emitWithAck("join", { room: "small:a", since: { offset: "0", epoch } });
+  assert.deepEqual(r, { ok: true, recovered: false, reason: "trimmed", epoch, offset: "10" });
+  // Within the bound: the last 5 exactly.
+  const d = await connected(client(t, gw.url));
+  const gotD = collect(d, "msg");
+  r = await d.emitWithAck("join", { room: "small:a", since: { offset: "5", epoch } });
+  assert.deepEqual(r, { ok: true, recovered: true, missed: 5, epoch, offset: "10" });
+  assert.deepEqual(gotD.map((m) => m.args[0]), [6, 7, 8, 9, 10]);
+  assert.deepEqual(offsets(gotD), [6, 7, 8, 9, 10]);
+  // Another epoch is never replayed into this one.
+  r = await d.emitWithAck("join", { room: "small:a", since: { offset: "5", epoch: "0000000000000000" } });
+  assert.deepEqual(r, { ok: true, recovered: false, reason: "epoch", epoch, offset: "10" });
+
+  // TTL: the first message outlives its 1 s, the history itself is still alive.
+  const e = await connected(client(t, gw.url));
+  const t0 = await e.emitWithAck("join", { room: "ttl:a" });
+  await e.emitWithAck("leave", "ttl:a");
+  await publish("ttl:a", 1);
+  await sleep(700);
+  await publish("ttl:a", 2);
+  await sleep(500);
+  r = await e.emitWithAck("join", { room: "ttl:a", since: { offset: "0", epoch: t0.epoch } });
+  assert.deepEqual(r, { ok: true, recovered: false, reason: "expired", epoch: t0.epoch, offset: "2" });
+  // Idle past the TTL: the history is lost and comes back with a new epoch.
+  await e.emitWithAck("leave", "ttl:a");
+  await sleep(1200);
+  r = await e.emitWithAck("join", { room: "ttl:a", since: { offset: "2", epoch: t0.epoch } });
+  assert.equal(r.reason, "epoch");
+  assert.notEqual(r.epoch, t0.epoch);
+  assert.equal(r.offset, "0");
+
+  // A room without history: joins as before, messages carry no mark.
+  const f = await connected(client(t, gw.url));
+  const plain = [];
+  f.on("msg", (...args) => plain.push(args));
+  assert.deepEqual(await f.emitWithAck("join", "lobby"), { ok: true });
+  assert.deepEqual(await f.emitWithAck("join", { room: "lobby2", since: { offset: "1", epoch } }),
+    { ok: true, recovered: false, reason: "no_history" });
+  await publish("lobby", "x");
+  await waitFor(() => plain.length === 1, { what: "plain message" });
+  assert.deepEqual(plain[0], ["x"]);
+});
+
+test("malformed since: a clear error, nothing joined; plain join and the HTTP API", async (t) => {
+  const gw = track(t, await startGateway(["--history", "chat:*=100", "--api-key", KEY]));
+  const pub = await connected(client(t, gw.url));
+  const c = await connected(client(t, gw.url));
+  const got = collect(c, "msg");
+  const pos = await c.emitWithAck("join", { room: "chat:probe" });
+  await c.emitWithAck("leave", "chat:probe");
+  const epoch = pos.epoch;
+  for (const [arg, why] of [
+    [{ room: "chat:x", since: { offset: 5, epoch } }, /since\.offset/],
+    [{ room: "chat:x", since: { offset: "-1", epoch } }, /since\.offset/],
+    [{ room: "chat:x", since: { offset: "9".repeat(30), epoch } }, /since\.offset/],
+    [{ room: "chat:probe", since: { offset: "99", epoch } }, /ahead/],
+    [{ room: "chat:x", since: { offset: "1", epoch: 7 } }, /since\.epoch/],
+    [{ room: "chat:x", since: { offset: "1", epoch: "a b" } }, /since\.epoch/],
+    [{ room: "chat:x", since: { offset: "1" } }, /since/],
+    [{ room: "chat:x", since: "1" }, /since/],
+    [{ room: "chat:x", extra: 1 }, /unknown key `extra`/],
+    [{ room: 3 }, /room name/],
+    [{ room: "" }, /room name/],
+    [["chat:x"], /room name/],
+  ]) {
+    const r = await c.emitWithAck("join", arg);
+    assert.equal(r.ok, false, JSON.stringify(arg));
+    assert.match(r.error, why, JSON.stringify(arg));
+  }
+  // None of them joined: messages into chat:x and chat:probe do not reach c.
+  assert.deepEqual(await pub.emitWithAck("publish", { room: "chat:x", event: "msg", data: 1 }), { ok: true });
+  assert.deepEqual(await pub.emitWithAck("publish", { room: "chat:probe", event: "msg", data: 1 }), { ok: true });
+  // The plain join is unchanged; messages carry the mark as one extra trailing argument.
+  assert.deepEqual(await c.emitWithAck("join", "chat:x"), { ok: true });
+  await pub.emitWithAck("publish", { room: "chat:x", event: "msg", data: { text: "hi" } });
+  const r = await fetch(gw.url + "/api/v1/emit", {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ rooms: "chat:x", event: "msg", args: ["a", 2] }),
+  });
+  assert.equal(r.status, 200);
+  await waitFor(() => got.length === 2, { what: "two messages" });
+  const xEpoch = got[0].mark.epoch;
+  assert.deepEqual(got, [
+    { args: [{ text: "hi" }], mark: { room: "chat:x", offset: "2", epoch: xEpoch } },
+    { args: ["a", 2], mark: { room: "chat:x", offset: "3", epoch: xEpoch } },
+  ]);
+  // A broadcast to a history room and another room at once is refused (one mark per message).
+  const r2 = await fetch(gw.url + "/api/v1/emit", {
+    method: "POST",
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ rooms: ["chat:x", "other"], event: "msg", data: 1 }),
+  });
+  assert.equal(r2.status, 400);
+  assert.match((await r2.json()).error, /keeps a history/);
+  // The same history, for backends.
+  const hist = async (q) => {
+    const res = await fetch(gw.url + "/api/v1/rooms/chat%3Ax/history" + q, { headers: { authorization: `Bearer ${KEY}` } });
+    return { status: res.status, body: await res.json() };
+  };
+  let h = await hist("");
+  assert.equal(h.status, 200);
+  assert.deepEqual(h.body, {
+    nsp: "/", room: "chat:x", epoch: xEpoch, offset: "3", gap: null,
+    messages: [
+      { offset: "1", event: "msg", args: [1] },
+      { offset: "2", event: "msg", args: [{ text: "hi" }] },
+      { offset: "3", event: "msg", args: ["a", 2] },
+    ],
+  });
+  h = await hist(`?since=1&limit=1&epoch=${xEpoch}`);
+  assert.deepEqual(h.body.messages.map((x) => x.offset), ["2"]);
+  h = await hist("?since=1&epoch=0000000000000000");
+  assert.equal(h.status, 409);
+  assert.equal(h.body.epoch, xEpoch);
+  for (const q of ["?since=abc", "?since=9", "?limit=0", "?limit=1001", "?epoch=a%20b"]) {
+    assert.equal((await hist(q)).status, 400, q);
+  }
+  const none = await fetch(gw.url + "/api/v1/rooms/lobby/history", { headers: { authorization: `Bearer ${KEY}` } });
+  assert.equal(none.status, 404);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 7);
+});
