@@ -54,7 +54,7 @@ impl RedisAdapterHandle {
     /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
     pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
         let ns = self.ns(nsp)?;
-        self.core.pubsub.server_count(ns.channels.request()).await
+        self.core.pubsub.server_count(ns.count_channel()).await
     }
 
     /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
