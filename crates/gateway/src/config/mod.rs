@@ -25,7 +25,10 @@ use std::path::PathBuf;
 
 pub use defaults::{MIN_WS_READ_BUFFER, WS_READ_BUFFER as DEFAULT_WS_READ_BUFFER};
 pub use effective::REDACTED;
-pub use options::{AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, UpstreamMode};
+pub use options::{
+    AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub, RedisSubscriptionMode,
+    UpstreamMode,
+};
 pub use resolve::{AuthConfig, Config, NamespaceSpec, UpstreamConfig, url_for_log};
 
 /// Errors from reading or validating configuration. Each names the offending key.
