@@ -477,8 +477,7 @@ impl Config {
         }
         // The default is accepted with classic too: the effective configuration lists it.
         if redis_pubsub == RedisPubSub::Classic
-            && o
-                .redis_subscription_mode
+            && o.redis_subscription_mode
                 .is_some_and(|m| m != RedisSubscriptionMode::default())
         {
             return Err(invalid(

@@ -549,7 +549,10 @@ fn redis_pubsub_modes_and_their_checks() {
     let e = Config::resolve(cli(&["--redis-pubsub", "sharded"]))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("`redis_pubsub`") && e.contains("Redis >= 7"), "{e}");
+    assert!(
+        e.contains("`redis_pubsub`") && e.contains("Redis >= 7"),
+        "{e}"
+    );
     let e = Config::resolve(cli(&[
         "--redis",
         "redis://h:1",
