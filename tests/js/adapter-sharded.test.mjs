@@ -6,9 +6,17 @@
 // input on a sharded channel is counted, never crashes the node, never stops other rooms.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { track, waitFor, sleep } from "../lib/harness.mjs";
+import path from "node:path";
+import { execFileSync } from "node:child_process";
+import { ROOT, track, waitFor, sleep } from "../lib/harness.mjs";
 import { startTestNode, startNodePeer, connect, ask, received } from "./fixtures/adapter-cluster.mjs";
 import { redisCluster, cli } from "./fixtures/redis-cluster.mjs";
+
+const SIO_EMIT = process.env.SIO_EMIT_BIN || path.join(ROOT, "target/debug/sio-emit");
+
+/** `sio-emit --pubsub sharded` on the cluster. */
+const sioEmit = (rc, ...args) =>
+  execFileSync(SIO_EMIT, ["--redis", rc.url, "--pubsub", "sharded", ...args], { timeout: 15000 }).toString();
 
 /** Subscribers of a sharded channel, summed over the primaries. */
 const subs = (rc, channel) => Object.values(rc.shardNumSub(channel)).reduce((a, b) => a + b, 0);
@@ -188,6 +196,18 @@ test("sharded adapter interop on a Redis Cluster: our nodes and a Node.js create
     // Every node: 2 bad ones on the main channel; a (member of r1): 2 more on the room channel.
     assert.deepEqual(errors, [4, 2, 2], `decode errors per node: ${errors}`);
     assert.equal((await ask(n, "fetch", {})).ids.length, 4, "the Node peer is fine too");
+  });
+
+  await t.test("sio-emit --pubsub sharded reaches our nodes and the Node node", async () => {
+    sioEmit(rc, "--to", "r1", "emit", "from-emit", '"e1"');
+    await received(a, "from-emit", (d) => d === "e1");
+    await received(n, "from-emit", (d) => d === "e1");
+    for (const r of [b, c]) assert.deepEqual(await quietFor(r, "from-emit"), []);
+    sioEmit(rc, "emit", "from-emit-all", "2");
+    for (const r of clients) await received(r, "from-emit-all", (d) => d === 2);
+    sioEmit(rc, "--to", n.id, "--to", b.id, "join", "emit-joined");
+    for (const s of [n, b]) await waitFor(async () => (await ask(s, "rooms")).includes("emit-joined"), { what: `emitter join on ${s.id}` });
+    assert.equal((await ask(a, "rooms")).includes("emit-joined"), false);
   });
 
   await t.test("disconnectSockets from Node and from our node", async () => {
