@@ -263,6 +263,7 @@ async fn stats(AxState(h): AxState<RedisAdapterHandle>) -> Json<Value> {
         "redisUp": h.redis_up(),
         "subscriberAlive": h.subscriber_alive(),
         "roomChannels": h.subscribed_room_count("/").await.unwrap_or(0),
+        "shardSubscriptions": h.shard_subscriptions().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 

@@ -49,4 +49,10 @@ pub(crate) trait Driver: Send + Sync + 'static {
 
     /// Both directions are connected right now (no caching).
     fn is_up(&self) -> bool;
+
+    /// Sharded drivers: the shard channels this node is subscribed to, counted per primary
+    /// (`host:port`, from the client's cached slot map). Others: empty.
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
 }

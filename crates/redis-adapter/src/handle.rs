@@ -129,4 +129,16 @@ impl RedisAdapterHandle {
     pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
         Ok(self.ns(nsp)?.subscribed_rooms().await)
     }
+
+    /// Sharded mode: the shard channels this node is subscribed to (namespace, response, room
+    /// and probe channels), per primary `host:port` of the cluster's slot map. Empty in
+    /// classic mode.
+    pub fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        self.core.pubsub.shard_subscriptions()
+    }
+
+    /// The protocol this adapter speaks.
+    pub fn pubsub_mode(&self) -> crate::PubSubMode {
+        self.core.pubsub.config.pubsub
+    }
 }

@@ -20,7 +20,7 @@ use std::{
 
 use bytes::Bytes;
 use fred::{
-    interfaces::{ClientLike, EventInterface, PubsubInterface},
+    interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface},
     util::redis_keyslot,
 };
 use futures_util::future::BoxFuture;
@@ -137,6 +137,24 @@ impl Driver for ShardedDriver {
 
     fn is_up(&self) -> bool {
         self.0.publisher.is_connected() && self.0.subscriber.is_connected()
+    }
+
+    /// Called at scrape time, not on a message path: O(subscribed channels).
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        let channels = self.0.subscriber.tracked_shard_channels();
+        let routing = self.0.subscriber.cached_cluster_state();
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &channels {
+            let server = match &routing {
+                Some(r) => r.get_server(redis_keyslot(c.as_bytes())).map_or_else(
+                    || "unknown".to_owned(),
+                    |s| format!("{}:{}", s.host, s.port),
+                ),
+                None => "single".to_owned(),
+            };
+            *per.entry(server).or_default() += 1;
+        }
+        per.into_iter().collect()
     }
 }
 
