@@ -50,8 +50,9 @@ pub(crate) trait Driver: Send + Sync + 'static {
     /// Both directions are connected right now (no caching).
     fn is_up(&self) -> bool;
 
-    /// Sharded drivers: the shard channels this node is subscribed to, counted per primary
-    /// (`host:port`, from the client's cached slot map). Others: empty.
+    /// The channels this node is subscribed to, per shard: sharded drivers count per primary
+    /// (`host:port`, from the client's cached slot map); the classic driver reports all its
+    /// channels under `classic`; the memory driver nothing.
     fn shard_subscriptions(&self) -> Vec<(String, usize)> {
         Vec::new()
     }

@@ -205,6 +205,14 @@ impl Driver for FredDriver {
     fn is_up(&self) -> bool {
         self.0.publisher.is_connected() && self.0.subscriber.is_connected()
     }
+
+    /// Classic pub/sub is not sharded: every channel, under `classic` (scrape time only).
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        vec![(
+            "classic".to_owned(),
+            self.0.subscriber.tracked_channels().len(),
+        )]
+    }
 }
 
 /// Hands every message of the subscriber to the registry (which queues without blocking),

@@ -130,9 +130,9 @@ impl RedisAdapterHandle {
         Ok(self.ns(nsp)?.subscribed_rooms().await)
     }
 
-    /// Sharded mode: the shard channels this node is subscribed to (namespace, response, room
-    /// and probe channels), per primary `host:port` of the cluster's slot map. Empty in
-    /// classic mode.
+    /// The channels this node is subscribed to (namespace, response, room and probe channels),
+    /// per primary `host:port` of the cluster's slot map in sharded mode; classic mode gives one
+    /// entry, `classic`, with every channel.
     pub fn shard_subscriptions(&self) -> Vec<(String, usize)> {
         self.core.pubsub.shard_subscriptions()
     }

@@ -70,7 +70,7 @@ pub struct AdapterCollector {
     received: IntCounterVec,
     timeouts: IntCounterVec,
     decode_errors: IntCounter,
-    /// `--redis-pubsub sharded`: shard channels subscribed, per primary (`shard` = host:port).
+    /// Channels subscribed, per primary (`shard` = host:port) in sharded mode, `classic` else.
     shard_subscriptions: IntGaugeVec,
     resubscriptions: IntCounter,
     redis_up: IntGauge,
@@ -115,8 +115,9 @@ impl AdapterCollector {
             shard_subscriptions: IntGaugeVec::new(
                 Opts::new(
                     "adapter_shard_subscriptions",
-                    "Sharded pub/sub channels this node is subscribed to, per Redis Cluster \
-                     primary (shard = host:port of the slot owner); empty in classic mode",
+                    "Pub/sub channels this node is subscribed to: per Redis Cluster primary with \
+                     --redis-pubsub sharded (shard = host:port of the slot owner), all under \
+                     shard=\"classic\" in classic mode",
                 )
                 .namespace(NS),
                 &["shard"],
