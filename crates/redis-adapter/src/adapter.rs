@@ -107,6 +107,9 @@ impl<E: SocketEmitter> RedisAdapter<E> {
                 Ok((chan, msg))
             }
             PubSubMode::Sharded(mode) => {
+                // The sharded encoder goes through a dynamic value tree (a few allocations per
+                // broadcast, not per socket): it must choose JSON or msgpack by looking for
+                // binary anywhere in the message, as Node does.
                 let msg = ClusterMessage {
                     uid: ns.uid.clone(),
                     nsp: ns.nsp.clone(),
