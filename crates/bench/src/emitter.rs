@@ -56,6 +56,51 @@ pub fn encode_broadcast(
     let _ = encode::write_array_len(out, 0);
 }
 
+/// The same broadcast as the sharded adapter reads it (socket.io-adapter ClusterAdapter message,
+/// msgpack: its decoders take msgpack when the first byte is not `{`):
+/// `{type:3, data:{packet:{type:2, data:[event, ...args], nsp}, opts:{rooms, except:[], flags:{}}}, uid:"emitter", nsp}`.
+/// The channel is the same as [`channel`] (`dynamic` subscription mode, room names that do not
+/// look like Node socket ids).
+pub fn encode_sharded_broadcast(
+    out: &mut Vec<u8>,
+    nsp: &str,
+    rooms: &[String],
+    event: &str,
+    nargs: u32,
+    args: impl FnOnce(&mut Vec<u8>),
+) {
+    let _ = encode::write_map_len(out, 4);
+    str(out, "type");
+    let _ = encode::write_uint(out, 3);
+    str(out, "data");
+    let _ = encode::write_map_len(out, 2);
+    str(out, "packet");
+    let _ = encode::write_map_len(out, 3);
+    str(out, "type");
+    let _ = encode::write_uint(out, 2);
+    str(out, "data");
+    let _ = encode::write_array_len(out, 1 + nargs);
+    str(out, event);
+    args(out);
+    str(out, "nsp");
+    str(out, nsp);
+    str(out, "opts");
+    let _ = encode::write_map_len(out, 3);
+    str(out, "rooms");
+    let _ = encode::write_array_len(out, rooms.len() as u32);
+    for r in rooms {
+        str(out, r);
+    }
+    str(out, "except");
+    let _ = encode::write_array_len(out, 0);
+    str(out, "flags");
+    let _ = encode::write_map_len(out, 0);
+    str(out, "uid");
+    str(out, "emitter");
+    str(out, "nsp");
+    str(out, nsp);
+}
+
 /// The benchmark payload as a msgpack map: the same fields as [`crate::frame::write_payload`],
 /// so the gateway re-serialises it to `{"bts":"<ns>","seq":N,...}` for the clients.
 pub fn write_payload(out: &mut Vec<u8>, ts_ns: u64, seq: u64, pad: usize) {
@@ -157,5 +202,35 @@ mod tests {
     fn digits() {
         assert_eq!(itoa_buf(0).as_str(), "0");
         assert_eq!(itoa_buf(u64::MAX).as_str(), "18446744073709551615");
+    }
+
+    /// The sharded form decodes (rmpv) to the ClusterAdapter message Node's sharded adapter reads.
+    #[test]
+    fn sharded_broadcast_is_a_cluster_message() {
+        let mut out = Vec::new();
+        let rooms = vec!["room1".to_string()];
+        encode_sharded_broadcast(&mut out, "/", &rooms, "hello", 1, |o| str(o, "world"));
+        assert_ne!(out[0], b'{', "msgpack, not JSON");
+        let v = rmpv::decode::read_value(&mut out.as_slice()).expect("msgpack");
+        let get = |v: &rmpv::Value, k: &str| -> rmpv::Value {
+            v.as_map()
+                .and_then(|m| m.iter().find(|(key, _)| key.as_str() == Some(k)))
+                .map(|(_, v)| v.clone())
+                .unwrap_or(rmpv::Value::Nil)
+        };
+        assert_eq!(get(&v, "type").as_u64(), Some(3));
+        assert_eq!(get(&v, "uid").as_str(), Some("emitter"));
+        assert_eq!(get(&v, "nsp").as_str(), Some("/"));
+        let data = get(&v, "data");
+        let packet = get(&data, "packet");
+        assert_eq!(get(&packet, "type").as_u64(), Some(2));
+        assert_eq!(
+            get(&packet, "data"),
+            rmpv::Value::Array(vec!["hello".into(), "world".into()])
+        );
+        assert_eq!(
+            get(&get(&data, "opts"), "rooms"),
+            rmpv::Value::Array(vec!["room1".into()])
+        );
     }
 }

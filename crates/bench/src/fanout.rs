@@ -71,8 +71,17 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
             }
         });
     }
+    let rooms = a.rooms.max(1);
+    if rooms > 1 {
+        if a.room.is_none() || a.origin != Origin::Emitter {
+            bail!("--rooms needs --room (the prefix) and --origin emitter");
+        }
+        if !a.receivers.is_multiple_of(rooms) {
+            bail!("--receivers must be a multiple of --rooms");
+        }
+    }
     let st = PoolState::new();
-    spawn_receivers(&t, a.receivers, &a.conn, a.room.clone(), &st);
+    spawn_receivers(&t, a.receivers, &a.conn, a.room.clone(), rooms, &st);
     wait_connected(&st, a.receivers, quiet).await;
     let mut r = FanoutResult {
         mode: "fanout",
@@ -111,7 +120,7 @@ pub async fn run(a: FanoutArgs, json: bool, quiet: bool) -> Result<()> {
         sender.run(rate, a.warmup).await?;
         drain(
             &st,
-            (rate * a.warmup).round() as u64 * st.connected.get(),
+            (rate * a.warmup).round() as u64 * st.connected.get() / rooms as u64,
             2.0,
             quiet,
         )
@@ -186,7 +195,8 @@ async fn measure(
             }
         }
     };
-    let expected = send.sent * receivers;
+    // Each broadcast reaches the receivers of one room.
+    let expected = send.sent * receivers / a.rooms.max(1) as u64;
     drain(st, expected, a.drain_timeout, quiet).await;
     let wall_s = wall.elapsed().as_secs_f64();
     let cpu1 = total_cpu(&a.pids).ok();

@@ -43,7 +43,7 @@ pub async fn run(a: IdleArgs, nofile: u64, json: bool, quiet: bool) -> Result<()
     let rss_before = total_rss(&a.pids)?;
     let st = PoolState::new();
     let start = Instant::now();
-    spawn_receivers(&t, a.connections, &a.conn, None, &st);
+    spawn_receivers(&t, a.connections, &a.conn, None, 1, &st);
     wait_connected(&st, a.connections, quiet).await;
     let connect_seconds = start.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(a.settle)).await;

@@ -120,6 +120,15 @@ pub struct FanoutArgs {
     /// Room the receivers join (with ack) and broadcasts target; none = whole namespace.
     #[arg(long)]
     pub room: Option<String>,
+    /// Spread the receivers over N rooms `<room>-0` .. `<room>-(N-1)` (receiver i joins room
+    /// i mod N; --receivers must be a multiple of N); broadcasts go to the rooms in turn, each
+    /// reaching receivers/N clients. Needs --room (the prefix) and --origin emitter.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+    /// --origin emitter: publish the sharded adapter's message (createShardedAdapter protocol)
+    /// with SPUBLISH, for nodes running --redis-pubsub sharded, instead of PUBLISH.
+    #[arg(long)]
+    pub sharded: bool,
     /// Server PID(s) whose CPU time is sampled per step.
     #[arg(long = "pid")]
     pub pids: Vec<u32>,

@@ -49,6 +49,8 @@ struct Cfg {
     nsp: String,
     redis: Option<String>,
     room: Option<String>,
+    rooms: usize,
+    sharded: bool,
     event: String,
     pad: usize,
     api_key: Option<String>,
@@ -57,8 +59,8 @@ struct Cfg {
 enum Sink {
     Emitter {
         client: Client,
-        channel: String,
-        rooms: Vec<String>,
+        /// One (channel, rooms) target per room, used in turn (one for a single room or none).
+        targets: Vec<(String, Vec<String>)>,
     },
     Client {
         w: SioWriter,
@@ -83,6 +85,8 @@ impl Sender {
             nsp: connect_opts(&a.conn).nsp,
             redis: a.redis.clone(),
             room: a.room.clone(),
+            rooms: a.rooms.max(1),
+            sharded: a.sharded,
             event: a.event.clone(),
             pad: a.payload_bytes,
             api_key: a.api_key.clone(),
@@ -169,11 +173,16 @@ impl Sink {
                     .ok_or_else(|| anyhow!("--origin emitter needs --redis URL"))?;
                 let client = Builder::from_config(Config::from_url(url)?).build()?;
                 client.init().await.context("connecting to Redis")?;
-                Ok(Some(Sink::Emitter {
-                    client,
-                    channel: emitter::channel(nsp, &rooms),
-                    rooms,
-                }))
+                let targets = (0..cfg.rooms)
+                    .map(|i| {
+                        let rooms: Vec<String> =
+                            crate::pool::room_of(cfg.room.as_deref(), cfg.rooms, i)
+                                .into_iter()
+                                .collect();
+                        (emitter::channel(nsp, &rooms), rooms)
+                    })
+                    .collect();
+                Ok(Some(Sink::Emitter { client, targets }))
             }
             Origin::Client => {
                 let c = SioConn::connect(&cfg.target, &connect_opts(&cfg.conn))
@@ -241,18 +250,21 @@ impl Sink {
         let ts = now_ns();
         buf.clear();
         match self {
-            Sink::Emitter {
-                client,
-                channel,
-                rooms,
-            } => {
-                emitter::encode_broadcast(buf, &cfg.nsp, rooms, &cfg.event, 1, |o| {
-                    emitter::write_payload(o, ts, seq, cfg.pad)
-                });
+            Sink::Emitter { client, targets } => {
+                let (channel, rooms) = &targets[(seq as usize) % targets.len()];
+                let write = |o: &mut Vec<u8>| emitter::write_payload(o, ts, seq, cfg.pad);
+                if cfg.sharded {
+                    emitter::encode_sharded_broadcast(buf, &cfg.nsp, rooms, &cfg.event, 1, write);
+                } else {
+                    emitter::encode_broadcast(buf, &cfg.nsp, rooms, &cfg.event, 1, write);
+                }
                 // fred takes ownership of the bytes; one copy per broadcast (not per delivery).
-                let _: i64 = client
-                    .publish(channel.as_str(), bytes::Bytes::copy_from_slice(buf))
-                    .await?;
+                let payload = bytes::Bytes::copy_from_slice(buf);
+                let _: i64 = if cfg.sharded {
+                    client.spublish(channel.as_str(), payload).await?
+                } else {
+                    client.publish(channel.as_str(), payload).await?
+                };
             }
             Sink::Client { w, head, .. } => {
                 w.emit_with(|o| {

@@ -103,23 +103,33 @@ pub fn connect_opts(c: &ConnArgs) -> ConnectOpts {
     }
 }
 
+/// The room of receiver (or broadcast) `i`: `room`, or `<room>-<i mod rooms>` for several.
+pub fn room_of(room: Option<&str>, rooms: usize, i: usize) -> Option<String> {
+    match room {
+        Some(r) if rooms > 1 => Some(format!("{r}-{}", i % rooms)),
+        r => r.map(str::to_owned),
+    }
+}
+
 /// Spawn `n` receivers spread round-robin over `targets`, at most `concurrency`
-/// handshakes at a time; each joins `room` (if any) and then counts deliveries
-/// until the server closes it. Returns immediately; watch `state.connected`/`failed`.
+/// handshakes at a time; each joins `room` (if any; with `rooms` > 1, receiver i joins
+/// `<room>-<i mod rooms>`) and then counts deliveries until the server closes it. Returns
+/// immediately; watch `state.connected`/`failed`.
 pub fn spawn_receivers(
     targets: &[Target],
     n: usize,
     c: &ConnArgs,
     room: Option<String>,
+    rooms: usize,
     state: &Rc<PoolState>,
 ) {
     let sem = Rc::new(Semaphore::new(c.concurrency.max(1)));
     let opts = Rc::new(connect_opts(c));
     let timeout = Duration::from_secs(c.connect_timeout);
-    let room = Rc::new(room);
     for i in 0..n {
         let t = targets[i % targets.len()].clone();
-        let (sem, opts, room, st) = (sem.clone(), opts.clone(), room.clone(), state.clone());
+        let room = Rc::new(room_of(room.as_deref(), rooms, i));
+        let (sem, opts, st) = (sem.clone(), opts.clone(), state.clone());
         tokio::task::spawn_local(async move {
             let Ok(permit) = sem.acquire().await else {
                 return;

@@ -4,6 +4,12 @@
 //! Every operation first builds an [`Outgoing`] message (channel + bytes) with sio-wire — pure
 //! and inspectable, which is how the tests compare it byte for byte with the Node emitter —
 //! then publishes it; Redis errors are returned to the caller.
+//!
+//! With [`EmitterOptions::sharded`] the same operations are socket.io-adapter ClusterAdapter
+//! messages (`{type, data, uid:"emitter", nsp}`, what Node's `createShardedAdapter` nodes read)
+//! published with `SPUBLISH`: broadcasts on the room's own channel when the subscription mode
+//! gives it one, everything else on `key#nsp#`. The Node `@socket.io/redis-emitter` has no
+//! such mode.
 
 use std::sync::Arc;
 
@@ -11,8 +17,9 @@ use bytes::Bytes;
 use fred::clients::Client;
 use fred::interfaces::PubsubInterface;
 use sio_wire::{
-    BroadcastFlags, BroadcastMessage, BroadcastOptions, EMITTER_UID, Flag, NamespaceChannels,
-    OptsLayout, Packet, RESERVED_EVENTS, Request, Value, request::RoomsOpts,
+    BroadcastFlags, BroadcastMessage, BroadcastOptions, ClusterBody, ClusterMessage, EMITTER_UID,
+    Flag, NamespaceChannels, OptsLayout, Packet, RESERVED_EVENTS, Request, SubscriptionMode, Value,
+    request::RoomsOpts, sharded_publish_channel,
 };
 
 use crate::args::Arg;
@@ -23,12 +30,17 @@ use crate::error::EmitError;
 pub struct EmitterOptions {
     /// Channel key shared with the adapters (default `socket.io`).
     pub key: String,
+    /// `None`: the classic protocol (`PUBLISH`). `Some(mode)`: the sharded protocol
+    /// (`SPUBLISH`), `mode` being the adapters' subscription mode (it decides which broadcasts
+    /// go on a room's own channel).
+    pub sharded: Option<SubscriptionMode>,
 }
 
 impl Default for EmitterOptions {
     fn default() -> Self {
         Self {
             key: sio_wire::DEFAULT_KEY.to_owned(),
+            sharded: None,
         }
     }
 }
@@ -173,6 +185,12 @@ impl Emitter {
         args: impl IntoIterator<Item = A>,
     ) -> Result<Outgoing, EmitError> {
         let data = event_data(event, args);
+        if self.opts.sharded.is_some() {
+            return self.cluster_message(ClusterBody::ServerSideEmit {
+                request_id: None,
+                packet: data,
+            });
+        }
         let req = Request::ServerSideEmit {
             uid: Some(EMITTER_UID.to_owned()),
             request_id: None,
@@ -194,7 +212,22 @@ impl Emitter {
         self.publish(msg).await
     }
 
-    /// Publish a prepared message; returns the number of subscribers that got it.
+    /// A sharded-protocol message from the emitter, on the channel it belongs to.
+    fn cluster_message(&self, body: ClusterBody) -> Result<Outgoing, EmitError> {
+        let msg = ClusterMessage {
+            uid: EMITTER_UID.to_owned(),
+            nsp: self.channels.nsp().to_owned(),
+            body,
+        };
+        let mode = self.opts.sharded.unwrap_or_default();
+        Ok(Outgoing {
+            channel: sharded_publish_channel(&self.channels, &msg, mode),
+            payload: msg.encode()?,
+        })
+    }
+
+    /// Publish a prepared message (`SPUBLISH` in sharded mode); returns the number of
+    /// subscribers that got it.
     pub async fn publish_counted(&self, msg: Outgoing) -> Result<i64, EmitError> {
         let client = self.client.as_ref().ok_or_else(|| {
             EmitError::Publish(fred::error::Error::new(
@@ -202,9 +235,12 @@ impl Emitter {
                 "detached emitter has no Redis client",
             ))
         })?;
-        Ok(client
-            .publish::<i64, _, _>(msg.channel, Bytes::from(msg.payload))
-            .await?)
+        let payload = Bytes::from(msg.payload);
+        Ok(if self.opts.sharded.is_some() {
+            client.spublish::<i64, _, _>(msg.channel, payload).await?
+        } else {
+            client.publish::<i64, _, _>(msg.channel, payload).await?
+        })
     }
 
     /// Publish a prepared message.
@@ -326,15 +362,24 @@ impl BroadcastOperator {
             return Err(EmitError::ReservedEvent(event.to_owned()));
         }
         let channels = &self.emitter.channels;
+        let packet = Packet::with_data(channels.nsp(), Value::Array(event_data(event, args)));
+        let opts = BroadcastOptions {
+            rooms: self.rooms.clone(),
+            except: self.except.clone(),
+            flags: self.flags.clone(),
+            layout: OptsLayout::Emitter,
+        };
+        if self.emitter.opts.sharded.is_some() {
+            return self.emitter.cluster_message(ClusterBody::Broadcast {
+                packet,
+                request_id: None,
+                opts,
+            });
+        }
         let msg = BroadcastMessage {
             uid: EMITTER_UID.to_owned(),
-            packet: Packet::with_data(channels.nsp(), Value::Array(event_data(event, args))),
-            opts: BroadcastOptions {
-                rooms: self.rooms.clone(),
-                except: self.except.clone(),
-                flags: self.flags.clone(),
-                layout: OptsLayout::Emitter,
-            },
+            packet,
+            opts,
         };
         Ok(Outgoing {
             channel: channels.broadcast_channel(&self.rooms),
@@ -353,6 +398,22 @@ impl BroadcastOperator {
     }
 
     fn request(&self, req: Request) -> Result<Outgoing, EmitError> {
+        if self.emitter.opts.sharded.is_some() {
+            let opts = BroadcastOptions {
+                rooms: self.rooms.clone(),
+                except: self.except.clone(),
+                ..BroadcastOptions::default()
+            };
+            let body = match req {
+                Request::SocketsJoin { rooms, .. } => ClusterBody::SocketsJoin { opts, rooms },
+                Request::SocketsLeave { rooms, .. } => ClusterBody::SocketsLeave { opts, rooms },
+                Request::DisconnectSockets { close, .. } => {
+                    ClusterBody::DisconnectSockets { opts, close }
+                }
+                _ => return Err(EmitError::Unsupported("request in sharded mode")),
+            };
+            return self.emitter.cluster_message(body);
+        }
         Ok(Outgoing {
             channel: self.emitter.channels.request().to_owned(),
             payload: req.encode()?,

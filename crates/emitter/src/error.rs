@@ -11,6 +11,9 @@ pub enum EmitError {
     /// The message could not be encoded (e.g. a map key that is not a string).
     #[error("cannot encode message: {0}")]
     Encode(#[from] sio_wire::WireError),
+    /// The operation has no message in the chosen protocol.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
     /// Redis refused or could not be reached.
     #[error("redis publish failed: {0}")]
     Publish(#[from] fred::error::Error),

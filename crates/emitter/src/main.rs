@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fred::prelude::{Builder, ClientLike, Config};
 use sio_emitter::{Arg, Emitter, EmitterOptions};
+use sio_wire::SubscriptionMode;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -37,11 +38,32 @@ struct Cli {
     /// Set the compress flag (true/false).
     #[arg(long, value_name = "BOOL")]
     compress: Option<bool>,
+    /// Redis pub/sub of the cluster: classic (PUBLISH, Node's createAdapter) or sharded
+    /// (SPUBLISH, Node's createShardedAdapter / sio-gateway --redis-pubsub sharded).
+    #[arg(long, value_enum, default_value_t = PubSub::Classic, env = "SIO_EMIT_PUBSUB")]
+    pubsub: PubSub,
+    /// With --pubsub sharded: the adapters' subscription mode (which broadcasts go on a
+    /// room's own channel).
+    #[arg(long, value_enum, default_value_t = Mode::Dynamic, env = "SIO_EMIT_SUBSCRIPTION_MODE")]
+    subscription_mode: Mode,
     /// Seconds to wait for the Redis connection.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PubSub {
+    Classic,
+    Sharded,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Mode {
+    Dynamic,
+    DynamicPrivate,
+    Static,
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +156,11 @@ async fn run(cli: Cli) -> Result<()> {
         client.clone(),
         EmitterOptions {
             key: cli.key.clone(),
+            sharded: (cli.pubsub == PubSub::Sharded).then_some(match cli.subscription_mode {
+                Mode::Dynamic => SubscriptionMode::Dynamic,
+                Mode::DynamicPrivate => SubscriptionMode::DynamicPrivate,
+                Mode::Static => SubscriptionMode::Static,
+            }),
         },
     )
     .of(&cli.nsp);

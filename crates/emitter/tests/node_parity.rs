@@ -202,6 +202,7 @@ fn same_bytes_as_the_node_emitter() {
             "custom_key",
             Emitter::detached(EmitterOptions {
                 key: "my-key".into(),
+                ..EmitterOptions::default()
             })
             .to("r")
             .emit_message("k", none.clone()),

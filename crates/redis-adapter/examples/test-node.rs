@@ -11,7 +11,9 @@ use axum::{Json, Router, extract::State as AxState, routing::get};
 use clap::Parser;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sio_redis_adapter::{AdapterConfig, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle};
+use sio_redis_adapter::{
+    AdapterConfig, PubSubMode, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle, SubscriptionMode,
+};
 use socketioxide::{
     SocketIo,
     adapter::Emitter,
@@ -32,6 +34,10 @@ struct Args {
     /// Room-channel reconciliation interval in milliseconds.
     #[arg(long, default_value_t = 200)]
     room_sync_ms: u64,
+    /// `classic`, or `sharded` with a subscription mode: `sharded` (dynamic),
+    /// `sharded-dynamic-private`, `sharded-static`.
+    #[arg(long, default_value = "classic")]
+    pubsub: String,
 }
 
 fn str_list(v: &Value, key: &str) -> Vec<String> {
@@ -186,6 +192,19 @@ async fn on_connect(socket: SocketRef<A>) {
             let _ = ack.send(&json!({ "ok": res.is_ok() }));
         },
     );
+    // {room, from?} : socketsLeave(room) on the sockets of `from` (or all)
+    socket.on(
+        "leave-all",
+        async |io: SocketIo<A>, Data(v): Data<Value>, ack: AckSender<A>| {
+            let room = v["room"].as_str().unwrap_or("joined").to_owned();
+            let op = match v["from"].as_str() {
+                Some(f) => io.to(f.to_owned()),
+                None => io.broadcast(),
+            };
+            let res = op.leave(room).await;
+            let _ = ack.send(&json!({ "ok": res.is_ok() }));
+        },
+    );
     // Broadcast a binary payload to everyone: [bytes 1,2,3, "text"].
     socket.on("bin-all", async |io: SocketIo<A>, ack: AckSender<A>| {
         let data = (bytes::Bytes::from_static(&[1, 2, 3]), "text");
@@ -244,6 +263,7 @@ async fn stats(AxState(h): AxState<RedisAdapterHandle>) -> Json<Value> {
         "redisUp": h.redis_up(),
         "subscriberAlive": h.subscriber_alive(),
         "roomChannels": h.subscribed_room_count("/").await.unwrap_or(0),
+        "shardSubscriptions": h.shard_subscriptions().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     }))
 }
 
@@ -258,6 +278,13 @@ async fn main() -> anyhow::Result<()> {
     let config = AdapterConfig {
         request_timeout: Duration::from_millis(args.request_timeout),
         room_sync_interval: Duration::from_millis(args.room_sync_ms.max(1)),
+        pubsub: match args.pubsub.as_str() {
+            "classic" => PubSubMode::Classic,
+            "sharded" => PubSubMode::Sharded(SubscriptionMode::Dynamic),
+            "sharded-dynamic-private" => PubSubMode::Sharded(SubscriptionMode::DynamicPrivate),
+            "sharded-static" => PubSubMode::Sharded(SubscriptionMode::Static),
+            other => anyhow::bail!("unknown --pubsub {other}"),
+        },
         ..Default::default()
     };
     let ctr = RedisAdapterCtr::connect(&args.redis, config).await?;

@@ -28,12 +28,13 @@ use crate::{
     ctr::RedisAdapterCtr,
     error::Error,
     local_ns::LocalNs,
+    mode::PubSubMode,
     namespace::{LocalOps, NsShared},
     packets::to_node_packet,
     stats::{DropReason, MsgType},
     targets::{rooms_opts, to_wire_opts},
 };
-use sio_wire::{BroadcastMessage, Flag, Request};
+use sio_wire::{BroadcastMessage, ClusterBody, ClusterMessage, Flag, Request};
 
 /// A socketioxide adapter speaking the `@socket.io/redis-adapter` 8.x protocol over Redis.
 /// One instance per namespace; build it with
@@ -68,13 +69,60 @@ impl Spawnable for InitRes {
 }
 
 impl<E: SocketEmitter> RedisAdapter<E> {
-    async fn publish_request(&self, t: MsgType, payload: Vec<u8>) -> Result<(), Error> {
+    async fn publish_request(&self, t: MsgType, req: Request) -> Result<(), Error> {
         self.node
-            .core
-            .publish(self.node.ns.channels.request().to_owned(), payload)
-            .await?;
-        self.node.core.stats.published(t);
-        Ok(())
+            .ns
+            .publish_request(&self.node.core.pubsub, t, req)
+            .await
+    }
+
+    /// This namespace's uid on the wire (tests).
+    #[cfg(test)]
+    pub(crate) fn node_uid(&self) -> String {
+        self.node.ns.uid.clone()
+    }
+
+    /// Sharded mode: the sender applies join/leave/disconnect itself (ClusterAdapter nodes
+    /// ignore their own messages); classic: it is applied when the request comes back.
+    fn sharded(&self) -> bool {
+        self.node.ns.mode != PubSubMode::Classic
+    }
+
+    /// The broadcast message and its channel, in the namespace's protocol.
+    fn broadcast_message(
+        &self,
+        packet: sio_wire::Packet,
+        opts: sio_wire::BroadcastOptions,
+    ) -> Result<(String, Vec<u8>), Error> {
+        let ns = &self.node.ns;
+        match ns.mode {
+            PubSubMode::Classic => {
+                let chan = ns.channels.broadcast_channel(&opts.rooms);
+                let msg = BroadcastMessage {
+                    uid: ns.uid.clone(),
+                    packet,
+                    opts,
+                }
+                .encode();
+                Ok((chan, msg))
+            }
+            PubSubMode::Sharded(mode) => {
+                // The sharded encoder goes through a dynamic value tree (a few allocations per
+                // broadcast, not per socket): it must choose JSON or msgpack by looking for
+                // binary anywhere in the message, as Node does.
+                let msg = ClusterMessage {
+                    uid: ns.uid.clone(),
+                    nsp: ns.nsp.clone(),
+                    body: ClusterBody::Broadcast {
+                        packet,
+                        request_id: None,
+                        opts,
+                    },
+                };
+                let chan = sio_wire::sharded_publish_channel(&ns.channels, &msg, mode);
+                Ok((chan, msg.encode()?))
+            }
+        }
     }
 }
 
@@ -162,7 +210,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             .node
             .core
             .pubsub
-            .server_count(self.node.ns.channels.request())
+            .server_count(self.node.ns.count_channel())
             .await?;
         Ok(u16::try_from(n).unwrap_or(u16::MAX))
     }
@@ -190,13 +238,9 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         // Local delivery first: it does not depend on Redis being up.
         let local = self.node.local.broadcast(packet, opts);
         if let Some((p, wopts)) = remote {
-            let chan = self.node.ns.channels.broadcast_channel(&wopts.rooms);
-            let msg = BroadcastMessage {
-                uid: self.node.ns.uid.clone(),
-                packet: p,
-                opts: wopts,
-            }
-            .encode();
+            let (chan, msg) = self
+                .broadcast_message(p, wopts)
+                .map_err(AdapterError::from)?;
             self.node
                 .core
                 .publish(chan, msg)
@@ -236,8 +280,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                     request_id: guard.id.clone(),
                     packet: node_packet,
                     opts: wopts,
-                }
-                .encode()?;
+                };
                 self.publish_request(MsgType::BroadcastWithAck, msg).await?;
                 Some(RemoteAcks {
                     guard,
@@ -262,14 +305,17 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             self.node.local.add_sockets(opts, rooms);
             return Ok(());
         }
-        // Applied when the request comes back through Redis, here too (like Node).
+        // Classic: applied when the request comes back through Redis, here too (like Node).
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
         let msg = Request::SocketsJoin {
             uid: Some(self.node.ns.uid.clone()),
             opts: rooms_opts(to_wire_opts(&opts, &self.node.core.foreign)),
-            rooms,
+            rooms: rooms.clone(),
+        };
+        if self.sharded() {
+            self.node.local.add_sockets(opts, rooms);
+            self.node.kick_room_sync();
         }
-        .encode()?;
         self.publish_request(MsgType::SocketsJoin, msg).await
     }
 
@@ -286,9 +332,12 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         let msg = Request::SocketsLeave {
             uid: Some(self.node.ns.uid.clone()),
             opts: rooms_opts(to_wire_opts(&opts, &self.node.core.foreign)),
-            rooms,
+            rooms: rooms.clone(),
+        };
+        if self.sharded() {
+            self.node.local.del_sockets(opts, rooms);
+            self.node.kick_room_sync();
         }
-        .encode()?;
         self.publish_request(MsgType::SocketsLeave, msg).await
     }
 
@@ -304,13 +353,16 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             uid: Some(self.node.ns.uid.clone()),
             opts: rooms_opts(to_wire_opts(&opts, &self.node.core.foreign)),
             close: false,
-        }
-        .encode()
-        .map_err(|e| AdapterError::from(Error::from(e)))?;
+        };
+        let local = if self.sharded() {
+            self.node.local.disconnect_socket(opts)
+        } else {
+            Ok(())
+        };
         self.publish_request(MsgType::DisconnectSockets, msg)
             .await
             .map_err(AdapterError::from)?;
-        Ok(())
+        local.map_err(BroadcastError::Socket)
     }
 
     async fn rooms(&self, opts: BroadcastOptions) -> Result<Vec<Room>, Self::Error> {

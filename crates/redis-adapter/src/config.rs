@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::mode::PubSubMode;
+
 /// Adapter settings. `Default` matches `@socket.io/redis-adapter` where Node has an equivalent.
 #[derive(Debug, Clone)]
 pub struct AdapterConfig {
@@ -36,6 +38,8 @@ pub struct AdapterConfig {
     /// This node's name, given with its sockets in fetchSockets answers (the gateway's
     /// `--node-id`), so any node can say where a socket lives. Node peers ignore it.
     pub node_name: Option<String>,
+    /// Classic or sharded pub/sub (and, sharded, which rooms get a channel).
+    pub pubsub: PubSubMode,
 }
 
 impl Default for AdapterConfig {
@@ -53,6 +57,7 @@ impl Default for AdapterConfig {
             reconnect_max_delay: Duration::from_millis(250),
             command_timeout: Duration::from_secs(3),
             node_name: None,
+            pubsub: PubSubMode::Classic,
         }
     }
 }

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use crate::{
-    config::AdapterConfig, error::Error, fred_driver::FredDriver, handle::RedisAdapterHandle,
-    pubsub::PubSub, registry::Registry, shared::Core, stats::AdapterStats, warn_limit::LogLimiter,
+    config::AdapterConfig, driver::Driver, error::Error, fred_driver::FredDriver,
+    handle::RedisAdapterHandle, mode::PubSubMode, pubsub::PubSub, registry::Registry,
+    sharded_driver::ShardedDriver, shared::Core, stats::AdapterStats, warn_limit::LogLimiter,
 };
 
 /// The adapter's state (socketioxide `CoreAdapter::State`): the Redis connections shared by
@@ -16,7 +17,8 @@ pub struct RedisAdapterCtr {
 }
 
 impl RedisAdapterCtr {
-    /// Connects a publisher and a subscriber client to `url`, as parsed by
+    /// Connects a publisher and a subscriber client to `url` (classic or sharded pub/sub as
+    /// [`AdapterConfig::pubsub`] says; sharded refuses a Redis older than 7), as parsed by
     /// `fred::types::config::Config::from_url`: `redis://`, `rediss://`,
     /// `redis-sentinel://host:port/db?sentinelServiceName=name`, `redis-cluster://host:port`.
     /// Fails if Redis cannot be reached now (the caller decides whether to retry); later
@@ -25,9 +27,17 @@ impl RedisAdapterCtr {
         let stats = Arc::new(AdapterStats::default());
         let log = Arc::new(LogLimiter::default());
         let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
-        let driver =
-            FredDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone()).await?;
-        let pubsub = PubSub::new(config, stats, log, Arc::new(driver));
+        let driver: Arc<dyn Driver> = match config.pubsub {
+            PubSubMode::Classic => Arc::new(
+                FredDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone())
+                    .await?,
+            ),
+            PubSubMode::Sharded(_) => Arc::new(
+                ShardedDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone())
+                    .await?,
+            ),
+        };
+        let pubsub = PubSub::new(config, stats, log, driver);
         Ok(Self {
             core: Core::new(pubsub, registry),
         })

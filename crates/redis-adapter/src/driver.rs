@@ -26,13 +26,11 @@ use crate::error::Error;
 /// boxed future. On the broadcast hot path that is one small allocation per PUBLISH (not per
 /// socket), next to the encoded message and the channel name that a publish needs anyway.
 ///
-/// **Sharded pub/sub** (Redis Cluster `SSUBSCRIBE`/`SPUBLISH`, next issue) is a second
-/// implementation: `publish` becomes `SPUBLISH` (routed by fred to the channel's slot owner),
-/// `subscribe`/`unsubscribe` become `SSUBSCRIBE`/`SUNSUBSCRIBE` (fred's sharded subscriber
-/// tracks them per slot and re-issues them after a resharding), `server_count` becomes
-/// `PUBSUB SHARDNUMSUB` sent to the channel's slot owner (no summing over primaries), and the
-/// sharded messages feed the same `Registry::dispatch`. Channel names and the message format
-/// are not the driver's concern: the adapter passes the names it wants.
+/// **Sharded pub/sub** ([`ShardedDriver`](crate::sharded_driver::ShardedDriver)) is the second
+/// implementation: `publish` is `SPUBLISH` (routed by fred to the channel's slot owner),
+/// `subscribe`/`unsubscribe` are `SSUBSCRIBE`/`SUNSUBSCRIBE` grouped by slot, `server_count` is
+/// `PUBSUB SHARDNUMSUB`. Channel names and the message format are not the driver's concern:
+/// the namespace layer passes the names its protocol (classic or sharded) wants.
 pub(crate) trait Driver: Send + Sync + 'static {
     /// PUBLISH `payload` on `channel`. Fails at once with [`Error::RedisDown`] while the
     /// connection is known to be down, so callers never wait on a dead connection.
@@ -51,4 +49,11 @@ pub(crate) trait Driver: Send + Sync + 'static {
 
     /// Both directions are connected right now (no caching).
     fn is_up(&self) -> bool;
+
+    /// The channels this node is subscribed to, per shard: sharded drivers count per primary
+    /// (`host:port`, from the client's cached slot map); the classic driver reports all its
+    /// channels under `classic`; the memory driver nothing.
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
 }

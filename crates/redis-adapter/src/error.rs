@@ -18,6 +18,11 @@ pub enum Error {
     /// The packet cannot be carried by the Node protocol.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// Sharded pub/sub was asked of a server without it.
+    #[error(
+        "sharded pub/sub (SSUBSCRIBE/SPUBLISH) needs Redis >= 7; the server is Redis {0}: use --redis-pubsub classic or upgrade Redis"
+    )]
+    RedisTooOld(String),
     /// No namespace of that name uses this adapter.
     #[error("unknown namespace {0}")]
     UnknownNamespace(String),

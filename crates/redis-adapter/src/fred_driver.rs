@@ -36,11 +36,15 @@ use crate::{
 /// Redis pub/sub through fred. Its tasks hold it weakly: they end once the adapter is dropped.
 pub(crate) struct FredDriver(Arc<Conns>);
 
-struct Conns {
-    publisher: Client,
-    subscriber: SubscriberClient,
-    stats: Arc<AdapterStats>,
-    log: Arc<LogLimiter>,
+/// The two connections and what their tasks share; also used by
+/// [`ShardedDriver`](crate::sharded_driver::ShardedDriver), which differs only in commands.
+pub(crate) struct Conns {
+    pub(crate) publisher: Client,
+    pub(crate) subscriber: SubscriberClient,
+    pub(crate) stats: Arc<AdapterStats>,
+    pub(crate) log: Arc<LogLimiter>,
+    /// The probe (and everything else) goes through SPUBLISH/SSUBSCRIBE.
+    sharded: bool,
     registry: Arc<Registry>,
     probe_interval: Duration,
     probe_timeout: Duration,
@@ -59,6 +63,23 @@ impl FredDriver {
         log: Arc<LogLimiter>,
         registry: Arc<Registry>,
     ) -> Result<Self, Error> {
+        Ok(Self(
+            Conns::open(url, config, stats, log, registry, false).await?,
+        ))
+    }
+}
+
+impl Conns {
+    /// Connects both clients, subscribes the probe channel (`SSUBSCRIBE` when `sharded`) and
+    /// starts the pump, event and probe tasks (they hold the result weakly).
+    pub(crate) async fn open(
+        url: &str,
+        config: &AdapterConfig,
+        stats: Arc<AdapterStats>,
+        log: Arc<LogLimiter>,
+        registry: Arc<Registry>,
+        sharded: bool,
+    ) -> Result<Arc<Self>, Error> {
         let fred_config = Config::from_url(url)?;
         let mut builder = Builder::from_config(fred_config);
         let cmd_timeout = config.command_timeout;
@@ -95,6 +116,7 @@ impl FredDriver {
             subscriber,
             stats,
             log,
+            sharded,
             registry,
             probe_interval: config.probe_interval,
             probe_timeout: config.probe_timeout,
@@ -103,16 +125,36 @@ impl FredDriver {
             probe_notify: Notify::new(),
         });
         conns.stats.set_redis_up(true);
-        conns
-            .subscriber
-            .subscribe(conns.probe_channel.clone())
-            .await?;
+        if sharded {
+            conns
+                .subscriber
+                .ssubscribe(conns.probe_channel.clone())
+                .await?;
+        } else {
+            conns
+                .subscriber
+                .subscribe(conns.probe_channel.clone())
+                .await?;
+        }
         conns.stats.set_subscriber_alive(true);
 
         tokio::spawn(pump(Arc::downgrade(&conns), conns.subscriber.message_rx()));
         tokio::spawn(watch_events(Arc::downgrade(&conns)));
         tokio::spawn(probe_loop(Arc::downgrade(&conns)));
-        Ok(Self(conns))
+        Ok(conns)
+    }
+
+    /// PUBLISH, or SPUBLISH when sharded (the probe's token).
+    async fn publish_probe(&self, token: u64) -> bool {
+        let (chan, msg) = (self.probe_channel.clone(), token.to_string());
+        if self.sharded {
+            self.publisher
+                .spublish::<i64, _, _>(chan, msg)
+                .await
+                .is_ok()
+        } else {
+            self.publisher.publish::<i64, _, _>(chan, msg).await.is_ok()
+        }
     }
 }
 
@@ -162,6 +204,14 @@ impl Driver for FredDriver {
 
     fn is_up(&self) -> bool {
         self.0.publisher.is_connected() && self.0.subscriber.is_connected()
+    }
+
+    /// Classic pub/sub is not sharded: every channel, under `classic` (scrape time only).
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        vec![(
+            "classic".to_owned(),
+            self.0.subscriber.tracked_channels().len(),
+        )]
     }
 }
 
@@ -266,11 +316,7 @@ async fn probe_loop(conns: Weak<Conns>) {
                 notified.await;
             }
         };
-        let published = c
-            .publisher
-            .publish::<i64, _, _>(c.probe_channel.clone(), token.to_string())
-            .await
-            .is_ok();
+        let published = c.publish_probe(token).await;
         // A Redis that does not answer a PUBLISH within the command timeout (stalled) is down
         // for this node's purposes, even though its connections stay open.
         c.stats.set_redis_up(published);

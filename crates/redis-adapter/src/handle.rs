@@ -54,7 +54,7 @@ impl RedisAdapterHandle {
     /// Nodes listening on the namespace (`PUBSUB NUMSUB`, this node included).
     pub async fn server_count(&self, nsp: &str) -> Result<usize, Error> {
         let ns = self.ns(nsp)?;
-        self.core.pubsub.server_count(ns.channels.request()).await
+        self.core.pubsub.server_count(ns.count_channel()).await
     }
 
     /// fetchSockets across the cluster, Node peers' sockets included. `complete()` is false
@@ -134,5 +134,17 @@ impl RedisAdapterHandle {
     /// Room channels currently subscribed for `nsp`.
     pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
         Ok(self.ns(nsp)?.subscribed_rooms().await)
+    }
+
+    /// The channels this node is subscribed to (namespace, response, room and probe channels),
+    /// per primary `host:port` of the cluster's slot map in sharded mode; classic mode gives one
+    /// entry, `classic`, with every channel.
+    pub fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        self.core.pubsub.shard_subscriptions()
+    }
+
+    /// The protocol this adapter speaks.
+    pub fn pubsub_mode(&self) -> crate::PubSubMode {
+        self.core.pubsub.config.pubsub
     }
 }

@@ -30,8 +30,11 @@ use sio_wire::{
     RoomsOpts, WireError,
 };
 
+/// The requester of a classic request: answers go to the shared response channel.
+const CLASSIC: &str = "";
+
 impl<E: SocketEmitter> LocalNs<E> {
-    fn deliver(&self, packet: Packet, opts: &WireOpts) {
+    pub(crate) fn deliver(&self, packet: Packet, opts: &WireOpts) {
         let volatile = opts.flags.volatile == Some(true);
         // The application's hook may leave some sockets out (see `delivery_filter`); without
         // one, or when it changes nothing, the options are used as they came.
@@ -81,7 +84,7 @@ impl<E: SocketEmitter> LocalNs<E> {
         }
     }
 
-    fn decode_error(&self, what: &str, e: &dyn std::fmt::Display) {
+    pub(crate) fn decode_error(&self, what: &str, e: &dyn std::fmt::Display) {
         let n = self.core.stats.decode_error();
         if self.core.warn_allowed() {
             tracing::warn!(nsp = %self.ns.nsp, total = n, "redis adapter: undecodable {what}: {e}");
@@ -95,6 +98,8 @@ impl<E: SocketEmitter> LocalNs<E> {
                 InKind::Broadcast => self.on_broadcast(&msg.payload),
                 InKind::Request => self.on_request(&msg.payload),
                 InKind::Response => self.on_response(&msg.payload),
+                InKind::Cluster => self.on_cluster(&msg.payload, false),
+                InKind::ClusterResponse => self.on_cluster(&msg.payload, true),
             }
         }
     }
@@ -132,13 +137,13 @@ impl<E: SocketEmitter> LocalNs<E> {
         }
     }
 
-    fn respond(&self, resp: Response) {
-        let payload = match resp.encode() {
+    /// Publishes an answer to `requester`'s request (in a task: the inbound queue never waits).
+    pub(crate) fn respond(&self, requester: &str, resp: Response) {
+        let (chan, payload) = match self.ns.encode_response(requester, resp) {
             Ok(p) => p,
             Err(e) => return self.decode_error("own response", &e),
         };
         let core = self.core.clone();
-        let chan = self.ns.channels.response().to_owned();
         tokio::spawn(async move {
             if core.publish(chan, payload).await.is_ok() {
                 core.stats.published(MsgType::Response);
@@ -172,10 +177,13 @@ impl<E: SocketEmitter> LocalNs<E> {
                     except: Vec::new(),
                 };
                 let sockets = self.fetch_local(&opts).into_iter().map(|s| s.id).collect();
-                self.respond(Response::Sockets {
-                    request_id,
-                    sockets,
-                });
+                self.respond(
+                    CLASSIC,
+                    Response::Sockets {
+                        request_id,
+                        sockets,
+                    },
+                );
             }
             Request::AllRooms { uid, request_id } => {
                 stats.received(MsgType::AllRooms);
@@ -183,7 +191,7 @@ impl<E: SocketEmitter> LocalNs<E> {
                     return;
                 }
                 let rooms = self.local_rooms();
-                self.respond(Response::AllRooms { request_id, rooms });
+                self.respond(CLASSIC, Response::AllRooms { request_id, rooms });
             }
             // Applied by every node, the sender included (Node semantics).
             Request::SocketsJoin { opts, rooms, .. } => {
@@ -223,7 +231,7 @@ impl<E: SocketEmitter> LocalNs<E> {
                 if let Some(id) = as_sid(&sid).filter(|id| self.is_local_socket(*id)) {
                     let _ = self.local.disconnect_socket(BroadcastOptions::new(id));
                     if let Some(request_id) = request_id {
-                        self.respond(Response::Done { request_id });
+                        self.respond(CLASSIC, Response::Done { request_id });
                     }
                 }
             }
@@ -237,10 +245,13 @@ impl<E: SocketEmitter> LocalNs<E> {
                     return;
                 }
                 let sockets = self.fetch_local(&opts);
-                self.respond(Response::FetchSockets {
-                    request_id,
-                    sockets,
-                });
+                self.respond(
+                    CLASSIC,
+                    Response::FetchSockets {
+                        request_id,
+                        sockets,
+                    },
+                );
             }
             Request::ServerSideEmit {
                 uid,
@@ -270,7 +281,7 @@ impl<E: SocketEmitter> LocalNs<E> {
                         .as_ref()
                         .map(sio_wire::json::from_serde)
                         .unwrap_or(sio_wire::Value::Nil);
-                    self.respond(Response::ServerSideEmitAck { request_id, data });
+                    self.respond(CLASSIC, Response::ServerSideEmitAck { request_id, data });
                 }
             }
             Request::BroadcastWithAck {
@@ -283,7 +294,7 @@ impl<E: SocketEmitter> LocalNs<E> {
                 if uid == self.ns.uid {
                     return;
                 }
-                self.answer_broadcast_with_ack(request_id, packet, opts);
+                self.answer_broadcast_with_ack(&uid, request_id, packet, opts);
             }
         }
     }
@@ -303,12 +314,12 @@ impl<E: SocketEmitter> LocalNs<E> {
             };
             self.apply_join(&opts, vec![room], leave);
             if let Some(request_id) = request_id {
-                self.respond(Response::Done { request_id });
+                self.respond(CLASSIC, Response::Done { request_id });
             }
         }
     }
 
-    fn apply_join(self: &Arc<Self>, opts: &RoomsOpts, rooms: Vec<String>, leave: bool) {
+    pub(crate) fn apply_join(self: &Arc<Self>, opts: &RoomsOpts, rooms: Vec<String>, leave: bool) {
         let rooms: Vec<Room> = rooms.into_iter().map(Room::Owned).collect();
         match self.targets(&opts.rooms, &opts.except, false) {
             Targets::Opts(o) if leave => self.local.del_sockets(*o, rooms),
@@ -326,7 +337,7 @@ impl<E: SocketEmitter> LocalNs<E> {
         self.kick_room_sync();
     }
 
-    fn apply_disconnect(&self, opts: &RoomsOpts) {
+    pub(crate) fn apply_disconnect(&self, opts: &RoomsOpts) {
         match self.targets(&opts.rooms, &opts.except, false) {
             Targets::Opts(o) => {
                 let _ = self.local.disconnect_socket(*o);
@@ -341,8 +352,9 @@ impl<E: SocketEmitter> LocalNs<E> {
 
     /// Broadcasts a peer's packet with acks to local clients, reports the client count (type 8)
     /// and forwards each client's first ack argument (type 9).
-    fn answer_broadcast_with_ack(
+    pub(crate) fn answer_broadcast_with_ack(
         self: &Arc<Self>,
+        requester: &str,
         request_id: String,
         packet: WirePacket,
         opts: WireOpts,
@@ -377,11 +389,14 @@ impl<E: SocketEmitter> LocalNs<E> {
             }
         };
         let core = self.core.clone();
-        let chan = self.ns.channels.response().to_owned();
+        let ns = self.ns.clone();
+        let requester = requester.to_owned();
         tokio::spawn(async move {
             let publish = async |resp: Response| {
-                let Ok(msg) = resp.encode() else { return false };
-                let ok = core.publish(chan.clone(), msg).await.is_ok();
+                let Ok((chan, msg)) = ns.encode_response(&requester, resp) else {
+                    return false;
+                };
+                let ok = core.publish(chan, msg).await.is_ok();
                 if ok {
                     core.stats.published(MsgType::Response);
                 }
@@ -414,7 +429,7 @@ impl<E: SocketEmitter> LocalNs<E> {
 
     /// Runs a room sync soon (after a remote join/leave changed local membership).
     /// A burst of join/leave requests schedules one sync, not one per request.
-    fn kick_room_sync(self: &Arc<Self>) {
+    pub(crate) fn kick_room_sync(self: &Arc<Self>) {
         if self.ns.sync_scheduled.swap(true, Ordering::AcqRel) {
             return;
         }

@@ -1,7 +1,10 @@
 //! A [socketioxide](https://docs.rs/socketioxide) adapter over [fred](https://docs.rs/fred)
 //! that speaks the wire protocol of the Node.js
 //! [`@socket.io/redis-adapter`](https://github.com/socketio/socket.io-redis-adapter) 8.x
-//! (classic PUB/SUB adapter).
+//! classic PUB/SUB adapter (`createAdapter`) or, with [`PubSubMode::Sharded`], its sharded
+//! adapter (`createShardedAdapter`: `SSUBSCRIBE`/`SPUBLISH` on Redis 7 / Redis Cluster,
+//! socket.io-adapter's ClusterAdapter messages, `dynamic` | `dynamic-private` | `static`
+//! subscription modes).
 //!
 //! Node.js socket.io servers and socketioxide servers using this adapter share one cluster:
 //! broadcasts (to all, to rooms, with `except`), broadcasts with acks, `socketsJoin` /
@@ -54,15 +57,18 @@
 
 // Layers, bottom up; a module imports only from layers below its own (checked by hand and
 // by script when the split was made; there is no cycle):
-//  0. config, error, stats, warn_limit
-//  1. foreign (ids), requests, rooms, packets, server_side_emit, test_support
+//  0. mode, config, error, stats, warn_limit
+//  1. foreign (ids), requests, rooms, packets, server_side_emit, sharded (protocol
+//     conversions), test_support
 //  2. driver (the pub/sub seam), targets
 //  3. pubsub (driver + the adapter's policies)
 //  4. namespace (per-namespace state, the requests it sends)
 //  5. registry (the namespaces, dispatch of received messages)
-//  6. fred_driver, memory_driver (drivers feeding the registry), shared (`Core`)
+//  6. fred_driver, memory_driver (drivers feeding the registry), shared (`Core`);
+//     6b. sharded_driver (uses fred_driver's connections)
 //  7. ack_stream, local_ns
-//  8. handle (`RedisAdapterHandle`), inbound (other nodes' messages)
+//  8. handle (`RedisAdapterHandle`), inbound (other nodes' messages), inbound_cluster
+//     (the same in sharded mode)
 //  9. ctr (`RedisAdapterCtr`, builds an instance)
 // 10. adapter (outbound `CoreAdapter`)
 // 11. this file (docs and re-exports), multi_node_tests
@@ -77,9 +83,11 @@ mod foreign;
 mod fred_driver;
 mod handle;
 mod inbound;
+mod inbound_cluster;
 mod local_ns;
 #[cfg(test)]
 mod memory_driver;
+mod mode;
 #[cfg(test)]
 mod multi_node_tests;
 mod namespace;
@@ -89,6 +97,8 @@ mod registry;
 mod requests;
 mod rooms;
 mod server_side_emit;
+mod sharded;
+mod sharded_driver;
 mod shared;
 mod stats;
 mod targets;
@@ -103,6 +113,7 @@ pub use ctr::RedisAdapterCtr;
 pub use delivery_filter::DeliveryFilter;
 pub use error::Error;
 pub use handle::RedisAdapterHandle;
+pub use mode::{PubSubMode, SubscriptionMode, room_has_channel};
 pub use requests::Collected;
 pub use server_side_emit::{ServerSideEmit, ServerSideEmitHandler};
 pub use sio_wire::FetchedSocket;

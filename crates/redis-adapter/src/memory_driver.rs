@@ -44,9 +44,23 @@ pub(crate) struct MemoryDriver {
 pub(crate) struct MemoryControl {
     deaf: Arc<AtomicBool>,
     down: Arc<AtomicBool>,
+    bus: MemoryBus,
+    id: usize,
 }
 
 impl MemoryControl {
+    /// The channels the node is subscribed to, sorted.
+    pub(crate) fn channels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .bus
+            .lock()
+            .iter()
+            .find(|m| m.id == self.id)
+            .map(|m| m.channels.iter().cloned().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
     /// The node stays subscribed (counted by `server_count`) but receives nothing.
     pub(crate) fn set_deaf(&self, deaf: bool) {
         self.deaf.store(deaf, Ordering::SeqCst);
@@ -73,6 +87,8 @@ impl MemoryBus {
         let control = MemoryControl {
             deaf,
             down: down.clone(),
+            bus: self.clone(),
+            id,
         };
         let driver = MemoryDriver {
             bus: self.clone(),

@@ -20,7 +20,8 @@ use socketioxide_core::{
 };
 
 use crate::{
-    AdapterConfig, DropReason, MsgType, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+    AdapterConfig, DropReason, MsgType, PubSubMode, RedisAdapter, RedisAdapterCtr,
+    RedisAdapterHandle, SubscriptionMode,
     memory_driver::{MemoryBus, MemoryControl},
     pubsub::PubSub,
     registry::Registry,
@@ -47,9 +48,10 @@ fn sid(node: usize, i: usize) -> Sid {
 }
 
 /// A node on `bus` with `sockets` sockets.
-async fn node(bus: &MemoryBus, id: usize, sockets: usize) -> Node {
+async fn node(bus: &MemoryBus, id: usize, sockets: usize, mode: PubSubMode) -> Node {
     let config = AdapterConfig {
         request_timeout: REQUEST_TIMEOUT,
+        pubsub: mode,
         ..AdapterConfig::default()
     };
     let stats = Arc::new(AdapterStats::default());
@@ -80,13 +82,13 @@ async fn node(bus: &MemoryBus, id: usize, sockets: usize) -> Node {
     }
 }
 
-/// Three nodes: n0 with 2 sockets, n1 with 2, n2 with 1.
-async fn cluster() -> (MemoryBus, [Node; 3]) {
+/// Three nodes speaking `mode`: n0 with 2 sockets, n1 with 2, n2 with 1.
+async fn cluster(mode: PubSubMode) -> (MemoryBus, [Node; 3]) {
     let bus = MemoryBus::default();
     let nodes = [
-        node(&bus, 0, 2).await,
-        node(&bus, 1, 2).await,
-        node(&bus, 2, 1).await,
+        node(&bus, 0, 2, mode).await,
+        node(&bus, 1, 2, mode).await,
+        node(&bus, 2, 1, mode).await,
     ];
     (bus, nodes)
 }
@@ -202,9 +204,8 @@ fn since(before: &[Vec<Vec<String>>], now: &[Vec<Vec<String>>]) -> Vec<Vec<Vec<S
         .collect()
 }
 
-#[tokio::test]
-async fn broadcasts_reach_exactly_the_addressed_sockets() {
-    let (_bus, nodes) = cluster().await;
+async fn broadcasts_reach_exactly_the_addressed_sockets(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let [n0, n1, n2] = &nodes;
     // red: n0s0, n1s0; blue: n1s1, n2s0.
     n0.join(n0.sids[0], "red").await;
@@ -269,9 +270,8 @@ async fn broadcasts_reach_exactly_the_addressed_sockets() {
     assert_eq!(n2.handle.stats().received_count(MsgType::Broadcast), 6);
 }
 
-#[tokio::test]
-async fn fetch_sockets_and_all_rooms_collect_every_node() {
-    let (_bus, nodes) = cluster().await;
+async fn fetch_sockets_and_all_rooms_collect_every_node(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let [n0, n1, n2] = &nodes;
     n0.join(n0.sids[1], "red").await;
     n2.join(n2.sids[0], "red").await;
@@ -341,13 +341,18 @@ async fn fetch_sockets_and_all_rooms_collect_every_node() {
         .collect();
     rooms.sort();
     assert_eq!(rooms, want);
-    // n0's request and n1's own (every node sees its requests come back; not answered).
-    assert_eq!(n1.handle.stats().received_count(MsgType::AllRooms), 2);
+    if mode == PubSubMode::Classic {
+        // n0's request and n1's own (every node sees its requests come back; not answered).
+        assert_eq!(n1.handle.stats().received_count(MsgType::AllRooms), 2);
+    } else {
+        // No allRooms message in the sharded protocol: fetchSockets, own messages ignored.
+        assert_eq!(n1.handle.stats().received_count(MsgType::AllRooms), 0);
+        assert_eq!(n1.handle.stats().received_count(MsgType::FetchSockets), 2);
+    }
 }
 
-#[tokio::test]
-async fn server_side_emit_reaches_the_other_nodes_and_collects_their_acks() {
-    let (_bus, nodes) = cluster().await;
+async fn server_side_emit_reaches_the_other_nodes_and_collects_their_acks(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     // (receiving node, data, wants_ack) of every serverSideEmit a handler saw.
     type Seen = Vec<(usize, Vec<serde_json::Value>, bool)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
@@ -396,9 +401,8 @@ async fn server_side_emit_reaches_the_other_nodes_and_collects_their_acks() {
     );
 }
 
-#[tokio::test]
-async fn sockets_join_leave_and_disconnect_apply_on_every_node() {
-    let (_bus, nodes) = cluster().await;
+async fn sockets_join_leave_and_disconnect_apply_on_every_node(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let [n0, n1, n2] = &nodes;
     n0.join(n0.sids[0], "red").await;
     n1.join(n1.sids[1], "red").await;
@@ -461,9 +465,8 @@ async fn sockets_join_leave_and_disconnect_apply_on_every_node() {
     assert_eq!(n1.ns.disconnected(), vec![n1.sids[1]]);
 }
 
-#[tokio::test]
-async fn broadcast_with_ack_collects_every_clients_ack() {
-    let (_bus, nodes) = cluster().await;
+async fn broadcast_with_ack_collects_every_clients_ack(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let started = Instant::now();
     let stream = nodes[0]
         .adapter
@@ -511,9 +514,8 @@ async fn broadcast_with_ack_collects_every_clients_ack() {
     );
 }
 
-#[tokio::test]
-async fn a_node_that_stops_answering_bounds_requests_by_their_timeout() {
-    let (_bus, nodes) = cluster().await;
+async fn a_node_that_stops_answering_bounds_requests_by_their_timeout(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let [n0, n1, n2] = &nodes;
     n2.control.set_deaf(true); // still subscribed (counted), never answers
     for n in &nodes {
@@ -575,9 +577,8 @@ async fn a_node_that_stops_answering_bounds_requests_by_their_timeout() {
     );
 }
 
-#[tokio::test]
-async fn redis_down_fails_fast_and_still_delivers_locally() {
-    let (_bus, nodes) = cluster().await;
+async fn redis_down_fails_fast_and_still_delivers_locally(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
     let [n0, n1, _] = &nodes;
     n0.control.set_down(true);
     assert!(!n0.handle.redis_up());
@@ -600,4 +601,172 @@ async fn redis_down_fails_fast_and_still_delivers_locally() {
         n1.ns.sent_to(n1.sids[0]) == vec![sent("up")]
     })
     .await;
+}
+
+/// Each flow above, in classic mode and in sharded mode (`dynamic`, Node's default).
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod classic {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::PubSubMode::Classic).await
+            })*
+        }
+        mod sharded {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::PubSubMode::Sharded(super::SubscriptionMode::Dynamic)).await
+            })*
+        }
+    };
+}
+
+in_both_modes!(
+    broadcasts_reach_exactly_the_addressed_sockets,
+    fetch_sockets_and_all_rooms_collect_every_node,
+    server_side_emit_reaches_the_other_nodes_and_collects_their_acks,
+    sockets_join_leave_and_disconnect_apply_on_every_node,
+    broadcast_with_ack_collects_every_clients_ack,
+    a_node_that_stops_answering_bounds_requests_by_their_timeout,
+    redis_down_fails_fast_and_still_delivers_locally
+);
+
+const DYNAMIC: PubSubMode = PubSubMode::Sharded(SubscriptionMode::Dynamic);
+
+/// A room name of 20 characters: Node takes it for a socket id.
+const ID_LIKE: &str = "ABCDEFGHIJKLMNOPQRST";
+
+#[tokio::test]
+async fn sharded_room_channels_follow_the_subscription_mode() {
+    let bus = MemoryBus::default();
+    let mut seen = Vec::new();
+    for (i, m) in [
+        SubscriptionMode::Static,
+        SubscriptionMode::Dynamic,
+        SubscriptionMode::DynamicPrivate,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n = node(&bus, i, 1, PubSubMode::Sharded(m)).await;
+        n.join(n.sids[0], "red").await;
+        n.join(n.sids[0], ID_LIKE).await;
+        let uid = n.adapter.node_uid();
+        let mut chans: Vec<String> = n
+            .control
+            .channels()
+            .into_iter()
+            .filter(|c| c.starts_with("socket.io#/#"))
+            .map(|c| {
+                c.replace(&uid, "<uid>")
+                    .replace(n.sids[0].to_string().as_str(), "<sid>")
+            })
+            .collect();
+        chans.sort();
+        seen.push(chans);
+        // Leaving the last room unsubscribes its channel.
+        n.local().del(n.sids[0], vec![Room::Borrowed("red")]);
+        n.handle.sync_rooms("/").await.expect("room sync");
+        assert!(
+            !n.control
+                .channels()
+                .contains(&"socket.io#/#red#".to_string())
+        );
+    }
+    let base = ["socket.io#/#", "socket.io#/#<uid>#"];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<String> = base.iter().chain(extra).map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        seen[0],
+        with(&[]),
+        "static: main and response channels only"
+    );
+    assert_eq!(
+        seen[1],
+        with(&["socket.io#/#red#", "socket.io#/#<sid>#"]),
+        "dynamic: public rooms and our (16-char) ids, not 20-char names"
+    );
+    assert_eq!(
+        seen[2],
+        with(&[
+            "socket.io#/#red#",
+            "socket.io#/#<sid>#",
+            &format!("socket.io#/#{ID_LIKE}#")
+        ]),
+        "dynamic-private: every room"
+    );
+}
+
+#[tokio::test]
+async fn sharded_a_node_without_members_receives_nothing_for_the_room() {
+    let (_bus, nodes) = cluster(DYNAMIC).await;
+    let [n0, n1, n2] = &nodes;
+    n1.join(n1.sids[0], "red").await;
+    let before = n2.handle.stats().received_count(MsgType::Broadcast);
+    for i in 0..10 {
+        n0.adapter
+            .broadcast(event(&format!("red-{i}")), to_rooms(&["red"], &[]))
+            .await
+            .unwrap();
+    }
+    settle(&nodes, 0, "marker-1").await;
+    assert_eq!(n1.ns.sent_to(n1.sids[0]).len(), 11, "10 + the marker");
+    assert_eq!(
+        n2.handle.stats().received_count(MsgType::Broadcast),
+        before + 1,
+        "n2 got the marker only"
+    );
+}
+
+#[tokio::test]
+async fn sharded_node_messages_and_bad_input_on_a_room_channel() {
+    use crate::driver::Driver;
+    let (bus, nodes) = cluster(DYNAMIC).await;
+    let [n0, n1, _] = &nodes;
+    n0.join(n0.sids[0], "red").await;
+    n1.join(n1.sids[0], "blue").await;
+    // A raw connection to the bus, publishing what Node's createShardedAdapter would.
+    let stats = Arc::new(AdapterStats::default());
+    let log = Arc::new(LogLimiter::default());
+    let registry = Arc::new(Registry::new(stats, log));
+    let (raw, _) = bus.connect(&registry);
+    let node_msg = |room: &str, ev: &str| {
+        bytes::Bytes::from(format!(
+            r#"{{"type":3,"data":{{"packet":{{"type":2,"data":["{ev}","world"],"nsp":"/"}},"opts":{{"rooms":["{room}"],"except":[],"flags":{{}}}}}},"uid":"0123456789abcdef","nsp":"/"}}"#
+        ))
+    };
+    raw.publish("socket.io#/#red#".into(), node_msg("red", "hello"))
+        .await
+        .unwrap();
+    eventually("Node's broadcast delivered", || {
+        n0.ns.sent_to(n0.sids[0]) == vec![r#"2["hello","world"]"#.to_string()]
+    })
+    .await;
+    // Garbage, another version's type, a truncated message: counted, nothing delivered.
+    for bad in [
+        &b"\x00\x01garbage"[..],
+        br#"{"type":99,"uid":"x","nsp":"/"}"#,
+        br#"{"type":3,"data":{"packet""#,
+    ] {
+        raw.publish("socket.io#/#red#".into(), bytes::Bytes::from_static(bad))
+            .await
+            .unwrap();
+    }
+    // Other rooms (and this one) go on.
+    raw.publish("socket.io#/#blue#".into(), node_msg("blue", "still"))
+        .await
+        .unwrap();
+    raw.publish("socket.io#/#red#".into(), node_msg("red", "again"))
+        .await
+        .unwrap();
+    eventually("later messages delivered", || {
+        n1.ns.sent_to(n1.sids[0]) == vec![r#"2["still","world"]"#.to_string()]
+            && n0.ns.sent_to(n0.sids[0]).len() == 2
+    })
+    .await;
+    assert_eq!(n0.handle.stats().decode_error_count(), 2);
+    assert_eq!(n0.handle.stats().received_count(MsgType::Unknown), 1);
 }

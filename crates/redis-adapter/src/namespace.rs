@@ -16,12 +16,16 @@ use crate::{
     config::AdapterConfig,
     error::Error,
     foreign::as_sid,
+    mode::{PubSubMode, SubscriptionMode, room_has_channel},
     pubsub::PubSub,
     requests::{Collected, Pending, collect},
     rooms::{BATCH, RoomDiff, RoomSubscriptions},
+    sharded,
     stats::MsgType,
 };
-use sio_wire::{ChannelKind, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts};
+use sio_wire::{
+    ChannelKind, ClusterMessage, FetchedSocket, NamespaceChannels, Request, Response, RoomsOpts,
+};
 
 /// Which kind of channel an inbound message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +33,10 @@ pub(crate) enum InKind {
     Broadcast,
     Request,
     Response,
+    /// Sharded mode: a ClusterAdapter message on the main or a room channel.
+    Cluster,
+    /// Sharded mode: a ClusterAdapter message on this node's own response channel.
+    ClusterResponse,
 }
 
 /// One message waiting in a namespace's inbound queue.
@@ -38,14 +46,7 @@ pub(crate) struct Inbound {
 }
 
 impl Inbound {
-    pub(crate) fn new(kind: ChannelKind<'_>, payload: Bytes) -> Self {
-        let kind = match kind {
-            // Room channels carry the same message as the namespace channel; the room is also
-            // in opts.rooms, so it is not kept.
-            ChannelKind::Broadcast | ChannelKind::Room(_) => InKind::Broadcast,
-            ChannelKind::Request => InKind::Request,
-            ChannelKind::Response | ChannelKind::SpecificResponse(_) => InKind::Response,
-        };
+    pub(crate) fn new(kind: InKind, payload: Bytes) -> Self {
         Self { kind, payload }
     }
 }
@@ -94,8 +95,11 @@ pub(crate) struct NsShared {
     /// This node's uid on the wire for this namespace.
     pub(crate) uid: String,
     pub(crate) channels: NamespaceChannels,
-    /// `key-response#nsp#<uid>#`, where Node peers with `publishOnSpecificResponseChannel` answer.
+    /// This node's own response channel: classic `key-response#nsp#<uid>#` (where Node peers
+    /// with `publishOnSpecificResponseChannel` answer), sharded `key#nsp#<uid>#`.
     pub(crate) specific_response: String,
+    /// Classic or sharded.
+    pub(crate) mode: PubSubMode,
     pub(crate) pending: Arc<Pending>,
     pub(crate) inbound: mpsc::Sender<Inbound>,
     pub(crate) inbound_rx: Mutex<Option<mpsc::Receiver<Inbound>>>,
@@ -110,8 +114,13 @@ impl NsShared {
     pub(crate) fn new(config: &AdapterConfig, nsp: &str, uid: String) -> Self {
         let (tx, rx) = mpsc::channel(config.inbound_queue.max(1));
         let channels = NamespaceChannels::new(&config.key, nsp);
+        let specific_response = match config.pubsub {
+            PubSubMode::Classic => channels.specific_response(&uid),
+            PubSubMode::Sharded(_) => channels.room(&uid),
+        };
         Self {
-            specific_response: channels.specific_response(&uid),
+            specific_response,
+            mode: config.pubsub,
             channels,
             nsp: nsp.to_owned(),
             uid,
@@ -125,12 +134,101 @@ impl NsShared {
         }
     }
 
+    /// What a message received on `channel` is for this namespace (`None`: not its channel).
+    pub(crate) fn classify(&self, channel: &str) -> Option<InKind> {
+        let kind = self.channels.classify(channel)?;
+        Some(match (self.mode, kind) {
+            // Classic room channels carry the same message as the namespace channel; the room
+            // is also in opts.rooms, so it is not kept.
+            (PubSubMode::Classic, ChannelKind::Broadcast | ChannelKind::Room(_)) => {
+                InKind::Broadcast
+            }
+            (PubSubMode::Classic, ChannelKind::Request) => InKind::Request,
+            (PubSubMode::Classic, ChannelKind::Response | ChannelKind::SpecificResponse(_)) => {
+                InKind::Response
+            }
+            (PubSubMode::Sharded(_), ChannelKind::Broadcast) => InKind::Cluster,
+            (PubSubMode::Sharded(_), ChannelKind::Room(_)) => {
+                if channel == self.specific_response {
+                    InKind::ClusterResponse
+                } else {
+                    InKind::Cluster
+                }
+            }
+            (PubSubMode::Sharded(_), _) => return None,
+        })
+    }
+
+    /// The channel whose subscribers are the nodes serving this namespace (`PUBSUB NUMSUB` of
+    /// the request channel, sharded: `PUBSUB SHARDNUMSUB` of the main channel).
+    pub(crate) fn count_channel(&self) -> &str {
+        match self.mode {
+            PubSubMode::Classic => self.channels.request(),
+            PubSubMode::Sharded(_) => self.channels.broadcast(),
+        }
+    }
+
+    /// Publishes a request to the other nodes: classic on the request channel, sharded as a
+    /// ClusterAdapter message on the main channel.
+    pub(crate) async fn publish_request(
+        &self,
+        pubsub: &PubSub,
+        t: MsgType,
+        req: Request,
+    ) -> Result<(), Error> {
+        let (chan, payload) = match self.mode {
+            PubSubMode::Classic => (self.channels.request().to_owned(), req.encode()?),
+            PubSubMode::Sharded(_) => {
+                let body = sharded::request_body(req)
+                    .ok_or(Error::Unsupported("request without a sharded equivalent"))?;
+                let msg = ClusterMessage {
+                    uid: self.uid.clone(),
+                    nsp: self.nsp.clone(),
+                    body,
+                };
+                (self.channels.broadcast().to_owned(), msg.encode()?)
+            }
+        };
+        pubsub.publish(chan, payload).await?;
+        pubsub.stats.published(t);
+        Ok(())
+    }
+
+    /// An answer to `requester`'s request, as the channel and bytes to publish: classic on the
+    /// shared response channel, sharded on the requester's own channel.
+    pub(crate) fn encode_response(
+        &self,
+        requester: &str,
+        resp: Response,
+    ) -> Result<(String, Vec<u8>), Error> {
+        match self.mode {
+            PubSubMode::Classic => Ok((self.channels.response().to_owned(), resp.encode()?)),
+            PubSubMode::Sharded(_) => {
+                let body = sharded::response_body(resp)
+                    .ok_or(Error::Unsupported("response without a sharded equivalent"))?;
+                let msg = ClusterMessage {
+                    uid: self.uid.clone(),
+                    nsp: self.nsp.clone(),
+                    body,
+                };
+                Ok((self.channels.room(requester), msg.encode()?))
+            }
+        }
+    }
+
     fn ops(&self) -> Option<Arc<dyn LocalOps>> {
         self.ops.get().and_then(Weak::upgrade)
     }
 
-    /// The fixed channels: namespace broadcast, requests, responses (shared and specific).
+    /// The fixed channels: namespace broadcast, requests, responses (shared and specific);
+    /// sharded: the main channel and this node's response channel.
     pub(crate) fn base_channels(&self) -> Vec<String> {
+        if self.mode != PubSubMode::Classic {
+            return vec![
+                self.channels.broadcast().to_owned(),
+                self.specific_response.clone(),
+            ];
+        }
         vec![
             self.channels.broadcast().to_owned(),
             self.channels.request().to_owned(),
@@ -151,6 +249,23 @@ impl NsShared {
         // A room named like one of our socket ids shares that socket's channel: keep it in one
         // set only, so leaving the room never unsubscribes the socket's channel.
         rooms.retain(|r| as_sid(r).is_none_or(|id| !sids.contains(&id)));
+        // Sharded: only the rooms publishers address on a channel of their own (Node's
+        // `computeChannel`); `static` subscribes none.
+        let (rooms, sids) = match self.mode.sharded() {
+            None => (rooms, sids),
+            Some(m) => (
+                rooms
+                    .into_iter()
+                    .filter(|r| room_has_channel(m, r))
+                    .collect(),
+                // socketioxide ids have 16 characters: never taken for a Node socket id.
+                if m == SubscriptionMode::Static {
+                    HashSet::new()
+                } else {
+                    sids
+                },
+            ),
+        };
         let room_diff = subs.rooms.diff(&rooms);
         let sid_diff = subs.sids.diff(&sids);
         if room_diff.is_empty() && sid_diff.is_empty() {
@@ -191,46 +306,53 @@ impl NsShared {
     /// Other nodes listening on this namespace (`PUBSUB NUMSUB` minus this one).
     pub(crate) async fn remote_count(&self, pubsub: &PubSub) -> Result<usize, Error> {
         Ok(pubsub
-            .server_count(self.channels.request())
+            .server_count(self.count_channel())
             .await?
             .saturating_sub(1))
     }
 
-    /// allRooms across the cluster (local rooms included).
+    /// allRooms across the cluster (local rooms included). Sharded: the ClusterAdapter has no
+    /// allRooms message, so the rooms are those of every socket fetchSockets returns (each
+    /// socket's own-id room included, as Node's `rooms.keys()` has it).
     pub(crate) async fn all_rooms(&self, pubsub: &PubSub) -> Result<Collected<String>, Error> {
         let local = self.ops().map(|o| o.local_rooms()).unwrap_or_default();
-        let expected = self.remote_count(pubsub).await?;
-        let mut out = if expected == 0 {
+        let mut out = if self.mode != PubSubMode::Classic {
+            let c = self.fetch(pubsub, &RoomsOpts::default(), false).await?;
             Collected {
-                items: Vec::new(),
-                expected: 0,
-                received: 0,
+                items: c.items.into_iter().flat_map(|s| s.rooms).collect(),
+                expected: c.expected,
+                received: c.received,
             }
         } else {
-            let mut guard = self.pending.register(expected + 1);
-            let req = Request::AllRooms {
-                uid: Some(self.uid.clone()),
-                request_id: guard.id.clone(),
+            let expected = self.remote_count(pubsub).await?;
+            if expected == 0 {
+                Collected {
+                    items: Vec::new(),
+                    expected: 0,
+                    received: 0,
+                }
+            } else {
+                let mut guard = self.pending.register(expected + 1);
+                let req = Request::AllRooms {
+                    uid: Some(self.uid.clone()),
+                    request_id: guard.id.clone(),
+                };
+                self.publish_request(pubsub, MsgType::AllRooms, req).await?;
+                let c = collect(
+                    &mut guard,
+                    expected,
+                    pubsub.config.request_timeout,
+                    |r| match r {
+                        Response::AllRooms { rooms, .. } => Some(rooms),
+                        _ => None,
+                    },
+                )
+                .await;
+                if !c.complete() {
+                    pubsub.stats.request_timeout(MsgType::AllRooms);
+                }
+                c
             }
-            .encode()?;
-            pubsub
-                .publish(self.channels.request().to_owned(), req)
-                .await?;
-            pubsub.stats.published(MsgType::AllRooms);
-            let c = collect(
-                &mut guard,
-                expected,
-                pubsub.config.request_timeout,
-                |r| match r {
-                    Response::AllRooms { rooms, .. } => Some(rooms),
-                    _ => None,
-                },
-            )
-            .await;
-            if !c.complete() {
-                pubsub.stats.request_timeout(MsgType::AllRooms);
-            }
-            c
         };
         let mut seen: HashSet<String> = local.into_iter().collect();
         seen.extend(out.items.drain(..));
@@ -264,12 +386,9 @@ impl NsShared {
             uid: Some(self.uid.clone()),
             request_id: guard.id.clone(),
             opts: opts.clone(),
-        }
-        .encode()?;
-        pubsub
-            .publish(self.channels.request().to_owned(), req)
+        };
+        self.publish_request(pubsub, MsgType::FetchSockets, req)
             .await?;
-        pubsub.stats.published(MsgType::FetchSockets);
         let mut c = collect(
             &mut guard,
             expected,
@@ -299,13 +418,9 @@ impl NsShared {
             uid: Some(self.uid.clone()),
             request_id: None,
             data: data.iter().map(sio_wire::json::from_serde).collect(),
-        }
-        .encode()?;
-        pubsub
-            .publish(self.channels.request().to_owned(), req)
-            .await?;
-        pubsub.stats.published(MsgType::ServerSideEmit);
-        Ok(())
+        };
+        self.publish_request(pubsub, MsgType::ServerSideEmit, req)
+            .await
     }
 
     /// serverSideEmit with ack: one answer per other node, until the request timeout.
@@ -327,12 +442,9 @@ impl NsShared {
             uid: Some(self.uid.clone()),
             request_id: Some(guard.id.clone()),
             data: data.iter().map(sio_wire::json::from_serde).collect(),
-        }
-        .encode()?;
-        pubsub
-            .publish(self.channels.request().to_owned(), req)
+        };
+        self.publish_request(pubsub, MsgType::ServerSideEmit, req)
             .await?;
-        pubsub.stats.published(MsgType::ServerSideEmit);
         let c = collect(
             &mut guard,
             expected,

@@ -68,6 +68,11 @@ impl PubSub {
         self.driver.unsubscribe(channels).await
     }
 
+    /// Shard channels subscribed, per primary (sharded mode; empty otherwise).
+    pub(crate) fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        self.driver.shard_subscriptions()
+    }
+
     /// Both directions connected right now.
     pub(crate) fn is_up(&self) -> bool {
         self.driver.is_up()

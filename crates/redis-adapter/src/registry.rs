@@ -59,7 +59,7 @@ impl Registry {
         let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         for ns in namespaces.iter() {
             // `Inbound` keeps only the channel kind; classification borrows the name.
-            if let Some(kind) = ns.channels.classify(channel) {
+            if let Some(kind) = ns.classify(channel) {
                 let inbound = Inbound::new(kind, payload);
                 if ns.inbound.try_send(inbound).is_err() {
                     self.stats.dropped(DropReason::QueueFull, 1);

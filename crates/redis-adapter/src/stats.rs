@@ -107,6 +107,7 @@ pub struct AdapterStats {
     dropped: [AtomicU64; DropReason::COUNT],
     decode_errors: AtomicU64,
     reconnects: AtomicU64,
+    resubscriptions: AtomicU64,
     probe_failures: AtomicU64,
     room_channels: AtomicU64,
     delivered: AtomicU64,
@@ -133,6 +134,9 @@ impl AdapterStats {
     }
     pub(crate) fn reconnect(&self) {
         self.reconnects.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn resubscribe(&self) {
+        self.resubscriptions.fetch_add(1, Relaxed);
     }
     pub(crate) fn probe_failure(&self) {
         self.probe_failures.fetch_add(1, Relaxed);
@@ -184,6 +188,10 @@ impl AdapterStats {
     pub fn reconnect_count(&self) -> u64 {
         self.reconnects.load(Relaxed)
     }
+    /// Resubscriptions of every shard channel after a cluster topology change (sharded mode).
+    pub fn resubscription_count(&self) -> u64 {
+        self.resubscriptions.load(Relaxed)
+    }
     /// Subscriber probes that failed (each one forces a reconnection of the subscriber).
     pub fn probe_failure_count(&self) -> u64 {
         self.probe_failures.load(Relaxed)
@@ -220,6 +228,7 @@ impl AdapterStats {
                 .collect(),
             decode_errors: self.decode_error_count(),
             reconnects: self.reconnect_count(),
+            resubscriptions: self.resubscription_count(),
             probe_failures: self.probe_failure_count(),
             room_channels: self.room_channel_count(),
             delivered: self.delivered_count(),
@@ -256,6 +265,7 @@ pub struct StatsSnapshot {
     pub dropped: std::collections::BTreeMap<&'static str, u64>,
     pub decode_errors: u64,
     pub reconnects: u64,
+    pub resubscriptions: u64,
     pub probe_failures: u64,
     pub room_channels: u64,
     pub delivered: u64,

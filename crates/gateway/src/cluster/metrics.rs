@@ -15,7 +15,7 @@
 use std::sync::Mutex;
 
 use prometheus::{
-    IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     core::{Collector, Desc},
     proto::MetricFamily,
 };
@@ -77,6 +77,9 @@ pub struct AdapterCollector {
     received: IntCounterVec,
     timeouts: IntCounterVec,
     decode_errors: IntCounter,
+    /// Channels subscribed, per primary (`shard` = host:port) in sharded mode, `classic` else.
+    shard_subscriptions: IntGaugeVec,
+    resubscriptions: IntCounter,
     redis_up: IntGauge,
     /// The relay's own count of local deliveries (still incremented by the relay, no longer
     /// registered); exported as `events_sent_total` with the adapter's deliveries for other
@@ -122,6 +125,26 @@ impl AdapterCollector {
                 .namespace(NS),
             )
             .expect("static metric definition"),
+            shard_subscriptions: IntGaugeVec::new(
+                Opts::new(
+                    "adapter_shard_subscriptions",
+                    "Pub/sub channels this node is subscribed to: per Redis Cluster primary with \
+                     --redis-pubsub sharded (shard = host:port of the slot owner), all under \
+                     shard=\"classic\" in classic mode",
+                )
+                .namespace(NS),
+                &["shard"],
+            )
+            .expect("static metric definition"),
+            resubscriptions: IntCounter::with_opts(
+                Opts::new(
+                    "adapter_resubscriptions_total",
+                    "Times every sharded subscription was re-issued after a Redis Cluster \
+                     topology change (fail-over, slot migration)",
+                )
+                .namespace(NS),
+            )
+            .expect("static metric definition"),
             redis_up: metrics.redis_up.clone(),
             events_sent_local: metrics.events_sent_total.clone(),
             events_sent: IntCounter::with_opts(
@@ -158,6 +181,8 @@ impl Collector for AdapterCollector {
         d.extend(self.received.desc());
         d.extend(self.timeouts.desc());
         d.extend(self.decode_errors.desc());
+        d.extend(self.shard_subscriptions.desc());
+        d.extend(self.resubscriptions.desc());
         d.extend(self.redis_up.desc());
         d.extend(self.events_sent.desc());
         d.extend(self.adapter_dropped.desc());
@@ -182,6 +207,15 @@ impl Collector for AdapterCollector {
         }
         self.decode_errors.reset();
         self.decode_errors.inc_by(stats.decode_error_count());
+        // Shards come and go with the topology: only the current ones are exported.
+        self.shard_subscriptions.reset();
+        for (shard, n) in self.handle.shard_subscriptions() {
+            self.shard_subscriptions
+                .with_label_values(&[shard.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        self.resubscriptions.reset();
+        self.resubscriptions.inc_by(stats.resubscription_count());
         let up = self.handle.health().redis_up && self.handle.redis_up();
         self.redis_up.set(i64::from(up));
         self.events_sent.reset();
@@ -197,6 +231,8 @@ impl Collector for AdapterCollector {
         out.extend(self.received.collect());
         out.extend(self.timeouts.collect());
         out.extend(self.decode_errors.collect());
+        out.extend(self.shard_subscriptions.collect());
+        out.extend(self.resubscriptions.collect());
         out.extend(self.redis_up.collect());
         out.extend(self.events_sent.collect());
         out.extend(self.adapter_dropped.collect());

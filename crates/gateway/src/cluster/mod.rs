@@ -40,12 +40,16 @@ use std::{
 use anyhow::Context as _;
 use axum::{Router, middleware, routing::get};
 use sio_redis_adapter::{
-    AdapterConfig, Health, InitRes, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+    AdapterConfig, Health, InitRes, PubSubMode, RedisAdapter, RedisAdapterCtr, RedisAdapterHandle,
+    SubscriptionMode,
 };
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{
-    adapter::GatewayAdapter, config::Config, config::Readiness, health::ReadyCheck, state::Gateway,
+    adapter::GatewayAdapter,
+    config::{Config, Readiness, RedisPubSub, RedisSubscriptionMode},
+    health::ReadyCheck,
+    state::Gateway,
 };
 
 use self::{
@@ -201,11 +205,24 @@ pub struct Cluster {
     metrics: OnceLock<ForwardMetrics>,
 }
 
+/// `--redis-pubsub` and `--redis-subscription-mode` as the adapter takes them.
+fn pubsub_mode(config: &Config) -> PubSubMode {
+    match config.redis_pubsub {
+        RedisPubSub::Classic => PubSubMode::Classic,
+        RedisPubSub::Sharded => PubSubMode::Sharded(match config.redis_subscription_mode {
+            RedisSubscriptionMode::Dynamic => SubscriptionMode::Dynamic,
+            RedisSubscriptionMode::DynamicPrivate => SubscriptionMode::DynamicPrivate,
+            RedisSubscriptionMode::Static => SubscriptionMode::Static,
+        }),
+    }
+}
+
 impl Cluster {
     /// Connect the adapter and the registry client to `url`. Fails if Redis is unreachable now.
     pub async fn connect(config: &Config, url: &str) -> anyhow::Result<Arc<Cluster>> {
         let adapter_config = AdapterConfig {
             node_name: Some(config.node_id.clone()),
+            pubsub: pubsub_mode(config),
             ..AdapterConfig::default()
         };
         let prefix = registry::prefix(&adapter_config.key);

@@ -26,7 +26,8 @@ use std::path::PathBuf;
 pub use defaults::{MIN_WS_READ_BUFFER, WS_READ_BUFFER as DEFAULT_WS_READ_BUFFER};
 pub use effective::REDACTED;
 pub use options::{
-    AdminUi, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, UpstreamMode,
+    AdminUi, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub,
+    RedisSubscriptionMode, UpstreamMode,
 };
 pub use resolve::{AuthConfig, Config, NamespaceSpec, UpstreamConfig, url_for_log};
 

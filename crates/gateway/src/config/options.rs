@@ -164,6 +164,25 @@ pub enum AuthMode {
     Webhook,
 }
 
+/// `--redis-pubsub`: the adapter's Redis pub/sub protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisPubSub {
+    #[default]
+    Classic,
+    Sharded,
+}
+
+/// `--redis-subscription-mode`: which rooms get a sharded channel of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisSubscriptionMode {
+    #[default]
+    Dynamic,
+    DynamicPrivate,
+    Static,
+}
+
 /// `--upstream`: where other client events go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -245,6 +264,18 @@ pub struct Options {
     /// redis-cluster://
     #[arg(long, env = "SIO_GATEWAY_REDIS", value_name = "URL")]
     pub redis: Option<String> = Shown::Text("none (single node, in memory)"),
+
+    /// Redis pub/sub of the cluster adapter: classic (PUBLISH/SUBSCRIBE, Node's createAdapter)
+    /// or sharded (SPUBLISH/SSUBSCRIBE, Node's createShardedAdapter; Redis >= 7, made for
+    /// redis-cluster://)
+    #[arg(long, env = "SIO_GATEWAY_REDIS_PUBSUB", value_enum)]
+    pub redis_pubsub: Option<RedisPubSub> = Shown::choice(RedisPubSub::default()),
+
+    /// Which rooms get their own channel with --redis-pubsub sharded (Node's
+    /// subscriptionMode): dynamic (public rooms), dynamic-private (every room, socket ids
+    /// included) or static (none: everything on the namespace channel)
+    #[arg(long, env = "SIO_GATEWAY_REDIS_SUBSCRIPTION_MODE", value_enum)]
+    pub redis_subscription_mode: Option<RedisSubscriptionMode> = Shown::choice(RedisSubscriptionMode::default()),
 
     /// This node's id (sticky cookie value, logs, metrics)
     #[arg(long, env = "SIO_GATEWAY_NODE_ID", value_name = "ID")]

@@ -9,8 +9,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Serialize;
 
 use super::{
-    AdminUi, AuthMode, ConfigError, LogFormat, Options, Readiness, UpstreamMode, defaults as D,
-    effective, invalid,
+    AdminUi, AuthMode, ConfigError, LogFormat, Options, Readiness, RedisPubSub,
+    RedisSubscriptionMode, UpstreamMode, defaults as D, effective, invalid,
 };
 use crate::rules::{Pattern, RuleSet};
 
@@ -88,6 +88,8 @@ fn pattern_matches(pattern: &str, path: &str) -> bool {
 pub struct Config {
     pub listen: SocketAddr,
     pub redis: Option<String>,
+    pub redis_pubsub: RedisPubSub,
+    pub redis_subscription_mode: RedisSubscriptionMode,
     pub node_id: String,
     pub advertise: String,
     #[serde(serialize_with = "effective::redact")]
@@ -510,6 +512,23 @@ impl Config {
                 ),
             ));
         }
+        let redis_pubsub = o.redis_pubsub.unwrap_or_default();
+        if redis_pubsub == RedisPubSub::Sharded && o.redis.is_none() {
+            return Err(invalid(
+                "redis_pubsub",
+                "--redis-pubsub sharded needs --redis (a Redis >= 7, usually a redis-cluster:// URL)",
+            ));
+        }
+        // The default is accepted with classic too: the effective configuration lists it.
+        if redis_pubsub == RedisPubSub::Classic
+            && o.redis_subscription_mode
+                .is_some_and(|m| m != RedisSubscriptionMode::default())
+        {
+            return Err(invalid(
+                "redis_subscription_mode",
+                "--redis-subscription-mode dynamic-private or static only applies to --redis-pubsub sharded",
+            ));
+        }
         not_redacted("cluster_secret", o.cluster_secret.as_deref())?;
         if o.cluster_secret.as_ref().is_some_and(|k| k.len() < 16) {
             return Err(invalid("cluster_secret", "must be at least 16 characters"));
@@ -545,6 +564,8 @@ impl Config {
             webhook_ca_file: o.webhook_ca_file,
             listen,
             redis: o.redis,
+            redis_pubsub,
+            redis_subscription_mode: o.redis_subscription_mode.unwrap_or_default(),
             node_id,
             advertise,
             api_key: o.api_key,

@@ -524,6 +524,56 @@ fn cross_field_checks_are_made_by_resolve() {
 }
 
 #[test]
+fn redis_pubsub_modes_and_their_checks() {
+    let c = Config::resolve(Options::default()).unwrap();
+    assert_eq!(c.redis_pubsub, RedisPubSub::Classic);
+    assert_eq!(c.redis_subscription_mode, RedisSubscriptionMode::Dynamic);
+    let c = Config::resolve(cli(&[
+        "--redis",
+        "redis-cluster://h:1",
+        "--redis-pubsub",
+        "sharded",
+        "--redis-subscription-mode",
+        "dynamic-private",
+    ]))
+    .unwrap();
+    assert_eq!(c.redis_pubsub, RedisPubSub::Sharded);
+    assert_eq!(
+        c.redis_subscription_mode,
+        RedisSubscriptionMode::DynamicPrivate
+    );
+    // A single Redis (>= 7, checked at start) is accepted too.
+    let o: Options = toml::from_str(
+        "redis = \"redis://h:1\"\nredis_pubsub = \"sharded\"\nredis_subscription_mode = \"static\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        Config::resolve(o).unwrap().redis_subscription_mode,
+        RedisSubscriptionMode::Static
+    );
+    let e = Config::resolve(cli(&["--redis-pubsub", "sharded"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`redis_pubsub`") && e.contains("Redis >= 7"),
+        "{e}"
+    );
+    let e = Config::resolve(cli(&[
+        "--redis",
+        "redis://h:1",
+        "--redis-subscription-mode",
+        "static",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`redis_subscription_mode`"), "{e}");
+    assert!(
+        Cli::try_parse_from(["sio-gateway", "--redis-pubsub", "shard"]).is_err(),
+        "unknown values are refused by the parser"
+    );
+}
+
+#[test]
 fn redis_scheme_error_names_the_four_schemes() {
     let e = Config::resolve(cli(&["--redis", "http://x"]))
         .unwrap_err()

@@ -1,0 +1,204 @@
+//! The [`Driver`] for sharded pub/sub (Redis >= 7, `SPUBLISH`/`SSUBSCRIBE`), on the same two
+//! fred connections as [`FredDriver`](crate::fred_driver::FredDriver) (reconnection, pump,
+//! probe), with the sharded commands.
+//!
+//! What fred gives, read in its sources (10.1): on a Redis Cluster `SPUBLISH` and `SSUBSCRIBE`
+//! are routed to the primary owning the channel's slot and follow `MOVED`; `SSUBSCRIBE` needs
+//! its channels in one slot (CROSSSLOT otherwise), so channels are grouped by slot here, one
+//! command per slot. The subscriber client tracks shard channels and
+//! `manage_subscriptions` re-issues them, slot by slot, after every reconnection (a primary
+//! killed and replaced by its replica closes the connection: fred reconnects to the new
+//! topology, then resubscribes). fred drops the `sunsubscribe` push Redis sends when a slot
+//! migrates while the connection stays up, so this driver also resubscribes on every cluster
+//! topology change either client notices. Re-issuing `SSUBSCRIBE` on a channel already
+//! subscribed on that connection is a no-op for Redis: no delivery is duplicated.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Weak},
+};
+
+use bytes::Bytes;
+use fred::{
+    interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface},
+    util::redis_keyslot,
+};
+use futures_util::future::BoxFuture;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    config::AdapterConfig, driver::Driver, error::Error, fred_driver::Conns, registry::Registry,
+    stats::AdapterStats, warn_limit::LogLimiter,
+};
+
+/// Sharded pub/sub through fred.
+pub(crate) struct ShardedDriver(Arc<Conns>);
+
+/// The lowest Redis major version with sharded pub/sub.
+pub(crate) const MIN_REDIS_MAJOR: u64 = 7;
+
+impl ShardedDriver {
+    /// Connects to `url` (`redis-cluster://` for a cluster; a single Redis >= 7 works too, with
+    /// every channel on it) and refuses a server older than Redis 7.
+    pub(crate) async fn connect(
+        url: &str,
+        config: &AdapterConfig,
+        stats: Arc<AdapterStats>,
+        log: Arc<LogLimiter>,
+        registry: Arc<Registry>,
+    ) -> Result<Self, Error> {
+        // The version is read before anything is subscribed: with an old server the probe's
+        // SSUBSCRIBE would fail with a less helpful "unknown command".
+        check_version(url, config).await?;
+        let conns = Conns::open(url, config, stats, log, registry, true).await?;
+        tokio::spawn(resubscribe_on_cluster_change(Arc::downgrade(&conns)));
+        Ok(Self(conns))
+    }
+}
+
+/// Fails with [`Error::RedisTooOld`] when the server says it is older than Redis 7.
+async fn check_version(url: &str, config: &AdapterConfig) -> Result<(), Error> {
+    let mut builder =
+        fred::types::Builder::from_config(fred::types::config::Config::from_url(url)?);
+    let timeout = config.command_timeout;
+    builder.with_connection_config(|c| c.connection_timeout = timeout);
+    let client = builder.build()?;
+    client.init().await?;
+    let version = client.server_version();
+    let _ = client.quit().await;
+    match version {
+        Some(v) if v.major < MIN_REDIS_MAJOR => Err(Error::RedisTooOld(v.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// Channels grouped by hash slot (SSUBSCRIBE/SUNSUBSCRIBE take one slot per command).
+fn by_slot(channels: Vec<String>) -> BTreeMap<u16, Vec<String>> {
+    let mut out: BTreeMap<u16, Vec<String>> = BTreeMap::new();
+    for c in channels {
+        out.entry(redis_keyslot(c.as_bytes())).or_default().push(c);
+    }
+    out
+}
+
+impl Driver for ShardedDriver {
+    fn publish(&self, channel: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let publisher = &self.0.publisher;
+            if !publisher.is_connected() {
+                return Err(Error::RedisDown);
+            }
+            publisher.spublish::<i64, _, _>(channel, payload).await?;
+            Ok(())
+        })
+    }
+
+    fn subscribe(&self, channels: Vec<String>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            for (_, group) in by_slot(channels) {
+                self.0.subscriber.ssubscribe(group).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn unsubscribe(&self, channels: Vec<String>) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            for (_, group) in by_slot(channels) {
+                self.0.subscriber.sunsubscribe(group).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// `PUBSUB SHARDNUMSUB <channel>` summed over every primary, as the Node adapter does
+    /// (only the slot owner counts subscribers; the others answer 0).
+    fn server_count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, Error>> {
+        Box::pin(async move {
+            let publisher = &self.0.publisher;
+            if !publisher.is_connected() {
+                return Err(Error::RedisDown);
+            }
+            if !publisher.is_clustered() {
+                let (_, n): (String, u64) = publisher.pubsub_shardnumsub(channel).await?;
+                return Ok(n as usize);
+            }
+            let mut total = 0u64;
+            for server in publisher.active_connections() {
+                let (_, n): (String, u64) = publisher
+                    .with_cluster_node(server)
+                    .pubsub_shardnumsub(channel)
+                    .await?;
+                total += n;
+            }
+            Ok(total as usize)
+        })
+    }
+
+    fn is_up(&self) -> bool {
+        self.0.publisher.is_connected() && self.0.subscriber.is_connected()
+    }
+
+    /// Called at scrape time, not on a message path: O(subscribed channels).
+    fn shard_subscriptions(&self) -> Vec<(String, usize)> {
+        let channels = self.0.subscriber.tracked_shard_channels();
+        let routing = self.0.subscriber.cached_cluster_state();
+        let mut per: BTreeMap<String, usize> = BTreeMap::new();
+        for c in &channels {
+            let server = match &routing {
+                Some(r) => r.get_server(redis_keyslot(c.as_bytes())).map_or_else(
+                    || "unknown".to_owned(),
+                    |s| format!("{}:{}", s.host, s.port),
+                ),
+                None => "single".to_owned(),
+            };
+            *per.entry(server).or_default() += 1;
+        }
+        per.into_iter().collect()
+    }
+}
+
+/// Re-issues every tracked shard subscription when either client sees the cluster's topology
+/// change (slot migration, fail-over noticed through `MOVED`).
+async fn resubscribe_on_cluster_change(conns: Weak<Conns>) {
+    let (mut a, mut b) = match conns.upgrade() {
+        Some(c) => (
+            c.publisher.cluster_change_rx(),
+            c.subscriber.cluster_change_rx(),
+        ),
+        None => return,
+    };
+    loop {
+        let closed = tokio::select! {
+            r = a.recv() => matches!(r, Err(RecvError::Closed)),
+            r = b.recv() => matches!(r, Err(RecvError::Closed)),
+        };
+        if closed {
+            return;
+        }
+        let Some(c) = conns.upgrade() else { return };
+        c.stats.resubscribe();
+        if let Err(e) = c.subscriber.resubscribe_all().await
+            && c.log.allow()
+        {
+            tracing::warn!("redis adapter: resubscription after a topology change failed: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_are_grouped_by_slot() {
+        let groups = by_slot(vec![
+            "socket.io#/#".into(),
+            "socket.io#/#{a}#".into(),
+            "x{a}y".into(),
+        ]);
+        let total: usize = groups.values().map(Vec::len).sum();
+        assert_eq!(total, 3);
+        assert!(groups.values().any(|g| g.len() == 2), "{groups:?}");
+    }
+}
