@@ -142,6 +142,11 @@ test("admin UI, 2 nodes over Redis: one UI sees both servers and their sockets, 
   const listed = a.got.sockets.find((s) => s.id === far.id);
   assert.ok(listed, `node 2's socket listed by node 1: ${JSON.stringify(a.got.sockets)}`);
   assert.ok(listed.rooms.includes("ops"), JSON.stringify(listed));
+  // What node 2 tells about its own socket (the adapter's socket-info hook).
+  assert.equal(listed.transport, "websocket", JSON.stringify(listed));
+  assert.equal(listed.handshake.address, "127.0.0.1", JSON.stringify(listed));
+  assert.equal(listed.handshake.headers.authorization, undefined);
+  assert.ok(!("_admin" in listed.data), "the UI's own fields are not shown as data");
   await waitFor(() => new Set(a.got.stats.map((s) => s.serverId)).size === 2, { timeoutMs: 8000, what: "server_stats of both nodes" });
 
   // Live events of node 2 reach the UI on node 1.

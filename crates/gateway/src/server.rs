@@ -332,6 +332,10 @@ pub async fn serve<A: GatewayAdapter>(
     }
     if let Some(c) = &cluster {
         c.start(&gw, &io).await;
+        c.handle
+            .set_socket_info(Arc::new(crate::cluster::socket_info::GatewaySockets {
+                io: io.clone(),
+            }));
         if gw.history.is_enabled() {
             c.handle.set_delivery_filter(gw.history.holdback.clone());
         }

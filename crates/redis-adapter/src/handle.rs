@@ -125,6 +125,12 @@ impl RedisAdapterHandle {
         self.core.delivery_filter.set(filter).is_ok()
     }
 
+    /// Installs what this node tells other nodes about its sockets in `fetchSockets` answers
+    /// (see [`SocketInfoSource`](crate::SocketInfoSource)); only the first call takes effect.
+    pub fn set_socket_info(&self, source: Arc<dyn crate::SocketInfoSource>) -> bool {
+        self.core.socket_info.set(source).is_ok()
+    }
+
     /// Brings the room-channel subscriptions of `nsp` in line with local membership now
     /// (e.g. right after `socket.join`, before acknowledging the join to a client).
     pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {

@@ -100,6 +100,7 @@ mod server_side_emit;
 mod sharded;
 mod sharded_driver;
 mod shared;
+mod socket_info;
 mod stats;
 mod targets;
 #[cfg(test)]
@@ -117,4 +118,5 @@ pub use mode::{PubSubMode, SubscriptionMode, room_has_channel};
 pub use requests::Collected;
 pub use server_side_emit::{ServerSideEmit, ServerSideEmitHandler};
 pub use sio_wire::FetchedSocket;
+pub use socket_info::{SocketInfo, SocketInfoSource};
 pub use stats::{AdapterStats, DropReason, Health, MsgType, StatsSnapshot};

@@ -68,11 +68,21 @@ impl<E: SocketEmitter> LocalOps for LocalNs<E> {
                 if !rooms.contains(&id) {
                     rooms.push(id.clone());
                 }
+                // socketioxide does not expose the handshake or socket data to adapters: the
+                // application's hook may (see `socket_info`); else a Node-shaped minimal
+                // handshake keeps Node's RemoteSocket working.
+                let info = self
+                    .core
+                    .socket_info
+                    .get()
+                    .and_then(|s| s.socket_info(self.local.path(), sid));
+                let (handshake, data) = match info {
+                    Some(i) => (i.handshake, i.data),
+                    None => (handshake.clone(), sio_wire::Value::Map(Vec::new())),
+                };
                 FetchedSocket {
-                    // socketioxide does not expose the handshake or socket data to adapters;
-                    // a Node-shaped minimal handshake keeps Node's RemoteSocket working.
-                    handshake: handshake.clone(),
-                    data: Some(sio_wire::Value::Map(Vec::new())),
+                    handshake,
+                    data: Some(data),
                     id,
                     rooms,
                     node: self.core.pubsub.config.node_name.clone(),

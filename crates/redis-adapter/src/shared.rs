@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::{
     delivery_filter::DeliveryFilter, error::Error, foreign::ForeignIds, pubsub::PubSub,
-    registry::Registry, server_side_emit::ServerSideEmitHandler, stats::AdapterStats,
+    registry::Registry, server_side_emit::ServerSideEmitHandler, socket_info::SocketInfoSource,
+    stats::AdapterStats,
 };
 
 /// Shared state of one adapter instance (all namespaces).
@@ -19,6 +20,8 @@ pub(crate) struct Core {
     pub(crate) foreign: ForeignIds,
     /// Set once by the application; read lock-free per inbound broadcast.
     pub(crate) delivery_filter: OnceLock<Arc<dyn DeliveryFilter>>,
+    /// Set once by the application; read per socket of a `fetchSockets` answer.
+    pub(crate) socket_info: OnceLock<Arc<dyn SocketInfoSource>>,
 }
 
 impl Core {
@@ -31,6 +34,7 @@ impl Core {
             sse_handler: RwLock::new(None),
             foreign: ForeignIds::default(),
             delivery_filter: OnceLock::new(),
+            socket_info: OnceLock::new(),
         })
     }
 

@@ -22,7 +22,7 @@
 //! disconnect, join and leave, spawned off the client's path; nothing per message unless
 //! `--admin-ui-events`. Without `--admin-ui` nothing of this runs.
 pub mod auth;
-mod serialize;
+pub mod serialize;
 
 use std::{
     net::IpAddr,

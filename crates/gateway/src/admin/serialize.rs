@@ -12,6 +12,9 @@ use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use crate::{auth::Identity, listener::ConnInfo};
 
+/// The key of the Admin UI's fields in `socket.data` (as `instrument()` writes it).
+pub const ADMIN_FIELDS: &str = "_admin";
+
 /// A socket of this node.
 pub fn local<A: Adapter>(s: &SocketRef<A>, nsp: &str) -> Value {
     from_parts(
@@ -38,6 +41,21 @@ fn from_parts(
     data: Value,
     rooms: Vec<String>,
 ) -> Value {
+    json!({
+        "id": id,
+        "clientId": id,
+        "transport": transport,
+        "nsp": nsp,
+        "data": if data.is_null() { json!({}) } else { data },
+        "handshake": handshake(parts),
+        "rooms": rooms,
+    })
+}
+
+/// What a socket's opening request shows, in Node's handshake shape (`headers`, `query`,
+/// `address`, `url`, `secure`, `xdomain`; `time`/`issued` unknown here, `auth` never shown).
+/// Not the `Authorization` or `Cookie` header, not the `sid` or `token` query parameters.
+pub fn handshake(parts: &axum::http::request::Parts) -> Value {
     let headers: Map<String, Value> = parts
         .headers
         .iter()
@@ -66,20 +84,13 @@ fn from_parts(
                 .map(|c| c.0.remote.ip().to_string())
         });
     json!({
-        "id": id,
-        "clientId": id,
-        "transport": transport,
-        "nsp": nsp,
-        "data": if data.is_null() { json!({}) } else { data },
-        "handshake": {
-            "address": address,
-            "headers": headers,
-            "query": query,
-            "url": parts.uri.path(),
-            "secure": false,
-            "xdomain": parts.headers.contains_key(axum::http::header::ORIGIN),
-        },
-        "rooms": rooms,
+        "address": address,
+        "headers": headers,
+        "query": query,
+        "url": parts.uri.path(),
+        "secure": false,
+        "xdomain": parts.headers.contains_key(axum::http::header::ORIGIN),
+        "auth": {},
     })
 }
 
@@ -91,7 +102,7 @@ pub fn remote(s: &sio_wire::FetchedSocket, nsp: &str) -> Value {
         .map(sio_wire::json::to_serde)
         .unwrap_or(Value::Null);
     // `instrument()` keeps its own fields in `socket.data._admin` (Node peers' sockets).
-    let admin = data.as_object_mut().and_then(|o| o.remove("_admin"));
+    let admin = data.as_object_mut().and_then(|o| o.remove(ADMIN_FIELDS));
     let field = |k: &str| admin.as_ref().and_then(|a| a.get(k)).cloned();
     let mut handshake = sio_wire::json::to_serde(&s.handshake);
     if let Some(h) = handshake.as_object_mut() {

@@ -199,7 +199,7 @@ pub fn spec() -> Value {
                                 "node": { "type": "string", "nullable": true, "description": "the --node-id of the node holding the socket, from every node; null for a socket of a Node.js peer (its answer does not name its node)" },
                                 "rooms": { "type": "array", "items": { "type": "string" } },
                                 "user": { "type": "string", "nullable": true, "description": "authenticated subject (from the user:<sub> room)" },
-                                "data": { "nullable": true, "description": "auth webhook data for sockets on the answering node; for a socket of another node in cluster mode, what that node reported (a Node.js peer's socket.data), else null" }
+                                "data": { "nullable": true, "description": "auth webhook data for sockets on the answering node; for a socket of another node in cluster mode, what that node reported (a gateway's auth webhook data, a Node.js peer's socket.data), else null" }
                             }
                         } }
                     }

@@ -417,7 +417,13 @@ async fn cluster_sockets<A: Adapter>(
             };
             let data = match (here.contains(&s.id), s.id.parse::<Sid>()) {
                 (true, Ok(sid)) => local_data(local.as_ref(), sid),
-                _ => s.data.as_ref().map(sio_wire::json::to_serde),
+                _ => s.data.as_ref().map(sio_wire::json::to_serde).map(|mut d| {
+                    // The Admin UI's fields (`instrument()`'s, and gateways' for it).
+                    if let Some(o) = d.as_object_mut() {
+                        o.remove(crate::admin::serialize::ADMIN_FIELDS);
+                    }
+                    d
+                }),
             };
             // Node reports a socket in the room named after its id; socketioxide (the
             // single-node listing) does not: drop it so both modes answer alike.

@@ -27,6 +27,7 @@ pub mod forward;
 pub mod metrics;
 pub mod registry;
 pub mod sessions;
+pub mod socket_info;
 
 use std::{
     collections::HashMap,
