@@ -3,7 +3,8 @@
 // - the admin namespace refuses missing and wrong credentials (and counts them), rate-limits
 //   guessing, and hands out a session on a good login;
 // - on connect: config (features by mode), server_stats (this node), all_sockets (every socket
-//   with its rooms); then socket_connected / room_joined / room_left / socket_disconnected live;
+//   with its rooms); then socket_connected / socket_updated (an upgrade) / room_joined /
+//   room_left / socket_disconnected live;
 // - `full`: the UI's `_disconnect` command disconnects a socket; `readonly` refuses it (counted);
 // - cluster: an admin on node 1 sees node 2's server_stats and sockets, and disconnects a socket
 //   of node 2.
@@ -25,7 +26,7 @@ function admin(t, url, auth) {
   s.on("config", (c) => { got.config = c; });
   s.on("server_stats", (st) => got.stats.push(st));
   s.on("all_sockets", (list) => { got.sockets = list; });
-  for (const ev of ["socket_connected", "socket_disconnected", "room_joined", "room_left", "event_received"]) {
+  for (const ev of ["socket_connected", "socket_updated", "socket_disconnected", "room_joined", "room_left", "event_received"]) {
     s.on(ev, (...args) => got.events.push([ev, ...args]));
   }
   return { s, got };
@@ -94,6 +95,11 @@ test("admin UI, one node: credentials, what the UI is told, live events, command
   assert.equal((await gone)[0], "io server disconnect");
   await waitFor(() => a.got.events.some(([e, nsp, id]) => e === "socket_disconnected" && nsp === "/" && id === bobId), { what: "socket_disconnected" });
   assert.ok(alice.connected, "only the filtered socket");
+  // A client that starts on long-polling and upgrades: socket_updated says so.
+  const carol = io(gw.url, { forceNew: true, reconnection: false });
+  track(t, carol);
+  await once(carol, "connect");
+  await waitFor(() => a.got.events.some(([e, u]) => e === "socket_updated" && u.id === carol.id && u.transport === "websocket"), { timeoutMs: 8000, what: "socket_updated (upgrade)" });
   // Aggregated counts per interval, as instrument() sends them (the dashboard's charts).
   await waitFor(() => a.got.stats.some((st) => st.aggregatedEvents.some((e) => e.type === "bytesOut" && e.count > 0)), { timeoutMs: 6000, what: "bytesOut in server_stats" });
   assert.ok(a.got.stats.some((st) => st.aggregatedEvents.some((e) => e.type === "rawConnection" && e.count >= 1)));

@@ -88,6 +88,10 @@ pub struct Admin {
     commands: IntCounterVec,
     /// Counter values at the previous `server_stats`, for its per-interval `aggregatedEvents`.
     last: Mutex<Totals>,
+    /// (namespace, socket id) of the sockets that were on long-polling at the last tick: one
+    /// found on websocket since has upgraded (`socket_updated`). socketioxide has no upgrade
+    /// hook; the tick that sends `server_stats` walks the sockets anyway.
+    polling: Mutex<std::collections::HashSet<(String, socketioxide::socket::Sid)>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -148,6 +152,7 @@ impl Admin {
             cluster,
             commands,
             last: Mutex::new(Totals::default()),
+            polling: Mutex::default(),
         }))
     }
 
@@ -193,6 +198,13 @@ impl Admin {
             return;
         }
         let socket = serialize::local(s, s.ns());
+        if s.transport_type() == socketioxide::TransportType::Polling {
+            // Seen again at the next tick: on websocket by then, it has upgraded.
+            self.polling
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((s.ns().to_owned(), s.id));
+        }
         self.report(io, "socket_connected", vec![socket]);
     }
 
@@ -235,6 +247,29 @@ impl Admin {
         }
         let args = json!([event, data]);
         self.report(io, "event_received", vec![nsp.into(), id.into(), args]);
+    }
+
+    /// The sockets that left long-polling for websocket since the last call.
+    fn upgraded<A: Adapter>(&self, io: &SocketIo<A>) -> Vec<(String, socketioxide::socket::Sid)> {
+        let mut now_polling = std::collections::HashSet::new();
+        let mut now_ws = Vec::new();
+        for ns in io.nsps() {
+            let path = ns.ns_path().to_owned();
+            for s in ns.sockets() {
+                match s.transport_type() {
+                    socketioxide::TransportType::Polling => {
+                        now_polling.insert((path.clone(), s.id));
+                    }
+                    socketioxide::TransportType::Websocket => now_ws.push((path.clone(), s.id)),
+                }
+            }
+        }
+        let before = std::mem::replace(
+            &mut *self.polling.lock().unwrap_or_else(|e| e.into_inner()),
+            now_polling,
+        );
+        now_ws.retain(|k| before.contains(k));
+        now_ws
     }
 
     /// This node's `server_stats` (`instrument()`'s shape).
@@ -352,6 +387,10 @@ pub async fn register<A: GatewayAdapter>(
             tick.tick().await;
             let stats = admin.stats(&io);
             admin.report(&io, "server_stats", vec![stats]);
+            for (nsp, id) in admin.upgraded(&io) {
+                let update = json!({ "id": id.to_string(), "nsp": nsp, "transport": "websocket" });
+                admin.report(&io, "socket_updated", vec![update]);
+            }
         }
     });
     Ok(())
