@@ -11,7 +11,7 @@ import { io } from "socket.io-client";
 import { ROOT, startRedis, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
 
-const HISTORY = ["--history", "chat:*=5000/10m", "--event-rate", "0"];
+const HISTORY = ["--history", "chat:*=5000/10m", "--history", "t:*=10", "--event-rate", "0"];
 
 function client(t, url) {
   const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
@@ -132,6 +132,20 @@ test("Redis restarted with its data gone: recovered:false, reason epoch, nothing
   await waitFor(() => gotA.length === 5, { what: "5 messages" });
   const last = gotA[4].mark;
   a.disconnect();
+  // The trim bound: away for 400 messages with SIZE 10 (MAXLEN ~ trims whole stream nodes of
+  // 100 entries, so well past SIZE): recovered:false, reason trimmed, nothing replayed.
+  const c = await connected(client(t, n2.url));
+  const gotC = collect(c, "msg");
+  const tpos = await c.emitWithAck("join", { room: "t:x" });
+  await c.emitWithAck("leave", "t:x");
+  const tacks = [];
+  for (let i = 0; i < 400; i++) tacks.push(pub.emitWithAck("publish", { room: "t:x", event: "msg", data: i }));
+  assert.ok((await Promise.all(tacks)).every((r) => r.ok));
+  const tr = await c.emitWithAck("join", { room: "t:x", since: { offset: tpos.offset, epoch: tpos.epoch } });
+  assert.equal(tr.recovered, false, JSON.stringify(tr));
+  assert.equal(tr.reason, "trimmed");
+  assert.equal(tr.epoch, tpos.epoch);
+  assert.deepEqual(gotC, []);
   // Backends read the same stream through the HTTP API, from any node.
   const hist = async (q) => (await fetch(n1.url + "/api/v1/rooms/chat%3Aflush/history" + q,
     { headers: { authorization: `Bearer ${API_KEY}` } })).json();

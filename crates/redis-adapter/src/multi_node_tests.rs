@@ -770,3 +770,61 @@ async fn sharded_node_messages_and_bad_input_on_a_room_channel() {
     assert_eq!(n0.handle.stats().decode_error_count(), 2);
     assert_eq!(n0.handle.stats().received_count(MsgType::Unknown), 1);
 }
+
+/// Leaves one socket out of every broadcast into `room`, and records what it was shown.
+struct LeaveOut {
+    room: &'static str,
+    sid: Sid,
+    seen: Mutex<Vec<(String, Vec<String>, String)>>,
+}
+
+impl crate::DeliveryFilter for LeaveOut {
+    fn before_deliver(&self, nsp: &str, rooms: &[String], data: &Value) -> Vec<String> {
+        let text = match data {
+            Value::Str(t, _) => t.to_string(),
+            Value::Bytes(_) => String::new(),
+        };
+        self.seen
+            .lock()
+            .unwrap()
+            .push((nsp.to_owned(), rooms.to_vec(), text));
+        if rooms.iter().any(|r| r == self.room) {
+            vec![self.sid.to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_filter_leaves_sockets_out_of_other_nodes_broadcasts() {
+    let (_bus, nodes) = cluster(PubSubMode::Classic).await;
+    let [n0, n1, _n2] = &nodes;
+    n0.join(n0.sids[0], "red").await;
+    n1.join(n1.sids[0], "red").await;
+    n1.join(n1.sids[1], "red").await;
+    let filter = Arc::new(LeaveOut {
+        room: "red",
+        sid: n1.sids[0],
+        seen: Mutex::default(),
+    });
+    assert!(n1.handle.set_delivery_filter(filter.clone()));
+    assert!(!n1.handle.set_delivery_filter(filter.clone()), "set once");
+    n0.adapter
+        .broadcast(event("red"), to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    settle(&nodes, 0, "marker-f").await;
+    let r = received(&nodes);
+    assert_eq!(
+        r[0][0],
+        vec![sent("red")],
+        "the origin node is not filtered"
+    );
+    assert_eq!(r[1][0], Vec::<String>::new(), "left out by the filter");
+    assert_eq!(r[1][1], vec![sent("red")]);
+    let seen = filter.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0, "/");
+    assert_eq!(seen[0].1, vec!["red".to_owned()]);
+    assert_eq!(seen[0].2, "[\"msg\",\"red\"]");
+}

@@ -2,9 +2,11 @@
 //! offsets and an epoch, so a client that comes back (`join {room, since}`) gets what it
 //! missed, in order, before live messages.
 //!
-//! The single append point is [`RoomGuard::append`]: every broadcast into a history room (a
-//! client's `publish`, the HTTP API's emit) takes the room's lock, appends, and delivers
-//! while still holding it. A recovering join takes the same lock, reads what followed its
+//! The single append point is [`RoomGuard::append`] on a single node and
+//! [`History::append_cluster`] in cluster mode: every broadcast into a history room (a
+//! client's `publish`, the HTTP API's emit, on any node) takes the room's lock, appends, and
+//! delivers while still holding it. Broadcasts that do not come through a gateway's relay or
+//! API (Node.js peers, emitters) bypass it and are counted ([`holdback`]). A recovering join takes the same lock, reads what followed its
 //! offset, sends it to the socket and joins the room before letting go. So a message is
 //! either appended-and-delivered before the join (and then replayed) or after it (and then
 //! delivered live): no gap and no duplicate at the boundary, in order.
