@@ -46,16 +46,21 @@ if [ "$BUILD" = 1 ]; then
   cargo build --release -q -p sio-bench -p sio-gateway
 fi
 
-free_port() { # below 55536: a cluster node also listens on port + 10000
+free_port() { # below 55536 and port + 10000 free too: a cluster node listens on both
   python3 -c '
 import random, socket
-while True:
-    p = random.randint(20000, 55000)
+def free(p):
     s = socket.socket()
     try:
-        s.bind(("127.0.0.1", p)); s.close(); print(p); break
+        s.bind(("127.0.0.1", p)); return True
     except OSError:
-        s.close()'
+        return False
+    finally:
+        s.close()
+while True:
+    p = random.randint(20000, 55000)
+    if free(p) and free(p + 10000):
+        print(p); break'
 }
 cpu_s() { # pid -> utime+stime seconds
   awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"

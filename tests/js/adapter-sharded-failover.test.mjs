@@ -3,12 +3,14 @@
 // another node's clients receive, the primary owning one room's slot is SIGKILLed. Its replica
 // takes over, the subscriptions come back (fred reconnects and re-issues SSUBSCRIBE), and
 // deliveries resume in every room within a measured bound; no client disconnects, no delivery
-// is duplicated. The measured times are printed as diagnostics (see docs/cluster.md).
+// is duplicated. Then a slot migration (CLUSTER SETSLOT ... NODE on every primary): the room's
+// subscription follows it (Redis drops it with a push fred ignores; the adapter's CLUSTER SLOTS
+// poll notices). The measured times are printed as diagnostics (see docs/cluster.md).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { track, waitFor, sleep } from "../lib/harness.mjs";
 import { startTestNode, connect } from "./fixtures/adapter-cluster.mjs";
-import { redisCluster } from "./fixtures/redis-cluster.mjs";
+import { redisCluster, cli } from "./fixtures/redis-cluster.mjs";
 
 /** Deliveries must be back in every room within this long of the SIGKILL (measured: 2.0-3.1 s). */
 const RESUME_BOUND_MS = 10000;
@@ -121,4 +123,61 @@ test("sharded pub/sub survives a primary's SIGKILL: replica takes over, deliveri
   t.diagnostic(`receiver: reconnects=${st.stats.reconnects} resubscriptions=${st.stats.resubscriptions} subscriberAlive=${st.subscriberAlive}`);
   await waitFor(async () => (await receiver.stats()).subscriberAlive && (await sender.stats()).subscriberAlive,
     { what: "probes alive again", timeoutMs: 10000 });
+});
+
+test("sharded pub/sub follows a slot migration (CLUSTER SETSLOT ... NODE)", { timeout: 60000 }, async (t) => {
+  const rc = await redisCluster(t, { replicas: 0 });
+  const args = ["--pubsub", "sharded", "--request-timeout", "2000"];
+  const sender = track(t, await startTestNode(rc.url, { args }));
+  const receiver = track(t, await startTestNode(rc.url, { args }));
+  const room = "mig-0";
+  const channel = `socket.io#/#${room}#`;
+  const from = rc.ownerOf(channel);
+  const to = rc.primaries().find((p) => p !== from);
+  const slot = Number(cli(from, "cluster", "keyslot", channel));
+  const toId = cli(to, "cluster", "myid");
+
+  const s = track(t, await connect(sender.url));
+  const c = track(t, await connect(receiver.url));
+  const disconnects = [];
+  c.on("disconnect", (why) => disconnects.push(why));
+  c.on("tick", (d) => { d.recvAt = Date.now(); });
+  let joined = null;
+  for (let i = 0; i < 5 && !joined; i++) joined = await c.timeout(1000).emitWithAck("join", room).catch(() => null);
+  assert.equal(joined?.ok, true);
+  await waitFor(() => Number(cli(from, "pubsub", "shardnumsub", channel).split("\n")[1]) === 1, { what: "subscribed on the old owner" });
+
+  let running = true;
+  let seq = 0;
+  const pump = (async () => {
+    while (running) {
+      s.emit("to-room", { room, event: "tick", data: { n: seq++, at: Date.now() } }, () => {});
+      await sleep(50);
+    }
+  })();
+  t.after(() => { running = false; });
+  const ticks = () => c.events.filter(([e]) => e === "tick").map(([, d]) => d);
+  await waitFor(() => ticks().length >= 5, { what: "ticks before the migration" });
+
+  // The slot holds no keys: giving it to another primary is one SETSLOT on each primary.
+  const movedAt = Date.now();
+  for (const p of rc.primaries()) cli(p, "cluster", "setslot", String(slot), "node", toId);
+  await waitFor(() => ticks().some((d) => d.at > movedAt + 200), { what: "ticks after the migration", timeoutMs: 20000 })
+    .catch(async (e) => {
+      const st = await receiver.stats();
+      throw new Error(`${e.message}: subscribers on the old owner ${cli(from, "pubsub", "shardnumsub", channel)}, on the new ${cli(to, "pubsub", "shardnumsub", channel)}; receiver resubscriptions ${st.stats.resubscriptions}; sender drops ${JSON.stringify((await sender.stats()).stats.dropped)}\n${receiver.output().slice(-1500)}`);
+    });
+  const first = ticks().find((d) => d.at > movedAt);
+  t.diagnostic(`slot ${slot} moved ${from} -> ${to}: first tick sent after the move arrived ${first.recvAt - movedAt} ms after it`);
+  // The adapter polls CLUSTER SLOTS every probe interval (2 s): measured 1.7 s.
+  assert.ok(first.recvAt - movedAt <= 10000, `resumed ${first.recvAt - movedAt} ms after the move`);
+  running = false;
+  await pump;
+  assert.equal(Number(cli(to, "pubsub", "shardnumsub", channel).split("\n")[1]), 1, "subscribed on the new owner");
+  assert.equal(Number(cli(from, "pubsub", "shardnumsub", channel).split("\n")[1]), 0, "not on the old one");
+  const ns = ticks().map((d) => d.n);
+  assert.equal(new Set(ns).size, ns.length, "no duplicate delivery");
+  assert.deepEqual(disconnects, []);
+  const st = await receiver.stats();
+  t.diagnostic(`receiver: resubscriptions=${st.stats.resubscriptions} reconnects=${st.stats.reconnects}`);
 });

@@ -10,8 +10,10 @@
 //! killed and replaced by its replica closes the connection: fred reconnects to the new
 //! topology, then resubscribes). fred drops the `sunsubscribe` push Redis sends when a slot
 //! migrates while the connection stays up, so this driver also resubscribes on every cluster
-//! topology change either client notices. Re-issuing `SSUBSCRIBE` on a channel already
-//! subscribed on that connection is a no-op for Redis: no delivery is duplicated.
+//! topology change either client notices, and polls `CLUSTER SLOTS` (every probe interval) to
+//! notice a migration of a slot this node never publishes to. Re-issuing `SSUBSCRIBE` on a
+//! channel already subscribed on that connection is a no-op for Redis: no delivery is
+//! duplicated.
 
 use std::{
     collections::BTreeMap,
@@ -52,6 +54,12 @@ impl ShardedDriver {
         check_version(url, config).await?;
         let conns = Conns::open(url, config, stats, log, registry, true).await?;
         tokio::spawn(resubscribe_on_cluster_change(Arc::downgrade(&conns)));
+        if conns.publisher.is_clustered() {
+            tokio::spawn(watch_slot_map(
+                Arc::downgrade(&conns),
+                config.probe_interval,
+            ));
+        }
         Ok(Self(conns))
     }
 }
@@ -186,6 +194,75 @@ async fn resubscribe_on_cluster_change(conns: Weak<Conns>) {
     }
 }
 
+/// The slot map as `(first slot, last slot, primary host, primary port)`, sorted, from a
+/// `CLUSTER SLOTS` answer; `None` if it does not have that shape.
+fn slot_map(v: &fred::types::Value) -> Option<Vec<(i64, i64, String, i64)>> {
+    use fred::types::Value as V;
+    let V::Array(ranges) = v else { return None };
+    let mut out = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        let V::Array(f) = r else { return None };
+        let (first, last) = (f.first()?.as_i64()?, f.get(1)?.as_i64()?);
+        let V::Array(primary) = f.get(2)? else {
+            return None;
+        };
+        let host = primary.first()?.as_string()?;
+        let port = primary.get(1)?.as_i64()?;
+        out.push((first, last, host, port));
+    }
+    out.sort();
+    Some(out)
+}
+
+/// Polls `CLUSTER SLOTS` every `interval` and, when the slot map changed, makes the subscriber
+/// re-read it and re-issue every shard subscription. Needed for slot migrations: Redis then
+/// tells subscribers with a `sunsubscribe` push (which fred drops) while every connection stays
+/// up, and a node that never publishes to the moved slot never gets a `MOVED` either. One
+/// command per interval and node; nothing on a message path.
+async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration) {
+    let mut last: Option<Vec<(i64, i64, String, i64)>> = None;
+    let mut first = true;
+    loop {
+        // The first map is read at once: the subscriptions made from now on are on it.
+        if !std::mem::take(&mut first) {
+            tokio::time::sleep(interval).await;
+        }
+        let Some(c) = conns.upgrade() else { return };
+        if !c.publisher.is_connected() {
+            continue;
+        }
+        let v = match c.publisher.cluster_slots::<fred::types::Value>().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("redis adapter: CLUSTER SLOTS failed: {e}");
+                continue;
+            }
+        };
+        let Some(map) = slot_map(&v) else {
+            tracing::debug!("redis adapter: unexpected CLUSTER SLOTS answer: {v:?}");
+            continue;
+        };
+        let changed = last.as_ref().is_some_and(|l| *l != map);
+        last = Some(map);
+        if !changed {
+            continue;
+        }
+        tracing::info!("redis adapter: cluster slot map changed, re-subscribing shard channels");
+        c.stats.resubscribe();
+        let res = async {
+            c.subscriber.sync_cluster().await?;
+            c.publisher.sync_cluster().await?;
+            c.subscriber.resubscribe_all().await
+        }
+        .await;
+        if let Err(e) = res
+            && c.log.allow()
+        {
+            tracing::warn!("redis adapter: resubscription after a slot map change failed: {e}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +277,27 @@ mod tests {
         let total: usize = groups.values().map(Vec::len).sum();
         assert_eq!(total, 3);
         assert!(groups.values().any(|g| g.len() == 2), "{groups:?}");
+    }
+
+    #[test]
+    fn slot_maps_are_compared_in_a_stable_order() {
+        use fred::types::Value as V;
+        let range = |a: i64, b: i64, port: i64| {
+            V::Array(vec![
+                V::Integer(a),
+                V::Integer(b),
+                V::Array(vec![
+                    V::String("127.0.0.1".into()),
+                    V::Integer(port),
+                    V::String("id".into()),
+                ]),
+            ])
+        };
+        let one = V::Array(vec![range(0, 99, 7001), range(100, 199, 7002)]);
+        let other_order = V::Array(vec![range(100, 199, 7002), range(0, 99, 7001)]);
+        let moved = V::Array(vec![range(0, 98, 7001), range(99, 199, 7002)]);
+        assert_eq!(slot_map(&one), slot_map(&other_order));
+        assert_ne!(slot_map(&one), slot_map(&moved));
+        assert_eq!(slot_map(&V::Integer(1)), None);
     }
 }
