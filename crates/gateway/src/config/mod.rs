@@ -16,6 +16,7 @@
 //!   which is itself a valid config file.
 pub mod defaults;
 pub mod effective;
+pub mod history;
 pub mod options;
 pub mod resolve;
 #[cfg(test)]
@@ -25,6 +26,7 @@ use std::path::PathBuf;
 
 pub use defaults::{MIN_WS_READ_BUFFER, WS_READ_BUFFER as DEFAULT_WS_READ_BUFFER};
 pub use effective::REDACTED;
+pub use history::HistorySpec;
 pub use options::{
     AdminUi, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub,
     RedisSubscriptionMode, UpstreamMode,

@@ -125,7 +125,7 @@ pub struct Config {
     pub can_join: RuleSet,
     pub can_publish: RuleSet,
     /// `--history` rules, in the order given (the first match wins).
-    pub history: Vec<crate::history::spec::HistorySpec>,
+    pub history: Vec<super::HistorySpec>,
     pub sticky_cookie: String,
     #[serde(serialize_with = "effective::redact_opt")]
     pub cluster_secret: Option<String>,
@@ -472,7 +472,7 @@ impl Config {
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
-            .map(|s| crate::history::spec::HistorySpec::parse(s).map_err(|m| invalid("history", m)))
+            .map(|s| super::HistorySpec::parse(s).map_err(|m| invalid("history", m)))
             .collect::<Result<Vec<_>, _>>()?;
         let sticky_cookie = o.sticky_cookie.unwrap_or_else(|| D::STICKY_COOKIE.into());
         if sticky_cookie.is_empty()

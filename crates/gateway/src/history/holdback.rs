@@ -28,7 +28,8 @@ use sio_redis_adapter::DeliveryFilter;
 use socketioxide::socket::Sid;
 use socketioxide_core::Value;
 
-use super::{spec::HistorySpec, stream_id::StreamId};
+use super::stream_id::StreamId;
+use crate::config::HistorySpec;
 
 /// How long after its replay a socket still has late duplicates left out.
 pub const GRACE: Duration = Duration::from_secs(10);

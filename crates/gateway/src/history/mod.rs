@@ -30,7 +30,6 @@ pub mod metrics;
 pub mod replay;
 pub mod ring;
 pub mod since;
-pub mod spec;
 pub mod stream;
 pub mod stream_id;
 
@@ -48,8 +47,8 @@ use self::{
     metrics::HistoryMetrics,
     ring::{Ahead, Miss, Ring},
     since::Since,
-    spec::HistorySpec,
 };
+use crate::config::HistorySpec;
 
 /// The histories of this node's rooms, per namespace and room.
 pub struct History {

@@ -9,7 +9,8 @@
 //! creates a new epoch, and offsets of the old one are answered `reason: "epoch"`.
 use fred::{clients::Client, interfaces::LuaInterface, prelude::ClientLike};
 
-use super::{epoch::Epoch, spec::HistorySpec, stream_id::StreamId};
+use super::{epoch::Epoch, stream_id::StreamId};
+use crate::config::HistorySpec;
 
 /// Append one message; returns `{id, epoch}`.
 /// KEYS: stream, meta. ARGV: maxlen, ttl ms (0 = none), new epoch, event, args (JSON).

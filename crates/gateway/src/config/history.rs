@@ -58,7 +58,7 @@ impl HistorySpec {
             None => None,
             Some(t) => {
                 let d = t
-                    .parse::<crate::config::Dur>()
+                    .parse::<super::Dur>()
                     .map_err(|e| format!("`{src}`: TTL {e}"))?
                     .0;
                 if !(MIN_TTL..=MAX_TTL).contains(&d) {
@@ -80,7 +80,7 @@ impl fmt::Display for HistorySpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.glob.as_str(), self.size)?;
         if let Some(t) = self.ttl {
-            write!(f, "/{}", crate::config::Dur(t))?;
+            write!(f, "/{}", super::Dur(t))?;
         }
         Ok(())
     }
