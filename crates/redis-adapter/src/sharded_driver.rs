@@ -186,12 +186,28 @@ async fn resubscribe_on_cluster_change(conns: Weak<Conns>) {
         }
         let Some(c) = conns.upgrade() else { return };
         c.stats.resubscribe();
-        if let Err(e) = c.subscriber.resubscribe_all().await
+        if let Err(e) = resubscribe_shards(&c.subscriber).await
             && c.log.allow()
         {
             tracing::warn!("redis adapter: resubscription after a topology change failed: {e}");
         }
     }
+}
+
+/// Re-issues every tracked shard subscription, slot by slot. Not fred's `resubscribe_all`: it
+/// first sends `SUBSCRIBE` with the (empty) list of classic channels, which Redis refuses
+/// ("wrong number of arguments"), and returns that error before any `SSUBSCRIBE`: after a slot
+/// migration the node then stayed unsubscribed (`adapter-sharded-failover`, 2 runs in 3).
+async fn resubscribe_shards(subscriber: &fred::clients::SubscriberClient) -> Result<(), Error> {
+    let channels: Vec<String> = subscriber
+        .tracked_shard_channels()
+        .into_iter()
+        .map(|c| c.to_string())
+        .collect();
+    for (_, group) in by_slot(channels) {
+        subscriber.ssubscribe(group).await?;
+    }
+    Ok(())
 }
 
 /// The slot map as `(first slot, last slot, primary host, primary port)`, sorted, from a
@@ -252,7 +268,7 @@ async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration) {
         let res = async {
             c.subscriber.sync_cluster().await?;
             c.publisher.sync_cluster().await?;
-            c.subscriber.resubscribe_all().await
+            resubscribe_shards(&c.subscriber).await
         }
         .await;
         if let Err(e) = res
