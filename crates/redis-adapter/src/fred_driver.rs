@@ -158,6 +158,40 @@ impl Conns {
     }
 }
 
+/// Subscribers of `channel`: `PUBSUB NUMSUB` (classic) or `PUBSUB SHARDNUMSUB` (sharded). On a
+/// Redis Cluster each primary only knows its own subscribers, so the counts are summed over
+/// every primary, as the Node adapter does.
+pub(crate) async fn subscriber_count(
+    publisher: &Client,
+    channel: &str,
+    sharded: bool,
+) -> Result<usize, Error> {
+    if !publisher.is_connected() {
+        return Err(Error::RedisDown);
+    }
+    if !publisher.is_clustered() {
+        return Ok(numsub(publisher, channel, sharded).await? as usize);
+    }
+    let mut total = 0u64;
+    for server in publisher.active_connections() {
+        total += numsub(&publisher.with_cluster_node(server), channel, sharded).await?;
+    }
+    Ok(total as usize)
+}
+
+async fn numsub<C: PubsubInterface + Sync>(
+    c: &C,
+    channel: &str,
+    sharded: bool,
+) -> Result<u64, Error> {
+    let (_, n): (String, u64) = if sharded {
+        c.pubsub_shardnumsub(channel).await?
+    } else {
+        c.pubsub_numsub(channel).await?
+    };
+    Ok(n)
+}
+
 impl Driver for FredDriver {
     fn publish(&self, channel: String, payload: Bytes) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(async move {
@@ -178,28 +212,9 @@ impl Driver for FredDriver {
         Box::pin(async move { Ok(self.0.subscriber.unsubscribe(channels).await?) })
     }
 
-    /// `PUBSUB NUMSUB <channel>` like Node. On a Redis Cluster each primary only knows its own
-    /// subscribers: the counts are summed over every primary, as the Node adapter does.
+    /// `PUBSUB NUMSUB <channel>` like Node (see [`subscriber_count`]).
     fn server_count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, Error>> {
-        Box::pin(async move {
-            let publisher = &self.0.publisher;
-            if !publisher.is_connected() {
-                return Err(Error::RedisDown);
-            }
-            if !publisher.is_clustered() {
-                let (_, n): (String, u64) = publisher.pubsub_numsub(channel).await?;
-                return Ok(n as usize);
-            }
-            let mut total = 0u64;
-            for server in publisher.active_connections() {
-                let (_, n): (String, u64) = publisher
-                    .with_cluster_node(server)
-                    .pubsub_numsub(channel)
-                    .await?;
-                total += n;
-            }
-            Ok(total as usize)
-        })
+        Box::pin(subscriber_count(&self.0.publisher, channel, false))
     }
 
     fn is_up(&self) -> bool {

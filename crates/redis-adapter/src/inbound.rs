@@ -34,6 +34,33 @@ use sio_wire::{
 const CLASSIC: &str = "";
 
 impl<E: SocketEmitter> LocalNs<E> {
+    /// Hands another node's serverSideEmit to the application's handler; returns what to
+    /// answer when an ack is wanted (`Nil` without a handler or an answer: a requester is
+    /// always answered, so a Node peer's serverSideEmit never waits on us). Both protocols.
+    pub(crate) fn server_side_emit(
+        &self,
+        data: &[sio_wire::Value],
+        wants_ack: bool,
+    ) -> sio_wire::Value {
+        let handler = self
+            .core
+            .sse_handler
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        handler
+            .and_then(|h| {
+                h(ServerSideEmit {
+                    nsp: self.ns.nsp.clone(),
+                    data: data.iter().map(sio_wire::json::to_serde).collect(),
+                    wants_ack,
+                })
+            })
+            .as_ref()
+            .map(sio_wire::json::from_serde)
+            .unwrap_or(sio_wire::Value::Nil)
+    }
+
     pub(crate) fn deliver(&self, packet: Packet, opts: &WireOpts) {
         let volatile = opts.flags.volatile == Some(true);
         // The application's hook may leave some sockets out (see `delivery_filter`); without
@@ -262,25 +289,8 @@ impl<E: SocketEmitter> LocalNs<E> {
                 if own(&uid) {
                     return;
                 }
-                let handler = self
-                    .core
-                    .sse_handler
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let answer = handler.and_then(|h| {
-                    h(ServerSideEmit {
-                        nsp: self.ns.nsp.clone(),
-                        data: data.iter().map(sio_wire::json::to_serde).collect(),
-                        wants_ack: request_id.is_some(),
-                    })
-                });
+                let data = self.server_side_emit(&data, request_id.is_some());
                 if let Some(request_id) = request_id {
-                    // Always answer, so a Node peer's serverSideEmit never waits on us.
-                    let data = answer
-                        .as_ref()
-                        .map(sio_wire::json::from_serde)
-                        .unwrap_or(sio_wire::Value::Nil);
                     self.respond(CLASSIC, Response::ServerSideEmitAck { request_id, data });
                 }
             }

@@ -15,7 +15,6 @@ use crate::{
     namespace::LocalOps,
     packets::{is_event, to_sio_packet},
     requests::Dispatch,
-    server_side_emit::ServerSideEmit,
     sharded::{Received, as_response, msg_type, rooms_of},
     stats::{DropReason, MsgType},
 };
@@ -83,25 +82,8 @@ impl<E: SocketEmitter> LocalNs<E> {
                 );
             }
             ClusterBody::ServerSideEmit { request_id, packet } => {
-                let handler = self
-                    .core
-                    .sse_handler
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                let answer = handler.and_then(|h| {
-                    h(ServerSideEmit {
-                        nsp: self.ns.nsp.clone(),
-                        data: packet.iter().map(sio_wire::json::to_serde).collect(),
-                        wants_ack: request_id.is_some(),
-                    })
-                });
+                let data = self.server_side_emit(&packet, request_id.is_some());
                 if let Some(request_id) = request_id {
-                    // Always answer, so a Node peer's serverSideEmit never waits on us.
-                    let data = answer
-                        .as_ref()
-                        .map(sio_wire::json::from_serde)
-                        .unwrap_or(sio_wire::Value::Nil);
                     self.respond(&requester, Response::ServerSideEmitAck { request_id, data });
                 }
             }

@@ -122,25 +122,11 @@ impl Driver for ShardedDriver {
     /// `PUBSUB SHARDNUMSUB <channel>` summed over every primary, as the Node adapter does
     /// (only the slot owner counts subscribers; the others answer 0).
     fn server_count<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<usize, Error>> {
-        Box::pin(async move {
-            let publisher = &self.0.publisher;
-            if !publisher.is_connected() {
-                return Err(Error::RedisDown);
-            }
-            if !publisher.is_clustered() {
-                let (_, n): (String, u64) = publisher.pubsub_shardnumsub(channel).await?;
-                return Ok(n as usize);
-            }
-            let mut total = 0u64;
-            for server in publisher.active_connections() {
-                let (_, n): (String, u64) = publisher
-                    .with_cluster_node(server)
-                    .pubsub_shardnumsub(channel)
-                    .await?;
-                total += n;
-            }
-            Ok(total as usize)
-        })
+        Box::pin(crate::fred_driver::subscriber_count(
+            &self.0.publisher,
+            channel,
+            true,
+        ))
     }
 
     fn is_up(&self) -> bool {
