@@ -14,6 +14,10 @@ pub trait ClusterView: Send + Sync {
     /// after this, so a message published right after reaches the new member from any node).
     fn sync_rooms(&self, nsp: String) -> BoxFuture<'static, ()>;
 
+    /// Like `sync_rooms` for rooms a local socket just joined, at the cost of those rooms
+    /// only (a join or connection must not cost O(local sockets)).
+    fn ensure_rooms(&self, nsp: String, rooms: Vec<String>) -> BoxFuture<'static, ()>;
+
     /// Presence straight from the adapter, Node.js peers' sockets included (socketioxide's
     /// `fetch_sockets` cannot hold their 20-character ids). `None` on a single node, where
     /// socketioxide answers.
@@ -29,6 +33,10 @@ pub struct SingleNode;
 
 impl ClusterView for SingleNode {
     fn sync_rooms(&self, _nsp: String) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
+
+    fn ensure_rooms(&self, _nsp: String, _rooms: Vec<String>) -> BoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))
     }
 

@@ -209,8 +209,8 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
             ..
         } => {
             if let Some(s) = ns_of(&namespace).and_then(|ns| local_socket(&ns, &sid)) {
-                s.join(room);
-                gw.sync_rooms(&namespace).await;
+                s.join(room.clone());
+                gw.ensure_rooms(&namespace, vec![room]).await;
             }
         }
         PyManagerMessage::LeaveRoom {

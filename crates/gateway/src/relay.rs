@@ -266,7 +266,7 @@ impl Conn {
         }
         // In cluster mode, subscribe the room's Redis channel before acknowledging, so a
         // broadcast sent from another node right after the ack is not missed.
-        self.gw.sync_rooms(s.ns()).await;
+        self.gw.ensure_rooms(s.ns(), vec![room.to_owned()]).await;
         ok()
     }
 
@@ -291,7 +291,7 @@ impl Conn {
             if let Err(max) = self.join_capped(s, room) {
                 return self.too_many_rooms(max);
             }
-            self.gw.sync_rooms(s.ns()).await;
+            self.gw.ensure_rooms(s.ns(), vec![room.to_owned()]).await;
             if since.is_none() {
                 return ok();
             }
@@ -355,7 +355,7 @@ impl Conn {
     /// Cluster mode's `join {room, since?}`: as [`Conn::join_tracked`], from the room's Redis
     /// Stream. Under the room's lock (this node's publishes into it wait); the socket is
     /// registered with the hold-back before it joins, so other nodes' messages that arrive
-    /// meanwhile are kept for it, then subscribed (`sync_rooms`), then the stream is read:
+    /// meanwhile are kept for it, then subscribed (`ensure_rooms`), then the stream is read:
     /// every message is in the read or arrives after the subscription. The replay is sent,
     /// then what was held back after it, then live delivery resumes (see `history::holdback`).
     async fn join_tracked_cluster<A: Adapter>(
@@ -390,7 +390,7 @@ impl Conn {
             hb.abandon(ns, room, s.id);
             return self.too_many_rooms(max);
         }
-        self.gw.sync_rooms(ns).await;
+        self.gw.ensure_rooms(ns, vec![room.to_owned()]).await;
         let started = Instant::now();
         let read = store.read(ns, room, spec, since, 0).await;
         hm.read_seconds.observe(started.elapsed().as_secs_f64());
@@ -877,6 +877,7 @@ pub async fn on_connect<A: Adapter>(s: SocketRef<A>, State(gw): State<Arc<Gatewa
     // Cluster mode: the rooms joined on connect (user:<sub>, token rooms) are subscribed
     // before a backend can expect to reach them. Here, so no client event waits on it.
     if s.extensions.get::<Arc<crate::auth::Identity>>().is_some() {
-        gw.sync_rooms(s.ns()).await;
+        let rooms = s.rooms().into_iter().map(|r| r.to_string()).collect();
+        gw.ensure_rooms(s.ns(), rooms).await;
     }
 }

@@ -124,6 +124,12 @@ impl Gateway {
         self.cluster.sync_rooms(nsp.to_owned()).await;
     }
 
+    /// Wait until the adapter is subscribed to `rooms`, just joined by a local socket (no-op
+    /// on a single node). O(rooms), unlike `sync_rooms`.
+    pub async fn ensure_rooms(&self, nsp: &str, rooms: Vec<String>) {
+        self.cluster.ensure_rooms(nsp.to_owned(), rooms).await;
+    }
+
     pub fn node_id(&self) -> &str {
         &self.config.node_id
     }

@@ -137,6 +137,12 @@ impl RedisAdapterHandle {
         self.ns(nsp)?.sync_rooms(&self.core.pubsub).await
     }
 
+    /// Subscribes the channels of `rooms` just joined by local sockets of `nsp` (at the cost of
+    /// those rooms only; see [`sync_rooms`](Self::sync_rooms) for the full reconciliation).
+    pub async fn ensure_rooms(&self, nsp: &str, rooms: &[String]) -> Result<(), Error> {
+        self.ns(nsp)?.ensure_rooms(&self.core.pubsub, rooms).await
+    }
+
     /// Room channels currently subscribed for `nsp`.
     pub async fn subscribed_room_count(&self, nsp: &str) -> Result<usize, Error> {
         Ok(self.ns(nsp)?.subscribed_rooms().await)

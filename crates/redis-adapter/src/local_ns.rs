@@ -108,6 +108,10 @@ impl<E: SocketEmitter> LocalOps for LocalNs<E> {
         rooms.into_iter().collect()
     }
 
+    fn is_local(&self, sid: Sid) -> bool {
+        self.is_local_socket(sid)
+    }
+
     fn wanted(&self) -> (HashSet<Room>, HashSet<Sid>) {
         // O(local memberships) per reconciliation, without allocating a string per socket
         // (see AdapterConfig::room_sync_interval).

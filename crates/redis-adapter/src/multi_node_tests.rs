@@ -54,6 +54,11 @@ async fn node(bus: &MemoryBus, id: usize, sockets: usize, mode: PubSubMode) -> N
         pubsub: mode,
         ..AdapterConfig::default()
     };
+    node_with(bus, id, sockets, config).await
+}
+
+/// A node on `bus` with `sockets` sockets and this configuration.
+async fn node_with(bus: &MemoryBus, id: usize, sockets: usize, config: AdapterConfig) -> Node {
     let stats = Arc::new(AdapterStats::default());
     let log = Arc::new(LogLimiter::default());
     let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
@@ -628,13 +633,60 @@ in_both_modes!(
     sockets_join_leave_and_disconnect_apply_on_every_node,
     broadcast_with_ack_collects_every_clients_ack,
     a_node_that_stops_answering_bounds_requests_by_their_timeout,
-    redis_down_fails_fast_and_still_delivers_locally
+    redis_down_fails_fast_and_still_delivers_locally,
+    ensure_rooms_subscribes_just_the_joined_rooms
 );
 
 const DYNAMIC: PubSubMode = PubSubMode::Sharded(SubscriptionMode::Dynamic);
 
 /// A room name of 20 characters: Node takes it for a socket id.
 const ID_LIKE: &str = "ABCDEFGHIJKLMNOPQRST";
+
+/// A join subscribes the joined room's channel only, without the full reconciliation (which
+/// lists every local membership: per join, a join storm of N sockets was O(N²)); the full one
+/// later agrees with it, and a room named like a local socket id stays that socket's channel.
+async fn ensure_rooms_subscribes_just_the_joined_rooms(mode: PubSubMode) {
+    let bus = MemoryBus::default();
+    let quiet = AdapterConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        pubsub: mode,
+        // No periodic reconciliation during the test: what is subscribed is ensure's doing.
+        room_sync_interval: Duration::from_secs(3600),
+        ..AdapterConfig::default()
+    };
+    let n0 = node_with(&bus, 0, 2, quiet).await;
+    let n1 = node(&bus, 1, 1, mode).await;
+    let red = "socket.io#/#red#".to_string();
+    let blue = "socket.io#/#blue#".to_string();
+    let own = format!("socket.io#/#{}#", n0.sids[0]);
+    assert!(n0.control.channels().contains(&own), "initial sync");
+    n0.local().add_all(n0.sids[0], "red");
+    n0.local().add_all(n0.sids[1], "blue");
+    let before = n0.handle.subscribed_room_count("/").await.unwrap();
+    let rooms = vec!["red".to_string(), "red".to_string(), n0.sids[0].to_string()];
+    n0.handle.ensure_rooms("/", &rooms).await.unwrap();
+    let chans = n0.control.channels();
+    assert!(chans.contains(&red), "the joined room is subscribed");
+    assert!(!chans.contains(&blue), "a room not named is left to the reconciliation");
+    assert_eq!(
+        n0.handle.subscribed_room_count("/").await.unwrap(),
+        before + 1,
+        "red once; the own-id room is the socket's channel, already there"
+    );
+    // From another node, the joined room is reached at once.
+    n1.adapter
+        .broadcast(event("to-red"), to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    eventually("delivery to the joined room", || {
+        n0.ns.sent_to(n0.sids[0]) == vec![sent("to-red")]
+    })
+    .await;
+    // The full reconciliation then adds blue and takes nothing away.
+    n0.handle.sync_rooms("/").await.unwrap();
+    let chans = n0.control.channels();
+    assert!(chans.contains(&red) && chans.contains(&blue) && chans.contains(&own));
+}
 
 #[tokio::test]
 async fn sharded_room_channels_follow_the_subscription_mode() {

@@ -59,6 +59,8 @@ pub(crate) trait LocalOps: Send + Sync {
     fn local_rooms(&self) -> Vec<String>;
     /// Rooms and socket ids whose channels this node must be subscribed to.
     fn wanted(&self) -> (HashSet<Room>, HashSet<Sid>);
+    /// Whether `sid` is a socket of this node (O(1)).
+    fn is_local(&self, sid: Sid) -> bool;
 }
 
 /// Subscribed room channels: rooms by name, socket ids as `Sid`.
@@ -276,6 +278,53 @@ impl NsShared {
         })
         .await?;
         apply(pubsub, &mut subs.sids, sid_diff, |id| {
+            self.channels.room(&id.to_string())
+        })
+        .await
+    }
+
+    /// Subscribes the channels of `rooms` that local sockets just joined (a socket's own id
+    /// counts as its socket channel), those not subscribed yet, without listing the namespace:
+    /// O(rooms), so a join or a connection costs the same at any number of local sockets
+    /// (the full [`sync_rooms`](Self::sync_rooms) is O(local memberships), and a join storm of
+    /// N sockets that ran it per join was O(N²)). Unsubscribing emptied rooms is left to the
+    /// periodic reconciliation. Same rules as `sync_rooms`: a room named like a local socket id
+    /// is that socket's channel; sharded modes subscribe only rooms with a channel of their own.
+    pub(crate) async fn ensure_rooms(&self, pubsub: &PubSub, rooms: &[String]) -> Result<(), Error> {
+        let Some(ops) = self.ops() else {
+            return Ok(());
+        };
+        let sharded = self.mode.sharded();
+        let mut subs = self.subs.lock().await;
+        let mut new_rooms: Vec<Room> = Vec::new();
+        let mut new_sids: Vec<Sid> = Vec::new();
+        for r in rooms {
+            match as_sid(r).filter(|id| ops.is_local(*id)) {
+                Some(id) => {
+                    if sharded != Some(SubscriptionMode::Static)
+                        && !subs.sids.contains(&id)
+                        && !new_sids.contains(&id)
+                    {
+                        new_sids.push(id);
+                    }
+                }
+                None => {
+                    let room = Room::from(r.clone());
+                    if sharded.is_none_or(|m| room_has_channel(m, r))
+                        && !subs.rooms.contains(&room)
+                        && !new_rooms.contains(&room)
+                    {
+                        new_rooms.push(room);
+                    }
+                }
+            }
+        }
+        drop(ops);
+        apply(pubsub, &mut subs.rooms, RoomDiff::adding(new_rooms), |r| {
+            self.channels.room(r)
+        })
+        .await?;
+        apply(pubsub, &mut subs.sids, RoomDiff::adding(new_sids), |id| {
             self.channels.room(&id.to_string())
         })
         .await

@@ -32,6 +32,14 @@ pub(crate) struct RoomDiff<K> {
 }
 
 impl<K> RoomDiff<K> {
+    /// Subscribe `keys`, unsubscribe nothing.
+    pub(crate) fn adding(keys: Vec<K>) -> Self {
+        RoomDiff {
+            subscribe: keys,
+            unsubscribe: Vec::new(),
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.subscribe.is_empty() && self.unsubscribe.is_empty()
     }
@@ -75,7 +83,6 @@ impl<K: Hash + Eq + Clone + Ord> RoomSubscriptions<K> {
         self.subscribed.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(&self, key: &K) -> bool {
         self.subscribed.contains(key)
     }

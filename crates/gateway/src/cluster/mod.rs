@@ -92,6 +92,23 @@ impl crate::cluster_view::ClusterView for AdapterView {
         })
     }
 
+    fn ensure_rooms(
+        &self,
+        nsp: String,
+        rooms: Vec<String>,
+    ) -> futures_util::future::BoxFuture<'static, ()> {
+        let handle = self.0.clone();
+        Box::pin(async move {
+            // Bounded like `sync_rooms`.
+            let sync = handle.ensure_rooms(&nsp, &rooms);
+            match tokio::time::timeout(Duration::from_secs(2), sync).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room subscription failed"),
+                Err(_) => tracing::debug!(%nsp, "room subscription timed out"),
+            }
+        })
+    }
+
     fn presence(
         &self,
         nsp: String,
