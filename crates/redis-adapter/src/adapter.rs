@@ -235,19 +235,27 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         // options copy the room names (the packet keeps its own), the Node packet is the JSON
         // text re-parsed into msgpack values (the two formats differ), and PUBLISH needs owned
         // bytes and channel name.
-        // Local delivery first: it does not depend on Redis being up.
-        let local = self.node.local.broadcast(packet, opts);
-        if let Some((p, wopts)) = remote {
-            let (chan, msg) = self
-                .broadcast_message(p, wopts)
-                .map_err(AdapterError::from)?;
-            self.node
-                .core
-                .publish(chan, msg)
-                .await
-                .map_err(AdapterError::from)?;
+        let publish = async {
+            let Some((p, wopts)) = remote else {
+                return Ok(());
+            };
+            let (chan, msg) = self.broadcast_message(p, wopts)?;
+            self.node.core.publish(chan, msg).await?;
             self.node.core.stats.published(MsgType::Broadcast);
-        }
+            Ok::<(), Error>(())
+        };
+        let mut publish = std::pin::pin!(publish);
+        // Polled once before local delivery: that encodes the message and queues the PUBLISH
+        // in the Redis client, whose own task writes it while this node delivers locally, so
+        // the other nodes' fan-out runs alongside this one's instead of after it. Local
+        // delivery never waits for Redis (it does not depend on Redis being up).
+        let early = futures_util::poll!(publish.as_mut());
+        let local = self.node.local.broadcast(packet, opts);
+        let remote = match early {
+            std::task::Poll::Ready(r) => r,
+            std::task::Poll::Pending => publish.await,
+        };
+        remote.map_err(AdapterError::from)?;
         local.map_err(BroadcastError::from)
     }
 
