@@ -31,7 +31,6 @@ pub mod replay;
 pub mod ring;
 pub mod since;
 pub mod stream;
-pub mod stream_id;
 
 use std::{
     collections::HashMap,
@@ -72,7 +71,7 @@ pub struct Appended {
     pub room: String,
     pub event: String,
     pub args: Args,
-    pub id: stream_id::StreamId,
+    pub id: sio_wire::history::StreamId,
     pub epoch: Epoch,
 }
 
@@ -316,7 +315,7 @@ mod tests {
         ));
         let other = Since {
             offset: "2".into(),
-            epoch: Epoch::random(),
+            epoch: epoch::random(),
         };
         assert!(matches!(g.recover(&other), Ok(Recovery::OtherEpoch)));
         assert_eq!(h.metrics.appends.get(), 12);
