@@ -4,7 +4,8 @@
 // offsets are checked end to end against a witness that never left). Redis restarted with its
 // data gone: the rejoin answers recovered:false, reason "epoch", and replays nothing.
 // sio-emit given the same --history rules appends like a node: its broadcasts are delivered
-// with offsets, in one sequence with the nodes' publishes, and replayed exactly once.
+// with offsets, in one sequence with the nodes' publishes, and replayed exactly once (classic and
+// sharded pub/sub).
 import { test } from "node:test";
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -267,3 +268,34 @@ function cmpId(x, y) {
   const [a, b] = [x, y].map((s) => s.split("-").map(BigInt));
   return a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1;
 }
+
+test("sio-emit --pubsub sharded with --history: the same, on sharded nodes", { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const extra = [...HISTORY, "--redis-pubsub", "sharded"];
+  const n1 = track(t, await startNode(redis.url, "gateway-1", extra));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", extra));
+  const room = "chat:sharded";
+  const emit = (n) => sioEmit(["--redis", redis.url, "--pubsub", "sharded", "--history", "chat:*=5000/10m",
+    "--to", room, "emit", "msg", JSON.stringify({ n })]);
+  const a = await connected(client(t, n1.url));
+  const gotA = collect(a, "msg");
+  const pos = await a.emitWithAck("join", { room });
+  assert.equal(pos.ok, true, JSON.stringify(pos));
+  for (let n = 0; n < 4; n++) assert.equal(await emit(n), 0);
+  await waitFor(() => gotA.length === 4, { what: "4 messages on node 1" });
+  assert.deepEqual(gotA.map((m) => m.args[0].n), [0, 1, 2, 3]);
+  assert.ok(gotA.every((m) => m.mark.room === room && m.mark.epoch === pos.epoch), JSON.stringify(gotA));
+  const b = await connected(client(t, n2.url));
+  const gotB = collect(b, "msg");
+  const ack = await b.emitWithAck("join", { room, since: { offset: gotA[0].mark.offset, epoch: pos.epoch } });
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.equal(ack.missed, 3);
+  assert.equal(await emit(4), 0);
+  await waitFor(() => gotA.length === 5 && gotB.length === 4, { what: "the live one on both" });
+  assert.deepEqual(ids(gotB), ids(gotA).slice(1));
+  for (const node of [n1, n2]) {
+    const m = await scrapeMetrics(node.url + "/metrics");
+    assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 0);
+  }
+});
