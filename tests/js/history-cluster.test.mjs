@@ -3,6 +3,9 @@
 // with its offset and gets every message it missed exactly once, in order, then live ones (the
 // offsets are checked end to end against a witness that never left). Redis restarted with its
 // data gone: the rejoin answers recovered:false, reason "epoch", and replays nothing.
+// sio-emit given the same --history rules appends like a node: its broadcasts are delivered
+// with offsets, in one sequence with the nodes' publishes, and replayed exactly once (classic and
+// sharded pub/sub).
 import { test } from "node:test";
 import { spawn } from "node:child_process";
 import path from "node:path";
@@ -36,9 +39,9 @@ const ids = (got) => got.map((m) => m.mark.offset);
 const EMIT_BIN = process.env.SIO_EMIT_BIN || path.join(ROOT, "target/debug/sio-emit");
 
 /** Run sio-emit to completion, resolving its exit code. */
-function sioEmit(args) {
+function sioEmit(args, env = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(EMIT_BIN, args, { stdio: "ignore" });
+    const child = spawn(EMIT_BIN, args, { stdio: "ignore", env: { ...process.env, ...env } });
     const timer = setTimeout(() => { child.kill("SIGKILL"); reject(new Error("sio-emit timed out")); }, 15_000);
     child.once("exit", (code) => { clearTimeout(timer); resolve(code); });
     child.once("error", (e) => { clearTimeout(timer); reject(e); });
@@ -185,4 +188,114 @@ test("Redis restarted with its data gone: recovered:false, reason epoch, nothing
   assert.deepEqual(raw[0], ["x"], "no trailing mark");
   const m = await scrapeMetrics(n2.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 1);
+});
+
+test("sio-emit with the same --history rules: appended, delivered with offsets, replayed exactly once", { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", HISTORY));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", HISTORY));
+  const room = "chat:emit";
+  // The rules as the nodes have them, once by flag and once by env.
+  const byFlag = (n) => sioEmit(["--redis", redis.url, "--history", "chat:*=5000/10m", "--history", "t:*=10",
+    "--to", room, "emit", "msg", JSON.stringify({ n })]);
+  const byEnv = (n) => sioEmit(["--redis", redis.url, "--to", room, "emit", "msg", JSON.stringify({ n })],
+    { SIO_EMIT_HISTORY: "chat:*=5000/10m,t:*=10" });
+
+  const a = await connected(client(t, n1.url));
+  const gotA = collect(a, "msg");
+  const pos = await a.emitWithAck("join", { room });
+  assert.equal(pos.ok, true, JSON.stringify(pos));
+  // The emitter's broadcasts and a node's publishes, in turn: one sequence of offsets.
+  const pub = await connected(client(t, n2.url));
+  let n = 0;
+  for (; n < 6; n++) {
+    if (n % 3 === 2) assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { n } }), { ok: true });
+    else assert.equal(await (n % 3 === 0 ? byFlag(n) : byEnv(n)), 0);
+  }
+  await waitFor(() => gotA.length === 6, { what: "6 messages on node 1" });
+  assert.deepEqual(gotA.map((m) => m.args[0].n), [0, 1, 2, 3, 4, 5]);
+  assert.ok(gotA.every((m) => m.mark.room === room && m.mark.epoch === pos.epoch), JSON.stringify(gotA));
+  const offs = ids(gotA);
+  assert.ok(offs.every((o, i) => i === 0 || cmpId(offs[i - 1], o) < 0), `offsets in order: ${offs}`);
+
+  // Later, a second client rejoins with `since` at an earlier offset, on each node, while
+  // sio-emit goes on publishing: the replay holds the emitter's messages, once, in order, then
+  // live ones follow with no gap and no duplicate.
+  let running = true;
+  const emitting = (async () => {
+    while (running) assert.equal(await byFlag(n++), 0);
+  })();
+  const late = [];
+  for (const node of [n1, n2]) {
+    const b = await connected(client(t, node.url));
+    const got = collect(b, "msg");
+    const ack = await b.emitWithAck("join", { room, since: { offset: gotA[1].mark.offset, epoch: pos.epoch } });
+    assert.equal(ack.ok, true, JSON.stringify(ack));
+    assert.equal(ack.recovered, true, JSON.stringify(ack));
+    assert.ok(ack.missed >= 4, JSON.stringify(ack));
+    late.push({ got, ack });
+  }
+  await waitFor(() => n >= 10, { what: "sio-emit published during the rejoins" });
+  running = false;
+  await emitting;
+  await waitFor(() => gotA.length === n, { what: `node 1's first client got all ${n}` });
+  for (const { got } of late) {
+    await waitFor(() => got.length === n - 2, { what: `the rejoined client caught up (${n - 2})` });
+    assert.deepEqual(ids(got), offs.slice(2).concat(ids(gotA).slice(6)), "every offset after `since` once, in order");
+    assert.deepEqual(got.map((m) => m.args[0].n), gotA.slice(2).map((m) => m.args[0].n));
+  }
+  assert.deepEqual(gotA.map((m) => m.args[0].n), [...Array(n).keys()], "live order = publish order");
+
+  // A broadcast to the history room with another room is refused (exit 1), nothing published.
+  assert.equal(await sioEmit(["--redis", redis.url, "--history", "chat:*=5000/10m", "--to", room, "--to", "lobby",
+    "emit", "msg", JSON.stringify({ n: -1 })]), 1);
+  // Backends read the emitter's messages from the same stream.
+  const h = await (await fetch(n2.url + "/api/v1/rooms/chat%3Aemit/history",
+    { headers: { authorization: `Bearer ${API_KEY}` } })).json();
+  assert.deepEqual(h.messages.map((m) => m.offset), ids(gotA));
+  assert.equal(h.messages[0].event, "msg");
+  assert.deepEqual(h.messages[0].args, [{ n: 0 }]);
+  for (const node of [n1, n2]) {
+    const m = await scrapeMetrics(node.url + "/metrics");
+    assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 0, "nothing bypassed the history");
+  }
+  assert.equal(gotA.length, n, "the refused emit was not delivered");
+});
+
+/** Order of two stream ids `<ms>-<seq>`. */
+function cmpId(x, y) {
+  const [a, b] = [x, y].map((s) => s.split("-").map(BigInt));
+  return a[0] === b[0] ? (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0) : a[0] < b[0] ? -1 : 1;
+}
+
+test("sio-emit --pubsub sharded with --history: the same, on sharded nodes", { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const extra = [...HISTORY, "--redis-pubsub", "sharded"];
+  const n1 = track(t, await startNode(redis.url, "gateway-1", extra));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", extra));
+  const room = "chat:sharded";
+  const emit = (n) => sioEmit(["--redis", redis.url, "--pubsub", "sharded", "--history", "chat:*=5000/10m",
+    "--to", room, "emit", "msg", JSON.stringify({ n })]);
+  const a = await connected(client(t, n1.url));
+  const gotA = collect(a, "msg");
+  const pos = await a.emitWithAck("join", { room });
+  assert.equal(pos.ok, true, JSON.stringify(pos));
+  for (let n = 0; n < 4; n++) assert.equal(await emit(n), 0);
+  await waitFor(() => gotA.length === 4, { what: "4 messages on node 1" });
+  assert.deepEqual(gotA.map((m) => m.args[0].n), [0, 1, 2, 3]);
+  assert.ok(gotA.every((m) => m.mark.room === room && m.mark.epoch === pos.epoch), JSON.stringify(gotA));
+  const b = await connected(client(t, n2.url));
+  const gotB = collect(b, "msg");
+  const ack = await b.emitWithAck("join", { room, since: { offset: gotA[0].mark.offset, epoch: pos.epoch } });
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.equal(ack.missed, 3);
+  assert.equal(await emit(4), 0);
+  await waitFor(() => gotA.length === 5 && gotB.length === 4, { what: "the live one on both" });
+  assert.deepEqual(ids(gotB), ids(gotA).slice(1));
+  for (const node of [n1, n2]) {
+    const m = await scrapeMetrics(node.url + "/metrics");
+    assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 0);
+  }
 });

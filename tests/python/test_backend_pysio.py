@@ -144,3 +144,31 @@ def test_redis_manager_write_only_reaches_gateway_clients(gateway_factory, redis
         for x in clients:
             if x.sio.connected:
                 x.sio.disconnect()
+
+
+@pytest.mark.timeout(60)
+def test_redis_manager_emits_into_history_rooms_bypass_and_are_counted(gateway_factory, redis_url):
+    """python-socketio cannot append to a room's history: its emit into a history room is
+    delivered without an offset and counted in history_bypassed_total by each node (each
+    applies it)."""
+    flags = ("--redis", redis_url, "--pysio-channel", CHANNEL, "--history", "hist:*=10",
+             "--cluster-secret", "pysio-cluster-secret-0123")
+    n1 = gateway_factory(*flags, "--node-id", "py-1")
+    n2 = gateway_factory(*flags, "--node-id", "py-2")
+    wait_until(lambda: urllib.request.urlopen(n1 + "/readyz").status == 200, "node 1 ready")
+    wait_until(lambda: urllib.request.urlopen(n2 + "/readyz").status == 200, "node 2 ready")
+    a = Recorder(n1)
+    try:
+        assert a.sio.call("join", "hist:a", timeout=5)["ok"] is True
+        a.join("plain")
+        mgr = socketio.RedisManager(redis_url, channel=CHANNEL, write_only=True)
+        mgr.emit("news", "not a history room", room="plain")
+        mgr.emit("news", "into history", room="hist:a")
+        wait_until(lambda: len(a.got) == 2, "a gets both")
+        assert a.got == [["not a history room"], ["into history"]], "no offset appended"
+        assert metric(n1, "sio_gateway_history_bypassed_total", "") == 1
+        wait_until(lambda: metric(n2, "sio_gateway_history_bypassed_total", "") == 1, "node 2 counts it too")
+        assert metric(n1, "sio_gateway_history_appends_total", "") == 0
+    finally:
+        if a.sio.connected:
+            a.sio.disconnect()

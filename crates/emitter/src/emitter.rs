@@ -10,16 +10,25 @@
 //! published with `SPUBLISH`: broadcasts on the room's own channel when the subscription mode
 //! gives it one, everything else on `key#nsp#`. The Node `@socket.io/redis-emitter` has no
 //! such mode.
+//!
+//! History rooms ([`EmitterOptions::history`], the gateways' `--history` rules): a broadcast
+//! into one is first appended to the room's Redis Stream, as a gateway appends it (the format
+//! is sio-wire's `history`), then published with the mark `{room, offset, epoch}` as its last
+//! argument, so every node delivers it with its offset and a recovering client gets it in its
+//! replay. Such a broadcast names that one room only ([`EmitError::HistoryRoomWithOthers`]).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use fred::clients::Client;
+use fred::interfaces::LuaInterface;
 use fred::interfaces::PubsubInterface;
 use sio_wire::{
     BroadcastFlags, BroadcastMessage, BroadcastOptions, ClusterBody, ClusterMessage, EMITTER_UID,
     Flag, NamespaceChannels, OptsLayout, Packet, RESERVED_EVENTS, Request, SubscriptionMode, Value,
-    request::RoomsOpts, sharded_publish_channel,
+    history::{Epoch, HistorySpec, Mark, StreamId, stream},
+    request::RoomsOpts,
+    sharded_publish_channel,
 };
 
 use crate::args::Arg;
@@ -34,6 +43,12 @@ pub struct EmitterOptions {
     /// (`SPUBLISH`), `mode` being the adapters' subscription mode (it decides which broadcasts
     /// go on a room's own channel).
     pub sharded: Option<SubscriptionMode>,
+    /// The gateways' room history rules (`--history GLOB=SIZE[/TTL]`, first match wins): give
+    /// the same ones. A broadcast into a matching room is appended to its history before it is
+    /// published, and carries its offset. Empty (the default): nothing is appended, and such a
+    /// broadcast reaches a history room without an offset (counted by the gateways in
+    /// `sio_gateway_history_bypassed_total`).
+    pub history: Vec<HistorySpec>,
 }
 
 impl Default for EmitterOptions {
@@ -41,6 +56,7 @@ impl Default for EmitterOptions {
         Self {
             key: sio_wire::DEFAULT_KEY.to_owned(),
             sharded: None,
+            history: Vec::new(),
         }
     }
 }
@@ -226,15 +242,44 @@ impl Emitter {
         })
     }
 
+    fn client(&self) -> Result<&Client, fred::error::Error> {
+        self.client.as_ref().ok_or_else(|| {
+            fred::error::Error::new(
+                fred::error::ErrorKind::Config,
+                "detached emitter has no Redis client",
+            )
+        })
+    }
+
+    /// The history rule `room` falls under (the first that matches), if any.
+    pub fn history_spec(&self, room: &str) -> Option<&HistorySpec> {
+        self.opts.history.iter().find(|s| s.matches(room))
+    }
+
+    /// Append a message to `room`'s history (its Redis Stream, as a gateway appends it);
+    /// returns its offset and the history's epoch.
+    async fn append(
+        &self,
+        room: &str,
+        spec: &HistorySpec,
+        event: &str,
+        args: &[Value],
+    ) -> Result<(StreamId, Epoch), EmitError> {
+        let json = stream::args_json(args)?;
+        let argv = stream::append_args(spec, &Epoch::from_bits(rand::random()), event, &json);
+        let keys = stream::keys(self.channels.nsp(), room).to_vec();
+        let client = self.client().map_err(EmitError::HistoryAppend)?;
+        let reply: Vec<String> = client
+            .eval(stream::APPEND, keys, argv)
+            .await
+            .map_err(EmitError::HistoryAppend)?;
+        Ok(stream::append_reply(&reply)?)
+    }
+
     /// Publish a prepared message (`SPUBLISH` in sharded mode); returns the number of
     /// subscribers that got it.
     pub async fn publish_counted(&self, msg: Outgoing) -> Result<i64, EmitError> {
-        let client = self.client.as_ref().ok_or_else(|| {
-            EmitError::Publish(fred::error::Error::new(
-                fred::error::ErrorKind::Config,
-                "detached emitter has no Redis client",
-            ))
-        })?;
+        let client = self.client()?;
         let payload = Bytes::from(msg.payload);
         Ok(if self.opts.sharded.is_some() {
             client.spublish::<i64, _, _>(msg.channel, payload).await?
@@ -255,6 +300,23 @@ fn event_data<A: Into<Arg>>(event: &str, args: impl IntoIterator<Item = A>) -> V
     data.push(Value::from(event));
     data.extend(args.map(|a| a.into().into_value()));
     data
+}
+
+fn check_event(event: &str) -> Result<(), EmitError> {
+    if RESERVED_EVENTS.contains(&event) {
+        return Err(EmitError::ReservedEvent(event.to_owned()));
+    }
+    Ok(())
+}
+
+/// The trailing argument of a history room's message (sio-wire's shape, as gateways send it).
+fn mark(room: &str, offset: StreamId, epoch: &Epoch) -> Value {
+    Mark {
+        room,
+        offset,
+        epoch: epoch.as_str(),
+    }
+    .to_value()
 }
 
 /// A room name or a list of them (like the Node emitter's `string | string[]`).
@@ -350,19 +412,66 @@ impl BroadcastOperator {
         }
     }
 
+    /// The history room this broadcast goes to, with its rule: `None` when no targeted room
+    /// keeps a history; an error when one does and other rooms are targeted too (each socket
+    /// gets a broadcast once, so it could carry only one room's offset).
+    pub fn history_room(&self) -> Result<Option<(&str, &HistorySpec)>, EmitError> {
+        if self.emitter.opts.history.is_empty() {
+            return Ok(None);
+        }
+        match self.rooms.as_slice() {
+            [room] => Ok(self.emitter.history_spec(room).map(|s| (room.as_str(), s))),
+            rooms => match rooms
+                .iter()
+                .find(|r| self.emitter.history_spec(r).is_some())
+            {
+                Some(r) => Err(EmitError::HistoryRoomWithOthers(r.clone())),
+                None => Ok(None),
+            },
+        }
+    }
+
     /// The broadcast message for `emit(event, args)`: msgpack
     /// `["emitter", {type:2, data:[event, ...args], nsp}, {rooms, flags, except}]` on `key#nsp#`,
     /// or on `key#nsp#room#` when exactly one room is targeted.
+    ///
+    /// Into a history room this fails ([`EmitError::HistoryNeedsAppend`]): its message needs
+    /// the offset the append gives ([`BroadcastOperator::emit_message_appended`]; `emit` does
+    /// both).
     pub fn emit_message<A: Into<Arg>>(
         &self,
         event: &str,
         args: impl IntoIterator<Item = A>,
     ) -> Result<Outgoing, EmitError> {
-        if RESERVED_EVENTS.contains(&event) {
-            return Err(EmitError::ReservedEvent(event.to_owned()));
+        check_event(event)?;
+        if let Some((room, _)) = self.history_room()? {
+            return Err(EmitError::HistoryNeedsAppend(room.to_owned()));
         }
+        self.broadcast(event_data(event, args))
+    }
+
+    /// The broadcast message of a history room's `emit(event, args)`, once appended at
+    /// `offset` in `epoch`: the arguments are followed by the mark `{room, offset, epoch}`.
+    pub fn emit_message_appended<A: Into<Arg>>(
+        &self,
+        event: &str,
+        args: impl IntoIterator<Item = A>,
+        offset: StreamId,
+        epoch: &Epoch,
+    ) -> Result<Outgoing, EmitError> {
+        check_event(event)?;
+        let Some((room, _)) = self.history_room()? else {
+            return Err(EmitError::NotAHistoryRoom);
+        };
+        let mut data = event_data(event, args);
+        data.push(mark(room, offset, epoch));
+        self.broadcast(data)
+    }
+
+    /// The broadcast of `data` (`[event, ...args]`) in the emitter's protocol.
+    fn broadcast(&self, data: Vec<Value>) -> Result<Outgoing, EmitError> {
         let channels = &self.emitter.channels;
-        let packet = Packet::with_data(channels.nsp(), Value::Array(event_data(event, args)));
+        let packet = Packet::with_data(channels.nsp(), Value::Array(data));
         let opts = BroadcastOptions {
             rooms: self.rooms.clone(),
             except: self.except.clone(),
@@ -387,13 +496,24 @@ impl BroadcastOperator {
         })
     }
 
-    /// Emit `event` with `args` to the selected sockets.
+    /// Emit `event` with `args` to the selected sockets. Into a history room, the message is
+    /// appended to the room's history first and published with its offset; if the append
+    /// fails, nothing is published.
     pub async fn emit<A: Into<Arg>>(
         &self,
         event: &str,
         args: impl IntoIterator<Item = A>,
     ) -> Result<(), EmitError> {
-        let msg = self.emit_message(event, args)?;
+        check_event(event)?;
+        let msg = match self.history_room()? {
+            None => self.broadcast(event_data(event, args))?,
+            Some((room, spec)) => {
+                let mut data = event_data(event, args);
+                let (offset, epoch) = self.emitter.append(room, spec, event, &data[1..]).await?;
+                data.push(mark(room, offset, &epoch));
+                self.broadcast(data)?
+            }
+        };
         self.emitter.publish(msg).await
     }
 

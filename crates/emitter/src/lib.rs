@@ -15,6 +15,10 @@
 //! ```
 //!
 //! All wire formats come from `sio-wire`; this crate only chooses what to send and publishes it.
+//!
+//! Given the gateways' room history rules ([`EmitterOptions::history`], the same as their
+//! `--history`), a broadcast into a history room is appended to the room's Redis Stream first,
+//! as a gateway appends it, and carries its offset: recoverable like a node's broadcast.
 
 mod args;
 mod emitter;
@@ -25,3 +29,5 @@ pub use emitter::{BroadcastOperator, Emitter, EmitterOptions, IntoRooms, Outgoin
 pub use error::EmitError;
 /// Event names the emitter refuses (as the Node emitter does); defined once in `sio-wire`.
 pub use sio_wire::RESERVED_EVENTS;
+/// A room history rule (`GLOB=SIZE[/TTL]`), parsed as the gateway parses `--history`.
+pub use sio_wire::history::HistorySpec;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use fred::prelude::{Builder, ClientLike, Config};
 use sio_emitter::{Arg, Emitter, EmitterOptions};
-use sio_wire::SubscriptionMode;
+use sio_wire::{SubscriptionMode, history::HistorySpec};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,6 +46,17 @@ struct Cli {
     /// room's own channel).
     #[arg(long, value_enum, default_value_t = Mode::Dynamic, env = "SIO_EMIT_SUBSCRIPTION_MODE")]
     subscription_mode: Mode,
+    /// The gateways' room history rules, `GLOB=SIZE[/TTL]` (give the same as their
+    /// `--history`; repeat or comma-separate; first match wins): an emit into a matching room
+    /// is appended to its history first and delivered with its offset
+    #[arg(
+        long = "history",
+        env = "SIO_EMIT_HISTORY",
+        value_name = "GLOB=SIZE[/TTL]",
+        value_delimiter = ',',
+        value_parser = parse_history
+    )]
+    history: Vec<HistorySpec>,
     /// Seconds to wait for the Redis connection.
     #[arg(long, default_value_t = 5)]
     connect_timeout: u64,
@@ -93,6 +104,11 @@ enum Command {
     },
     /// Send EVENT with JSON arguments to the servers' serverSideEmit handlers.
     ServerSideEmit { event: String, args: Vec<String> },
+}
+
+/// `--history`: the same rules and errors as the gateway's.
+fn parse_history(s: &str) -> Result<HistorySpec, String> {
+    HistorySpec::parse(s)
 }
 
 fn parse_args(args: &[String]) -> Result<Vec<Arg>> {
@@ -161,6 +177,7 @@ async fn run(cli: Cli) -> Result<()> {
                 Mode::DynamicPrivate => SubscriptionMode::DynamicPrivate,
                 Mode::Static => SubscriptionMode::Static,
             }),
+            history: cli.history.clone(),
         },
     )
     .of(&cli.nsp);

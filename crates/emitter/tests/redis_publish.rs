@@ -132,3 +132,110 @@ async fn a_dead_redis_is_an_error() {
         Err(EmitError::Publish(_))
     ));
 }
+
+fn history_emitter(client: Client) -> Emitter {
+    Emitter::new(
+        client,
+        EmitterOptions {
+            history: vec![sio_wire::history::HistorySpec::parse("chat:*=100/10m").expect("rule")],
+            ..EmitterOptions::default()
+        },
+    )
+}
+
+/// A history room's emit is appended to the room's stream (the gateway's format) before it is
+/// published, and the published message carries that offset and epoch as its last argument.
+#[tokio::test]
+async fn history_rooms_are_appended_then_published_with_their_offset() {
+    use sio_wire::history::{StreamId, stream};
+    let redis = Redis::start();
+    let sub = client(&redis.url()).await;
+    let mut rx = sub.message_rx();
+    sub.psubscribe("*").await.expect("psubscribe");
+    let kv = client(&redis.url()).await;
+    let e = history_emitter(client(&redis.url()).await);
+    let [stream_key, meta_key] = stream::keys("/", "chat:a");
+
+    for n in 0..2i64 {
+        e.to("chat:a")
+            .emit("msg", [Arg::from(serde_json::json!({ "n": n }))])
+            .await
+            .expect("emit");
+    }
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = kv
+        .xrange(&stream_key, "-", "+", None)
+        .await
+        .expect("xrange");
+    assert_eq!(entries.len(), 2, "both appended");
+    assert_eq!(entries[1].1["e"], "msg");
+    assert_eq!(entries[1].1["a"], r#"[{"n":1}]"#);
+    let epoch: String = kv.hget(&meta_key, "e").await.expect("epoch");
+    let ttl: i64 = kv.pttl(&stream_key).await.expect("pttl");
+    assert!(ttl > 0 && ttl <= 600_000, "the rule's TTL: {ttl}");
+
+    for (id, _) in &entries {
+        let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("message in time")
+            .expect("rx");
+        assert_eq!(&*msg.channel, "socket.io#/#chat:a#");
+        let got: Vec<u8> = msg.value.convert().expect("bytes");
+        let want = e
+            .to("chat:a")
+            .emit_message_appended(
+                "msg",
+                [Arg::from(
+                    serde_json::json!({ "n": entries.iter().position(|x| &x.0 == id).unwrap() }),
+                )],
+                StreamId::parse(id).expect("id"),
+                &sio_wire::history::Epoch::parse(&epoch).expect("epoch"),
+            )
+            .expect("build");
+        assert_eq!(
+            got, want.payload,
+            "published with the stream's offset and epoch"
+        );
+    }
+
+    // Other rooms are not appended; several rooms with a history room among them are refused,
+    // and nothing is appended or published.
+    e.to("lobby")
+        .emit("msg", [Arg::from(1i64)])
+        .await
+        .expect("emit");
+    let r = e
+        .to(["chat:a", "lobby"])
+        .emit("msg", [Arg::from(1i64)])
+        .await;
+    assert!(
+        matches!(r, Err(EmitError::HistoryRoomWithOthers(ref room)) if room == "chat:a"),
+        "{r:?}"
+    );
+    let n: u64 = kv.xlen(&stream_key).await.expect("xlen");
+    assert_eq!(n, 2);
+    let msg = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("message in time")
+        .expect("rx");
+    assert_eq!(
+        &*msg.channel, "socket.io#/#lobby#",
+        "the refused emit was not published"
+    );
+    let lobby: bool = kv
+        .exists(stream::keys("/", "lobby").to_vec())
+        .await
+        .expect("exists");
+    assert!(!lobby, "no history for other rooms");
+
+    // Redis gone: the append fails, nothing is published.
+    drop(redis);
+    let r = tokio::time::timeout(
+        Duration::from_secs(20),
+        e.to("chat:a").emit("msg", [Arg::from(1i64)]),
+    )
+    .await;
+    assert!(
+        matches!(r, Ok(Err(EmitError::HistoryAppend(_)))),
+        "got {r:?}"
+    );
+}

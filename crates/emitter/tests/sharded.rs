@@ -81,3 +81,74 @@ fn join_leave_disconnect_and_server_side_emit_go_on_the_namespace_channel() {
         r#"{"type":9,"data":{"packet":["ping",2]},"uid":"emitter","nsp":"/admin"}"#
     );
 }
+
+/// A history room's broadcast is only built with its offset (after the append), in both
+/// protocols; several rooms with a history room among them are refused.
+#[test]
+fn history_rooms_carry_the_mark_in_both_protocols() {
+    use sio_emitter::EmitError;
+    use sio_wire::history::{Epoch, HistorySpec, StreamId};
+    let id = StreamId::parse("1733400000000-2").unwrap();
+    let epoch = Epoch::from_bits(0xab);
+    let mark = json!({"room": "chat:a", "offset": "1733400000000-2", "epoch": "00000000000000ab"});
+    for sharded in [None, Some(SubscriptionMode::Dynamic)] {
+        let e = Emitter::detached(EmitterOptions {
+            sharded,
+            history: vec![HistorySpec::parse("chat:*=10").unwrap()],
+            ..EmitterOptions::default()
+        });
+        let unmarked = e.to("chat:a").emit_message("msg", [Arg::from(json!(1))]);
+        assert!(
+            matches!(unmarked, Err(EmitError::HistoryNeedsAppend(ref r)) if r == "chat:a"),
+            "{unmarked:?}"
+        );
+        let out = e
+            .to("chat:a")
+            .except("muted")
+            .emit_message_appended("msg", [Arg::from(json!(1))], id, &epoch)
+            .unwrap();
+        assert_eq!(out.channel, "socket.io#/#chat:a#");
+        let data = if sharded.is_some() {
+            let m = ClusterMessage::decode(&out.payload).unwrap();
+            let ClusterBody::Broadcast { packet, .. } = m.body else {
+                panic!("a broadcast")
+            };
+            packet.data
+        } else {
+            sio_wire::BroadcastMessage::decode(&out.payload)
+                .unwrap()
+                .packet
+                .data
+        };
+        let data = sio_wire::json::to_serde(&data);
+        assert_eq!(
+            data,
+            json!(["msg", 1, mark]),
+            "the mark trails the arguments"
+        );
+        for two in [e.to(["chat:a", "lobby"]), e.to(["lobby", "chat:b"])] {
+            let r = two.emit_message("msg", [Arg::from(json!(1))]);
+            assert!(
+                matches!(r, Err(EmitError::HistoryRoomWithOthers(_))),
+                "{r:?}"
+            );
+            let r = two.emit_message_appended("msg", [Arg::from(json!(1))], id, &epoch);
+            assert!(
+                matches!(r, Err(EmitError::HistoryRoomWithOthers(_))),
+                "{r:?}"
+            );
+        }
+        // Other rooms, and the whole namespace, are not history rooms.
+        assert!(
+            e.to(["lobby", "news"])
+                .emit_message("msg", [Arg::from(json!(1))])
+                .is_ok()
+        );
+        assert!(e.emit_message("msg", [Arg::from(json!(1))]).is_ok());
+        assert!(matches!(
+            e.to("lobby")
+                .emit_message_appended("msg", [Arg::from(json!(1))], id, &epoch),
+            Err(EmitError::NotAHistoryRoom)
+        ));
+    }
+}

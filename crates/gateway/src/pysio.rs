@@ -12,7 +12,8 @@
 //! after the socket id, so a `room` or `skip_sid` that is a socket id is matched against local
 //! socket ids here; `emit` `data` is one argument (python-socketio 5.14 semantics, `None` = no
 //! argument); emits asking for a callback are delivered without it (the ack would have to
-//! travel back to the Python host).
+//! travel back to the Python host). An emit into a history room (`--history`) is delivered
+//! without an offset and counted in `history_bypassed_total` (on each node, as each applies it).
 use std::{str::FromStr, sync::Arc};
 
 use anyhow::Context as _;
@@ -146,6 +147,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
                     Some(s) => direct.push(s),
                     None => rooms.push(r.clone()),
                 }
+            }
+            // Into a history room: delivered without an offset (python-socketio cannot append),
+            // counted like the other broadcasts that bypass the history (see `history`).
+            if rooms.iter().any(|r| gw.history.spec(r).is_some()) {
+                gw.history.metrics.bypassed.inc();
             }
             let res = if skip_sid.is_empty() && direct.is_empty() {
                 // The common case: one local broadcast.

@@ -13,6 +13,7 @@ use std::{sync::Arc, time::Instant};
 
 use serde::Deserialize;
 use serde_json::json;
+use sio_wire::history::StreamId;
 use socketioxide::{
     BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
@@ -30,7 +31,6 @@ use crate::{
         replay,
         since::{self, JoinArg, JoinArgError, Since},
         stream::{Read, StreamStore},
-        stream_id::StreamId,
     },
     limits::TokenBucket,
     namespaces::EnterError,

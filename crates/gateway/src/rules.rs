@@ -11,120 +11,8 @@
 //! `*` or `u*` never admits a client to `user:<someone else>`.
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Lit(String),
-    Star,
-    One,
-    Sub,
-}
-
-/// Prefix of the personal rooms (`user:<sub>`); see the module doc.
-pub const PERSONAL_PREFIX: &str = "user:";
-
-/// One compiled glob.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
-    src: String,
-    toks: Vec<Tok>,
-    /// Written with the personal prefix, so it may match personal rooms.
-    personal: bool,
-}
-
-impl Pattern {
-    /// Compile a glob. Errors on an unknown `{placeholder}` or an unclosed brace.
-    pub fn parse(src: &str) -> Result<Pattern, String> {
-        let mut toks = Vec::new();
-        let mut lit = String::new();
-        let mut rest = src;
-        while let Some(c) = rest.chars().next() {
-            match c {
-                '*' | '?' | '{' => {
-                    if !lit.is_empty() {
-                        toks.push(Tok::Lit(std::mem::take(&mut lit)));
-                    }
-                    if c == '{' {
-                        let end = rest
-                            .find('}')
-                            .ok_or_else(|| format!("rule `{src}`: unclosed `{{`"))?;
-                        match &rest[1..end] {
-                            "sub" => toks.push(Tok::Sub),
-                            other => {
-                                return Err(format!(
-                                    "rule `{src}`: unknown placeholder `{{{other}}}` (only {{sub}})"
-                                ));
-                            }
-                        }
-                        rest = &rest[end + 1..];
-                        continue;
-                    }
-                    // Collapse runs of `*`: they match the same set and keep matching linear.
-                    if c == '*' {
-                        if toks.last() != Some(&Tok::Star) {
-                            toks.push(Tok::Star);
-                        }
-                    } else {
-                        toks.push(Tok::One);
-                    }
-                }
-                _ => lit.push(c),
-            }
-            rest = &rest[c.len_utf8()..];
-        }
-        if !lit.is_empty() {
-            toks.push(Tok::Lit(lit));
-        }
-        let personal = matches!(toks.first(), Some(Tok::Lit(l)) if l.starts_with(PERSONAL_PREFIX));
-        Ok(Pattern {
-            src: src.to_owned(),
-            toks,
-            personal,
-        })
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.src
-    }
-
-    /// Does `room` match, with `{sub}` bound to `sub`?
-    pub fn matches(&self, room: &str, sub: Option<&str>) -> bool {
-        if sub.is_none() && self.toks.contains(&Tok::Sub) {
-            return false;
-        }
-        if !self.personal && room.starts_with(PERSONAL_PREFIX) {
-            return false;
-        }
-        match_toks(&self.toks, room, sub.unwrap_or(""))
-    }
-}
-
-/// Backtracking glob match; `*` runs are collapsed at parse time, so the worst case is
-/// O(len(room) * stars), fine for room names.
-fn match_toks(toks: &[Tok], s: &str, sub: &str) -> bool {
-    match toks.split_first() {
-        None => s.is_empty(),
-        Some((Tok::Lit(l), rest)) => s
-            .strip_prefix(l.as_str())
-            .is_some_and(|s| match_toks(rest, s, sub)),
-        Some((Tok::Sub, rest)) => s
-            .strip_prefix(sub)
-            .is_some_and(|s| match_toks(rest, s, sub)),
-        Some((Tok::One, rest)) => {
-            let mut it = s.chars();
-            it.next().is_some() && match_toks(rest, it.as_str(), sub)
-        }
-        Some((Tok::Star, rest)) => {
-            if rest.is_empty() {
-                return true;
-            }
-            s.char_indices()
-                .map(|(i, _)| i)
-                .chain(std::iter::once(s.len()))
-                .any(|i| match_toks(rest, &s[i..], sub))
-        }
-    }
-}
+/// The globs live in sio-wire (the emitter matches `--history` rules with them too).
+pub use sio_wire::room_glob::{PERSONAL_PREFIX, Pattern};
 
 /// A list of patterns; a room is allowed if any matches. Empty = nothing allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -141,7 +29,7 @@ impl RuleSet {
 
     /// Does the set hold the catch-all `*` (the demo rules)?
     pub fn is_open(&self) -> bool {
-        self.0.iter().any(|p| p.toks == [Tok::Star])
+        self.0.iter().any(Pattern::is_catch_all)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -177,61 +65,10 @@ mod tests {
     }
 
     #[test]
-    fn globs() {
-        assert!(p("*").matches("", None));
-        assert!(p("*").matches("anything:at/all", None));
-        assert!(p("public:*").matches("public:lobby", None));
-        assert!(!p("public:*").matches("private:lobby", None));
-        assert!(p("a?c").matches("abc", None));
-        assert!(!p("a?c").matches("ac", None));
-        assert!(p("*:*:end").matches("x:y:z:end", None));
-        assert!(!p("*:end").matches("x:ending", None));
-        assert!(p("exact").matches("exact", None));
-        assert!(!p("exact").matches("exactly", None));
-        assert!(p("é*").matches("été", None));
-        assert!(p("**x**").matches("aaxbb", None));
-    }
-
-    #[test]
-    fn sub_substitution() {
-        let r = p("user:{sub}");
-        assert!(r.matches("user:alice", Some("alice")));
-        assert!(!r.matches("user:bob", Some("alice")));
-        assert!(
-            !r.matches("user:", None),
-            "anonymous never matches a {{sub}} rule"
-        );
-        assert!(p("team:*:{sub}").matches("team:x:bob", Some("bob")));
-    }
-
-    #[test]
-    fn personal_rooms_need_a_personal_rule() {
-        for wild in ["*", "u*", "*:*", "user*", "?ser:*", "*{sub}"] {
-            assert!(
-                !p(wild).matches("user:u2", Some("u2")),
-                "`{wild}` must not reach a personal room"
-            );
-        }
-        assert!(
-            p("*").matches("users", None),
-            "only the `user:` prefix is personal"
-        );
-        assert!(p("user:{sub}").matches("user:u1", Some("u1")));
-        assert!(!p("user:{sub}").matches("user:u2", Some("u1")));
-        assert!(
-            p("user:*").matches("user:u2", Some("u1")),
-            "explicitly written"
-        );
-        assert!(p("user:*").matches("user:u2", None));
+    fn the_catch_all_set_keeps_personal_rooms_out() {
         let rs = RuleSet::new(vec![p("*")]);
         assert!(rs.is_open() && !rs.allows("user:bob", Some("alice")));
         assert!(!RuleSet::new(vec![p("public:*")]).is_open());
-    }
-
-    #[test]
-    fn bad_patterns() {
-        assert!(Pattern::parse("user:{id}").is_err());
-        assert!(Pattern::parse("user:{sub").is_err());
     }
 
     #[test]

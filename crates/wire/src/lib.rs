@@ -16,18 +16,24 @@
 //! - [`event_data`]: Node packet data ⇄ socketioxide's JSON-with-placeholders form.
 //! - [`python`]: python-socketio Redis manager messages (decode only).
 //! - [`socket_id`]: the shape of socket ids (a socket's own room).
+//! - [`history`]: room history (`--history`): the rules, the Redis Stream format, the mark.
+//! - [`room_glob`]: room globs (room rules, history rules).
+//! - [`duration`]: durations as options write them (`250ms`, `10s`, `2m`).
 
 pub mod channels;
 pub mod cluster;
+pub mod duration;
 pub mod error;
 pub mod event_data;
 mod fields;
+pub mod history;
 pub mod json;
 pub mod msgpack;
 pub mod packet;
 mod placeholder;
 pub mod python;
 pub mod request;
+pub mod room_glob;
 pub mod socket_id;
 
 pub use channels::{

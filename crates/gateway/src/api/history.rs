@@ -12,12 +12,13 @@ use serde_json::json;
 use socketioxide::adapter::Adapter;
 
 use super::{ApiError, Params};
+use sio_wire::history::StreamId;
+
 use crate::{
     history::{
         epoch::Epoch,
         since::parse_offset,
         stream::{Read, StreamStore},
-        stream_id::StreamId,
     },
     names::{MAX_NAME_LEN, valid_len},
     state::AppState,

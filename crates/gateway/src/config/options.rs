@@ -110,32 +110,13 @@ pub struct Dur(pub Duration);
 impl FromStr for Dur {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let s = s.trim();
-        let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-            (n, 1u64)
-        } else if let Some(n) = s.strip_suffix('s') {
-            (n, 1000)
-        } else if let Some(n) = s.strip_suffix('m') {
-            (n, 60_000)
-        } else {
-            (s, 1000)
-        };
-        let n: f64 = num
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration (examples: 500ms, 10s, 2m)"))?;
-        if !n.is_finite() || n < 0.0 {
-            return Err(format!("`{s}` is not a positive duration"));
-        }
-        Ok(Dur(Duration::from_millis(
-            (n * mult_ms as f64).round() as u64
-        )))
+        sio_wire::duration::parse_duration(s).map(Dur)
     }
 }
 
 impl fmt::Display for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}ms", self.0.as_millis())
+        f.write_str(&sio_wire::duration::format_duration(self.0))
     }
 }
 

@@ -1,51 +1,16 @@
-//! The epoch of a history: a random name given to it when it is created. Offsets are only
-//! comparable within one epoch; a history that was lost (idle past its TTL, node restarted,
-//! Redis flushed) comes back with a new epoch, so an old offset is never replayed into the
-//! wrong sequence.
-use std::fmt;
+//! A new epoch for a history (the type and its format are sio-wire's,
+//! [`sio_wire::history::epoch`]; this draws the random bits).
+pub use sio_wire::history::Epoch;
 
-/// Longest epoch a client may send back (ours are 16 hex digits).
-pub const MAX_LEN: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Epoch(String);
-
-impl Epoch {
-    /// A fresh epoch: 64 random bits as 16 hex digits.
-    pub fn random() -> Epoch {
-        Epoch(format!("{:016x}", rand::random::<u64>()))
-    }
-
-    /// An epoch as a client sent it back: 1-64 characters of `[A-Za-z0-9_-]`.
-    pub fn parse(s: &str) -> Option<Epoch> {
-        let ok = (1..=MAX_LEN).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| Epoch(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A fresh epoch: 64 random bits.
+pub fn random() -> Epoch {
+    Epoch::from_bits(rand::random::<u64>())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn random_epochs_differ_and_parse_back() {
-        let a = Epoch::random();
-        assert_ne!(a, Epoch::random());
-        assert_eq!(Epoch::parse(a.as_str()), Some(a));
-        for bad in ["", "a b", "é", &"x".repeat(65), "{\"x\":1}"] {
-            assert_eq!(Epoch::parse(bad), None, "{bad:?}");
-        }
+    fn random_epochs_differ() {
+        assert_ne!(super::random(), super::random());
     }
 }

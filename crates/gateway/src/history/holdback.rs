@@ -22,14 +22,12 @@ use std::{
 };
 
 use prometheus::IntCounter;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use sio_redis_adapter::DeliveryFilter;
 use socketioxide::socket::Sid;
 use socketioxide_core::Value;
 
-use super::stream_id::StreamId;
 use crate::config::HistorySpec;
+use sio_wire::history::{StreamId, mark_offset};
 
 /// How long after its replay a socket still has late duplicates left out.
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -50,24 +48,6 @@ pub struct HoldBack {
     /// Registrations, by namespace and room.
     rooms: Mutex<HashMap<String, HashMap<String, Vec<Recovering>>>>,
     active: AtomicUsize,
-}
-
-#[derive(Deserialize)]
-struct MarkIn<'a> {
-    #[serde(borrow)]
-    room: &'a str,
-    #[serde(borrow)]
-    offset: &'a str,
-}
-
-/// The offset of a history message's JSON text `[event, ...args, {room, offset, epoch}]`.
-fn mark_offset(text: &str, room: &str) -> Option<StreamId> {
-    let parts: Vec<&RawValue> = serde_json::from_str(text).ok()?;
-    let last = parts.get(1..)?.last()?;
-    let m: MarkIn<'_> = serde_json::from_str(last.get()).ok()?;
-    (m.room == room)
-        .then(|| StreamId::parse(m.offset))
-        .flatten()
 }
 
 impl HoldBack {
@@ -163,7 +143,9 @@ impl DeliveryFilter for HoldBack {
             return Vec::new();
         };
         let Some(id) = mark_offset(text.as_str(), room) else {
-            // Into a history room without a mark: a Node.js peer, @socket.io/redis-emitter.
+            // Into a history room without a mark: a Node.js peer, @socket.io/redis-emitter, an
+            // emitter not given the history rules. (sio-emitter / sio-emit given them append
+            // and mark their broadcasts like a node.)
             self.bypassed.inc();
             return Vec::new();
         };

@@ -56,13 +56,9 @@ impl Entry {
     }
 }
 
-/// The trailing argument of every message delivered from a history room.
-#[derive(Debug, Serialize)]
-pub struct Mark<'a> {
-    pub room: &'a str,
-    pub offset: Offset,
-    pub epoch: &'a str,
-}
+/// The trailing argument of every message delivered from a history room (its shape is
+/// sio-wire's, shared with the emitter).
+pub type Mark<'a> = sio_wire::history::Mark<'a, Offset>;
 
 /// An offset, written as a string either way.
 #[derive(Debug, Clone, Copy)]
@@ -70,14 +66,14 @@ pub enum Offset {
     /// Single node: 1, 2, 3, ...
     Seq(u64),
     /// Cluster mode: the stream id.
-    Id(super::stream_id::StreamId),
+    Id(sio_wire::history::StreamId),
 }
 
-impl Serialize for Offset {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+impl std::fmt::Display for Offset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Offset::Seq(n) => s.collect_str(n),
-            Offset::Id(id) => s.collect_str(id),
+            Offset::Seq(n) => n.fmt(f),
+            Offset::Id(id) => id.fmt(f),
         }
     }
 }

@@ -74,7 +74,7 @@ impl HistoryMetrics {
         ));
         let bypassed = reg!(IntCounter::with_opts(opts(
             "history_bypassed_total",
-            "Broadcasts into a history room that did not pass the history (Node.js peers, @socket.io/redis-emitter): delivered without offset"
+            "Broadcasts into a history room that did not pass the history (Node.js peers, @socket.io/redis-emitter, sio-emit without --history, python-socketio), counted by each node that delivers them: delivered without offset"
         )));
         HistoryMetrics {
             appends,

@@ -5,8 +5,11 @@
 //! The single append point is [`RoomGuard::append`] on a single node and
 //! [`History::append_cluster`] in cluster mode: every broadcast into a history room (a
 //! client's `publish`, the HTTP API's emit, on any node) takes the room's lock, appends, and
-//! delivers while still holding it. Broadcasts that do not come through a gateway's relay or
-//! API (Node.js peers, emitters) bypass it and are counted ([`holdback`]). A recovering join takes the same lock, reads what followed its
+//! delivers while still holding it. `sio-emitter` / `sio-emit` given the same rules append
+//! the same way (the format is `sio_wire::history`) and publish with the mark, so nodes treat
+//! their broadcasts like another node's. Broadcasts that come through none of these (Node.js
+//! peers, `@socket.io/redis-emitter`, python-socketio) bypass it and are counted ([`holdback`],
+//! `pysio`). A recovering join takes the same lock, reads what followed its
 //! offset, sends it to the socket and joins the room before letting go. So a message is
 //! either appended-and-delivered before the join (and then replayed) or after it (and then
 //! delivered live): no gap and no duplicate at the boundary, in order.
@@ -31,7 +34,6 @@ pub mod replay;
 pub mod ring;
 pub mod since;
 pub mod stream;
-pub mod stream_id;
 
 use std::{
     collections::HashMap,
@@ -72,7 +74,7 @@ pub struct Appended {
     pub room: String,
     pub event: String,
     pub args: Args,
-    pub id: stream_id::StreamId,
+    pub id: sio_wire::history::StreamId,
     pub epoch: Epoch,
 }
 
@@ -316,7 +318,7 @@ mod tests {
         ));
         let other = Since {
             offset: "2".into(),
-            epoch: Epoch::random(),
+            epoch: epoch::random(),
         };
         assert!(matches!(g.recover(&other), Ok(Recovery::OtherEpoch)));
         assert_eq!(h.metrics.appends.get(), 12);

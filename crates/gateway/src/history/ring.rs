@@ -57,7 +57,7 @@ pub struct Ring {
 impl Ring {
     pub fn new(size: usize, ttl: Option<Duration>, now: Instant) -> Ring {
         Ring {
-            epoch: Epoch::random(),
+            epoch: super::epoch::random(),
             size,
             ttl,
             // Grows with use: a room with 3 messages does not hold SIZE slots.

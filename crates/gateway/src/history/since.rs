@@ -5,7 +5,9 @@
 //! error ack and leaves the socket's rooms as they were.
 use serde_json::Value;
 
-use super::{epoch::Epoch, stream_id::StreamId};
+use sio_wire::history::StreamId;
+
+use super::epoch::Epoch;
 
 /// Longest offset string accepted (a u64 has 20 digits; a Redis Stream id 41 characters).
 const MAX_OFFSET_LEN: usize = 41;

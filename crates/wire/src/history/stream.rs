@@ -1,0 +1,177 @@
+//! Cluster mode's history in Redis: a capped Redis Stream per namespace and room
+//! (`XADD MAXLEN ~ SIZE`, key TTL refreshed on every write), offsets = stream ids, and the
+//! epoch in a hash beside it. Every gateway node, and the emitter, write the same stream the
+//! same way ([`APPEND`]), so a client recovers on any node whoever published.
+//!
+//! Both keys share one hash tag (`sio:history:{<nsp>#<room>}` and `...:meta`), so the two
+//! Lua scripts below work on Redis Cluster too. A stream that vanished (Redis flushed or
+//! restarted without persistence, key expired) vanishes with its hash: the next write or read
+//! creates a new epoch, and offsets of the old one are answered `reason: "epoch"`.
+//!
+//! Pure: the scripts, keys and arguments are built here; the caller runs `EVAL`.
+use super::{Epoch, HistorySpec, StreamId};
+use crate::{Result, Value, WireError};
+
+/// Append one message; returns `{id, epoch}`.
+/// KEYS: stream, meta. ARGV: maxlen, ttl ms (0 = none), new epoch, event, args (JSON).
+pub const APPEND: &str = r#"
+local stream, meta = KEYS[1], KEYS[2]
+local ttl = tonumber(ARGV[2])
+local epoch = redis.call('HGET', meta, 'e')
+local first = redis.call('HGET', meta, 'f')
+if (not epoch) or (first and redis.call('EXISTS', stream) == 0) then
+  epoch = ARGV[3]
+  redis.call('DEL', stream, meta)
+  redis.call('HSET', meta, 'e', epoch)
+  first = false
+end
+local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[4], 'a', ARGV[5])
+if not first then redis.call('HSET', meta, 'f', id) end
+if ttl > 0 then
+  redis.call('PEXPIRE', stream, ttl)
+  redis.call('PEXPIRE', meta, ttl)
+end
+return {id, epoch}
+"#;
+
+/// The position of a history, and with `since` what followed it:
+/// `{epoch, last, status, id1, event1, args1, ...}`, status `pos`, `epoch`, `miss` or `ok`.
+/// KEYS: stream, meta. ARGV: since ('' = position only), client epoch, new epoch, ttl ms,
+/// most entries (0 = all).
+pub const READ: &str = r#"
+local stream, meta = KEYS[1], KEYS[2]
+local since, cepoch = ARGV[1], ARGV[2]
+local ttl = tonumber(ARGV[4])
+local epoch = redis.call('HGET', meta, 'e')
+if not epoch then
+  epoch = ARGV[3]
+  redis.call('DEL', stream)
+  redis.call('HSET', meta, 'e', epoch)
+  if ttl > 0 then redis.call('PEXPIRE', meta, ttl) end
+end
+local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+local last = '0-0'
+if #newest > 0 then last = newest[1][1] end
+if since == '' then return {epoch, last, 'pos'} end
+if cepoch ~= epoch then return {epoch, last, 'epoch'} end
+local first = redis.call('HGET', meta, 'f')
+local present
+if since == '0-0' then
+  present = (not first) or (#redis.call('XRANGE', stream, first, first) > 0)
+else
+  present = #redis.call('XRANGE', stream, since, since) > 0
+end
+if not present then return {epoch, last, 'miss'} end
+local out = {epoch, last, 'ok'}
+local start = '-'
+if since ~= '0-0' then start = '(' .. since end
+local entries
+if tonumber(ARGV[5]) > 0 then
+  entries = redis.call('XRANGE', stream, start, '+', 'COUNT', ARGV[5])
+else
+  entries = redis.call('XRANGE', stream, start, '+')
+end
+for _, e in ipairs(entries) do
+  local f = e[2]
+  local ev, args = '', '[]'
+  for i = 1, #f, 2 do
+    if f[i] == 'e' then ev = f[i + 1] elseif f[i] == 'a' then args = f[i + 1] end
+  end
+  out[#out + 1] = e[1]
+  out[#out + 1] = ev
+  out[#out + 1] = args
+end
+return out
+"#;
+
+/// The stream and meta keys of a room's history, in the scripts' `KEYS` order.
+pub fn keys(nsp: &str, room: &str) -> [String; 2] {
+    let stream = format!("sio:history:{{{nsp}#{room}}}");
+    let meta = format!("{stream}:meta");
+    [stream, meta]
+}
+
+/// The TTL argument of the scripts: milliseconds, `0` for none.
+pub fn ttl_ms(spec: &HistorySpec) -> String {
+    spec.ttl.map_or(0, |t| t.as_millis()).to_string()
+}
+
+/// [`APPEND`]'s `ARGV`: the rule's size and TTL, the epoch to start with if the history is new
+/// or lost, the event and its arguments as JSON (see [`args_json`]).
+pub fn append_args(
+    spec: &HistorySpec,
+    new_epoch: &Epoch,
+    event: &str,
+    args_json: &str,
+) -> Vec<String> {
+    vec![
+        spec.size.to_string(),
+        ttl_ms(spec),
+        new_epoch.as_str().to_owned(),
+        event.to_owned(),
+        args_json.to_owned(),
+    ]
+}
+
+/// [`APPEND`]'s answer `{id, epoch}`: the message's offset and the history's epoch.
+pub fn append_reply(reply: &[String]) -> Result<(StreamId, Epoch)> {
+    match reply {
+        [id, epoch] => Ok((
+            StreamId::parse(id).ok_or_else(|| WireError::shape("history append: stream id"))?,
+            Epoch::parse(epoch).ok_or_else(|| WireError::shape("history append: epoch"))?,
+        )),
+        _ => Err(WireError::shape("history append: expected {id, epoch}")),
+    }
+}
+
+/// A message's arguments as the stream keeps them: a JSON array (binary as arrays of bytes,
+/// as the gateway stores a client's binary `publish`). Map keys must be strings.
+pub fn args_json(args: &[Value]) -> Result<String> {
+    serde_json::to_string(args).map_err(WireError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_a_hash_tag() {
+        let [stream, meta] = keys("/", "chat:a");
+        assert_eq!(stream, "sio:history:{/#chat:a}");
+        assert_eq!(meta, "sio:history:{/#chat:a}:meta");
+        let [s2, _] = keys("/admin", "chat:a");
+        assert_eq!(
+            s2, "sio:history:{/admin#chat:a}",
+            "one history per namespace and room"
+        );
+    }
+
+    #[test]
+    fn append_arguments_and_answer() {
+        let spec = HistorySpec::parse("chat:*=200/10m").unwrap();
+        let e = Epoch::from_bits(1);
+        assert_eq!(
+            append_args(&spec, &e, "msg", "[1]"),
+            ["200", "600000", "0000000000000001", "msg", "[1]"]
+        );
+        let no_ttl = HistorySpec::parse("news=5").unwrap();
+        assert_eq!(append_args(&no_ttl, &e, "m", "[]")[..2], ["5", "0"]);
+        let ok = append_reply(&["1733400000000-3".into(), "00000000000000ff".into()]).unwrap();
+        assert_eq!(ok.0.to_string(), "1733400000000-3");
+        assert_eq!(ok.1.as_str(), "00000000000000ff");
+        assert!(append_reply(&["x".into(), "e".into()]).is_err());
+        assert!(append_reply(&["1-0".into(), "bad epoch".into()]).is_err());
+        assert!(append_reply(&["1-0".into()]).is_err());
+    }
+
+    #[test]
+    fn arguments_as_json() {
+        let args = [
+            Value::from("hi"),
+            Value::Binary(vec![1, 2]),
+            Value::Map(vec![(Value::from("n"), Value::from(1))]),
+        ];
+        assert_eq!(args_json(&args).unwrap(), r#"["hi",[1,2],{"n":1}]"#);
+        assert!(args_json(&[Value::Map(vec![(Value::Nil, Value::Nil)])]).is_err());
+    }
+}
