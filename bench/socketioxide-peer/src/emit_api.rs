@@ -48,13 +48,24 @@ pub async fn emit<A: Adapter>(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(key.as_str()) {
-            return (StatusCode::UNAUTHORIZED, Json(json!({ "error": "bad api key" })));
+            return (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "bad api key" })),
+            );
         }
     }
     let Some(op) = api.io.of(&m.nsp) else {
-        return (StatusCode::NOT_FOUND, Json(json!({ "error": "unknown namespace" })));
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "unknown namespace" })),
+        );
     };
-    match op.to(m.rooms).except(m.except).emit(&m.event, &m.data).await {
+    match op
+        .to(m.rooms)
+        .except(m.except)
+        .emit(&m.event, &m.data)
+        .await
+    {
         Ok(()) => (StatusCode::OK, Json(json!({ "ok": true }))),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

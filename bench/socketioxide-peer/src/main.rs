@@ -27,7 +27,10 @@ use tokio::net::TcpListener;
 use crate::emit_api::EmitApi;
 
 #[derive(Debug, Parser)]
-#[command(name = "socketioxide-peer", about = "plain socketioxide (+ socketioxide-redis) relay for bench/compare.sh")]
+#[command(
+    name = "socketioxide-peer",
+    about = "plain socketioxide (+ socketioxide-redis) relay for bench/compare.sh"
+)]
 struct Cli {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 3000)]
@@ -55,7 +58,10 @@ async fn main() -> Result<()> {
         None => {
             let (layer, io) = SocketIo::new_layer();
             io.ns("/", relay::on_connect::<LocalAdapter>);
-            println!("socketioxide-peer listening on {addr} pid {} (in memory)", std::process::id());
+            println!(
+                "socketioxide-peer listening on {addr} pid {} (in memory)",
+                std::process::id()
+            );
             serve(listener, layer, io, cli.api_key).await
         }
         Some(url) => {
@@ -70,7 +76,10 @@ async fn main() -> Result<()> {
             io.ns("/", relay::on_connect)
                 .await
                 .map_err(|e| anyhow!("subscribing the namespace: {e}"))?;
-            println!("socketioxide-peer listening on {addr} pid {} redis {url}", std::process::id());
+            println!(
+                "socketioxide-peer listening on {addr} pid {} redis {url}",
+                std::process::id()
+            );
             serve(listener, layer, io, cli.api_key).await
         }
     }
