@@ -1,22 +1,34 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: sio-gateway vs Node.js socket.io 4.8 + @socket.io/redis-adapter 8.3,
-# same load from sio-bench, same machine, same run. Prints a table with ratios (and writes
-# the raw JSON results plus a Markdown table to $OUT).
+# Side-by-side benchmark, same load from sio-bench, same machine, same run. Targets:
+#   gateway       sio-gateway (--redis: its Node-compatible Redis adapter)
+#   socketioxide  plain socketioxide 0.18 + socketioxide-redis 0.4 with the same relay conventions
+#                 (bench/socketioxide-peer/, its own Cargo package outside the workspace): what the
+#                 gateway adds on top of its library. socketioxide-redis has its own private
+#                 protocol, so the emitter origin is skipped ("–") and its ramp uses the client origin.
+#   node          Node.js socket.io 4.8 + @socket.io/redis-adapter 8.3 (bench/node-server.mjs)
+#   floor         `sio-bench floor-server` (crates/bench/src/floor.rs; bench/floor.sh): one
+#                 process, no Redis, client origin only; not in the default TARGETS.
+# Prints a table with ratios (and writes the raw JSON results plus a Markdown table to $OUT).
 #
 # Layout: a private redis-server on a free port, NODES server processes per target (3 by
 # default) joined through Redis. Servers and Redis are pinned to core $SERVER_CPU, the
 # generator to core $GEN_CPU (taskset), so "CPU per delivery" compares like with like.
-# If sio-gateway's --redis does not work yet (checked by a cross-node delivery probe), the
-# gateway runs single node; then Node runs single node too, and the output says so.
+# A cross-node delivery probe (2 nodes, --redis) runs first for the gateway and for
+# socketioxide. If the gateway's fails, the gateway runs single node; then every target runs
+# single node too, and the output says so. If socketioxide's fails, socketioxide alone runs one
+# node in memory, and the output says so.
+# BUILD=1 builds sio-bench and sio-gateway (cargo build --release) and, when in TARGETS, the
+# peer: cargo build --release --manifest-path bench/socketioxide-peer/Cargo.toml (binary in
+# bench/socketioxide-peer/target/release/; the first build takes a few minutes).
 #
-# Usage: bench/compare.sh            full run (~10 min on 2 cores)
-#        QUICK=1 bench/compare.sh    small sizes (~2 min)
+# Usage: bench/compare.sh            full run (~15 min on 2 cores)
+#        QUICK=1 bench/compare.sh    small sizes (~2-3 min per target)
 # Env (defaults in brackets, QUICK values after the slash):
-#   TARGETS ["gateway node"]  NODES [3]  BUILD [1]  OUT [mktemp dir]
+#   TARGETS ["gateway socketioxide node"]  NODES [3]  BUILD [1]  OUT [mktemp dir]
 #   IDLE_CONNS [10000/2000]   CONNECT_COUNT [5000/1000]  CONNECT_CONCURRENCY [50]
 #   RECEIVERS [3000/1000]     LOW_RATE [10]  HIGH_RATES ["33 100 333"/"100"]  DURATION [10/3]
 #   ORIGINS ["emitter client http"]  RAMP_START [33/50]  RAMP_FACTOR [1.5/2]  RAMP_MAX [5000/2000]  RAMP_P99_MS [50]
-#   PAYLOAD_BYTES [0]  SERVER_CPU [0]  GEN_CPU [1]  GATEWAY_ARGS [""]  NODE_ARGS [""]
+#   PAYLOAD_BYTES [0]  SERVER_CPU [0]  GEN_CPU [1]  GATEWAY_ARGS [""]  NODE_ARGS [""]  SX_ARGS [""]
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +36,7 @@ ROOT=$PWD
 
 QUICK=${QUICK:-0}
 q() { if [ "$QUICK" = 1 ]; then echo "$2"; else echo "$1"; fi; }
-TARGETS=${TARGETS:-"gateway node"}
+TARGETS=${TARGETS:-"gateway socketioxide node"}
 NODES=${NODES:-3}
 BUILD=${BUILD:-1}
 IDLE_CONNS=${IDLE_CONNS:-$(q 10000 2000)}
@@ -44,6 +56,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
 GATEWAY_ARGS=${GATEWAY_ARGS:-}
 NODE_ARGS=${NODE_ARGS:-}
+SX_ARGS=${SX_ARGS:-}
 API_KEY=bench-key-$$
 OUT=${OUT:-$(mktemp -d /tmp/sio-compare.XXXXXX)}
 mkdir -p "$OUT"
@@ -51,6 +64,9 @@ ROOM=bench
 
 GATEWAY_BIN=$ROOT/target/release/sio-gateway
 BENCH_BIN=$ROOT/target/release/sio-bench
+SX_MANIFEST=$ROOT/bench/socketioxide-peer/Cargo.toml
+SX_BIN=$ROOT/bench/socketioxide-peer/target/release/socketioxide-peer
+has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 
 log() { echo "==> $*" >&2; }
 
@@ -90,15 +106,31 @@ wait_http() { # url, pid: wait until the Engine.IO handshake answers 200
   done
   return 1
 }
+wait_tcp() { # port, pid: wait until the port accepts (the floor server has no long-polling)
+  for _ in $(seq 300); do
+    kill -0 "$2" 2>/dev/null || return 1
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
 
 # ---- build and install -----------------------------------------------------------------
 if [ "$BUILD" = 1 ]; then
   log "cargo build --release -p sio-bench -p sio-gateway"
   cargo build --release -q -p sio-bench
-  [[ " $TARGETS " == *" gateway "* ]] && cargo build --release -q -p sio-gateway
+  if has_target gateway; then cargo build --release -q -p sio-gateway; fi
+  if has_target socketioxide; then
+    log "cargo build --release --manifest-path bench/socketioxide-peer/Cargo.toml"
+    cargo build --release -q --locked --manifest-path "$SX_MANIFEST"
+  fi
 fi
 [ -x "$BENCH_BIN" ] || { echo "missing $BENCH_BIN (cargo build --release -p sio-bench)" >&2; exit 1; }
-if [[ " $TARGETS " == *" node "* ]] && [ ! -d bench/node_modules/socket.io ]; then
+if has_target socketioxide && [ ! -x "$SX_BIN" ]; then
+  echo "missing $SX_BIN (cargo build --release --manifest-path bench/socketioxide-peer/Cargo.toml)" >&2
+  exit 1
+fi
+if has_target node && [ ! -d bench/node_modules/socket.io ]; then
   log "npm ci (bench/)"
   (cd bench && npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -131,6 +163,13 @@ start_one() { # kind port use_redis -> appends to SERVER_PIDS/URLS
     gw_flag --log-level && args+=(--log-level warn)
     # shellcheck disable=SC2086
     taskset -c "$SERVER_CPU" "$GATEWAY_BIN" "${args[@]}" $GATEWAY_ARGS >>"$OUT/$kind-$port.log" 2>&1 &
+  elif [ "$kind" = socketioxide ]; then
+    args=(--port "$port" --api-key "$API_KEY")
+    [ "$use_redis" = 1 ] && args+=(--redis "$REDIS_URL")
+    # shellcheck disable=SC2086
+    taskset -c "$SERVER_CPU" "$SX_BIN" "${args[@]}" $SX_ARGS >>"$OUT/$kind-$port.log" 2>&1 &
+  elif [ "$kind" = floor ]; then
+    taskset -c "$SERVER_CPU" "$BENCH_BIN" floor-server --quiet --listen "127.0.0.1:$port" >>"$OUT/$kind-$port.log" 2>&1 &
   else
     args=(--port "$port")
     [ "$use_redis" = 1 ] && args+=(--redis "$REDIS_URL")
@@ -140,7 +179,9 @@ start_one() { # kind port use_redis -> appends to SERVER_PIDS/URLS
   pid=$!
   disown "$pid" 2>/dev/null || true   # no "Killed" job notices when a busy server needs SIGKILL
   PIDS+=("$pid")
-  if ! wait_http "http://127.0.0.1:$port" "$pid"; then
+  local ready=(wait_http "http://127.0.0.1:$port" "$pid")
+  [ "$kind" = floor ] && ready=(wait_tcp "$port" "$pid")
+  if ! "${ready[@]}"; then
     echo "$kind on port $port did not start; log:" >&2
     tail -20 "$OUT/$kind-$port.log" >&2
     return 1
@@ -168,53 +209,73 @@ bench() { # name args... : run sio-bench pinned to the generator core, JSON to $
 url_args() { local u; for u in "${SERVER_URLS[@]}"; do printf -- '--url %s ' "$u"; done; }
 pid_args() { local p; for p in "${SERVER_PIDS[@]}"; do printf -- '--pid %s ' "$p"; done; }
 
-# ---- can sio-gateway run as a cluster? --------------------------------------------------
+# ---- can the Rust targets run as a cluster? ---------------------------------------------
+probe_cluster() { # kind: 2 nodes with --redis; true when cross-node delivery lost nothing
+  log "probing $1 cluster delivery (2 nodes, --redis)"
+  start_cluster "$1" 2 1 || return 1
+  # Receivers on both nodes, sender on the first: a working cluster loses nothing.
+  # shellcheck disable=SC2046
+  bench "probe-$1-cluster" fanout $(url_args) --receivers 20 --rate 5 --duration 1 \
+    --warmup 1 --drain-timeout 3 --origin client --room "$ROOM" --quiet || true
+  local lost
+  lost=$(jq -r '.steps[0].lost // "error"' "$OUT/probe-$1-cluster.json")
+  stop_cluster
+  [ "$lost" = 0 ]
+}
 TOPOLOGY=cluster
-if [[ " $TARGETS " == *" gateway "* ]]; then
-  if ! gw_flag --redis; then
-    TOPOLOGY=single
-  else
-    log "probing sio-gateway cluster delivery (2 nodes, --redis)"
-    if start_cluster gateway 2 1; then
-      # Receivers on both nodes, sender on the first: a working cluster loses nothing.
-      # shellcheck disable=SC2046
-      bench probe-gateway-cluster fanout $(url_args) --receivers 20 --rate 5 --duration 1 \
-        --warmup 1 --drain-timeout 3 --origin client --room "$ROOM" --quiet || true
-      lost=$(jq -r '.steps[0].lost // "error"' "$OUT/probe-gateway-cluster.json")
-      [ "$lost" = 0 ] || TOPOLOGY=single
-      stop_cluster
-    else
-      TOPOLOGY=single
-    fi
-  fi
+if has_target gateway; then
+  if ! gw_flag --redis || ! probe_cluster gateway; then TOPOLOGY=single; fi
 fi
 if [ "$TOPOLOGY" = single ]; then
   NODES=1
   echo "NOTE: sio-gateway's --redis cluster mode does not work yet (see $OUT/probe-gateway-cluster.json):" \
-    "both targets run ONE node (Node.js still with the Redis adapter, the gateway in memory;" \
-    "the emitter origin needs Redis and is skipped for the gateway)." | tee "$OUT/NOTE" >&2
+    "every target runs ONE node (Node.js and socketioxide still with their Redis adapters, the gateway" \
+    "in memory; the emitter origin needs Redis and is skipped for the gateway)." | tee "$OUT/NOTE" >&2
 fi
+SX_REDIS=1
+if has_target socketioxide && ! probe_cluster socketioxide; then
+  SX_REDIS=0
+  echo "NOTE: socketioxide + socketioxide-redis lost messages across nodes (see" \
+    "$OUT/probe-socketioxide-cluster.json): socketioxide runs ONE node, in memory." | tee -a "$OUT/NOTE" >&2
+fi
+
+skip() { # name reason: a result file that says why a scenario did not run (the report shows "–")
+  log "$1: skipped ($2)"
+  jq -n --arg r "$2" '{skipped: $r}' >"$OUT/$1.json"
+}
 
 # ---- scenarios per target ----------------------------------------------------------------
 for kind in $TARGETS; do
-  use_redis=1
-  [ "$kind" = gateway ] && [ "$TOPOLOGY" = single ] && use_redis=0
-  log "=== $kind: $NODES node(s), redis=$use_redis"
+  use_redis=1 nodes=$NODES emitter=1 origins=$ORIGINS
+  case $kind in
+    gateway) [ "$TOPOLOGY" = single ] && use_redis=0 ;;
+    socketioxide)
+      emitter=0   # socketioxide-redis has its own protocol, not @socket.io/redis-emitter's
+      [ "$SX_REDIS" = 0 ] && { use_redis=0; nodes=1; } ;;
+    node) ;;
+    floor) use_redis=0 nodes=1 emitter=0 origins=client ;;   # one process, no Redis, no HTTP API
+    *) echo "unknown target $kind (gateway, socketioxide, node, floor)" >&2; continue ;;
+  esac
+  log "=== $kind: $nodes node(s), redis=$use_redis"
 
   # Idle memory: one node alone.
   if ! start_cluster "$kind" 1 "$use_redis"; then echo "skipping $kind: it does not start" >&2; continue; fi
   bench "$kind-idle" idle --url "${SERVER_URLS[0]}" --connections "$IDLE_CONNS" --pid "${SERVER_PIDS[0]}" --settle 3
   stop_cluster
 
-  if ! start_cluster "$kind" "$NODES" "$use_redis"; then echo "skipping $kind: cluster does not start" >&2; continue; fi
+  if ! start_cluster "$kind" "$nodes" "$use_redis"; then echo "skipping $kind: cluster does not start" >&2; continue; fi
   # shellcheck disable=SC2046
   bench "$kind-connect" connect $(url_args) --count "$CONNECT_COUNT" --concurrency "$CONNECT_CONCURRENCY"
 
-  for origin in $ORIGINS; do
+  for origin in $origins; do
     if [ "$origin" = emitter ] && [ "$use_redis" = 0 ]; then continue; fi
     rates="$LOW_RATE"
     [ "$origin" != http ] && rates="$LOW_RATE $HIGH_RATES"
     for rate in $rates; do
+      if [ "$origin" = emitter ] && [ "$emitter" = 0 ]; then
+        skip "$kind-fanout-$origin-$rate" "socketioxide-redis does not speak the @socket.io/redis-emitter protocol"
+        continue
+      fi
       # shellcheck disable=SC2046
       bench "$kind-fanout-$origin-$rate" fanout $(url_args) $(pid_args) --receivers "$RECEIVERS" \
         --rate "$rate" --duration "$DURATION" --origin "$origin" --redis "$REDIS_URL" --room "$ROOM" \
@@ -223,7 +284,7 @@ for kind in $TARGETS; do
   done
 
   ramp_origin=emitter
-  [ "$use_redis" = 0 ] && ramp_origin=client
+  if [ "$use_redis" = 0 ] || [ "$emitter" = 0 ]; then ramp_origin=client; fi
   # shellcheck disable=SC2046
   bench "$kind-ramp-$ramp_origin" fanout $(url_args) $(pid_args) --receivers "$RECEIVERS" \
     --rate "$RAMP_START" --duration "$DURATION" --origin "$ramp_origin" --redis "$REDIS_URL" \
@@ -236,7 +297,7 @@ done
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-  echo "topology: $TOPOLOGY, $NODES node(s) per target; servers+redis on core $SERVER_CPU, generator on core $GEN_CPU"
+  echo "topology: $TOPOLOGY, $NODES node(s) per target$(has_target socketioxide && [ "$SX_REDIS" = 0 ] && echo " (socketioxide: 1, in memory)")$(has_target floor && echo " (floor: 1 process, no Redis, client origin only)"); servers+redis on core $SERVER_CPU, generator on core $GEN_CPU"
   echo "sizes: QUICK=$QUICK idle=$IDLE_CONNS connect=$CONNECT_COUNT receivers=$RECEIVERS rates=\"$LOW_RATE $HIGH_RATES\" duration=${DURATION}s ramp=$RAMP_START*$RAMP_FACTOR..$RAMP_MAX"
 } >"$OUT/meta.txt"
 node bench/report.mjs "$OUT" | tee "$OUT/report.md"

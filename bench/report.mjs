@@ -1,5 +1,7 @@
 // Prints the comparison table of one bench/compare.sh run (Markdown) from the JSON
 // results sio-bench wrote into the run's directory: node bench/report.mjs DIR
+// One column per target that ran (sio-gateway, socketioxide, Node.js, floor), then the
+// gateway's advantage over each other target.
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 
@@ -10,6 +12,15 @@ const load = (name) => {
   try { return JSON.parse(readFileSync(f, "utf8")); } catch { return undefined; }
 };
 const files = readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5));
+const LABELS = {
+  gateway: "sio-gateway",
+  socketioxide: "socketioxide + socketioxide-redis",
+  node: "Node.js socket.io",
+  floor: "floor (1 process, no Redis, client origin only)",
+};
+const targets = Object.keys(LABELS).filter((t) => files.some((f) => f.startsWith(`${t}-`)));
+// Advantage columns: the gateway against each other target that ran.
+const others = targets.includes("gateway") ? targets.filter((t) => t !== "gateway") : [];
 const fmt = (v, d = 0) => (v === undefined || v === null || Number.isNaN(v) ? "–" : Number(v).toFixed(d));
 // advantage > 1 means the gateway is better (lower is better unless higher=true).
 const adv = (g, n, higher) => {
@@ -19,56 +30,74 @@ const adv = (g, n, higher) => {
 };
 
 const rows = [];
-const row = (label, g, n, higher, d = 1, unit = "") =>
-  rows.push(`| ${label} | ${fmt(g, d)}${g != null ? unit : ""} | ${fmt(n, d)}${n != null ? unit : ""} | ${adv(g, n, higher)} |`);
-const note = (label, text) => rows.push(`| ${label} | ${text} | | |`);
+// get: target -> value (undefined when the target has none)
+const row = (label, get, higher, d = 1, unit = "") => {
+  const v = Object.fromEntries(targets.map((t) => [t, get(t)]));
+  const cells = targets.map((t) => `${fmt(v[t], d)}${v[t] != null ? unit : ""}`);
+  const advs = others.map((t) => adv(v.gateway, v[t], higher));
+  rows.push(`| ${label} | ${[...cells, ...advs].join(" | ")} |`);
+};
+const note = (label, text) => rows.push(`| ${label} | ${text} |${" |".repeat(targets.length + others.length - 1)}`);
 
-const gi = load("gateway-idle"), ni = load("node-idle");
-row("idle RSS per connection (KB)", gi?.bytes_per_connection / 1000, ni?.bytes_per_connection / 1000, false, 2);
-const gc = load("gateway-connect"), nc = load("node-connect");
-row("handshakes per second", gc?.handshakes_per_s, nc?.handshakes_per_s, true, 0);
-row("handshake latency p99 (ms)", gc?.latency?.p99_ms, nc?.latency?.p99_ms, false, 2);
+row("idle RSS per connection (KB)", (t) => load(`${t}-idle`)?.bytes_per_connection / 1000, false, 2);
+row("handshakes per second", (t) => load(`${t}-connect`)?.handshakes_per_s, true, 0);
+row("handshake latency p99 (ms)", (t) => load(`${t}-connect`)?.latency?.p99_ms, false, 2);
 
-const fanouts = [...new Set(files.filter((f) => /^(gateway|node)-fanout-/.test(f)).map((f) => f.replace(/^(gateway|node)-/, "")))]
+const prefix = new RegExp(`^(${targets.join("|") || "-"})-`);
+const fanouts = [...new Set(files.filter((f) => prefix.test(f) && /^\w+-fanout-/.test(f)).map((f) => f.replace(prefix, "")))]
   .sort((a, b) => {
     const [, oa, ra] = a.match(/fanout-(\w+)-([\d.]+)/); const [, ob, rb] = b.match(/fanout-(\w+)-([\d.]+)/);
     return oa === ob ? Number(ra) - Number(rb) : oa.localeCompare(ob);
   });
+const status = (r) => (r ? r.skipped ?? r.error ?? "ran" : "not run");
 for (const f of fanouts) {
   const [, origin, rate] = f.match(/fanout-(\w+)-([\d.]+)/);
-  const g = load(`gateway-${f}`), n = load(`node-${f}`);
-  const gs = g?.steps?.[0], ns = n?.steps?.[0];
-  const p = `${origin} ${rate}/s × ${g?.receivers ?? n?.receivers} rcv:`;
-  if (g?.skipped || n?.skipped) note(`${p} skipped`, `gateway: ${g?.skipped ?? g?.error ?? "ran"}; node: ${n?.skipped ?? n?.error ?? "ran"}`);
-  if (g?.error || n?.error) note(`${p} error`, `gateway: ${g?.error ?? "-"}; node: ${n?.error ?? "-"}`);
-  row(`${p} deliveries/s`, gs?.deliveries_per_s, ns?.deliveries_per_s, true, 0);
-  row(`${p} loss (%)`, gs ? gs.loss_ratio * 100 : undefined, ns ? ns.loss_ratio * 100 : undefined, false, 3);
-  row(`${p} latency p50 (ms)`, gs?.latency?.p50_ms, ns?.latency?.p50_ms, false, 2);
-  row(`${p} latency p99 (ms)`, gs?.latency?.p99_ms, ns?.latency?.p99_ms, false, 2);
-  row(`${p} latency p999 (ms)`, gs?.latency?.p999_ms, ns?.latency?.p999_ms, false, 2);
-  row(`${p} server CPU per delivery (µs)`, gs?.server_cpu_us_per_delivery, ns?.server_cpu_us_per_delivery, false, 2);
-  row(`${p} generator CPU (s)`, gs?.generator_cpu_s, ns?.generator_cpu_s, false, 2);
+  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-${f}`)]));
+  const s = (t) => r[t]?.steps?.[0];
+  const p = `${origin} ${rate}/s × ${targets.map((t) => r[t]?.receivers).find((x) => x != null)} rcv:`;
+  if (targets.some((t) => r[t]?.skipped)) note(`${p} skipped`, targets.map((t) => `${t}: ${status(r[t])}`).join("; "));
+  if (targets.some((t) => r[t]?.error)) note(`${p} error`, targets.map((t) => `${t}: ${r[t]?.error ?? "-"}`).join("; "));
+  row(`${p} deliveries/s`, (t) => s(t)?.deliveries_per_s, true, 0);
+  row(`${p} loss (%)`, (t) => (s(t) ? s(t).loss_ratio * 100 : undefined), false, 3);
+  row(`${p} latency p50 (ms)`, (t) => s(t)?.latency?.p50_ms, false, 2);
+  row(`${p} latency p99 (ms)`, (t) => s(t)?.latency?.p99_ms, false, 2);
+  row(`${p} latency p999 (ms)`, (t) => s(t)?.latency?.p999_ms, false, 2);
+  row(`${p} server CPU per delivery (µs)`, (t) => s(t)?.server_cpu_us_per_delivery, false, 2);
+  row(`${p} generator CPU (s)`, (t) => s(t)?.generator_cpu_s, false, 2);
 }
 for (const origin of ["emitter", "client"]) {
-  const g = load(`gateway-ramp-${origin}`), n = load(`node-ramp-${origin}`);
-  if (!g && !n) continue;
-  const best = (r) => r?.steps?.filter((s) => s.offered_rate === r.highest_lossless_rate)[0];
-  const last = (r) => r?.steps?.[r.steps.length - 1];
-  row(`ramp (${origin}): highest lossless deliveries/s`, g?.highest_lossless_deliveries_per_s, n?.highest_lossless_deliveries_per_s, true, 0);
-  row(`ramp (${origin}): highest lossless deliveries/s with p99 ≤ ${g?.max_p99_ms ?? n?.max_p99_ms} ms`, g?.highest_within_p99_deliveries_per_s, n?.highest_within_p99_deliveries_per_s, true, 0);
-  row(`ramp (${origin}): p99 at the highest lossless rate (ms)`, best(g)?.latency?.p99_ms, best(n)?.latency?.p99_ms, false, 2);
-  row(`ramp (${origin}): CPU per delivery at that rate (µs)`, best(g)?.server_cpu_us_per_delivery, best(n)?.server_cpu_us_per_delivery, false, 2);
+  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-ramp-${origin}`)]));
+  const ran = targets.filter((t) => r[t]);
+  if (!ran.length) continue;
+  const best = (x) => x?.steps?.filter((s) => s.offered_rate === x.highest_lossless_rate)[0];
+  const last = (x) => x?.steps?.[x.steps.length - 1];
+  const maxP99 = ran.map((t) => r[t].max_p99_ms).find((x) => x != null);
+  row(`ramp (${origin}): highest lossless deliveries/s`, (t) => r[t]?.highest_lossless_deliveries_per_s, true, 0);
+  row(`ramp (${origin}): highest lossless deliveries/s with p99 ≤ ${maxP99} ms`, (t) => r[t]?.highest_within_p99_deliveries_per_s, true, 0);
+  row(`ramp (${origin}): p99 at the highest lossless rate (ms)`, (t) => best(r[t])?.latency?.p99_ms, false, 2);
+  row(`ramp (${origin}): CPU per delivery at that rate (µs)`, (t) => best(r[t])?.server_cpu_us_per_delivery, false, 2);
   note(`ramp (${origin}): steps (offered broadcasts/s → deliveries/s, loss %)`,
-    ["gateway", "node"].map((k, i) => `${k}: ` + ([g, n][i]?.steps ?? []).map((s) => `${fmt(s.offered_rate)}→${fmt(s.deliveries_per_s)} (${fmt(s.loss_ratio * 100, 2)}%)`).join(", ")).join("<br>"));
-  const gl = last(g), nl = last(n);
-  if (gl && gl.generator_cpu_s > 0.9 * gl.wall_s) note(`ramp (${origin}) gateway`, "generator core saturated in the last step: the limit may be sio-bench, not the server");
-  if (nl && nl.generator_cpu_s > 0.9 * nl.wall_s) note(`ramp (${origin}) node`, "generator core saturated in the last step");
+    ran.map((k) => `${k}: ` + (r[k].steps ?? []).map((s) => `${fmt(s.offered_rate)}→${fmt(s.deliveries_per_s)} (${fmt(s.loss_ratio * 100, 2)}%)`).join(", ")).join("<br>"));
+  for (const t of ran) {
+    const l = last(r[t]);
+    if (l && l.generator_cpu_s > 0.9 * l.wall_s) {
+      note(`ramp (${origin}) ${t}`, t === "gateway"
+        ? "generator core saturated in the last step: the limit may be sio-bench, not the server"
+        : "generator core saturated in the last step");
+    }
+  }
 }
 
 const meta = existsSync(join(dir, "meta.txt")) ? readFileSync(join(dir, "meta.txt"), "utf8").trim() : "";
 const extra = existsSync(join(dir, "NOTE")) ? readFileSync(join(dir, "NOTE"), "utf8").trim() : "";
 console.log(meta.split("\n").map((l) => `- ${l}`).join("\n"));
 if (extra) console.log(`\n**${extra}**`);
-console.log("\n| metric | sio-gateway | Node.js socket.io | gateway advantage |\n|---|---:|---:|---:|");
+const advHead = others.length === 1 && others[0] === "node"
+  ? ["gateway advantage"]
+  : others.map((t) => `gateway advantage over ${t}`);
+const head = ["metric", ...targets.map((t) => LABELS[t]), ...advHead];
+console.log(`\n| ${head.join(" | ")} |\n|---|${head.slice(1).map(() => "---:").join("|")}|`);
 console.log(rows.join("\n"));
-console.log("\n(advantage: how many times better sio-gateway is; > 1 = gateway better, for lower-is-better metrics node/gateway)");
+if (others.length) {
+  console.log(`\n(advantage: how many times better sio-gateway is; > 1 = gateway better, for lower-is-better metrics ${others.length === 1 ? others[0] : "other"}/gateway)`);
+}
