@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # A/B of two gateway builds in one run (e.g. before and after a refactor): each build in turn,
-# ROUNDS times, on one node with a private redis-server (cluster mode, so the adapter is on the
-# path), gateway pinned to core 0 and the generator to core 1; `sio-bench fanout` with RECEIVERS
-# receivers in one room, client origin, at each of RATES broadcasts/s for DURATION s.
+# ROUNDS times, on NODES nodes sharing a private redis-server (cluster mode, so the adapter is on
+# the path), gateways and Redis pinned to core 0 and the generator to core 1; `sio-bench fanout`
+# with RECEIVERS receivers in one room (spread over the nodes), ORIGIN broadcasts (a client on
+# the first node, or the emitter), at each of RATES broadcasts/s for DURATION s.
 # Prints one line per run: round, build, rate, deliveries/s, loss, p50/p99 ms, CPU µs/delivery.
 # Alternating the builds spreads a busy machine's noise over both.
 #
 # Usage: bench/ab.sh A_GATEWAY_BIN B_GATEWAY_BIN [SIO_BENCH_BIN]
 #   (the same binary twice with different A_ARGS / B_ARGS compares two configurations)
 # Env: ROUNDS [2] RATES ["10 100"] RECEIVERS [3000] DURATION [8] PORT [17511] REDIS_PORT [16511]
+#   NODES [1] (ports PORT, PORT+1, ...) ORIGIN [client] (client | emitter | http)
 #   A_ARGS, B_ARGS: extra gateway arguments of each side [none]
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
@@ -16,29 +18,35 @@ set -euo pipefail
 A=$1 B=$2 BENCH=${3:-target/release/sio-bench}
 for bin in "$A" "$B" "$BENCH"; do [ -x "$bin" ] || { echo "error: $bin is not an executable" >&2; exit 2; }; done
 ROUNDS=${ROUNDS:-2} RATES=${RATES:-"10 100"} RECEIVERS=${RECEIVERS:-3000} DURATION=${DURATION:-8}
-PORT=${PORT:-17511} REDIS_PORT=${REDIS_PORT:-16511}
+PORT=${PORT:-17511} REDIS_PORT=${REDIS_PORT:-16511} NODES=${NODES:-1} ORIGIN=${ORIGIN:-client}
 ulimit -n 20000 2>/dev/null || true
 dir=$(mktemp -d)
-redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes --logfile "$dir/redis.log" >/dev/null
+taskset -c 0 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes --logfile "$dir/redis.log" >/dev/null
 trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 sleep 0.5
 echo "round build rate deliveries/s loss p50_ms p99_ms cpu_us_per_delivery"
 for round in $(seq "$ROUNDS"); do
   for name in A B; do
     bin=$A args=${A_ARGS:-}; [ $name = B ] && bin=$B args=${B_ARGS:-}
-    # shellcheck disable=SC2086 # the extra arguments are meant to split
-    taskset -c 0 "$bin" --listen "127.0.0.1:$PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --log-level warn $args >"$dir/gw.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+    pids=() urls=()
+    for i in $(seq 0 $((NODES - 1))); do
+      port=$((PORT + i))
+      # shellcheck disable=SC2086 # the extra arguments are meant to split
+      taskset -c 0 "$bin" --listen "127.0.0.1:$port" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id "ab-$port" \
+        --event-rate 0 --api-key ab-bench-key --log-level warn $args >"$dir/gw-$i.log" 2>&1 &
+      pids+=(--pid $!) urls+=(--url "http://127.0.0.1:$port")
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+    done
     for rate in $RATES; do
-      taskset -c 1 "$BENCH" fanout --url "http://127.0.0.1:$PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
-        --receivers "$RECEIVERS" --rate "$rate" --duration "$DURATION" --origin client --room bench \
-        --pid "$pid" --json --quiet 2>/dev/null \
+      taskset -c 1 "$BENCH" fanout "${urls[@]}" --redis "redis://127.0.0.1:$REDIS_PORT" \
+        --receivers "$RECEIVERS" --rate "$rate" --duration "$DURATION" --origin "$ORIGIN" --room bench \
+        --api-key ab-bench-key "${pids[@]}" --json --quiet 2>/dev/null \
         | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s).steps[0];
             console.log([process.argv[1],process.argv[2],process.argv[3],Math.round(r.deliveries_per_s),r.loss_ratio,
               r.latency.p50_ms,r.latency.p99_ms,r.server_cpu_us_per_delivery.toFixed(2)].join(" "))})' "$round" "$name" "$rate"
     done
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    for ((i = 1; i < ${#pids[@]}; i += 2)); do kill "${pids[i]}" 2>/dev/null || true; done
+    wait 2>/dev/null || true
     sleep 1
   done
 done
