@@ -209,6 +209,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
             ..
         } => {
             if let Some(s) = ns_of(&namespace).and_then(|ns| local_socket(&ns, &sid)) {
+                if let Some(admin) = &gw.admin
+                    && !s.rooms().iter().any(|r| *r == room)
+                {
+                    admin.room_joined(&namespace, &room, s.id.as_str());
+                }
                 s.join(room);
                 gw.sync_rooms(&namespace).await;
             }
@@ -220,6 +225,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
             ..
         } => {
             if let Some(s) = ns_of(&namespace).and_then(|ns| local_socket(&ns, &sid)) {
+                if let Some(admin) = &gw.admin
+                    && s.rooms().iter().any(|r| *r == room)
+                {
+                    admin.room_left(&namespace, &room, s.id.as_str());
+                }
                 s.leave(room);
             }
         }
