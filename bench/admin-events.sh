@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Admin UI's cost per client event, in instructions (valgrind callgrind: load-independent,
-# so it can run on a shared machine). A release gateway runs under callgrind in cluster mode
-# (a private redis-server: the admin reports are broadcasts through the Redis adapter, as in a
-# cluster); bench/admin-events.mjs connects one client and sends, after a warm-up, N `join` +
+# so it can run on a shared machine). A release gateway runs under callgrind, in cluster mode
+# (MODE=cluster, the default: a private redis-server; the admin reports are broadcasts through
+# the Redis adapter) or alone (MODE=single); bench/admin-events.mjs connects one client and sends, after a warm-up, N `join` +
 # N `leave` (acked; the relay's room events) and N events of an unknown name (acked with the
 # no-sink error: the path of every event bound upstream, with the cheapest sink). Each segment
 # is bracketed by callgrind_control --zero/--dump. Cases:
@@ -10,22 +10,24 @@
 #   idle      --admin-ui readonly, nobody connected
 #   ui        --admin-ui readonly, an admin connected
 #   events    --admin-ui readonly --admin-ui-events true, an admin connected
-# Prints: case segment events instructions instructions/event.
+# Prints: mode case segment events instructions instructions/event.
 #
 # Usage: bench/admin-events.sh [GATEWAY_BIN]   (default target/release/sio-gateway)
-# Env: N [2000] CASES ["none idle ui events"] PORT [17611] REDIS_PORT [16611]
+# Env: N [2000] CASES ["none idle ui events"] MODE [cluster] PORT [17611] REDIS_PORT [16611]
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/sio-gateway}
 [ -x "$BIN" ] || { echo "error: $BIN is not an executable (cargo build --release -p sio-gateway)" >&2; exit 2; }
-N=${N:-2000} CASES=${CASES:-"none idle ui events"}
+N=${N:-2000} CASES=${CASES:-"none idle ui events"} MODE=${MODE:-cluster}
 PORT=${PORT:-17611} REDIS_PORT=${REDIS_PORT:-16611}
 dir=$(mktemp -d)
 redis-server --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes --logfile "$dir/redis.log" >/dev/null
 trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 sleep 0.5
-echo "case segment events instructions instructions/event"
+cluster=(--redis "redis://127.0.0.1:$REDIS_PORT" --cluster-secret bench-cluster-secret-0123456789)
+[ "$MODE" = single ] && cluster=()
+echo "mode case segment events instructions instructions/event"
 for c in $CASES; do
   case $c in
     none) args=() admin=0 ;;
@@ -37,8 +39,8 @@ for c in $CASES; do
   # The tunables the gateway would re-exec itself with (heap.rs): set here, so it does not
   # (an exec of /proc/self/exe escapes valgrind).
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.arena_max=1 valgrind --tool=callgrind --callgrind-out-file="$dir/cg.$c" --dump-instr=no \
-    "$BIN" --listen "127.0.0.1:$PORT" --redis "redis://127.0.0.1:$REDIS_PORT" --node-id bench \
-    --cluster-secret bench-cluster-secret-0123456789 --log-level warn --event-rate 0 "${args[@]}" \
+    "$BIN" --listen "127.0.0.1:$PORT" "${cluster[@]}" --node-id bench \
+    --log-level warn --event-rate 0 "${args[@]}" \
     >"$dir/gw.$c.log" 2>&1 &
   vg=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
@@ -48,7 +50,7 @@ for c in $CASES; do
   while read -r seg events; do
     i=$((i + 1))
     ir=$(awk '/^summary:/ {print $2}' "$dir/cg.$c.$i")
-    echo "$c $seg $events $ir $((ir / events))"
+    echo "$MODE $c $seg $events $ir $((ir / events))"
   done <"$dir/segments.$c"
   rm -f "$dir"/cg."$c"*
 done

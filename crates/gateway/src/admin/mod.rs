@@ -102,6 +102,11 @@ pub struct Admin {
     polling: Mutex<std::collections::HashSet<(String, socketioxide::socket::Sid)>>,
     /// Sends a report in the admin namespace; set by [`register`], which has the server.
     emitter: std::sync::OnceLock<Emitter>,
+    /// No `--redis`: no other node can have an admin connected, so with none here nothing is
+    /// reported (see [`Admin::listened`]).
+    single_node: bool,
+    /// Admin connections on this node.
+    admins_here: std::sync::atomic::AtomicUsize,
 }
 
 /// `(event, args)` broadcast in the admin namespace, cluster-wide, off the caller's path.
@@ -115,7 +120,9 @@ pub struct EventsSent(pub Arc<Admin>);
 /// `event_sent` when `--admin-ui-events` put [`EventsSent`] in the socket's extensions.
 /// `data` is the message's arguments, spread (a tuple, as the replay sends them).
 pub fn replayed<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str, data: &T) {
-    if let Some(EventsSent(admin)) = s.extensions.get::<EventsSent>() {
+    if let Some(EventsSent(admin)) = s.extensions.get::<EventsSent>()
+        && admin.listened()
+    {
         let mut args = vec![Value::from(event)];
         match serde_json::to_value(data) {
             Ok(Value::Array(spread)) => args.extend(spread),
@@ -186,6 +193,8 @@ impl Admin {
             last: Mutex::new(Totals::default()),
             polling: Mutex::default(),
             emitter: std::sync::OnceLock::new(),
+            single_node: config.redis.is_none(),
+            admins_here: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -218,6 +227,13 @@ impl Admin {
         self.events
     }
 
+    /// Whether a report can reach anyone: an admin connected here, or, in cluster mode, maybe
+    /// on another node (gateway or Node.js under `instrument()`: this node cannot know, and
+    /// reports as `instrument()` does). Checked before anything is serialized.
+    fn listened(&self) -> bool {
+        !self.single_node || self.admins_here.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
     /// Broadcast `event` with `args` (spread) in the admin namespace, cluster-wide; off the
     /// caller's path. Before [`register`] (no admin can be connected yet) nothing is sent.
     fn report(&self, event: &'static str, args: Vec<Value>) {
@@ -227,7 +243,7 @@ impl Admin {
     }
 
     pub fn socket_connected<A: Adapter>(&self, s: &SocketRef<A>) {
-        if s.ns() == self.namespace {
+        if s.ns() == self.namespace || !self.listened() {
             return;
         }
         let socket = serialize::local(s, s.ns());
@@ -242,7 +258,7 @@ impl Admin {
     }
 
     pub fn socket_disconnected(&self, nsp: &str, id: &str, reason: &str) {
-        if nsp == self.namespace {
+        if nsp == self.namespace || !self.listened() {
             return;
         }
         let at = timestamp::now().into();
@@ -253,7 +269,7 @@ impl Admin {
     }
 
     pub fn room_joined(&self, nsp: &str, room: &str, id: &str) {
-        if nsp == self.namespace {
+        if nsp == self.namespace || !self.listened() {
             return;
         }
         let at = timestamp::now().into();
@@ -261,7 +277,7 @@ impl Admin {
     }
 
     pub fn room_left(&self, nsp: &str, room: &str, id: &str) {
-        if nsp == self.namespace {
+        if nsp == self.namespace || !self.listened() {
             return;
         }
         let at = timestamp::now().into();
@@ -270,7 +286,7 @@ impl Admin {
 
     /// Only with `--admin-ui-events`: `[event, ...args]` a client sent.
     pub fn event_received(&self, nsp: &str, id: &str, event: &str, data: &Value) {
-        if !self.events {
+        if !self.events || !self.listened() {
             return;
         }
         let args = json!([event, data]);
@@ -280,7 +296,7 @@ impl Admin {
 
     /// Only with `--admin-ui-events`: `[event, ...args]` sent to socket `id` (see [`replayed`]).
     pub fn event_sent(&self, nsp: &str, id: &str, args: Vec<Value>) {
-        if !self.events || nsp == self.namespace {
+        if !self.events || nsp == self.namespace || !self.listened() {
             return;
         }
         let at = timestamp::now().into();
@@ -445,6 +461,9 @@ pub async fn register<A: GatewayAdapter>(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !admin.listened() {
+                continue;
+            }
             let stats = admin.stats(&io);
             admin.report("server_stats", vec![stats]);
             for (nsp, id) in admin.upgraded(&io) {
@@ -491,6 +510,13 @@ async fn authenticate<A: Adapter>(
 }
 
 async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(admin): State<Arc<Admin>>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    admin.admins_here.fetch_add(1, Relaxed);
+    let gone = admin.clone();
+    s.on_disconnect(move |_: SocketRef<A>| {
+        gone.admins_here.fetch_sub(1, Relaxed);
+        std::future::ready(())
+    });
     if let Some(Session(id)) = s.extensions.get::<Session>() {
         let _ = s.emit("session", &id);
     }
@@ -605,5 +631,41 @@ impl Admin {
                 tracing::info!(event, error = %e, "admin UI command failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, atomic::Ordering::Relaxed};
+
+    use super::Admin;
+    use crate::config::{AdminUi, Config, Options};
+
+    fn admin(redis: Option<&str>) -> Arc<Admin> {
+        let o = Options {
+            admin_ui: Some(AdminUi::Readonly),
+            admin_ui_no_auth: Some(true),
+            redis: redis.map(str::to_owned),
+            ..Options::default()
+        };
+        let config = Config::resolve(o).expect("valid options");
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config.node_id));
+        Admin::new(&config, metrics, Arc::new(crate::cluster_view::SingleNode)).expect("on")
+    }
+
+    #[test]
+    fn a_single_node_reports_only_while_an_admin_is_connected_here() {
+        let a = admin(None);
+        assert!(!a.listened(), "nobody can hear it: nothing is serialized");
+        a.admins_here.fetch_add(1, Relaxed);
+        assert!(a.listened());
+        a.admins_here.fetch_sub(1, Relaxed);
+        assert!(!a.listened());
+    }
+
+    #[test]
+    fn a_cluster_node_always_reports() {
+        // An admin may be connected to another node (gateway or Node.js): as instrument().
+        assert!(admin(Some("redis://127.0.0.1:6379")).listened());
     }
 }
