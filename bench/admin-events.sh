@@ -14,6 +14,7 @@
 #
 # Usage: bench/admin-events.sh [GATEWAY_BIN]   (default target/release/sio-gateway)
 # Env: N [2000] CASES ["none idle ui events"] MODE [cluster] PORT [17611] REDIS_PORT [16611]
+#   KEEP: a directory to keep the callgrind dumps in (for callgrind_annotate)
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,5 +53,6 @@ for c in $CASES; do
     ir=$(awk '/^summary:/ {print $2}' "$dir/cg.$c.$i")
     echo "$MODE $c $seg $events $ir $((ir / events))"
   done <"$dir/segments.$c"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$dir"/cg."$c".* "$KEEP"/; fi
   rm -f "$dir"/cg."$c"*
 done
