@@ -7,7 +7,8 @@
 //   `socket_disconnected` when the UI disconnects it. Each report comes once.
 // - 1 node: the same through the HTTP API and the UI's commands (the single-node adapter);
 //   `event_sent` for each message of a history replay with `--admin-ui-events`, with its
-//   arguments and a timestamp, and none without the option.
+//   arguments and a timestamp (also for a replay from the Redis stream, in cluster mode), and
+//   none without the option.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
@@ -110,8 +111,11 @@ test("admin UI, 2 nodes: joins and leaves by the API, the UI and a Node peer on 
 });
 
 /** One node with a history room; the admin, and a replay of 3 messages to a new socket. */
-async function replay(t, extra) {
-  const gw = track(t, await startGateway([...ADMIN, "--api-key", API_KEY, "--history", "chat:*=100", ...extra]));
+async function replay(t, extra, { redis } = {}) {
+  const flags = [...ADMIN, "--history", "chat:*=100", ...extra];
+  const gw = track(t, redis
+    ? await startNode(redis.url, "gateway-1", flags)
+    : await startGateway([...flags, "--api-key", API_KEY]));
   const a = await admin(t, gw.url);
   const first = await client(t, gw.url);
   const at = await first.emitWithAck("join", { room: "chat:r" });
@@ -122,8 +126,8 @@ async function replay(t, extra) {
   const back = await client(t, gw.url);
   const ack = await back.emitWithAck("join", { room: "chat:r", since: { offset: at.offset, epoch: at.epoch } });
   assert.equal(ack.missed, 3, JSON.stringify(ack));
-  // Reports of one node go out in order of the work that made them: the replay's come before
-  // the API join's below, which is the mark that they had their chance.
+  // The replay's reports left before the join was acknowledged; the API join's report below,
+  // made after that ack, is the mark that they had their chance to arrive.
   await api(gw.url, "/sockets/join", { rooms: back.id, target_rooms: ["mark"] });
   await reported(a, "room_joined", "mark", back.id, "single-node HTTP API");
   const sent = a.events.filter(([e, , id]) => e === "event_sent" && id === back.id);
@@ -145,6 +149,13 @@ test("admin UI, 1 node, --admin-ui-events: event_sent for each replayed message;
   await reported(a, "room_joined", "ui-room", back.id, "single-node UI command");
   a.s.emit("leave", "/", "ui-room", back.id);
   await reported(a, "room_left", "ui-room", back.id, "single-node UI command");
+});
+
+test("admin UI, cluster mode, --admin-ui-events: event_sent for each message replayed from the Redis stream", async (t) => {
+  const redis = track(t, await startRedis());
+  const { a, sent } = await replay(t, ["--admin-ui-events", "true"], { redis });
+  assert.equal(sent.length, 3, JSON.stringify(a.events.filter(([e]) => e === "event_sent")));
+  assert.deepEqual(sent.map(([, , , args]) => [args[0], args[1]]), [0, 1, 2].map((n) => ["msg", { n }]));
 });
 
 test("admin UI, 1 node, without --admin-ui-events: no event_sent", async (t) => {
