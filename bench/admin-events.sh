@@ -13,6 +13,7 @@
 # Prints: mode case segment events instructions instructions/event.
 #
 # Usage: bench/admin-events.sh [GATEWAY_BIN]   (default target/release/sio-gateway)
+# Needs valgrind, redis-server and the tests' npm packages (socket.io-client: npm ci --prefix tests).
 # Env: N [2000] CASES ["none idle ui events"] MODE [cluster] PORT [17611] REDIS_PORT [16611]
 #   KEEP: a directory to keep the callgrind dumps in (for callgrind_annotate)
 # Not a test: never part of scripts/test.sh.
