@@ -172,3 +172,44 @@ def test_redis_manager_emits_into_history_rooms_bypass_and_are_counted(gateway_f
     finally:
         if a.sio.connected:
             a.sio.disconnect()
+
+
+@pytest.mark.timeout(60)
+def test_admin_ui_sees_python_room_changes_live(gateway_factory, redis_url):
+    """enter_room / leave_room / close_room of a Python backend reach the Admin UI as
+    room_joined / room_left (crates/gateway/src/pysio.rs and the adapter's room watch)."""
+    url = gateway_factory("--redis", redis_url, "--pysio-channel", CHANNEL,
+                          "--cluster-secret", "pysio-cluster-secret-0123",
+                          "--admin-ui", "readonly", "--admin-ui-no-auth", "true")
+    wait_until(lambda: urllib.request.urlopen(url + "/readyz").status == 200, "node ready")
+    seen = []
+    lock = threading.Lock()
+    ui = socketio.Client(reconnection=False)
+
+    def record(ev):
+        def on(*args):
+            with lock:
+                seen.append((ev, *args[:3]))
+        return on
+
+    for ev in ("room_joined", "room_left"):
+        ui.on(ev, record(ev), namespace="/admin")
+    ui.connect(url, namespaces=["/admin"], transports=["websocket"], wait_timeout=10)
+    c = Recorder(url)
+    try:
+        mgr = socketio.RedisManager(redis_url, channel=CHANNEL, write_only=True)
+        mgr.enter_room(c.sid, "/", "py-a")
+        mgr.enter_room(c.sid, "/", "py-b")
+        wait_until(lambda: ("room_joined", "/", "py-b", c.sid) in seen, "room_joined py-b")
+        assert ("room_joined", "/", "py-a", c.sid) in seen
+        mgr.leave_room(c.sid, "/", "py-a")
+        wait_until(lambda: ("room_left", "/", "py-a", c.sid) in seen, "room_left py-a (leave_room)")
+        mgr.close_room("py-b", "/")
+        wait_until(lambda: ("room_left", "/", "py-b", c.sid) in seen, "room_left py-b (close_room)")
+        with lock:  # each once (reports go out as they come, not necessarily in order)
+            assert sorted(e for e in seen if e[2] in ("py-a", "py-b")) == sorted([
+                ("room_joined", "/", "py-a", c.sid), ("room_joined", "/", "py-b", c.sid),
+                ("room_left", "/", "py-a", c.sid), ("room_left", "/", "py-b", c.sid)])
+    finally:
+        c.sio.disconnect()
+        ui.disconnect()

@@ -40,6 +40,7 @@ pub mod history;
 pub mod installed;
 pub mod limits;
 pub mod listener;
+pub mod local_adapter;
 pub mod logging;
 pub mod metrics;
 pub mod names;
@@ -58,8 +59,6 @@ pub mod sticky;
 pub mod upstream;
 pub mod webhook_client;
 
-use socketioxide::adapter::LocalAdapter;
-
 /// Run one gateway node with the adapter the configuration asks for.
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
     if let Some(url) = config.redis.clone() {
@@ -69,5 +68,11 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
         return server::serve::<cluster::ClusterAdapter>(config, state, checks, Some(cluster))
             .await;
     }
-    server::serve::<LocalAdapter>(config, (), Vec::new(), None).await
+    server::serve::<local_adapter::WatchedLocalAdapter>(
+        config,
+        local_adapter::LocalState::default(),
+        Vec::new(),
+        None,
+    )
+    .await
 }

@@ -215,6 +215,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
             ..
         } => {
             if let Some(s) = ns_of(&namespace).and_then(|ns| local_socket(&ns, &sid)) {
+                if let Some(admin) = &gw.admin
+                    && !s.rooms().iter().any(|r| *r == room)
+                {
+                    admin.room_joined(&namespace, &room, s.id.as_str());
+                }
                 s.join(room.clone());
                 gw.ensure_rooms(&namespace, vec![room]).await;
             }
@@ -226,6 +231,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
             ..
         } => {
             if let Some(s) = ns_of(&namespace).and_then(|ns| local_socket(&ns, &sid)) {
+                if let Some(admin) = &gw.admin
+                    && s.rooms().iter().any(|r| *r == room)
+                {
+                    admin.room_left(&namespace, &room, s.id.as_str());
+                }
                 s.leave(room);
             }
         }

@@ -254,7 +254,7 @@ impl Conn {
         if let Some(admin) = &self.gw.admin
             && v["ok"] == true
         {
-            admin.room_joined(io, s.ns(), room, s.id.as_str());
+            admin.room_joined(s.ns(), room, s.id.as_str());
         }
         self.reply(ack, &v).await;
     }
@@ -533,7 +533,6 @@ impl Conn {
 
     async fn leave<A: Adapter>(
         &self,
-        io: &SocketIo<A>,
         s: &SocketRef<A>,
         room: Result<String, ParserError>,
         ack: Ack<A>,
@@ -549,7 +548,7 @@ impl Conn {
             Ok(r) if valid_name(&r) => {
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
                 if let Some(admin) = &self.gw.admin {
-                    admin.room_left(io, s.ns(), &r, s.id.as_str());
+                    admin.room_left(s.ns(), &r, s.id.as_str());
                 }
                 s.leave(r);
                 ok()
@@ -821,9 +820,9 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "leave",
-        move |s: SocketRef<A>, io: SocketIo<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
             let c = c.clone();
-            async move { c.leave(&io, &s, room, ack).await }
+            async move { c.leave(&s, room, ack).await }
         },
     );
     let c = conn.clone();
@@ -837,26 +836,28 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on_fallback(
         move |s: SocketRef<A>,
-              io: SocketIo<A>,
               Event(event): Event,
               TryData(data): TryData<serde_json::Value>,
               ack: Ack<A>| {
             let c = c.clone();
             async move {
                 if let (Some(admin), Ok(d)) = (&c.gw.admin, &data) {
-                    admin.event_received(&io, s.ns(), s.id.as_str(), &event, d);
+                    admin.event_received(s.ns(), s.id.as_str(), &event, d);
                 }
                 c.other(&s, &event, data, ack).await
             }
         },
     );
     if let Some(admin) = &gw.admin {
-        admin.socket_connected(&io, &s);
+        admin.socket_connected(&s);
+        if admin.events() {
+            s.extensions.insert(crate::admin::EventsSent(admin.clone()));
+        }
     }
     s.on_disconnect(move |s: SocketRef<A>, io: SocketIo<A>, reason: DisconnectReason| {
         let gw = &conn.gw;
         if let Some(admin) = &gw.admin {
-            admin.socket_disconnected(&io, s.ns(), s.id.as_str(), reason_label(reason));
+            admin.socket_disconnected(s.ns(), s.id.as_str(), reason_label(reason));
         }
         gw.conn_limit.closed();
         gw.metrics

@@ -325,6 +325,9 @@ pub async fn serve<A: GatewayAdapter>(
     };
     let gw = Arc::new(Gateway::new(config, services));
     let cfg = gw.config.clone();
+    if let Some(admin) = &gw.admin {
+        A::set_room_watch(&adapter_state, admin.clone());
+    }
     let (layer, io) = build_socketio::<A>(&gw, adapter_state);
     register(&io, &cfg.namespace).await?;
     if let Some(admin) = &gw.admin {

@@ -310,7 +310,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         rooms: impl RoomParam,
     ) -> Result<(), Self::Error> {
         if opts.is_local(self.uid) {
-            self.node.local.add_sockets(opts, rooms);
+            self.node
+                .add_sockets(opts, rooms.into_room_iter().collect());
             return Ok(());
         }
         // Classic: applied when the request comes back through Redis, here too (like Node).
@@ -321,7 +322,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             rooms: rooms.clone(),
         };
         if self.sharded() {
-            self.node.local.add_sockets(opts, rooms);
+            self.node
+                .add_sockets(opts, rooms.into_iter().map(Room::Owned).collect());
             self.node.kick_room_sync();
         }
         self.publish_request(MsgType::SocketsJoin, msg).await
@@ -333,7 +335,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         rooms: impl RoomParam,
     ) -> Result<(), Self::Error> {
         if opts.is_local(self.uid) {
-            self.node.local.del_sockets(opts, rooms);
+            self.node
+                .del_sockets(opts, rooms.into_room_iter().collect());
             return Ok(());
         }
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();
@@ -343,7 +346,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             rooms: rooms.clone(),
         };
         if self.sharded() {
-            self.node.local.del_sockets(opts, rooms);
+            self.node
+                .del_sockets(opts, rooms.into_iter().map(Room::Owned).collect());
             self.node.kick_room_sync();
         }
         self.publish_request(MsgType::SocketsLeave, msg).await

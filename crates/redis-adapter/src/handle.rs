@@ -131,6 +131,12 @@ impl RedisAdapterHandle {
         self.core.socket_info.set(source).is_ok()
     }
 
+    /// Installs the hook told of the joins and leaves applied here by broadcast operators
+    /// (see [`RoomWatch`](crate::RoomWatch)); only the first call takes effect.
+    pub fn set_room_watch(&self, watch: Arc<dyn crate::RoomWatch>) -> bool {
+        self.core.room_watch.set(watch).is_ok()
+    }
+
     /// Brings the room-channel subscriptions of `nsp` in line with local membership now
     /// (e.g. right after `socket.join`, before acknowledging the join to a client).
     pub async fn sync_rooms(&self, nsp: &str) -> Result<(), Error> {

@@ -332,14 +332,14 @@ impl<E: SocketEmitter> LocalNs<E> {
     pub(crate) fn apply_join(self: &Arc<Self>, opts: &RoomsOpts, rooms: Vec<String>, leave: bool) {
         let rooms: Vec<Room> = rooms.into_iter().map(Room::Owned).collect();
         match self.targets(&opts.rooms, &opts.except, false) {
-            Targets::Opts(o) if leave => self.local.del_sockets(*o, rooms),
-            Targets::Opts(o) => self.local.add_sockets(*o, rooms),
+            Targets::Opts(o) if leave => self.del_sockets(*o, rooms),
+            Targets::Opts(o) => self.add_sockets(*o, rooms),
             Targets::Sids(sids) => {
                 for sid in sids {
                     if leave {
-                        self.local.del(sid, rooms.clone());
+                        self.del_one(sid, rooms.clone());
                     } else {
-                        self.local.add_all(sid, rooms.clone());
+                        self.add_one(sid, rooms.clone());
                     }
                 }
             }

@@ -57,7 +57,7 @@
 
 // Layers, bottom up; a module imports only from layers below its own (checked by hand and
 // by script when the split was made; there is no cycle):
-//  0. mode, config, error, stats, warn_limit
+//  0. mode, config, error, stats, warn_limit, room_watch
 //  1. foreign (ids), requests, rooms, packets, server_side_emit, sharded (protocol
 //     conversions), test_support
 //  2. driver (the pub/sub seam), targets
@@ -95,6 +95,7 @@ mod packets;
 mod pubsub;
 mod registry;
 mod requests;
+mod room_watch;
 mod rooms;
 mod server_side_emit;
 mod sharded;
@@ -116,6 +117,7 @@ pub use error::Error;
 pub use handle::RedisAdapterHandle;
 pub use mode::{PubSubMode, SubscriptionMode, room_has_channel};
 pub use requests::Collected;
+pub use room_watch::{RoomWatch, apply_add, apply_add_one, apply_del, apply_del_one};
 pub use server_side_emit::{ServerSideEmit, ServerSideEmitHandler};
 pub use sio_wire::FetchedSocket;
 pub use socket_info::{SocketInfo, SocketInfoSource};

@@ -13,6 +13,7 @@ use socketioxide_core::{
 
 use crate::{
     namespace::{LocalOps, NsShared},
+    room_watch::{self, RoomWatch},
     shared::Core,
     targets::{self, Targets, all_opts},
 };
@@ -41,6 +42,30 @@ impl<E: SocketEmitter> LocalNs<E> {
 
     pub(crate) fn is_local_socket(&self, sid: Sid) -> bool {
         targets::is_local_socket(&self.local, sid)
+    }
+
+    fn watch(&self) -> Option<&dyn RoomWatch> {
+        self.core.room_watch.get().map(|w| &**w)
+    }
+
+    /// The matching local sockets join `rooms` (told to the application's [`RoomWatch`]).
+    pub(crate) fn add_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>) {
+        room_watch::apply_add(&self.local, self.watch(), opts, rooms);
+    }
+
+    /// The matching local sockets leave `rooms` (told to the application's [`RoomWatch`]).
+    pub(crate) fn del_sockets(&self, opts: BroadcastOptions, rooms: Vec<Room>) {
+        room_watch::apply_del(&self.local, self.watch(), opts, rooms);
+    }
+
+    /// Local socket `sid` joins `rooms` (told to the application's [`RoomWatch`]).
+    pub(crate) fn add_one(&self, sid: Sid, rooms: Vec<Room>) {
+        room_watch::apply_add_one(&self.local, self.watch(), sid, rooms);
+    }
+
+    /// Local socket `sid` leaves `rooms` (told to the application's [`RoomWatch`]).
+    pub(crate) fn del_one(&self, sid: Sid, rooms: Vec<Room>) {
+        room_watch::apply_del_one(&self.local, self.watch(), sid, rooms);
     }
 }
 

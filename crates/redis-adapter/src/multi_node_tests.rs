@@ -608,6 +608,88 @@ async fn redis_down_fails_fast_and_still_delivers_locally(mode: PubSubMode) {
     .await;
 }
 
+/// What a [`crate::RoomWatch`] was told: `(+|-, sid, room)`.
+#[derive(Default)]
+struct Watched(Mutex<Vec<(char, String, String)>>);
+
+impl crate::RoomWatch for Watched {
+    fn joined(&self, nsp: &str, sid: Sid, room: &str) {
+        assert_eq!(nsp, "/");
+        let mut w = self.0.lock().unwrap();
+        w.push(('+', sid.to_string(), room.to_owned()));
+    }
+    fn left(&self, nsp: &str, sid: Sid, room: &str) {
+        assert_eq!(nsp, "/");
+        let mut w = self.0.lock().unwrap();
+        w.push(('-', sid.to_string(), room.to_owned()));
+    }
+}
+
+impl Watched {
+    fn take(&self) -> Vec<(char, String, String)> {
+        let mut w = std::mem::take(&mut *self.0.lock().unwrap());
+        w.sort();
+        w
+    }
+}
+
+/// The room watch hears every operator join and leave applied to a node's own sockets, once,
+/// wherever the operator ran; only actual changes; not a socket's own join.
+async fn a_room_watch_hears_operator_joins_and_leaves_applied_here(mode: PubSubMode) {
+    let (_bus, nodes) = cluster(mode).await;
+    let [n0, n1, n2] = &nodes;
+    let watches: Vec<Arc<Watched>> = nodes
+        .iter()
+        .map(|n| {
+            let w = Arc::new(Watched::default());
+            assert!(n.handle.set_room_watch(w.clone()));
+            w
+        })
+        .collect();
+    n0.join(n0.sids[0], "red").await; // a socket's own join: the application's to report
+    n1.join(n1.sids[1], "red").await;
+    n2.join(n2.sids[0], "red").await;
+    n2.join(n2.sids[0], "green").await;
+    // io.in("red").socketsJoin("green"), from n1.
+    n1.adapter
+        .add_sockets(to_rooms(&["red"], &[]), "green")
+        .await
+        .unwrap();
+    eventually("joins applied", || {
+        n0.rooms_of(n0.sids[0]).contains(&"green".into())
+            && n1.rooms_of(n1.sids[1]).contains(&"green".into())
+    })
+    .await;
+    settle(&nodes, 1, "marker-w1").await;
+    let plus = |n: &Node, i: usize, room: &str| ('+', n.sids[i].to_string(), room.to_owned());
+    let minus = |n: &Node, i: usize, room: &str| ('-', n.sids[i].to_string(), room.to_owned());
+    assert_eq!(watches[0].take(), vec![plus(n0, 0, "green")]);
+    assert_eq!(
+        watches[1].take(),
+        vec![plus(n1, 1, "green")],
+        "once on the sender"
+    );
+    assert_eq!(watches[2].take(), vec![], "n2s0 was in green already");
+    // A remote socket leaves by id, from n0; a room it is not in is not reported.
+    n0.adapter
+        .del_sockets(to_rooms(&[n2.sids[0].as_str()], &[]), vec!["red", "blue"])
+        .await
+        .unwrap();
+    eventually("leave applied on n2", || {
+        n2.rooms_of(n2.sids[0]) == vec!["green".to_string()]
+    })
+    .await;
+    settle(&nodes, 0, "marker-w2").await;
+    assert_eq!(watches[2].take(), vec![minus(n2, 0, "red")]);
+    assert_eq!(watches[0].take(), vec![]);
+    assert_eq!(watches[1].take(), vec![]);
+    // A local-only operator (io.local().in(..).socketsLeave): applied and heard here only.
+    let mut local = to_rooms(&["green"], &[]);
+    local.add_flag(BroadcastFlags::Local);
+    n1.adapter.del_sockets(local, "green").await.unwrap();
+    assert_eq!(watches[1].take(), vec![minus(n1, 1, "green")]);
+}
+
 /// Each flow above, in classic mode and in sharded mode (`dynamic`, Node's default).
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
@@ -631,6 +713,7 @@ in_both_modes!(
     fetch_sockets_and_all_rooms_collect_every_node,
     server_side_emit_reaches_the_other_nodes_and_collects_their_acks,
     sockets_join_leave_and_disconnect_apply_on_every_node,
+    a_room_watch_hears_operator_joins_and_leaves_applied_here,
     broadcast_with_ack_collects_every_clients_ack,
     a_node_that_stops_answering_bounds_requests_by_their_timeout,
     redis_down_fails_fast_and_still_delivers_locally,

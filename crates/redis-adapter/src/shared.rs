@@ -5,8 +5,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::{
     delivery_filter::DeliveryFilter, error::Error, foreign::ForeignIds, pubsub::PubSub,
-    registry::Registry, server_side_emit::ServerSideEmitHandler, socket_info::SocketInfoSource,
-    stats::AdapterStats,
+    registry::Registry, room_watch::RoomWatch, server_side_emit::ServerSideEmitHandler,
+    socket_info::SocketInfoSource, stats::AdapterStats,
 };
 
 /// Shared state of one adapter instance (all namespaces).
@@ -22,6 +22,8 @@ pub(crate) struct Core {
     pub(crate) delivery_filter: OnceLock<Arc<dyn DeliveryFilter>>,
     /// Set once by the application; read per socket of a `fetchSockets` answer.
     pub(crate) socket_info: OnceLock<Arc<dyn SocketInfoSource>>,
+    /// Set once by the application; read per operator join/leave applied here.
+    pub(crate) room_watch: OnceLock<Arc<dyn RoomWatch>>,
 }
 
 impl Core {
@@ -35,6 +37,7 @@ impl Core {
             foreign: ForeignIds::default(),
             delivery_filter: OnceLock::new(),
             socket_info: OnceLock::new(),
+            room_watch: OnceLock::new(),
         })
     }
 

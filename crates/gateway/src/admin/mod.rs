@@ -12,8 +12,14 @@
 //!   adapter carries it to the admin namespace of every node, Node.js servers under
 //!   `instrument()` included, and theirs reach ours: a UI connected to any node lists every
 //!   server. The same holds for the lifecycle events: `socket_connected`,
-//!   `socket_disconnected`, `room_joined`, `room_left`, reported by the relay.
-//! * `event_received` only with `--admin-ui-events` (one broadcast per client event).
+//!   `socket_disconnected`, `room_joined`, `room_left`, reported by the relay for a client's
+//!   own events, and for the joins and leaves broadcast operators apply to this node's sockets
+//!   (the HTTP API, Admin UI commands from any node, Node peers' `socketsJoin`/`socketsLeave`,
+//!   python-socketio's `close_room`) by the adapter's room watch ([`RoomWatch`], implemented
+//!   here); python-socketio's `enter_room`/`leave_room` by `pysio`.
+//! * `event_received` (a client's event that goes upstream) and `event_sent` (a message the
+//!   gateway sends to one socket: the history's replays) only with `--admin-ui-events`, one
+//!   broadcast each. Broadcasts to rooms are not reported per recipient (`instrument()` does).
 //! * Commands (`emit`, `join`, `leave`, `_disconnect`) act through socketioxide's broadcast
 //!   operators, so they reach sockets on every node. In `readonly` mode they are refused and
 //!   counted (`admin_ui_commands_total{result="refused"}`).
@@ -23,6 +29,7 @@
 //! `--admin-ui-events`. Without `--admin-ui` nothing of this runs.
 pub mod auth;
 pub mod serialize;
+pub mod timestamp;
 
 use std::{
     net::IpAddr,
@@ -32,6 +39,7 @@ use std::{
 
 use prometheus::IntCounterVec;
 use serde_json::{Value, json};
+use sio_redis_adapter::RoomWatch;
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
@@ -92,6 +100,37 @@ pub struct Admin {
     /// found on websocket since has upgraded (`socket_updated`). socketioxide has no upgrade
     /// hook; the tick that sends `server_stats` walks the sockets anyway.
     polling: Mutex<std::collections::HashSet<(String, socketioxide::socket::Sid)>>,
+    /// Sends a report in the admin namespace; set by [`register`], which has the server.
+    emitter: std::sync::OnceLock<Emitter>,
+    /// No `--redis`: no other node can have an admin connected, so with none here nothing is
+    /// reported (see [`Admin::listened`]).
+    single_node: bool,
+    /// Admin connections on this node.
+    admins_here: std::sync::atomic::AtomicUsize,
+}
+
+/// `(event, args)` broadcast in the admin namespace, cluster-wide, off the caller's path.
+type Emitter = Box<dyn Fn(&'static str, Vec<Value>) + Send + Sync>;
+
+/// In a socket's extensions with `--admin-ui-events`: what [`replayed`] reports through.
+#[derive(Clone)]
+pub struct EventsSent(pub Arc<Admin>);
+
+/// A message sent to one socket `s` by the gateway itself (the history's replay): reported as
+/// `event_sent` when `--admin-ui-events` put [`EventsSent`] in the socket's extensions.
+/// `data` is the message's arguments, spread (a tuple, as the replay sends them).
+pub fn replayed<A: Adapter, T: serde::Serialize + ?Sized>(s: &SocketRef<A>, event: &str, data: &T) {
+    if let Some(EventsSent(admin)) = s.extensions.get::<EventsSent>()
+        && admin.listened()
+    {
+        let mut args = vec![Value::from(event)];
+        match serde_json::to_value(data) {
+            Ok(Value::Array(spread)) => args.extend(spread),
+            Ok(one) => args.push(one),
+            Err(_) => {}
+        }
+        admin.event_sent(s.ns(), s.id.as_str(), args);
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -153,6 +192,9 @@ impl Admin {
             commands,
             last: Mutex::new(Totals::default()),
             polling: Mutex::default(),
+            emitter: std::sync::OnceLock::new(),
+            single_node: config.redis.is_none(),
+            admins_here: std::sync::atomic::AtomicUsize::new(0),
         }))
     }
 
@@ -180,21 +222,28 @@ impl Admin {
         f
     }
 
-    /// Broadcast `event` with `args` (spread) in the admin namespace, cluster-wide; off the
-    /// caller's path.
-    fn report<A: Adapter>(&self, io: &SocketIo<A>, event: &'static str, args: Vec<Value>) {
-        let Some(ns) = io.of(self.namespace.as_str()) else {
-            return;
-        };
-        tokio::spawn(async move {
-            if let Err(e) = ns.emit(event, &Args(&args)).await {
-                tracing::debug!(event, error = %e, "admin UI report not sent");
-            }
-        });
+    /// Whether `event_received` / `event_sent` are reported (`--admin-ui-events`).
+    pub fn events(&self) -> bool {
+        self.events
     }
 
-    pub fn socket_connected<A: Adapter>(&self, io: &SocketIo<A>, s: &SocketRef<A>) {
-        if s.ns() == self.namespace {
+    /// Whether a report can reach anyone: an admin connected here, or, in cluster mode, maybe
+    /// on another node (gateway or Node.js under `instrument()`: this node cannot know, and
+    /// reports as `instrument()` does). Checked before anything is serialized.
+    fn listened(&self) -> bool {
+        !self.single_node || self.admins_here.load(std::sync::atomic::Ordering::Relaxed) > 0
+    }
+
+    /// Broadcast `event` with `args` (spread) in the admin namespace, cluster-wide; off the
+    /// caller's path. Before [`register`] (no admin can be connected yet) nothing is sent.
+    fn report(&self, event: &'static str, args: Vec<Value>) {
+        if let Some(emit) = self.emitter.get() {
+            emit(event, args);
+        }
+    }
+
+    pub fn socket_connected<A: Adapter>(&self, s: &SocketRef<A>) {
+        if s.ns() == self.namespace || !self.listened() {
             return;
         }
         let socket = serialize::local(s, s.ns());
@@ -205,48 +254,53 @@ impl Admin {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert((s.ns().to_owned(), s.id));
         }
-        self.report(io, "socket_connected", vec![socket]);
+        self.report("socket_connected", vec![socket, timestamp::now().into()]);
     }
 
-    pub fn socket_disconnected<A: Adapter>(
-        &self,
-        io: &SocketIo<A>,
-        nsp: &str,
-        id: &str,
-        reason: &str,
-    ) {
-        if nsp == self.namespace {
+    pub fn socket_disconnected(&self, nsp: &str, id: &str, reason: &str) {
+        if nsp == self.namespace || !self.listened() {
             return;
         }
+        let at = timestamp::now().into();
         self.report(
-            io,
             "socket_disconnected",
-            vec![nsp.into(), id.into(), reason.into()],
+            vec![nsp.into(), id.into(), reason.into(), at],
         );
     }
 
-    pub fn room_joined<A: Adapter>(&self, io: &SocketIo<A>, nsp: &str, room: &str, id: &str) {
-        self.report(io, "room_joined", vec![nsp.into(), room.into(), id.into()]);
+    pub fn room_joined(&self, nsp: &str, room: &str, id: &str) {
+        if nsp == self.namespace || !self.listened() {
+            return;
+        }
+        let at = timestamp::now().into();
+        self.report("room_joined", vec![nsp.into(), room.into(), id.into(), at]);
     }
 
-    pub fn room_left<A: Adapter>(&self, io: &SocketIo<A>, nsp: &str, room: &str, id: &str) {
-        self.report(io, "room_left", vec![nsp.into(), room.into(), id.into()]);
+    pub fn room_left(&self, nsp: &str, room: &str, id: &str) {
+        if nsp == self.namespace || !self.listened() {
+            return;
+        }
+        let at = timestamp::now().into();
+        self.report("room_left", vec![nsp.into(), room.into(), id.into(), at]);
     }
 
     /// Only with `--admin-ui-events`: `[event, ...args]` a client sent.
-    pub fn event_received<A: Adapter>(
-        &self,
-        io: &SocketIo<A>,
-        nsp: &str,
-        id: &str,
-        event: &str,
-        data: &Value,
-    ) {
-        if !self.events {
+    pub fn event_received(&self, nsp: &str, id: &str, event: &str, data: &Value) {
+        if !self.events || !self.listened() {
             return;
         }
         let args = json!([event, data]);
-        self.report(io, "event_received", vec![nsp.into(), id.into(), args]);
+        let at = timestamp::now().into();
+        self.report("event_received", vec![nsp.into(), id.into(), args, at]);
+    }
+
+    /// Only with `--admin-ui-events`: `[event, ...args]` sent to socket `id` (see [`replayed`]).
+    pub fn event_sent(&self, nsp: &str, id: &str, args: Vec<Value>) {
+        if !self.events || nsp == self.namespace || !self.listened() {
+            return;
+        }
+        let at = timestamp::now().into();
+        self.report("event_sent", vec![nsp.into(), id.into(), args.into(), at]);
     }
 
     /// The sockets that left long-polling for websocket since the last call.
@@ -369,6 +423,17 @@ impl Admin {
     }
 }
 
+/// Joins and leaves applied to this node's sockets by broadcast operators (see
+/// `sio_redis_adapter::RoomWatch`; the adapter of either mode calls it).
+impl RoomWatch for Admin {
+    fn joined(&self, nsp: &str, sid: socketioxide::socket::Sid, room: &str) {
+        self.room_joined(nsp, room, sid.as_str());
+    }
+    fn left(&self, nsp: &str, sid: socketioxide::socket::Sid, room: &str) {
+        self.room_left(nsp, room, sid.as_str());
+    }
+}
+
 /// Register the admin namespace and start its stats ticker.
 pub async fn register<A: GatewayAdapter>(
     io: &SocketIo<A>,
@@ -379,17 +444,31 @@ pub async fn register<A: GatewayAdapter>(
         on_connect::<A>.with(authenticate::<A>),
     ))
     .await?;
+    let (reports, namespace) = (io.clone(), admin.namespace.clone());
+    let _ = admin.emitter.set(Box::new(move |event, args| {
+        let Some(ns) = reports.of(namespace.as_str()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            if let Err(e) = ns.emit(event, &Args(&args)).await {
+                tracing::debug!(event, error = %e, "admin UI report not sent");
+            }
+        });
+    }));
     let (io, admin) = (io.clone(), admin.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(STATS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if !admin.listened() {
+                continue;
+            }
             let stats = admin.stats(&io);
-            admin.report(&io, "server_stats", vec![stats]);
+            admin.report("server_stats", vec![stats]);
             for (nsp, id) in admin.upgraded(&io) {
                 let update = json!({ "id": id.to_string(), "nsp": nsp, "transport": "websocket" });
-                admin.report(&io, "socket_updated", vec![update]);
+                admin.report("socket_updated", vec![update]);
             }
         }
     });
@@ -431,6 +510,13 @@ async fn authenticate<A: Adapter>(
 }
 
 async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(admin): State<Arc<Admin>>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    admin.admins_here.fetch_add(1, Relaxed);
+    let gone = admin.clone();
+    s.on_disconnect(move |_: SocketRef<A>| {
+        gone.admins_here.fetch_sub(1, Relaxed);
+        std::future::ready(())
+    });
     if let Some(Session(id)) = s.extensions.get::<Session>() {
         let _ = s.emit("session", &id);
     }
@@ -545,5 +631,41 @@ impl Admin {
                 tracing::info!(event, error = %e, "admin UI command failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, atomic::Ordering::Relaxed};
+
+    use super::Admin;
+    use crate::config::{AdminUi, Config, Options};
+
+    fn admin(redis: Option<&str>) -> Arc<Admin> {
+        let o = Options {
+            admin_ui: Some(AdminUi::Readonly),
+            admin_ui_no_auth: Some(true),
+            redis: redis.map(str::to_owned),
+            ..Options::default()
+        };
+        let config = Config::resolve(o).expect("valid options");
+        let metrics = Arc::new(crate::metrics::Metrics::new(&config.node_id));
+        Admin::new(&config, metrics, Arc::new(crate::cluster_view::SingleNode)).expect("on")
+    }
+
+    #[test]
+    fn a_single_node_reports_only_while_an_admin_is_connected_here() {
+        let a = admin(None);
+        assert!(!a.listened(), "nobody can hear it: nothing is serialized");
+        a.admins_here.fetch_add(1, Relaxed);
+        assert!(a.listened());
+        a.admins_here.fetch_sub(1, Relaxed);
+        assert!(!a.listened());
+    }
+
+    #[test]
+    fn a_cluster_node_always_reports() {
+        // An admin may be connected to another node (gateway or Node.js): as instrument().
+        assert!(admin(Some("redis://127.0.0.1:6379")).listened());
     }
 }

@@ -73,6 +73,10 @@ impl GatewayAdapter for ClusterAdapter {
         res.await
             .context("subscribing the namespace's Redis channels")
     }
+
+    fn set_room_watch(state: &RedisAdapterCtr, watch: Arc<dyn sio_redis_adapter::RoomWatch>) {
+        state.handle().set_room_watch(watch);
+    }
 }
 
 /// [`crate::cluster_view::ClusterView`] answered by the Redis adapter.

@@ -49,7 +49,10 @@ pub async fn send_one<A: Adapter, T: Serialize + ?Sized>(
     let mut backoff = Duration::from_millis(1);
     loop {
         match s.emit(event, data) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                crate::admin::replayed(s, event, data);
+                return Ok(());
+            }
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
             Err(SendError::Socket(SocketError::Closed)) => return Err(ReplayError::Closed),
             Err(e) => return Err(ReplayError::Encode(e.to_string())),
