@@ -750,7 +750,10 @@ async fn ensure_rooms_subscribes_just_the_joined_rooms(mode: PubSubMode) {
     n0.handle.ensure_rooms("/", &rooms).await.unwrap();
     let chans = n0.control.channels();
     assert!(chans.contains(&red), "the joined room is subscribed");
-    assert!(!chans.contains(&blue), "a room not named is left to the reconciliation");
+    assert!(
+        !chans.contains(&blue),
+        "a room not named is left to the reconciliation"
+    );
     assert_eq!(
         n0.handle.subscribed_room_count("/").await.unwrap(),
         before + 1,

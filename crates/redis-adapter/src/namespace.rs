@@ -290,7 +290,11 @@ impl NsShared {
     /// N sockets that ran it per join was O(N²)). Unsubscribing emptied rooms is left to the
     /// periodic reconciliation. Same rules as `sync_rooms`: a room named like a local socket id
     /// is that socket's channel; sharded modes subscribe only rooms with a channel of their own.
-    pub(crate) async fn ensure_rooms(&self, pubsub: &PubSub, rooms: &[String]) -> Result<(), Error> {
+    pub(crate) async fn ensure_rooms(
+        &self,
+        pubsub: &PubSub,
+        rooms: &[String],
+    ) -> Result<(), Error> {
         let Some(ops) = self.ops() else {
             return Ok(());
         };
