@@ -131,12 +131,21 @@ async function replay(t, extra, { redis } = {}) {
   await api(gw.url, "/sockets/join", { rooms: back.id, target_rooms: ["mark"] });
   await reported(a, "room_joined", "mark", back.id, "single-node HTTP API");
   const sent = a.events.filter(([e, , id]) => e === "event_sent" && id === back.id);
-  return { gw, a, back, sent };
+  const received = a.events.filter(([e]) => e === "event_received");
+  return { gw, a, first, back, sent, received };
 }
 
-test("admin UI, 1 node, --admin-ui-events: event_sent for each replayed message; the API's and the UI's joins live", async (t) => {
-  const { a, back, sent } = await replay(t, ["--admin-ui-events", "true"]);
+test("admin UI, 1 node, --admin-ui-events: event_sent for each replayed message, event_received for join and publish; the API's and the UI's joins live", async (t) => {
+  const { a, first, back, sent, received } = await replay(t, ["--admin-ui-events", "true"]);
   assert.equal(sent.length, 3, JSON.stringify(a.events.filter(([e]) => e === "event_sent")));
+  // The relay's own events are reported as received, with their argument, as instrument() does.
+  const got = (id, ev) => received.filter(([, nsp, sid, args]) => nsp === "/" && sid === id && args[0] === ev);
+  assert.deepEqual(got(first.id, "publish").map(([, , , args]) => args[1]),
+    [0, 1, 2].map((n) => ({ room: "chat:r", event: "msg", data: { n } })), JSON.stringify(received));
+  assert.equal(got(first.id, "join").length, 1);
+  const [[, , , [, rejoin], at]] = got(back.id, "join");
+  assert.equal(rejoin.room, "chat:r");
+  assert.ok(rejoin.since && !Number.isNaN(Date.parse(at)), JSON.stringify(rejoin));
   sent.forEach(([, nsp, , args, at], i) => {
     assert.equal(nsp, "/");
     assert.equal(args[0], "msg");
@@ -158,7 +167,8 @@ test("admin UI, cluster mode, --admin-ui-events: event_sent for each message rep
   assert.deepEqual(sent.map(([, , , args]) => [args[0], args[1]]), [0, 1, 2].map((n) => ["msg", { n }]));
 });
 
-test("admin UI, 1 node, without --admin-ui-events: no event_sent", async (t) => {
-  const { sent } = await replay(t, []);
+test("admin UI, 1 node, without --admin-ui-events: no event_sent, no event_received", async (t) => {
+  const { sent, received } = await replay(t, []);
   assert.deepEqual(sent, []);
+  assert.deepEqual(received, [], "no event_received either");
 });

@@ -711,6 +711,22 @@ impl Conn {
         }
     }
 
+    /// `event_received` for the Admin UI (only with `--admin-ui-events`; `data` is built only
+    /// then): the relay's own events, as `instrument()` reports every incoming event. An
+    /// argument that did not parse is not reported (the client gets its error ack).
+    fn report_received<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        event: &str,
+        data: impl FnOnce() -> Option<serde_json::Value>,
+    ) {
+        if let Some(admin) = self.gw.admin.as_ref().filter(|a| a.events())
+            && let Some(d) = data()
+        {
+            admin.event_received(s.ns(), s.id.as_str(), event, &d);
+        }
+    }
+
     /// Room rules: the configured ones, or the identity's extra grants.
     fn may(
         &self,
@@ -814,7 +830,10 @@ pub async fn install<A: Adapter>(
               TryData(arg): TryData<serde_json::Value>,
               ack: Ack<A>| {
             let c = c.clone();
-            async move { c.join(&io, &s, arg, ack).await }
+            async move {
+                c.report_received(&s, "join", || arg.as_ref().ok().cloned());
+                c.join(&io, &s, arg, ack).await
+            }
         },
     );
     let c = conn.clone();
@@ -822,7 +841,10 @@ pub async fn install<A: Adapter>(
         "leave",
         move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
             let c = c.clone();
-            async move { c.leave(&s, room, ack).await }
+            async move {
+                c.report_received(&s, "leave", || room.as_ref().ok().map(|r| json!(r)));
+                c.leave(&s, room, ack).await
+            }
         },
     );
     let c = conn.clone();
@@ -830,7 +852,15 @@ pub async fn install<A: Adapter>(
         "publish",
         move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
             let c = c.clone();
-            async move { c.publish(&io, &s, p, ack).await }
+            async move {
+                c.report_received(&s, "publish", || {
+                    p.as_ref().ok().map(|p| {
+                        json!({"room": p.room, "event": p.event,
+                               "data": sio_wire::json::to_serde(&p.data)})
+                    })
+                });
+                c.publish(&io, &s, p, ack).await
+            }
         },
     );
     let c = conn.clone();

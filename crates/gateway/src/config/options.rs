@@ -401,9 +401,9 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_NO_AUTH", value_name = "BOOL")]
     pub admin_ui_no_auth: Option<bool> = Shown::value(false),
 
-    /// Report client events bound upstream and messages sent to one socket (history replays)
-    /// to the Admin UI (its Events page); costs a broadcast per event while on, so it is off
-    /// unless asked for
+    /// Report every client event (`join`, `leave`, `publish` and those bound upstream) and
+    /// messages sent to one socket (history replays) to the Admin UI (its Events page); costs
+    /// a broadcast per event while on, so it is off unless asked for
     #[arg(long, env = "SIO_GATEWAY_ADMIN_UI_EVENTS", value_name = "BOOL")]
     pub admin_ui_events: Option<bool> = Shown::value(false),
 
