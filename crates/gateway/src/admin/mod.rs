@@ -109,7 +109,8 @@ pub struct Admin {
     admins_here: std::sync::atomic::AtomicUsize,
 }
 
-/// `(event, args)` broadcast in the admin namespace, cluster-wide, off the caller's path.
+/// `(event, args)` broadcast in the admin namespace, cluster-wide, off the caller's path and in
+/// order.
 type Emitter = Box<dyn Fn(&'static str, Vec<Value>) + Send + Sync>;
 
 /// In a socket's extensions with `--admin-ui-events`: what [`replayed`] reports through.
@@ -444,16 +445,24 @@ pub async fn register<A: GatewayAdapter>(
         on_connect::<A>.with(authenticate::<A>),
     ))
     .await?;
+    // One task sends the reports, in the order they were made (as `instrument()` emits them);
+    // a task per report let them overtake each other on the way to Redis. Unbounded like the
+    // spawned tasks it replaces: a report is small and made per connect, disconnect, join or
+    // leave (or event, with `--admin-ui-events`), and the queue drains at Redis' pace.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, Vec<Value>)>();
     let (reports, namespace) = (io.clone(), admin.namespace.clone());
-    let _ = admin.emitter.set(Box::new(move |event, args| {
-        let Some(ns) = reports.of(namespace.as_str()) else {
-            return;
-        };
-        tokio::spawn(async move {
+    tokio::spawn(async move {
+        while let Some((event, args)) = rx.recv().await {
+            let Some(ns) = reports.of(namespace.as_str()) else {
+                continue;
+            };
             if let Err(e) = ns.emit(event, &Args(&args)).await {
                 tracing::debug!(event, error = %e, "admin UI report not sent");
             }
-        });
+        }
+    });
+    let _ = admin.emitter.set(Box::new(move |event, args| {
+        let _ = tx.send((event, args));
     }));
     let (io, admin) = (io.clone(), admin.clone());
     tokio::spawn(async move {
