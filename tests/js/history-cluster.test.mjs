@@ -10,29 +10,11 @@ import { test } from "node:test";
 import { spawn } from "node:child_process";
 import path from "node:path";
 import assert from "node:assert/strict";
-import { io } from "socket.io-client";
-import { ROOT, startRedis, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { ROOT, startRedis, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
+import { client, connected, collect } from "./history-lib.mjs";
 
 const HISTORY = ["--history", "chat:*=5000/10m", "--history", "t:*=10", "--event-rate", "0"];
-
-function client(t, url) {
-  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
-  track(t, s);
-  return s;
-}
-
-async function connected(s) {
-  if (!s.connected) await once(s, "connect");
-  return s;
-}
-
-/** Every `event` received, as {args, mark}: the mark is the trailing argument. */
-function collect(s, event) {
-  const got = [];
-  s.on(event, (...args) => got.push({ args: args.slice(0, -1), mark: args[args.length - 1] }));
-  return got;
-}
 
 const ids = (got) => got.map((m) => m.mark.offset);
 

@@ -6,28 +6,10 @@
 // half-applied. The HTTP API's emit passes the same append point.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { io } from "socket.io-client";
-import { startGateway, track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { client, connected, collect } from "./history-lib.mjs";
 
 const KEY = "history-test-key";
-
-function client(t, url) {
-  const s = io(url, { forceNew: true, reconnection: false, transports: ["websocket"] });
-  track(t, s);
-  return s;
-}
-
-async function connected(s) {
-  if (!s.connected) await once(s, "connect");
-  return s;
-}
-
-/** Every `event` received, as {args, mark}: the mark is the trailing argument. */
-function collect(s, event) {
-  const got = [];
-  s.on(event, (...args) => got.push({ args: args.slice(0, -1), mark: args[args.length - 1] }));
-  return got;
-}
 
 const offsets = (got) => got.map((m) => Number(m.mark.offset));
 

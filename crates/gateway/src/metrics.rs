@@ -43,6 +43,11 @@ pub mod drop_reason {
 /// Help of `events_sent_total`, also used where the cluster collector re-exports it.
 pub const EVENTS_SENT_HELP: &str = "Events delivered to client sockets, one per receiving socket, counted on the node that writes it (deliveries of other nodes' and emitters' broadcasts included)";
 
+/// Histogram buckets (seconds) of the gateway's short operations: 10 µs to 1 s.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
+];
+
 pub struct Metrics {
     registry: Registry,
     pub connections: IntGaugeVec,
@@ -154,9 +159,7 @@ impl Metrics {
                 "Time to hand one broadcast to the adapter (local fan-out included)"
             )
             .namespace(NS)
-            .buckets(vec![
-                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0
-            ])
+            .buckets(LATENCY_BUCKETS.to_vec())
         ));
         let redis_up = reg!(IntGauge::with_opts(opts(
             "redis_up",

@@ -68,9 +68,7 @@ impl HistoryMetrics {
                 "Time to read a room history (recovery or HTTP API)"
             )
             .namespace(NS)
-            .buckets(vec![
-                0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0
-            ])
+            .buckets(crate::metrics::LATENCY_BUCKETS.to_vec())
         ));
         let bypassed = reg!(IntCounter::with_opts(opts(
             "history_bypassed_total",
