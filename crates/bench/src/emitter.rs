@@ -24,6 +24,19 @@ fn str(out: &mut Vec<u8>, s: &str) {
     let _ = encode::write_str(out, s);
 }
 
+/// The body of a Socket.IO EVENT packet map (its map header written by the caller):
+/// `type: 2, data: [event, ...args], nsp`.
+fn packet(out: &mut Vec<u8>, nsp: &str, event: &str, nargs: u32, args: impl FnOnce(&mut Vec<u8>)) {
+    str(out, "type");
+    let _ = encode::write_uint(out, 2);
+    str(out, "data");
+    let _ = encode::write_array_len(out, 1 + nargs);
+    str(out, event);
+    args(out);
+    str(out, "nsp");
+    str(out, nsp);
+}
+
 /// Encode one emitter broadcast of `event` with `nargs` arguments written by `args`.
 pub fn encode_broadcast(
     out: &mut Vec<u8>,
@@ -36,14 +49,7 @@ pub fn encode_broadcast(
     let _ = encode::write_array_len(out, 3);
     str(out, "emitter");
     let _ = encode::write_map_len(out, 3);
-    str(out, "type");
-    let _ = encode::write_uint(out, 2);
-    str(out, "data");
-    let _ = encode::write_array_len(out, 1 + nargs);
-    str(out, event);
-    args(out);
-    str(out, "nsp");
-    str(out, nsp);
+    packet(out, nsp, event, nargs, args);
     let _ = encode::write_map_len(out, 3);
     str(out, "rooms");
     let _ = encode::write_array_len(out, rooms.len() as u32);
@@ -76,14 +82,7 @@ pub fn encode_sharded_broadcast(
     let _ = encode::write_map_len(out, 2);
     str(out, "packet");
     let _ = encode::write_map_len(out, 3);
-    str(out, "type");
-    let _ = encode::write_uint(out, 2);
-    str(out, "data");
-    let _ = encode::write_array_len(out, 1 + nargs);
-    str(out, event);
-    args(out);
-    str(out, "nsp");
-    str(out, nsp);
+    packet(out, nsp, event, nargs, args);
     str(out, "opts");
     let _ = encode::write_map_len(out, 3);
     str(out, "rooms");
