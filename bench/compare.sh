@@ -29,6 +29,10 @@
 #   RECEIVERS [3000/1000]     LOW_RATE [10]  HIGH_RATES ["33 100 333"/"100"]  DURATION [10/3]
 #   ORIGINS ["emitter client http"]  RAMP_START [33/50]  RAMP_FACTOR [1.5/2]  RAMP_MAX [5000/2000]  RAMP_P99_MS [50]
 #   PAYLOAD_BYTES [0]  SERVER_CPU [0]  GEN_CPU [1]  GATEWAY_ARGS [""]  NODE_ARGS [""]  SX_ARGS [""]
+#   ROUNDS [1]: run every target ROUNDS times, alternating the order (A B, B A, ...); the report
+#     shows the median of the rounds and each round's value. Use it to rank two targets whose
+#     difference is within one run's spread.
+#   IDLE_CONNS=0 / CONNECT_COUNT=0 / RAMP=0 skip the idle, handshake or ramp step.
 # Not a test: never part of scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +55,8 @@ RAMP_START=${RAMP_START:-$(q 33 50)}
 RAMP_FACTOR=${RAMP_FACTOR:-$(q 1.5 2)}
 RAMP_MAX=${RAMP_MAX:-$(q 5000 2000)}
 RAMP_P99_MS=${RAMP_P99_MS:-50}
+RAMP=${RAMP:-1}
+ROUNDS=${ROUNDS:-1}
 PAYLOAD_BYTES=${PAYLOAD_BYTES:-0}
 SERVER_CPU=${SERVER_CPU:-0}
 GEN_CPU=${GEN_CPU:-1}
@@ -60,6 +66,7 @@ SX_ARGS=${SX_ARGS:-}
 API_KEY=bench-key-$$
 OUT=${OUT:-$(mktemp -d /tmp/sio-compare.XXXXXX)}
 mkdir -p "$OUT"
+RDIR=$OUT   # where bench() writes: $OUT, or $OUT/round-N with ROUNDS > 1
 ROOM=bench
 
 GATEWAY_BIN=$ROOT/target/release/sio-gateway
@@ -199,11 +206,11 @@ stop_cluster() { stop_pids "${SERVER_PIDS[@]}"; SERVER_PIDS=(); SERVER_URLS=(); 
 bench() { # name args... : run sio-bench pinned to the generator core, JSON to $OUT/name.json
   local name=$1; shift
   log "$name: sio-bench $*"
-  if taskset -c "$GEN_CPU" "$BENCH_BIN" --json "$@" >"$OUT/$name.json" 2>"$OUT/$name.err"; then
+  if taskset -c "$GEN_CPU" "$BENCH_BIN" --json "$@" >"$RDIR/$name.json" 2>"$RDIR/$name.err"; then
     return 0
   fi
-  echo "   failed: $(tail -3 "$OUT/$name.err")" >&2
-  echo "{\"error\": $(tail -3 "$OUT/$name.err" | jq -Rs .)}" >"$OUT/$name.json"
+  echo "   failed: $(tail -3 "$RDIR/$name.err")" >&2
+  echo "{\"error\": $(tail -3 "$RDIR/$name.err" | jq -Rs .)}" >"$RDIR/$name.json"
 }
 
 url_args() { local u; for u in "${SERVER_URLS[@]}"; do printf -- '--url %s ' "$u"; done; }
@@ -241,11 +248,12 @@ fi
 
 skip() { # name reason: a result file that says why a scenario did not run (the report shows "–")
   log "$1: skipped ($2)"
-  jq -n --arg r "$2" '{skipped: $r}' >"$OUT/$1.json"
+  jq -n --arg r "$2" '{skipped: $r}' >"$RDIR/$1.json"
 }
 
 # ---- scenarios per target ----------------------------------------------------------------
-for kind in $TARGETS; do
+run_target() { # kind: every scenario of one target, results into $RDIR
+  local kind=$1 use_redis nodes emitter origins origin rate rates ramp_origin
   use_redis=1 nodes=$NODES emitter=1 origins=$ORIGINS
   case $kind in
     gateway) [ "$TOPOLOGY" = single ] && use_redis=0 ;;
@@ -254,18 +262,22 @@ for kind in $TARGETS; do
       [ "$SX_REDIS" = 0 ] && { use_redis=0; nodes=1; } ;;
     node) ;;
     floor) use_redis=0 nodes=1 emitter=0 origins=client ;;   # one process, no Redis, no HTTP API
-    *) echo "unknown target $kind (gateway, socketioxide, node, floor)" >&2; continue ;;
+    *) echo "unknown target $kind (gateway, socketioxide, node, floor)" >&2; return 0 ;;
   esac
   log "=== $kind: $nodes node(s), redis=$use_redis"
 
   # Idle memory: one node alone.
-  if ! start_cluster "$kind" 1 "$use_redis"; then echo "skipping $kind: it does not start" >&2; continue; fi
-  bench "$kind-idle" idle --url "${SERVER_URLS[0]}" --connections "$IDLE_CONNS" --pid "${SERVER_PIDS[0]}" --settle 3
-  stop_cluster
+  if [ "$IDLE_CONNS" != 0 ]; then
+    if ! start_cluster "$kind" 1 "$use_redis"; then echo "skipping $kind: it does not start" >&2; return 0; fi
+    bench "$kind-idle" idle --url "${SERVER_URLS[0]}" --connections "$IDLE_CONNS" --pid "${SERVER_PIDS[0]}" --settle 3
+    stop_cluster
+  fi
 
-  if ! start_cluster "$kind" "$nodes" "$use_redis"; then echo "skipping $kind: cluster does not start" >&2; continue; fi
-  # shellcheck disable=SC2046
-  bench "$kind-connect" connect $(url_args) --count "$CONNECT_COUNT" --concurrency "$CONNECT_CONCURRENCY"
+  if ! start_cluster "$kind" "$nodes" "$use_redis"; then echo "skipping $kind: cluster does not start" >&2; return 0; fi
+  if [ "$CONNECT_COUNT" != 0 ]; then
+    # shellcheck disable=SC2046
+    bench "$kind-connect" connect $(url_args) --count "$CONNECT_COUNT" --concurrency "$CONNECT_CONCURRENCY"
+  fi
 
   for origin in $origins; do
     if [ "$origin" = emitter ] && [ "$use_redis" = 0 ]; then continue; fi
@@ -283,13 +295,26 @@ for kind in $TARGETS; do
     done
   done
 
-  ramp_origin=emitter
-  if [ "$use_redis" = 0 ] || [ "$emitter" = 0 ]; then ramp_origin=client; fi
-  # shellcheck disable=SC2046
-  bench "$kind-ramp-$ramp_origin" fanout $(url_args) $(pid_args) --receivers "$RECEIVERS" \
-    --rate "$RAMP_START" --duration "$DURATION" --origin "$ramp_origin" --redis "$REDIS_URL" \
-    --room "$ROOM" --ramp --ramp-factor "$RAMP_FACTOR" --ramp-max "$RAMP_MAX" --max-p99-ms "$RAMP_P99_MS" --payload-bytes "$PAYLOAD_BYTES"
+  if [ "$RAMP" = 1 ]; then
+    ramp_origin=emitter
+    if [ "$use_redis" = 0 ] || [ "$emitter" = 0 ]; then ramp_origin=client; fi
+    # shellcheck disable=SC2046
+    bench "$kind-ramp-$ramp_origin" fanout $(url_args) $(pid_args) --receivers "$RECEIVERS" \
+      --rate "$RAMP_START" --duration "$DURATION" --origin "$ramp_origin" --redis "$REDIS_URL" \
+      --room "$ROOM" --ramp --ramp-factor "$RAMP_FACTOR" --ramp-max "$RAMP_MAX" --max-p99-ms "$RAMP_P99_MS" --payload-bytes "$PAYLOAD_BYTES"
+  fi
   stop_cluster
+}
+
+# Rounds: the targets in TARGETS order, then reversed, and so on (A B, B A, A B, ...), so
+# neither the run order nor a slow drift of the machine favours one target. With ROUNDS > 1
+# each round's results go to $OUT/round-N and the report shows the median of the rounds.
+for round in $(seq "$ROUNDS"); do
+  RDIR=$OUT
+  [ "$ROUNDS" -gt 1 ] && { RDIR=$OUT/round-$round; mkdir -p "$RDIR"; log "##### round $round of $ROUNDS"; }
+  order=$TARGETS
+  if [ $((round % 2)) = 0 ]; then order=$(printf '%s\n' $TARGETS | tac | xargs); fi
+  for kind in $order; do run_target "$kind"; done
 done
 
 # ---- report --------------------------------------------------------------------------------
@@ -298,6 +323,7 @@ done
   echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
   echo "topology: $TOPOLOGY, $NODES node(s) per target$(has_target socketioxide && [ "$SX_REDIS" = 0 ] && echo " (socketioxide: 1, in memory)")$(has_target floor && echo " (floor: 1 process, no Redis, client origin only)"); servers+redis on core $SERVER_CPU, generator on core $GEN_CPU"
+  echo "rounds: $ROUNDS (order alternates each round, starting with: $TARGETS)"
   echo "sizes: QUICK=$QUICK idle=$IDLE_CONNS connect=$CONNECT_COUNT receivers=$RECEIVERS rates=\"$LOW_RATE $HIGH_RATES\" duration=${DURATION}s ramp=$RAMP_START*$RAMP_FACTOR..$RAMP_MAX"
 } >"$OUT/meta.txt"
 node bench/report.mjs "$OUT" | tee "$OUT/report.md"

@@ -1,17 +1,29 @@
 // Prints the comparison table of one bench/compare.sh run (Markdown) from the JSON
 // results sio-bench wrote into the run's directory: node bench/report.mjs DIR
 // One column per target that ran (sio-gateway, socketioxide, Node.js, floor), then the
-// gateway's advantage over each other target.
+// gateway's advantage over each other target (from the medians when there are rounds).
 import { readFileSync, readdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 
 const dir = process.argv[2];
-const load = (name) => {
-  const f = join(dir, `${name}.json`);
+// With ROUNDS > 1 the results are in DIR/round-N: every cell is then the median of the rounds,
+// followed by each round's value in run order.
+const roundDirs = readdirSync(dir).filter((d) => /^round-\d+$/.test(d))
+  .sort((a, b) => Number(a.slice(6)) - Number(b.slice(6))).map((d) => join(dir, d));
+const dirs = roundDirs.length ? roundDirs : [dir];
+const loader = (d) => (name) => {
+  const f = join(d, `${name}.json`);
   if (!existsSync(f)) return undefined;
   try { return JSON.parse(readFileSync(f, "utf8")); } catch { return undefined; }
 };
-const files = readdirSync(dir).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5));
+const loaders = dirs.map(loader);
+let load = loaders[0]; // the round a row's getter reads; row() walks it over the rounds
+const files = [...new Set(dirs.flatMap((d) => readdirSync(d).filter((f) => f.endsWith(".json")).map((f) => f.slice(0, -5))))];
+const median = (xs) => {
+  const v = xs.filter((x) => x !== undefined && x !== null && !Number.isNaN(x)).sort((a, b) => a - b);
+  if (!v.length) return undefined;
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+};
 const LABELS = {
   gateway: "sio-gateway",
   socketioxide: "socketioxide + socketioxide-redis",
@@ -32,9 +44,19 @@ const adv = (g, n, higher) => {
 const rows = [];
 // get: target -> value (undefined when the target has none)
 const row = (label, get, higher, d = 1, unit = "") => {
-  const v = Object.fromEntries(targets.map((t) => [t, get(t)]));
-  const cells = targets.map((t) => `${fmt(v[t], d)}${v[t] != null ? unit : ""}`);
-  const advs = others.map((t) => adv(v.gateway, v[t], higher));
+  const per = Object.fromEntries(targets.map((t) => [t, loaders.map((l) => { load = l; return get(t); })]));
+  load = loaders[0];
+  const v = Object.fromEntries(targets.map((t) => [t, median(per[t])]));
+  const rounds = (t) => (loaders.length > 1 && v[t] != null ? ` (${per[t].map((x) => fmt(x, d)).join(" / ")})` : "");
+  const cells = targets.map((t) => `${fmt(v[t], d)}${v[t] != null ? unit : ""}${rounds(t)}`);
+  // With rounds: in how many rounds the gateway was better than that target, round by round.
+  const wins = (t) => {
+    if (loaders.length < 2 || v.gateway == null || v[t] == null) return "";
+    const pairs = per.gateway.map((g, i) => [g, per[t][i]]).filter(([g, n]) => g != null && n != null);
+    const won = pairs.filter(([g, n]) => (higher ? g > n : g < n)).length;
+    return `, better in ${won} of ${pairs.length}`;
+  };
+  const advs = others.map((t) => adv(v.gateway, v[t], higher) + (targets.includes("gateway") ? wins(t) : ""));
   rows.push(`| ${label} | ${[...cells, ...advs].join(" | ")} |`);
 };
 const note = (label, text) => rows.push(`| ${label} | ${text} |${" |".repeat(targets.length + others.length - 1)}`);
@@ -52,8 +74,8 @@ const fanouts = [...new Set(files.filter((f) => prefix.test(f) && /^\w+-fanout-/
 const status = (r) => (r ? r.skipped ?? r.error ?? "ran" : "not run");
 for (const f of fanouts) {
   const [, origin, rate] = f.match(/fanout-(\w+)-([\d.]+)/);
-  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-${f}`)]));
-  const s = (t) => r[t]?.steps?.[0];
+  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-${f}`)])); // the first round's
+  const s = (t) => load(`${t}-${f}`)?.steps?.[0]; // the round row() is reading
   const p = `${origin} ${rate}/s × ${targets.map((t) => r[t]?.receivers).find((x) => x != null)} rcv:`;
   if (targets.some((t) => r[t]?.skipped)) note(`${p} skipped`, targets.map((t) => `${t}: ${status(r[t])}`).join("; "));
   if (targets.some((t) => r[t]?.error)) note(`${p} error`, targets.map((t) => `${t}: ${r[t]?.error ?? "-"}`).join("; "));
@@ -66,16 +88,17 @@ for (const f of fanouts) {
   row(`${p} generator CPU (s)`, (t) => s(t)?.generator_cpu_s, false, 2);
 }
 for (const origin of ["emitter", "client"]) {
-  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-ramp-${origin}`)]));
+  const r = Object.fromEntries(targets.map((t) => [t, load(`${t}-ramp-${origin}`)])); // the first round's
+  const cur = (t) => load(`${t}-ramp-${origin}`); // the round row() is reading
   const ran = targets.filter((t) => r[t]);
   if (!ran.length) continue;
   const best = (x) => x?.steps?.filter((s) => s.offered_rate === x.highest_lossless_rate)[0];
   const last = (x) => x?.steps?.[x.steps.length - 1];
   const maxP99 = ran.map((t) => r[t].max_p99_ms).find((x) => x != null);
-  row(`ramp (${origin}): highest lossless deliveries/s`, (t) => r[t]?.highest_lossless_deliveries_per_s, true, 0);
-  row(`ramp (${origin}): highest lossless deliveries/s with p99 ≤ ${maxP99} ms`, (t) => r[t]?.highest_within_p99_deliveries_per_s, true, 0);
-  row(`ramp (${origin}): p99 at the highest lossless rate (ms)`, (t) => best(r[t])?.latency?.p99_ms, false, 2);
-  row(`ramp (${origin}): CPU per delivery at that rate (µs)`, (t) => best(r[t])?.server_cpu_us_per_delivery, false, 2);
+  row(`ramp (${origin}): highest lossless deliveries/s`, (t) => cur(t)?.highest_lossless_deliveries_per_s, true, 0);
+  row(`ramp (${origin}): highest lossless deliveries/s with p99 ≤ ${maxP99} ms`, (t) => cur(t)?.highest_within_p99_deliveries_per_s, true, 0);
+  row(`ramp (${origin}): p99 at the highest lossless rate (ms)`, (t) => best(cur(t))?.latency?.p99_ms, false, 2);
+  row(`ramp (${origin}): CPU per delivery at that rate (µs)`, (t) => best(cur(t))?.server_cpu_us_per_delivery, false, 2);
   note(`ramp (${origin}): steps (offered broadcasts/s → deliveries/s, loss %)`,
     ran.map((k) => `${k}: ` + (r[k].steps ?? []).map((s) => `${fmt(s.offered_rate)}→${fmt(s.deliveries_per_s)} (${fmt(s.loss_ratio * 100, 2)}%)`).join(", ")).join("<br>"));
   for (const t of ran) {
