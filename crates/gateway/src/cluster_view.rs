@@ -18,6 +18,12 @@ pub trait ClusterView: Send + Sync {
     /// only (a join or connection must not cost O(local sockets)).
     fn ensure_rooms(&self, nsp: String, rooms: Vec<String>) -> BoxFuture<'static, ()>;
 
+    /// Local membership of `nsp` changed without `ensure_rooms` (a socket's own-id room at
+    /// connection, a leave, a disconnection): the adapter reconciles its room channels on its
+    /// next tick. O(1), no I/O. Every such change must be reported: without a report the
+    /// adapter reconciles only every `ROOM_FULL_SYNC` (cluster/mod.rs), its safety net.
+    fn rooms_changed(&self, nsp: &str);
+
     /// Presence straight from the adapter, Node.js peers' sockets included (socketioxide's
     /// `fetch_sockets` cannot hold their 20-character ids). `None` on a single node, where
     /// socketioxide answers.
@@ -39,6 +45,8 @@ impl ClusterView for SingleNode {
     fn ensure_rooms(&self, _nsp: String, _rooms: Vec<String>) -> BoxFuture<'static, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    fn rooms_changed(&self, _nsp: &str) {}
 
     fn presence(
         &self,

@@ -237,6 +237,7 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
                     admin.room_left(&namespace, &room, s.id.as_str());
                 }
                 s.leave(room);
+                gw.rooms_changed(&namespace);
             }
         }
         PyManagerMessage::Disconnect { sid, namespace, .. } => {
@@ -249,10 +250,11 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
         PyManagerMessage::CloseRoom {
             room, namespace, ..
         } => {
-            if let Some(ns) = ns_of(&namespace)
-                && let Err(e) = ns.local().leave(room).await
-            {
-                tracing::debug!(error = %e, "python-socketio close_room");
+            if let Some(ns) = ns_of(&namespace) {
+                if let Err(e) = ns.local().leave(room).await {
+                    tracing::debug!(error = %e, "python-socketio close_room");
+                }
+                gw.rooms_changed(&namespace);
             }
         }
         // Acks travelling between Python hosts: not ours.

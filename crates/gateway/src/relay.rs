@@ -398,6 +398,7 @@ impl Conn {
         let undo = |e: serde_json::Value| {
             hb.abandon(ns, room, s.id);
             s.leave(room.to_owned());
+            self.gw.rooms_changed(ns);
             e
         };
         let r = match read {
@@ -551,6 +552,7 @@ impl Conn {
                     admin.room_left(s.ns(), &r, s.id.as_str());
                 }
                 s.leave(r);
+                self.gw.rooms_changed(s.ns());
                 ok()
             }
             _ => {
@@ -814,6 +816,10 @@ pub async fn install<A: Adapter>(
     let cfg = &gw.config;
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);
+    // The own-id room's channel is subscribed on the adapter's next tick, with the other
+    // connections of that tick in one command (`on_connect` subscribes the credentials' rooms
+    // before any client event).
+    gw.rooms_changed(s.ns());
     let conn = Arc::new(Conn {
         bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
@@ -896,6 +902,9 @@ pub async fn install<A: Adapter>(
             .inc();
         gw.drain.forget(&s.id.to_string());
         gw.namespaces.release(&io, s.ns());
+        // Its rooms are left by socketioxide after this handler: the adapter's next tick
+        // unsubscribes those that emptied.
+        gw.rooms_changed(s.ns());
         tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
         std::future::ready(())
     });

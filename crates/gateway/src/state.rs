@@ -124,6 +124,12 @@ impl Gateway {
         self.cluster.sync_rooms(nsp.to_owned()).await;
     }
 
+    /// Local membership of `nsp` changed other than by a join followed by `ensure_rooms`
+    /// (see [`ClusterView::rooms_changed`](crate::cluster_view::ClusterView::rooms_changed)).
+    pub fn rooms_changed(&self, nsp: &str) {
+        self.cluster.rooms_changed(nsp);
+    }
+
     /// Wait until the adapter is subscribed to `rooms`, just joined by a local socket (no-op
     /// on a single node). O(rooms), unlike `sync_rooms`.
     pub async fn ensure_rooms(&self, nsp: &str, rooms: Vec<String>) {

@@ -166,10 +166,22 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 let core = node.core.clone();
                 let ns = node.ns.clone();
                 let sync = tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(core.pubsub.config.room_sync_interval);
+                    let config = &core.pubsub.config;
+                    let mut tick = tokio::time::interval(config.room_sync_interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    let mut last_full = None;
                     loop {
-                        tick.tick().await;
+                        let now = tick.tick().await;
+                        // A reported change, or the safety net's turn (every tick by default).
+                        let full = last_full.is_none_or(|t: tokio::time::Instant| {
+                            now.duration_since(t) >= config.room_full_sync_interval
+                        });
+                        if !ns.take_rooms_changed() && !full {
+                            continue;
+                        }
+                        if full {
+                            last_full = Some(now);
+                        }
                         if let Err(e) = ns.sync_rooms(&core.pubsub).await
                             && core.warn_allowed()
                         {
@@ -312,6 +324,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if opts.is_local(self.uid) {
             self.node
                 .add_sockets(opts, rooms.into_room_iter().collect());
+            self.node.ns.mark_rooms_changed();
             return Ok(());
         }
         // Classic: applied when the request comes back through Redis, here too (like Node).
@@ -337,6 +350,7 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
         if opts.is_local(self.uid) {
             self.node
                 .del_sockets(opts, rooms.into_room_iter().collect());
+            self.node.ns.mark_rooms_changed();
             return Ok(());
         }
         let rooms: Vec<String> = rooms.into_room_iter().map(|r| r.to_string()).collect();

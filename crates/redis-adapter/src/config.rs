@@ -23,6 +23,16 @@ pub struct AdapterConfig {
     /// member can miss a room broadcast from another node; call
     /// [`RedisAdapterHandle::sync_rooms`](crate::RedisAdapterHandle::sync_rooms) to close it at once.
     pub room_sync_interval: Duration,
+    /// How often that comparison runs when nobody reported a change. At every tick of
+    /// `room_sync_interval` by default (each tick lists every local membership: O(local
+    /// sockets + memberships), 5 times a second at the defaults). An application that reports
+    /// every membership change it makes with
+    /// [`RedisAdapterHandle::rooms_changed`](crate::RedisAdapterHandle::rooms_changed) (or
+    /// [`ensure_rooms`](crate::RedisAdapterHandle::ensure_rooms) for joins) can set it much
+    /// longer: the comparison then runs on the next tick after a report, and this remains a
+    /// safety net. The adapter reports the changes it applies itself (socketsJoin/Leave from
+    /// any node).
+    pub room_full_sync_interval: Duration,
     /// How often the subscriber connection is probed (publish to a private channel, expect it back).
     pub probe_interval: Duration,
     /// How long a probe may take before the subscriber is declared dead and reconnected.
@@ -51,6 +61,7 @@ impl Default for AdapterConfig {
             subscriber_buffer: 4096,
             response_queue: 1024,
             room_sync_interval: Duration::from_millis(200),
+            room_full_sync_interval: Duration::from_millis(200),
             probe_interval: Duration::from_secs(2),
             probe_timeout: Duration::from_secs(2),
             reconnect_min_delay: Duration::from_millis(50),

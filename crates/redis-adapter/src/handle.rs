@@ -143,6 +143,17 @@ impl RedisAdapterHandle {
         self.ns(nsp)?.sync_rooms(&self.core.pubsub).await
     }
 
+    /// Reports that local membership of `nsp` changed (a socket's own join, leave or
+    /// disconnect, which socketioxide applies without telling the adapter): the room channels
+    /// are reconciled on the next tick of [`AdapterConfig::room_sync_interval`](crate::AdapterConfig::room_sync_interval),
+    /// even when [`AdapterConfig::room_full_sync_interval`](crate::AdapterConfig::room_full_sync_interval)
+    /// is long. O(1) and without I/O, so it may be called on every connection and disconnection.
+    pub fn rooms_changed(&self, nsp: &str) {
+        if let Ok(ns) = self.ns(nsp) {
+            ns.mark_rooms_changed();
+        }
+    }
+
     /// Subscribes the channels of `rooms` just joined by local sockets of `nsp` (at the cost of
     /// those rooms only; see [`sync_rooms`](Self::sync_rooms) for the full reconciliation).
     pub async fn ensure_rooms(&self, nsp: &str, rooms: &[String]) -> Result<(), Error> {

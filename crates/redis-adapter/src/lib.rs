@@ -53,7 +53,11 @@
 //! - Acks of remote clients carry `Sid::ZERO`: the Node protocol does not say who answered.
 //! - socketioxide joins rooms without telling the adapter: room channels follow membership
 //!   within [`AdapterConfig::room_sync_interval`], or at once after
-//!   [`RedisAdapterHandle::sync_rooms`].
+//!   [`RedisAdapterHandle::sync_rooms`] (or [`RedisAdapterHandle::ensure_rooms`] for joins).
+//!   An application that reports its sockets' joins, leaves and disconnections
+//!   ([`RedisAdapterHandle::rooms_changed`]) can lengthen
+//!   [`AdapterConfig::room_full_sync_interval`] so that local memberships are not listed at
+//!   every tick.
 
 // Layers, bottom up; a module imports only from layers below its own (checked by hand and
 // by script when the split was made; there is no cycle):

@@ -5,7 +5,10 @@
 
 use std::{
     collections::HashSet,
-    sync::{Arc, Mutex, OnceLock, Weak, atomic::AtomicBool},
+    sync::{
+        Arc, Mutex, OnceLock, Weak,
+        atomic::{AtomicBool, AtomicU8, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -110,6 +113,12 @@ pub(crate) struct NsShared {
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
     /// A room sync is already scheduled (debounces syncs after remote join/leave).
     pub(crate) sync_scheduled: AtomicBool,
+    /// How many more ticks of the room sync task reconcile because local membership was
+    /// reported changed (a socket's own join, leave, disconnection; see
+    /// [`RedisAdapterHandle::rooms_changed`](crate::RedisAdapterHandle::rooms_changed)). Two:
+    /// a report may come just before the change itself (socketioxide leaves a disconnected
+    /// socket's rooms after its disconnect handler has run), and a tick may fall in between.
+    rooms_changed: AtomicU8,
 }
 
 impl NsShared {
@@ -133,7 +142,20 @@ impl NsShared {
             ops: OnceLock::new(),
             tasks: Mutex::new(Vec::new()),
             sync_scheduled: AtomicBool::new(false),
+            rooms_changed: AtomicU8::new(0),
         }
+    }
+
+    /// Records that local membership changed (see `rooms_changed`); O(1), no I/O.
+    pub(crate) fn mark_rooms_changed(&self) {
+        self.rooms_changed.store(2, Ordering::Release);
+    }
+
+    /// Whether this tick reconciles for a reported change (counts the tick down).
+    pub(crate) fn take_rooms_changed(&self) -> bool {
+        self.rooms_changed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// What a message received on `channel` is for this namespace (`None`: not its channel).
@@ -240,8 +262,17 @@ impl NsShared {
     }
 
     /// Subscribes to the channels of rooms (and socket ids) that gained local members and
-    /// unsubscribes from those that emptied, in batches.
+    /// unsubscribes from those that emptied, in batches. A failure leaves the namespace marked
+    /// changed, so the next tick of the sync task tries again.
     pub(crate) async fn sync_rooms(&self, pubsub: &PubSub) -> Result<(), Error> {
+        let res = self.reconcile(pubsub).await;
+        if res.is_err() {
+            self.mark_rooms_changed();
+        }
+        res
+    }
+
+    async fn reconcile(&self, pubsub: &PubSub) -> Result<(), Error> {
         let Some(ops) = self.ops() else {
             return Ok(());
         };
@@ -295,6 +326,15 @@ impl NsShared {
         pubsub: &PubSub,
         rooms: &[String],
     ) -> Result<(), Error> {
+        let res = self.subscribe_joined(pubsub, rooms).await;
+        if res.is_err() {
+            // The periodic reconciliation subscribes what is missing on its next tick.
+            self.mark_rooms_changed();
+        }
+        res
+    }
+
+    async fn subscribe_joined(&self, pubsub: &PubSub, rooms: &[String]) -> Result<(), Error> {
         let Some(ops) = self.ops() else {
             return Ok(());
         };
