@@ -79,9 +79,14 @@ test("dynamic namespace children are counted under their pattern", async (t) => 
   await Promise.all(["/tenant-a", "/tenant-b", "/tenant-b"].map((n) =>
     connected(client(t, gw.url + n, { transports: ["websocket"] }))));
   await connected(client(t, gw.url, { transports: ["polling"], upgrade: false }));
-  const m = await scrapeMetrics(gw.url + "/metrics");
-  assert.equal(m['sio_gateway_connections{namespace="/tenant-*",transport="websocket"}'], 3);
-  assert.equal(m['sio_gateway_connections{namespace="/",transport="polling"}'], 1);
+  // The gauge moves in the namespace's connect handler, which may run just after the client
+  // saw CONNECT: wait for it rather than race it.
+  let m;
+  await waitFor(async () => {
+    m = await scrapeMetrics(gw.url + "/metrics");
+    return m['sio_gateway_connections{namespace="/tenant-*",transport="websocket"}'] === 3
+      && m['sio_gateway_connections{namespace="/",transport="polling"}'] === 1;
+  }, { what: "3 websockets under /tenant-* and 1 polling client under /", timeoutMs: 5000 });
   assert.ok(!Object.keys(m).some((k) => k.includes("tenant-a")), "no per-tenant series");
 });
 

@@ -19,13 +19,14 @@ use axum::{
     extract::{Request, State},
     http::{HeaderValue, StatusCode},
     middleware::{self, Next},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::get,
 };
 use socketioxide::{
     ParserConfig, SocketIo, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
 };
 use tokio::net::TcpListener;
+use tower::{ServiceBuilder, layer::util::Stack, util::MapResponseLayer};
 use tower_http::{classify::StatusInRangeAsFailures, cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
@@ -145,8 +146,20 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     })
 }
 
-/// The client-facing router (and `/metrics` unless it has its own listener).
-pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
+/// The client-facing service: the routes (and `/metrics` unless it has its own listener), with
+/// every cross-cutting layer put once around the finished router, in the order of the module
+/// doc, outermost first.
+///
+/// Not with `Router::layer`: that wraps every route in its own boxed service per layer, and
+/// axum's `from_fn` clones its inner service on each request, so each request deep-cloned the
+/// boxed stack below each layer (O(layers²) allocations and copies per request: ~18k of the
+/// ~65k instructions a websocket handshake cost more than on plain socketioxide; BENCHMARKS.md,
+/// issue 18). Around the router, those clones are reference counts.
+pub fn app<A: Adapter>(
+    st: AppState<A>,
+    layer: SocketIoLayer<A>,
+    cluster: Option<&Arc<crate::cluster::Cluster>>,
+) -> Router {
     let gw = st.gw.clone();
     let mut r = Router::new()
         .route("/", get(chat::page))
@@ -168,55 +181,74 @@ pub fn router<A: Adapter>(st: AppState<A>, layer: SocketIoLayer<A>) -> Router {
             )
             .nest_service(&format!("{ui}/"), tower_http::services::ServeDir::new(dir));
     }
-    let mut r = r
+    let mut routes = r
         .nest("/api/v1", crate::api::router::<A>(&gw))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
-        .with_state(st)
-        .layer(layer)
+        .with_state(st);
+    if let Some(c) = cluster {
+        routes = c.api_routes(&gw).merge(routes);
+    }
+
+    // 503 is the gateway's expected answer while it drains or is not ready (every balancer
+    // probe of `/readyz`, refused handshakes): not a failure to log per request; `health` logs
+    // readiness changes once. The gateway answers no 504+ itself, so 500-502 are the failures.
+    let failures = StatusInRangeAsFailures::new(500..=502).into_make_classifier();
+    let ip_limit = Arc::new(IpRateLimit::new(gw.config.conn_rate_per_ip));
+    let cors = cors_layer(&gw.config.cors_origin).map(|cors| {
+        // Credentials are stripped outside CORS.
+        Stack::new(cors, middleware::from_fn(crate::origin::strip_credentials))
+    });
+    let stack = ServiceBuilder::new()
+        // A websocket from a foreign origin is refused before it is forwarded anywhere.
+        .layer(middleware::from_fn_with_state(
+            crate::origin::Guard {
+                gw: gw.clone(),
+                policy: Arc::new(crate::origin::OriginPolicy::from_config(
+                    &gw.config.cors_origin,
+                )),
+                skip_signed_forwards: cluster.is_some(),
+            },
+            crate::origin::guard,
+        ))
+        // Cluster mode: records and forwards `/socket.io/` sessions by their session key.
+        .option_layer(cluster.map(|c| {
+            middleware::from_fn_with_state(c.clone(), crate::cluster::sessions::middleware)
+        }))
+        .option_layer(cors)
+        // One response type whichever optional layers are there (the router's, as before).
+        .layer(MapResponseLayer::new(IntoResponse::into_response))
+        .layer(TraceLayer::new(failures))
+        .layer(middleware::from_fn_with_state(
+            gw.metrics.clone(),
+            http_metrics,
+        ))
+        // Session keys: outside the drain guard (which marks sessions by socket id), inside the
+        // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
+        .layer(middleware::from_fn_with_state(
+            (gw.session_keys.clone(), gw.polling.clone()),
+            crate::session_key::middleware,
+        ))
+        // Inside the HTTP metrics layer so refusals are counted as 429s.
+        .option_layer(ip_limit.enabled().then(|| {
+            middleware::from_fn_with_state((gw.metrics.clone(), ip_limit), limits::handshake_rate)
+        }))
+        .layer(middleware::from_fn_with_state(
+            (gw.drain.clone(), gw.metrics.clone()),
+            drain::engine_guard,
+        ))
+        .layer(middleware::from_fn_with_state(
+            gw.sticky.clone(),
+            sticky::stamp,
+        ))
         // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
         // and trimmed; inside every layer that reads other request headers.
         .layer(middleware::from_fn_with_state(
             gw.auth.clone(),
             crate::request_head::own_head,
         ))
-        .layer(middleware::from_fn_with_state(
-            gw.sticky.clone(),
-            sticky::stamp,
-        ))
-        .layer(middleware::from_fn_with_state(
-            (gw.drain.clone(), gw.metrics.clone()),
-            drain::engine_guard,
-        ));
-    // Inside the HTTP metrics layer so refusals are counted as 429s.
-    let ip_limit = Arc::new(IpRateLimit::new(gw.config.conn_rate_per_ip));
-    if ip_limit.enabled() {
-        r = r.layer(middleware::from_fn_with_state(
-            (gw.metrics.clone(), ip_limit),
-            limits::handshake_rate,
-        ));
-    }
-    // 503 is the gateway's expected answer while it drains or is not ready (every balancer
-    // probe of `/readyz`, refused handshakes): not a failure to log per request; `health` logs
-    // readiness changes once. The gateway answers no 504+ itself, so 500-502 are the failures.
-    let failures = StatusInRangeAsFailures::new(500..=502).into_make_classifier();
-    // Session keys: outside the drain guard (which marks sessions by socket id), inside the
-    // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
-    let mut r = r
-        .layer(middleware::from_fn_with_state(
-            (gw.session_keys.clone(), gw.polling.clone()),
-            crate::session_key::middleware,
-        ))
-        .layer(middleware::from_fn_with_state(
-            gw.metrics.clone(),
-            http_metrics,
-        ))
-        .layer(TraceLayer::new(failures));
-    if let Some(cors) = cors_layer(&gw.config.cors_origin) {
-        r = r
-            .layer(cors)
-            .layer(middleware::from_fn(crate::origin::strip_credentials));
-    }
-    r
+        .layer(layer)
+        .service(routes);
+    Router::new().fallback_service(stack)
 }
 
 fn metrics_router<A: Adapter>(st: AppState<A>) -> Router {
@@ -367,20 +399,7 @@ pub async fn serve<A: GatewayAdapter>(
 
     let listener = bind(cfg.listen, "--listen").await?;
     let local = listener.local_addr()?;
-    let app = router(st.clone(), layer);
-    let app = match &cluster {
-        Some(c) => c.wrap(&gw, app),
-        None => app,
-    };
-    // Outermost: a websocket from a foreign origin is refused before it is forwarded anywhere.
-    let app = app.layer(middleware::from_fn_with_state(
-        crate::origin::Guard {
-            gw: gw.clone(),
-            policy: Arc::new(crate::origin::OriginPolicy::from_config(&cfg.cors_origin)),
-            skip_signed_forwards: cluster.is_some(),
-        },
-        crate::origin::guard,
-    ));
+    let app = app(st.clone(), layer, cluster.as_ref());
     let tracked = TrackedListener::new(listener, gw.conns.clone());
     spawn_stall_sweeper(gw.clone());
     let server = axum::serve(
@@ -441,4 +460,39 @@ pub async fn serve<A: GatewayAdapter>(
     .await;
     forced.abort();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, F: Fn(A, B, C) -> Fut, Fut: Future>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// axum's `from_fn` moves each middleware's future into a box on every request, whatever
+    /// path the request takes: a middleware that awaits a large future on a rare path (fred's
+    /// are ~14 KB) boxes that one instead. The cluster's session middleware was 15 KB, copied
+    /// on every request (~16k instructions of a websocket handshake's ~196k).
+    #[test]
+    fn per_request_middleware_futures_stay_small() {
+        const MAX: usize = 4096;
+        let sizes = [
+            ("origin::guard", future_size(crate::origin::guard)),
+            (
+                "cluster::sessions",
+                future_size(crate::cluster::sessions::middleware),
+            ),
+            ("http_metrics", future_size(super::http_metrics)),
+            ("session_key", future_size(crate::session_key::middleware)),
+            ("handshake_rate", future_size(crate::limits::handshake_rate)),
+            ("engine_guard", future_size(crate::drain::engine_guard)),
+            ("sticky", future_size(crate::sticky::stamp)),
+            ("own_head", future_size(crate::request_head::own_head)),
+        ];
+        for (name, size) in sizes {
+            assert!(size <= MAX, "{name}'s future is {size} bytes (> {MAX})");
+        }
+    }
 }

@@ -473,19 +473,17 @@ impl Cluster {
         }
     }
 
-    /// Put the cluster routes and the `/socket.io/` middleware around the node's router.
-    pub fn wrap(self: &Arc<Self>, gw: &Arc<Gateway>, app: Router) -> Router {
-        let api = Router::new()
+    /// The cluster's own routes (`/api/v1/cluster`), merged into the node's router; its
+    /// `/socket.io/` middleware ([`sessions::middleware`]) is put around the node by
+    /// `server::app`.
+    pub fn api_routes(self: &Arc<Self>, gw: &Arc<Gateway>) -> Router {
+        Router::new()
             .route("/api/v1/cluster", get(api::cluster))
             .route_layer(middleware::from_fn_with_state(
                 gw.config.clone(),
                 crate::api::keys::require_api_key,
             ))
-            .with_state(self.clone());
-        api.merge(app).layer(middleware::from_fn_with_state(
-            self.clone(),
-            sessions::middleware,
-        ))
+            .with_state(self.clone())
     }
 }
 
