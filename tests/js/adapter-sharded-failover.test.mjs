@@ -159,9 +159,18 @@ test("sharded pub/sub follows a slot migration (CLUSTER SETSLOT ... NODE)", { ti
   const ticks = () => c.events.filter(([e]) => e === "tick").map(([, d]) => d);
   await waitFor(() => ticks().length >= 5, { what: "ticks before the migration" });
 
-  // The slot holds no keys: giving it to another primary is one SETSLOT on each primary.
+  // The slot holds no keys. Moved the way `redis-cli --cluster reshard` does it: IMPORTING on
+  // the new owner, MIGRATING on the old, then NODE on the new owner first (which, as it was
+  // importing, bumps its config epoch so its claim wins), then on the old, then the rest. A
+  // bare SETSLOT NODE on every primary in any order left the nodes disagreeing for seconds
+  // under load (CLUSTER SLOTS answers flipping, every SPUBLISH failing on MOVED ping-pong).
+  const fromId = cli(from, "cluster", "myid");
   const movedAt = Date.now();
-  for (const p of rc.primaries()) cli(p, "cluster", "setslot", String(slot), "node", toId);
+  cli(to, "cluster", "setslot", String(slot), "importing", fromId);
+  cli(from, "cluster", "setslot", String(slot), "migrating", toId);
+  cli(to, "cluster", "setslot", String(slot), "node", toId);
+  cli(from, "cluster", "setslot", String(slot), "node", toId);
+  for (const p of rc.primaries().filter((p) => p !== to && p !== from)) cli(p, "cluster", "setslot", String(slot), "node", toId);
   await waitFor(() => ticks().some((d) => d.at > movedAt + 200), { what: "ticks after the migration", timeoutMs: 20000 })
     .catch(async (e) => {
       const st = await receiver.stats();

@@ -17,7 +17,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use bytes::Bytes;
@@ -53,11 +56,19 @@ impl ShardedDriver {
         // SSUBSCRIBE would fail with a less helpful "unknown command".
         check_version(url, config).await?;
         let conns = Conns::open(url, config, stats, log, registry, true).await?;
-        tokio::spawn(resubscribe_on_cluster_change(Arc::downgrade(&conns)));
+        // Set when a resubscription failed: the slot-map watcher retries it every interval
+        // until one succeeds (a failure used to wait for the next topology change, and a node
+        // could stay unsubscribed after a slot migration).
+        let retry = Arc::new(AtomicBool::new(false));
+        tokio::spawn(resubscribe_on_cluster_change(
+            Arc::downgrade(&conns),
+            retry.clone(),
+        ));
         if conns.publisher.is_clustered() {
             tokio::spawn(watch_slot_map(
                 Arc::downgrade(&conns),
                 config.probe_interval,
+                retry,
             ));
         }
         Ok(Self(conns))
@@ -154,7 +165,7 @@ impl Driver for ShardedDriver {
 
 /// Re-issues every tracked shard subscription when either client sees the cluster's topology
 /// change (slot migration, fail-over noticed through `MOVED`).
-async fn resubscribe_on_cluster_change(conns: Weak<Conns>) {
+async fn resubscribe_on_cluster_change(conns: Weak<Conns>, retry: Arc<AtomicBool>) {
     let (mut a, mut b) = match conns.upgrade() {
         Some(c) => (
             c.publisher.cluster_change_rx(),
@@ -172,10 +183,20 @@ async fn resubscribe_on_cluster_change(conns: Weak<Conns>) {
         }
         let Some(c) = conns.upgrade() else { return };
         c.stats.resubscribe();
-        if let Err(e) = resubscribe_shards(&c.subscriber).await
-            && c.log.allow()
-        {
-            tracing::warn!("redis adapter: resubscription after a topology change failed: {e}");
+        if let Err(e) = resubscribe_shards(&c.subscriber).await {
+            retry.store(true, Ordering::Release);
+            if c.log.allow() {
+                tracing::warn!(
+                    "redis adapter: resubscription after a topology change failed (retried): {e}"
+                );
+            }
+            // While the cluster's nodes disagree, each failed SSUBSCRIBE is itself a topology
+            // change (a MOVED): without a pause this looped thousands of times a second. The
+            // slot-map watcher retries; the changes queued meanwhile are folded into one.
+            drop(c);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            while a.try_recv().is_ok() {}
+            while b.try_recv().is_ok() {}
         }
     }
 }
@@ -220,8 +241,9 @@ fn slot_map(v: &fred::types::Value) -> Option<Vec<(i64, i64, String, i64)>> {
 /// re-read it and re-issue every shard subscription. Needed for slot migrations: Redis then
 /// tells subscribers with a `sunsubscribe` push (which fred drops) while every connection stays
 /// up, and a node that never publishes to the moved slot never gets a `MOVED` either. One
-/// command per interval and node; nothing on a message path.
-async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration) {
+/// command per interval and node; nothing on a message path. Also retries, every interval, a
+/// resubscription that failed (`retry`, set by either task), after re-reading the topology.
+async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration, retry: Arc<AtomicBool>) {
     let mut last: Option<Vec<(i64, i64, String, i64)>> = None;
     let mut first = true;
     loop {
@@ -246,10 +268,15 @@ async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration) {
         };
         let changed = last.as_ref().is_some_and(|l| *l != map);
         last = Some(map);
-        if !changed {
+        let retrying = retry.swap(false, Ordering::AcqRel);
+        if !changed && !retrying {
             continue;
         }
-        tracing::info!("redis adapter: cluster slot map changed, re-subscribing shard channels");
+        if changed {
+            tracing::info!(
+                "redis adapter: cluster slot map changed, re-subscribing shard channels"
+            );
+        }
         c.stats.resubscribe();
         let res = async {
             c.subscriber.sync_cluster().await?;
@@ -257,10 +284,11 @@ async fn watch_slot_map(conns: Weak<Conns>, interval: std::time::Duration) {
             resubscribe_shards(&c.subscriber).await
         }
         .await;
-        if let Err(e) = res
-            && c.log.allow()
-        {
-            tracing::warn!("redis adapter: resubscription after a slot map change failed: {e}");
+        if let Err(e) = res {
+            retry.store(true, Ordering::Release);
+            if c.log.allow() {
+                tracing::warn!("redis adapter: resubscription failed (retried): {e}");
+            }
         }
     }
 }
