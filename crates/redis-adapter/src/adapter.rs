@@ -169,23 +169,27 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                     let config = &core.pubsub.config;
                     let mut tick = tokio::time::interval(config.room_sync_interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    let mut last_full = None;
+                    // The first tick completes at once: the namespace has just been set up,
+                    // with nothing to reconcile yet.
+                    let mut last_full = tick.tick().await;
                     loop {
                         let now = tick.tick().await;
                         // A reported change, or the safety net's turn (every tick by default).
-                        let full = last_full.is_none_or(|t: tokio::time::Instant| {
-                            now.duration_since(t) >= config.room_full_sync_interval
-                        });
-                        if !ns.take_rooms_changed() && !full {
+                        let full = now.duration_since(last_full) >= config.room_full_sync_interval;
+                        let owed = ns.rooms_changed_ticks() > 0;
+                        if !owed && !full {
                             continue;
                         }
                         if full {
-                            last_full = Some(now);
+                            last_full = now;
                         }
                         if let Err(e) = ns.sync_rooms(&core.pubsub).await
                             && core.warn_allowed()
                         {
                             tracing::warn!(nsp = %ns.nsp, "redis adapter room sync failed: {e}");
+                        }
+                        if owed {
+                            ns.spend_rooms_changed_tick();
                         }
                     }
                 });

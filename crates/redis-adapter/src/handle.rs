@@ -154,6 +154,12 @@ impl RedisAdapterHandle {
         }
     }
 
+    /// Ticks of the room sync task still owed to reported changes of `nsp` (tests).
+    #[cfg(test)]
+    pub(crate) fn rooms_changed_ticks(&self, nsp: &str) -> u8 {
+        self.ns(nsp).map_or(0, |ns| ns.rooms_changed_ticks())
+    }
+
     /// Subscribes the channels of `rooms` just joined by local sockets of `nsp` (at the cost of
     /// those rooms only; see [`sync_rooms`](Self::sync_rooms) for the full reconciliation).
     pub async fn ensure_rooms(&self, nsp: &str, rooms: &[String]) -> Result<(), Error> {

@@ -741,15 +741,16 @@ async fn the_room_sync_runs_after_reported_changes_only(mode: PubSubMode) {
             .channels()
             .contains(&format!("socket.io#/#{room}#"))
     };
-    // The sync task's first tick is a full reconciliation: let it pass.
-    tokio::time::sleep(Duration::from_millis(100)).await;
     n.local().add_all(n.sids[0], "red");
     tokio::time::sleep(Duration::from_millis(300)).await; // ~15 ticks
     assert!(!has("red"), "an unreported join is not listed by the ticks");
     n.handle.rooms_changed("/");
     eventually("the reported join's channel", || has("red")).await;
-    // A report counts for two ticks (it may come just before the change): let them pass.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A report counts for two ticks (it may come just before the change): let both run.
+    eventually("the report's ticks spent", || {
+        n.handle.rooms_changed_ticks("/") == 0
+    })
+    .await;
 
     n.local().del(n.sids[0], vec![Room::Borrowed("red")]);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -151,11 +151,17 @@ impl NsShared {
         self.rooms_changed.store(2, Ordering::Release);
     }
 
-    /// Whether this tick reconciles for a reported change (counts the tick down).
-    pub(crate) fn take_rooms_changed(&self) -> bool {
-        self.rooms_changed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
+    /// Ticks still owed to reported changes: the sync task reconciles while this is not 0.
+    pub(crate) fn rooms_changed_ticks(&self) -> u8 {
+        self.rooms_changed.load(Ordering::Acquire)
+    }
+
+    /// One owed tick was spent (after its reconciliation, so that a test seeing 0 knows both
+    /// have run, and a report made meanwhile still gets its tick).
+    pub(crate) fn spend_rooms_changed_tick(&self) {
+        let _ = self
+            .rooms_changed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
     /// What a message received on `channel` is for this namespace (`None`: not its channel).

@@ -82,21 +82,31 @@ impl GatewayAdapter for ClusterAdapter {
 /// [`crate::cluster_view::ClusterView`] answered by the Redis adapter.
 struct AdapterView(RedisAdapterHandle);
 
+/// Awaits a room subscription for at most 2 s: a join must not hang on a dead Redis. The
+/// adapter's next tick catches up (a failure marks the namespace changed; so does a timeout,
+/// here, since the dropped future could not).
+async fn bounded(
+    handle: &RedisAdapterHandle,
+    nsp: &str,
+    what: &str,
+    sync: impl std::future::Future<Output = Result<(), sio_redis_adapter::Error>>,
+) {
+    match tokio::time::timeout(Duration::from_secs(2), sync).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "{what} failed"),
+        Err(_) => {
+            handle.rooms_changed(nsp);
+            tracing::debug!(%nsp, "{what} timed out");
+        }
+    }
+}
+
 impl crate::cluster_view::ClusterView for AdapterView {
     fn sync_rooms(&self, nsp: String) -> futures_util::future::BoxFuture<'static, ()> {
         let handle = self.0.clone();
         Box::pin(async move {
-            // Bounded: a join must not hang on a dead Redis; the periodic sync catches up
-            // (a failure marks the namespace changed; so does a timeout, here).
             let sync = handle.sync_rooms(&nsp);
-            match tokio::time::timeout(Duration::from_secs(2), sync).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room sync failed"),
-                Err(_) => {
-                    handle.rooms_changed(&nsp);
-                    tracing::debug!(%nsp, "room sync timed out");
-                }
-            }
+            bounded(&handle, &nsp, "room sync", sync).await;
         })
     }
 
@@ -107,16 +117,8 @@ impl crate::cluster_view::ClusterView for AdapterView {
     ) -> futures_util::future::BoxFuture<'static, ()> {
         let handle = self.0.clone();
         Box::pin(async move {
-            // Bounded like `sync_rooms`.
             let sync = handle.ensure_rooms(&nsp, &rooms);
-            match tokio::time::timeout(Duration::from_secs(2), sync).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(%nsp, error = %e, "room subscription failed"),
-                Err(_) => {
-                    handle.rooms_changed(&nsp);
-                    tracing::debug!(%nsp, "room subscription timed out");
-                }
-            }
+            bounded(&handle, &nsp, "room subscription", sync).await;
         })
     }
 
