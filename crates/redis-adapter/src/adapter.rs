@@ -29,7 +29,7 @@ use crate::{
     error::Error,
     local_ns::LocalNs,
     mode::PubSubMode,
-    namespace::{LocalOps, NsShared},
+    namespace::{LocalOps, NsShared, NsState},
     packets::to_node_packet,
     stats::{DropReason, MsgType},
     targets::{rooms_opts, to_wire_opts},
@@ -152,7 +152,11 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             let node = &self.node;
             let weak: Weak<dyn LocalOps> = Arc::downgrade(node) as Weak<dyn LocalOps>;
             let _ = node.ns.ops.set(weak);
-            node.core.pubsub.subscribe(node.ns.base_channels()).await?;
+            if let Err(e) = node.core.pubsub.subscribe(node.ns.base_channels()).await {
+                // Never handed over: nothing else would take it out of the registry.
+                node.core.namespaces.remove(&node.ns);
+                return Err(e);
+            }
             let rx = node
                 .ns
                 .inbound_rx
@@ -197,21 +201,37 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
                 tasks.push(run.abort_handle());
                 tasks.push(sync.abort_handle());
             }
-            on_success();
+            // socketioxide keeps the instance whose `on_success` runs last at this path; an
+            // earlier one handed over is retired here, as socketioxide never closes it (its
+            // inbound task would keep receiving this path's messages, and its room channels
+            // would stay subscribed for good).
+            for old in node.core.namespaces.hand_over(&node.ns, on_success) {
+                tracing::debug!(nsp = %old.nsp, "a concurrent instance of this namespace replaced an earlier one");
+                old.abort_tasks();
+                node.ns.absorb(&old).await;
+                // Its own base channels, where they differ (another server uid: not with one
+                // SocketIo, but nothing else would ever unsubscribe them).
+                let ours = node.ns.base_channels();
+                let extra: Vec<String> = old
+                    .base_channels()
+                    .into_iter()
+                    .filter(|c| !ours.contains(c))
+                    .collect();
+                if !extra.is_empty()
+                    && let Err(e) = node.core.pubsub.unsubscribe(extra).await
+                {
+                    tracing::warn!(nsp = %old.nsp, "redis adapter: unsubscribing a replaced instance failed: {e}");
+                }
+            }
             Ok(())
         }))
     }
 
     async fn close(&self) -> Result<(), Self::Error> {
-        for t in self
-            .node
-            .ns
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
-            t.abort();
+        self.node.ns.abort_tasks();
+        // A superseded instance's channels (the same names) are its replacement's now.
+        if self.node.ns.state() == NsState::Superseded {
+            return Ok(());
         }
         self.node.core.namespaces.remove(&self.node.ns);
         // socketioxide's `delete_ns` polls this future once (`now_or_never`) and drops it, so

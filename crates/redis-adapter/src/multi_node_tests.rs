@@ -718,8 +718,87 @@ in_both_modes!(
     a_node_that_stops_answering_bounds_requests_by_their_timeout,
     redis_down_fails_fast_and_still_delivers_locally,
     ensure_rooms_subscribes_just_the_joined_rooms,
-    the_room_sync_runs_after_reported_changes_only
+    the_room_sync_runs_after_reported_changes_only,
+    a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last
 );
+
+/// socketioxide makes one instance of a dynamic namespace per CONNECT that arrives before the
+/// first is in its map; the last `on_success` wins the path and the others are never closed.
+/// The adapter must route the path's messages to the winner (they went to the first instance
+/// made, whose sockets socketioxide no longer reaches) and retire the others: their room
+/// channels stayed subscribed after the winner was deleted.
+async fn a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last(mode: PubSubMode) {
+    let bus = MemoryBus::default();
+    let config = AdapterConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        pubsub: mode,
+        room_sync_interval: Duration::from_millis(20),
+        ..AdapterConfig::default()
+    };
+    let stats = Arc::new(AdapterStats::default());
+    let log = Arc::new(LogLimiter::default());
+    let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+    let (driver, control) = bus.connect(&registry);
+    let ctr = RedisAdapterCtr {
+        core: Core::new(PubSub::new(config, stats, log, Arc::new(driver)), registry),
+    };
+    let (first_sid, last_sid) = (sid(0, 0), sid(0, 1));
+    let first_ns = RecordingNs::new("/", &[first_sid]);
+    let last_ns = RecordingNs::new("/", &[last_sid]);
+    // Both made before either is handed over, as two CONNECTs at once.
+    let first = Arc::new(RedisAdapter::new(
+        &ctr,
+        CoreLocalAdapter::new(first_ns.clone()),
+    ));
+    let last = Arc::new(RedisAdapter::new(
+        &ctr,
+        CoreLocalAdapter::new(last_ns.clone()),
+    ));
+    first.clone().init(|| {}).await.expect("init");
+    // The first instance's socket joined a room before it was replaced.
+    first.get_local().add_all(first_sid, "red");
+    ctr.handle().sync_rooms("/").await.expect("room sync");
+    let red = "socket.io#/#red#".to_string();
+    assert!(control.channels().contains(&red));
+    last.clone().init(|| {}).await.expect("init");
+    last.get_local().add_all(last_sid, "blue");
+    ctr.handle().sync_rooms("/").await.expect("room sync");
+
+    // Another node broadcasts: the instance socketioxide kept receives it, once.
+    let other = node(&bus, 1, 1, mode).await;
+    other
+        .adapter
+        .broadcast(event("all"), to_all())
+        .await
+        .unwrap();
+    eventually("the broadcast at the kept instance", || {
+        last_ns.sent_to(last_sid) == vec![sent("all")]
+    })
+    .await;
+    assert!(
+        first_ns.sent_to(first_sid).is_empty(),
+        "the replaced instance is retired"
+    );
+    // The replaced instance's room is reconciled away; the kept one's stays.
+    eventually("the replaced instance's room channel dropped", || {
+        !control.channels().contains(&red)
+    })
+    .await;
+    assert!(
+        control
+            .channels()
+            .contains(&"socket.io#/#blue#".to_string())
+    );
+    // Deleting the namespace (socketioxide closes the kept instance) leaves no channel of it.
+    last.close().await.expect("close");
+    eventually("every channel of the namespace unsubscribed", || {
+        control
+            .channels()
+            .iter()
+            .all(|c| !c.starts_with("socket.io#/#"))
+    })
+    .await;
+}
 
 /// With a long `room_full_sync_interval`, the periodic reconciliation lists the local
 /// memberships only after a change was reported (`rooms_changed`, or a local socketsJoin /

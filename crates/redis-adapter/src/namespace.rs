@@ -119,6 +119,24 @@ pub(crate) struct NsShared {
     /// a report may come just before the change itself (socketioxide leaves a disconnected
     /// socket's rooms after its disconnect handler has run), and a tick may fall in between.
     rooms_changed: AtomicU8,
+    /// [`NsState`] as a number.
+    state: AtomicU8,
+}
+
+/// Where an instance of a namespace is in its life. socketioxide may make several instances of
+/// one dynamic namespace when CONNECTs to a new path arrive together: each runs `init`, and the
+/// last to call its `on_success` is the one socketioxide keeps (its map insert overwrites). The
+/// others are superseded: never closed by socketioxide, so the adapter retires them itself
+/// ([`crate::registry::Registry::supersede`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum NsState {
+    Initializing = 0,
+    /// Handed to socketioxide (`on_success` called).
+    Active = 1,
+    /// Replaced by a later instance at the same path: its tasks are stopped and its
+    /// subscriptions (shared channel names) belong to the replacement.
+    Superseded = 2,
 }
 
 impl NsShared {
@@ -143,7 +161,44 @@ impl NsShared {
             tasks: Mutex::new(Vec::new()),
             sync_scheduled: AtomicBool::new(false),
             rooms_changed: AtomicU8::new(0),
+            state: AtomicU8::new(NsState::Initializing as u8),
         }
+    }
+
+    pub(crate) fn state(&self) -> NsState {
+        match self.state.load(Ordering::Acquire) {
+            0 => NsState::Initializing,
+            1 => NsState::Active,
+            _ => NsState::Superseded,
+        }
+    }
+
+    pub(crate) fn set_state(&self, state: NsState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Stops the inbound and room sync tasks.
+    pub(crate) fn abort_tasks(&self) {
+        for t in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+    }
+
+    /// Takes over the subscriptions `old` (a superseded instance at the same path, on the same
+    /// connection) recorded, and reconciles them on the next tick: the channels its sockets'
+    /// rooms needed and this instance does not are unsubscribed then.
+    pub(crate) async fn absorb(&self, old: &NsShared) {
+        let mut theirs = old.subs.lock().await;
+        let mut ours = self.subs.lock().await;
+        ours.rooms.absorb(&mut theirs.rooms);
+        ours.sids.absorb(&mut theirs.sids);
+        drop((ours, theirs));
+        self.mark_rooms_changed();
     }
 
     /// Records that local membership changed (see `rooms_changed`); O(1), no I/O.

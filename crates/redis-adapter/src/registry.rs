@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use crate::{
-    namespace::{Inbound, NsShared},
+    namespace::{Inbound, NsShared, NsState},
     stats::{AdapterStats, DropReason},
     warn_limit::LogLimiter,
 };
@@ -39,6 +39,33 @@ impl Registry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|n| !Arc::ptr_eq(n, ns));
+    }
+
+    /// Hands `ns` to socketioxide (its `init` succeeded: `on_success` inserts it in
+    /// socketioxide's map): it becomes the namespace at its path, and every other handed-over
+    /// instance at that path is superseded, as that insert overwrites them. Returns those, out
+    /// of the registry and marked; their tasks are the caller's to stop and their subscriptions
+    /// to absorb. Instances still initializing stay: each supersedes the others when handed
+    /// over. `on_success` runs under the registry's lock, so the instance socketioxide keeps is
+    /// the one marked active here whatever the interleaving of concurrent handovers.
+    pub(crate) fn hand_over(
+        &self,
+        ns: &Arc<NsShared>,
+        on_success: impl FnOnce(),
+    ) -> Vec<Arc<NsShared>> {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        let mut old = Vec::new();
+        namespaces.retain(|n| {
+            let replaced = !Arc::ptr_eq(n, ns) && n.nsp == ns.nsp && n.state() == NsState::Active;
+            if replaced {
+                n.set_state(NsState::Superseded);
+                old.push(n.clone());
+            }
+            !replaced
+        });
+        ns.set_state(NsState::Active);
+        on_success();
+        old
     }
 
     pub(crate) fn get(&self, nsp: &str) -> Option<Arc<NsShared>> {

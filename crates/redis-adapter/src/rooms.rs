@@ -72,6 +72,12 @@ impl<K: Hash + Eq + Clone + Ord> RoomSubscriptions<K> {
         self.subscribed.extend(keys.iter().cloned());
     }
 
+    /// Takes over what `other` recorded as subscribed (the same connection's subscriptions,
+    /// recorded by another instance of the namespace).
+    pub(crate) fn absorb(&mut self, other: &mut RoomSubscriptions<K>) {
+        self.subscribed.extend(other.subscribed.drain());
+    }
+
     /// Records that `keys` were unsubscribed.
     pub(crate) fn removed(&mut self, keys: &[K]) {
         for k in keys {
