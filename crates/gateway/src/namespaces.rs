@@ -10,17 +10,23 @@
 //!   `connections_refused_total{reason="max_namespaces"}` ([`Namespaces::check`] refuses early,
 //!   before authentication; `enter` again for two that raced).
 //! * [`Namespaces::release`] is called when a connect to a pattern namespace is refused (by any
-//!   middleware) and when a socket of one disconnects: the namespace is deleted if it has no
-//!   socket left (`SocketIo::delete_ns`, which closes its adapter: the Redis adapter then
-//!   unsubscribes its channels), at once if nobody was ever admitted, else after [`GRACE`]. So
-//!   refused connections leave no state behind.
+//!   middleware), and [`Namespaces::left`] when an admitted socket of one disconnects: the
+//!   namespace is deleted once no admitted socket is left (`SocketIo::delete_ns`, which closes
+//!   its adapter: the Redis adapter then unsubscribes its channels), at once if nobody was ever
+//!   admitted, else [`GRACE`] after the last one left. So refused connections leave no state
+//!   behind.
+//! * Sockets are counted here, at admission, not read from socketioxide's socket list: a socket
+//!   enters that list only after the last middleware returned, so a deletion deciding on the list
+//!   could close a namespace a socket had just been admitted to (it was disconnected right after
+//!   its CONNECT). Each release carries a generation; only the latest one may delete, so a stale
+//!   timer from an earlier tenant never removes a namespace made since.
 //! * Exact namespaces (`--namespace /chat`) are never deleted.
 //!
 //! Race: a client connecting to a namespace that is being deleted got it from socketioxide just
 //! before; `relay::install` then finds it gone from the registry and refuses with a clear,
 //! retryable `connect_error` ("namespace was just closed, reconnect") instead of leaving the
 //! socket in a detached namespace.
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -40,8 +46,19 @@ pub struct Namespaces {
     /// Pattern namespaces a connect was admitted to and that were not deleted since. The cap
     /// counts these, not what socketioxide holds: it creates a namespace for every CONNECT
     /// before any middleware runs, so under a burst its registry briefly holds paths that will
-    /// all be refused. A std mutex: held for a set lookup, never across an await; connects only.
-    admitted: Arc<Mutex<HashSet<String>>>,
+    /// all be refused. A std mutex: held for a map lookup, never across an await; connects and
+    /// disconnects only.
+    admitted: Arc<Mutex<HashMap<String, Admitted>>>,
+}
+
+/// One admitted pattern namespace.
+#[derive(Debug, Default)]
+struct Admitted {
+    /// Sockets admitted and not disconnected yet.
+    live: usize,
+    /// Bumped by every admission and release: a deletion timer acts only if it is still the
+    /// latest event.
+    generation: u64,
 }
 
 /// A connect refused because too many pattern namespaces exist.
@@ -88,7 +105,7 @@ impl Namespaces {
             .count()
     }
 
-    fn admitted(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn admitted(&self) -> std::sync::MutexGuard<'_, HashMap<String, Admitted>> {
         // A panic while holding it cannot leave the set half-updated (single insert/remove).
         self.admitted.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -101,14 +118,15 @@ impl Namespaces {
             return Ok(());
         }
         let admitted = self.admitted();
-        if admitted.len() >= self.max && !admitted.contains(path) {
+        if admitted.len() >= self.max && !admitted.contains_key(path) {
             return Err(TooMany(self.max));
         }
         Ok(())
     }
 
-    /// A socket passed every middleware into `path`: count the namespace (once), unless that
-    /// would pass the cap (two new namespaces raced past [`Namespaces::check`]).
+    /// A socket passed every middleware into `path`: count the namespace (once) and the socket,
+    /// unless that would pass the cap (two new namespaces raced past [`Namespaces::check`]).
+    /// Every `Ok` is to be matched by one [`Namespaces::left`].
     pub fn enter<A: Adapter>(&self, io: &SocketIo<A>, path: &str) -> Result<(), EnterError> {
         if !self.is_dynamic(path) {
             return Ok(());
@@ -118,42 +136,69 @@ impl Namespaces {
         if io.of(path).is_none() {
             return Err(EnterError::Closed);
         }
-        if admitted.contains(path) {
-            return Ok(());
-        }
-        if self.max != 0 && admitted.len() >= self.max {
+        if !admitted.contains_key(path) && self.max != 0 && admitted.len() >= self.max {
             return Err(TooMany(self.max).into());
         }
-        admitted.insert(path.to_owned());
+        let entry = admitted.entry(path.to_owned()).or_default();
+        entry.live += 1;
+        entry.generation += 1;
         Ok(())
     }
 
-    /// A connect to `path` was refused or a socket of it left: delete it if it is a pattern
-    /// namespace without sockets. A namespace a socket was admitted to is kept for [`GRACE`]
-    /// first (reconnects find it); one nobody was admitted to goes at once, so a flood of
-    /// refused connects holds no namespaces (nor, in cluster mode, Redis subscriptions).
+    /// A connect to `path` was refused: delete it if it is a pattern namespace nobody was
+    /// admitted to (at once, so a flood of refused connects holds no namespaces, nor, in cluster
+    /// mode, Redis subscriptions). One with admitted sockets is left to [`Namespaces::left`].
     pub fn release<A: Adapter>(&self, io: &SocketIo<A>, path: &str) {
         if !self.is_dynamic(path) {
             return;
         }
+        let generation = self.admitted().get(path).map(|a| a.generation);
+        self.delete_later(io, path, generation);
+    }
+
+    /// An admitted socket of `path` disconnected: once none is left, the namespace is deleted
+    /// after [`GRACE`] (a client reconnecting at once finds it), unless a socket is admitted
+    /// meanwhile.
+    pub fn left<A: Adapter>(&self, io: &SocketIo<A>, path: &str) {
+        if !self.is_dynamic(path) {
+            return;
+        }
+        let generation = {
+            let mut admitted = self.admitted();
+            let Some(a) = admitted.get_mut(path) else {
+                return;
+            };
+            a.live = a.live.saturating_sub(1);
+            a.generation += 1;
+            a.generation
+        };
+        self.delete_later(io, path, Some(generation));
+    }
+
+    /// Delete `path` if no admitted socket is in it: at once if it was never admitted
+    /// (`generation` None), else after [`GRACE`] if nothing was admitted or released since.
+    fn delete_later<A: Adapter>(&self, io: &SocketIo<A>, path: &str, generation: Option<u64>) {
         let (io, path, this) = (io.clone(), path.to_owned(), self.clone());
         tokio::spawn(async move {
-            if this.admitted().contains(&path) {
+            if generation.is_some() {
                 tokio::time::sleep(GRACE).await;
             }
-            // Under the lock, so a connect entering meanwhile finds either the namespace kept
-            // (it has a socket by then) or gone (`relay::install` refuses, retryably).
+            // Under the lock `enter` counts under, so a connect entering meanwhile is either
+            // counted (the namespace is kept) or finds it gone (`relay::install` refuses,
+            // retryably).
             let mut admitted = this.admitted();
-            match io.of(&path).map(|ns| ns.sockets().is_empty()) {
-                Some(false) => {}
-                Some(true) => {
-                    tracing::debug!(ns = %path, "removing an empty pattern namespace");
-                    io.delete_ns(&path);
-                    admitted.remove(&path);
-                }
-                None => {
-                    admitted.remove(&path);
-                }
+            match (admitted.get(&path), generation) {
+                // Admitted since this refusal, or a later admission or release: theirs to decide.
+                (Some(_), None) => return,
+                (Some(a), Some(g)) if a.generation != g || a.live > 0 => return,
+                // Deleted by a later timer already (a namespace there now is a new one).
+                (None, Some(_)) => return,
+                _ => {}
+            }
+            admitted.remove(&path);
+            if io.of(&path).is_some_and(|ns| ns.sockets().is_empty()) {
+                tracing::debug!(ns = %path, "removing an empty pattern namespace");
+                io.delete_ns(&path);
             }
         });
     }
@@ -200,7 +245,7 @@ mod tests {
         assert!(n.enter(&io, "/t-a").is_ok());
         assert!(
             n.enter(&io, "/t-a").is_ok(),
-            "entered again: no new namespace"
+            "entered again (a second socket): no new namespace"
         );
         assert!(n.check("/t-a").is_ok());
         assert!(n.check("/t-b").is_err(), "the early check sees the cap");
@@ -219,8 +264,12 @@ mod tests {
             e.to_string(),
             "too many namespaces on this node (max 1): try again later"
         );
-        n.release(&io, "/t-a");
-        n.release(&io, "/");
+        // Entered twice: two sockets to leave.
+        n.left(&io, "/t-a");
+        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
+        assert!(io.of("/t-a").is_some(), "one admitted socket left");
+        n.left(&io, "/t-a");
+        n.left(&io, "/");
         tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
         tokio::task::yield_now().await;
         assert!(io.of("/t-a").is_none(), "empty pattern namespace removed");
@@ -230,6 +279,55 @@ mod tests {
         assert!(
             n.enter(&io, "/t-c").is_ok(),
             "a released namespace frees its place"
+        );
+    }
+
+    /// A socket is in socketioxide's list only after the last middleware returned, so the
+    /// deletion must go by what was admitted: a tenant reconnecting just before the grace of the
+    /// last one to leave ran out was disconnected right after its CONNECT.
+    #[tokio::test(start_paused = true)]
+    async fn an_admission_during_the_grace_keeps_the_namespace() {
+        let (_layer, io) = SocketIo::new_layer();
+        io.dyn_ns("/t-{x}", async || ()).unwrap();
+        let n = Namespaces::new(&[NamespaceSpec::Pattern("/t-{x}".into())], 0);
+        io.ns("/t-a", async || ());
+        // Two sockets leave a little apart: two timers.
+        n.enter(&io, "/t-a").unwrap();
+        n.enter(&io, "/t-a").unwrap();
+        n.left(&io, "/t-a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n.left(&io, "/t-a");
+        // Admitted (not in socketioxide's socket list yet) as the first timer runs out.
+        tokio::time::sleep(GRACE - Duration::from_millis(150)).await;
+        n.enter(&io, "/t-a").unwrap();
+        tokio::time::sleep(GRACE).await;
+        assert!(io.of("/t-a").is_some(), "kept for its admitted socket");
+        // It leaves: deleted after the grace, once.
+        n.left(&io, "/t-a");
+        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
+        assert!(io.of("/t-a").is_none(), "removed once empty");
+    }
+
+    /// The grace runs from the last socket to leave: two tenants leaving 100 ms apart, and one
+    /// coming back 50 ms after the first one's grace ran out, finds the namespace and keeps it.
+    #[tokio::test(start_paused = true)]
+    async fn the_grace_runs_from_the_last_to_leave() {
+        let (_layer, io) = SocketIo::new_layer();
+        io.dyn_ns("/t-{x}", async || ()).unwrap();
+        let n = Namespaces::new(&[NamespaceSpec::Pattern("/t-{x}".into())], 0);
+        io.ns("/t-a", async || ());
+        n.enter(&io, "/t-a").unwrap();
+        n.enter(&io, "/t-a").unwrap();
+        n.left(&io, "/t-a");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        n.left(&io, "/t-a");
+        tokio::time::sleep(GRACE - Duration::from_millis(50)).await;
+        assert!(io.of("/t-a").is_some(), "within the last leaver's grace");
+        n.enter(&io, "/t-a").unwrap();
+        tokio::time::sleep(GRACE * 2).await;
+        assert!(
+            io.of("/t-a").is_some(),
+            "kept for the socket admitted since"
         );
     }
 }

@@ -901,7 +901,7 @@ pub async fn install<A: Adapter>(
             .with_label_values(&[reason_label(reason)])
             .inc();
         gw.drain.forget(&s.id.to_string());
-        gw.namespaces.release(&io, s.ns());
+        gw.namespaces.left(&io, s.ns());
         // Its rooms are left by socketioxide after this handler: the adapter's next tick
         // unsubscribes those that emptied.
         gw.rooms_changed(s.ns());
