@@ -112,16 +112,12 @@ impl<A: Adapter> Ack<A> {
 /// queue; when there is none, a websocket client's TCP connection is cut (the drain's way, see
 /// `listener`). A polling client that does not poll is closed by its heartbeat timeout.
 fn close_transport<A: Adapter>(gw: &Gateway, s: Arc<Socket<A>>) {
-    let sid = s.id.to_string();
+    let sid = s.id;
     let websocket = s.transport_type() == TransportType::Websocket;
-    let handshake_conn = crate::drain::handshake_conn(s.req_parts());
-    if s.disconnect().is_ok() {
+    if s.clone().disconnect().is_ok() {
         return;
     }
-    if websocket
-        && let Some(conn) = gw.drain.ws_conn(&sid).or(handshake_conn)
-        && gw.conns.kill(conn)
-    {
+    if websocket && gw.drain.cut_transport(&gw.conns, &s) {
         return;
     }
     tracing::debug!(%sid, "transport not found; the heartbeat closes it");

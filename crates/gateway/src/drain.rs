@@ -34,7 +34,7 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use socketioxide::{SocketIo, TransportType, adapter::Adapter};
+use socketioxide::{SocketIo, TransportType, adapter::Adapter, socket::Socket};
 use tokio::{sync::watch, time::Instant};
 
 use crate::engine_io::{self, query_param};
@@ -49,6 +49,9 @@ pub struct Drain {
     draining: AtomicBool,
     /// Polling sessions whose next poll must be answered with CLOSE.
     closing: Mutex<HashSet<String>>,
+    /// A session was marked outside a drain ([`Drain::cut_transport`]): polls look `closing`
+    /// up (otherwise only while draining, so an ordinary poll takes no lock).
+    cut_any: AtomicBool,
     /// Wakes pending polls whenever `closing` grows.
     wake: watch::Sender<u64>,
     /// sid -> TCP connection id of the websocket the session upgraded to.
@@ -61,6 +64,7 @@ impl Default for Drain {
         Drain {
             draining: AtomicBool::new(false),
             closing: Mutex::default(),
+            cut_any: AtomicBool::new(false),
             wake: watch::Sender::new(0),
             ws_conns: Mutex::default(),
         }
@@ -87,7 +91,7 @@ impl Drain {
     /// Forget a session (called when its socket disconnects).
     pub fn forget(&self, sid: &str) {
         lock(&self.ws_conns).remove(sid);
-        if self.is_draining() {
+        if self.marks_sessions() {
             lock(&self.closing).remove(sid);
         }
     }
@@ -103,7 +107,31 @@ impl Drain {
     }
 
     fn is_closing(&self, sid: &str) -> bool {
-        self.is_draining() && lock(&self.closing).contains(sid)
+        self.marks_sessions() && lock(&self.closing).contains(sid)
+    }
+
+    fn marks_sessions(&self) -> bool {
+        self.is_draining() || self.cut_any.load(Ordering::Relaxed)
+    }
+
+    /// End one client's Engine.IO session so that it looks lost, not closed: standard clients
+    /// then reconnect by themselves (they take a Socket.IO DISCONNECT as final). A websocket's
+    /// TCP connection is cut; a long-polling session's pending (or next) poll is answered with
+    /// CLOSE. Every namespace of that client goes with it. False when a websocket's connection
+    /// is not known (its heartbeat ends it).
+    pub fn cut_transport<A: Adapter>(&self, conns: &ConnRegistry, s: &Socket<A>) -> bool {
+        let sid = s.id.to_string();
+        match s.transport_type() {
+            TransportType::Websocket => self
+                .ws_conn(&sid)
+                .or(handshake_conn(s.req_parts()))
+                .is_some_and(|c| conns.kill(c)),
+            TransportType::Polling => {
+                self.cut_any.store(true, Ordering::Relaxed);
+                self.mark_closing(sid);
+                true
+            }
+        }
     }
 
     /// Resolves once `sid` is marked for closing.

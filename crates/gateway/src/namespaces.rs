@@ -22,6 +22,16 @@
 //!   timer from an earlier tenant never removes a namespace made since.
 //! * Exact namespaces (`--namespace /chat`) are never deleted.
 //!
+//! Race, upstream: socketioxide 0.18 makes one namespace per CONNECT to a new pattern path that
+//! arrives before the first one is in its map (`client.rs`, `sock_connect`: look-up, then insert
+//! after the adapter's init), and the last insert wins. The sockets of the others are orphans:
+//! connected, but socketioxide routes neither their packets (their next one closes the session)
+//! nor the namespace's broadcasts to them. Here 10 clients connecting to a new tenant at once
+//! left 9 of 200 orphaned on one node, 42 of 200 with the Redis adapter (its init is a Redis
+//! round trip). [`watch_replaced`] finds them in a young namespace and cuts their transport, so
+//! standard clients reconnect (to the namespace that stayed); the Redis adapter retires the
+//! replaced namespace instances itself.
+//!
 //! Race: a client connecting to a namespace that is being deleted got it from socketioxide just
 //! before; `relay::install` then finds it gone from the registry and refuses with a clear,
 //! retryable `connect_error` ("namespace was just closed, reconnect") instead of leaving the
@@ -30,13 +40,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use socketioxide::{SocketIo, adapter::Adapter};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
+use std::time::Instant;
 
-use crate::config::NamespaceSpec;
+use crate::{config::NamespaceSpec, drain::Drain, listener::ConnRegistry};
 
 /// How long an empty pattern namespace is kept: a client that reconnects at once (a page reload,
 /// a transport upgrade) finds it still there, and a burst of refusals deletes once.
 pub const GRACE: Duration = Duration::from_secs(2);
+
+/// How long after a pattern namespace was first admitted to its sockets are watched for having
+/// been replaced ([`watch_replaced`]): a replacement comes from a CONNECT that arrived before
+/// the namespace was in socketioxide's map, so within the adapter's init (a Redis round trip).
+pub const YOUNG: Duration = Duration::from_secs(5);
 
 /// The served namespaces, as configured, and the pattern namespaces admitted so far.
 #[derive(Debug, Clone)]
@@ -52,13 +68,25 @@ pub struct Namespaces {
 }
 
 /// One admitted pattern namespace.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Admitted {
     /// Sockets admitted and not disconnected yet.
     live: usize,
     /// Bumped by every admission and release: a deletion timer acts only if it is still the
     /// latest event.
     generation: u64,
+    /// The first admission.
+    since: Instant,
+}
+
+impl Admitted {
+    fn new() -> Self {
+        Admitted {
+            live: 0,
+            generation: 0,
+            since: Instant::now(),
+        }
+    }
 }
 
 /// A connect refused because too many pattern namespaces exist.
@@ -126,10 +154,11 @@ impl Namespaces {
 
     /// A socket passed every middleware into `path`: count the namespace (once) and the socket,
     /// unless that would pass the cap (two new namespaces raced past [`Namespaces::check`]).
-    /// Every `Ok` is to be matched by one [`Namespaces::left`].
-    pub fn enter<A: Adapter>(&self, io: &SocketIo<A>, path: &str) -> Result<(), EnterError> {
+    /// Every `Ok` is to be matched by one [`Namespaces::left`]; `Ok(true)`: the namespace is
+    /// young (see [`watch_replaced`]).
+    pub fn enter<A: Adapter>(&self, io: &SocketIo<A>, path: &str) -> Result<bool, EnterError> {
         if !self.is_dynamic(path) {
-            return Ok(());
+            return Ok(false);
         }
         // Under the lock [`Namespaces::release`] deletes under, so the answer holds.
         let mut admitted = self.admitted();
@@ -139,10 +168,12 @@ impl Namespaces {
         if !admitted.contains_key(path) && self.max != 0 && admitted.len() >= self.max {
             return Err(TooMany(self.max).into());
         }
-        let entry = admitted.entry(path.to_owned()).or_default();
+        let entry = admitted
+            .entry(path.to_owned())
+            .or_insert_with(Admitted::new);
         entry.live += 1;
         entry.generation += 1;
-        Ok(())
+        Ok(entry.since.elapsed() < YOUNG)
     }
 
     /// A connect to `path` was refused: delete it if it is a pattern namespace nobody was
@@ -202,6 +233,47 @@ impl Namespaces {
             }
         });
     }
+}
+
+/// A socket admitted to a young pattern namespace: if socketioxide replaced the namespace it
+/// is in (see the module doc), cut its transport so that the client reconnects. Checked a few
+/// times over [`YOUNG`] (a replacement may come after its connect); `connected` is set after the
+/// socket is in its namespace, so a socket still connecting is never taken for an orphan.
+pub fn watch_replaced<A: Adapter>(
+    io: SocketIo<A>,
+    s: SocketRef<A>,
+    drain: Arc<Drain>,
+    conns: Arc<ConnRegistry>,
+) {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now();
+        for at in [Duration::from_millis(50), Duration::from_secs(1), YOUNG] {
+            tokio::time::sleep_until(start + at).await;
+            if !s.connected() {
+                // Still connecting (look again), or gone.
+                if at > Duration::from_millis(50) {
+                    return;
+                }
+                continue;
+            }
+            let kept = io
+                .of(s.ns())
+                .is_some_and(|ns| ns.get_socket(s.id).is_some());
+            if !kept {
+                tracing::info!(sid = %s.id, ns = s.ns(), "the namespace this socket connected to was replaced by a concurrent connect: cutting its transport so that it reconnects");
+                // socketioxide never runs an orphan's disconnect handler (it looks sockets up
+                // in the namespace it kept), so nothing would count it gone nor free it.
+                // `disconnect` runs it; its DISCONNECT packet (final for clients) goes to the
+                // transport just cut: a websocket's TCP connection is shut, and a pending poll
+                // is answered with CLOSE first (hence the pause).
+                if drain.cut_transport(&conns, &s) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let _ = s.clone().disconnect();
+                return;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

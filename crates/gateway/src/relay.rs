@@ -795,17 +795,28 @@ pub async fn install<A: Adapter>(
     io: SocketIo<A>,
     State(gw): State<Arc<Gateway>>,
 ) -> Result<(), Refusal> {
-    if let Err(e) = gw.namespaces.enter(&io, s.ns()) {
-        let reason = match e {
-            EnterError::TooMany(_) => "max_namespaces",
-            EnterError::Closed => "namespace_closed",
-        };
-        gw.metrics
-            .connections_refused_total
-            .with_label_values(&[reason])
-            .inc();
-        gw.namespaces.release(&io, s.ns());
-        return Err(e.into());
+    let young = match gw.namespaces.enter(&io, s.ns()) {
+        Ok(young) => young,
+        Err(e) => {
+            let reason = match e {
+                EnterError::TooMany(_) => "max_namespaces",
+                EnterError::Closed => "namespace_closed",
+            };
+            gw.metrics
+                .connections_refused_total
+                .with_label_values(&[reason])
+                .inc();
+            gw.namespaces.release(&io, s.ns());
+            return Err(e.into());
+        }
+    };
+    if young {
+        crate::namespaces::watch_replaced(
+            io.clone(),
+            s.clone(),
+            gw.drain.clone(),
+            gw.conns.clone(),
+        );
     }
     gw.conn_limit.opened();
     gw.metrics.connections_total.inc();

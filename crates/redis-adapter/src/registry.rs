@@ -1,7 +1,7 @@
 //! The namespaces of one adapter instance, and the dispatch of every message a driver receives
 //! to the namespace whose channel it came on.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 
@@ -14,6 +14,8 @@ use crate::{
 /// The namespaces using this adapter instance.
 pub(crate) struct Registry {
     namespaces: RwLock<Vec<Arc<NsShared>>>,
+    /// Serializes [`Registry::hand_over`].
+    handover: Mutex<()>,
     stats: Arc<AdapterStats>,
     log: Arc<LogLimiter>,
 }
@@ -22,6 +24,7 @@ impl Registry {
     pub(crate) fn new(stats: Arc<AdapterStats>, log: Arc<LogLimiter>) -> Self {
         Self {
             namespaces: RwLock::new(Vec::new()),
+            handover: Mutex::new(()),
             stats,
             log,
         }
@@ -46,23 +49,29 @@ impl Registry {
     /// instance at that path is superseded, as that insert overwrites them. Returns those, out
     /// of the registry and marked; their tasks are the caller's to stop and their subscriptions
     /// to absorb. Instances still initializing stay: each supersedes the others when handed
-    /// over. `on_success` runs under the registry's lock, so the instance socketioxide keeps is
-    /// the one marked active here whatever the interleaving of concurrent handovers.
+    /// over. Handovers are serialized (`handover`) with `on_success` inside, so the instance
+    /// socketioxide keeps is the one marked active here whatever their interleaving. Not under
+    /// the namespace list's lock: socketioxide's `delete_ns` holds its map's lock while it
+    /// closes an adapter (which takes that lock), and `on_success` takes the map's lock.
     pub(crate) fn hand_over(
         &self,
         ns: &Arc<NsShared>,
         on_success: impl FnOnce(),
     ) -> Vec<Arc<NsShared>> {
-        let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        let _serial = self.handover.lock().unwrap_or_else(|e| e.into_inner());
         let mut old = Vec::new();
-        namespaces.retain(|n| {
-            let replaced = !Arc::ptr_eq(n, ns) && n.nsp == ns.nsp && n.state() == NsState::Active;
-            if replaced {
-                n.set_state(NsState::Superseded);
-                old.push(n.clone());
-            }
-            !replaced
-        });
+        self.namespaces
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|n| {
+                let replaced =
+                    !Arc::ptr_eq(n, ns) && n.nsp == ns.nsp && n.state() == NsState::Active;
+                if replaced {
+                    n.set_state(NsState::Superseded);
+                    old.push(n.clone());
+                }
+                !replaced
+            });
         ns.set_state(NsState::Active);
         on_success();
         old
