@@ -354,36 +354,13 @@ mod tests {
         );
     }
 
-    /// A socket is in socketioxide's list only after the last middleware returned, so the
-    /// deletion must go by what was admitted: a tenant reconnecting just before the grace of the
-    /// last one to leave ran out was disconnected right after its CONNECT.
+    /// The grace runs from the last socket to leave, and the deletion goes by what was
+    /// admitted (a socket is in socketioxide's list only after the last middleware returned):
+    /// two sockets leaving 100 ms apart, and one admitted 50 ms after the first one's grace ran
+    /// out, keep the namespace. Before, the first timer deleted it, and the socket admitted at
+    /// that moment was disconnected right after its CONNECT.
     #[tokio::test(start_paused = true)]
-    async fn an_admission_during_the_grace_keeps_the_namespace() {
-        let (_layer, io) = SocketIo::new_layer();
-        io.dyn_ns("/t-{x}", async || ()).unwrap();
-        let n = Namespaces::new(&[NamespaceSpec::Pattern("/t-{x}".into())], 0);
-        io.ns("/t-a", async || ());
-        // Two sockets leave a little apart: two timers.
-        n.enter(&io, "/t-a").unwrap();
-        n.enter(&io, "/t-a").unwrap();
-        n.left(&io, "/t-a");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        n.left(&io, "/t-a");
-        // Admitted (not in socketioxide's socket list yet) as the first timer runs out.
-        tokio::time::sleep(GRACE - Duration::from_millis(150)).await;
-        n.enter(&io, "/t-a").unwrap();
-        tokio::time::sleep(GRACE).await;
-        assert!(io.of("/t-a").is_some(), "kept for its admitted socket");
-        // It leaves: deleted after the grace, once.
-        n.left(&io, "/t-a");
-        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
-        assert!(io.of("/t-a").is_none(), "removed once empty");
-    }
-
-    /// The grace runs from the last socket to leave: two tenants leaving 100 ms apart, and one
-    /// coming back 50 ms after the first one's grace ran out, finds the namespace and keeps it.
-    #[tokio::test(start_paused = true)]
-    async fn the_grace_runs_from_the_last_to_leave() {
+    async fn the_grace_runs_from_the_last_to_leave_and_admissions_keep_it() {
         let (_layer, io) = SocketIo::new_layer();
         io.dyn_ns("/t-{x}", async || ()).unwrap();
         let n = Namespaces::new(&[NamespaceSpec::Pattern("/t-{x}".into())], 0);
@@ -397,9 +374,10 @@ mod tests {
         assert!(io.of("/t-a").is_some(), "within the last leaver's grace");
         n.enter(&io, "/t-a").unwrap();
         tokio::time::sleep(GRACE * 2).await;
-        assert!(
-            io.of("/t-a").is_some(),
-            "kept for the socket admitted since"
-        );
+        assert!(io.of("/t-a").is_some(), "kept for its admitted socket");
+        // It leaves: deleted after the grace.
+        n.left(&io, "/t-a");
+        tokio::time::sleep(GRACE + Duration::from_millis(10)).await;
+        assert!(io.of("/t-a").is_none(), "removed once empty");
     }
 }
