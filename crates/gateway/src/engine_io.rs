@@ -24,11 +24,30 @@ pub fn is_engine_io(path: &str) -> bool {
 
 /// The value of `key` in a query string (not percent-decoded: Engine.IO's keys and sids do
 /// not need it).
+///
+/// One pass over the bytes: an Engine.IO request goes through about ten lookups on its way in
+/// (drain, sticky, session key, cluster, request head), and `split('&')` + `split_once('=')`
+/// with their char searchers cost ~3.5k instructions per handshake (callgrind, BENCHMARKS.md).
 pub fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == key).then_some(v)
-    })
+    let (q, k) = (query.as_bytes(), key.as_bytes());
+    let mut start = 0;
+    while start <= q.len() {
+        let end = q[start..]
+            .iter()
+            .position(|&b| b == b'&')
+            .map_or(q.len(), |i| start + i);
+        let seg = &q[start..end];
+        if seg.starts_with(k) {
+            // `&`, `=` are ASCII: every index here is a char boundary.
+            match seg.get(k.len()) {
+                None => return Some(""),
+                Some(b'=') => return query.get(start + k.len() + 1..end),
+                Some(_) => {}
+            }
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// The session id of an Engine.IO request, if it names one.
@@ -99,6 +118,13 @@ mod tests {
         assert_eq!(session_sid(&r), Some("abc"));
         assert!(!is_handshake(&req("/socket.io.min.js")));
         assert_eq!(query_param("a=1&b&c=3", "b"), Some(""));
+        assert_eq!(query_param("a=1&b&c=3", "c"), Some("3"));
+        assert_eq!(query_param("a=1&b&c=3", "a"), Some("1"));
+        assert_eq!(query_param("ab=1&a=2", "a"), Some("2"), "a longer key is not a match");
+        assert_eq!(query_param("a==1", "a"), Some("=1"));
+        assert_eq!(query_param("a=1&", "b"), None);
+        assert_eq!(query_param("&&a=", "a"), Some(""));
+        assert_eq!(query_param("x=é&sid=ü", "sid"), Some("ü"));
         assert_eq!(query_param("", "sid"), None);
     }
 }
