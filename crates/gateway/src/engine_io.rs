@@ -120,7 +120,11 @@ mod tests {
         assert_eq!(query_param("a=1&b&c=3", "b"), Some(""));
         assert_eq!(query_param("a=1&b&c=3", "c"), Some("3"));
         assert_eq!(query_param("a=1&b&c=3", "a"), Some("1"));
-        assert_eq!(query_param("ab=1&a=2", "a"), Some("2"), "a longer key is not a match");
+        assert_eq!(
+            query_param("ab=1&a=2", "a"),
+            Some("2"),
+            "a longer key is not a match"
+        );
         assert_eq!(query_param("a==1", "a"), Some("=1"));
         assert_eq!(query_param("a=1&", "b"), None);
         assert_eq!(query_param("&&a=", "a"), Some(""));
