@@ -101,8 +101,9 @@ for (const mode of ["single node", "cluster"]) {
     for (const nsp of tenants) {
       // Ten listeners at once, as after a node restart; they only listen. Sessions first, then
       // the ten CONNECTs together.
-      const managers = Array.from({ length: 10 }, () =>
-        new Manager(url, { autoConnect: false, transports: ["websocket"], reconnectionDelay: 100, reconnectionDelayMax: 200 }));
+      // Half on long-polling: an orphan's cut is then a CLOSE answering its poll.
+      const managers = Array.from({ length: 10 }, (_, i) =>
+        new Manager(url, { autoConnect: false, transports: [i % 2 ? "polling" : "websocket"], reconnectionDelay: 100, reconnectionDelayMax: 200 }));
       track(t, { close: () => managers.forEach((m) => m.engine?.close()) });
       await Promise.all(managers.map((m) => new Promise((resolve, reject) => m.open((e) => (e ? reject(e) : resolve())))));
       const burst = managers.map((m) => {

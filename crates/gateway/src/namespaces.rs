@@ -260,7 +260,7 @@ pub fn watch_replaced<A: Adapter>(
                 .of(s.ns())
                 .is_some_and(|ns| ns.get_socket(s.id).is_some());
             if !kept {
-                tracing::info!(sid = %s.id, ns = s.ns(), "the namespace this socket connected to was replaced by a concurrent connect: cutting its transport so that it reconnects");
+                tracing::info!(sid = %s.id, ns = s.ns(), transport = ?s.transport_type(), "the namespace this socket connected to was replaced by a concurrent connect: cutting its transport so that it reconnects");
                 // socketioxide never runs an orphan's disconnect handler (it looks sockets up
                 // in the namespace it kept), so nothing would count it gone nor free it.
                 // `disconnect` runs it; its DISCONNECT packet (final for clients) goes to the
