@@ -38,10 +38,9 @@
 //! socket in a detached namespace.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
-use std::time::Instant;
 
 use crate::{config::NamespaceSpec, drain::Drain, listener::ConnRegistry};
 

@@ -208,20 +208,8 @@ impl<E: SocketEmitter> CoreAdapter<E> for RedisAdapter<E> {
             for old in node.core.namespaces.hand_over(&node.ns, on_success) {
                 tracing::debug!(nsp = %old.nsp, "a concurrent instance of this namespace replaced an earlier one");
                 old.abort_tasks();
+                // Its base channels are this instance's too (same path, same server uid).
                 node.ns.absorb(&old).await;
-                // Its own base channels, where they differ (another server uid: not with one
-                // SocketIo, but nothing else would ever unsubscribe them).
-                let ours = node.ns.base_channels();
-                let extra: Vec<String> = old
-                    .base_channels()
-                    .into_iter()
-                    .filter(|c| !ours.contains(c))
-                    .collect();
-                if !extra.is_empty()
-                    && let Err(e) = node.core.pubsub.unsubscribe(extra).await
-                {
-                    tracing::warn!(nsp = %old.nsp, "redis adapter: unsubscribing a replaced instance failed: {e}");
-                }
             }
             Ok(())
         }))

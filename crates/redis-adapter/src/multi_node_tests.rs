@@ -744,7 +744,7 @@ async fn a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last(mode
     };
     let (first_sid, last_sid) = (sid(0, 0), sid(0, 1));
     let first_ns = RecordingNs::new("/", &[first_sid]);
-    let last_ns = RecordingNs::new("/", &[last_sid]);
+    let last_ns = first_ns.sibling(&[last_sid]);
     // Both made before either is handed over, as two CONNECTs at once.
     let first = Arc::new(RedisAdapter::new(
         &ctr,

@@ -127,7 +127,7 @@ pub(crate) struct NsShared {
 /// one dynamic namespace when CONNECTs to a new path arrive together: each runs `init`, and the
 /// last to call its `on_success` is the one socketioxide keeps (its map insert overwrites). The
 /// others are superseded: never closed by socketioxide, so the adapter retires them itself
-/// ([`crate::registry::Registry::supersede`]).
+/// ([`crate::registry::Registry::hand_over`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub(crate) enum NsState {

@@ -111,6 +111,19 @@ impl RecordingNs {
         }))
     }
 
+    /// Another instance of the same namespace on the same server (same uid, as socketioxide's
+    /// are: the uid is the `SocketIo`'s), holding `sockets`.
+    pub(crate) fn sibling(&self, sockets: &[Sid]) -> Self {
+        Self(Arc::new(Recorded {
+            path: self.0.path.clone(),
+            uid: self.0.uid,
+            ack_timeout: self.0.ack_timeout,
+            sockets: Mutex::new(sockets.to_vec()),
+            sent: Mutex::new(Vec::new()),
+            disconnected: Mutex::new(Vec::new()),
+        }))
+    }
+
     /// Packets sent to `sid` so far, in order.
     pub(crate) fn sent_to(&self, sid: Sid) -> Vec<String> {
         self.0
