@@ -57,8 +57,8 @@ async fn node(bus: &MemoryBus, id: usize, sockets: usize, mode: PubSubMode) -> N
     node_with(bus, id, sockets, config).await
 }
 
-/// A node on `bus` with `sockets` sockets and this configuration.
-async fn node_with(bus: &MemoryBus, id: usize, sockets: usize, config: AdapterConfig) -> Node {
+/// A node's adapter constructor on `bus` (no namespace yet), and its bus controls.
+fn ctr_with(bus: &MemoryBus, config: AdapterConfig) -> (RedisAdapterCtr, MemoryControl) {
     let stats = Arc::new(AdapterStats::default());
     let log = Arc::new(LogLimiter::default());
     let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
@@ -67,6 +67,12 @@ async fn node_with(bus: &MemoryBus, id: usize, sockets: usize, config: AdapterCo
     let ctr = RedisAdapterCtr {
         core: Core::new(pubsub, registry),
     };
+    (ctr, control)
+}
+
+/// A node on `bus` with `sockets` sockets and this configuration.
+async fn node_with(bus: &MemoryBus, id: usize, sockets: usize, config: AdapterConfig) -> Node {
+    let (ctr, control) = ctr_with(bus, config);
     let sids: Vec<Sid> = (0..sockets).map(|i| sid(id, i)).collect();
     let ns = RecordingNs::new("/", &sids);
     let adapter = Arc::new(RedisAdapter::new(&ctr, CoreLocalAdapter::new(ns.clone())));
@@ -735,13 +741,7 @@ async fn a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last(mode
         room_sync_interval: Duration::from_millis(20),
         ..AdapterConfig::default()
     };
-    let stats = Arc::new(AdapterStats::default());
-    let log = Arc::new(LogLimiter::default());
-    let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
-    let (driver, control) = bus.connect(&registry);
-    let ctr = RedisAdapterCtr {
-        core: Core::new(PubSub::new(config, stats, log, Arc::new(driver)), registry),
-    };
+    let (ctr, control) = ctr_with(&bus, config);
     let (first_sid, last_sid) = (sid(0, 0), sid(0, 1));
     let first_ns = RecordingNs::new("/", &[first_sid]);
     let last_ns = first_ns.sibling(&[last_sid]);
