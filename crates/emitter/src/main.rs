@@ -26,11 +26,12 @@ struct Cli {
     /// Namespace (a missing leading `/` is added).
     #[arg(long, default_value = "/")]
     nsp: String,
-    /// Target room (repeatable; none = every socket of the namespace).
-    #[arg(long = "to", value_name = "ROOM")]
+    /// Target room (repeatable; none = every socket of the namespace). May start with `-`: a
+    /// socket id's own room does one time in 64 (`--to -fKJ89TT5xfhDQpJ`).
+    #[arg(long = "to", value_name = "ROOM", allow_hyphen_values = true)]
     to: Vec<String>,
-    /// Excluded room (repeatable).
-    #[arg(long = "except", value_name = "ROOM")]
+    /// Excluded room (repeatable; may start with `-`, as `--to`).
+    #[arg(long = "except", value_name = "ROOM", allow_hyphen_values = true)]
     except: Vec<String>,
     /// Volatile emit (clients that are not ready drop it).
     #[arg(long)]
@@ -83,17 +84,18 @@ enum Command {
     Emit {
         event: String,
         /// Each argument is a JSON value (`'"text"'`, `42`, `'{"a":1}'`); prefix with `hex:`
-        /// for a binary argument (`hex:deadbeef`).
+        /// for a binary argument (`hex:deadbeef`); a negative number (`-1`) is a value.
+        #[arg(allow_hyphen_values = true)]
         args: Vec<String>,
     },
     /// Make the selected sockets join ROOM(s).
     Join {
-        #[arg(required = true)]
+        #[arg(required = true, allow_hyphen_values = true)]
         rooms: Vec<String>,
     },
     /// Make the selected sockets leave ROOM(s).
     Leave {
-        #[arg(required = true)]
+        #[arg(required = true, allow_hyphen_values = true)]
         rooms: Vec<String>,
     },
     /// Disconnect the selected sockets.
@@ -103,7 +105,11 @@ enum Command {
         close: bool,
     },
     /// Send EVENT with JSON arguments to the servers' serverSideEmit handlers.
-    ServerSideEmit { event: String, args: Vec<String> },
+    ServerSideEmit {
+        event: String,
+        #[arg(allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// `--history`: the same rules and errors as the gateway's.
@@ -203,4 +209,40 @@ async fn run(cli: Cli) -> Result<()> {
     let _ = client.quit().await;
     result.context("publish failed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Socket ids are base64url: one in 64 starts with `-`, and `--to <id>` must take it (it
+    /// was refused as an unknown flag, seen in a clean-clone run of adapter-sharded).
+    #[test]
+    fn rooms_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "sio-emit",
+            "--redis",
+            "redis://127.0.0.1:6379",
+            "--to",
+            "-fKJ89TT5xfhDQpJ",
+            "--except",
+            "-x",
+            "emit",
+            "ev",
+        ])
+        .expect("parses");
+        assert_eq!(cli.to, vec!["-fKJ89TT5xfhDQpJ"]);
+        assert_eq!(cli.except, vec!["-x"]);
+        let parse = |tail: &[&str]| {
+            let head = ["sio-emit", "--redis", "redis://127.0.0.1:6379"];
+            Cli::try_parse_from(head.iter().chain(tail))
+                .expect("parses")
+                .command
+        };
+        assert!(
+            matches!(parse(&["emit", "ev", "-1"]), Command::Emit { args, .. } if args == ["-1"])
+        );
+        assert!(matches!(parse(&["join", "-r"]), Command::Join { rooms } if rooms == ["-r"]));
+        assert!(matches!(parse(&["leave", "-r"]), Command::Leave { rooms } if rooms == ["-r"]));
+    }
 }
