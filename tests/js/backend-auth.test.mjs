@@ -14,7 +14,8 @@ import os from "node:os";
 import path from "node:path";
 import http from "node:http";
 import { io } from "socket.io-client";
-import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, freePort, sleep } from "../lib/harness.mjs";
+import WebSocket from "ws";
 import { makeTls, startHttpsBackend } from "../lib/tls.mjs";
 import { jwt as signJwt, now, b64u } from "../lib/jwt.mjs";
 
@@ -322,4 +323,35 @@ test("auth webhook: a URL that is not http:// or https:// is a start-up error na
     { encoding: "utf8", timeout: 10000 });
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /auth_webhook.*unsupported scheme `ftp` \(use http:\/\/ or https:\/\/\)/);
+});
+
+// socketioxide runs every CONNECT of a session at once, each through authentication: one raw
+// websocket sending 100 CONNECTs to pattern namespaces put 100 calls on the auth webhook, ahead
+// of every honest client's (they share --auth-webhook-concurrency). A session may have 16 in
+// progress at once; the rest are refused at the door, with no webhook call, and past 32 refusals
+// the session is cut.
+test("auth webhook: one session's CONNECT flood reaches the backend 16 at a time, and the session is cut", { timeout: 90_000 }, async (t) => {
+  const be = await backend(t, (b, res) => {
+    if (b.auth?.token === "good") return json(res, 200, { user: "honest" });
+    setTimeout(() => json(res, 401, { error: "no" }), 200);
+  });
+  const gw = track(t, await startGateway(["--auth", "webhook", "--auth-webhook", be.url,
+    "--namespace", "/", "--namespace", "/tenant-*"]));
+  const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  t.after(() => ws.terminate());
+  const frames = [];
+  ws.on("message", (d) => { const f = d.toString(); if (f === "2") ws.send("3"); frames.push(f); });
+  const closed = new Promise((resolve) => ws.on("close", resolve));
+  await once(ws, "open");
+  for (let i = 0; i < 100; i++) ws.send(`40/tenant-${i},{"token":"bad"}`);
+  await Promise.race([closed, sleep(15000).then(() => assert.fail("the flooding session was not cut"))]);
+  // The backend answers the 16 admitted ones; nothing else of that session reached it.
+  await sleep(500);
+  assert.ok(be.seen.length <= 16, `the backend saw ${be.seen.length} calls of that session, at most 16`);
+  // An honest client is served.
+  const honest = io(gw.url + "/tenant-x", { forceNew: true, reconnection: false, transports: ["websocket"], auth: { token: "good" } });
+  track(t, honest);
+  await once(honest, "connect");
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.ok(metricSum(m, "sio_gateway_connections_refused_total", 'reason="connect_attempts"') >= 32);
 });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { startGateway, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, sleep } from "../lib/harness.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
 
 const SECRET = "security-door-secret-0123";
@@ -159,4 +159,70 @@ test("a client that stops reading costs only its own deliveries, then is closed;
       && metricSum(m, "sio_gateway_connections", 'transport="websocket"') === 2;
   }, { timeoutMs: 10000, what: "the stalled client closed" });
   assert.ok(reader.connected && pub.connected);
+});
+
+// A session that leaves its last namespace (DISCONNECT `41`) keeps its Engine.IO session in
+// socketioxide; answering pings, it held a TCP connection and ~17 KB for ever while counting
+// against no limit (--max-connections counts namespace sockets). Stock clients close the session
+// themselves when their last namespace goes; the gateway closes one left with no namespace
+// after ping interval + timeout, unless it connects one again meanwhile.
+test("a session left with no namespace is closed after the grace; one that comes back is kept", async (t) => {
+  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s"]));
+  function rawSession() {
+    const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+    track(t, { close: () => ws.terminate() });
+    const frames = [];
+    ws.on("message", (d) => {
+      const f = d.toString();
+      if (f === "2") ws.send("3"); // a live client: answers every ping
+      frames.push(f);
+    });
+    const closed = new Promise((resolve) => ws.on("close", resolve));
+    return { ws, frames, closed };
+  }
+  const leaver = rawSession();
+  const returner = rawSession();
+  await Promise.all([once(leaver.ws, "open"), once(returner.ws, "open")]);
+  for (const s of [leaver, returner]) s.ws.send("40");
+  await waitFor(() => [leaver, returner].every((s) => s.frames.some((f) => f.startsWith("40{"))),
+    { what: "both connected to /" });
+  leaver.ws.send("41");
+  returner.ws.send("41");
+  // Back within the grace (socketioxide ignores a CONNECT that overtakes the DISCONNECT).
+  await sleep(200);
+  returner.ws.send("40");
+  await waitFor(() => returner.frames.filter((f) => f.startsWith("40{")).length === 2, { what: "connected again" });
+  // The leaver is closed once 2 s (ping interval + timeout) pass with no namespace.
+  await Promise.race([leaver.closed, sleep(10000).then(() => assert.fail("the session with no namespace is still open after 10 s"))]);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_sessions_closed_no_namespace_total"), 1);
+  // The one that came back is kept through several more pings.
+  await sleep(3000);
+  assert.equal(returner.ws.readyState, WebSocket.OPEN, "a session with a namespace stays");
+  assert.ok(returner.frames.filter((f) => f === "2").length >= 2, "and keeps being pinged");
+});
+
+// hyper's header-read timeout needs a timer that axum::serve does not give it: a TCP
+// connection that never finishes a request head (or never sends one) was kept for ever, one
+// descriptor each, until the process's file limit refused every client. The sweeper cuts a
+// connection that sends nothing for twice ping interval + timeout (4 s here); live clients send
+// within every ping interval.
+test("connections that send nothing, or an unfinished request head, are cut; live clients stay", async (t) => {
+  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s"]));
+  const port = Number(new URL(gw.url).port);
+  const live = client(t, gw.url);
+  assert.equal(await outcome(live), "connected");
+  const idle = [];
+  for (let i = 0; i < 20; i++) {
+    const s = net.connect(port, "127.0.0.1");
+    track(t, { close: () => s.destroy() });
+    s.on("error", () => {});
+    idle.push(new Promise((resolve) => s.on("close", resolve)));
+    await once(s, "connect");
+    if (i % 2) s.write("GET /healthz HTTP/1.1\r\nHost: x\r\n"); // a head never finished
+  }
+  await Promise.race([Promise.all(idle), sleep(15000).then(() => assert.fail("idle connections still open after 15 s"))]);
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_connections_closed_idle_total"), 20);
+  assert.ok(live.connected, "a live client (answering pings) is kept");
 });

@@ -1,12 +1,14 @@
 // Attack set, rooms (issue 13 items 4 and 8a): what one client can do to another's rooms with
 // a stock socket.io-client. With --auth the demo's open rules are not the default; personal
 // rooms (`user:<sub>`) are never reached by a wildcard rule; no client publishes into a socket's
-// own-id room (backends' direct messages); --max-rooms holds under a concurrent burst; the
-// start-up log names the open demo rules.
+// own-id room (backends' direct messages), nor joins it ahead in a namespace the socket's
+// session connects later (socketioxide gives a session one id in every namespace); --max-rooms
+// holds under a concurrent burst; the start-up log names the open demo rules.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { io } from "socket.io-client";
-import { startGateway, track, once, sleep } from "../lib/harness.mjs";
+import { io, Manager } from "socket.io-client";
+import { startGateway, startRedis, track, once, sleep } from "../lib/harness.mjs";
+import { startNode } from "./cluster-lib.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
 
 const SECRET = "security-rooms-secret-0123";
@@ -106,6 +108,53 @@ for (const mode of ["demo", "auth"]) {
       assert.match(gw.output(), /WARN.*demo room rules.* can_join=\* can_publish=\*/, "the open demo rules are announced");
       assert.match(gw.output(), /sio-gateway listening .*mode="single node \(in-memory adapter\)" redis=none/);
     }
+  });
+}
+
+// socketioxide gives an Engine.IO session the same id in every namespace, unlike Node.js. So
+// the id of a victim's socket in /chat, which apps show, is the name its socket in / will have
+// and the room backends send it direct messages in. An attacker who joined that room in / ahead
+// of the victim would get them: on one node the join is refused (the id is a socket of another
+// namespace there); across nodes it cannot be seen, so the victim's CONNECT to / empties the
+// room on every node first.
+for (const mode of ["single node", "cluster"]) {
+  test(`${mode}: a socket's own-id room in a namespace its session connects later cannot be joined ahead`, async (t) => {
+    const args = ["--namespace", "/", "--namespace", "/chat", "--api-key", KEY];
+    let victimUrl, attackerUrl, api;
+    if (mode === "cluster") {
+      const redis = await startRedis();
+      const a = await startNode(redis.url, "gateway-1", args);
+      const b = await startNode(redis.url, "gateway-2", args);
+      track(t, { close: async () => { await a.stop(); await b.stop(); await redis.stop(); } });
+      [victimUrl, attackerUrl, api] = [a.url, b.url, a];
+    } else {
+      const gw = track(t, await startGateway(args));
+      [victimUrl, attackerUrl, api] = [gw.url, gw.url, gw];
+    }
+    const m = new Manager(victimUrl, { forceNew: true, reconnection: false, transports: ["websocket"] });
+    const vchat = m.socket("/chat");
+    track(t, { close: () => m.engine?.close() });
+    await once(vchat, "connect");
+    const id = vchat.id; // public: apps show it
+    const attacker = await connect(t, attackerUrl);
+    const stolen = collect(attacker, "dm");
+    const r = await ack(attacker, "join", id);
+    if (mode === "single node") {
+      assert.equal(r.ok, false, "the id of a socket of another namespace is no room to join");
+      assert.match(r.error, /own/);
+    }
+    const vroot = m.socket("/");
+    await once(vroot, "connect");
+    assert.equal(vroot.id, id, "socketioxide: one id per session");
+    const got = collect(vroot, "dm");
+    await emitApi(api, { nsp: "/", rooms: [id], event: "dm", data: "for the victim only" });
+    await waitForLength(got, 1);
+    assert.deepEqual(got, [["for the victim only"]]);
+    // The attacker's node got the broadcast too (a room channel it may hold); give it time.
+    await sleep(300);
+    assert.deepEqual(stolen, [], "the squatter is not in the victim's room");
+    // And it cannot join it now that the victim is in it.
+    assert.equal((await ack(attacker, "join", id)).ok, false);
   });
 }
 

@@ -120,12 +120,31 @@ impl Drain {
     /// CLOSE. Every namespace of that client goes with it. False when a websocket's connection
     /// is not known (its heartbeat ends it).
     pub fn cut_transport<A: Adapter>(&self, conns: &ConnRegistry, s: &Socket<A>) -> bool {
-        let sid = s.id.to_string();
-        match s.transport_type() {
-            TransportType::Websocket => self
-                .ws_conn(&sid)
-                .or(handshake_conn(s.req_parts()))
-                .is_some_and(|c| conns.kill(c)),
+        self.cut_session(
+            conns,
+            s.id.to_string(),
+            s.transport_type(),
+            websocket_handshake_conn(s.req_parts()),
+        )
+    }
+
+    /// [`Drain::cut_transport`] for a session known by its id: `transport` is its transport
+    /// when last seen, `websocket_handshake` the connection of its handshake if that was a
+    /// websocket ([`websocket_handshake_conn`]). A session that upgraded since is cut by its
+    /// recorded websocket connection.
+    pub fn cut_session(
+        &self,
+        conns: &ConnRegistry,
+        sid: String,
+        transport: TransportType,
+        websocket_handshake: Option<u64>,
+    ) -> bool {
+        if let Some(c) = self.ws_conn(&sid).or(websocket_handshake) {
+            return conns.kill(c);
+        }
+        match transport {
+            // Its connection was not recorded: its heartbeat ends it.
+            TransportType::Websocket => false,
             TransportType::Polling => {
                 self.cut_any.store(true, Ordering::Relaxed);
                 self.mark_closing(sid);
@@ -204,7 +223,7 @@ pub async fn engine_guard(
         return next.run(req).await;
     };
     let sid = sid.to_owned();
-    match query_param(query, "transport") {
+    match engine_io::transport(query) {
         Some("websocket") => {
             if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
                 req.extensions().get::<ConnectInfo<ConnInfo>>()
@@ -232,7 +251,7 @@ pub async fn engine_guard(
 /// One Engine.IO session to close.
 struct Session {
     transport: TransportType,
-    handshake_conn: Option<u64>,
+    websocket_handshake: Option<u64>,
 }
 
 /// The listener's id of the TCP connection that carried a session's handshake (for a
@@ -242,6 +261,17 @@ pub fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
         .extensions
         .get::<ConnectInfo<ConnInfo>>()
         .and_then(|c| c.0.id)
+}
+
+/// [`handshake_conn`] when the handshake was a websocket (then it is the session's own
+/// connection), else `None`: a polling handshake's connection may since carry other requests,
+/// other clients' too behind a balancer that pools its upstream connections, so it is never
+/// cut for one session.
+pub fn websocket_handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
+    let query = parts.uri.query().unwrap_or("");
+    (engine_io::transport(query) == Some("websocket"))
+        .then(|| handshake_conn(parts))
+        .flatten()
 }
 
 /// Run the drain to completion (see the module doc). Returns when every client is closed.
@@ -263,7 +293,7 @@ pub async fn run<A: Adapter>(
         for s in ns.sockets() {
             sessions.entry(s.id.to_string()).or_insert_with(|| Session {
                 transport: s.transport_type(),
-                handshake_conn: handshake_conn(s.req_parts()),
+                websocket_handshake: websocket_handshake_conn(s.req_parts()),
             });
         }
     }
@@ -282,14 +312,8 @@ pub async fn run<A: Adapter>(
     };
     for (i, (sid, s)) in sessions.into_iter().enumerate() {
         tokio::time::sleep_until(start + step * i as u32).await;
-        match s.transport {
-            TransportType::Websocket => {
-                let conn = drain.ws_conn(&sid).or(s.handshake_conn);
-                if !conn.is_some_and(|c| conns.kill(c)) {
-                    tracing::debug!(%sid, "websocket connection not found; closed at the end");
-                }
-            }
-            TransportType::Polling => drain.mark_closing(sid),
+        if !drain.cut_session(conns, sid.clone(), s.transport, s.websocket_handshake) {
+            tracing::debug!(%sid, "websocket connection not found; closed at the end");
         }
     }
     // Let the last closes reach their clients before the final sweep (no wait when idle).
@@ -317,6 +341,36 @@ mod tests {
         assert_eq!(query_param(q, "transport"), Some("polling"));
         assert_eq!(query_param(q, "nope"), None);
         assert_eq!(query_param("", "sid"), None);
+    }
+
+    /// Only a websocket handshake's connection is the session's own: a polling handshake's
+    /// may be a balancer's pooled connection carrying other clients' requests since.
+    #[test]
+    fn a_polling_handshake_connection_is_never_the_one_to_cut() {
+        let parts = |uri: &str| {
+            let (mut p, ()) = axum::http::Request::builder()
+                .uri(uri)
+                .body(())
+                .expect("valid request")
+                .into_parts();
+            p.extensions.insert(ConnectInfo(ConnInfo {
+                id: Some(7),
+                remote: "127.0.0.1:1".parse().expect("an address"),
+            }));
+            p
+        };
+        let ws = parts("/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(websocket_handshake_conn(&ws), Some(7));
+        let polling = parts("/socket.io/?EIO=4&transport=polling");
+        assert_eq!(handshake_conn(&polling), Some(7));
+        assert_eq!(websocket_handshake_conn(&polling), None);
+        // An upgraded session without a recorded websocket is not cut through its handshake.
+        let d = Drain::default();
+        let conns = ConnRegistry::new(
+            prometheus::IntCounter::new("r", "r").expect("a counter"),
+            prometheus::IntCounter::new("s", "s").expect("a counter"),
+        );
+        assert!(!d.cut_session(&conns, "x".into(), TransportType::Websocket, None));
     }
 
     #[tokio::test]

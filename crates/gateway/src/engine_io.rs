@@ -37,17 +37,22 @@ pub fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
             .position(|&b| b == b'&')
             .map_or(q.len(), |i| start + i);
         let seg = &q[start..end];
-        if seg.starts_with(k) {
-            // `&`, `=` are ASCII: every index here is a char boundary.
-            match seg.get(k.len()) {
-                None => return Some(""),
-                Some(b'=') => return query.get(start + k.len() + 1..end),
-                Some(_) => {}
-            }
+        // `key=` only, as engineioxide looks keys up: a bare `key` is no value of it (or the
+        // gateway and the engine would read two different pairs of `transport&transport=x`).
+        // `&`, `=` are ASCII: every index here is a char boundary.
+        if seg.starts_with(k) && seg.get(k.len()) == Some(&b'=') {
+            return query.get(start + k.len() + 1..end);
         }
         start = end + 1;
     }
     None
+}
+
+/// The transport an Engine.IO request names, read as engineioxide reads it (its first
+/// `transport=` pair, up to a further `=`), so the gateway's layers and the engine never
+/// disagree on it.
+pub fn transport(query: &str) -> Option<&str> {
+    query_param(query, "transport").map(|v| v.split('=').next().unwrap_or(v))
 }
 
 /// The session id of an Engine.IO request, if it names one.
@@ -117,7 +122,12 @@ mod tests {
         assert!(!is_handshake(&r));
         assert_eq!(session_sid(&r), Some("abc"));
         assert!(!is_handshake(&req("/socket.io.min.js")));
-        assert_eq!(query_param("a=1&b&c=3", "b"), Some(""));
+        assert_eq!(
+            query_param("a=1&b&c=3", "b"),
+            None,
+            "a bare key has no value"
+        );
+        assert_eq!(query_param("b&b=2", "b"), Some("2"), "engineioxide's pair");
         assert_eq!(query_param("a=1&b&c=3", "c"), Some("3"));
         assert_eq!(query_param("a=1&b&c=3", "a"), Some("1"));
         assert_eq!(
@@ -130,5 +140,20 @@ mod tests {
         assert_eq!(query_param("&&a=", "a"), Some(""));
         assert_eq!(query_param("x=é&sid=ü", "sid"), Some("ü"));
         assert_eq!(query_param("", "sid"), None);
+    }
+
+    /// The gateway reads the transport engineioxide will use: a websocket upgrade hidden
+    /// behind a bare `transport` (or a `transport=websocket=x`) was not recorded as one, so
+    /// cutting that client fell back to its polling handshake's connection.
+    #[test]
+    fn the_transport_engineioxide_reads() {
+        assert_eq!(transport("EIO=4&transport=polling"), Some("polling"));
+        assert_eq!(
+            transport("EIO=4&transport&transport=websocket&sid=k"),
+            Some("websocket")
+        );
+        assert_eq!(transport("EIO=4&transport=websocket=x"), Some("websocket"));
+        assert_eq!(transport("EIO=4&transports=websocket"), None);
+        assert_eq!(transport("EIO=4&transport"), None);
     }
 }

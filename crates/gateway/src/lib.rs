@@ -34,6 +34,7 @@ pub mod cluster_view;
 pub mod config;
 pub mod drain;
 pub mod engine_io;
+pub mod engine_sessions;
 pub mod health;
 pub mod heap;
 pub mod history;

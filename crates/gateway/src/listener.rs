@@ -27,7 +27,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -46,7 +46,7 @@ pub struct ConnRegistry {
     // Locked once per accepted and per closed TCP connection and once per stall sweep, never
     // per message.
     conns: Mutex<HashMap<u64, Conn>>,
-    /// Origin of the stall clock (milliseconds since, see `Conn::stalled_since`).
+    /// Origin of the stall clock (milliseconds since, see `Activity::stalled_since`).
     epoch: Instant,
     /// Bytes read from and written to this listener's connections (`bytes_received_total`,
     /// `bytes_sent_total`). One relaxed atomic add per read or write *call* (not per message:
@@ -80,9 +80,29 @@ impl ConnRegistry {
 #[derive(Debug)]
 struct Conn {
     fd: RawFd,
+    activity: Arc<Activity>,
+    /// The sweep's: milliseconds since `epoch` at which it last saw `read` set (or the accept).
+    quiet_since: u64,
+}
+
+/// What the stream tells the sweep, shared by the two (one allocation per connection).
+#[derive(Debug, Default)]
+struct Activity {
     /// Milliseconds since `epoch` (+1, so 0 means "not stalled") at which a write last found
     /// the socket full; cleared by the next write that makes progress.
-    stalled_since: Arc<AtomicU64>,
+    stalled_since: AtomicU64,
+    /// Set by every read that brings bytes, taken by the sweep (no clock read per read).
+    read: AtomicBool,
+}
+
+/// What one [`ConnRegistry::sweep`] cut.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Writes stalled past the stall limit: the client stopped reading.
+    pub stalled: usize,
+    /// Nothing read past the idle limit: a connection that never sends a request, sends one
+    /// byte by byte, or holds a keep-alive open with nothing to say.
+    pub idle: usize,
 }
 
 /// `shutdown(2)` on a registered descriptor. Must be called with the registry locked.
@@ -116,25 +136,33 @@ impl ConnRegistry {
         }
     }
 
-    /// Cut every connection whose writes have made no progress for `limit`; returns how many.
-    pub fn sweep_stalled(&self, limit: Duration) -> usize {
+    /// Cut every connection whose writes have made no progress for `stall`, or which read
+    /// nothing for `idle` (every live client reads: a websocket's pongs, a long-poll's next
+    /// request, within the ping interval). One pass under the registry lock, run every second.
+    pub fn sweep(&self, stall: Duration, idle: Duration) -> Swept {
         let now = self.now_ms();
-        let limit = limit.as_millis() as u64;
-        let mut conns = self.lock();
-        let stalled: Vec<u64> = conns
-            .iter()
-            .filter(|(_, c)| {
-                let since = c.stalled_since.load(Ordering::Relaxed);
-                since != 0 && now.saturating_sub(since) > limit
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in &stalled {
-            if let Some(c) = conns.remove(id) {
+        let (stall, idle) = (stall.as_millis() as u64, idle.as_millis() as u64);
+        let mut swept = Swept::default();
+        self.lock().retain(|_, c| {
+            if c.activity.read.swap(false, Ordering::Relaxed) {
+                c.quiet_since = now;
+            }
+            let since = c.activity.stalled_since.load(Ordering::Relaxed);
+            let cut = if since != 0 && now.saturating_sub(since) > stall {
+                swept.stalled += 1;
+                true
+            } else if now.saturating_sub(c.quiet_since) > idle {
+                swept.idle += 1;
+                true
+            } else {
+                false
+            };
+            if cut {
                 shutdown_fd(c.fd);
             }
-        }
-        stalled.len()
+            !cut
+        });
+        swept
     }
 
     pub fn len(&self) -> usize {
@@ -173,17 +201,19 @@ impl TrackedListener {
         TrackedListener { inner, registry }
     }
 
-    fn track(&self, stream: &TcpStream) -> (u64, Arc<AtomicU64>) {
+    fn track(&self, stream: &TcpStream) -> (u64, Arc<Activity>) {
         let id = self.registry.next.fetch_add(1, Ordering::Relaxed);
-        let stalled_since = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::default());
+        let quiet_since = self.registry.now_ms();
         self.registry.lock().insert(
             id,
             Conn {
                 fd: stream.as_raw_fd(),
-                stalled_since: stalled_since.clone(),
+                activity: activity.clone(),
+                quiet_since,
             },
         );
-        (id, stalled_since)
+        (id, activity)
     }
 }
 
@@ -192,19 +222,18 @@ pub struct TrackedStream {
     inner: TcpStream,
     id: u64,
     registry: Arc<ConnRegistry>,
-    stalled_since: Arc<AtomicU64>,
+    activity: Arc<Activity>,
 }
 
 impl TrackedStream {
     /// Note whether a write made progress. On the write path of every delivery: one relaxed
     /// load when the socket takes the bytes (the common case), a store only on a change.
     fn note_write<T>(&self, res: &Poll<io::Result<T>>) {
-        let stalled = self.stalled_since.load(Ordering::Relaxed);
+        let stalled = &self.activity.stalled_since;
+        let since = stalled.load(Ordering::Relaxed);
         match res {
-            Poll::Pending if stalled == 0 => self
-                .stalled_since
-                .store(self.registry.now_ms(), Ordering::Relaxed),
-            Poll::Ready(_) if stalled != 0 => self.stalled_since.store(0, Ordering::Relaxed),
+            Poll::Pending if since == 0 => stalled.store(self.registry.now_ms(), Ordering::Relaxed),
+            Poll::Ready(_) if since != 0 => stalled.store(0, Ordering::Relaxed),
             _ => {}
         }
     }
@@ -236,6 +265,10 @@ impl AsyncRead for TrackedStream {
         let n = buf.filled().len().saturating_sub(before);
         if n > 0 {
             self.registry.bytes_in.inc_by(n as u64);
+            // A load first: the common case (already set since the last sweep) writes nothing.
+            if !self.activity.read.load(Ordering::Relaxed) {
+                self.activity.read.store(true, Ordering::Relaxed);
+            }
         }
         res
     }
@@ -282,12 +315,12 @@ impl axum::serve::Listener for TrackedListener {
             match self.inner.accept().await {
                 Ok((stream, remote)) => {
                     let _ = stream.set_nodelay(true);
-                    let (id, stalled_since) = self.track(&stream);
+                    let (id, activity) = self.track(&stream);
                     let io = TrackedStream {
                         inner: stream,
                         id,
                         registry: self.registry.clone(),
-                        stalled_since,
+                        activity,
                     };
                     return (
                         io,
@@ -341,10 +374,14 @@ mod tests {
             .await
             .is_ok()
         {}
-        assert_ne!(stream.stalled_since.load(Ordering::Relaxed), 0);
-        assert_eq!(reg.sweep_stalled(Duration::from_secs(60)), 0, "not yet");
+        assert_ne!(stream.activity.stalled_since.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            reg.sweep(Duration::from_secs(60), LONG),
+            Swept::default(),
+            "not yet"
+        );
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert_eq!(reg.sweep_stalled(Duration::from_millis(10)), 1);
+        assert_eq!(reg.sweep(Duration::from_millis(10), LONG).stalled, 1);
         assert!(reg.is_empty());
         // The peer sees the connection end once it reads what was sent.
         let mut buf = vec![0u8; 1 << 20];
@@ -368,9 +405,43 @@ mod tests {
         let mut listener = TrackedListener::new(inner, reg.clone());
         let _peer = TcpStream::connect(addr).await.unwrap();
         let (mut stream, _) = listener.accept().await;
-        stream.stalled_since.store(1, Ordering::Relaxed);
+        stream.activity.stalled_since.store(1, Ordering::Relaxed);
         stream.write_all(b"x").await.unwrap();
-        assert_eq!(stream.stalled_since.load(Ordering::Relaxed), 0);
-        assert_eq!(reg.sweep_stalled(Duration::ZERO), 0);
+        assert_eq!(stream.activity.stalled_since.load(Ordering::Relaxed), 0);
+        assert_eq!(reg.sweep(Duration::ZERO, LONG), Swept::default());
+    }
+
+    const LONG: Duration = Duration::from_secs(3600);
+
+    /// A connection that sends nothing (no request, or a request head it never finishes) is
+    /// cut after the idle limit; one that keeps sending is kept. hyper's own header timeout
+    /// needs a timer that `axum::serve` does not give it, so without this such connections
+    /// were kept for ever, each holding a descriptor.
+    #[tokio::test]
+    async fn a_connection_that_sends_nothing_is_cut_after_the_idle_limit() {
+        use tokio::io::AsyncReadExt as _;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let reg = Arc::new(ConnRegistry::default());
+        let mut listener = TrackedListener::new(inner, reg.clone());
+        let mut quiet = TcpStream::connect(addr).await.unwrap();
+        let (_quiet_stream, _) = listener.accept().await;
+        let mut talker = TcpStream::connect(addr).await.unwrap();
+        let (mut talker_stream, _) = listener.accept().await;
+        let idle = Duration::from_millis(100);
+        for _ in 0..4 {
+            talker.write_all(b"x").await.unwrap();
+            let mut b = [0u8; 1];
+            talker_stream.read_exact(&mut b).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            reg.sweep(LONG, idle);
+        }
+        assert_eq!(reg.len(), 1, "the quiet one is cut, the talker kept");
+        let mut b = [0u8; 1];
+        let end = tokio::time::timeout(Duration::from_secs(5), quiet.read(&mut b)).await;
+        assert!(
+            matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+            "the quiet peer sees the end"
+        );
     }
 }

@@ -72,6 +72,10 @@ pub struct Metrics {
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
     pub connections_closed_stalled_total: IntCounter,
+    /// Connections cut because they sent nothing for twice the heartbeat (see `listener`).
+    pub connections_closed_idle_total: IntCounter,
+    /// Engine.IO sessions closed after leaving every namespace (see `engine_sessions`).
+    pub sessions_closed_no_namespace_total: IntCounter,
     pub broadcasts_total: IntCounterVec,
     pub broadcasts_client: IntCounter,
     pub auth_failures_total: IntCounterVec,
@@ -145,6 +149,14 @@ impl Metrics {
             "connections_closed_stalled_total",
             "Client connections cut because the client stopped reading (writes stalled past ping interval + timeout)"
         )));
+        let connections_closed_idle_total = reg!(IntCounter::with_opts(opts(
+            "connections_closed_idle_total",
+            "Client connections cut because they sent nothing for twice ping interval + timeout (no request, an unfinished request head, an idle keep-alive)"
+        )));
+        let sessions_closed_no_namespace_total = reg!(IntCounter::with_opts(opts(
+            "sessions_closed_no_namespace_total",
+            "Engine.IO sessions closed because they stayed connected to no namespace past ping interval + timeout"
+        )));
         let broadcasts_total = reg!(IntCounterVec::new(
             opts("broadcasts_total", "Broadcasts by origin"),
             &["origin"]
@@ -212,6 +224,8 @@ impl Metrics {
             dropped_cluster_unreachable: dropped(CLUSTER_UNREACHABLE),
             acks_delayed_total,
             connections_closed_stalled_total,
+            connections_closed_idle_total,
+            sessions_closed_no_namespace_total,
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),
             registry,
             connections,

@@ -24,6 +24,7 @@ use socketioxide::{
 
 use crate::{
     ack::Ack,
+    engine_sessions::{Left, Pending, TooMany, Transport},
     history::{
         Recovery, RoomHistory,
         message::{Args, Delivery, Mark, Offset},
@@ -49,6 +50,12 @@ pub enum Refusal {
     TooManyNamespaces(#[from] crate::namespaces::TooMany),
     #[error(transparent)]
     Namespace(#[from] EnterError),
+    #[error("too many connection attempts on this session at once; retry after the others")]
+    AttemptsAtOnce,
+    #[error("too many refused connection attempts on this session")]
+    AttemptsRefused,
+    #[error("the cluster cannot be reached to check this connection; retry later")]
+    ClusterUnavailable,
 }
 
 /// Connect middleware: refuse while draining, when the node is full, or past
@@ -84,7 +91,23 @@ fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal
         refused("max_namespaces");
         return Err(e.into());
     }
-    Ok(())
+    // Last: an admitted CONNECT is in progress until `install` takes it (or it is refused).
+    match gw.engine_sessions.attempt(s.id, Transport::of(s)) {
+        Ok(pending) => {
+            s.extensions.insert(Arc::new(pending));
+            Ok(())
+        }
+        Err(TooMany::AtOnce) => {
+            refused("connect_attempts");
+            Err(Refusal::AttemptsAtOnce)
+        }
+        Err(TooMany::Refused) => {
+            refused("connect_attempts");
+            tracing::debug!(node_id = %gw.node_id(), sid = %s.id, "too many refused CONNECTs: session cut");
+            gw.drain.cut_transport(&gw.conns, s);
+            Err(Refusal::AttemptsRefused)
+        }
+    }
 }
 
 /// Per-connection context captured by the socket's handlers.
@@ -168,10 +191,14 @@ impl Conn {
         }
     }
 
-    /// Is `room` the id of a connected socket of this namespace, on any node? Only names with
-    /// the shape of a socket id are looked up: locally (one map lookup by id),
-    /// then, in cluster mode, with one fetchSockets request to every node (Node.js peers
-    /// included). When the cluster cannot answer, the join is refused rather than risked.
+    /// Is `room` the id of a connected socket, of any namespace here or of this namespace on
+    /// any node? Only names with the shape of a socket id are looked up: locally in every
+    /// namespace (socketioxide gives a session one id in all of them, so the id of a session's
+    /// socket in `/chat` is its own-id room in `/` once it connects there; one map lookup per
+    /// namespace), then, in cluster mode, with one fetchSockets request to every node (Node.js
+    /// peers included). When the cluster cannot answer, the join is refused rather than risked.
+    /// A session of another node that has not connected this namespace yet is not seen: its
+    /// CONNECT here empties the room first (`install`, `engine_sessions`).
     async fn is_socket_id_room<A: Adapter>(
         &self,
         io: &SocketIo<A>,
@@ -182,7 +209,7 @@ impl Conn {
             return false;
         }
         if let Ok(sid) = room.parse::<Sid>()
-            && io.of(s.ns()).and_then(|ns| ns.get_socket(sid)).is_some()
+            && io.nsps().iter().any(|ns| ns.get_socket(sid).is_some())
         {
             return true;
         }
@@ -810,6 +837,25 @@ pub async fn install<A: Adapter>(
             return Err(e.into());
         }
     };
+    // `admit` put it there (without it, never, the id counts as public).
+    let pending = s.extensions.remove::<Arc<Pending>>();
+    // The session's id is public since its first namespace: empty the room of anyone who
+    // joined it here meanwhile, on every node, before the socket is in it (see
+    // `engine_sessions`). A first CONNECT's id was never shown to anyone.
+    if pending.as_ref().is_none_or(|p| p.session_is_public())
+        && let Err(e) = clear_own_id_room(&io, &s).await
+    {
+        tracing::warn!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), error = %e, "could not check the socket's own-id room across the cluster: connect refused");
+        gw.metrics
+            .connections_refused_total
+            .with_label_values(&["cluster_unreachable"])
+            .inc();
+        gw.namespaces.left(&io, s.ns());
+        return Err(Refusal::ClusterUnavailable);
+    }
+    if let Some(p) = pending {
+        p.installed();
+    }
     if young {
         crate::namespaces::watch_replaced(
             io.clone(),
@@ -911,7 +957,14 @@ pub async fn install<A: Adapter>(
             .disconnections_total
             .with_label_values(&[reason_label(reason)])
             .inc();
-        gw.drain.forget(&s.id.to_string());
+        match gw.engine_sessions.disconnected(s.id, reason) {
+            Left::Others => {}
+            Left::Ended => gw.drain.forget(&s.id.to_string()),
+            Left::Empty(generation) => {
+                gw.engine_sessions
+                    .close_if_still_empty(s.id, generation, Transport::of(&s))
+            }
+        }
         gw.namespaces.left(&io, s.ns());
         // Its rooms are left by socketioxide after this handler: the adapter's next tick
         // unsubscribes those that emptied.
@@ -919,6 +972,22 @@ pub async fn install<A: Adapter>(
         tracing::debug!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), ?reason, "disconnected");
         std::future::ready(())
     });
+    Ok(())
+}
+
+/// Take every socket but `s` out of the room named after `s`'s id, on every node: each one by
+/// its own id, so the request that comes back through Redis to this node (applied by every
+/// node, the sender included) cannot take `s` out of it after it joined.
+async fn clear_own_id_room<A: Adapter>(io: &SocketIo<A>, s: &SocketRef<A>) -> Result<(), A::Error> {
+    let Some(ns) = io.of(s.ns()) else {
+        return Ok(());
+    };
+    let own = s.id.to_string();
+    for squatter in ns.to(own.clone()).fetch_sockets().await? {
+        if squatter.data().id != s.id {
+            squatter.leave(own.clone()).await?;
+        }
+    }
     Ok(())
 }
 

@@ -287,19 +287,29 @@ async fn shutdown_signal() {
 }
 
 /// Cut client connections whose writes have stalled for longer than the heartbeat allows
-/// (`--ping-interval` + `--ping-timeout`): a client that stops reading (see `listener`).
+/// (`--ping-interval` + `--ping-timeout`): a client that stops reading; and those that sent
+/// nothing for twice that (see `listener`): every live client sends within a ping interval,
+/// and twice the heartbeat (90 s by default) outlasts the idle keep-alive of balancers'
+/// upstream pools (nginx: 60 s), so they close first and never race a request against it.
 fn spawn_stall_sweeper(gw: Arc<Gateway>) {
-    let limit = gw.config.ping_interval + gw.config.ping_timeout;
+    let stall = gw.config.ping_interval + gw.config.ping_timeout;
+    let idle = stall * 2;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            let cut = gw.conns.sweep_stalled(limit);
-            if cut > 0 {
+            let cut = gw.conns.sweep(stall, idle);
+            if cut.stalled > 0 {
                 gw.metrics
                     .connections_closed_stalled_total
-                    .inc_by(cut as u64);
-                tracing::info!(node_id = %gw.node_id(), connections = cut, "closed clients that stopped reading");
+                    .inc_by(cut.stalled as u64);
+                tracing::info!(node_id = %gw.node_id(), connections = cut.stalled, "closed clients that stopped reading");
+            }
+            if cut.idle > 0 {
+                gw.metrics
+                    .connections_closed_idle_total
+                    .inc_by(cut.idle as u64);
+                tracing::debug!(node_id = %gw.node_id(), connections = cut.idle, "closed connections that sent nothing");
             }
         }
     });

@@ -324,7 +324,7 @@ pub async fn middleware(
             }
             *req.uri_mut() = uri;
             let query = req.uri().query().unwrap_or("");
-            if engine_io::query_param(query, "transport") == Some("polling") {
+            if engine_io::transport(query) == Some("polling") {
                 let t = engine_io::query_param(query, "t").map(str::to_owned);
                 poll = Some((sid, t));
             }

@@ -15,6 +15,7 @@ use crate::{
     cluster_view::ClusterView,
     config::Config,
     drain::Drain,
+    engine_sessions::{Closer, EngineSessions},
     health::{Readiness, ReadyCheck},
     history::History,
     limits::ConnectionLimit,
@@ -48,6 +49,8 @@ pub struct Gateway {
     /// Pattern namespaces: the cap and their removal when empty.
     pub namespaces: Arc<Namespaces>,
     pub drain: Arc<Drain>,
+    /// The live namespaces of each Engine.IO session (see [`crate::engine_sessions`]).
+    pub engine_sessions: Arc<EngineSessions>,
     /// Connections of the client-facing listener (cut one by one during a drain).
     pub conns: Arc<ConnRegistry>,
     /// `/readyz`: the drain plus extra conditions (e.g. "Redis connected").
@@ -86,6 +89,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
+        let conns = Arc::new(ConnRegistry::new(
+            metrics.bytes_received_total.clone(),
+            metrics.bytes_sent_total.clone(),
+        ));
         let history = Arc::new(History::new(
             config.history.clone(),
             history_store,
@@ -106,11 +113,14 @@ impl Gateway {
             cluster,
             conn_limit: ConnectionLimit::new(config.max_connections),
             namespaces: Arc::new(Namespaces::new(&config.namespace, config.max_namespaces)),
+            engine_sessions: Arc::new(EngineSessions::new(Closer {
+                grace: config.ping_interval + config.ping_timeout,
+                drain: drain.clone(),
+                conns: conns.clone(),
+                closed: metrics.sessions_closed_no_namespace_total.clone(),
+            })),
             drain,
-            conns: Arc::new(ConnRegistry::new(
-                metrics.bytes_received_total.clone(),
-                metrics.bytes_sent_total.clone(),
-            )),
+            conns,
             config: Arc::new(config),
             metrics,
             auth: Arc::new(auth),

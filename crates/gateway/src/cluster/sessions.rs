@@ -40,7 +40,7 @@ use super::{
     forward::{AUTH_HEADER, FORWARDED_HEADER, ForwardError},
 };
 use crate::{
-    engine_io::{self, query_param, session_unknown},
+    engine_io::{self, session_unknown},
     listener::ConnInfo,
     session_key::fingerprint,
 };
@@ -202,7 +202,7 @@ async fn from_peer(c: &Cluster, req: Request, next: Next) -> Response {
 /// A handshake: served here; a polling session is remembered and recorded in Redis.
 async fn handshake(c: &Cluster, req: Request, next: Next) -> Response {
     let polling = req.method() == Method::GET
-        && query_param(req.uri().query().unwrap_or(""), "transport") == Some("polling");
+        && engine_io::transport(req.uri().query().unwrap_or("")) == Some("polling");
     let resp = next.run(req).await;
     if !polling || resp.status() != StatusCode::OK {
         return resp;
@@ -273,7 +273,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
         .extensions()
         .get::<ConnectInfo<ConnInfo>>()
         .map(|ci| ci.0.remote.ip().to_string());
-    let is_ws = query_param(req.uri().query().unwrap_or(""), "transport") == Some("websocket")
+    let is_ws = engine_io::transport(req.uri().query().unwrap_or("")) == Some("websocket")
         && req
             .headers()
             .get(header::UPGRADE)
