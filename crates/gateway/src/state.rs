@@ -88,6 +88,7 @@ impl Gateway {
         let drain = Arc::new(Drain::default());
         let history = Arc::new(History::new(
             config.history.clone(),
+            config.history_max_bytes,
             history_store,
             metrics.registry(),
         ));
