@@ -83,6 +83,11 @@ impl Ring {
         self.entries.len()
     }
 
+    /// Is no message held?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Start over: no message, a new epoch (the history was lost or evicted).
     pub fn renew(&mut self, now: Instant) {
         *self = Ring::new(self.size, self.ttl, now);
