@@ -93,7 +93,7 @@ return out
 "#;
 
 /// A node evicts a room's history to stay within its memory budget (`--history-max-bytes`):
-/// with ARGV[1] = `1` (the node wrote to it) both keys go, and the next write or read starts a
+/// with `ARGV[1]` = `1` (the node wrote to it) both keys go, and the next write or read starts a
 /// new epoch; with `0` (the node only read it) the meta hash goes only if the stream does not
 /// exist (a read of a room nobody wrote creates it), so other nodes' history is left alone.
 /// Returns the number of keys deleted. KEYS: stream, meta.
@@ -103,7 +103,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('DEL', KEYS[2]) end
 return 0
 "#;
 
-/// Keep only the newest ARGV[1] messages of a room's stream (exactly; a room alone over the
+/// Keep only the newest `ARGV[1]` messages of a room's stream (exactly; a room alone over the
 /// node's memory budget): a recovery from before them answers `miss`. Returns the number of
 /// messages removed. KEYS: stream.
 pub const TRIM: &str = r#"
