@@ -8,6 +8,7 @@
 // sharded pub/sub).
 import { test } from "node:test";
 import { spawn } from "node:child_process";
+import { createClient } from "redis";
 import path from "node:path";
 import assert from "node:assert/strict";
 import { ROOT, startRedis, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
@@ -280,4 +281,84 @@ test("sio-emit --pubsub sharded with --history: the same, on sharded nodes", { t
     const m = await scrapeMetrics(node.url + "/metrics");
     assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 0);
   }
+});
+
+test("memory budget (--history-max-bytes) in cluster mode: evicted rooms' streams are deleted, Redis stays bounded, an honest room recovers on another node", { timeout: 120_000 }, async (t) => {
+  const BUDGET = 2 * 1024 * 1024;
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const extra = ["--history", "chat:*=200", "--history-max-bytes", String(BUDGET), "--event-rate", "0"];
+  const n1 = track(t, await startNode(redis.url, "gateway-1", extra));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", extra));
+  const kv = createClient({ url: redis.url });
+  kv.on("error", () => {}); // Redis stops with the test
+  await kv.connect();
+  t.after(() => kv.disconnect().catch(() => {}));
+  const held = async () => metricSum(await scrapeMetrics(n1.url + "/metrics"), "sio_gateway_history_held_bytes");
+  const attacker = await connected(client(t, n1.url));
+  const honest = await connected(client(t, n1.url));
+  const publishHonest = async (n) =>
+    assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } }), { ok: true });
+
+  const reader = await connected(client(t, n2.url));
+  const got = collect(reader, "msg");
+  assert.equal((await reader.emitWithAck("join", { room: "chat:honest" })).ok, true);
+  assert.equal((await reader.emitWithAck("join", { room: "chat:once" })).ok, true);
+  for (let n = 0; n < 5; n++) await publishHonest(n);
+  assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:once", event: "msg", data: "once" }), { ok: true });
+  await waitFor(() => got.length === 6, { what: "the reader's six messages" });
+  const lastHonest = got.filter((m) => m.mark.room === "chat:honest").at(-1).mark;
+  const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
+  reader.disconnect();
+
+  // ~100 KB messages to 60 new rooms through node 1 (6 MB of streams without the budget).
+  const blob = "x".repeat(100_000);
+  let honestSent = 5;
+  for (let i = 0; i < 60; i++) {
+    assert.deepEqual(await attacker.emitWithAck("publish", { room: `chat:flood-${i}`, event: "msg", data: blob }), { ok: true });
+    if (i % 5 === 4) await publishHonest(honestSent++);
+    if (i % 10 === 9) {
+      const h = await held();
+      assert.ok(h > 0 && h <= BUDGET, `after ${i + 1} rooms: ${h} bytes counted, budget ${BUDGET}`);
+    }
+  }
+  const m = await scrapeMetrics(n1.url + "/metrics");
+  assert.ok(metricSum(m, "sio_gateway_history_evicted_total", 'reason="lru"') >= 30);
+  // What Redis holds: the evicted rooms' streams are gone.
+  let streams = 0;
+  let bytes = 0;
+  for await (const keys of kv.scanIterator({ MATCH: "sio:history:{/#chat:flood-*}", COUNT: 1000 })) {
+    for (const k of [].concat(keys)) {
+      streams++;
+      bytes += Number(await kv.sendCommand(["MEMORY", "USAGE", k])) || 0;
+    }
+  }
+  assert.ok(streams > 0 && streams <= 21, `${streams} flood streams left in Redis`);
+  assert.ok(bytes <= 2 * BUDGET, `${bytes} bytes of flood streams in Redis`);
+
+  // The honest room recovers on the other node; the room written once was deleted and answers
+  // another epoch (the stream came back empty, a new epoch).
+  const back = await connected(client(t, n2.url));
+  const gotBack = collect(back, "msg");
+  const ack = await back.emitWithAck("join", { room: "chat:honest", since: { offset: lastHonest.offset, epoch: lastHonest.epoch } });
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.equal(ack.missed, honestSent - 5);
+  assert.deepEqual(gotBack.map((x) => x.args[0].n), Array.from({ length: honestSent - 5 }, (_, i) => i + 5));
+  const once = await back.emitWithAck("join", { room: "chat:once", since: { offset: lastOnce.offset, epoch: lastOnce.epoch } });
+  assert.equal(once.recovered, false, JSON.stringify(once));
+  assert.equal(once.reason, "epoch");
+  assert.notEqual(once.epoch, lastOnce.epoch);
+
+  // One room alone over the budget: its own stream is trimmed.
+  for (let i = 0; i < 30; i++) {
+    assert.deepEqual(await attacker.emitWithAck("publish", { room: "chat:big", event: "msg", data: blob }), { ok: true });
+  }
+  const m2 = await scrapeMetrics(n1.url + "/metrics");
+  assert.ok(metricSum(m2, "sio_gateway_history_evicted_total", 'reason="self_trim"') >= 1);
+  assert.ok(metricSum(m2, "sio_gateway_history_held_bytes") <= BUDGET);
+  const len = await kv.xLen("sio:history:{/#chat:big}");
+  assert.ok(len >= 1 && len <= 21, `chat:big holds ${len} messages`);
+  // A rule without a TTL still expires in Redis (after 30 days without a write).
+  const ttl = await kv.pTTL("sio:history:{/#chat:big}");
+  assert.ok(ttl > 29 * 24 * 3600 * 1000 && ttl <= 30 * 24 * 3600 * 1000, `pttl ${ttl}`);
 });

@@ -226,3 +226,70 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   const m = await scrapeMetrics(gw.url + "/metrics");
   assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 7);
 });
+
+test("memory budget (--history-max-bytes): large messages to ever new rooms stay within it, an honest room keeps its recent history", { timeout: 120_000 }, async (t) => {
+  const BUDGET = 2 * 1024 * 1024;
+  const gw = track(t, await startGateway(["--history", "chat:*=200", "--history-max-bytes", String(BUDGET), "--event-rate", "0"]));
+  const metrics = async () => scrapeMetrics(gw.url + "/metrics");
+  const held = (m) => metricSum(m, "sio_gateway_history_held_bytes");
+  const attacker = await connected(client(t, gw.url));
+  const honest = await connected(client(t, gw.url));
+  const publishHonest = async (n) =>
+    assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } }), { ok: true });
+
+  // A reader of the honest room, and one of a room written once (before the flood): both go
+  // away with their last offset.
+  const reader = await connected(client(t, gw.url));
+  const got = collect(reader, "msg");
+  assert.equal((await reader.emitWithAck("join", { room: "chat:honest" })).ok, true);
+  assert.equal((await reader.emitWithAck("join", { room: "chat:once" })).ok, true);
+  for (let n = 0; n < 5; n++) await publishHonest(n);
+  assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:once", event: "msg", data: "once" }), { ok: true });
+  await waitFor(() => got.length === 6, { what: "the reader's six messages" });
+  const lastHonest = got.filter((m) => m.mark.room === "chat:honest").at(-1).mark;
+  const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
+  reader.disconnect();
+
+  // The flood: ~100 KB messages, each to a new room (6 MB in all, 3x the budget), with the
+  // honest room written every fifth message.
+  const blob = "x".repeat(100_000);
+  let honestSent = 5;
+  for (let i = 0; i < 60; i++) {
+    const r = await attacker.emitWithAck("publish", { room: `chat:flood-${i}`, event: "msg", data: blob });
+    assert.deepEqual(r, { ok: true });
+    if (i % 5 === 4) await publishHonest(honestSent++);
+    if (i % 10 === 9) {
+      const h = held(await metrics());
+      assert.ok(h > 0 && h <= BUDGET, `after ${i + 1} rooms: ${h} bytes held, budget ${BUDGET}`);
+    }
+  }
+  const m = await metrics();
+  assert.ok(held(m) <= BUDGET, `${held(m)} bytes held, budget ${BUDGET}`);
+  assert.ok(metricSum(m, "sio_gateway_history_evicted_total", 'reason="lru"') >= 30,
+    `rooms evicted: ${metricSum(m, "sio_gateway_history_evicted_total", 'reason="lru"')}`);
+  assert.equal(metricSum(m, "sio_gateway_history_appends_total"), 60 + honestSent + 1);
+
+  // The honest room, written all along, kept its recent history: the reader recovers it all.
+  const back = await connected(client(t, gw.url));
+  const gotBack = collect(back, "msg");
+  const ack = await back.emitWithAck("join", { room: "chat:honest", since: { offset: lastHonest.offset, epoch: lastHonest.epoch } });
+  assert.equal(ack.recovered, true, JSON.stringify(ack));
+  assert.equal(ack.missed, honestSent - 5);
+  assert.deepEqual(gotBack.map((x) => x.args[0].n), range(5, honestSent - 1));
+  // The room written once, before the flood, was evicted: the reader is told, not given a gap.
+  const once = await back.emitWithAck("join", { room: "chat:once", since: { offset: lastOnce.offset, epoch: lastOnce.epoch } });
+  assert.equal(once.recovered, false, JSON.stringify(once));
+  assert.equal(once.reason, "epoch");
+  assert.notEqual(once.epoch, lastOnce.epoch);
+  assert.equal(once.offset, "0");
+
+  // One room alone over the budget trims its own oldest messages.
+  for (let i = 0; i < 30; i++) {
+    assert.deepEqual(await attacker.emitWithAck("publish", { room: "chat:big", event: "msg", data: blob }), { ok: true });
+  }
+  const m2 = await metrics();
+  assert.ok(held(m2) <= BUDGET, `${held(m2)} bytes held, budget ${BUDGET}`);
+  assert.ok(metricSum(m2, "sio_gateway_history_evicted_total", 'reason="self_trim"') >= 1);
+  const big = await back.emitWithAck("join", { room: "chat:big", since: { offset: "1", epoch: (await back.emitWithAck("join", { room: "chat:big" })).epoch } });
+  assert.deepEqual([big.recovered, big.reason], [false, "trimmed"], JSON.stringify(big));
+});

@@ -674,7 +674,7 @@ impl Conn {
                     }
                     Some(store) => {
                         let appended = history
-                            .append_cluster(store, s.ns(), &room, p.event, Args::One(p.data))
+                            .append_cluster(&mut g, store, p.event, Args::One(p.data))
                             .await;
                         match appended {
                             Ok(a) => (n, s.to(room).emit(&a.event, &a.delivery()).await),

@@ -387,13 +387,16 @@ pub async fn serve<A: GatewayAdapter>(
     }
     crate::pysio::start(&gw, &io).await?;
     if gw.history.is_enabled() {
-        // Histories idle past their TTL are forgotten, not kept for rooms used once.
+        // Histories idle past their TTL are forgotten, not kept for rooms used once; in cluster
+        // mode, rooms evicted for the memory budget while others were created have their
+        // streams deleted.
         let history = gw.history.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
                 history.sweep();
+                history.flush_evictions().await;
             }
         });
     }

@@ -95,6 +95,7 @@ impl Gateway {
         ));
         let history = Arc::new(History::new(
             config.history.clone(),
+            config.history_max_bytes,
             history_store,
             metrics.registry(),
         ));

@@ -169,15 +169,8 @@ pub async fn emit<A: Adapter>(
                     op.emit(d.event, &d).await
                 }
                 Some(store) => {
-                    let room = b.target.rooms.first().map_or("", String::as_str);
                     let a = history
-                        .append_cluster(
-                            store,
-                            &b.target.nsp,
-                            room,
-                            b.event,
-                            HistoryArgs::Many(args),
-                        )
+                        .append_cluster(&mut g, store, b.event, HistoryArgs::Many(args))
                         .await
                         .map_err(|e| {
                             ApiError::unavailable(format_args!("the room's history: {e}"))

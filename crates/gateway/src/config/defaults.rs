@@ -27,6 +27,16 @@ pub const WS_READ_BUFFER: usize = 1024;
 /// Below this, reads become absurdly small (tungstenite itself accepts down to 14 bytes).
 pub const MIN_WS_READ_BUFFER: usize = 128;
 pub const HEAP_HUGE_PAGES: bool = true;
+/// Default `history_max_bytes`: 64 MiB per node for every room history together. Without a
+/// bound that clients cannot move, a client publishing large messages to ever new room names
+/// grows the node (or Redis) without limit; 64 MiB is a small share of a node sized for
+/// thousands of connections (~30 KiB each), yet holds e.g. 200 messages of 1 KB in ~300 rooms,
+/// or 50 of 100 bytes in ~5,000: budget what the rules keep (rooms × SIZE × message size, see
+/// docs/operations.md) and raise it when that is more. Past it the least recently written
+/// rooms are evicted (their clients recover with `reason: "epoch"`), never the node's memory.
+pub const HISTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Below this a single large message (`max_payload`, 1 MB by default) would not fit.
+pub const MIN_HISTORY_MAX_BYTES: u64 = 1024 * 1024;
 pub const MAX_ROOMS: usize = 1000;
 pub const MAX_NAMESPACES: usize = 1000;
 pub const ADMIN_UI_NAMESPACE: &str = "/admin";

@@ -450,6 +450,13 @@ pub struct Options {
     #[serde(default)]
     pub history: Vec<String> = Shown::Text("none (no room keeps a history)"),
 
+    /// Memory budget of every room history of this node together (single node: the messages
+    /// held; cluster mode: what this node appended to Redis Streams, estimated), at least 1 MiB.
+    /// Past it, the least recently written rooms are evicted whole (their clients recover with
+    /// reason `epoch`), then a room alone over it loses its oldest messages (reason `trimmed`)
+    #[arg(long, env = "SIO_GATEWAY_HISTORY_MAX_BYTES", value_name = "BYTES")]
+    pub history_max_bytes: Option<u64> = Shown::value(D::HISTORY_MAX_BYTES).note("64 MiB"),
+
     /// Shared secret of the cluster's nodes: forwarded polling requests and WebSocket upgrades
     /// are signed with it (HMAC-SHA256); without it a node never forwards, and refuses (403)
     /// any request claiming to be forwarded

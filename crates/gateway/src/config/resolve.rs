@@ -126,6 +126,8 @@ pub struct Config {
     pub can_publish: RuleSet,
     /// `--history` rules, in the order given (the first match wins).
     pub history: Vec<super::HistorySpec>,
+    /// `--history-max-bytes`: the budget of every history of the node together.
+    pub history_max_bytes: u64,
     pub sticky_cookie: String,
     #[serde(serialize_with = "effective::redact_opt")]
     pub cluster_secret: Option<String>,
@@ -474,6 +476,16 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|s| super::HistorySpec::parse(s).map_err(|m| invalid("history", m)))
             .collect::<Result<Vec<_>, _>>()?;
+        let history_max_bytes = o.history_max_bytes.unwrap_or(D::HISTORY_MAX_BYTES);
+        if history_max_bytes < D::MIN_HISTORY_MAX_BYTES {
+            return Err(invalid(
+                "history_max_bytes",
+                format!(
+                    "must be at least {} bytes (1 MiB)",
+                    D::MIN_HISTORY_MAX_BYTES
+                ),
+            ));
+        }
         let sticky_cookie = o.sticky_cookie.unwrap_or_else(|| D::STICKY_COOKIE.into());
         if sticky_cookie.is_empty()
             || !sticky_cookie
@@ -597,6 +609,7 @@ impl Config {
             can_join,
             can_publish,
             history,
+            history_max_bytes,
             sticky_cookie,
             cluster_secret: o.cluster_secret,
             cluster_heartbeat,

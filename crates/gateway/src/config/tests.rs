@@ -415,6 +415,8 @@ log_level = "info,sio_gateway=debug"
 drain_period = "1500ms"
 can_join = ["public:*", "user:{sub}"]
 can_publish = []
+history = ["chat:*=200/10m", "news=5"]
+history_max_bytes = 2097152
 sticky_cookie = "gw"
 cluster_heartbeat = "500ms"
 cluster_node_ttl = "3s"
@@ -676,4 +678,31 @@ fn history_rules_resolve_round_trip_and_refuse_bad_values() {
     ]))
     .unwrap();
     assert_eq!(c.history.len(), 1, "cluster mode keeps histories in Redis");
+}
+
+#[test]
+fn history_max_bytes_default_sources_and_minimum() {
+    let c = Config::resolve(Options::default()).unwrap();
+    assert_eq!(c.history_max_bytes, 64 * 1024 * 1024);
+    assert!(c.to_toml().contains("history_max_bytes = 67108864"));
+    let c = Config::resolve(cli(&["--history-max-bytes", "2097152"])).unwrap();
+    assert_eq!(c.history_max_bytes, 2 * 1024 * 1024);
+    let file: Options = toml::from_str("history_max_bytes = 4194304\n").unwrap();
+    assert_eq!(Config::resolve(file).unwrap().history_max_bytes, 4 << 20);
+    let e = Config::resolve(cli(&["--history-max-bytes", "1000"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("history_max_bytes") && e.contains("1 MiB"),
+        "{e}"
+    );
+    // The env var, as every option has one.
+    let arg = option_args()
+        .into_iter()
+        .find(|a| a.get_id() == "history_max_bytes")
+        .expect("declared");
+    assert_eq!(
+        arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+        Some("SIO_GATEWAY_HISTORY_MAX_BYTES".into())
+    );
 }

@@ -24,6 +24,18 @@ impl Args {
         }
     }
 
+    /// The bytes these arguments hold in memory beyond the [`Args`] value itself: every nested
+    /// value's slot plus the text and binary it points to (see `history::budget`). An estimate
+    /// from below of the allocator's view, and never below the encoded size's order: a JSON
+    /// array of a million zeros is ~2 MB on the wire and ~32 MB here, and counts as the latter.
+    /// One walk of the value, no allocation.
+    pub fn footprint(&self) -> u64 {
+        match self {
+            Args::One(v) => rmpv_footprint(v),
+            Args::Many(v) => v.iter().map(|a| JSON_SLOT + json_footprint(a)).sum::<u64>(),
+        }
+    }
+
     /// The arguments as JSON (the HTTP API's history read; binary becomes arrays of bytes).
     pub fn to_json(&self) -> Vec<serde_json::Value> {
         match self {
@@ -33,12 +45,49 @@ impl Args {
     }
 }
 
+/// One nested `rmpv::Value` (its slot in the array or map holding it).
+const RMPV_SLOT: u64 = std::mem::size_of::<rmpv::Value>() as u64;
+/// One nested `serde_json::Value`.
+const JSON_SLOT: u64 = std::mem::size_of::<serde_json::Value>() as u64;
+/// One entry of a JSON object besides its key's text and its value: the key's `String` and the
+/// B-tree's share of it (nodes hold 11 entries, with edges and lengths).
+const JSON_MAP_ENTRY: u64 = std::mem::size_of::<String>() as u64 + 16;
+
+fn rmpv_footprint(v: &rmpv::Value) -> u64 {
+    use rmpv::Value as V;
+    match v {
+        V::Nil | V::Boolean(_) | V::Integer(_) | V::F32(_) | V::F64(_) => 0,
+        V::String(s) => s.as_bytes().len() as u64,
+        V::Binary(b) | V::Ext(_, b) => b.len() as u64,
+        V::Array(items) => items.iter().map(|i| RMPV_SLOT + rmpv_footprint(i)).sum(),
+        V::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| 2 * RMPV_SLOT + rmpv_footprint(k) + rmpv_footprint(v))
+            .sum(),
+    }
+}
+
+fn json_footprint(v: &serde_json::Value) -> u64 {
+    use serde_json::Value as V;
+    match v {
+        V::Null | V::Bool(_) | V::Number(_) => 0,
+        V::String(s) => s.len() as u64,
+        V::Array(items) => items.iter().map(|i| JSON_SLOT + json_footprint(i)).sum(),
+        V::Object(m) => m
+            .iter()
+            .map(|(k, v)| JSON_MAP_ENTRY + k.len() as u64 + JSON_SLOT + json_footprint(v))
+            .sum(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub offset: u64,
     pub at: Instant,
     pub event: String,
     pub args: Args,
+    /// What this entry counts against `--history-max-bytes` (see `history::budget`).
+    pub bytes: u64,
 }
 
 impl Entry {
@@ -136,6 +185,27 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d).unwrap(),
             serde_json::json!(["hi", {"room": "r", "offset": "1", "epoch": "e"}])
+        );
+    }
+
+    #[test]
+    fn footprint_counts_what_is_held_not_what_was_sent() {
+        let bin = Args::One(rmpv::Value::Binary(vec![0; 100_000]));
+        assert_eq!(bin.footprint(), 100_000);
+        // Small values cost their slots: far more than their encoded size.
+        let zeros = Args::One(rmpv::Value::Array(vec![rmpv::Value::from(0); 1000]));
+        assert_eq!(zeros.footprint(), 1000 * RMPV_SLOT);
+        assert!(
+            zeros.footprint() > 10 * 2001,
+            "[0,0,...] is ~2 bytes a value on the wire"
+        );
+        let json = Args::Many(vec![
+            serde_json::json!({"text": "hello"}),
+            serde_json::json!(1),
+        ]);
+        assert_eq!(
+            json.footprint(),
+            2 * JSON_SLOT + JSON_MAP_ENTRY + 4 + JSON_SLOT + 5
         );
     }
 }

@@ -1,5 +1,5 @@
 //! The history's metrics (registered in the gateway's registry, prefix `sio_gateway_`).
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// `recovered` or why not (`trimmed`, `expired`, `epoch`, `no_history`, `invalid`).
 pub mod outcome {
@@ -7,6 +7,14 @@ pub mod outcome {
     pub const EPOCH: &str = "epoch";
     pub const NO_HISTORY: &str = "no_history";
     pub const INVALID: &str = "invalid";
+}
+
+/// Why the memory budget (`--history-max-bytes`) took history away.
+pub mod evicted {
+    /// A whole room, the least recently appended, evicted for another's append or creation.
+    pub const LRU: &str = "lru";
+    /// A room alone over the budget (or with every other busy) lost its own oldest messages.
+    pub const SELF_TRIM: &str = "self_trim";
 }
 
 pub struct HistoryMetrics {
@@ -21,6 +29,10 @@ pub struct HistoryMetrics {
     /// Messages that reached a history room without passing the history (Node peers,
     /// `@socket.io/redis-emitter`): delivered without a mark, not recoverable.
     pub bypassed: IntCounter,
+    /// Histories taken away by the memory budget, by reason ([`evicted`]).
+    pub evicted: IntCounterVec,
+    /// The bytes the histories count against the memory budget.
+    pub held_bytes: IntGauge,
 }
 
 const NS: &str = "sio_gateway";
@@ -74,7 +86,23 @@ impl HistoryMetrics {
             "history_bypassed_total",
             "Broadcasts into a history room that did not pass the history (Node.js peers, @socket.io/redis-emitter, sio-emit without --history, python-socketio), counted by each node that delivers them: delivered without offset"
         )));
+        let evicted = reg!(IntCounterVec::new(
+            opts(
+                "history_evicted_total",
+                "Histories taken away to stay within --history-max-bytes: rooms evicted whole, least recently appended first (reason lru; their clients recover with reason epoch), and rooms alone over the budget trimmed of their oldest messages (reason self_trim)"
+            ),
+            &["reason"]
+        ));
+        for r in [evicted::LRU, evicted::SELF_TRIM] {
+            evicted.with_label_values(&[r]);
+        }
+        let held_bytes = reg!(IntGauge::with_opts(opts(
+            "history_held_bytes",
+            "Bytes the room histories count against --history-max-bytes (single node: held in memory; cluster mode: this node's appends still in Redis Streams, estimated), rooms' own overhead included"
+        )));
         HistoryMetrics {
+            evicted,
+            held_bytes,
             appends,
             recoveries,
             replayed,

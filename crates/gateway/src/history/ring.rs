@@ -2,7 +2,9 @@
 //! their offsets (1, 2, 3, ... within an epoch), trimmed by size and by TTL.
 //!
 //! A ring idle for longer than its TTL is lost as a whole: the next use starts a new one with a
-//! new epoch, so an offset of the old one is never taken for a position in the new one.
+//! new epoch, so an offset of the old one is never taken for a position in the new one. The
+//! ring also keeps the sum of its entries' `bytes`, what it counts against
+//! `--history-max-bytes` (see `history::budget`), which may trim it further from the oldest.
 use std::{
     collections::VecDeque,
     time::{Duration, Instant},
@@ -49,9 +51,11 @@ pub struct Ring {
     entries: VecDeque<Entry>,
     /// Offset of the next message (the first is 1; 0 means "before the first").
     next: u64,
-    /// Was the newest removed message removed by the TTL (else by SIZE)?
+    /// Was the newest removed message removed by the TTL (else by SIZE or the byte budget)?
     last_removal_expired: bool,
     last_write: Instant,
+    /// The sum of the entries' `bytes`.
+    bytes: u64,
 }
 
 impl Ring {
@@ -65,7 +69,51 @@ impl Ring {
             next: 1,
             last_removal_expired: false,
             last_write: now,
+            bytes: 0,
         }
+    }
+
+    /// The sum of the entries' `bytes`.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How many messages are held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Is no message held?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Start over: no message, a new epoch (the history was lost or evicted).
+    pub fn renew(&mut self, now: Instant) {
+        *self = Ring::new(self.size, self.ttl, now);
+    }
+
+    /// A write this ring does not hold (cluster mode: the message went to the room's stream):
+    /// the history is not idle.
+    pub fn touch(&mut self, now: Instant) {
+        self.last_write = now;
+    }
+
+    fn pop_oldest(&mut self, expired: bool) -> bool {
+        let Some(e) = self.entries.pop_front() else {
+            return false;
+        };
+        self.bytes = self.bytes.saturating_sub(e.bytes);
+        self.last_removal_expired = expired;
+        true
+    }
+
+    /// Drop the oldest messages until at least `bytes` are freed or none is left; returns the
+    /// bytes freed. A recovery from before them answers [`Miss::Trimmed`].
+    pub fn trim_oldest(&mut self, bytes: u64) -> u64 {
+        let before = self.bytes;
+        while before - self.bytes < bytes && self.pop_oldest(false) {}
+        before - self.bytes
     }
 
     pub fn epoch(&self) -> &Epoch {
@@ -86,7 +134,7 @@ impl Ring {
     /// Start over with a new epoch if this history was lost; true when it was.
     pub fn renew_if_lost(&mut self, now: Instant) -> bool {
         if self.is_lost(now) {
-            *self = Ring::new(self.size, self.ttl, now);
+            self.renew(now);
             return true;
         }
         false
@@ -100,29 +148,53 @@ impl Ring {
             .front()
             .is_some_and(|e| now.saturating_duration_since(e.at) >= ttl)
         {
-            self.entries.pop_front();
-            self.last_removal_expired = true;
+            self.pop_oldest(true);
         }
     }
 
-    /// Append one message; returns it, with the epoch it belongs to.
-    pub fn append(&mut self, event: String, args: Args, now: Instant) -> (&Entry, &Epoch) {
+    /// Make room for one more message: drop the expired ones, and the oldest if SIZE are held.
+    /// [`Ring::push`] follows.
+    pub fn make_room(&mut self, now: Instant) {
         self.expire(now);
         if self.entries.len() >= self.size {
-            self.entries.pop_front();
-            self.last_removal_expired = false;
+            self.pop_oldest(false);
         }
+    }
+
+    /// Append one message that counts `bytes` (after [`Ring::make_room`]); returns it, with
+    /// the epoch it belongs to.
+    pub fn push(
+        &mut self,
+        event: String,
+        args: Args,
+        bytes: u64,
+        now: Instant,
+    ) -> (&Entry, &Epoch) {
         let offset = self.next;
         self.next += 1;
         self.last_write = now;
+        self.bytes += bytes;
         self.entries.push_back(Entry {
             offset,
             at: now,
             event,
             args,
+            bytes,
         });
         // Just pushed: the deque is not empty.
         (&self.entries[self.entries.len() - 1], &self.epoch)
+    }
+
+    /// [`Ring::make_room`] then [`Ring::push`].
+    pub fn append(
+        &mut self,
+        event: String,
+        args: Args,
+        bytes: u64,
+        now: Instant,
+    ) -> (&Entry, &Epoch) {
+        self.make_room(now);
+        self.push(event, args, bytes, now)
     }
 
     /// The messages after `offset`, oldest first; `Ok(Err(miss))` when some of them are gone.
@@ -173,7 +245,12 @@ mod tests {
 
     fn push(r: &mut Ring, n: usize, now: Instant) {
         for i in 0..n {
-            r.append(format!("e{i}"), Args::One(rmpv::Value::from(i as u64)), now);
+            r.append(
+                format!("e{i}"),
+                Args::One(rmpv::Value::from(i as u64)),
+                10,
+                now,
+            );
         }
     }
 
@@ -231,6 +308,24 @@ mod tests {
         assert!(r.renew_if_lost(t3), "idle past the TTL: lost");
         assert_ne!(*r.epoch(), epoch, "a new epoch");
         assert_eq!(r.last(), 0);
+    }
+
+    #[test]
+    fn counts_bytes_and_trims_oldest_for_the_budget() {
+        let now = Instant::now();
+        let mut r = Ring::new(3, None, now);
+        push(&mut r, 5, now);
+        assert_eq!(r.bytes(), 30, "3 kept of 10 bytes each");
+        assert_eq!(r.trim_oldest(15), 20, "whole entries, oldest first");
+        assert_eq!((r.len(), r.bytes()), (1, 10));
+        assert_eq!(offsets(&mut r, 4, now), Ok(vec![5]));
+        assert_eq!(offsets(&mut r, 3, now), Err(Miss::Trimmed));
+        assert_eq!(r.trim_oldest(100), 10);
+        assert_eq!(r.trim_oldest(100), 0, "nothing left");
+        let epoch = r.epoch().clone();
+        r.renew(now);
+        assert_ne!(*r.epoch(), epoch);
+        assert_eq!((r.last(), r.bytes()), (0, 0));
     }
 
     #[test]

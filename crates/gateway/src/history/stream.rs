@@ -6,7 +6,7 @@
 use fred::{clients::Client, interfaces::LuaInterface, prelude::ClientLike};
 use sio_wire::history::{
     StreamId,
-    stream::{APPEND, READ, append_args, append_reply, keys, ttl_ms},
+    stream::{APPEND, EVICT, READ, TRIM, append_args, append_reply, keys, ttl_ms},
 };
 
 use super::epoch::{self, Epoch};
@@ -76,6 +76,27 @@ impl StreamStore {
             .eval(APPEND, keys(nsp, room).to_vec(), args)
             .await?;
         append_reply(&v).map_err(|_| StoreError::Answer("append"))
+    }
+
+    /// Delete an evicted room's stream and meta hash (`wrote`: this node appended to it), or
+    /// only a meta hash without a stream (see [`EVICT`]).
+    pub async fn evict(&self, nsp: &str, room: &str, wrote: bool) -> Result<(), StoreError> {
+        let arg = if wrote { "1" } else { "0" };
+        let _: i64 = self
+            .client
+            .eval(EVICT, keys(nsp, room).to_vec(), vec![arg.to_owned()])
+            .await?;
+        Ok(())
+    }
+
+    /// Keep only the newest `keep` messages of a room's stream (see [`TRIM`]).
+    pub async fn trim(&self, nsp: &str, room: &str, keep: usize) -> Result<(), StoreError> {
+        let [stream, _] = keys(nsp, room);
+        let _: i64 = self
+            .client
+            .eval(TRIM, vec![stream], vec![keep.to_string()])
+            .await?;
+        Ok(())
     }
 
     /// The position of a history and, with `since` (offset, epoch), what followed it (at most

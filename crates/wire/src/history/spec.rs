@@ -27,7 +27,9 @@ pub struct HistorySpec {
     pub glob: Pattern,
     /// Messages kept per room; older ones are trimmed.
     pub size: usize,
-    /// How long one message is kept, and how long an idle history lives; `None` = no expiry.
+    /// How long one message is kept, and how long an idle history lives; `None` = no expiry by
+    /// age (in Redis the keys still expire after [`super::stream::IDLE_EXPIRY_WITHOUT_TTL`]
+    /// without a write; in a node's memory the budget may evict it).
     pub ttl: Option<Duration>,
 }
 

@@ -1,6 +1,9 @@
 //! Cluster mode's history in Redis: a capped Redis Stream per namespace and room
 //! (`XADD MAXLEN ~ SIZE`, key TTL refreshed on every write), offsets = stream ids, and the
-//! epoch in a hash beside it. Every gateway node, and the emitter, write the same stream the
+//! epoch in a hash beside it. A rule without a TTL still gets an idle expiry,
+//! [`IDLE_EXPIRY_WITHOUT_TTL`]: without it the keys of a room nobody writes any more would stay
+//! in Redis for ever (a gateway node deletes the streams it evicts for its memory budget, but
+//! forgets what it tracked when it restarts). Every gateway node, and the emitter, write the same stream the
 //! same way ([`APPEND`]), so a client recovers on any node whoever published.
 //!
 //! Both keys share one hash tag (`sio:history:{<nsp>#<room>}` and `...:meta`), so the two
@@ -11,6 +14,11 @@
 //! Pure: the scripts, keys and arguments are built here; the caller runs `EVAL`.
 use super::{Epoch, HistorySpec, StreamId};
 use crate::{Result, Value, WireError};
+
+/// How long the keys of a history whose rule has no TTL live without a write (30 days, the
+/// longest TTL a rule may give): the stream is then lost as a whole and comes back with a new
+/// epoch, as after a flush. Messages themselves are not expired by age in Redis either way.
+pub const IDLE_EXPIRY_WITHOUT_TTL: std::time::Duration = super::spec::MAX_TTL;
 
 /// Append one message; returns `{id, epoch}`.
 /// KEYS: stream, meta. ARGV: maxlen, ttl ms (0 = none), new epoch, event, args (JSON).
@@ -84,6 +92,24 @@ end
 return out
 "#;
 
+/// A node evicts a room's history to stay within its memory budget (`--history-max-bytes`):
+/// with `ARGV[1]` = `1` (the node wrote to it) both keys go, and the next write or read starts a
+/// new epoch; with `0` (the node only read it) the meta hash goes only if the stream does not
+/// exist (a read of a room nobody wrote creates it), so other nodes' history is left alone.
+/// Returns the number of keys deleted. KEYS: stream, meta.
+pub const EVICT: &str = r#"
+if ARGV[1] == '1' then return redis.call('DEL', KEYS[1], KEYS[2]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('DEL', KEYS[2]) end
+return 0
+"#;
+
+/// Keep only the newest `ARGV[1]` messages of a room's stream (exactly; a room alone over the
+/// node's memory budget): a recovery from before them answers `miss`. Returns the number of
+/// messages removed. KEYS: stream.
+pub const TRIM: &str = r#"
+return redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
+"#;
+
 /// The stream and meta keys of a room's history, in the scripts' `KEYS` order.
 pub fn keys(nsp: &str, room: &str) -> [String; 2] {
     let stream = format!("sio:history:{{{nsp}#{room}}}");
@@ -91,9 +117,13 @@ pub fn keys(nsp: &str, room: &str) -> [String; 2] {
     [stream, meta]
 }
 
-/// The TTL argument of the scripts: milliseconds, `0` for none.
+/// The TTL argument of the scripts, in milliseconds: the rule's, else
+/// [`IDLE_EXPIRY_WITHOUT_TTL`]. (The scripts still take `0` as "no expiry".)
 pub fn ttl_ms(spec: &HistorySpec) -> String {
-    spec.ttl.map_or(0, |t| t.as_millis()).to_string()
+    spec.ttl
+        .unwrap_or(IDLE_EXPIRY_WITHOUT_TTL)
+        .as_millis()
+        .to_string()
 }
 
 /// [`APPEND`]'s `ARGV`: the rule's size and TTL, the epoch to start with if the history is new
@@ -155,7 +185,11 @@ mod tests {
             ["200", "600000", "0000000000000001", "msg", "[1]"]
         );
         let no_ttl = HistorySpec::parse("news=5").unwrap();
-        assert_eq!(append_args(&no_ttl, &e, "m", "[]")[..2], ["5", "0"]);
+        assert_eq!(
+            append_args(&no_ttl, &e, "m", "[]")[..2],
+            ["5", "2592000000"],
+            "no TTL: keys still expire after 30 days without a write"
+        );
         let ok = append_reply(&["1733400000000-3".into(), "00000000000000ff".into()]).unwrap();
         assert_eq!(ok.0.to_string(), "1733400000000-3");
         assert_eq!(ok.1.as_str(), "00000000000000ff");
