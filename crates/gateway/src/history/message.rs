@@ -87,6 +87,19 @@ pub struct Delivery<'a> {
     pub mark: Mark<'a>,
 }
 
+impl Delivery<'_> {
+    /// This message as the JSON text of a Socket.IO event's data, `[event, ...args, mark]`, the
+    /// form in which the hold-back keeps a broadcast for a recovering socket (binary as arrays
+    /// of bytes, as in the cluster's stream).
+    pub fn packet_json(&self) -> String {
+        let mut parts = Vec::with_capacity(self.args.len() + 2);
+        parts.push(serde_json::Value::from(self.event));
+        parts.extend(self.args.to_json());
+        parts.push(serde_json::to_value(&self.mark).unwrap_or(serde_json::Value::Null));
+        serde_json::Value::Array(parts).to_string()
+    }
+}
+
 impl Serialize for Delivery<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut t = s.serialize_tuple(self.args.len() + 1)?;
