@@ -1,9 +1,10 @@
 // Helpers shared by history-single.test.mjs and history-cluster.test.mjs: websocket clients,
 // a recorder that splits each message's trailing history mark from its arguments, and the raw
 // websocket client of the recovery attack (it stops reading while its replay is sent).
+import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 
 /** A websocket socket.io-client, closed with the test. */
 export function client(t, url) {
@@ -71,4 +72,32 @@ export async function recoveryMetrics(url) {
     received: metricSum(m, "sio_gateway_events_received_total"),
     invalid: metricSum(m, "sio_gateway_dropped_messages_total", 'reason="invalid"'),
   };
+}
+
+// The recovery attack (gateways given --history "h:*=200" --max-buffer 16): 200 messages of
+// 40 KB (8 MB, more than the kernel buffers and 16 packets take) to replay to a raw websocket
+// that does not read.
+const BIG = "x".repeat(40 * 1024);
+
+/** A member of `room` (joined first), and the room filled with 200 big messages. */
+export async function filledRoom(t, url, room) {
+  const pub = await connected(client(t, url));
+  const member = await connected(client(t, url));
+  const got = collect(member, "msg");
+  const pos = await member.emitWithAck("join", { room });
+  assert.equal(pos.ok, true);
+  for (let i = 1; i <= 200; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i, big: BIG } }), { ok: true });
+  }
+  await waitFor(() => got.length === 200, { what: `the member got ${got.length}/200` });
+  return { pub, member, got, epoch: pos.epoch };
+}
+
+/** A recovering join of a paused client has read the history and is stuck sending its replay. */
+export async function stalledReplay(url) {
+  await waitFor(async () => (await recoveryMetrics(url)).reads >= 1, { what: "the replay started" });
+  await sleep(300);
+  const m = await recoveryMetrics(url);
+  assert.equal(m.recovered + m.failed, 0, "the replay is larger than what the client's buffers take");
+  return m;
 }

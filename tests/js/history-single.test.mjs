@@ -10,7 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
-import { client, connected, collect, rawClient, recoveryMetrics } from "./history-lib.mjs";
+import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
 
 const KEY = "history-test-key";
 
@@ -230,33 +230,7 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 7);
 });
 
-// The recovery attack: 200 messages of 40 KB (8 MB, more than the kernel buffers and a
-// --max-buffer of 16 packets take) to replay to a raw websocket that does not read.
 const ATTACK = ["--history", "h:*=200", "--max-buffer", "16", "--event-rate", "0"];
-const BIG = "x".repeat(40 * 1024);
-
-/** A member of `room` (joined first), and the room filled with 200 big messages. */
-async function filledRoom(t, url, room) {
-  const pub = await connected(client(t, url));
-  const member = await connected(client(t, url));
-  const got = collect(member, "msg");
-  const pos = await member.emitWithAck("join", { room });
-  assert.equal(pos.ok, true);
-  for (let i = 1; i <= 200; i++) {
-    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i, big: BIG } }), { ok: true });
-  }
-  await waitFor(() => got.length === 200, { what: `the member got ${got.length}/200` });
-  return { pub, got, epoch: pos.epoch };
-}
-
-/** The recovering join of `atk` (paused) has read the history and is stuck sending its replay. */
-async function stalledReplay(url) {
-  await waitFor(async () => (await recoveryMetrics(url)).reads >= 1, { what: "the replay started" });
-  await sleep(300);
-  const m = await recoveryMetrics(url);
-  assert.equal(m.recovered + m.failed, 0, "the replay is larger than what the client's buffers take");
-  return m;
-}
 
 test("a recovering join that stops reading holds up only itself: the room's publishers are served", { timeout: 120_000 }, async (t) => {
   const gw = track(t, await startGateway(ATTACK));
