@@ -17,11 +17,12 @@
 //! the message's JSON to find its mark (the offset), and, only while some socket of this node
 //! recovers, a lock of the registry. This node's own publishes into a history room pay one
 //! atomic load; only while a socket of this node recovers, a lock of the registry, and, when
-//! one recovers in that very room, the message's packet as JSON text (the copy it is kept as).
+//! one recovers in that very room, the message's packet as JSON text (one copy, shared by the
+//! sockets it is kept for).
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -45,7 +46,8 @@ struct Recovering {
     upto: Option<StreamId>,
     /// Still replaying: later messages are kept in `held`.
     holding: bool,
-    held: Vec<(StreamId, String)>,
+    /// One copy of each message, shared by every socket it is held for.
+    held: Vec<(StreamId, Arc<str>)>,
     until: Option<Instant>,
 }
 
@@ -99,7 +101,7 @@ impl HoldBack {
         room: &str,
         sid: Sid,
         upto: Option<StreamId>,
-    ) -> Vec<(StreamId, String)> {
+    ) -> Vec<(StreamId, Arc<str>)> {
         let mut rooms = self.lock();
         let Some(r) = rooms
             .get_mut(nsp)
@@ -161,7 +163,7 @@ impl HoldBack {
             }
         }
         if !holding.is_empty() {
-            let text = text();
+            let text: Arc<str> = text().into();
             for i in holding {
                 list[i].held.push((id, text.clone()));
             }

@@ -95,7 +95,7 @@ impl Delivery<'_> {
         let mut parts = Vec::with_capacity(self.args.len() + 2);
         parts.push(serde_json::Value::from(self.event));
         parts.extend(self.args.to_json());
-        parts.push(serde_json::to_value(&self.mark).unwrap_or(serde_json::Value::Null));
+        parts.push(serde_json::to_value(self.mark).unwrap_or(serde_json::Value::Null));
         serde_json::Value::Array(parts).to_string()
     }
 }
@@ -149,6 +149,11 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d).unwrap(),
             serde_json::json!(["hi", {"room": "r", "offset": "1", "epoch": "e"}])
+        );
+        // As the hold-back keeps it: the event first, then the arguments and the mark.
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&d.packet_json()).unwrap(),
+            serde_json::json!(["ev", "hi", {"room": "r", "offset": "1", "epoch": "e"}])
         );
     }
 }
