@@ -9,6 +9,7 @@
 // recovering join in progress at a time.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { io } from "socket.io-client";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
 
@@ -286,4 +287,32 @@ test("one recovering join per connection at a time: a second one gets an error a
   assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 201 } }), { ok: true });
   await waitFor(() => atk.events("msg").length === 200, { what: "the replay and the live message" });
   assert.deepEqual(atk.events("msg").map((a) => Number(a[a.length - 1].offset)), range(2, 201));
+});
+
+test("the served helper rejoins several history rooms after a reconnect, one after the other", { timeout: 60_000 }, async (t) => {
+  // Replays longer than the send queue (100 messages, --max-buffer 16): each recovering join
+  // takes a while, so joins sent together would overlap (and all but one be refused).
+  const gw = track(t, await startGateway(["--history", "chat:*=200", "--max-buffer", "16", "--event-rate", "0"]));
+  const src = await (await fetch(gw.url + "/history-client.js")).text();
+  const mod = { exports: {} };
+  new Function("module", "exports", src)(mod, mod.exports);
+  const s = io(gw.url, { forceNew: true, transports: ["websocket"], reconnectionDelay: 100 });
+  track(t, s);
+  await connected(s);
+  const rejoined = new Map();
+  const rooms = mod.exports.track(s, { onRejoin: (room, ack) => rejoined.set(room, ack) });
+  const names = ["chat:1", "chat:2", "chat:3"];
+  for (const r of names) assert.equal((await rooms.join(r)).ok, true);
+  const pub = await connected(client(t, gw.url));
+  for (const r of names) await pub.emitWithAck("publish", { room: r, event: "msg", data: 1 });
+  await waitFor(() => names.every((r) => rooms.position(r).offset === "1"), { what: "positions" });
+  s.disconnect();
+  for (const r of names) {
+    for (let i = 2; i <= 101; i++) await pub.emitWithAck("publish", { room: r, event: "msg", data: "y".repeat(2000) });
+  }
+  s.connect(); // a new connection: in no room, rejoined by the helper
+  await waitFor(() => rejoined.size === names.length, { what: "three rejoins" });
+  for (const r of names) {
+    assert.deepEqual({ ...rejoined.get(r), epoch: "-" }, { ok: true, recovered: true, missed: 100, epoch: "-", offset: "101" }, r);
+  }
 });
