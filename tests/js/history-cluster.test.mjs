@@ -5,7 +5,9 @@
 // data gone: the rejoin answers recovered:false, reason "epoch", and replays nothing.
 // sio-emit given the same --history rules appends like a node: its broadcasts are delivered
 // with offsets, in one sequence with the nodes' publishes, and replayed exactly once (classic and
-// sharded pub/sub).
+// sharded pub/sub). A client that stops reading during its recovering join holds up only its
+// own recovery: this node's publishes into the room are served meanwhile and kept for it
+// (hold-back), sent after its replay once it reads, in order and once each.
 import { test } from "node:test";
 import { spawn } from "node:child_process";
 import { createClient } from "redis";
@@ -13,7 +15,7 @@ import path from "node:path";
 import assert from "node:assert/strict";
 import { ROOT, startRedis, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
-import { client, connected, collect } from "./history-lib.mjs";
+import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
 
 const HISTORY = ["--history", "chat:*=5000/10m", "--history", "t:*=10", "--event-rate", "0"];
 
@@ -361,4 +363,41 @@ test("memory budget (--history-max-bytes) in cluster mode: evicted rooms' stream
   // A rule without a TTL still expires in Redis (after 30 days without a write).
   const ttl = await kv.pTTL("sio:history:{/#chat:big}");
   assert.ok(ttl > 29 * 24 * 3600 * 1000 && ttl <= 30 * 24 * 3600 * 1000, `pttl ${ttl}`);
+});
+
+test("a recovering join that stops reading holds up only itself: this node's publishers are served, then held for it", { timeout: 120_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", ["--history", "h:*=200", "--max-buffer", "16", "--event-rate", "0"]));
+  const room = "h:a";
+  const { pub, got, epoch } = await filledRoom(t, n1.url, room);
+  const since = { offset: got[0].mark.offset, epoch };
+  // The attacker does not read: a recovering join (acked, to check its answer), then, once
+  // it is stuck, three more asking no ack (handlers run concurrently: sent together, any of
+  // them could be the one that runs).
+  const atk = await rawClient(t, n1.url);
+  atk.pause();
+  atk.emit("join", { room, since }, 1);
+  const m0 = await stalledReplay(n1.url);
+  for (let i = 0; i < 3; i++) atk.emit("join", { room, since });
+  await waitFor(async () => (await recoveryMetrics(n1.url)).received >= m0.received + 3, { what: "the three joins received" });
+  // A publish on the same node is acked while the replay is stuck (before, it waited for the
+  // room's lock behind each of the four replays, 10 s each).
+  assert.deepEqual(await pub.timeout(30_000).emitWithAck("publish", { room, event: "msg", data: { i: 201 } }), { ok: true });
+  for (let i = 202; i <= 205; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i } }), { ok: true });
+  }
+  const m = await recoveryMetrics(n1.url);
+  assert.equal(m.recovered + m.failed, 0, "acked while the attacker's replay was stuck");
+  assert.ok(m.invalid >= m0.invalid + 3, "the other three joins were refused");
+  await waitFor(() => got.length === 205, { what: "the member got the live messages" });
+  // It reads again: the replay, then the messages published meanwhile (held back), then live.
+  atk.resume();
+  await waitFor(() => atk.ack(1) !== undefined, { what: "the recovering join's ack" });
+  assert.deepEqual(atk.ack(1), { ok: true, recovered: true, missed: 199, epoch, offset: got[199].mark.offset });
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 206 } }), { ok: true });
+  await waitFor(() => got.length === 206 && atk.events("msg").length === 205, { what: `the attacker got ${atk.events("msg").length}/205` });
+  const seen = atk.events("msg").map((a) => a[a.length - 1].offset);
+  assert.deepEqual(seen, ids(got).slice(1), "every offset after `since` once, in order");
+  assert.deepEqual(atk.events("msg").slice(-6).map((a) => a[0].i), [201, 202, 203, 204, 205, 206]);
 });

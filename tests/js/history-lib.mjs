@@ -1,7 +1,10 @@
-// Helpers shared by history-single.test.mjs and history-cluster.test.mjs: websocket clients
-// and a recorder that splits each message's trailing history mark from its arguments.
+// Helpers shared by history-single.test.mjs and history-cluster.test.mjs: websocket clients,
+// a recorder that splits each message's trailing history mark from its arguments, and the raw
+// websocket client of the recovery attack (it stops reading while its replay is sent).
+import assert from "node:assert/strict";
 import { io } from "socket.io-client";
-import { track, once } from "../lib/harness.mjs";
+import WebSocket from "ws";
+import { track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 
 /** A websocket socket.io-client, closed with the test. */
 export function client(t, url) {
@@ -21,4 +24,80 @@ export function collect(s, event) {
   const got = [];
   s.on(event, (...args) => got.push({ args: args.slice(0, -1), mark: args[args.length - 1] }));
   return got;
+}
+
+/**
+ * A raw websocket Socket.IO client on `/`, closed with the test: `emit(event, arg, ackId?)`
+ * sends an event by hand (no ack id: no ack asked), `pause()` stops reading (its kernel buffers
+ * fill, then the gateway's send queue), `resume()` reads again. `frames` is every Engine.IO
+ * text frame read; `events(name)` the parsed arguments of each `name` event; `ack(id)` the
+ * first argument of ack `id`, once read. Pings are answered.
+ */
+export async function rawClient(t, url) {
+  const ws = new WebSocket(url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  track(t, { close: () => ws.terminate() });
+  const frames = [];
+  ws.on("message", (d) => {
+    const f = d.toString();
+    frames.push(f);
+    if (f === "2") ws.send("3");
+  });
+  await once(ws, "open");
+  ws.send("40");
+  await waitFor(() => frames.some((f) => f.startsWith("40")), { what: "namespace connected" });
+  return {
+    frames,
+    emit: (event, arg, ackId = "") => ws.send(`42${ackId}${JSON.stringify([event, arg])}`),
+    pause: () => ws._socket.pause(),
+    resume: () => ws._socket.resume(),
+    get open() { return ws.readyState === WebSocket.OPEN; },
+    events: (name) => frames.filter((f) => f.startsWith("42[")).map((f) => JSON.parse(f.slice(2)))
+      .filter((p) => p[0] === name).map((p) => p.slice(1)),
+    ack: (id) => {
+      const head = `43${id}[`;
+      const f = frames.find((x) => x.startsWith(head));
+      return f === undefined ? undefined : JSON.parse(f.slice(head.length - 1))[0];
+    },
+  };
+}
+
+/** The history metrics of the recovery attack tests, read from `/metrics`. */
+export async function recoveryMetrics(url) {
+  const m = await scrapeMetrics(url + "/metrics");
+  const outcome = (o) => metricSum(m, "sio_gateway_history_recoveries_total", `outcome="${o}"`);
+  return {
+    reads: metricSum(m, "sio_gateway_history_read_seconds_count"),
+    recovered: outcome("recovered"),
+    failed: outcome("failed"),
+    received: metricSum(m, "sio_gateway_events_received_total"),
+    invalid: metricSum(m, "sio_gateway_dropped_messages_total", 'reason="invalid"'),
+  };
+}
+
+// The recovery attack (gateways given --history "h:*=200" --max-buffer 16): 200 messages of
+// 40 KB (8 MB, more than the kernel buffers and 16 packets take) to replay to a raw websocket
+// that does not read.
+const BIG = "x".repeat(40 * 1024);
+
+/** A member of `room` (joined first), and the room filled with 200 big messages. */
+export async function filledRoom(t, url, room) {
+  const pub = await connected(client(t, url));
+  const member = await connected(client(t, url));
+  const got = collect(member, "msg");
+  const pos = await member.emitWithAck("join", { room });
+  assert.equal(pos.ok, true);
+  for (let i = 1; i <= 200; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i, big: BIG } }), { ok: true });
+  }
+  await waitFor(() => got.length === 200, { what: `the member got ${got.length}/200` });
+  return { pub, member, got, epoch: pos.epoch };
+}
+
+/** A recovering join of a paused client has read the history and is stuck sending its replay. */
+export async function stalledReplay(url) {
+  await waitFor(async () => (await recoveryMetrics(url)).reads >= 1, { what: "the replay started" });
+  await sleep(300);
+  const m = await recoveryMetrics(url);
+  assert.equal(m.recovered + m.failed, 0, "the replay is larger than what the client's buffers take");
+  return m;
 }

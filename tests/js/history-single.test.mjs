@@ -3,11 +3,15 @@
 // rejoins with `since` gets what it missed in order, then live messages, with no gap and no
 // duplicate at the boundary while publishers keep going; the trim bound, TTL expiry, another
 // epoch and malformed `since` values give the documented acks, and a refused join is not
-// half-applied. The HTTP API's emit passes the same append point.
+// half-applied. The HTTP API's emit passes the same append point. A client that stops reading
+// during its recovering join holds up only its own recovery: the room's publishers are served
+// meanwhile, the replay gives up at its deadline without joining, and a connection has one
+// recovering join in progress at a time.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { io } from "socket.io-client";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
-import { client, connected, collect } from "./history-lib.mjs";
+import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
 
 const KEY = "history-test-key";
 
@@ -292,4 +296,90 @@ test("memory budget (--history-max-bytes): large messages to ever new rooms stay
   assert.ok(metricSum(m2, "sio_gateway_history_evicted_total", 'reason="self_trim"') >= 1);
   const big = await back.emitWithAck("join", { room: "chat:big", since: { offset: "1", epoch: (await back.emitWithAck("join", { room: "chat:big" })).epoch } });
   assert.deepEqual([big.recovered, big.reason], [false, "trimmed"], JSON.stringify(big));
+});
+
+const ATTACK = ["--history", "h:*=200", "--max-buffer", "16", "--event-rate", "0"];
+
+test("a recovering join that stops reading holds up only itself: the room's publishers are served", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(ATTACK));
+  const room = "h:a";
+  const { pub, got, epoch } = await filledRoom(t, gw.url, room);
+  // The attacker: joins with an early offset, five times, asking no ack, and never reads.
+  const atk = await rawClient(t, gw.url);
+  atk.pause();
+  for (let i = 0; i < 5; i++) atk.emit("join", { room, since: { offset: "1", epoch } });
+  await stalledReplay(gw.url);
+  // A publish into the room is acked while the attacker's replay is still stuck (before, it
+  // waited for the room's lock behind each of the five replays, 10 s each).
+  assert.deepEqual(await pub.timeout(30_000).emitWithAck("publish", { room, event: "msg", data: { i: 201 } }), { ok: true });
+  let m = await recoveryMetrics(gw.url);
+  assert.equal(m.recovered + m.failed, 0, "acked while the attacker's replay was stuck");
+  assert.ok(atk.open);
+  await waitFor(() => got.length === 201, { what: "the member got the live message" });
+  assert.deepEqual([got[200].args[0], got[200].mark.offset], [{ i: 201 }, "201"]);
+  // One recovery at a time: the other four joins were refused (no ack asked: counted only).
+  assert.ok(m.invalid >= 4, `refused joins counted: ${m.invalid}`);
+  // The replay gives up at its deadline, and the attacker is not in the room.
+  await waitFor(async () => (await recoveryMetrics(gw.url)).failed === 1, { timeoutMs: 30_000, what: "the replay failed" });
+  m = await recoveryMetrics(gw.url);
+  assert.equal(m.recovered, 0);
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 202 } }), { ok: true });
+  atk.resume();
+  atk.emit("leave", "h:other", 9);
+  await waitFor(() => atk.ack(9) !== undefined, { what: "the attacker reads again" });
+  // What it got is a prefix of the replay, in order, once each (sent in rounds, the room's
+  // lock let go between them), and nothing live.
+  const offsets = atk.events("msg").map((a) => Number(a[a.length - 1].offset));
+  assert.ok(offsets.length > 16, `replayed before the stall: ${offsets.length}`);
+  assert.deepEqual(offsets, range(2, offsets.length + 1));
+  assert.ok(!offsets.includes(202), "not joined after a failed replay");
+});
+
+test("one recovering join per connection at a time: a second one gets an error ack", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(ATTACK));
+  const room = "h:a";
+  const { pub, epoch } = await filledRoom(t, gw.url, room);
+  const atk = await rawClient(t, gw.url);
+  atk.pause();
+  atk.emit("join", { room, since: { offset: "1", epoch } });
+  const m0 = await stalledReplay(gw.url);
+  // An acked second one, while the first is stuck.
+  atk.emit("join", { room, since: { offset: "100", epoch } }, 7);
+  await waitFor(async () => (await recoveryMetrics(gw.url)).received > m0.received, { what: "the second join received" });
+  atk.resume();
+  await waitFor(() => atk.ack(7) !== undefined, { what: "the second join's ack" });
+  assert.deepEqual(atk.ack(7), { ok: false, error: "a recovering join is already in progress" });
+  // The first goes on once the client reads: the whole replay, in order, then live messages.
+  await waitFor(async () => (await recoveryMetrics(gw.url)).recovered === 1, { timeoutMs: 30_000, what: "the first recovered" });
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 201 } }), { ok: true });
+  await waitFor(() => atk.events("msg").length === 200, { what: "the replay and the live message" });
+  assert.deepEqual(atk.events("msg").map((a) => Number(a[a.length - 1].offset)), range(2, 201));
+});
+
+test("the served helper rejoins several history rooms after a reconnect, one after the other", { timeout: 60_000 }, async (t) => {
+  // Replays longer than the send queue (100 messages, --max-buffer 16): each recovering join
+  // takes a while, so joins sent together would overlap (and all but one be refused).
+  const gw = track(t, await startGateway(["--history", "chat:*=200", "--max-buffer", "16", "--event-rate", "0"]));
+  const src = await (await fetch(gw.url + "/history-client.js")).text();
+  const mod = { exports: {} };
+  new Function("module", "exports", src)(mod, mod.exports);
+  const s = io(gw.url, { forceNew: true, transports: ["websocket"], reconnectionDelay: 100 });
+  track(t, s);
+  await connected(s);
+  const rejoined = new Map();
+  const rooms = mod.exports.track(s, { onRejoin: (room, ack) => rejoined.set(room, ack) });
+  const names = ["chat:1", "chat:2", "chat:3"];
+  for (const r of names) assert.equal((await rooms.join(r)).ok, true);
+  const pub = await connected(client(t, gw.url));
+  for (const r of names) await pub.emitWithAck("publish", { room: r, event: "msg", data: 1 });
+  await waitFor(() => names.every((r) => rooms.position(r).offset === "1"), { what: "positions" });
+  s.disconnect();
+  for (const r of names) {
+    for (let i = 2; i <= 101; i++) await pub.emitWithAck("publish", { room: r, event: "msg", data: "y".repeat(2000) });
+  }
+  s.connect(); // a new connection: in no room, rejoined by the helper
+  await waitFor(() => rejoined.size === names.length, { what: "three rejoins" });
+  for (const r of names) {
+    assert.deepEqual({ ...rejoined.get(r), epoch: "-" }, { ok: true, recovered: true, missed: 100, epoch: "-", offset: "101" }, r);
+  }
 });

@@ -6,7 +6,8 @@
  * rooms with `{room, since}` so that after a reconnect — to the same node or another one — the
  * gateway sends the messages that were missed, in order, before live ones. When they cannot be
  * recovered (trimmed, expired, history lost), `onResync(room, ack)` tells the app to reload the
- * room from its source of truth.
+ * room from its source of truth. Its joins go one after the other (the gateway runs one
+ * recovering join per connection at a time).
  *
  *   const rooms = SioHistory.track(socket, {
  *     storage: sessionStorage,                                   // optional: survive a page reload
@@ -68,7 +69,16 @@
       if (isMark(mark) && rooms.has(mark.room)) advance(mark.room, mark.epoch, mark.offset);
     });
 
-    async function join(room) {
+    // The gateway runs one recovering join per connection at a time (another one in the
+    // meantime is refused): this helper's joins go one after the other.
+    let queue = Promise.resolve();
+    function join(room) {
+      const run = queue.then(() => joinNow(room));
+      queue = run.catch(() => {});
+      return run;
+    }
+
+    async function joinNow(room) {
       if (!rooms.has(room)) rooms.set(room, load(room));
       const pos = rooms.get(room);
       const arg = pos ? { room, since: { offset: pos.offset, epoch: pos.epoch } } : { room };

@@ -9,7 +9,13 @@
 //!
 //! Every client event first takes a token from the connection's bucket (`--event-rate`).
 //! Payloads are carried as `rmpv::Value`, which keeps binary attachments binary end to end.
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
 use serde::Deserialize;
 use serde_json::json;
@@ -29,7 +35,7 @@ use crate::{
         Recovery, RoomHistory,
         message::{Args, Delivery, Mark, Offset},
         metrics::outcome,
-        replay,
+        replay::{self, ReplayError},
         since::{self, JoinArg, JoinArgError, Since},
         stream::{Read, StreamStore},
     },
@@ -122,6 +128,18 @@ struct Conn {
     /// concurrently (on any worker), and two joins checked before either joined would both
     /// pass. Taken once per join, never across an await.
     join_step: std::sync::Mutex<()>,
+    /// A recovering join (`join {room, since}`) of this connection is in progress: a second
+    /// one is refused until it ends (see [`Conn::begin_recovery`]).
+    recovering: AtomicBool,
+}
+
+/// Held by a connection's recovering join while it runs; lets the next one in when dropped.
+struct Recovering<'a>(&'a AtomicBool);
+
+impl Drop for Recovering<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,9 +188,25 @@ fn err(msg: impl std::fmt::Display) -> serde_json::Value {
     json!({ "ok": false, "error": msg.to_string() })
 }
 
+/// The ack of a tracked join: `{ok:true, epoch, offset}` (the history's position), plus `extra`.
+fn position(
+    epoch: &str,
+    last: impl std::fmt::Display,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = json!({ "ok": true, "epoch": epoch, "offset": last.to_string() });
+    if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
+        v.extend(extra);
+    }
+    v
+}
+
 /// Refusal of a client's join of another socket's own-id room, or leave of its own.
 const SOCKET_ID_ROOM: &str =
     "a socket's own room (named after its id) can be neither joined nor left";
+
+/// Refusal of a recovering join while another of the same connection is in progress.
+const RECOVERY_IN_PROGRESS: &str = "a recovering join is already in progress";
 
 /// Refusal of a client's publish into a socket's own-id room (backends' direct messages).
 const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) is for direct messages from backends: clients cannot publish to it";
@@ -180,6 +214,16 @@ const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) i
 use crate::names::valid_len as valid_name;
 
 impl Conn {
+    /// Start this connection's recovering join; `None` while another one is in progress. One
+    /// at a time: each may wait up to `replay::DEADLINE` on a client that does not read, and
+    /// handlers run concurrently, so a client could otherwise keep any number of them going.
+    fn begin_recovery(&self) -> Option<Recovering<'_>> {
+        self.recovering
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| Recovering(&self.recovering))
+    }
+
     /// Count the event and take a token; false (and counted) when over the rate.
     fn admit_event(&self) -> bool {
         self.gw.metrics.events_received_total.inc();
@@ -303,9 +347,9 @@ impl Conn {
     }
 
     /// `join {room, since?}`: the join, plus the history's position (`epoch`, `offset`: the
-    /// last one) and, with `since`, the replay of what followed it. Under the room's history
-    /// lock: publishers wait until the replay is queued and the socket is in the room, so the
-    /// boundary has no gap and no duplicate (see `history`).
+    /// last one) and, with `since`, the replay of what followed it, then the join (see
+    /// [`Conn::recover_single`]; cluster mode: [`Conn::join_tracked_cluster`]). One recovering
+    /// join per connection at a time: a second one while the first runs is refused.
     async fn join_tracked<A: Adapter>(
         &self,
         s: &SocketRef<A>,
@@ -327,64 +371,169 @@ impl Conn {
                 .inc();
             return json!({ "ok": true, "recovered": false, "reason": outcome::NO_HISTORY });
         };
+        let _recovering = match since.map(|_| self.begin_recovery()) {
+            Some(None) => {
+                self.gw.metrics.dropped_invalid.inc();
+                return err(RECOVERY_IN_PROGRESS);
+            }
+            Some(Some(r)) => Some(r),
+            None => None,
+        };
         if let Some(store) = history.store() {
             return self.join_tracked_cluster(s, room, since, store, &rh).await;
         }
-        let mut g = rh.lock(hm).await;
-        let epoch = g.epoch().to_string();
-        let last = g.last().to_string();
-        let recovery = match since.map(|since| g.recover(since)).transpose() {
-            Ok(r) => r,
-            Err(ahead) => {
-                self.gw.metrics.dropped_invalid.inc();
-                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
-                return err(format_args!("join: `since.offset`: {ahead}"));
+        let Some(since) = since else {
+            // The position and the join under the lock: what follows it is delivered live.
+            let g = rh.lock(hm).await;
+            if let Err(max) = self.join_capped(s, room) {
+                return self.too_many_rooms(max);
             }
+            return position(g.epoch().as_str(), g.last(), json!({}));
         };
-        if let Err(max) = self.join_capped(s, room) {
-            return self.too_many_rooms(max);
-        }
-        let position = |extra: serde_json::Value| {
-            let mut v = json!({ "ok": true, "epoch": epoch, "offset": last });
-            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
-                v.extend(extra);
-            }
-            v
-        };
-        match recovery {
-            None => position(json!({})),
-            Some(Recovery::OtherEpoch) => {
-                hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
-                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
-            }
-            Some(Recovery::Miss(miss)) => {
-                hm.recoveries.with_label_values(&[miss.as_str()]).inc();
-                position(json!({ "recovered": false, "reason": miss.as_str() }))
-            }
-            Some(Recovery::Replay(msgs)) => match replay::send(s, &msgs).await {
-                Ok(n) => {
-                    hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
-                    hm.replayed.inc_by(n as u64);
-                    self.gw.metrics.events_sent_total.inc_by(n as u64);
-                    position(json!({ "recovered": true, "missed": n }))
+        self.recover_single(s, room, since, &rh).await
+    }
+
+    /// A single node's recovering join, in rounds. Each round takes the room's lock, reads
+    /// what followed the last offset sent, and sends what fits in the socket's queue without
+    /// waiting; when all of it fits, the socket joins the room before the lock is let go, so
+    /// each message is either in the replay or delivered live: no gap, no duplicate (see
+    /// `history`). When the queue is full, the next message is copied out, the lock let go,
+    /// and that message sent once the queue has room; then the next round. The room's
+    /// publishers meanwhile append to the ring and do not reach the socket (it is not in the
+    /// room yet), so the next round replays them: a client that does not read holds up only
+    /// its own recovery. All rounds share `replay::DEADLINE`: a socket that has not read its
+    /// replay by then is answered `failed` and does not join. A ring trimmed past the last
+    /// offset sent (or lost) while the client was slow gives the same answer as at the start:
+    /// `recovered:false` with the reason, joined.
+    async fn recover_single<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        since: &Since,
+        rh: &RoomHistory,
+    ) -> serde_json::Value {
+        let hm = &self.gw.history.metrics;
+        let started = Instant::now();
+        let mut from = since.clone();
+        let mut sent = 0usize;
+        let mut first = true;
+        loop {
+            let mut g = rh.lock(hm).await;
+            let epoch = g.epoch().clone();
+            let last = g.last();
+            let recovery = match g.recover(&from) {
+                Ok(r) => r,
+                // Only in the first round: later ones ask from an offset this history gave.
+                Err(ahead) => {
+                    self.gw.metrics.dropped_invalid.inc();
+                    hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                    return err(format_args!("join: `since.offset`: {ahead}"));
                 }
-                Err(e) => {
-                    tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
-                    hm.recoveries.with_label_values(&["failed"]).inc();
-                    position(
-                        json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
-                    )
+            };
+            if std::mem::take(&mut first)
+                && let Some(max) = self.rooms_cap_reached(s, room)
+            {
+                return self.too_many_rooms(max);
+            }
+            let msgs = match recovery {
+                Recovery::OtherEpoch => {
+                    if let Err(max) = self.join_capped(s, room) {
+                        return self.too_many_rooms(max);
+                    }
+                    hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
+                    let extra = json!({ "recovered": false, "reason": outcome::EPOCH });
+                    return position(epoch.as_str(), last, extra);
                 }
-            },
+                Recovery::Miss(miss) => {
+                    if let Err(max) = self.join_capped(s, room) {
+                        return self.too_many_rooms(max);
+                    }
+                    hm.recoveries.with_label_values(&[miss.as_str()]).inc();
+                    let extra = json!({ "recovered": false, "reason": miss.as_str() });
+                    return position(epoch.as_str(), last, extra);
+                }
+                Recovery::Replay(msgs) => msgs,
+            };
+            let mut next = None;
+            for d in &msgs {
+                match replay::try_send(s, d.event, d) {
+                    Ok(true) => sent += 1,
+                    Ok(false) => {
+                        // One copy per full queue (a round), not per message.
+                        next = Some((d.event.to_owned(), d.args.clone(), d.mark.offset));
+                        break;
+                    }
+                    Err(e) => return self.replay_failed(s, room, sent, e),
+                }
+            }
+            let Some((event, args, offset)) = next else {
+                // Everything sent: joined before the lock is let go.
+                if let Err(max) = self.join_capped(s, room) {
+                    return self.too_many_rooms(max);
+                }
+                self.recovered(sent);
+                let extra = json!({ "recovered": true, "missed": sent });
+                return position(epoch.as_str(), last, extra);
+            };
+            drop(msgs);
+            drop(g);
+            // Without the lock: the wait is the client's alone.
+            let d = Delivery {
+                event: &event,
+                args: &args,
+                mark: Mark {
+                    room,
+                    offset,
+                    epoch: epoch.as_str(),
+                },
+            };
+            if let Err(e) = replay::send_one(s, &event, &d, started).await {
+                return self.replay_failed(s, room, sent, e);
+            }
+            sent += 1;
+            from.offset = offset.to_string();
         }
     }
 
+    /// A recovery that ended with its replay delivered: counted.
+    fn recovered(&self, sent: usize) {
+        let hm = &self.gw.history.metrics;
+        hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
+        hm.replayed.inc_by(sent as u64);
+        self.gw.metrics.events_sent_total.inc_by(sent as u64);
+    }
+
+    /// The answer to a recovering join whose replay could not be delivered (the client closed,
+    /// or did not read within `replay::DEADLINE`); the socket is not in the room.
+    fn replay_failed<A: Adapter>(
+        &self,
+        s: &SocketRef<A>,
+        room: &str,
+        sent: usize,
+        e: ReplayError,
+    ) -> serde_json::Value {
+        let hm = &self.gw.history.metrics;
+        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, sent, error = %e, "replay failed");
+        hm.recoveries.with_label_values(&["failed"]).inc();
+        hm.replayed.inc_by(sent as u64);
+        self.gw.metrics.events_sent_total.inc_by(sent as u64);
+        json!({
+            "ok": false,
+            "recovered": false,
+            "reason": "failed",
+            "error": format!("{e}; not joined"),
+        })
+    }
+
     /// Cluster mode's `join {room, since?}`: as [`Conn::join_tracked`], from the room's Redis
-    /// Stream. Under the room's lock (this node's publishes into it wait); the socket is
-    /// registered with the hold-back before it joins, so other nodes' messages that arrive
-    /// meanwhile are kept for it, then subscribed (`ensure_rooms`), then the stream is read:
+    /// Stream. The socket is registered with the hold-back and joins under the room's lock,
+    /// which this node's publishes into it take too: from then on every message into the room,
+    /// this node's or another's, is kept for it rather than delivered (see `history::holdback`).
+    /// Then the room is subscribed (`ensure_rooms`) and the stream read, without the lock:
     /// every message is in the read or arrives after the subscription. The replay is sent,
-    /// then what was held back after it, then live delivery resumes (see `history::holdback`).
+    /// then what was held back after it, then live delivery resumes. Waiting for room in the
+    /// socket's queue holds no lock: a client that does not read holds up only its own
+    /// recovery; by `replay::DEADLINE` it is answered `failed` and leaves the room again.
     async fn join_tracked_cluster<A: Adapter>(
         &self,
         s: &SocketRef<A>,
@@ -408,14 +557,18 @@ impl Conn {
                 return err("join: `since.offset` is not an offset of this history");
             }
         };
-        let _g = rh.lock(hm).await;
         let hb = &history.holdback;
-        if since.is_some() {
-            hb.start(ns, room, s.id);
-        }
-        if let Err(max) = self.join_capped(s, room) {
-            hb.abandon(ns, room, s.id);
-            return self.too_many_rooms(max);
+        {
+            // Registered and joined as one step for this node's publishes into the room: each
+            // one either reached the socket before (it was not in the room yet) or is kept.
+            let _g = rh.lock(hm).await;
+            if since.is_some() {
+                hb.start(ns, room, s.id);
+            }
+            if let Err(max) = self.join_capped(s, room) {
+                hb.abandon(ns, room, s.id);
+                return self.too_many_rooms(max);
+            }
         }
         self.gw.ensure_rooms(ns, vec![room.to_owned()]).await;
         let started = Instant::now();
@@ -446,14 +599,7 @@ impl Conn {
                 r.last
             )));
         }
-        let position = |extra: serde_json::Value| {
-            let mut v =
-                json!({ "ok": true, "epoch": r.epoch.as_str(), "offset": r.last.to_string() });
-            if let (Some(v), serde_json::Value::Object(extra)) = (v.as_object_mut(), extra) {
-                v.extend(extra);
-            }
-            v
-        };
+        let position = |extra: serde_json::Value| position(r.epoch.as_str(), r.last, extra);
         let (replay, upto) = match &r.read {
             Read::Position => return position(json!({})),
             Read::OtherEpoch => (None, None),
@@ -513,12 +659,7 @@ impl Conn {
             }
         }
         if let Err(e) = res {
-            hb.abandon(ns, room, s.id);
-            tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, error = %e, "replay failed");
-            hm.recoveries.with_label_values(&["failed"]).inc();
-            return position(
-                json!({ "recovered": false, "reason": "failed", "error": e.to_string() }),
-            );
+            return undo(self.replay_failed(s, room, sent, e));
         }
         match r.read {
             Read::OtherEpoch => {
@@ -530,9 +671,7 @@ impl Conn {
                 position(json!({ "recovered": false, "reason": "trimmed" }))
             }
             _ => {
-                hm.recoveries.with_label_values(&[outcome::RECOVERED]).inc();
-                hm.replayed.inc_by(sent as u64);
-                self.gw.metrics.events_sent_total.inc_by(sent as u64);
+                self.recovered(sent);
                 let last = upto.map_or_else(|| r.last.to_string(), |u| u.to_string());
                 let mut v = position(json!({ "recovered": true, "missed": sent }));
                 v["offset"] = json!(last);
@@ -545,18 +684,26 @@ impl Conn {
     /// does not count; re-joining a room one is in never counts twice). Check and join are one
     /// step under `join_step`, so concurrent joins cannot overshoot the cap.
     fn join_capped<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> Result<(), usize> {
-        let max_rooms = self.gw.config.max_rooms;
         let _step = self.join_step.lock().unwrap_or_else(|e| e.into_inner());
-        if max_rooms > 0 {
-            // Lists the socket's rooms (an allocation per join, not per message).
-            let rooms = s.rooms();
-            if rooms.len() > max_rooms && !rooms.iter().any(|r| *r == room) {
-                return Err(max_rooms);
-            }
+        if let Some(max) = self.rooms_cap_reached(s, room) {
+            return Err(max);
         }
         tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
         s.join(room.to_owned());
         Ok(())
+    }
+
+    /// Would joining `room` take the socket past `--max-rooms`? `Some(max)` when it would. Alone
+    /// (not under `join_step`) it only tells a recovering join not to start a replay that could
+    /// not end in a join; [`Conn::join_capped`] decides.
+    fn rooms_cap_reached<A: Adapter>(&self, s: &SocketRef<A>, room: &str) -> Option<usize> {
+        let max_rooms = self.gw.config.max_rooms;
+        if max_rooms == 0 {
+            return None;
+        }
+        // Lists the socket's rooms (an allocation per join, not per message).
+        let rooms = s.rooms();
+        (rooms.len() > max_rooms && !rooms.iter().any(|r| *r == room)).then_some(max_rooms)
     }
 
     async fn leave<A: Adapter>(
@@ -677,7 +824,11 @@ impl Conn {
                             .append_cluster(&mut g, store, p.event, Args::One(p.data))
                             .await;
                         match appended {
-                            Ok(a) => (n, s.to(room).emit(&a.event, &a.delivery()).await),
+                            Ok(a) => {
+                                // Sockets recovering in the room get it after their replay.
+                                let op = history.holdback.leave_out(s.to(room), s.ns(), &a);
+                                (n, op.emit(&a.event, &a.delivery()).await)
+                            }
                             Err(e) => {
                                 // Not delivered either: a message of a history room always
                                 // has an offset. The publisher may retry.
@@ -883,6 +1034,7 @@ pub async fn install<A: Adapter>(
         ident,
         gw: gw.clone(),
         join_step: std::sync::Mutex::new(()),
+        recovering: AtomicBool::new(false),
     });
 
     let c = conn.clone();

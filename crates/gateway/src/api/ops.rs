@@ -175,6 +175,8 @@ pub async fn emit<A: Adapter>(
                         .map_err(|e| {
                             ApiError::unavailable(format_args!("the room's history: {e}"))
                         })?;
+                    // Sockets recovering in the room get it after their replay.
+                    let op = history.holdback.leave_out(op, &b.target.nsp, &a);
                     op.emit(&a.event, &a.delivery()).await
                 }
             }

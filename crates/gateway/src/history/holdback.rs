@@ -1,21 +1,28 @@
-//! Cluster mode: live messages from other nodes held back from a socket while it is replayed
-//! what it missed, so it gets them after the replay, in order, and none twice.
+//! Cluster mode: live messages held back from a socket while it is replayed what it missed, so
+//! it gets them after the replay, in order, and none twice.
 //!
 //! A recovering join (see `relay`) registers the socket here *before* it joins the room and
-//! reads the stream. From then on, each broadcast from another node into that room (seen by
-//! the Redis adapter's [`DeliveryFilter`] hook, in arrival order) leaves the socket out and is
-//! kept here. After the replay, the join takes what was kept, drops what the replay already
+//! reads the stream (both under the room's lock, which this node's publishes into the room
+//! take too). From then on, each broadcast into that room leaves the socket out and is kept
+//! here: another node's (seen by the Redis adapter's [`DeliveryFilter`] hook, in arrival
+//! order) and this node's own ([`HoldBack::leave_out`], called by each append point under
+//! the room's lock, in offset order). So the join need not hold the room's lock while the
+//! replay waits for room in the socket's queue: a client that stops reading holds up only
+//! its own recovery, not the room's publishers. After the replay, the join takes what was kept, drops what the replay already
 //! held (offset <= the replay's last) and sends the rest, until nothing is left; the socket
 //! then gets live messages directly. For [`GRACE`] after that, a late arrival the replay already
 //! held (written to the stream before the read, published after) is still left out.
 //!
 //! Cost: broadcasts into rooms without history pay one glob test; history rooms pay a parse of
 //! the message's JSON to find its mark (the offset), and, only while some socket of this node
-//! recovers, a lock of the registry.
+//! recovers, a lock of the registry. This node's own publishes into a history room pay one
+//! atomic load; only while a socket of this node recovers, a lock of the registry, and, when
+//! one recovers in that very room, the message's packet as JSON text (one copy, shared by the
+//! sockets it is kept for).
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -23,9 +30,10 @@ use std::{
 
 use prometheus::IntCounter;
 use sio_redis_adapter::DeliveryFilter;
-use socketioxide::socket::Sid;
+use socketioxide::{adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 use socketioxide_core::Value;
 
+use super::Appended;
 use crate::config::HistorySpec;
 use sio_wire::history::{StreamId, mark_offset};
 
@@ -38,7 +46,8 @@ struct Recovering {
     upto: Option<StreamId>,
     /// Still replaying: later messages are kept in `held`.
     holding: bool,
-    held: Vec<(StreamId, String)>,
+    /// One copy of each message, shared by every socket it is held for.
+    held: Vec<(StreamId, Arc<str>)>,
     until: Option<Instant>,
 }
 
@@ -92,7 +101,7 @@ impl HoldBack {
         room: &str,
         sid: Sid,
         upto: Option<StreamId>,
-    ) -> Vec<(StreamId, String)> {
+    ) -> Vec<(StreamId, Arc<str>)> {
         let mut rooms = self.lock();
         let Some(r) = rooms
             .get_mut(nsp)
@@ -109,6 +118,59 @@ impl HoldBack {
             r.until = Some(Instant::now() + GRACE);
         }
         held
+    }
+
+    /// This node's own broadcast of `a` into its room, about to be delivered by `op`: the
+    /// sockets recovering in that room are left out, and it is kept for them (dropped for those
+    /// whose replay already held it). Call it under the room's lock, between the append and the
+    /// delivery (see the module doc). Nobody recovering on this node: one atomic load.
+    pub fn leave_out<A: Adapter>(
+        &self,
+        op: BroadcastOperators<A>,
+        nsp: &str,
+        a: &Appended,
+    ) -> BroadcastOperators<A> {
+        if self.active.load(Ordering::Acquire) == 0 {
+            return op;
+        }
+        let out = self.hold(nsp, &a.room, a.id, || a.delivery().packet_json());
+        if out.is_empty() { op } else { op.except(out) }
+    }
+
+    /// The registered sockets of `room` a broadcast with offset `id` must leave out; its copy
+    /// (`text`, made at most once) is kept for those still replaying.
+    fn hold(
+        &self,
+        nsp: &str,
+        room: &str,
+        id: StreamId,
+        text: impl FnOnce() -> String,
+    ) -> Vec<String> {
+        let mut all = self.lock();
+        let Some(list) = all.get_mut(nsp).and_then(|m| m.get_mut(room)) else {
+            return Vec::new();
+        };
+        let now = Instant::now();
+        list.retain(|r| r.until.is_none_or(|u| now < u));
+        let mut out = Vec::new();
+        let mut holding = Vec::new();
+        for (i, r) in list.iter().enumerate() {
+            if r.upto.is_some_and(|u| id <= u) {
+                out.push(r.sid.clone());
+            } else if r.holding {
+                holding.push(i);
+                out.push(r.sid.clone());
+            }
+        }
+        if !holding.is_empty() {
+            let text: Arc<str> = text().into();
+            for i in holding {
+                list[i].held.push((id, text.clone()));
+            }
+        }
+        prune(&mut all);
+        self.active.store(count(&all), Ordering::Release);
+        out
     }
 
     /// Forget `sid` in `room` (its join failed or it left).
@@ -152,24 +214,7 @@ impl DeliveryFilter for HoldBack {
         if self.active.load(Ordering::Acquire) == 0 {
             return Vec::new();
         }
-        let mut all = self.lock();
-        let Some(list) = all.get_mut(nsp).and_then(|m| m.get_mut(room.as_str())) else {
-            return Vec::new();
-        };
-        let now = Instant::now();
-        list.retain(|r| r.until.is_none_or(|u| now < u));
-        let mut out = Vec::new();
-        for r in list.iter_mut() {
-            if r.upto.is_some_and(|u| id <= u) {
-                out.push(r.sid.clone());
-            } else if r.holding {
-                r.held.push((id, text.as_str().to_owned()));
-                out.push(r.sid.clone());
-            }
-        }
-        prune(&mut all);
-        self.active.store(count(&all), Ordering::Release);
-        out
+        self.hold(nsp, room, id, || text.as_str().to_owned())
     }
 }
 

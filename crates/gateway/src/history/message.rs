@@ -136,6 +136,19 @@ pub struct Delivery<'a> {
     pub mark: Mark<'a>,
 }
 
+impl Delivery<'_> {
+    /// This message as the JSON text of a Socket.IO event's data, `[event, ...args, mark]`, the
+    /// form in which the hold-back keeps a broadcast for a recovering socket (binary as arrays
+    /// of bytes, as in the cluster's stream).
+    pub fn packet_json(&self) -> String {
+        let mut parts = Vec::with_capacity(self.args.len() + 2);
+        parts.push(serde_json::Value::from(self.event));
+        parts.extend(self.args.to_json());
+        parts.push(serde_json::to_value(self.mark).unwrap_or(serde_json::Value::Null));
+        serde_json::Value::Array(parts).to_string()
+    }
+}
+
 impl Serialize for Delivery<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut t = s.serialize_tuple(self.args.len() + 1)?;
@@ -185,6 +198,11 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&d).unwrap(),
             serde_json::json!(["hi", {"room": "r", "offset": "1", "epoch": "e"}])
+        );
+        // As the hold-back keeps it: the event first, then the arguments and the mark.
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&d.packet_json()).unwrap(),
+            serde_json::json!(["ev", "hi", {"room": "r", "offset": "1", "epoch": "e"}])
         );
     }
 

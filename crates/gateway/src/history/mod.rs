@@ -10,7 +10,9 @@
 //! their broadcasts like another node's. Broadcasts that come through none of these (Node.js
 //! peers, `@socket.io/redis-emitter`, python-socketio) bypass it and are counted ([`holdback`],
 //! `pysio`). A recovering join takes the same lock, reads what followed its
-//! offset, sends it to the socket and joins the room before letting go. So a message is
+//! offset, sends it to the socket and joins the room before letting go; a replay longer than
+//! the socket's queue lets the lock go while it waits for room, never holding up the room's
+//! publishers, and goes on from the last offset sent (`relay`, `replay`). So a message is
 //! either appended-and-delivered before the join (and then replayed) or after it (and then
 //! delivered live): no gap and no duplicate at the boundary, in order.
 //!
@@ -23,9 +25,10 @@
 //!
 //! Where this lives: on a single node, in memory ([`ring`]); in cluster mode, in a Redis Stream
 //! per room ([`stream`]), appended under the same per-room lock (which then orders this node's
-//! publishes), and other nodes' live messages are held back from a recovering socket by
-//! [`holdback`]. A lost history (idle past its TTL, node restarted, Redis flushed, evicted for
-//! the memory budget) comes back with a new epoch ([`epoch`]).
+//! publishes), and live messages (other nodes', and this node's once the socket is registered)
+//! are held back from a recovering socket by [`holdback`]. A lost history (idle past its TTL,
+//! node restarted, Redis flushed, evicted for the memory budget) comes back with a new epoch
+//! ([`epoch`]).
 //!
 //! Memory: every history of the node counts against one budget, `--history-max-bytes`
 //! ([`budget`]); past it, the least recently appended rooms are evicted whole (and their streams

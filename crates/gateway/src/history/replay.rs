@@ -1,18 +1,17 @@
 //! Sending the missed messages to one recovering socket, in order.
 //!
 //! A replay can be longer than the socket's send queue (`--max-buffer` packets, 128 by
-//! default): a message that finds the queue full waits for room (1 ms doubling to 50 ms)
-//! instead of being dropped, up to [`DEADLINE`] for the whole replay. This runs under the
-//! room's history lock, so the room's publishers wait meanwhile: that is what keeps live
-//! messages behind the replay (see the module doc of `history`).
+//! default). The caller sends what fits with [`try_send`] while it holds the room's history
+//! lock; a message that finds the queue full is sent with [`send_one`], which waits for room
+//! (1 ms doubling to 50 ms), up to [`DEADLINE`] for the whole recovery, and must be called
+//! *without* the room's lock: a client that stops reading would otherwise hold up every
+//! publisher of the room (see `relay`'s recovering joins and the module doc of `history`).
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, ser::SerializeTuple};
 use socketioxide::{SendError, SocketError, adapter::Adapter, extract::SocketRef};
 
-use super::message::Delivery;
-
-/// Longest a replay may wait on a socket that does not read.
+/// Longest a recovery may wait on a socket that does not read.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -27,19 +26,26 @@ pub enum ReplayError {
     Encode(String),
 }
 
-/// Send `msgs` to `s` in order; returns how many were sent.
-pub async fn send<A: Adapter>(
+/// Send one message if the socket's queue has room for it, without waiting: `Ok(false)` when
+/// the queue is full (nothing sent).
+pub fn try_send<A: Adapter, T: Serialize + ?Sized>(
     s: &SocketRef<A>,
-    msgs: &[Delivery<'_>],
-) -> Result<usize, ReplayError> {
-    let started = Instant::now();
-    for d in msgs {
-        send_one(s, d.event, d, started).await?;
+    event: &str,
+    data: &T,
+) -> Result<bool, ReplayError> {
+    match s.emit(event, data) {
+        Ok(()) => {
+            crate::admin::replayed(s, event, data);
+            Ok(true)
+        }
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => Ok(false),
+        Err(SendError::Socket(SocketError::Closed)) => Err(ReplayError::Closed),
+        Err(e) => Err(ReplayError::Encode(e.to_string())),
     }
-    Ok(msgs.len())
 }
 
-/// Send one message, waiting for room in the queue (the deadline runs from `started`).
+/// Send one message, waiting for room in the queue (the deadline runs from `started`). Never
+/// call it holding a room's history lock.
 pub async fn send_one<A: Adapter, T: Serialize + ?Sized>(
     s: &SocketRef<A>,
     event: &str,
@@ -48,14 +54,8 @@ pub async fn send_one<A: Adapter, T: Serialize + ?Sized>(
 ) -> Result<(), ReplayError> {
     let mut backoff = Duration::from_millis(1);
     loop {
-        match s.emit(event, data) {
-            Ok(()) => {
-                crate::admin::replayed(s, event, data);
-                return Ok(());
-            }
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-            Err(SendError::Socket(SocketError::Closed)) => return Err(ReplayError::Closed),
-            Err(e) => return Err(ReplayError::Encode(e.to_string())),
+        if try_send(s, event, data)? {
+            return Ok(());
         }
         if started.elapsed() >= DEADLINE {
             return Err(ReplayError::Stalled);
