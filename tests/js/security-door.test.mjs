@@ -205,10 +205,10 @@ test("a session left with no namespace is closed after the grace; one that comes
 // hyper's header-read timeout needs a timer that axum::serve does not give it: a TCP
 // connection that never finishes a request head (or never sends one) was kept for ever, one
 // descriptor each, until the process's file limit refused every client. The sweeper cuts a
-// connection that sends nothing for twice ping interval + timeout (4 s here); live clients send
-// within every ping interval.
+// connection that sends nothing for --idle-timeout (3 s here); live clients send within the
+// heartbeat (1 s + 1 s).
 test("connections that send nothing, or an unfinished request head, are cut; live clients stay", async (t) => {
-  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s"]));
+  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s", "--idle-timeout", "3s"]));
   const port = Number(new URL(gw.url).port);
   const live = client(t, gw.url);
   assert.equal(await outcome(live), "connected");

@@ -141,7 +141,8 @@ impl ConnRegistry {
     /// request, within the ping interval). One pass under the registry lock, run every second.
     pub fn sweep(&self, stall: Duration, idle: Duration) -> Swept {
         let now = self.now_ms();
-        let (stall, idle) = (stall.as_millis() as u64, idle.as_millis() as u64);
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (stall, idle) = (ms(stall), ms(idle));
         let mut swept = Swept::default();
         self.lock().retain(|_, c| {
             if c.activity.read.swap(false, Ordering::Relaxed) {

@@ -72,7 +72,7 @@ pub struct Metrics {
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
     pub connections_closed_stalled_total: IntCounter,
-    /// Connections cut because they sent nothing for twice the heartbeat (see `listener`).
+    /// Connections cut because they sent nothing for `--idle-timeout` (see `listener`).
     pub connections_closed_idle_total: IntCounter,
     /// Engine.IO sessions closed after leaving every namespace (see `engine_sessions`).
     pub sessions_closed_no_namespace_total: IntCounter,
@@ -151,7 +151,7 @@ impl Metrics {
         )));
         let connections_closed_idle_total = reg!(IntCounter::with_opts(opts(
             "connections_closed_idle_total",
-            "Client connections cut because they sent nothing for twice ping interval + timeout (no request, an unfinished request head, an idle keep-alive)"
+            "Client connections cut because they sent nothing for --idle-timeout (no request, an unfinished request head, an idle keep-alive)"
         )));
         let sessions_closed_no_namespace_total = reg!(IntCounter::with_opts(opts(
             "sessions_closed_no_namespace_total",

@@ -288,12 +288,14 @@ async fn shutdown_signal() {
 
 /// Cut client connections whose writes have stalled for longer than the heartbeat allows
 /// (`--ping-interval` + `--ping-timeout`): a client that stops reading; and those that sent
-/// nothing for twice that (see `listener`): every live client sends within a ping interval,
-/// and twice the heartbeat (90 s by default) outlasts the idle keep-alive of balancers'
-/// upstream pools (nginx: 60 s), so they close first and never race a request against it.
+/// nothing for `--idle-timeout` (see `listener`; every live client sends within the heartbeat,
+/// which the configuration checks the timeout outlasts).
 fn spawn_stall_sweeper(gw: Arc<Gateway>) {
     let stall = gw.config.ping_interval + gw.config.ping_timeout;
-    let idle = stall * 2;
+    let idle = match gw.config.idle_timeout {
+        d if d.is_zero() => Duration::MAX,
+        d => d,
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {

@@ -15,6 +15,10 @@ pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPEC
 pub const NAMESPACE: &str = "/";
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `idle_timeout`: longer than the idle timeouts of common HTTP clients' and balancers'
+/// keep-alive pools (Go 90 s, nginx upstream 60 s, undici 4 s), so they close an idle
+/// connection first and never send a request into the gateway's close.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_PAYLOAD: u64 = 1_000_000;
 pub const MAX_CONNECTIONS: usize = 0;
 pub const MAX_BUFFER: usize = 128;

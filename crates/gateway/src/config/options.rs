@@ -305,6 +305,12 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_PING_TIMEOUT", value_name = "DURATION")]
     pub ping_timeout: Option<Dur> = Shown::dur(D::PING_TIMEOUT),
 
+    /// Client connections that send nothing for this long are closed (no request, a request
+    /// head never finished, an idle keep-alive); must be longer than ping interval + timeout
+    /// (every live client sends within that); 0 = never
+    #[arg(long, env = "SIO_GATEWAY_IDLE_TIMEOUT", value_name = "DURATION")]
+    pub idle_timeout: Option<Dur> = Shown::dur(D::IDLE_TIMEOUT),
+
     /// Largest accepted message in bytes (one websocket message, one polling request body,
     /// all binary attachments of one packet)
     #[arg(long, env = "SIO_GATEWAY_MAX_PAYLOAD", value_name = "BYTES")]

@@ -100,6 +100,9 @@ pub struct Config {
     pub ping_interval: Duration,
     #[serde(serialize_with = "effective::dur")]
     pub ping_timeout: Duration,
+    /// Zero: never (`--idle-timeout 0`).
+    #[serde(serialize_with = "effective::dur")]
+    pub idle_timeout: Duration,
     pub max_payload: u64,
     pub max_connections: usize,
     pub max_buffer: usize,
@@ -428,6 +431,13 @@ impl Config {
         if ping_timeout.is_zero() {
             return Err(invalid("ping_timeout", "must be > 0"));
         }
+        let idle_timeout = o.idle_timeout.map_or(D::IDLE_TIMEOUT, |d| d.0);
+        if !idle_timeout.is_zero() && idle_timeout <= ping_interval + ping_timeout {
+            return Err(invalid(
+                "idle_timeout",
+                "must be longer than ping_interval + ping_timeout (a live client may send nothing for that long), or 0 for never",
+            ));
+        }
         let max_payload = o.max_payload.unwrap_or(D::MAX_PAYLOAD);
         if max_payload < 64 {
             return Err(invalid("max_payload", "must be at least 64 bytes"));
@@ -585,6 +595,7 @@ impl Config {
             namespace,
             ping_interval,
             ping_timeout,
+            idle_timeout,
             max_payload,
             max_connections: o.max_connections.unwrap_or(D::MAX_CONNECTIONS),
             max_buffer,

@@ -148,6 +148,21 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn idle_timeout_outlasts_the_heartbeat_or_is_off() {
+    let c = Config::resolve(cli(&[])).unwrap();
+    assert_eq!(c.idle_timeout, Duration::from_secs(120));
+    let e = Config::resolve(cli(&["--ping-interval", "25s", "--idle-timeout", "45s"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("idle_timeout") && e.contains("longer than"),
+        "{e}"
+    );
+    let c = Config::resolve(cli(&["--idle-timeout", "0"])).unwrap();
+    assert!(c.idle_timeout.is_zero(), "0 = never");
+}
+
+#[test]
 fn namespace_patterns() {
     assert_eq!(
         NamespaceSpec::parse("/a/*/b-*").unwrap(),
@@ -394,6 +409,7 @@ metrics_listen = "127.0.0.1:9100"
 namespace = ["/", "/chat", "/tenant-*", "/org/{id}"]
 ping_interval = "2s"
 ping_timeout = 3
+idle_timeout = "30s"
 max_payload = 5000
 max_connections = 10
 max_buffer = 64
