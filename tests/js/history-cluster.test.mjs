@@ -15,7 +15,7 @@ import path from "node:path";
 import assert from "node:assert/strict";
 import { ROOT, startRedis, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startCluster, startNode, API_KEY } from "./cluster-lib.mjs";
-import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
+import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms } from "./history-lib.mjs";
 
 const HISTORY = ["--history", "chat:*=5000/10m", "--history", "t:*=10", "--event-rate", "0"];
 
@@ -297,21 +297,7 @@ test("memory budget (--history-max-bytes) in cluster mode: evicted rooms' stream
   await kv.connect();
   t.after(() => kv.disconnect().catch(() => {}));
   const held = async () => metricSum(await scrapeMetrics(n1.url + "/metrics"), "sio_gateway_history_held_bytes");
-  const attacker = await connected(client(t, n1.url));
-  const honest = await connected(client(t, n1.url));
-  const publishHonest = async (n) =>
-    assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } }), { ok: true });
-
-  const reader = await connected(client(t, n2.url));
-  const got = collect(reader, "msg");
-  assert.equal((await reader.emitWithAck("join", { room: "chat:honest" })).ok, true);
-  assert.equal((await reader.emitWithAck("join", { room: "chat:once" })).ok, true);
-  for (let n = 0; n < 5; n++) await publishHonest(n);
-  assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:once", event: "msg", data: "once" }), { ok: true });
-  await waitFor(() => got.length === 6, { what: "the reader's six messages" });
-  const lastHonest = got.filter((m) => m.mark.room === "chat:honest").at(-1).mark;
-  const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
-  reader.disconnect();
+  const { attacker, honest, publishHonest, lastHonest, lastOnce } = await honestRooms(t, n1.url, n2.url);
 
   // ~100 KB messages to 60 new rooms through node 1 (6 MB of streams without the budget).
   const blob = "x".repeat(100_000);

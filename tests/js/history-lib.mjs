@@ -101,3 +101,26 @@ export async function stalledReplay(url) {
   assert.equal(m.recovered + m.failed, 0, "the replay is larger than what the client's buffers take");
   return m;
 }
+
+/**
+ * The memory-budget tests' start: an attacker and an honest publisher on `writeUrl`, and a
+ * reader on `readUrl` of `chat:honest` (5 messages) and `chat:once` (1, before any flood) that
+ * goes away with its last offsets.
+ */
+export async function honestRooms(t, writeUrl, readUrl) {
+  const attacker = await connected(client(t, writeUrl));
+  const honest = await connected(client(t, writeUrl));
+  const publishHonest = async (n) =>
+    assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } }), { ok: true });
+  const reader = await connected(client(t, readUrl));
+  const got = collect(reader, "msg");
+  assert.equal((await reader.emitWithAck("join", { room: "chat:honest" })).ok, true);
+  assert.equal((await reader.emitWithAck("join", { room: "chat:once" })).ok, true);
+  for (let n = 0; n < 5; n++) await publishHonest(n);
+  assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:once", event: "msg", data: "once" }), { ok: true });
+  await waitFor(() => got.length === 6, { what: "the reader's six messages" });
+  const lastHonest = got.filter((m) => m.mark.room === "chat:honest").at(-1).mark;
+  const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
+  reader.disconnect();
+  return { attacker, honest, publishHonest, lastHonest, lastOnce };
+}

@@ -11,7 +11,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
-import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay } from "./history-lib.mjs";
+import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms } from "./history-lib.mjs";
 
 const KEY = "history-test-key";
 
@@ -236,23 +236,9 @@ test("memory budget (--history-max-bytes): large messages to ever new rooms stay
   const gw = track(t, await startGateway(["--history", "chat:*=200", "--history-max-bytes", String(BUDGET), "--event-rate", "0"]));
   const metrics = async () => scrapeMetrics(gw.url + "/metrics");
   const held = (m) => metricSum(m, "sio_gateway_history_held_bytes");
-  const attacker = await connected(client(t, gw.url));
-  const honest = await connected(client(t, gw.url));
-  const publishHonest = async (n) =>
-    assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } }), { ok: true });
-
   // A reader of the honest room, and one of a room written once (before the flood): both go
   // away with their last offset.
-  const reader = await connected(client(t, gw.url));
-  const got = collect(reader, "msg");
-  assert.equal((await reader.emitWithAck("join", { room: "chat:honest" })).ok, true);
-  assert.equal((await reader.emitWithAck("join", { room: "chat:once" })).ok, true);
-  for (let n = 0; n < 5; n++) await publishHonest(n);
-  assert.deepEqual(await honest.emitWithAck("publish", { room: "chat:once", event: "msg", data: "once" }), { ok: true });
-  await waitFor(() => got.length === 6, { what: "the reader's six messages" });
-  const lastHonest = got.filter((m) => m.mark.room === "chat:honest").at(-1).mark;
-  const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
-  reader.disconnect();
+  const { attacker, honest, publishHonest, lastHonest, lastOnce } = await honestRooms(t, gw.url, gw.url);
 
   // The flood: ~100 KB messages, each to a new room (6 MB in all, 3x the budget), with the
   // honest room written every fifth message.
