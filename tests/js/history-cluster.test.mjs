@@ -358,24 +358,19 @@ test("a recovering join that stops reading holds up only itself: this node's pub
   const room = "h:a";
   const { pub, got, epoch } = await filledRoom(t, n1.url, room);
   const since = { offset: got[0].mark.offset, epoch };
-  // The attacker does not read: a recovering join (acked, to check its answer), then, once
-  // it is stuck, three more asking no ack (handlers run concurrently: sent together, any of
-  // them could be the one that runs).
+  // The attacker does not read: a recovering join (acked, to check its answer).
   const atk = await rawClient(t, n1.url);
   atk.pause();
   atk.emit("join", { room, since }, 1);
-  const m0 = await stalledReplay(n1.url);
-  for (let i = 0; i < 3; i++) atk.emit("join", { room, since });
-  await waitFor(async () => (await recoveryMetrics(n1.url)).received >= m0.received + 3, { what: "the three joins received" });
+  await stalledReplay(n1.url);
   // A publish on the same node is acked while the replay is stuck (before, it waited for the
-  // room's lock behind each of the four replays, 10 s each).
+  // room's lock until the replay's 10 s deadline).
   assert.deepEqual(await pub.timeout(30_000).emitWithAck("publish", { room, event: "msg", data: { i: 201 } }), { ok: true });
   for (let i = 202; i <= 205; i++) {
     assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i } }), { ok: true });
   }
   const m = await recoveryMetrics(n1.url);
   assert.equal(m.recovered + m.failed, 0, "acked while the attacker's replay was stuck");
-  assert.ok(m.invalid >= m0.invalid + 3, "the other three joins were refused");
   await waitFor(() => got.length === 205, { what: "the member got the live messages" });
   // It reads again: the replay, then the messages published meanwhile (held back), then live.
   atk.resume();

@@ -6,8 +6,8 @@
  * rooms with `{room, since}` so that after a reconnect — to the same node or another one — the
  * gateway sends the messages that were missed, in order, before live ones. When they cannot be
  * recovered (trimmed, expired, history lost), `onResync(room, ack)` tells the app to reload the
- * room from its source of truth. Its joins go one after the other (the gateway runs one
- * recovering join per connection at a time).
+ * room from its source of truth. Its joins go one after the other (the gateway runs a
+ * connection's recovering joins in turn, and refuses more than 8 at once).
  *
  *   const rooms = SioHistory.track(socket, {
  *     storage: sessionStorage,                                   // optional: survive a page reload
@@ -69,8 +69,8 @@
       if (isMark(mark) && rooms.has(mark.room)) advance(mark.room, mark.epoch, mark.offset);
     });
 
-    // The gateway runs one recovering join per connection at a time (another one in the
-    // meantime is refused): this helper's joins go one after the other.
+    // The gateway runs a connection's recovering joins in turn and refuses more than 8 at
+    // once: this helper's joins go one after the other, so any number of rooms rejoin.
     let queue = Promise.resolve();
     function join(room) {
       const run = queue.then(() => joinNow(room));

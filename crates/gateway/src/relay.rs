@@ -12,7 +12,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU32, Ordering},
     },
     time::Instant,
 };
@@ -128,17 +128,25 @@ struct Conn {
     /// concurrently (on any worker), and two joins checked before either joined would both
     /// pass. Taken once per join, never across an await.
     join_step: std::sync::Mutex<()>,
-    /// A recovering join (`join {room, since}`) of this connection is in progress: a second
-    /// one is refused until it ends (see [`Conn::begin_recovery`]).
-    recovering: AtomicBool,
+    /// This connection's recovering joins (`join {room, since}`) run one at a time, in turn
+    /// (see [`Conn::begin_recovery`]).
+    recovery_turn: tokio::sync::Mutex<()>,
+    /// Recovering joins of this connection running or waiting for their turn.
+    recoveries: AtomicU32,
 }
 
-/// Held by a connection's recovering join while it runs; lets the next one in when dropped.
-struct Recovering<'a>(&'a AtomicBool);
+/// Recovering joins one connection may have running or waiting; more are refused.
+const MAX_RECOVERIES: u32 = 8;
+
+/// A connection's recovering join while it runs: its turn, and its place in the count.
+struct Recovering<'a> {
+    _turn: tokio::sync::MutexGuard<'a, ()>,
+    count: &'a AtomicU32,
+}
 
 impl Drop for Recovering<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -205,8 +213,9 @@ fn position(
 const SOCKET_ID_ROOM: &str =
     "a socket's own room (named after its id) can be neither joined nor left";
 
-/// Refusal of a recovering join while another of the same connection is in progress.
-const RECOVERY_IN_PROGRESS: &str = "a recovering join is already in progress";
+/// Refusal of a recovering join while [`MAX_RECOVERIES`] of the same connection run or wait.
+const TOO_MANY_RECOVERIES: &str =
+    "too many recovering joins in progress on this connection (8): wait for their answers";
 
 /// Refusal of a client's publish into a socket's own-id room (backends' direct messages).
 const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) is for direct messages from backends: clients cannot publish to it";
@@ -214,14 +223,21 @@ const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) i
 use crate::names::valid_len as valid_name;
 
 impl Conn {
-    /// Start this connection's recovering join; `None` while another one is in progress. One
-    /// at a time: each may wait up to `replay::DEADLINE` on a client that does not read, and
-    /// handlers run concurrently, so a client could otherwise keep any number of them going.
-    fn begin_recovery(&self) -> Option<Recovering<'_>> {
-        self.recovering
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .ok()
-            .map(|_| Recovering(&self.recovering))
+    /// Wait for this connection's turn to run a recovering join; `None` (refused) when
+    /// [`MAX_RECOVERIES`] already run or wait. One at a time, in turn: each may wait up to
+    /// `replay::DEADLINE` on a client that does not read, and handlers run concurrently, so a
+    /// client could otherwise keep any number going; an app rejoining its rooms at once after a
+    /// reconnect has them answered one after the other. The cap bounds what a client that
+    /// never reads can queue (each waiting join is a task).
+    async fn begin_recovery(&self) -> Option<Recovering<'_>> {
+        if self.recoveries.fetch_add(1, Ordering::AcqRel) >= MAX_RECOVERIES {
+            self.recoveries.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Recovering {
+            _turn: self.recovery_turn.lock().await,
+            count: &self.recoveries,
+        })
     }
 
     /// Count the event and take a token; false (and counted) when over the rate.
@@ -371,13 +387,15 @@ impl Conn {
                 .inc();
             return json!({ "ok": true, "recovered": false, "reason": outcome::NO_HISTORY });
         };
-        let _recovering = match since.map(|_| self.begin_recovery()) {
-            Some(None) => {
-                self.gw.metrics.dropped_invalid.inc();
-                return err(RECOVERY_IN_PROGRESS);
-            }
-            Some(Some(r)) => Some(r),
+        let _recovering = match since {
             None => None,
+            Some(_) => match self.begin_recovery().await {
+                Some(r) => Some(r),
+                None => {
+                    self.gw.metrics.dropped_invalid.inc();
+                    return err(TOO_MANY_RECOVERIES);
+                }
+            },
         };
         if let Some(store) = history.store() {
             return self.join_tracked_cluster(s, room, since, store, &rh).await;
@@ -1034,7 +1052,8 @@ pub async fn install<A: Adapter>(
         ident,
         gw: gw.clone(),
         join_step: std::sync::Mutex::new(()),
-        recovering: AtomicBool::new(false),
+        recovery_turn: tokio::sync::Mutex::new(()),
+        recoveries: AtomicU32::new(0),
     });
 
     let c = conn.clone();
