@@ -192,3 +192,31 @@ test("admin UI, mixed cluster: a gateway and a Node server under instrument() se
   a.s.emit("_disconnect", "/", false, onNode.id);
   assert.equal((await gone)[0], "io server disconnect");
 });
+
+// In cluster mode the Admin UI's reports (a socket's connect, join, leave...) are published
+// whether or not an admin is connected anywhere, one PUBLISH at a time. Their queue was
+// unbounded: while Redis was slow or stalled, a client joining and leaving rooms grew the
+// node's memory without limit. It is bounded, and what does not fit is dropped and counted.
+test("cluster: the Admin UI's report queue is bounded while Redis does not take them", { timeout: 60_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startNode(redis.url, "gateway-1",
+    ["--admin-ui", "readonly", "--admin-ui-password-hash", HASH, "--event-rate", "0"]));
+  const c = io(gw.url, { forceNew: true, reconnection: false, transports: ["websocket"] });
+  track(t, c);
+  await once(c, "connect");
+  assert.deepEqual(await c.timeout(5000).emitWithAck("join", "r"), { ok: true });
+  // Writes paused (the subscriber keeps reading): every PUBLISH waits.
+  const pause = (ms) => new Promise((resolve, reject) => {
+    import("node:child_process").then(({ execFile }) =>
+      execFile("redis-cli", ["-u", redis.url, "CLIENT", "PAUSE", String(ms), "WRITE"], (e) => (e ? reject(e) : resolve())));
+  });
+  await pause(4000);
+  for (let i = 0; i < 6000; i++) {
+    c.emit("join", `room-${i}`);
+    c.emit("leave", `room-${i}`);
+  }
+  await waitFor(async () => metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_admin_ui_reports_dropped_total") > 0,
+    { timeoutMs: 20000, what: "reports dropped and counted" });
+  // The node still serves its client once Redis takes writes again.
+  assert.deepEqual(await c.timeout(10000).emitWithAck("join", "after"), { ok: true });
+});

@@ -226,3 +226,30 @@ test("connections that send nothing, or an unfinished request head, are cut; liv
   assert.equal(metricSum(m, "sio_gateway_connections_closed_idle_total"), 20);
   assert.ok(live.connected, "a live client (answering pings) is kept");
 });
+
+// Every CONNECT after a session's first asks every node to clear the socket's own-id room (see
+// docs/security.md): a raw client looping CONNECT / DISCONNECT made the cluster do a round of
+// requests each time, with no limit. After 16 in a burst, one per second.
+test("a session's CONNECT / DISCONNECT loop is slowed after 16, then cut", async (t) => {
+  const gw = track(t, await startGateway([]));
+  const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  track(t, { close: () => ws.terminate() });
+  const frames = [];
+  ws.on("message", (d) => { const f = d.toString(); if (f === "2") ws.send("3"); frames.push(f); });
+  const closed = new Promise((resolve) => ws.on("close", resolve));
+  await once(ws, "open");
+  let connects = 0, slowed = 0;
+  for (let i = 0; i < 60 && ws.readyState === WebSocket.OPEN; i++) {
+    const n = frames.length;
+    ws.send("40");
+    await waitFor(() => frames.slice(n).some((f) => f.startsWith("40") || f.startsWith("44")) || ws.readyState !== WebSocket.OPEN,
+      { what: "an answer to CONNECT" });
+    const answer = frames.slice(n).find((f) => f.startsWith("40") || f.startsWith("44"));
+    if (answer?.startsWith("40{")) { connects++; ws.send("41"); await sleep(20); }
+    else if (answer?.includes("slow down")) slowed++;
+  }
+  // The first, 16 more, and one per second of the loop (it takes a few seconds).
+  assert.ok(connects >= 17 && connects <= 25, `connects admitted: ${connects}`);
+  assert.ok(slowed >= 1, "then refused");
+  await Promise.race([closed, sleep(10000).then(() => assert.fail("a session looping past 32 refusals is cut"))]);
+});

@@ -7,7 +7,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io, Manager } from "socket.io-client";
-import { startGateway, startRedis, track, once, sleep } from "../lib/harness.mjs";
+import { startGateway, startRedis, track, once, sleep, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startNode } from "./cluster-lib.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
 
@@ -173,4 +173,25 @@ test("--max-rooms holds under a burst of concurrent joins", async (t) => {
   // Re-joining a room one is in is not a new room.
   const first = results.findIndex((r) => r.ok);
   assert.deepEqual(await ack(s, "join", `r${first}`), { ok: true });
+});
+
+// The socket-id check of a join asks every node (fetchSockets) when the name has an id's shape:
+// it ran before the rules, so a client allowed to join nothing made one cluster-wide request
+// per event. The rules come first now.
+test("cluster: a join the rules refuse asks the cluster nothing, even for an id-shaped name", async (t) => {
+  const redis = await startRedis();
+  const a = await startNode(redis.url, "gateway-1", ["--can-join", "public:*"]);
+  track(t, { close: async () => { await a.stop(); await redis.stop(); } });
+  const c = await connect(t, a.url);
+  const fetches = async () => metricSum(await scrapeMetrics(a.url + "/metrics"),
+    "sio_gateway_adapter_messages_published_total", 'type="fetch_sockets"');
+  const before = await fetches();
+  for (let i = 0; i < 20; i++) {
+    const r = await ack(c, "join", "A".repeat(15) + String.fromCharCode(65 + i));
+    assert.equal(r.ok, false);
+    assert.match(r.error, /not allowed/);
+  }
+  assert.equal(await fetches(), before, "no fetchSockets request for a refused join");
+  // An allowed id-shaped name is still checked across the cluster.
+  assert.deepEqual(await ack(c, "join", "public:" + "B".repeat(9)), { ok: true });
 });

@@ -33,7 +33,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use prometheus::IntCounter;
@@ -49,11 +49,18 @@ use crate::{drain::Drain, listener::ConnRegistry};
 pub const MAX_PENDING: u32 = 16;
 /// Refused CONNECTs after which a session's transport is cut.
 pub const MAX_REFUSED: u32 = 32;
+/// CONNECTs a session may make after its first (each asks every node to clear its own-id
+/// room: `relay::install`), in a burst, then [`LATER_CONNECT_RATE`] per second: a CONNECT and
+/// DISCONNECT loop would otherwise make the cluster do a round of requests each time.
+pub const LATER_CONNECT_BURST: f32 = 16.0;
+pub const LATER_CONNECT_RATE: f32 = 1.0;
 
 #[derive(Debug)]
 pub struct EngineSessions {
     map: Mutex<HashMap<Sid, Entry>>,
     closer: Closer,
+    /// Origin of `Entry::later_at_ms`.
+    epoch: Instant,
 }
 
 /// What closing a session takes (built once with the node's services).
@@ -77,6 +84,10 @@ struct Entry {
     refused: u32,
     /// A namespace socket was installed once: the session's id is public.
     public: bool,
+    /// Later CONNECTs' token bucket, as the tokens taken (0: full), and when last taken
+    /// (milliseconds since `EngineSessions::epoch`).
+    later_debt: f32,
+    later_at_ms: u32,
     /// Bumped whenever the session is left with nothing (no namespace, no CONNECT in
     /// progress): only the latest grace may close it.
     generation: u64,
@@ -107,6 +118,8 @@ pub enum TooMany {
     AtOnce,
     /// [`MAX_REFUSED`] were refused: cut the session's transport.
     Refused,
+    /// CONNECTs after the session's first come faster than [`LATER_CONNECT_RATE`].
+    TooFast,
 }
 
 /// The transport facts [`Drain::cut_session`] needs, read while a socket of the session is at
@@ -170,6 +183,7 @@ impl EngineSessions {
         EngineSessions {
             map: Mutex::default(),
             closer,
+            epoch: Instant::now(),
         }
     }
 
@@ -188,6 +202,16 @@ impl EngineSessions {
         if e.pending >= MAX_PENDING {
             e.refused += 1;
             return Err(TooMany::AtOnce);
+        }
+        if e.public {
+            let now = u32::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u32::MAX);
+            let elapsed = now.saturating_sub(e.later_at_ms) as f32 / 1000.0;
+            let debt = (e.later_debt - elapsed * LATER_CONNECT_RATE).max(0.0) + 1.0;
+            if debt > LATER_CONNECT_BURST {
+                e.refused += 1;
+                return Err(TooMany::TooFast);
+            }
+            (e.later_debt, e.later_at_ms) = (debt, now);
         }
         e.pending += 1;
         Ok(Pending {
@@ -377,12 +401,29 @@ mod tests {
         assert_eq!(s.attempt(sid, WS).err(), Some(TooMany::Refused));
         // An installed CONNECT is no refusal.
         let other = Sid::new();
-        for _ in 0..2 * MAX_REFUSED {
+        for _ in 0..=LATER_CONNECT_BURST as usize {
             let p = s.attempt(other, WS).expect("admitted");
             p.installed();
             drop(p);
             s.disconnected(other, DisconnectReason::ClientNSDisconnect);
         }
+        assert_eq!(s.lock()[&other].refused, 0);
+    }
+
+    #[test]
+    fn connects_after_the_first_are_rate_limited() {
+        let s = sessions(Duration::from_secs(60));
+        let sid = Sid::new();
+        connect(&s, sid); // the first: free
+        let mut admitted = 0;
+        while s.attempt(sid, WS).map(|p| p.installed()).is_ok() {
+            admitted += 1;
+            assert!(admitted <= 100, "never limited");
+        }
+        assert_eq!(admitted, LATER_CONNECT_BURST as usize);
+        assert_eq!(s.attempt(sid, WS).err(), Some(TooMany::TooFast));
+        // A new session's first CONNECT is not limited.
+        assert!(connect(&s, Sid::new()));
     }
 
     #[tokio::test(start_paused = true)]

@@ -177,11 +177,13 @@ async fn apply<A: Adapter>(gw: &Gateway, io: &SocketIo<A>, m: PyManagerMessage) 
                 targets.extend(direct);
                 targets.sort_by_key(|s| s.id);
                 targets.dedup_by_key(|s| s.id);
+                // Parsed once: linear in skip_sid + targets (a string per comparison made a
+                // 200k-entry skip_sid from Redis cost ~10^9 allocations on 5k sockets). An
+                // entry that is no socket id skips nobody.
+                let skip: std::collections::HashSet<Sid> =
+                    skip_sid.iter().filter_map(|k| k.parse().ok()).collect();
                 let mut failed = 0usize;
-                for s in targets
-                    .iter()
-                    .filter(|s| !skip_sid.iter().any(|k| *k == s.id.to_string()))
-                {
+                for s in targets.iter().filter(|s| !skip.contains(&s.id)) {
                     let r = match &data {
                         rmpv::Value::Nil => s.emit(&event, &NoArgs),
                         d => s.emit(&event, d),

@@ -60,6 +60,8 @@ pub enum Refusal {
     AttemptsAtOnce,
     #[error("too many refused connection attempts on this session")]
     AttemptsRefused,
+    #[error("namespaces connected again too often on this session; slow down")]
+    AttemptsTooFast,
     #[error("the cluster cannot be reached to check this connection; retry later")]
     ClusterUnavailable,
 }
@@ -106,6 +108,10 @@ fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal
         Err(TooMany::AtOnce) => {
             refused("connect_attempts");
             Err(Refusal::AttemptsAtOnce)
+        }
+        Err(TooMany::TooFast) => {
+            refused("connect_attempts");
+            Err(Refusal::AttemptsTooFast)
         }
         Err(TooMany::Refused) => {
             refused("connect_attempts");
@@ -323,16 +329,17 @@ impl Conn {
             }
         };
         let room = arg.room();
+        // The rules first: they cost nothing, and the id check below may ask every node.
+        if !self.may(&self.gw.config.can_join, |i| &i.can_join, room) {
+            self.gw.metrics.dropped_forbidden.inc();
+            let v = err(format_args!("not allowed to join room `{room}`"));
+            return self.reply(ack, &v).await;
+        }
         if self.is_socket_id_room(io, s, room).await {
             // Every socket is in the room named after its id (as on Node.js): joining another
             // socket's would let a client read its direct messages.
             self.gw.metrics.dropped_forbidden.inc();
             return self.reply(ack, &err(SOCKET_ID_ROOM)).await;
-        }
-        if !self.may(&self.gw.config.can_join, |i| &i.can_join, room) {
-            self.gw.metrics.dropped_forbidden.inc();
-            let v = err(format_args!("not allowed to join room `{room}`"));
-            return self.reply(ack, &v).await;
         }
         let v = match &arg {
             JoinArg::Plain(room) => self.join_plain(s, room).await,
@@ -740,7 +747,11 @@ impl Conn {
             }
             Ok(r) if valid_name(&r) => {
                 tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
-                if let Some(admin) = &self.gw.admin {
+                // Reported only when the socket was in it: a leave of any name costs nothing
+                // beyond the event's token.
+                if let Some(admin) = &self.gw.admin
+                    && s.rooms().iter().any(|x| **x == *r)
+                {
                     admin.room_left(s.ns(), &r, s.id.as_str());
                 }
                 s.leave(r);

@@ -81,17 +81,20 @@ impl AdminAuth {
         else {
             return Ok(None);
         };
-        if let Some(remote) = remote
-            && !attempts.try_take(remote)
-        {
-            return Err(AdminAuthError::RateLimited);
-        }
+        // A valid session resumes before the rate limit: checking it is a map lookup (no
+        // bcrypt), and behind a balancer every client shares one address, so wrong passwords
+        // sent once a second would otherwise lock out an admin who is already logged in.
         if let Some(id) = auth.get("sessionId").and_then(Value::as_str) {
             let mut s = sessions.lock().unwrap_or_else(|e| e.into_inner());
             if s.get(id).is_some_and(|t| t.elapsed() < SESSION_TTL) {
                 return Ok(None);
             }
             s.remove(id);
+        }
+        if let Some(remote) = remote
+            && !attempts.try_take(remote)
+        {
+            return Err(AdminAuthError::RateLimited);
         }
         let (Some(u), Some(p)) = (
             auth.get("username").and_then(Value::as_str),
@@ -169,11 +172,23 @@ mod tests {
             a.check(&json!({"sessionId": "made-up"}), ip).await,
             Err(AdminAuthError::Credentials)
         );
-        // Burst of 5 used: the next attempt is refused before any hashing.
+        assert_eq!(
+            a.check(&json!({"username": "admin", "password": "wrong"}), ip)
+                .await,
+            Err(AdminAuthError::Credentials)
+        );
+        // Burst of 5 used (a valid session's resume takes none): the next attempt is refused
+        // before any hashing.
         assert_eq!(
             a.check(&json!({"username": "admin", "password": "s3cret"}), ip)
                 .await,
             Err(AdminAuthError::RateLimited)
+        );
+        // An admin already logged in still gets back in from the same (shared) address.
+        assert_eq!(
+            a.check(&json!({"sessionId": session}), ip).await,
+            Ok(None),
+            "a valid session resumes whatever the address's guesses"
         );
         // Another address has its own bucket.
         let other = Some("10.0.0.2".parse().unwrap());

@@ -107,7 +107,13 @@ pub struct Admin {
     single_node: bool,
     /// Admin connections on this node.
     admins_here: std::sync::atomic::AtomicUsize,
+    /// Reports dropped because the queue to Redis was full (see [`register`]).
+    reports_dropped: prometheus::IntCounter,
 }
+
+/// Reports waiting to be published at most (a report is a few hundred bytes; with
+/// `--admin-ui-events` up to a message's size).
+const REPORT_QUEUE: usize = 4096;
 
 /// `(event, args)` broadcast in the admin namespace, cluster-wide, off the caller's path and in
 /// order.
@@ -178,6 +184,20 @@ impl Admin {
         if let Err(e) = metrics.registry().register(Box::new(commands.clone())) {
             tracing::warn!(error = %e, "admin_ui_commands_total not registered");
         }
+        let reports_dropped = prometheus::IntCounter::with_opts(
+            prometheus::Opts::new(
+                "admin_ui_reports_dropped_total",
+                "Admin UI reports dropped because the queue to Redis was full",
+            )
+            .namespace("sio_gateway"),
+        )
+        .expect("static metric definition");
+        if let Err(e) = metrics
+            .registry()
+            .register(Box::new(reports_dropped.clone()))
+        {
+            tracing::warn!(error = %e, "admin_ui_reports_dropped_total not registered");
+        }
         Some(Arc::new(Admin {
             mode: config.admin_ui,
             events: config.admin_ui_events,
@@ -196,6 +216,7 @@ impl Admin {
             emitter: std::sync::OnceLock::new(),
             single_node: config.redis.is_none(),
             admins_here: std::sync::atomic::AtomicUsize::new(0),
+            reports_dropped,
         }))
     }
 
@@ -446,10 +467,13 @@ pub async fn register<A: GatewayAdapter>(
     ))
     .await?;
     // One task sends the reports, in the order they were made (as `instrument()` emits them);
-    // a task per report let them overtake each other on the way to Redis. Unbounded like the
-    // spawned tasks it replaces: a report is small and made per connect, disconnect, join or
-    // leave (or event, with `--admin-ui-events`), and the queue drains at Redis' pace.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(&'static str, Vec<Value>)>();
+    // a task per report let them overtake each other on the way to Redis. Bounded: clients
+    // make reports (connects, joins, leaves, events with `--admin-ui-events`) faster than one
+    // PUBLISH at a time drains them when Redis is slow or stalled, and in cluster mode they
+    // are made whether or not an admin is connected anywhere. Past REPORT_QUEUE, a report is
+    // dropped and counted (`admin_ui_reports_dropped_total`): the Admin UI's view is a
+    // monitor, and its next `server_stats` and a page reload resync it.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(&'static str, Vec<Value>)>(REPORT_QUEUE);
     let (reports, namespace) = (io.clone(), admin.namespace.clone());
     tokio::spawn(async move {
         while let Some((event, args)) = rx.recv().await {
@@ -461,8 +485,11 @@ pub async fn register<A: GatewayAdapter>(
             }
         }
     });
+    let dropped = admin.reports_dropped.clone();
     let _ = admin.emitter.set(Box::new(move |event, args| {
-        let _ = tx.send((event, args));
+        if tx.try_send((event, args)).is_err() {
+            dropped.inc();
+        }
     }));
     let (io, admin) = (io.clone(), admin.clone());
     tokio::spawn(async move {
