@@ -213,6 +213,10 @@ impl Metrics {
         ] {
             auth_failures_total.with_label_values(&[r]);
         }
+        // The refusals a client can cause (the dashboard's "clients cut or refused" panel).
+        for r in ["max_connections", "connect_attempts", "max_namespaces"] {
+            connections_refused_total.with_label_values(&[r]);
+        }
         Metrics {
             dropped_no_sink: dropped(NO_SINK),
             dropped_rate_limited: dropped(RATE_LIMITED),
