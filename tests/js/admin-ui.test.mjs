@@ -10,6 +10,7 @@
 //   of node 2.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { io } from "socket.io-client";
 import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import { startNode } from "./cluster-lib.mjs";
@@ -206,11 +207,7 @@ test("cluster: the Admin UI's report queue is bounded while Redis does not take 
   await once(c, "connect");
   assert.deepEqual(await c.timeout(5000).emitWithAck("join", "r"), { ok: true });
   // Writes paused (the subscriber keeps reading): every PUBLISH waits.
-  const pause = (ms) => new Promise((resolve, reject) => {
-    import("node:child_process").then(({ execFile }) =>
-      execFile("redis-cli", ["-u", redis.url, "CLIENT", "PAUSE", String(ms), "WRITE"], (e) => (e ? reject(e) : resolve())));
-  });
-  await pause(4000);
+  execFileSync("redis-cli", ["-u", redis.url, "CLIENT", "PAUSE", "4000", "WRITE"]);
   for (let i = 0; i < 6000; i++) {
     c.emit("join", `room-${i}`);
     c.emit("leave", `room-${i}`);

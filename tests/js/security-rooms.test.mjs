@@ -150,8 +150,11 @@ for (const mode of ["single node", "cluster"]) {
     await emitApi(api, { nsp: "/", rooms: [id], event: "dm", data: "for the victim only" });
     await waitForLength(got, 1);
     assert.deepEqual(got, [["for the victim only"]]);
-    // The attacker's node got the broadcast too (a room channel it may hold); give it time.
-    await sleep(300);
+    // A marker to the attacker's own room, published after the DM from the same node: once it
+    // is there, the DM would be too.
+    const marker = once(attacker, "marker");
+    await emitApi(api, { nsp: "/", rooms: [attacker.id], event: "marker", data: 1 });
+    await marker;
     assert.deepEqual(stolen, [], "the squatter is not in the victim's room");
     // And it cannot join it now that the victim is in it.
     assert.equal((await ack(attacker, "join", id)).ok, false);

@@ -256,7 +256,7 @@ struct Session {
 
 /// The listener's id of the TCP connection that carried a session's handshake (for a
 /// websocket-only session, the connection of its websocket).
-pub fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
+fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
     parts
         .extensions
         .get::<ConnectInfo<ConnInfo>>()

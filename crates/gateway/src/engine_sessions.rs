@@ -301,13 +301,10 @@ impl EngineSessions {
         });
     }
 
-    /// Live sessions known (tests, metrics).
-    pub fn len(&self) -> usize {
+    /// Sessions known.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -354,7 +351,7 @@ mod tests {
         };
         assert!(!s.expire(sid, g), "a stale grace closes nothing");
         assert!(s.expire(sid, g2));
-        assert!(s.is_empty(), "forgotten once closed");
+        assert_eq!(s.len(), 0, "forgotten once closed");
     }
 
     #[test]
@@ -372,7 +369,7 @@ mod tests {
             s.disconnected(sid, DisconnectReason::TransportClose),
             Left::Ended
         );
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 0);
         assert_eq!(
             s.disconnected(sid, DisconnectReason::HeartbeatTimeout),
             Left::Ended,
@@ -434,7 +431,7 @@ mod tests {
         drop(s.attempt(sid, WS).expect("admitted")); // refused
         assert_eq!(s.len(), 1);
         tokio::time::sleep(grace + Duration::from_secs(1)).await;
-        assert!(s.is_empty(), "forgotten after the grace");
+        assert_eq!(s.len(), 0, "forgotten after the grace");
         assert_eq!(s.closer.closed.get(), 1);
     }
 }

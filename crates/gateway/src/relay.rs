@@ -371,8 +371,8 @@ impl Conn {
 
     /// `join {room, since?}`: the join, plus the history's position (`epoch`, `offset`: the
     /// last one) and, with `since`, the replay of what followed it, then the join (see
-    /// [`Conn::recover_single`]; cluster mode: [`Conn::join_tracked_cluster`]). One recovering
-    /// join per connection at a time: a second one while the first runs is refused.
+    /// [`Conn::recover_single`]; cluster mode: [`Conn::join_tracked_cluster`]). A connection's
+    /// recovering joins run one at a time, in turn ([`Conn::begin_recovery`]).
     async fn join_tracked<A: Adapter>(
         &self,
         s: &SocketRef<A>,
