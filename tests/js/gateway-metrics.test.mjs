@@ -100,6 +100,39 @@ test("--metrics-listen serves /metrics on its own port only", async (t) => {
   assert.equal((await fetch(gw.url + "/metrics")).status, 404);
 });
 
+test("GET /metrics on the client port cannot make the node walk its socket table per request", { timeout: 120_000 }, async (t) => {
+  // An anonymous client hammers /metrics (on the client port by default). The connections
+  // gauge is recounted from socketioxide's socket table: with thousands of sockets a walk
+  // is not free, so recounts are paced to 1 % of a core and scrapes in between serve the
+  // last count. Without the pacing every one of the scrapes below walks the table.
+  const gw = track(t, await startGateway(["--conn-rate-per-ip", "0", "--max-connections", "10000"]));
+  const N = 3000;
+  const sockets = [];
+  for (let i = 0; i < N; i += 100) {
+    const batch = [];
+    for (let j = i; j < Math.min(N, i + 100); j++) {
+      const s = client(t, gw.url, { transports: ["websocket"] });
+      sockets.push(s);
+      batch.push(connected(s));
+    }
+    await Promise.all(batch);
+  }
+  const recounts = (m) => metricSum(m, "sio_gateway_connections_recounts_total");
+  const before = recounts(await scrapeMetrics(gw.url + "/metrics"));
+  const SCRAPES = 400;
+  for (let i = 0; i < SCRAPES; i += 20) {
+    await Promise.all(Array.from({ length: 20 }, () => fetch(gw.url + "/metrics").then((r) => r.text())));
+  }
+  const walked = recounts(await scrapeMetrics(gw.url + "/metrics")) - before;
+  assert.ok(walked < SCRAPES / 2, `${walked} recounts for ${SCRAPES + 1} scrapes of ${N} sockets`);
+  // Paced, not frozen: the gauge catches up with what changed.
+  for (const s of sockets.slice(0, 500)) s.disconnect();
+  await waitFor(async () => {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    return m['sio_gateway_connections{namespace="/",transport="websocket"}'] === N - 500;
+  }, { what: "the gauge counts the sockets left", timeoutMs: 20_000 });
+});
+
 test("health, readiness and the chat page", async (t) => {
   const gw = track(t, await startGateway(["--node-id", "page-node"]));
   const h = await fetch(gw.url + "/healthz");

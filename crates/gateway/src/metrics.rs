@@ -4,8 +4,15 @@
 //! (`dropped_no_sink`, ...), so the hot path is one atomic add, never a label-map lookup.
 //! The `connections{namespace,transport}` gauge is not maintained incrementally: it is
 //! recomputed from socketioxide's own socket table at scrape time ([`handler`], the `/metrics`
-//! endpoint), which keeps it exact across transport upgrades at zero cost per message.
-use std::sync::Arc;
+//! endpoint), which keeps it exact across transport upgrades at zero cost per message. That
+//! walk is O(local sockets), and `/metrics` is on the client port unless `--metrics-listen`
+//! moves it, so anyone could make the node walk its whole socket table per request: recounts
+//! are paced ([`Recount`]) to at most 1 % of one core, and scrapes in between serve the last
+//! count.
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use axum::{
     extract::State,
@@ -85,6 +92,42 @@ pub struct Metrics {
     pub namespaces: IntGauge,
     pub draining: IntGauge,
     pub http_requests_total: IntCounterVec,
+    /// Recounts of `connections` made by scrapes (see [`Recount`]).
+    pub connections_recounts_total: IntCounter,
+    recount: Recount,
+}
+
+/// Paces the scrape-time recount of the `connections` gauge: a recount is due when the time
+/// since the last one ended is at least [`Recount::FACTOR`] times what that one took, so
+/// however fast `/metrics` is requested, walking the socket table takes at most 1 / `FACTOR`
+/// of one core. A walk that took at most [`Recount::FREE`] (a few hundred sockets; rendering
+/// the metrics costs about as much) is always due again, so small nodes are counted exactly
+/// at every scrape; with 100,000 sockets a walk takes a few milliseconds and the gauge may be
+/// a few hundred milliseconds old.
+#[derive(Default)]
+struct Recount {
+    /// When the last recount ended, and what it took.
+    last: Mutex<Option<(Instant, Duration)>>,
+}
+
+impl Recount {
+    const FACTOR: u32 = 100;
+    const FREE: Duration = Duration::from_micros(100);
+
+    fn due(&self, now: Instant) -> bool {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match *last {
+            None => true,
+            Some((ended, took)) => {
+                took <= Self::FREE || now.saturating_duration_since(ended) >= took * Self::FACTOR
+            }
+        }
+    }
+
+    fn done(&self, started: Instant, ended: Instant) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((ended, ended.saturating_duration_since(started)));
+    }
 }
 
 const NS: &str = "sio_gateway";
@@ -185,6 +228,10 @@ impl Metrics {
             "draining",
             "1 while the node drains before exiting"
         )));
+        let connections_recounts_total = reg!(IntCounter::with_opts(opts(
+            "connections_recounts_total",
+            "Recounts of the connections gauge from the socket table, made by scrapes (paced to 1 % of a core)"
+        )));
         let http_requests_total = reg!(IntCounterVec::new(
             opts(
                 "http_requests_total",
@@ -248,6 +295,8 @@ impl Metrics {
             namespaces,
             draining,
             http_requests_total,
+            connections_recounts_total,
+            recount: Recount::default(),
         }
     }
 
@@ -273,13 +322,31 @@ pub struct MetricsState<A: Adapter> {
     pub config: Arc<Config>,
 }
 
-/// `GET /metrics`: refresh the scrape-time gauges, then render.
+/// `GET /metrics`: refresh the scrape-time gauges when a recount is due, then render.
 pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response {
     let m = &st.metrics;
-    // Recount connections by namespace and transport from socketioxide's socket table: exact
-    // across websocket upgrades, and free on the message path. O(local sockets) per scrape.
-    // Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so the
-    // label's cardinality is that of the configuration, not of the tenants.
+    let started = Instant::now();
+    if m.recount.due(started) {
+        recount_connections(&st);
+        m.recount.done(started, Instant::now());
+        m.connections_recounts_total.inc();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+/// Recount connections by namespace and transport from socketioxide's socket table: exact
+/// across websocket upgrades, and free on the message path. O(local sockets), paced by
+/// [`Recount`]. Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so
+/// the label's cardinality is that of the configuration, not of the tenants.
+fn recount_connections<A: Adapter>(st: &MetricsState<A>) {
+    let m = &st.metrics;
     let patterns = namespace_label_patterns(&st.config.namespace);
     let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for ns in st.io.nsps() {
@@ -312,14 +379,6 @@ pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response 
             .with_label_values(&[label, "polling"])
             .set(*polling);
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        m.render(),
-    )
-        .into_response()
 }
 
 /// Dynamic namespace patterns as globs (`/tenant-{p0}` -> `/tenant-*`), with that glob as the
@@ -361,5 +420,21 @@ mod tests {
         assert!(text.contains("sio_gateway_dropped_messages_total{reason=\"no_sink\"} 1"));
         assert!(text.contains("sio_gateway_auth_failures_total{reason=\"invalid_token\"} 0"));
         assert!(text.contains("sio_gateway_node_info{node_id=\"n1\""));
+    }
+
+    #[test]
+    fn recounts_are_paced_to_a_hundredth_of_their_cost() {
+        let r = Recount::default();
+        let t0 = Instant::now();
+        assert!(r.due(t0), "the first scrape recounts");
+        let ms = Duration::from_millis;
+        r.done(t0, t0 + ms(2));
+        let ended = t0 + ms(2);
+        assert!(!r.due(ended), "at once after a 2 ms walk");
+        assert!(!r.due(ended + ms(199)));
+        assert!(r.due(ended + ms(200)), "100 x the walk later");
+        // A walk as cheap as the render itself is always due again.
+        r.done(t0, t0 + Duration::from_micros(80));
+        assert!(r.due(t0 + Duration::from_micros(80)));
     }
 }
