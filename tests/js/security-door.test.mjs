@@ -161,6 +161,70 @@ test("a client that stops reading costs only its own deliveries, then is closed;
   assert.ok(reader.connected && pub.connected);
 });
 
+// A client that sends acked events and never reads: every reply that found its queue full was
+// a task of its own, waiting up to 10 s (in summed sleeps, longer under load) and then logging
+// its own warning and closing the client. 200,000 such events (refused ones too: the rate
+// limit answers with an error ack) held 160 MB and most of a core; over polling, one warning
+// per event. Now waiting replies are one list per connection, sent by one task; past 4,096
+// waiting the client is given up on at once: one warning, the replies dropped and counted, the
+// transport closed.
+const ackWarnings = (gw) => gw.output().split("\n").filter((l) => /acks.*closing the connection/.test(l)).length;
+
+test("a websocket that sends acked events it never reads is closed at once, with one warning", { timeout: 90_000 }, async (t) => {
+  const gw = track(t, await startGateway(["--max-buffer", "16"]));
+  const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  track(t, { close: () => ws.terminate() });
+  const acked = new Promise((resolve) => ws.on("message", (d) => { if (d.toString() === '430[{"ok":true}]') resolve(); }));
+  await once(ws, "open");
+  ws.send("40");
+  await sleep(200);
+  ws.send('420["join","flood"]');
+  await acked;
+  ws._socket.pause(); // stop reading
+  // Fill the kernel's buffers and the gateway's queue with broadcasts to it.
+  const pub = client(t, gw.url);
+  assert.equal(await outcome(pub), "connected");
+  const big = "x".repeat(64 * 1024);
+  for (let slow = 0, end = Date.now() + 20000; slow === 0 && Date.now() < end;) {
+    for (let i = 0; i < 20; i++) await pub.timeout(5000).emitWithAck("publish", { room: "flood", event: "m", data: big });
+    slow = metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_dropped_messages_total", 'reason="slow_client"');
+  }
+  // Then acked events it will never read the answers of (most refused by the rate limit).
+  for (let i = 1; i <= 6000; i++) ws.send(`42${i}["leave","r${i}"]`);
+  await waitFor(async () => {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    return metricSum(m, "sio_gateway_connections", 'transport="websocket"') === 1;
+  }, { timeoutMs: 5000, what: "the client that does not read its acks closed within 5 s" });
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.ok(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="ack_undeliverable"') >= 4096);
+  await sleep(500);
+  assert.equal(ackWarnings(gw), 1, "one warning for the connection, not one per event");
+  assert.ok(pub.connected);
+  assert.deepEqual(await pub.timeout(5000).emitWithAck("join", "after"), { ok: true });
+});
+
+test("a polling session that posts acked events and never polls is given up on at once, with one warning", { timeout: 60_000 }, async (t) => {
+  const gw = track(t, await startGateway([]));
+  const base = gw.url + "/socket.io/?EIO=4&transport=polling";
+  const hs = await (await fetch(base)).text();
+  const key = JSON.parse(hs.slice(1)).sid;
+  const url = `${base}&sid=${encodeURIComponent(key)}`;
+  assert.equal((await fetch(url, { method: "POST", body: "40" })).status, 200);
+  assert.match(await (await fetch(url)).text(), /(^|\u001e)40\{/);
+  // 6,000 acked events in three posts, never a poll: the queue (128) fills with replies.
+  for (let p = 0; p < 3; p++) {
+    const body = Array.from({ length: 2000 }, (_, i) => `42${p * 2000 + i + 1}["leave","r"]`).join("\u001e");
+    assert.equal((await fetch(url, { method: "POST", body })).status, 200);
+  }
+  await waitFor(async () => metricSum(await scrapeMetrics(gw.url + "/metrics"),
+    "sio_gateway_dropped_messages_total", 'reason="ack_undeliverable"') >= 4096,
+  { timeoutMs: 5000, what: "the waiting replies dropped and counted within 5 s" });
+  // Its next poll is answered with CLOSE.
+  assert.equal(await (await fetch(url)).text(), "1");
+  await sleep(500);
+  assert.equal(ackWarnings(gw), 1, "one warning for the session, not one per event");
+});
+
 // A session that leaves its last namespace (DISCONNECT `41`) keeps its Engine.IO session in
 // socketioxide; answering pings, it held a TCP connection and ~17 KB for ever while counting
 // against no limit (--max-connections counts namespace sockets). Stock clients close the session

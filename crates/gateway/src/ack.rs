@@ -1,4 +1,4 @@
-//! Acks that are never dropped in silence.
+//! Acks that are never dropped in silence, and never piled up without bound.
 //!
 //! socketioxide's `AckSender::send` fails at once when the connection's outgoing queue
 //! (`--max-buffer` packets) is full. A client that sends a burst of acked events — 200 `join`s
@@ -7,19 +7,30 @@
 //! without a timeout waited forever.
 //!
 //! The relay answers through [`Ack`] instead. The extractor keeps the socket and the ack id (it
-//! is built from socketioxide's public `FromMessageParts`, the same way `AckSender` is), so a
-//! reply that finds the queue full can be tried again: it waits with a short back-off
-//! (1 ms doubling to 50 ms) until the writer has made room, which in the burst case takes
-//! milliseconds. Each waiting reply is counted in `acks_delayed_total`. A client that does not
-//! read at all for [`ACK_DEADLINE`] is not served any more: the reply is counted as
-//! `dropped_messages_total{reason="ack_undeliverable"}`, logged, and the connection is closed
-//! (transport closed, so a stock client reconnects). Waiting replies are bounded by the event
-//! rate limit, which every acked event passes first.
-use std::{sync::Arc, time::Duration};
+//! is built from socketioxide's public `FromMessageParts`, the same way `AckSender` is). A
+//! reply that finds the queue full is put in the connection's [`Replies`], in order, and the
+//! handler returns; one task per connection (started when the first reply has to wait) sends
+//! them as room appears, with a short back-off (1 ms doubling to 50 ms), which in the burst
+//! case takes milliseconds. Each reply that waits is counted in `acks_delayed_total`.
+//!
+//! A client that does not read is not served any more, and costs a bounded amount meanwhile:
+//! when the waiting replies make no progress for [`ACK_DEADLINE`] (wall-clock time), or when
+//! more than [`MAX_WAITING`] wait at once (a client sending acked events it never reads, even
+//! ones refused by the rate limit), the waiting replies are dropped and counted as
+//! `dropped_messages_total{reason="ack_undeliverable"}`, one warning is logged for the
+//! connection, and its transport is closed (so a stock client reconnects). Replies asked for
+//! after that are dropped and counted, without a warning or a task each. Earlier, every waiting
+//! reply was a task of its own with its own deadline and its own warning: one raw websocket
+//! sending 200,000 acked events it never read held 160 MB and most of a core, and a polling
+//! client made one warning per event.
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
-use serde::Serialize;
 use socketioxide::{
-    SendError, SocketError, TransportType,
+    SendError, SocketError,
     adapter::Adapter,
     extract::AckSender,
     handler::{FromMessageParts, Value},
@@ -28,8 +39,14 @@ use socketioxide::{
 
 use crate::state::Gateway;
 
-/// How long a reply waits for room in a client's queue before the client counts as not reading.
+/// How long waiting replies may make no progress before the client counts as not reading.
 pub const ACK_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Replies one connection may have waiting at once. Far above an honest burst that outruns
+/// its writer (1,000 acked events at once leave at most ~900 waiting behind a 128-packet
+/// queue), and small in memory: a refusal waits as one enum (no allocation), another reply
+/// as its JSON value, and the replies that are not refusals are bounded by the event rate.
+pub const MAX_WAITING: usize = 4096;
 
 /// Longest pause between two tries.
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -55,31 +72,127 @@ impl<A: Adapter> FromMessageParts<A> for Ack<A> {
     }
 }
 
-impl<A: Adapter> Ack<A> {
-    /// A fresh `AckSender` for this ack id (socketioxide's `send` consumes it).
-    fn sender(&self) -> AckSender<A> {
-        let mut unused = Value::Bytes(bytes::Bytes::new());
-        match AckSender::from_message_parts(&self.socket, &mut unused, &self.id) {
-            Ok(a) => a,
-            Err(never) => match never {},
+/// What a reply says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `{ok:false, error:"rate limited"}`: the common refusal, kept without allocating.
+    RateLimited,
+    Json(serde_json::Value),
+}
+
+/// The JSON of [`Reply::RateLimited`], made once.
+static RATE_LIMITED: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({ "ok": false, "error": "rate limited" }));
+
+impl Reply {
+    fn json(&self) -> &serde_json::Value {
+        match self {
+            Reply::RateLimited => &RATE_LIMITED,
+            Reply::Json(v) => v,
+        }
+    }
+}
+
+/// A fresh `AckSender` for `id` (socketioxide's `send` consumes it).
+fn sender<A: Adapter>(socket: &Arc<Socket<A>>, id: i64) -> AckSender<A> {
+    let mut unused = Value::Bytes(bytes::Bytes::new());
+    match AckSender::from_message_parts(socket, &mut unused, &Some(id)) {
+        Ok(a) => a,
+        Err(never) => match never {},
+    }
+}
+
+/// The replies of one connection that wait for room in its queue (see the module doc).
+#[derive(Debug, Default)]
+pub struct Replies {
+    // Locked once per reply that finds the queue full and once per round of the sending task,
+    // never on the path of a reply that fits.
+    state: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    list: VecDeque<(i64, Reply)>,
+    /// A task is sending `list`.
+    sending: bool,
+    /// The client was given up on: replies are dropped (and counted) from now on.
+    given_up: bool,
+}
+
+/// What to do with a reply that did not fit.
+#[derive(Debug, PartialEq)]
+enum Queued {
+    /// Waits; start the sending task.
+    StartSending,
+    /// Waits behind others; the task runs already.
+    Behind,
+    /// Dropped: the client was given up on before.
+    Dropped,
+    /// Over [`MAX_WAITING`]: the client is given up on now; this many replies were dropped.
+    GiveUp(usize),
+}
+
+impl Waiting {
+    fn queue(&mut self, id: i64, reply: Reply) -> Queued {
+        if self.given_up {
+            return Queued::Dropped;
+        }
+        if self.list.len() >= MAX_WAITING {
+            return Queued::GiveUp(self.give_up() + 1);
+        }
+        self.list.push_back((id, reply));
+        if std::mem::replace(&mut self.sending, true) {
+            Queued::Behind
+        } else {
+            Queued::StartSending
         }
     }
 
-    /// Send `v`, waiting for room in the client's queue if needed (see the module doc).
-    pub async fn send<T: Serialize + ?Sized>(self, gw: &Gateway, v: &T) {
-        if self.id.is_none() {
-            return;
-        }
-        let mut backoff = Duration::from_millis(1);
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.sender().send(v) {
+    /// Drop every waiting reply; how many.
+    fn give_up(&mut self) -> usize {
+        self.given_up = true;
+        self.sending = false;
+        let n = self.list.len();
+        self.list.clear();
+        n
+    }
+}
+
+impl Replies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<A: Adapter> Ack<A> {
+    /// Answer `{ok:false, error:"rate limited"}` (see [`Ack::send`]).
+    pub fn rate_limited(self, gw: &Arc<Gateway>, replies: &Arc<Replies>) {
+        self.answer(gw, replies, &RATE_LIMITED, || Reply::RateLimited);
+    }
+
+    /// Send `v` now if the client's queue has room, else leave it to the connection's sending
+    /// task (see the module doc). Never waits.
+    pub fn send(self, gw: &Arc<Gateway>, replies: &Arc<Replies>, v: &serde_json::Value) {
+        // The value is copied only when it has to wait.
+        self.answer(gw, replies, v, || Reply::Json(v.clone()));
+    }
+
+    fn answer(
+        self,
+        gw: &Arc<Gateway>,
+        replies: &Arc<Replies>,
+        v: &serde_json::Value,
+        waiting: impl FnOnce() -> Reply,
+    ) {
+        let Some(id) = self.id else { return };
+        // Not ahead of replies already waiting: they keep their order.
+        let others_wait = !replies.lock().list.is_empty();
+        if !others_wait {
+            match sender(&self.socket, id).send(v) {
                 Ok(()) => return,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-                Err(SendError::Socket(SocketError::Closed)) => {
-                    // Gone: nobody left to answer.
-                    return;
-                }
+                // Gone: nobody left to answer.
+                Err(SendError::Socket(SocketError::Closed)) => return,
                 Err(e) => {
                     // Serialising our own JSON replies cannot fail; if it ever does, say so.
                     gw.metrics.dropped_send_failed.inc();
@@ -87,38 +200,123 @@ impl<A: Adapter> Ack<A> {
                     return;
                 }
             }
-            if waited.is_zero() {
+        }
+        let queued = replies.lock().queue(id, waiting());
+        match queued {
+            Queued::Behind => gw.metrics.acks_delayed_total.inc(),
+            Queued::StartSending => {
                 gw.metrics.acks_delayed_total.inc();
+                tokio::spawn(send_waiting(gw.clone(), replies.clone(), self.socket));
             }
-            if waited >= ACK_DEADLINE {
-                gw.metrics.dropped_ack_undeliverable.inc();
-                tracing::warn!(
-                    node_id = %gw.node_id(),
-                    sid = %self.socket.id,
-                    waited_ms = waited.as_millis() as u64,
-                    "client does not read its acks: closing the connection"
-                );
-                close_transport(gw, self.socket);
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            waited += backoff;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            Queued::Dropped => gw.metrics.dropped_ack_undeliverable.inc(),
+            Queued::GiveUp(dropped) => give_up(gw, self.socket, dropped, "too many acks waiting"),
         }
     }
 }
 
+/// The connection's sending task: sends the waiting replies in order as room appears, until
+/// none is left, the socket closes, or they make no progress for [`ACK_DEADLINE`].
+async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Replies>, socket: Arc<Socket<A>>) {
+    let mut backoff = Duration::from_millis(1);
+    let mut progress = Instant::now();
+    loop {
+        {
+            let mut w = replies.lock();
+            if w.given_up {
+                return;
+            }
+            while let Some((id, r)) = w.list.front() {
+                match sender(&socket, *id).send(r.json()) {
+                    Ok(()) => {
+                        w.list.pop_front();
+                        progress = Instant::now();
+                        backoff = Duration::from_millis(1);
+                    }
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => break,
+                    Err(SendError::Socket(SocketError::Closed)) => {
+                        w.list.clear();
+                        w.sending = false;
+                        return;
+                    }
+                    Err(e) => {
+                        w.list.pop_front();
+                        gw.metrics.dropped_send_failed.inc();
+                        tracing::warn!(sid = %socket.id, error = %e, "ack not sent");
+                    }
+                }
+            }
+            if w.list.is_empty() {
+                w.sending = false;
+                return;
+            }
+            if progress.elapsed() >= ACK_DEADLINE {
+                let dropped = w.give_up();
+                drop(w);
+                give_up(&gw, socket, dropped, "client does not read its acks");
+                return;
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Count the dropped replies, warn once for the connection, and close its transport.
+fn give_up<A: Adapter>(gw: &Gateway, socket: Arc<Socket<A>>, dropped: usize, why: &str) {
+    gw.metrics.dropped_ack_undeliverable.inc_by(dropped as u64);
+    tracing::warn!(
+        node_id = %gw.node_id(),
+        sid = %socket.id,
+        dropped,
+        "{why}: closing the connection"
+    );
+    close_transport(gw, socket);
+}
+
 /// Close a client whose queue stays full. socketioxide's `disconnect` needs room in that same
-/// queue; when there is none, a websocket client's TCP connection is cut (the drain's way, see
-/// `listener`). A polling client that does not poll is closed by its heartbeat timeout.
+/// queue; when there is none, the transport is cut the drain's way (`Drain::cut_transport`): a
+/// websocket's TCP connection is shut down, a polling session's next poll is answered with
+/// CLOSE; a polling client that does not poll is closed by its heartbeat timeout.
 fn close_transport<A: Adapter>(gw: &Gateway, s: Arc<Socket<A>>) {
     let sid = s.id;
-    let websocket = s.transport_type() == TransportType::Websocket;
     if s.clone().disconnect().is_ok() {
         return;
     }
-    if websocket && gw.drain.cut_transport(&gw.conns, &s) {
+    if gw.drain.cut_transport(&gw.conns, &s) {
         return;
     }
     tracing::debug!(%sid, "transport not found; the heartbeat closes it");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waiting_replies_are_capped_and_dropped_once_given_up() {
+        let mut w = Waiting::default();
+        assert_eq!(w.queue(1, Reply::RateLimited), Queued::StartSending);
+        assert_eq!(
+            w.queue(2, Reply::Json(serde_json::json!({"ok": true}))),
+            Queued::Behind
+        );
+        for id in 3..=MAX_WAITING as i64 {
+            assert_eq!(w.queue(id, Reply::RateLimited), Queued::Behind);
+        }
+        assert_eq!(w.list.len(), MAX_WAITING);
+        // One more: everything waiting and this one are dropped, and the client given up on.
+        assert_eq!(
+            w.queue(0, Reply::RateLimited),
+            Queued::GiveUp(MAX_WAITING + 1)
+        );
+        assert!(w.list.is_empty());
+        assert_eq!(w.queue(7, Reply::RateLimited), Queued::Dropped);
+        assert!(w.list.is_empty(), "nothing waits after giving up");
+    }
+
+    #[test]
+    fn a_waiting_reply_is_small() {
+        // The refusals a flooding client causes wait without a heap allocation each.
+        assert!(std::mem::size_of::<(i64, Reply)>() <= 40);
+    }
 }

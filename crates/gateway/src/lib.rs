@@ -58,6 +58,7 @@ pub mod session_key;
 pub mod state;
 pub mod sticky;
 pub mod upstream;
+pub mod warn_limit;
 pub mod webhook_client;
 
 /// Run one gateway node with the adapter the configuration asks for.

@@ -14,7 +14,7 @@ use std::{
         Arc,
         atomic::{AtomicU32, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use serde::Deserialize;
@@ -42,6 +42,7 @@ use crate::{
     limits::TokenBucket,
     namespaces::EnterError,
     state::Gateway,
+    warn_limit::WarnLimit,
 };
 
 /// Why a namespace connection is refused; the text reaches the client as its
@@ -139,6 +140,8 @@ struct Conn {
     recovery_turn: tokio::sync::Mutex<()>,
     /// Recovering joins of this connection running or waiting for their turn.
     recoveries: AtomicU32,
+    /// Acks waiting for room in this connection's queue (see `ack`).
+    replies: Arc<crate::ack::Replies>,
 }
 
 /// Recovering joins one connection may have running or waiting; more are refused.
@@ -295,9 +298,14 @@ impl Conn {
         }
     }
 
-    /// Answer the client's ack (see `ack`: never dropped in silence).
+    /// Answer the client's ack (see `ack`: never dropped in silence, never waited on).
     async fn reply<A: Adapter>(&self, ack: Ack<A>, v: &serde_json::Value) {
-        ack.send(&self.gw, v).await;
+        ack.send(&self.gw, &self.replies, v);
+    }
+
+    /// Answer an event over the rate limit.
+    fn rate_limited<A: Adapter>(&self, ack: Ack<A>) {
+        ack.rate_limited(&self.gw, &self.replies);
     }
 
     async fn join<A: Adapter>(
@@ -308,7 +316,7 @@ impl Conn {
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return self.reply(ack, &err("rate limited")).await;
+            return self.rate_limited(ack);
         }
         let hm = &self.gw.history.metrics;
         // Parsed and checked whole before anything is applied (see `history::since`).
@@ -738,7 +746,7 @@ impl Conn {
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return self.reply(ack, &err("rate limited")).await;
+            return self.rate_limited(ack);
         }
         let v = match room {
             Ok(r) if r == s.id.as_str() => {
@@ -774,7 +782,7 @@ impl Conn {
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return self.reply(ack, &err("rate limited")).await;
+            return self.rate_limited(ack);
         }
         let v = self.try_publish(io, s, p).await;
         self.reply(ack, &v).await;
@@ -960,7 +968,7 @@ impl Conn {
         ack: Ack<A>,
     ) {
         if !self.admit_event() {
-            return self.reply(ack, &err("rate limited")).await;
+            return self.rate_limited(ack);
         }
         let data = data.unwrap_or(serde_json::Value::Null);
         let sid = s.id.to_string();
@@ -1025,7 +1033,11 @@ pub async fn install<A: Adapter>(
     if pending.as_ref().is_none_or(|p| p.session_is_public())
         && let Err(e) = clear_own_id_room(&io, &s).await
     {
-        tracing::warn!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), error = %e, "could not check the socket's own-id room across the cluster: connect refused");
+        // Clients can repeat it while Redis is away: counted each time, warned once per 10 s.
+        static WARN: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+        if let Some(held_back) = WARN.allow() {
+            tracing::warn!(node_id = %gw.node_id(), sid = %s.id, ns = s.ns(), error = %e, held_back, "could not check the socket's own-id room across the cluster: connect refused (each is counted in connections_refused_total{{reason=\"cluster_unreachable\"}})");
+        }
         gw.metrics
             .connections_refused_total
             .with_label_values(&["cluster_unreachable"])
@@ -1065,6 +1077,7 @@ pub async fn install<A: Adapter>(
         join_step: std::sync::Mutex::new(()),
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
+        replies: Arc::default(),
     });
 
     let c = conn.clone();

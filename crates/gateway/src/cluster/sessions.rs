@@ -43,6 +43,7 @@ use crate::{
     engine_io::{self, session_unknown},
     listener::ConnInfo,
     session_key::fingerprint,
+    warn_limit::WarnLimit,
 };
 
 /// Largest handshake response body read to learn the sid (a real one is ~120 bytes).
@@ -193,7 +194,11 @@ async fn from_peer(c: &Cluster, req: Request, next: Next) -> Response {
                 .extensions()
                 .get::<ConnectInfo<ConnInfo>>()
                 .map(|ci| ci.0.remote.to_string());
-            tracing::warn!(node_id = %c.node_id, peer = ?peer, error = %e, "refused a request with an invalid forwarding header");
+            // Anyone can send the header: one warning per interval, the rest counted only.
+            static WARN: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+            if let Some(held_back) = WARN.allow() {
+                tracing::warn!(node_id = %c.node_id, peer = ?peer, error = %e, held_back, "refused a request with an invalid forwarding header (each is counted in polling_forwards_total{{result=\"refused\"}}; warned at most every 10 s)");
+            }
             engine_io::error_response(StatusCode::FORBIDDEN, 403, "invalid forwarding header")
         }
     }
