@@ -16,7 +16,9 @@
 //! A client that does not read is not served any more, and costs a bounded amount meanwhile:
 //! when the waiting replies make no progress for [`ACK_DEADLINE`] (wall-clock time), or when
 //! more than [`MAX_WAITING`] wait at once (a client sending acked events it never reads, even
-//! ones refused by the rate limit), the waiting replies are dropped and counted as
+//! ones refused by the rate limit) or more than [`MAX_WAITING_BYTES`] (a backend's answers to
+//! upstream events can be large, and may echo what the client sent), the waiting replies are
+//! dropped and counted as
 //! `dropped_messages_total{reason="ack_undeliverable"}`, one warning is logged for the
 //! connection, and its transport is closed (so a stock client reconnects). Replies asked for
 //! after that are dropped and counted, without a warning or a task each. Earlier, every waiting
@@ -47,6 +49,10 @@ pub const ACK_DEADLINE: Duration = Duration::from_secs(10);
 /// queue), and small in memory: a refusal waits as one enum (no allocation), another reply
 /// as its JSON value, and the replies that are not refusals are bounded by the event rate.
 pub const MAX_WAITING: usize = 4096;
+
+/// Bytes of JSON one connection may have waiting at once (a reply that arrives when nothing
+/// waits is always taken, whatever its size).
+pub const MAX_WAITING_BYTES: usize = 4 << 20;
 
 /// Longest pause between two tries.
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
@@ -113,6 +119,8 @@ pub struct Replies {
 #[derive(Debug, Default)]
 struct Waiting {
     list: VecDeque<(i64, Reply)>,
+    /// JSON bytes of the waiting [`Reply::Json`]s.
+    bytes: usize,
     /// A task is sending `list`.
     sending: bool,
     /// The client was given up on: replies are dropped (and counted) from now on.
@@ -128,8 +136,37 @@ enum Queued {
     Behind,
     /// Dropped: the client was given up on before.
     Dropped,
-    /// Over [`MAX_WAITING`]: the client is given up on now; this many replies were dropped.
+    /// Over [`MAX_WAITING`] or [`MAX_WAITING_BYTES`]: the client is given up on now; this many
+    /// replies were dropped.
     GiveUp(usize),
+}
+
+impl Reply {
+    /// Its JSON size, counted without building the text (only replies that wait are measured).
+    fn size(&self) -> usize {
+        match self {
+            Reply::RateLimited => 0,
+            Reply::Json(v) => {
+                let mut n = Count(0);
+                // Writing into a counter cannot fail, and a `Value` always serialises.
+                let _ = serde_json::to_writer(&mut n, v);
+                n.0
+            }
+        }
+    }
+}
+
+/// A writer that only counts.
+struct Count(usize);
+
+impl std::io::Write for Count {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 impl Waiting {
@@ -137,9 +174,13 @@ impl Waiting {
         if self.given_up {
             return Queued::Dropped;
         }
-        if self.list.len() >= MAX_WAITING {
+        let size = reply.size();
+        if self.list.len() >= MAX_WAITING
+            || (!self.list.is_empty() && self.bytes + size > MAX_WAITING_BYTES)
+        {
             return Queued::GiveUp(self.give_up() + 1);
         }
+        self.bytes += size;
         self.list.push_back((id, reply));
         if std::mem::replace(&mut self.sending, true) {
             Queued::Behind
@@ -154,7 +195,15 @@ impl Waiting {
         self.sending = false;
         let n = self.list.len();
         self.list.clear();
+        self.bytes = 0;
         n
+    }
+
+    /// The front reply was sent (or could not be).
+    fn pop(&mut self) {
+        if let Some((_, r)) = self.list.pop_front() {
+            self.bytes = self.bytes.saturating_sub(r.size());
+        }
     }
 }
 
@@ -228,18 +277,19 @@ async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Replies>, socke
             while let Some((id, r)) = w.list.front() {
                 match sender(&socket, *id).send(r.json()) {
                     Ok(()) => {
-                        w.list.pop_front();
+                        w.pop();
                         progress = Instant::now();
                         backoff = Duration::from_millis(1);
                     }
                     Err(SendError::Socket(SocketError::InternalChannelFull)) => break,
                     Err(SendError::Socket(SocketError::Closed)) => {
                         w.list.clear();
+                        w.bytes = 0;
                         w.sending = false;
                         return;
                     }
                     Err(e) => {
-                        w.list.pop_front();
+                        w.pop();
                         gw.metrics.dropped_send_failed.inc();
                         tracing::warn!(sid = %socket.id, error = %e, "ack not sent");
                     }
@@ -312,6 +362,23 @@ mod tests {
         assert!(w.list.is_empty());
         assert_eq!(w.queue(7, Reply::RateLimited), Queued::Dropped);
         assert!(w.list.is_empty(), "nothing waits after giving up");
+    }
+
+    #[test]
+    fn waiting_replies_are_capped_in_bytes() {
+        let mut w = Waiting::default();
+        let quarter = || Reply::Json(serde_json::json!("x".repeat(MAX_WAITING_BYTES / 4)));
+        // Alone, any size waits.
+        let whole = Reply::Json(serde_json::json!("x".repeat(MAX_WAITING_BYTES)));
+        assert_eq!(w.queue(1, whole), Queued::StartSending);
+        w.pop();
+        assert_eq!(w.bytes, 0, "what was sent no longer counts");
+        for id in 2..=4 {
+            assert_eq!(w.queue(id, quarter()), Queued::Behind);
+        }
+        // A fourth quarter (with its quotes) would pass the bound: all four are dropped.
+        assert_eq!(w.queue(5, quarter()), Queued::GiveUp(4));
+        assert_eq!((w.list.len(), w.bytes), (0, 0));
     }
 
     #[test]
