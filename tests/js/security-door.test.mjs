@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, sleep } from "../lib/harness.mjs";
+import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, sleep, freePort } from "../lib/harness.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
 
 const SECRET = "security-door-secret-0123";
@@ -289,6 +289,39 @@ test("connections that send nothing, or an unfinished request head, are cut; liv
   const m = await scrapeMetrics(gw.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_connections_closed_idle_total"), 20);
   assert.ok(live.connected, "a live client (answering pings) is kept");
+});
+
+// One address holding connections up to the process's file limit (each one alive, so the idle
+// timeout does not apply): with --max-conns-per-ip the ones over the cap are closed on accept.
+test("--max-conns-per-ip: connections over the cap are closed on accept, a freed place is taken again", async (t) => {
+  const mport = await freePort();
+  const gw = track(t, await startGateway(["--max-conns-per-ip", "10", "--metrics-listen", `127.0.0.1:${mport}`]));
+  const murl = `http://127.0.0.1:${mport}/metrics`;
+  await waitFor(async () => (await fetch(murl).catch(() => ({}))).status === 200, { what: "metrics listener" });
+  const port = Number(new URL(gw.url).port);
+  const socks = [];
+  const closes = [];
+  for (let i = 0; i < 15; i++) {
+    const s = net.connect(port, "127.0.0.1");
+    track(t, { close: () => s.destroy() });
+    s.on("error", () => {});
+    closes.push(new Promise((resolve) => s.on("close", () => resolve(true))));
+    await once(s, "connect");
+    socks.push(s);
+  }
+  const closedWithin = (i, ms) => Promise.race([closes[i], sleep(ms).then(() => false)]);
+  const ended = await Promise.all(socks.map((_, i) => closedWithin(i, 2000)));
+  // The harness's own keep-alive connection (its health probe) may hold one of the 10 places.
+  const kept = ended.filter((e) => !e).length;
+  assert.ok(kept === 10 || kept === 9, `${kept} kept`);
+  assert.deepEqual(ended.slice(kept), Array(15 - kept).fill(true), "the ones over the cap are closed");
+  assert.equal(metricSum(await scrapeMetrics(murl), "sio_gateway_connections_refused_total", 'reason="ip_connections"'), 15 - kept);
+  // A place that frees is taken again: a stock client gets in.
+  socks[0].destroy();
+  await closes[0];
+  await sleep(100);
+  const c = client(t, gw.url);
+  assert.equal(await outcome(c), "connected");
 });
 
 // Every CONNECT after a session's first asks every node to clear the socket's own-id room (see

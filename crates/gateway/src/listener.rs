@@ -19,10 +19,15 @@
 //! would allow (`--ping-interval` + `--ping-timeout`), counted in
 //! `connections_closed_stalled_total`. The connection id reaches request handlers
 //! (and socketioxide's handshake request parts) through axum's `ConnectInfo<ConnInfo>`.
+//!
+//! Connections per client IP: with `--max-conns-per-ip` ([`ConnRegistry::limit_per_ip`]), a
+//! connection accepted from an IP that already holds that many is closed at once, before hyper
+//! reads a byte, and counted in `connections_refused_total{reason="ip_connections"}`. Without
+//! it one address could hold connections up to the process's file limit.
 use std::{
     collections::HashMap,
     io,
-    net::{Shutdown, SocketAddr},
+    net::{IpAddr, Shutdown, SocketAddr},
     os::fd::{AsRawFd, FromRawFd, RawFd},
     pin::Pin,
     sync::{
@@ -54,6 +59,17 @@ pub struct ConnRegistry {
     /// far more.
     bytes_in: prometheus::IntCounter,
     bytes_out: prometheus::IntCounter,
+    /// `--max-conns-per-ip`, when set.
+    per_ip: Option<PerIp>,
+}
+
+/// Open connections per client IP, capped.
+#[derive(Debug)]
+struct PerIp {
+    max: u32,
+    // Locked once per accepted and per closed connection (only when the cap is set).
+    open: Mutex<HashMap<IpAddr, u32>>,
+    refused: prometheus::IntCounter,
 }
 
 impl Default for ConnRegistry {
@@ -73,6 +89,47 @@ impl ConnRegistry {
             epoch: Instant::now(),
             bytes_in,
             bytes_out,
+            per_ip: None,
+        }
+    }
+
+    /// Cap the connections one client IP may hold open at once (0 = no cap); refusals are
+    /// counted in `refused`.
+    pub fn limit_per_ip(mut self, max: u32, refused: prometheus::IntCounter) -> Self {
+        self.per_ip = (max > 0).then(|| PerIp {
+            max,
+            open: Mutex::default(),
+            refused,
+        });
+        self
+    }
+
+    /// Take a place for a connection from `ip`: `Err` when its IP holds the most already,
+    /// `Ok(Some(ip))` when counted (give it back with [`ConnRegistry::release_ip`]), `Ok(None)`
+    /// when there is no cap.
+    fn admit_ip(&self, ip: IpAddr) -> Result<Option<IpAddr>, ()> {
+        let Some(p) = &self.per_ip else {
+            return Ok(None);
+        };
+        let mut open = p.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= p.max {
+            p.refused.inc();
+            return Err(());
+        }
+        *n += 1;
+        Ok(Some(ip))
+    }
+
+    fn release_ip(&self, ip: IpAddr) {
+        if let Some(p) = &self.per_ip {
+            let mut open = p.open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = open.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.remove(&ip);
+                }
+            }
         }
     }
 }
@@ -224,6 +281,8 @@ pub struct TrackedStream {
     id: u64,
     registry: Arc<ConnRegistry>,
     activity: Arc<Activity>,
+    /// Its place in the per-IP count, if one is kept.
+    ip: Option<IpAddr>,
 }
 
 impl TrackedStream {
@@ -252,6 +311,9 @@ impl Drop for TrackedStream {
     fn drop(&mut self) {
         // Before `inner` closes the descriptor (fields drop after this): see `shutdown_fd`.
         self.registry.lock().remove(&self.id);
+        if let Some(ip) = self.ip {
+            self.registry.release_ip(ip);
+        }
     }
 }
 
@@ -315,6 +377,10 @@ impl axum::serve::Listener for TrackedListener {
         loop {
             match self.inner.accept().await {
                 Ok((stream, remote)) => {
+                    let Ok(ip) = self.registry.admit_ip(remote.ip()) else {
+                        // Over `--max-conns-per-ip`: closed before anything is read.
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let (id, activity) = self.track(&stream);
                     let io = TrackedStream {
@@ -322,6 +388,7 @@ impl axum::serve::Listener for TrackedListener {
                         id,
                         registry: self.registry.clone(),
                         activity,
+                        ip,
                     };
                     return (
                         io,
@@ -334,7 +401,11 @@ impl axum::serve::Listener for TrackedListener {
                 Err(e) => {
                     // Same policy as axum's own TcpListener: resource errors (EMFILE, ...)
                     // are transient, back off briefly instead of spinning or dying.
-                    tracing::warn!(error = %e, "accept failed");
+                    static WARN: crate::warn_limit::WarnLimit =
+                        crate::warn_limit::WarnLimit::new(Duration::from_secs(10));
+                    if let Some(held_back) = WARN.allow() {
+                        tracing::warn!(error = %e, held_back, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -444,5 +515,41 @@ mod tests {
             matches!(end, Ok(Ok(0)) | Ok(Err(_))),
             "the quiet peer sees the end"
         );
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_per_ip_cap_are_closed_on_accept() {
+        use tokio::io::AsyncReadExt as _;
+        let inner = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = inner.local_addr().unwrap();
+        let refused = prometheus::IntCounter::new("refused", "refused").unwrap();
+        let reg = Arc::new(ConnRegistry::default().limit_per_ip(2, refused.clone()));
+        let mut listener = TrackedListener::new(inner, reg.clone());
+        let _a = TcpStream::connect(addr).await.unwrap();
+        let (a_stream, _) = listener.accept().await;
+        let _b = TcpStream::connect(addr).await.unwrap();
+        let (_b_stream, _) = listener.accept().await;
+        // A third from the same IP is closed at once; the accept goes on to the next one.
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let accept = tokio::spawn(async move {
+            let (s, _) = listener.accept().await;
+            (listener, s)
+        });
+        let mut b = [0u8; 1];
+        let end = tokio::time::timeout(Duration::from_secs(5), c.read(&mut b)).await;
+        assert!(
+            matches!(end, Ok(Ok(0)) | Ok(Err(_))),
+            "the third sees the end"
+        );
+        assert_eq!(refused.get(), 1);
+        assert_eq!(reg.len(), 2);
+        // One closes: its place is free again.
+        drop(a_stream);
+        let _d = TcpStream::connect(addr).await.unwrap();
+        let (_listener, _d_stream) = tokio::time::timeout(Duration::from_secs(5), accept)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((reg.len(), refused.get()), (2, 1));
     }
 }

@@ -89,10 +89,18 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new(&config.node_id));
         let sticky = Arc::new(Sticky::new(&config));
         let drain = Arc::new(Drain::default());
-        let conns = Arc::new(ConnRegistry::new(
-            metrics.bytes_received_total.clone(),
-            metrics.bytes_sent_total.clone(),
-        ));
+        let conns = Arc::new(
+            ConnRegistry::new(
+                metrics.bytes_received_total.clone(),
+                metrics.bytes_sent_total.clone(),
+            )
+            .limit_per_ip(
+                config.max_conns_per_ip,
+                metrics
+                    .connections_refused_total
+                    .with_label_values(&["ip_connections"]),
+            ),
+        );
         let history = Arc::new(History::new(
             config.history.clone(),
             config.history_max_bytes,

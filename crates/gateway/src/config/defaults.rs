@@ -46,6 +46,7 @@ pub const MAX_NAMESPACES: usize = 1000;
 pub const ADMIN_UI_NAMESPACE: &str = "/admin";
 pub const ADMIN_UI_USER: &str = "admin";
 pub const CONN_RATE_PER_IP: f64 = 0.0;
+pub const MAX_CONNS_PER_IP: u32 = 0;
 pub const EVENT_RATE: f64 = 100.0;
 pub const DRAIN_PERIOD: Duration = Duration::from_secs(10);
 pub const STICKY_COOKIE: &str = "sio_node";

@@ -111,6 +111,8 @@ pub struct Config {
     pub max_rooms: usize,
     pub max_namespaces: usize,
     pub conn_rate_per_ip: f64,
+    /// TCP connections per client IP on the client listener, 0 = unlimited.
+    pub max_conns_per_ip: u32,
     pub event_rate: f64,
     pub event_burst: u32,
     pub cors_origin: Vec<String>,
@@ -604,6 +606,7 @@ impl Config {
             max_rooms: o.max_rooms.unwrap_or(D::MAX_ROOMS),
             max_namespaces: o.max_namespaces.unwrap_or(D::MAX_NAMESPACES),
             conn_rate_per_ip,
+            max_conns_per_ip: o.max_conns_per_ip.unwrap_or(D::MAX_CONNS_PER_IP),
             event_rate,
             event_burst,
             cors_origin: o.cors_origin,

@@ -423,6 +423,7 @@ admin_ui_user = "ops"
 admin_ui_password_hash = "$2b$04$y8Uuy18aR0ciulVx1pbYhed9YaQlZKHhGZ8NloPl3ee1TJRbDhM2e"
 admin_ui_events = true
 conn_rate_per_ip = 2.5
+max_conns_per_ip = 50
 event_rate = 10
 event_burst = 3
 cors_origin = ["https://app.example", "*"]
