@@ -342,6 +342,20 @@ fn log_room_rules(c: &Config) {
     }
 }
 
+/// Say at start-up when nothing limits what one client address may open: right behind a load
+/// balancer (which should cap per address), not when clients reach the node directly.
+fn log_address_limits(c: &Config) {
+    if c.conn_rate_per_ip == 0.0 || c.max_conns_per_ip == 0 {
+        tracing::info!(
+            conn_rate_per_ip = c.conn_rate_per_ip,
+            max_conns_per_ip = c.max_conns_per_ip,
+            "per-address limits off (0 = unlimited): right behind a load balancer that caps \
+             connections per client address; set --conn-rate-per-ip and --max-conns-per-ip when \
+             clients reach this node directly"
+        );
+    }
+}
+
 /// Run a gateway node with adapter `A` until it has drained after SIGTERM/SIGINT.
 pub async fn serve<A: GatewayAdapter>(
     config: Config,
@@ -452,6 +466,7 @@ pub async fn serve<A: GatewayAdapter>(
     );
 
     log_room_rules(&cfg);
+    log_address_limits(&cfg);
 
     shutdown_signal().await;
     tracing::info!(node_id = %cfg.node_id, "signal received, draining");
