@@ -50,6 +50,12 @@ pub struct AdapterConfig {
     pub node_name: Option<String>,
     /// Classic or sharded pub/sub (and, sharded, which rooms get a channel).
     pub pubsub: PubSubMode,
+    /// Acks awaited at once for other nodes' broadcasts-with-ack; past it a request is
+    /// delivered without acks (see `peer_budget`).
+    pub max_peer_acks: u64,
+    /// Bytes per second of answers to other nodes' requests (burst twice that); past it
+    /// requests are not answered (see `peer_budget`).
+    pub peer_answer_rate: f64,
 }
 
 impl Default for AdapterConfig {
@@ -69,6 +75,8 @@ impl Default for AdapterConfig {
             command_timeout: Duration::from_secs(3),
             node_name: None,
             pubsub: PubSubMode::Classic,
+            max_peer_acks: crate::peer_budget::MAX_PEER_ACKS,
+            peer_answer_rate: crate::peer_budget::ANSWER_BYTES_PER_SEC,
         }
     }
 }

@@ -3,10 +3,7 @@
 //! requests are answered or applied (join/leave/disconnect), responses are routed to the
 //! request waiting for them.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::sync::{Arc, atomic::Ordering};
 
 use futures_util::StreamExt;
 use socketioxide_core::{
@@ -165,17 +162,32 @@ impl<E: SocketEmitter> LocalNs<E> {
     }
 
     /// Publishes an answer to `requester`'s request (in a task: the inbound queue never waits).
+    /// Its size is taken from the answer budget (see `peer_budget`).
     pub(crate) fn respond(&self, requester: &str, resp: Response) {
         let (chan, payload) = match self.ns.encode_response(requester, resp) {
             Ok(p) => p,
             Err(e) => return self.decode_error("own response", &e),
         };
+        self.core.peer_budget.answered(payload.len());
         let core = self.core.clone();
         tokio::spawn(async move {
             if core.publish(chan, payload).await.is_ok() {
                 core.stats.published(MsgType::Response);
             }
         });
+    }
+
+    /// May a request whose answer lists this node's sockets or rooms be answered now? When the
+    /// answer budget is spent it is not (counted, warned at most once a second).
+    pub(crate) fn may_answer(&self, what: &str) -> bool {
+        if self.core.peer_budget.may_answer() {
+            return true;
+        }
+        self.core.stats.dropped(DropReason::RequestRefused, 1);
+        if self.core.warn_allowed() {
+            tracing::warn!(nsp = %self.ns.nsp, request = what, "redis adapter: a peer's request not answered: answers passed their budget of {} bytes/s (a flood of requests?)", self.core.pubsub.config.peer_answer_rate);
+        }
+        false
     }
 
     fn on_request(self: &Arc<Self>, payload: &[u8]) {
@@ -196,7 +208,10 @@ impl<E: SocketEmitter> LocalNs<E> {
                 rooms,
             } => {
                 stats.received(MsgType::FetchSockets);
-                if own(&uid) || self.ns.pending.is_pending(&request_id) {
+                if own(&uid)
+                    || self.ns.pending.is_pending(&request_id)
+                    || !self.may_answer("sockets")
+                {
                     return;
                 }
                 let opts = RoomsOpts {
@@ -214,7 +229,10 @@ impl<E: SocketEmitter> LocalNs<E> {
             }
             Request::AllRooms { uid, request_id } => {
                 stats.received(MsgType::AllRooms);
-                if own(&uid) || self.ns.pending.is_pending(&request_id) {
+                if own(&uid)
+                    || self.ns.pending.is_pending(&request_id)
+                    || !self.may_answer("allRooms")
+                {
                     return;
                 }
                 let rooms = self.local_rooms();
@@ -268,7 +286,10 @@ impl<E: SocketEmitter> LocalNs<E> {
                 opts,
             } => {
                 stats.received(MsgType::FetchSockets);
-                if own(&uid) || self.ns.pending.is_pending(&request_id) {
+                if own(&uid)
+                    || self.ns.pending.is_pending(&request_id)
+                    || !self.may_answer("fetchSockets")
+                {
                     return;
                 }
                 let sockets = self.fetch_local(&opts);
@@ -373,12 +394,33 @@ impl<E: SocketEmitter> LocalNs<E> {
             Ok(p) => p,
             Err(e) => return self.decode_error("broadcast-with-ack data", &e),
         };
-        let timeout = opts
-            .flags
-            .timeout
-            .map(Duration::from_millis)
-            .or(Some(self.local.ack_timeout()));
-        let (stream, count) = match self.targets(&opts.rooms, &opts.except, false) {
+        let timeout = Some(crate::peer_budget::ack_timeout(
+            opts.flags.timeout,
+            self.local.ack_timeout(),
+        ));
+        let targets = self.targets(&opts.rooms, &opts.except, false);
+        let recipients = match &targets {
+            Targets::Opts(o) => self.local.sockets((**o).clone()).len(),
+            Targets::Sids(sids) => sids.len(),
+        };
+        let Some(places) = self.core.peer_budget.take_acks(recipients as u64) else {
+            // Over the awaited-acks budget: delivered without acks, and the requester told
+            // not to wait for any from here.
+            self.core.stats.dropped(DropReason::RequestRefused, 1);
+            if self.core.warn_allowed() {
+                tracing::warn!(nsp = %self.ns.nsp, recipients, "redis adapter: a peer's broadcast-with-ack delivered without acks: up to {} acks are awaited for peers already (a flood of requests?)", self.core.pubsub.config.max_peer_acks);
+            }
+            self.deliver(sio, &opts);
+            self.respond(
+                requester,
+                Response::BroadcastClientCount {
+                    request_id,
+                    client_count: 0,
+                },
+            );
+            return;
+        };
+        let (stream, count) = match targets {
             Targets::Opts(o) => {
                 let (s, c) = self.local.broadcast_with_ack(sio, *o, timeout);
                 (s.boxed(), c)
@@ -402,6 +444,8 @@ impl<E: SocketEmitter> LocalNs<E> {
         let ns = self.ns.clone();
         let requester = requester.to_owned();
         tokio::spawn(async move {
+            // Given back when the acks are all in or timed out.
+            let _places = places;
             let publish = async |resp: Response| {
                 let Ok((chan, msg)) = ns.encode_response(&requester, resp) else {
                     return false;

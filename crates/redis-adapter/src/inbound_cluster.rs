@@ -72,6 +72,9 @@ impl<E: SocketEmitter> LocalNs<E> {
             }
             ClusterBody::DisconnectSockets { opts, .. } => self.apply_disconnect(&rooms_of(opts)),
             ClusterBody::FetchSockets { opts, request_id } => {
+                if !self.may_answer("fetchSockets") {
+                    return;
+                }
                 let sockets = self.fetch_local(&rooms_of(opts));
                 self.respond(
                     &requester,

@@ -696,6 +696,52 @@ async fn a_room_watch_hears_operator_joins_and_leaves_applied_here(mode: PubSubM
     assert_eq!(watches[1].take(), vec![minus(n1, 1, "green")]);
 }
 
+/// What other nodes' requests may cost a node is bounded (see `peer_budget`): past its answer
+/// budget a node does not answer (a flood of 74-byte fetchSockets requests asked every node
+/// for every socket it has, on the response channel every node reads), and past its awaited
+/// acks a peer's broadcast-with-ack is delivered without acks and answered with a count of 0.
+async fn what_peers_requests_cost_a_node_is_bounded(mode: PubSubMode) {
+    let bus = MemoryBus::default();
+    let n0 = node(&bus, 0, 1, mode).await;
+    // n1: an answer budget of 1 byte/s (the first answer overdraws it), 1 awaited ack.
+    let tight = AdapterConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        pubsub: mode,
+        peer_answer_rate: 1.0,
+        max_peer_acks: 1,
+        ..AdapterConfig::default()
+    };
+    let n1 = node_with(&bus, 1, 2, tight).await;
+    let refused = |n: &Node| n.handle.stats().dropped_count(DropReason::RequestRefused);
+
+    let c = n0.handle.fetch_sockets("/", &[], &[]).await.unwrap();
+    assert!(c.complete(), "the first request is answered");
+    assert_eq!(c.items.len(), 3);
+    let c = n0.handle.fetch_sockets("/", &[], &[]).await.unwrap();
+    assert_eq!(
+        (c.expected, c.received),
+        (1, 0),
+        "the next is not: the budget is spent"
+    );
+    assert_eq!(c.items.len(), 1, "only n0's own socket");
+    assert_eq!(refused(&n1), 1);
+
+    // n1's two sockets would need two awaited acks: delivered without, counted 0.
+    let acks: Vec<_> = n0
+        .adapter
+        .broadcast_with_ack(event("ack-me"), to_all(), Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(acks.len(), 1, "n0's own socket's ack only");
+    for s in &n1.sids {
+        assert_eq!(n1.ns.sent_to(*s), vec![sent("ack-me")], "still delivered");
+    }
+    assert_eq!(refused(&n1), 2);
+    assert_eq!(refused(&n0), 0);
+}
+
 /// Each flow above, in classic mode and in sharded mode (`dynamic`, Node's default).
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
@@ -725,7 +771,8 @@ in_both_modes!(
     redis_down_fails_fast_and_still_delivers_locally,
     ensure_rooms_subscribes_just_the_joined_rooms,
     the_room_sync_runs_after_reported_changes_only,
-    a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last
+    a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last,
+    what_peers_requests_cost_a_node_is_bounded
 );
 
 /// socketioxide makes one instance of a dynamic namespace per CONNECT that arrives before the

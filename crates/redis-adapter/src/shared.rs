@@ -4,9 +4,9 @@
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::{
-    delivery_filter::DeliveryFilter, error::Error, foreign::ForeignIds, pubsub::PubSub,
-    registry::Registry, room_watch::RoomWatch, server_side_emit::ServerSideEmitHandler,
-    socket_info::SocketInfoSource, stats::AdapterStats,
+    delivery_filter::DeliveryFilter, error::Error, foreign::ForeignIds, peer_budget::PeerBudget,
+    pubsub::PubSub, registry::Registry, room_watch::RoomWatch,
+    server_side_emit::ServerSideEmitHandler, socket_info::SocketInfoSource, stats::AdapterStats,
 };
 
 /// Shared state of one adapter instance (all namespaces).
@@ -24,6 +24,8 @@ pub(crate) struct Core {
     pub(crate) socket_info: OnceLock<Arc<dyn SocketInfoSource>>,
     /// Set once by the application; read per operator join/leave applied here.
     pub(crate) room_watch: OnceLock<Arc<dyn RoomWatch>>,
+    /// What answering other nodes' requests may cost (see `peer_budget`).
+    pub(crate) peer_budget: PeerBudget,
 }
 
 impl Core {
@@ -31,6 +33,10 @@ impl Core {
     pub(crate) fn new(pubsub: PubSub, namespaces: Arc<Registry>) -> Arc<Self> {
         Arc::new(Self {
             stats: pubsub.stats.clone(),
+            peer_budget: PeerBudget::new(
+                pubsub.config.max_peer_acks,
+                pubsub.config.peer_answer_rate,
+            ),
             pubsub,
             namespaces,
             sse_handler: RwLock::new(None),

@@ -71,11 +71,14 @@ pub enum DropReason {
     Unsupported = 4,
     /// A remote broadcast could not be handed to a local socket (its buffer full, or closed).
     LocalDelivery = 5,
+    /// A peer's request was refused its answer or its acks: over the budget of what other
+    /// nodes' requests may cost this node (see `peer_budget`).
+    RequestRefused = 6,
 }
 
 impl DropReason {
     /// Number of variants.
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
     /// Every variant, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::SubscriberLagged,
@@ -84,6 +87,7 @@ impl DropReason {
         DropReason::LateResponse,
         DropReason::Unsupported,
         DropReason::LocalDelivery,
+        DropReason::RequestRefused,
     ];
     /// Stable label value for metrics.
     pub fn as_str(self) -> &'static str {
@@ -94,6 +98,7 @@ impl DropReason {
             DropReason::LateResponse => "late_response",
             DropReason::Unsupported => "unsupported",
             DropReason::LocalDelivery => "local_delivery",
+            DropReason::RequestRefused => "request_refused",
         }
     }
 }
