@@ -139,6 +139,8 @@ struct Conn {
     recovery_turn: tokio::sync::Mutex<()>,
     /// Recovering joins of this connection running or waiting for their turn.
     recoveries: AtomicU32,
+    /// This connection's events at the upstream sink (capped by the webhook sink).
+    upstream: crate::upstream::InFlight,
 }
 
 /// Recovering joins one connection may have running or waiting; more are refused.
@@ -972,7 +974,8 @@ impl Conn {
             event,
             data: &data,
         };
-        let v = crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, ev).await;
+        let v =
+            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, ev).await;
         self.reply(ack, &v).await;
     }
 }
@@ -1065,6 +1068,7 @@ pub async fn install<A: Adapter>(
         join_step: std::sync::Mutex::new(()),
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
+        upstream: crate::upstream::InFlight::default(),
     });
 
     let c = conn.clone();
