@@ -3,10 +3,15 @@
 // separate redis-cli process; the client's ack carries the entry id) or to an HTTP webhook
 // (node http server; the response body is the ack; also over https with a private CA given by
 // SIO_GATEWAY_WEBHOOK_CA_FILE, and an untrusted certificate answered with an error ack). Rate
-// limits apply before the sink; a sink that fails answers an error ack and is counted.
+// limits apply before the sink; a sink that fails answers an error ack and is counted. A slow
+// webhook backend flooded by clients at the rate limit sees at most
+// --upstream-webhook-concurrency calls at once, the node's descriptors stay bounded, and the
+// events with no room are answered `backend busy` and counted.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import http from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { io } from "socket.io-client";
@@ -172,6 +177,114 @@ test("webhook sink over https: round trip with the CA from SIO_GATEWAY_WEBHOOK_C
   const m = await scrapeMetrics(gw2.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), 2);
   assert.ok(gw2.running);
+});
+
+/**
+ * A backend that holds every request `holdMs` before answering `{ok:true, echo}`; counts the
+ * requests in flight at once (until answered or abandoned by the gateway) and the connections.
+ */
+async function slowBackend(t, holdMs) {
+  const be = { inflight: 0, maxInflight: 0, total: 0, conns: 0, maxConns: 0, ports: [] };
+  const server = http.createServer((req, res) => {
+    let data = "";
+    let done = false;
+    const finish = () => { if (!done) { done = true; be.inflight--; } };
+    be.inflight++;
+    be.total++;
+    be.maxInflight = Math.max(be.maxInflight, be.inflight);
+    be.ports.push(req.socket.remotePort);
+    req.on("data", (d) => (data += d));
+    res.on("close", finish);
+    setTimeout(() => {
+      if (done) return;
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ ok: true, echo: JSON.parse(data || "null")?.data ?? null }));
+    }, holdMs);
+  });
+  server.on("connection", (c) => {
+    be.conns++;
+    be.maxConns = Math.max(be.maxConns, be.conns);
+    c.on("close", () => be.conns--);
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  t.after(() => { server.closeAllConnections(); server.close(); });
+  be.url = `http://127.0.0.1:${server.address().port}/events`;
+  return be;
+}
+
+const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
+
+// Security review: each upstream event was its own HTTP call with no bound; against a slow
+// backend every call in flight was a new connection held up to the timeout, ~500 descriptors
+// per client at the allowed 100 events/s, until the node ran out ("Too many open files").
+test("webhook sink: clients flooding a slow backend at the rate limit: at most --upstream-webhook-concurrency calls at once, descriptors bounded, the rest acked `backend busy` and counted", { timeout: 120_000 }, async (t) => {
+  const HOLD = 3000, CONC = 8, CLIENTS = 4, SECONDS = 4;
+  const be = await slowBackend(t, HOLD);
+  const gw = track(t, await startGateway(["--upstream", "webhook", "--upstream-webhook", be.url,
+    "--upstream-webhook-concurrency", String(CONC)]));
+  const socks = [];
+  for (let i = 0; i < CLIENTS; i++) socks.push(await connected(client(t, gw.url)));
+  const fdsBefore = fdCount(gw.pid);
+
+  // Each client: 10 events every 100 ms, the default --event-rate (100/s).
+  const acks = [];
+  const timers = socks.map((s, i) => setInterval(() => {
+    for (let k = 0; k < 10; k++) {
+      acks.push(s.timeout(20000).emitWithAck("order", { i, k }).catch((e) => ({ ok: false, error: `no ack: ${e.message}` })));
+    }
+  }, 100));
+  let peakFds = fdsBefore;
+  const sampler = setInterval(() => { peakFds = Math.max(peakFds, fdCount(gw.pid)); }, 50);
+  t.after(() => { timers.forEach(clearInterval); clearInterval(sampler); });
+  await sleep(SECONDS * 1000);
+  timers.forEach(clearInterval);
+  const results = await Promise.all(acks);
+  clearInterval(sampler);
+
+  const ok = results.filter((r) => r.ok === true);
+  const busy = results.filter((r) => r.ok === false && r.error.startsWith("backend busy: "));
+  const timedOut = results.filter((r) => r.ok === false && r.error === "upstream unavailable: timed out after 5s");
+  const other = results.filter((r) => !ok.includes(r) && !busy.includes(r) && !timedOut.includes(r));
+  console.log(`sent=${results.length} ok=${ok.length} busy=${busy.length} timed_out=${timedOut.length} other=${other.length} ` +
+    `backend: total=${be.total} max_in_flight=${be.maxInflight} max_conns=${be.maxConns}; node fds: before=${fdsBefore} peak=${peakFds}`);
+  assert.ok(be.maxInflight <= CONC, `the backend had ${be.maxInflight} requests in flight at once, at most ${CONC}`);
+  assert.ok(be.maxConns <= 2 * CONC, `the backend had ${be.maxConns} connections open at once, at most ${2 * CONC}`);
+  assert.ok(peakFds - fdsBefore <= 2 * CONC + 16, `the node's descriptors went from ${fdsBefore} to ${peakFds}`);
+  assert.deepEqual(other.slice(0, 3), [], "every ack is ok, `backend busy` or a timeout");
+  assert.ok(ok.length >= CONC, `${ok.length} events answered by the backend`);
+  assert.ok(busy.length > results.length / 2, `${busy.length} of ${results.length} refused as busy`);
+  assert.ok(busy.some((r) => r.error === `backend busy: no free slot within 2.5s (${CONC} calls of this node in flight)`), busy[0]?.error);
+  assert.ok(busy.some((r) => r.error === "backend busy: 16 events of this connection already at the backend; wait for their acks"), busy[0]?.error);
+  let m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_busy"'), busy.length);
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), timedOut.length);
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="rate_limited"'), 0);
+
+  // After the flood an honest client is served, twice on the same kept-alive connection.
+  await waitFor(() => be.inflight === 0, { timeoutMs: 15000, what: "the backend idle" });
+  const honest = await connected(client(t, gw.url));
+  const portsBefore = be.ports.length;
+  assert.deepEqual(await honest.timeout(10000).emitWithAck("order", { honest: 1 }), { ok: true, echo: { honest: 1 } });
+  assert.deepEqual(await honest.timeout(10000).emitWithAck("order", { honest: 2 }), { ok: true, echo: { honest: 2 } });
+  const [p1, p2] = be.ports.slice(portsBefore);
+  assert.equal(p1, p2, "the second call reused the first one's connection");
+
+  // One connection: 16 events at the backend or waiting; the 17th is refused at once, and
+  // events sent without an ack are refused and counted the same.
+  const one = await connected(client(t, gw.url));
+  for (let i = 0; i < 16; i++) one.timeout(20000).emitWithAck("order", i).catch(() => {});
+  await waitFor(() => be.inflight === CONC, { what: `${CONC} of them at the backend` });
+  await sleep(300);
+  const started = Date.now();
+  assert.deepEqual(await one.timeout(5000).emitWithAck("order", 17),
+    { ok: false, error: "backend busy: 16 events of this connection already at the backend; wait for their acks" });
+  assert.ok(Date.now() - started < 1000, "refused at once");
+  for (let i = 0; i < 5; i++) one.emit("order", `no ack ${i}`);
+  await waitFor(async () => {
+    m = await scrapeMetrics(gw.url + "/metrics");
+    return metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_busy"') === busy.length + 6;
+  }, { what: "the 6 refusals counted" });
+  assert.ok(be.maxInflight <= CONC);
 });
 
 test("config: redis-stream without a Redis URL is refused at start-up", { timeout: 90_000 }, async () => {

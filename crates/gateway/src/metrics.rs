@@ -45,6 +45,11 @@ pub mod drop_reason {
     /// A client's publish reached this node's members but could not be sent to the other
     /// nodes (Redis down); its ack says so (`cluster: false`).
     pub const CLUSTER_UNREACHABLE: &str = "cluster_unreachable";
+    /// An event the webhook sink had no room for (node slots taken for the whole timeout, or
+    /// too many of the connection's events at the backend); its ack says `backend busy`.
+    pub const UPSTREAM_BUSY: &str = "upstream_busy";
+    /// The upstream sink failed (unreachable, timed out, refused the event).
+    pub const UPSTREAM_FAILED: &str = "upstream_failed";
 }
 
 /// Help of `events_sent_total`, also used where the cluster collector re-exports it.
@@ -75,6 +80,7 @@ pub struct Metrics {
     pub dropped_slow_client: IntCounter,
     pub dropped_ack_undeliverable: IntCounter,
     pub dropped_cluster_unreachable: IntCounter,
+    pub dropped_upstream_busy: IntCounter,
     /// Acks that found the client's queue full and waited for room (see `ack`).
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
@@ -273,6 +279,7 @@ impl Metrics {
             dropped_slow_client: dropped(SLOW_CLIENT),
             dropped_ack_undeliverable: dropped(ACK_UNDELIVERABLE),
             dropped_cluster_unreachable: dropped(CLUSTER_UNREACHABLE),
+            dropped_upstream_busy: dropped(UPSTREAM_BUSY),
             acks_delayed_total,
             connections_closed_stalled_total,
             connections_closed_idle_total,

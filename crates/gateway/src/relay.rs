@@ -142,6 +142,8 @@ struct Conn {
     recoveries: AtomicU32,
     /// Acks waiting for room in this connection's queue (see `ack`).
     replies: Arc<crate::ack::Replies>,
+    /// This connection's events at the upstream sink (capped by the webhook sink).
+    upstream: crate::upstream::InFlight,
 }
 
 /// Recovering joins one connection may have running or waiting; more are refused.
@@ -980,7 +982,8 @@ impl Conn {
             event,
             data: &data,
         };
-        let v = crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, ev).await;
+        let v =
+            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, ev).await;
         self.reply(ack, &v).await;
     }
 }
@@ -1078,6 +1081,7 @@ pub async fn install<A: Adapter>(
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
         replies: Arc::default(),
+        upstream: crate::upstream::InFlight::default(),
     });
 
     let c = conn.clone();

@@ -12,6 +12,17 @@
 //! URL...) is [`WebhookError::Tls`]: callers answer it like an unreachable backend, and its
 //! reason is logged here (warn), not passed on to clients. Every call, the TLS handshake
 //! included, is bounded by the client's timeout.
+//!
+//! Each client has a number of slots (`--auth-webhook-concurrency`,
+//! `--upstream-webhook-concurrency`): at most that many calls are in flight. A call waits for
+//! a slot at most half its timeout ([`WebhookError::Busy`] when none frees by then), so the
+//! wait and the call together stay within the timeout and a call that starts has at least half
+//! of it: waiting the whole timeout, a queued call (slots are handed out in turn, all with the
+//! same timeout) got its slot just before its own deadline, and went to the backend with
+//! milliseconds left, to be abandoned there. Its pool
+//! keeps at most as many idle keep-alive connections to the backend, so calls reuse
+//! connections and a node holds at most about twice that many descriptors for one webhook,
+//! however many clients call it.
 use std::{
     error::Error as StdError,
     path::{Path, PathBuf},
@@ -31,6 +42,7 @@ use rustls::{
     ClientConfig, RootCertStore,
     pki_types::{CertificateDer, pem::PemObject},
 };
+use tokio::{sync::Semaphore, time::Instant};
 
 /// Largest response body read from a backend.
 const MAX_RESPONSE: usize = 1 << 20;
@@ -49,6 +61,9 @@ pub enum WebhookError {
     Body(String),
     #[error("invalid request: {0}")]
     Request(String),
+    /// No slot freed within `waited` (half the timeout): `limit` calls were in flight.
+    #[error("backend busy: no free slot within {waited:?} ({limit} calls in flight)")]
+    Busy { limit: usize, waited: Duration },
 }
 
 /// Why a webhook client could not be built (a start-up error).
@@ -181,6 +196,9 @@ pub struct WebhookClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     url: Uri,
     timeout: Duration,
+    /// One permit per call in flight (see the module doc).
+    slots: Arc<Semaphore>,
+    concurrency: usize,
     /// TLS failures since the last logged one; a misconfigured backend behind a busy gateway
     /// gives one warning per [`TLS_WARN_EVERY`] with the count, not one per call.
     tls_warn: Arc<TlsWarn>,
@@ -211,13 +229,16 @@ impl TlsWarn {
 }
 
 impl WebhookClient {
-    /// A client for `url`. For an `https://` URL the system roots are loaded, plus the
-    /// certificates of `extra_ca_file` if given.
+    /// A client for `url` with `concurrency` slots (at least 1) and as many idle pooled
+    /// connections. For an `https://` URL the system roots are loaded, plus the certificates
+    /// of `extra_ca_file` if given.
     pub fn new(
         url: &str,
         timeout: Duration,
+        concurrency: usize,
         extra_ca_file: Option<&Path>,
     ) -> Result<WebhookClient, WebhookSetupError> {
+        let concurrency = concurrency.max(1);
         let url = parse_url(url)?;
         let roots = if url.scheme_str() == Some("https") {
             root_store(extra_ca_file)?
@@ -241,13 +262,18 @@ impl WebhookClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(conn);
+        // hyper's pool keeps any number of idle connections per host by default: after a
+        // burst of N calls at once, N descriptors stayed open.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(concurrency)
             .build(https);
         Ok(WebhookClient {
             client,
             url,
             timeout,
+            slots: Arc::new(Semaphore::new(concurrency)),
+            concurrency,
             tls_warn: Arc::default(),
         })
     }
@@ -256,8 +282,30 @@ impl WebhookClient {
         self.timeout
     }
 
-    /// POST `body` (JSON) and read the whole response, all within the timeout.
+    /// POST `body` (JSON) and read the whole response, all within the timeout: the wait for
+    /// a slot included, at most half of it ([`WebhookError::Busy`] when none frees by then).
     pub async fn post_json(&self, body: Vec<u8>) -> Result<(StatusCode, Bytes), WebhookError> {
+        let start = Instant::now();
+        let deadline = start + self.timeout;
+        let max_wait = self.timeout / 2;
+        let busy = || WebhookError::Busy {
+            limit: self.concurrency,
+            waited: max_wait,
+        };
+        let _slot = match tokio::time::timeout_at(start + max_wait, self.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            // The semaphore is never closed; treat it like no slot.
+            Ok(Err(_)) | Err(_) => return Err(busy()),
+        };
+        self.call(body, deadline).await
+    }
+
+    /// One request, within `deadline`.
+    async fn call(
+        &self,
+        body: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(StatusCode, Bytes), WebhookError> {
         let req = Request::post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(
@@ -280,7 +328,7 @@ impl WebhookClient {
                 .to_bytes();
             Ok((status, body))
         };
-        tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout_at(deadline, call)
             .await
             .map_err(|_| WebhookError::Timeout(self.timeout))?
     }
@@ -393,6 +441,44 @@ mod tests {
             "{e}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A backend that accepts but never answers: with one slot, a second call waits for it
+    /// half its timeout and is `Busy` (it never reaches the backend); the first one times out;
+    /// a later call gets the freed slot.
+    #[tokio::test]
+    async fn a_call_waits_for_a_slot_within_its_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let timeout = Duration::from_millis(300);
+        let c =
+            WebhookClient::new(&format!("http://127.0.0.1:{port}/e"), timeout, 1, None).unwrap();
+        let (first, second) = tokio::join!(c.post_json(b"{}".to_vec()), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.post_json(b"{}".to_vec()).await
+        });
+        assert!(matches!(first, Err(WebhookError::Timeout(_))), "{first:?}");
+        assert!(
+            matches!(second, Err(WebhookError::Busy { limit: 1, .. })),
+            "{second:?}"
+        );
+        assert_eq!(
+            second.map(|_| ()).unwrap_err().to_string(),
+            "backend busy: no free slot within 150ms (1 calls in flight)"
+        );
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The slot is free again.
+        let third = c.post_json(b"{}".to_vec()).await;
+        assert!(matches!(third, Err(WebhookError::Timeout(_))), "{third:?}");
     }
 
     #[test]

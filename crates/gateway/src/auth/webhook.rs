@@ -8,11 +8,11 @@
 //! text). A timeout or an unreachable backend (a failed TLS handshake included: `https://`
 //! backends are checked against the system roots and `--webhook-ca-file`) refuses too, with a
 //! message that says so. At most
-//! `--auth-webhook-concurrency` calls are in flight; the wait for a slot counts in the timeout.
-use std::{path::Path, sync::Arc};
+//! `--auth-webhook-concurrency` calls are in flight; the wait for a slot (at most half the
+//! timeout) counts in the timeout (the slots and the bounded connection pool are the shared client's, `webhook_client`).
+use std::path::Path;
 
 use serde_json::{Map, Value, json};
-use tokio::sync::Semaphore;
 
 use super::{AuthError, Handshake, Identity, grants, room_list};
 use crate::{config::AuthConfig, webhook_client::WebhookClient};
@@ -36,7 +36,6 @@ const MAX_MESSAGE: usize = 200;
 
 pub struct WebhookAuth {
     client: WebhookClient,
-    slots: Arc<Semaphore>,
 }
 
 /// The refusal text of a non-2xx answer.
@@ -65,8 +64,7 @@ impl WebhookAuth {
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("--auth webhook needs --auth-webhook URL"))?;
         Ok(WebhookAuth {
-            client: WebhookClient::new(url, c.webhook_timeout, ca_file)?,
-            slots: Arc::new(Semaphore::new(c.webhook_concurrency)),
+            client: WebhookClient::new(url, c.webhook_timeout, c.webhook_concurrency, ca_file)?,
         })
     }
 
@@ -85,21 +83,11 @@ impl WebhookAuth {
             "remote_address": h.remote.map(|a| a.ip().to_string()),
         });
         let body = serde_json::to_vec(&body).unwrap_or_default();
-        let timeout = self.client.timeout();
-        let call = async {
-            let _slot = self
-                .slots
-                .acquire()
-                .await
-                .map_err(|_| AuthError::Unavailable("shutting down".into()))?;
-            self.client
-                .post_json(body)
-                .await
-                .map_err(|e| AuthError::Unavailable(e.to_string()))
-        };
-        let (status, resp) = tokio::time::timeout(timeout, call)
+        let (status, resp) = self
+            .client
+            .post_json(body)
             .await
-            .map_err(|_| AuthError::Unavailable(format!("timed out after {timeout:?}")))??;
+            .map_err(|e| AuthError::Unavailable(e.to_string()))?;
         if !status.is_success() {
             let msg = backend_message(&resp);
             return Err(AuthError::Refused(if msg.is_empty() {

@@ -59,6 +59,7 @@ pub const AUTH_WEBHOOK_CONCURRENCY: usize = 64;
 pub const UPSTREAM_STREAM: &str = "sio:upstream";
 pub const UPSTREAM_MAXLEN: u64 = 100_000;
 pub const UPSTREAM_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const UPSTREAM_WEBHOOK_CONCURRENCY: usize = 64;
 
 /// `--event-burst` when not given: twice `--event-rate`, at least 1.
 pub fn event_burst(event_rate: f64) -> u32 {

@@ -580,6 +580,16 @@ pub struct Options {
     )]
     pub upstream_webhook_timeout: Option<Dur> = Shown::dur(D::UPSTREAM_WEBHOOK_TIMEOUT),
 
+    /// Most upstream webhook calls in flight on this node; more events wait for a slot up to
+    /// half the call's timeout, then are refused with `backend busy`
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_UPSTREAM_WEBHOOK_CONCURRENCY",
+        value_name = "N"
+    )]
+    pub upstream_webhook_concurrency: Option<usize> =
+        Shown::value(D::UPSTREAM_WEBHOOK_CONCURRENCY),
+
     /// python-socketio Redis manager channel to obey (e.g. `socketio`); needs --redis
     #[arg(long, env = "SIO_GATEWAY_PYSIO_CHANNEL", value_name = "CHANNEL")]
     pub pysio_channel: Option<String> = Shown::Text("none"),

@@ -188,6 +188,8 @@ pub struct UpstreamConfig {
     pub webhook: Option<String>,
     #[serde(rename = "upstream_webhook_timeout", serialize_with = "effective::dur")]
     pub webhook_timeout: Duration,
+    #[serde(rename = "upstream_webhook_concurrency")]
+    pub webhook_concurrency: usize,
 }
 
 /// A URL fit for a log line: no userinfo (`user:password@` may hold a credential), no query.
@@ -286,6 +288,12 @@ impl UpstreamConfig {
         if stream.is_empty() {
             return Err(invalid("upstream_stream", "must not be empty"));
         }
+        let webhook_concurrency = o
+            .upstream_webhook_concurrency
+            .unwrap_or(D::UPSTREAM_WEBHOOK_CONCURRENCY);
+        if webhook_concurrency == 0 {
+            return Err(invalid("upstream_webhook_concurrency", "must be >= 1"));
+        }
         Ok(UpstreamConfig {
             mode,
             stream,
@@ -295,6 +303,7 @@ impl UpstreamConfig {
             webhook_timeout: o
                 .upstream_webhook_timeout
                 .map_or(D::UPSTREAM_WEBHOOK_TIMEOUT, |d| d.0),
+            webhook_concurrency,
         })
     }
 }

@@ -454,6 +454,7 @@ upstream_maxlen = 1000
 upstream_redis = "rediss://upstream.internal:6380"
 upstream_webhook = "http://backend.internal/events"
 upstream_webhook_timeout = "750ms"
+upstream_webhook_concurrency = 16
 pysio_channel = "socketio"
 "#;
 

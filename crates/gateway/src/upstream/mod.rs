@@ -11,9 +11,14 @@
 //!   ack carries an error.
 //!
 //! Failures are counted in `dropped_messages_total{reason="upstream_failed"}` and answered
-//! with `{ok:false, error}`.
+//! with `{ok:false, error}`. Events the webhook sink had no room for (see [`webhook`]: per node
+//! and per connection) are counted in `dropped_messages_total{reason="upstream_busy"}` and
+//! answered with `{ok:false, error:"backend busy: ..."}`; an event sent without an ack is
+//! counted the same.
 pub mod stream;
 pub mod webhook;
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -40,6 +45,39 @@ pub enum SinkError {
     Unavailable(String),
     #[error("upstream refused the event: {0}")]
     Refused(String),
+    /// No room for the event (see [`webhook`]); nothing was sent.
+    #[error("backend busy: {0}")]
+    Busy(String),
+}
+
+/// One connection's upstream events in progress (at the sink or waiting for it).
+#[derive(Debug, Default)]
+pub struct InFlight(AtomicU32);
+
+/// An event's place in an [`InFlight`] count, given back when dropped.
+#[derive(Debug)]
+pub struct Entry<'a>(&'a AtomicU32);
+
+impl InFlight {
+    /// Take a place; `None` when `max` are taken.
+    pub fn enter(&self, max: u32) -> Option<Entry<'_>> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Entry(&self.0))
+    }
+
+    pub fn get(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub enum Sink {
@@ -64,8 +102,9 @@ impl Sink {
     }
 }
 
-/// Send one event to the sink; the ack for the client.
-pub async fn forward(sink: &Sink, m: &Metrics, ev: UpstreamEvent<'_>) -> Value {
+/// Send one event of the connection whose events `conn` counts to the sink; the ack for the
+/// client.
+pub async fn forward(sink: &Sink, m: &Metrics, conn: &InFlight, ev: UpstreamEvent<'_>) -> Value {
     let res = match sink {
         Sink::None => {
             m.dropped_no_sink.inc();
@@ -81,16 +120,47 @@ pub async fn forward(sink: &Sink, m: &Metrics, ev: UpstreamEvent<'_>) -> Value {
             });
         }
         Sink::Stream(s) => s.add(&ev).await.map(|id| json!({ "ok": true, "id": id })),
-        Sink::Webhook(w) => w.post(&ev).await,
+        Sink::Webhook(w) => w.post(conn, &ev).await,
     };
     match res {
         Ok(ack) => ack,
+        Err(e @ SinkError::Busy(_)) => {
+            m.dropped_upstream_busy.inc();
+            tracing::debug!(node_id = ev.node, sid = ev.sid, event = ev.event, error = %e, "upstream busy");
+            json!({ "ok": false, "error": e.to_string() })
+        }
         Err(e) => {
             m.dropped_messages_total
-                .with_label_values(&["upstream_failed"])
+                .with_label_values(&[crate::metrics::drop_reason::UPSTREAM_FAILED])
                 .inc();
             tracing::debug!(node_id = ev.node, sid = ev.sid, event = ev.event, error = %e, "upstream failed");
             json!({ "ok": false, "error": e.to_string() })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_caps_and_gives_back() {
+        let c = InFlight::default();
+        let held: Vec<_> = (0..3).map(|_| c.enter(3).expect("room")).collect();
+        assert_eq!(c.get(), 3);
+        assert!(c.enter(3).is_none(), "the fourth is refused");
+        assert_eq!(c.get(), 3, "a refusal takes nothing");
+        drop(held);
+        assert_eq!(c.get(), 0);
+        let e = c.enter(1);
+        assert!(e.is_some());
+        assert!(c.enter(1).is_none());
+        drop(e);
+        assert!(c.enter(1).is_some());
+    }
+
+    #[test]
+    fn busy_reads_as_backend_busy() {
+        assert_eq!(SinkError::Busy("x".into()).to_string(), "backend busy: x");
     }
 }

@@ -4,12 +4,30 @@
 //! is, so a backend can answer a request/response style event directly. Other statuses,
 //! timeouts and connection errors (a failed TLS handshake with an `https://` backend included)
 //! become `{ok:false, error}`.
+//!
+//! Each event is one HTTP call, so the calls are bounded (a slow backend otherwise had the node
+//! open one connection per event for the whole timeout: 100 events/s from each client, ~500
+//! descriptors per client, until the node ran out):
+//! * per node, `--upstream-webhook-concurrency` calls in flight on at most as many pooled
+//!   keep-alive connections; an event waits for a slot at most half the call's timeout (the
+//!   wait counts in it), else its ack is `{ok:false, error:"backend busy: ..."}`
+//!   ([`SinkError::Busy`]);
+//! * per connection, [`PER_CONNECTION`] events at the backend or waiting for a slot
+//!   ([`super::InFlight`]); more are refused at once with a `backend busy` ack. One client
+//!   thus holds at most that many of the node's slots, and what its waiting events keep in
+//!   memory is bounded by it too.
 use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::{SinkError, UpstreamEvent};
-use crate::{config::UpstreamConfig, webhook_client::WebhookClient};
+use super::{InFlight, SinkError, UpstreamEvent};
+use crate::{
+    config::UpstreamConfig,
+    webhook_client::{WebhookClient, WebhookError},
+};
+
+/// Events of one connection at the backend or waiting for a slot; more are refused.
+pub const PER_CONNECTION: u32 = 16;
 
 pub struct WebhookSink {
     client: WebhookClient,
@@ -23,17 +41,25 @@ impl WebhookSink {
             .as_deref()
             .ok_or_else(|| anyhow::anyhow!("--upstream webhook needs --upstream-webhook URL"))?;
         Ok(WebhookSink {
-            client: WebhookClient::new(url, c.webhook_timeout, ca_file)?,
+            client: WebhookClient::new(url, c.webhook_timeout, c.webhook_concurrency, ca_file)?,
         })
     }
 
-    pub async fn post(&self, ev: &UpstreamEvent<'_>) -> Result<Value, SinkError> {
+    /// POST one event of the connection whose upstream events `conn` counts.
+    pub async fn post(&self, conn: &InFlight, ev: &UpstreamEvent<'_>) -> Result<Value, SinkError> {
+        let Some(_entry) = conn.enter(PER_CONNECTION) else {
+            return Err(SinkError::Busy(format!(
+                "{PER_CONNECTION} events of this connection already at the backend; \
+                 wait for their acks"
+            )));
+        };
         let body = serde_json::to_vec(ev).map_err(|e| SinkError::Refused(e.to_string()))?;
-        let (status, resp) = self
-            .client
-            .post_json(body)
-            .await
-            .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+        let (status, resp) = self.client.post_json(body).await.map_err(|e| match e {
+            WebhookError::Busy { limit, waited } => SinkError::Busy(format!(
+                "no free slot within {waited:?} ({limit} calls of this node in flight)"
+            )),
+            e => SinkError::Unavailable(e.to_string()),
+        })?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&resp);
             let text = text.trim();
