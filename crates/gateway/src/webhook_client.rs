@@ -44,6 +44,8 @@ use rustls::{
 };
 use tokio::{sync::Semaphore, time::Instant};
 
+use crate::warn_limit::WarnLimit;
+
 /// Largest response body read from a backend.
 const MAX_RESPONSE: usize = 1 << 20;
 
@@ -200,32 +202,8 @@ pub struct WebhookClient {
     slots: Arc<Semaphore>,
     concurrency: usize,
     /// TLS failures since the last logged one; a misconfigured backend behind a busy gateway
-    /// gives one warning per [`TLS_WARN_EVERY`] with the count, not one per call.
-    tls_warn: Arc<TlsWarn>,
-}
-
-/// Least time between two TLS failure warnings.
-const TLS_WARN_EVERY: Duration = Duration::from_secs(10);
-
-#[derive(Default)]
-struct TlsWarn {
-    last: std::sync::Mutex<Option<std::time::Instant>>,
-    suppressed: std::sync::atomic::AtomicU64,
-}
-
-impl TlsWarn {
-    /// `Some(suppressed count)` when a warning may be logged now.
-    fn allow(&self) -> Option<u64> {
-        use std::sync::atomic::Ordering;
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < TLS_WARN_EVERY) {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        *last = Some(now);
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
-    }
+    /// gives one warning per 10 s with the count, not one per call.
+    tls_warn: Arc<WarnLimit>,
 }
 
 impl WebhookClient {
@@ -274,7 +252,7 @@ impl WebhookClient {
             timeout,
             slots: Arc::new(Semaphore::new(concurrency)),
             concurrency,
-            tls_warn: Arc::default(),
+            tls_warn: Arc::new(WarnLimit::new(Duration::from_secs(10))),
         })
     }
 
