@@ -27,7 +27,10 @@
 //! client made one warning per event.
 use std::{
     collections::VecDeque,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -111,8 +114,11 @@ fn sender<A: Adapter>(socket: &Arc<Socket<A>>, id: i64) -> AckSender<A> {
 /// The replies of one connection that wait for room in its queue (see the module doc).
 #[derive(Debug, Default)]
 pub struct Replies {
-    // Locked once per reply that finds the queue full and once per round of the sending task,
-    // never on the path of a reply that fits.
+    /// Replies wait (or the client was given up on): a new one goes behind them. Read once per
+    /// reply, so a reply that fits while none waits takes no lock.
+    busy: AtomicBool,
+    // Locked once per reply that finds the queue full or others waiting, and once per round
+    // of the sending task.
     state: Mutex<Waiting>,
 }
 
@@ -235,8 +241,7 @@ impl<A: Adapter> Ack<A> {
     ) {
         let Some(id) = self.id else { return };
         // Not ahead of replies already waiting: they keep their order.
-        let others_wait = !replies.lock().list.is_empty();
-        if !others_wait {
+        if !replies.busy.load(Ordering::Acquire) {
             match sender(&self.socket, id).send(v) {
                 Ok(()) => return,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
@@ -250,7 +255,12 @@ impl<A: Adapter> Ack<A> {
                 }
             }
         }
-        let queued = replies.lock().queue(id, waiting());
+        let queued = {
+            let mut w = replies.lock();
+            let q = w.queue(id, waiting());
+            replies.busy.store(true, Ordering::Release);
+            q
+        };
         match queued {
             Queued::Behind => gw.metrics.acks_delayed_total.inc(),
             Queued::StartSending => {
@@ -297,6 +307,7 @@ async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Replies>, socke
             }
             if w.list.is_empty() {
                 w.sending = false;
+                replies.busy.store(false, Ordering::Release);
                 return;
             }
             if progress.elapsed() >= ACK_DEADLINE {
