@@ -35,6 +35,7 @@
 //! deleted in cluster mode), then a room alone over it loses its oldest messages.
 pub mod budget;
 pub mod epoch;
+pub mod flow;
 pub mod holdback;
 pub mod message;
 pub mod metrics;
@@ -70,6 +71,9 @@ pub struct History {
     store: Option<stream::StreamStore>,
     /// Cluster mode: live messages held back from recovering sockets.
     pub holdback: Arc<holdback::HoldBack>,
+    /// The bytes running replays may have queued and not delivered, all together
+    /// (`--history-max-bytes` too; see [`flow`]).
+    pub replays: flow::ReplayBudget,
 }
 
 /// The history of one room.
@@ -125,6 +129,7 @@ impl History {
         let metrics = HistoryMetrics::new(registry);
         History {
             budget: Arc::new(Budget::new(max_bytes, store.is_some(), &metrics)),
+            replays: flow::ReplayBudget::new(max_bytes, metrics.replay_outstanding_bytes.clone()),
             holdback: Arc::new(holdback::HoldBack::new(
                 specs.clone(),
                 metrics.bypassed.clone(),
