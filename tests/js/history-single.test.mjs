@@ -11,7 +11,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
-import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms } from "./history-lib.mjs";
+import {
+  client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms,
+  hugeRoom, hoarders, vmRss, replayPeaks, replayOutstanding, HUGE_COUNT, WINDOW,
+} from "./history-lib.mjs";
 
 const KEY = "history-test-key";
 
@@ -374,4 +377,47 @@ test("the served helper rejoins several history rooms after a reconnect, one aft
   for (const r of names) {
     assert.deepEqual({ ...rejoined.get(r), epoch: "-" }, { ok: true, recovered: true, missed: 100, epoch: "-", offset: "101" }, r);
   }
+});
+
+const FLOW = ["--history", "big:*=40", "--event-rate", "0"];
+
+test("replays are bounded by bytes delivered: clients that ask for a big replay and never read pin a window each, not the history", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:a";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  const rss0 = vmRss(gw.pid);
+  // 8 connections ask for the 20 MB replay from the start and never read. Before, each had up
+  // to --max-buffer (128) messages encoded and queued: the whole history, 8 x 20 MB.
+  const N = 8;
+  await hoarders(t, gw.url, room, { offset: "0", epoch }, N);
+  await waitFor(async () => (await recoveryMetrics(gw.url)).reads >= N, { what: "every replay started" });
+  const peak = await replayPeaks(gw, 3000);
+  const grew = peak.rss - rss0;
+  t.diagnostic(`${N} stalled replays: peak outstanding ${peak.outstanding} bytes, RSS grew ${grew} bytes`);
+  assert.ok(peak.outstanding > 0, "the gauge counts the replays");
+  assert.ok(peak.outstanding <= N * WINDOW, `outstanding ${peak.outstanding} > ${N} x ${WINDOW}`);
+  assert.ok(grew < N * 4 * WINDOW, `RSS grew ${grew} bytes with ${N} stalled replays`);
+  // At the deadline (or when the stall sweeper cuts them) every replay ends and gives back
+  // what it held.
+  await waitFor(async () => (await recoveryMetrics(gw.url)).failed === N, { timeoutMs: 30_000, what: "the replays failed" });
+  await waitFor(async () => (await replayOutstanding(gw.url)) === 0, { what: "the budget given back" });
+});
+
+test("an honest client recovers every message of a big replay, in order (websocket and polling)", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:b";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  for (const transports of [["websocket"], ["polling"]]) {
+    const s = io(gw.url, { forceNew: true, reconnection: false, transports });
+    track(t, s);
+    await connected(s);
+    const got = collect(s, "msg");
+    const ack = await s.timeout(30_000).emitWithAck("join", { room, since: { offset: "0", epoch } });
+    assert.deepEqual(ack, { ok: true, recovered: true, missed: HUGE_COUNT, epoch, offset: String(HUGE_COUNT) }, transports[0]);
+    assert.deepEqual(offsets(got), range(1, HUGE_COUNT), transports[0]);
+    assert.deepEqual(got.map((m) => m.args[0].i), range(1, HUGE_COUNT));
+    assert.ok(got.every((m) => m.args[0].big.length === 500_000));
+    s.disconnect();
+  }
+  assert.equal(await replayOutstanding(gw.url), 0);
 });
