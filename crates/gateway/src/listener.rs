@@ -194,9 +194,7 @@ impl ConnRegistry {
     /// The bytes written so far on connection `id`, `None` when it is gone. One registry lock:
     /// a replay resolves it once per wait round, never per message.
     pub fn progress(&self, id: u64) -> Option<Written> {
-        self.lock()
-            .get(&id)
-            .map(|c| Written(c.activity.clone()))
+        self.lock().get(&id).map(|c| Written(c.activity.clone()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -273,7 +271,9 @@ impl TrackedStream {
     fn count_written(&self, res: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = res {
             self.registry.bytes_out.inc_by(*n as u64);
-            self.activity.written.fetch_add(*n as u64, Ordering::Relaxed);
+            self.activity
+                .written
+                .fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 }

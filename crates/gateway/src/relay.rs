@@ -215,9 +215,13 @@ fn position(
     v
 }
 
-/// Cluster mode: the stream entries a recovering join reads at a time (one `EVAL` each); each
-/// page is sent before the next is read, so a replay holds one page, not the whole stream.
+/// Cluster mode: the stream entries a recovering join reads at a time (one `EVAL` each), at
+/// most, and the bytes (events' and arguments' text; a page ends with the entry that reaches
+/// them, at least one). Each page is sent before the next is read, so a replay holds one page,
+/// not the whole stream: with the replay's window of bytes not yet delivered
+/// (`history::flow::WINDOW`), about 1.25 MiB plus two messages per replay.
 const REPLAY_PAGE: usize = 256;
+const REPLAY_PAGE_BYTES: usize = 256 * 1024;
 
 /// How a cluster replay ended (when it did not fail).
 enum End {
@@ -612,7 +616,9 @@ impl Conn {
         }
         self.gw.ensure_rooms(ns, vec![room.to_owned()]).await;
         let started = Instant::now();
-        let read = store.read(ns, room, spec, since, REPLAY_PAGE).await;
+        let read = store
+            .read(ns, room, spec, since, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+            .await;
         hm.read_seconds.observe(started.elapsed().as_secs_f64());
         // Not half-applied: a join whose history cannot be read or whose offset is bogus is undone.
         let undo = |e: serde_json::Value| {
@@ -659,7 +665,9 @@ impl Conn {
         let mut res = Ok(());
         // A page at a time, each sent before the next is read: what the replay holds is one page.
         'pages: while !page.is_empty() {
-            let full = page.len() >= REPLAY_PAGE;
+            // A page the read cut short (by its count or its bytes): more may follow.
+            let bytes: usize = page.iter().map(|m| m.event.len() + m.args.len()).sum();
+            let full = page.len() >= REPLAY_PAGE || bytes >= REPLAY_PAGE_BYTES;
             for m in &page {
                 let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
                     Ok(a) => Args::Many(a),
@@ -687,7 +695,14 @@ impl Conn {
             let Some(after) = upto else { break };
             let t = Instant::now();
             let next = store
-                .read(ns, room, spec, Some((after, &epoch)), REPLAY_PAGE)
+                .read(
+                    ns,
+                    room,
+                    spec,
+                    Some((after, &epoch)),
+                    REPLAY_PAGE,
+                    REPLAY_PAGE_BYTES,
+                )
                 .await;
             hm.read_seconds.observe(t.elapsed().as_secs_f64());
             let next = match next {

@@ -196,7 +196,10 @@ mod tests {
     fn the_window_counts_what_was_queued_less_what_was_delivered() {
         let mut w = Window::default();
         w.delivered(5_000); // the first look: no progress yet
-        assert!(w.fits(WINDOW * 3), "nothing outstanding: one message always goes");
+        assert!(
+            w.fits(WINDOW * 3),
+            "nothing outstanding: one message always goes"
+        );
         w.queued(600_000);
         assert!(w.fits(400_000));
         assert!(!w.fits(500_000), "over the window");
@@ -226,10 +229,18 @@ mod tests {
         assert_eq!(w.outstanding(), 300);
         w.new_transport(Some(50));
         w.delivered(100);
-        assert_eq!(w.outstanding(), 250, "only what the new one delivered since");
+        assert_eq!(
+            w.outstanding(),
+            250,
+            "only what the new one delivered since"
+        );
         w.new_transport(None);
         w.delivered(7);
-        assert_eq!(w.outstanding(), 250, "the first look at a count is its baseline");
+        assert_eq!(
+            w.outstanding(),
+            250,
+            "the first look at a count is its baseline"
+        );
         w.delivered(57);
         assert_eq!(w.outstanding(), 200);
     }
@@ -242,7 +253,10 @@ mod tests {
         r1.delivered(0);
         r2.delivered(0);
         assert!(r1.admit(800));
-        assert!(r2.admit(900), "nothing outstanding: one message goes over the budget");
+        assert!(
+            r2.admit(900),
+            "nothing outstanding: one message goes over the budget"
+        );
         assert_eq!(b.used(), 1_700);
         assert_eq!(b.gauge.get(), 1_700);
         assert!(!r1.admit(10), "over the budget with something outstanding");

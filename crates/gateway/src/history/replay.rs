@@ -15,9 +15,7 @@
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, ser::SerializeTuple};
-use socketioxide::{
-    SendError, SocketError, TransportType, adapter::Adapter, extract::SocketRef,
-};
+use socketioxide::{SendError, SocketError, TransportType, adapter::Adapter, extract::SocketRef};
 
 use super::flow::{ReplayBudget, Reservation};
 use crate::{listener::Written, polling::Polled, state::Gateway};
