@@ -10,6 +10,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import WebSocket from "ws";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import {
   client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms,
@@ -420,4 +421,42 @@ test("an honest client recovers every message of a big replay, in order (websock
     s.disconnect();
   }
   assert.equal(await replayOutstanding(gw.url), 0);
+});
+
+test("a big replay follows its session from polling to websocket: the upgraded client gets every message, in order", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:u";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  // A raw polling session (its sid is the session key the handshake gives).
+  const base = `${gw.url}/socket.io/?EIO=4`;
+  const open = await (await fetch(`${base}&transport=polling`)).text();
+  const sid = JSON.parse(open.slice(1)).sid;
+  const poll = async () => (await (await fetch(`${base}&transport=polling&sid=${sid}&t=${Math.random()}`)).text()).split("\x1e");
+  const post = async (body) => assert.equal(await (await fetch(`${base}&transport=polling&sid=${sid}`, { method: "POST", body })).text(), "ok");
+  await post("40");
+  assert.ok((await poll()).some((p) => p.startsWith("40")));
+  await post(`421${JSON.stringify(["join", { room, since: { offset: "0", epoch } }])}`);
+  // One poll of the replay (its first window), then the upgrade: the replay now waits for bytes
+  // delivered on the websocket.
+  const packets = await poll();
+  const before = packets.filter((p) => p.startsWith("42["));
+  assert.ok(before.length >= 1 && before.length < HUGE_COUNT, `by polling: ${before.length}`);
+  const ws = new WebSocket(`${gw.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
+  track(t, { close: () => ws.terminate() });
+  const frames = [];
+  ws.on("message", (d) => {
+    const f = d.toString();
+    if (f === "2") ws.send("3");
+    frames.push(f);
+  });
+  await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+  ws.send("2probe");
+  await waitFor(() => frames.includes("3probe"), { what: "the probe answered" });
+  ws.send("5");
+  await waitFor(() => frames.some((f) => f.startsWith("431[")), { timeoutMs: 30_000, what: "the recovering join's ack" });
+  const ack = JSON.parse(frames.find((f) => f.startsWith("431[")).slice(3))[0];
+  assert.deepEqual(ack, { ok: true, recovered: true, missed: HUGE_COUNT, epoch, offset: String(HUGE_COUNT) });
+  const msgs = [...before, ...frames.filter((f) => f.startsWith("42["))].map((f) => JSON.parse(f.slice(2)));
+  assert.deepEqual(msgs.map((m) => m[1].i), range(1, HUGE_COUNT));
+  assert.deepEqual(msgs.map((m) => Number(m[2].offset)), range(1, HUGE_COUNT));
 });

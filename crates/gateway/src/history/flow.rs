@@ -52,8 +52,8 @@ impl Window {
     }
 
     /// The transport changed (a polling session upgraded to a websocket): its count is a
-    /// different one, looked at from now on (call [`Window::delivered`] with the old one's
-    /// count first).
+    /// different one, taken from `now` on (`None`: from its next look). Call
+    /// [`Window::delivered`] with the old one's count first.
     pub fn new_transport(&mut self, now: Option<u64>) {
         self.seen = now;
     }
