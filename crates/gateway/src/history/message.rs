@@ -253,6 +253,59 @@ mod tests {
         );
     }
 
+    /// The replay's flow control must never count a message above what is sent: the window
+    /// would then look full with everything delivered, and the replay wait for nothing.
+    #[test]
+    fn the_wire_floor_is_never_above_the_encoded_size() {
+        let samples = [
+            Args::Many(vec![
+                serde_json::json!({"text": "héllo \"quoted\" \n", "n": [1, 2.5, -3], "ok": true}),
+                serde_json::json!(null),
+                serde_json::json!("€".repeat(1000)),
+                serde_json::json!({}),
+                serde_json::json!([]),
+            ]),
+            Args::Many(vec![]),
+            Args::One(rmpv::Value::Binary(vec![7; 10_000])),
+            Args::One(rmpv::Value::Map(vec![
+                (rmpv::Value::from("k"), rmpv::Value::from(0)),
+                (
+                    rmpv::Value::from(1),
+                    rmpv::Value::Array(vec![rmpv::Value::Nil]),
+                ),
+            ])),
+            Args::One(rmpv::Value::from("x".repeat(500_000))),
+        ];
+        for args in &samples {
+            let d = Delivery {
+                event: "msg",
+                args,
+                mark: Mark {
+                    room: "chat:x",
+                    offset: Offset::Seq(7),
+                    epoch: "0123456789abcdef",
+                },
+            };
+            let floor = d.wire_floor();
+            // JSON text (binary as arrays of bytes here; as attachments of its length, or
+            // base64 when polling, in a real packet: never shorter).
+            let json = serde_json::to_string(&(d.event, &d)).unwrap().len() as u64;
+            assert!(floor <= json, "{floor} > {json} (JSON) for {args:?}");
+            let mut packed = Vec::new();
+            let v = rmpv::ext::to_value(&(d.event, &d)).unwrap();
+            rmpv::encode::write_value(&mut packed, &v).unwrap();
+            let packed = packed.len() as u64;
+            assert!(
+                floor <= packed,
+                "{floor} > {packed} (MessagePack) for {args:?}"
+            );
+            // And close to it for big messages.
+            if packed > 100_000 {
+                assert!(floor * 100 >= packed * 99, "{floor} vs {packed}");
+            }
+        }
+    }
+
     #[test]
     fn footprint_counts_what_is_held_not_what_was_sent() {
         let bin = Args::One(rmpv::Value::Binary(vec![0; 100_000]));

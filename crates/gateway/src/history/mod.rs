@@ -12,7 +12,9 @@
 //! `pysio`). A recovering join takes the same lock, reads what followed its
 //! offset, sends it to the socket and joins the room before letting go; a replay longer than
 //! the socket's queue lets the lock go while it waits for room, never holding up the room's
-//! publishers, and goes on from the last offset sent (`relay`, `replay`). So a message is
+//! publishers, and goes on from the last offset sent (`relay`, `replay`); it is also paced by
+//! the bytes its client takes, at most a window queued and not delivered per replay and
+//! `--history-max-bytes` for all of them together ([`flow`]). So a message is
 //! either appended-and-delivered before the join (and then replayed) or after it (and then
 //! delivered live): no gap and no duplicate at the boundary, in order.
 //!
