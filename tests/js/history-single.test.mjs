@@ -66,7 +66,7 @@ test("recovery under steady publishers: every missed message once, in order, the
   const b = await connected(client(t, gw.url));
   const gotB = collect(b, "msg");
   const ack = await b.emitWithAck("join", { room, since: { offset: last.offset, epoch: last.epoch } });
-  assert.equal(ack.ok, true);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
   assert.equal(ack.recovered, true, JSON.stringify(ack));
   assert.ok(ack.missed > 0, "the publishers went on while the client was away");
   // The replay arrived before the ack (live messages may follow it before the ack does), and

@@ -292,7 +292,7 @@ mod tests {
             let json = serde_json::to_string(&(d.event, &d)).unwrap().len() as u64;
             assert!(floor <= json, "{floor} > {json} (JSON) for {args:?}");
             let mut packed = Vec::new();
-            let v = rmpv::ext::to_value(&(d.event, &d)).unwrap();
+            let v = rmpv::ext::to_value((d.event, &d)).unwrap();
             rmpv::encode::write_value(&mut packed, &v).unwrap();
             let packed = packed.len() as u64;
             assert!(
