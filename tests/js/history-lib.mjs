@@ -4,6 +4,7 @@
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
+import fs from "node:fs";
 import { track, once, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 
 /** A websocket socket.io-client, closed with the test. */
@@ -123,4 +124,60 @@ export async function honestRooms(t, writeUrl, readUrl) {
   const lastOnce = got.find((m) => m.mark.room === "chat:once").mark;
   reader.disconnect();
   return { attacker, honest, publishHonest, lastHonest, lastOnce };
+}
+
+// The byte-flow tests (gateways given --history "big:*=40"): 40 messages of ~500 KB (20 MB)
+// in one room's history, replayed from its start to clients that never read.
+const HUGE = "y".repeat(500_000);
+export const HUGE_COUNT = 40;
+/** A replay's window of bytes queued and not yet delivered (history::flow::WINDOW). */
+export const WINDOW = 1 << 20;
+
+/** `room` filled with HUGE_COUNT messages of ~500 KB; its epoch. */
+export async function hugeRoom(t, url, room) {
+  const pub = await connected(client(t, url));
+  const pos = await pub.emitWithAck("join", { room });
+  assert.equal(pos.ok, true);
+  for (let i = 1; i <= HUGE_COUNT; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i, big: HUGE } }), { ok: true });
+  }
+  return { pub, epoch: pos.epoch };
+}
+
+/** `n` raw websocket clients that send a recovering join of `room` from `since`, never reading. */
+export async function hoarders(t, url, room, since, n) {
+  const all = [];
+  for (let i = 0; i < n; i++) {
+    const c = await rawClient(t, url);
+    c.pause();
+    c.emit("join", { room, since });
+    all.push(c);
+  }
+  return all;
+}
+
+/** The resident memory of process `pid`, in bytes (VmRSS of /proc/<pid>/status). */
+export function vmRss(pid) {
+  const m = fs.readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m);
+  assert.ok(m, "VmRSS in /proc/<pid>/status");
+  return Number(m[1]) * 1024;
+}
+
+/** The highest replay bytes outstanding (the gauge) and RSS of gateway `gw` seen over `ms`. */
+export async function replayPeaks(gw, ms) {
+  let outstanding = 0;
+  let rss = 0;
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const m = await scrapeMetrics(gw.url + "/metrics");
+    outstanding = Math.max(outstanding, metricSum(m, "sio_gateway_history_replay_outstanding_bytes"));
+    rss = Math.max(rss, vmRss(gw.pid));
+    await sleep(100);
+  }
+  return { outstanding, rss };
+}
+
+/** The replay bytes outstanding on `url` now (the gauge). */
+export async function replayOutstanding(url) {
+  return metricSum(await scrapeMetrics(url + "/metrics"), "sio_gateway_history_replay_outstanding_bytes");
 }

@@ -10,8 +10,12 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io } from "socket.io-client";
+import WebSocket from "ws";
 import { startGateway, track, sleep, waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
-import { client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms } from "./history-lib.mjs";
+import {
+  client, connected, collect, rawClient, recoveryMetrics, filledRoom, stalledReplay, honestRooms,
+  hugeRoom, hoarders, vmRss, replayPeaks, replayOutstanding, HUGE_COUNT, WINDOW,
+} from "./history-lib.mjs";
 
 const KEY = "history-test-key";
 
@@ -62,7 +66,7 @@ test("recovery under steady publishers: every missed message once, in order, the
   const b = await connected(client(t, gw.url));
   const gotB = collect(b, "msg");
   const ack = await b.emitWithAck("join", { room, since: { offset: last.offset, epoch: last.epoch } });
-  assert.equal(ack.ok, true);
+  assert.equal(ack.ok, true, JSON.stringify(ack));
   assert.equal(ack.recovered, true, JSON.stringify(ack));
   assert.ok(ack.missed > 0, "the publishers went on while the client was away");
   // The replay arrived before the ack (live messages may follow it before the ack does), and
@@ -374,4 +378,85 @@ test("the served helper rejoins several history rooms after a reconnect, one aft
   for (const r of names) {
     assert.deepEqual({ ...rejoined.get(r), epoch: "-" }, { ok: true, recovered: true, missed: 100, epoch: "-", offset: "101" }, r);
   }
+});
+
+const FLOW = ["--history", "big:*=40", "--event-rate", "0"];
+
+test("replays are bounded by bytes delivered: clients that ask for a big replay and never read pin a window each, not the history", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:a";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  const rss0 = vmRss(gw.pid);
+  // 8 connections ask for the 20 MB replay from the start and never read. Before, each had up
+  // to --max-buffer (128) messages encoded and queued: the whole history, 8 x 20 MB.
+  const N = 8;
+  await hoarders(t, gw.url, room, { offset: "0", epoch }, N);
+  await waitFor(async () => (await recoveryMetrics(gw.url)).reads >= N, { what: "every replay started" });
+  const peak = await replayPeaks(gw, 3000);
+  const grew = peak.rss - rss0;
+  t.diagnostic(`${N} stalled replays: peak outstanding ${peak.outstanding} bytes, RSS grew ${grew} bytes`);
+  assert.ok(peak.outstanding > 0, "the gauge counts the replays");
+  assert.ok(peak.outstanding <= N * WINDOW, `outstanding ${peak.outstanding} > ${N} x ${WINDOW}`);
+  assert.ok(grew < N * 4 * WINDOW, `RSS grew ${grew} bytes with ${N} stalled replays`);
+  // At the deadline (or when the stall sweeper cuts them) every replay ends and gives back
+  // what it held.
+  await waitFor(async () => (await recoveryMetrics(gw.url)).failed === N, { timeoutMs: 30_000, what: "the replays failed" });
+  await waitFor(async () => (await replayOutstanding(gw.url)) === 0, { what: "the budget given back" });
+});
+
+test("an honest client recovers every message of a big replay, in order (websocket and polling)", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:b";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  for (const transports of [["websocket"], ["polling"]]) {
+    const s = io(gw.url, { forceNew: true, reconnection: false, transports });
+    track(t, s);
+    await connected(s);
+    const got = collect(s, "msg");
+    const ack = await s.timeout(30_000).emitWithAck("join", { room, since: { offset: "0", epoch } });
+    assert.deepEqual(ack, { ok: true, recovered: true, missed: HUGE_COUNT, epoch, offset: String(HUGE_COUNT) }, transports[0]);
+    assert.deepEqual(offsets(got), range(1, HUGE_COUNT), transports[0]);
+    assert.deepEqual(got.map((m) => m.args[0].i), range(1, HUGE_COUNT));
+    assert.ok(got.every((m) => m.args[0].big.length === 500_000));
+    s.disconnect();
+  }
+  assert.equal(await replayOutstanding(gw.url), 0);
+});
+
+test("a big replay follows its session from polling to websocket: the upgraded client gets every message, in order", { timeout: 120_000 }, async (t) => {
+  const gw = track(t, await startGateway(FLOW));
+  const room = "big:u";
+  const { epoch } = await hugeRoom(t, gw.url, room);
+  // A raw polling session (its sid is the session key the handshake gives).
+  const base = `${gw.url}/socket.io/?EIO=4`;
+  const open = await (await fetch(`${base}&transport=polling`)).text();
+  const sid = JSON.parse(open.slice(1)).sid;
+  const poll = async () => (await (await fetch(`${base}&transport=polling&sid=${sid}&t=${Math.random()}`)).text()).split("\x1e");
+  const post = async (body) => assert.equal(await (await fetch(`${base}&transport=polling&sid=${sid}`, { method: "POST", body })).text(), "ok");
+  await post("40");
+  assert.ok((await poll()).some((p) => p.startsWith("40")));
+  await post(`421${JSON.stringify(["join", { room, since: { offset: "0", epoch } }])}`);
+  // One poll of the replay (its first window), then the upgrade: the replay now waits for bytes
+  // delivered on the websocket.
+  const packets = await poll();
+  const before = packets.filter((p) => p.startsWith("42["));
+  assert.ok(before.length >= 1 && before.length < HUGE_COUNT, `by polling: ${before.length}`);
+  const ws = new WebSocket(`${gw.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket&sid=${sid}`);
+  track(t, { close: () => ws.terminate() });
+  const frames = [];
+  ws.on("message", (d) => {
+    const f = d.toString();
+    if (f === "2") ws.send("3");
+    frames.push(f);
+  });
+  await new Promise((resolve, reject) => { ws.once("open", resolve); ws.once("error", reject); });
+  ws.send("2probe");
+  await waitFor(() => frames.includes("3probe"), { what: "the probe answered" });
+  ws.send("5");
+  await waitFor(() => frames.some((f) => f.startsWith("431[")), { timeoutMs: 30_000, what: "the recovering join's ack" });
+  const ack = JSON.parse(frames.find((f) => f.startsWith("431[")).slice(3))[0];
+  assert.deepEqual(ack, { ok: true, recovered: true, missed: HUGE_COUNT, epoch, offset: String(HUGE_COUNT) });
+  const msgs = [...before, ...frames.filter((f) => f.startsWith("42["))].map((f) => JSON.parse(f.slice(2)));
+  assert.deepEqual(msgs.map((m) => m[1].i), range(1, HUGE_COUNT));
+  assert.deepEqual(msgs.map((m) => Number(m[2].offset)), range(1, HUGE_COUNT));
 });

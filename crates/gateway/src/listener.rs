@@ -150,6 +150,27 @@ struct Activity {
     stalled_since: AtomicU64,
     /// Set by every read that brings bytes, taken by the sweep (no clock read per read).
     read: AtomicBool,
+    /// Bytes written on the connection so far: what a replay measures as delivered
+    /// ([`ConnRegistry::progress`]). One relaxed add per write call, next to `bytes_out`'s.
+    written: AtomicU64,
+}
+
+/// The bytes written so far on one connection ([`ConnRegistry::progress`]): how far a
+/// websocket session's client has taken what was queued for it (the kernel's buffers count as
+/// taken: they are bounded by the kernel, not by this process).
+#[derive(Debug, Clone)]
+pub struct Written(Arc<Activity>);
+
+impl Written {
+    /// Bytes written on the connection since it was accepted.
+    pub fn bytes(&self) -> u64 {
+        self.0.written.load(Ordering::Relaxed)
+    }
+
+    /// Is this the same connection as `other`'s?
+    pub fn same(&self, other: &Written) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// What one [`ConnRegistry::sweep`] cut.
@@ -225,6 +246,12 @@ impl ConnRegistry {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// The bytes written so far on connection `id`, `None` when it is gone. One registry lock:
+    /// a replay resolves it once per wait round, never per message.
+    pub fn progress(&self, id: u64) -> Option<Written> {
+        self.lock().get(&id).map(|c| Written(c.activity.clone()))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -303,6 +330,9 @@ impl TrackedStream {
     fn count_written(&self, res: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = res {
             self.registry.bytes_out.inc_by(*n as u64);
+            self.activity
+                .written
+                .fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 }

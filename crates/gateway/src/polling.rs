@@ -79,6 +79,26 @@ struct Session {
     moved: Notify,
     /// `t` of the last post passed to the engine.
     last_post: Mutex<Option<String>>,
+    /// Bytes of the poll answers the engine gave (a retried poll's repeat and a NOOP not
+    /// counted): what a replay measures as delivered ([`PollingSessions::progress`]).
+    delivered: AtomicU64,
+}
+
+/// The bytes of poll answers served so far for one polling session
+/// ([`PollingSessions::progress`]).
+#[derive(Clone)]
+pub struct Polled(Arc<Session>);
+
+impl Polled {
+    /// Bytes of the poll answers the engine gave this session so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Is this the same session's as `other`'s?
+    pub fn same(&self, other: &Polled) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// The polling sessions of this node (the ones whose requests carried a session key).
@@ -105,6 +125,13 @@ impl PollingSessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The bytes of poll answers served so far for session `sid` (its entry is made if it has
+    /// none yet; ended sessions' entries go with [`PollingSessions::retain`]). One map lock: a
+    /// replay resolves it once per wait round, never per message.
+    pub fn progress(&self, sid: Sid) -> Polled {
+        Polled(self.session(sid))
     }
 
     /// Forget the sessions for which `alive` is false.
@@ -143,10 +170,15 @@ impl PollingSessions {
                 return noop();
             }
         };
-        let Some(t) = t else { return resp };
         if resp.status() != StatusCode::OK {
             return resp;
         }
+        let Some(t) = t else {
+            // engineioxide's answers are whole buffers: their size is known without reading.
+            let n = axum::body::HttpBody::size_hint(resp.body()).lower();
+            session.delivered.fetch_add(n, Ordering::Relaxed);
+            return resp;
+        };
         let (parts, body) = resp.into_parts();
         // engineioxide's poll answers are in memory already (bounded by its `max_payload`):
         // collecting one takes its buffer, and cannot fail.
@@ -161,6 +193,9 @@ impl PollingSessions {
                 );
             }
         };
+        session
+            .delivered
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
         *last = Some(Answered {
             t: t.to_owned(),
             content_type: parts.headers.get(header::CONTENT_TYPE).cloned(),

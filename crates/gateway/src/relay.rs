@@ -220,6 +220,24 @@ fn position(
     v
 }
 
+/// Cluster mode: the stream entries a recovering join reads at a time (one `EVAL` each), at
+/// most, and the bytes (events' and arguments' text; a page ends with the entry that reaches
+/// them, at least one). Each page is sent before the next is read, so a replay holds one page,
+/// not the whole stream: with the replay's window of bytes not yet delivered
+/// (`history::flow::WINDOW`), about 1.25 MiB plus two messages per replay.
+const REPLAY_PAGE: usize = 256;
+const REPLAY_PAGE_BYTES: usize = 256 * 1024;
+
+/// How a cluster replay ended (when it did not fail).
+enum End {
+    /// Everything that followed `since` was sent.
+    Recovered,
+    /// What followed `since`, or the last offset sent, was trimmed from the stream.
+    Trimmed,
+    /// The history was lost and started over (another epoch).
+    Epoch,
+}
+
 /// Refusal of a client's join of another socket's own-id room, or leave of its own.
 const SOCKET_ID_ROOM: &str =
     "a socket's own room (named after its id) can be neither joined nor left";
@@ -449,6 +467,7 @@ impl Conn {
     ) -> serde_json::Value {
         let hm = &self.gw.history.metrics;
         let started = Instant::now();
+        let mut tx = replay::Sender::new(&self.gw, &self.gw.history.replays, s, started);
         let mut from = since.clone();
         let mut sent = 0usize;
         let mut first = true;
@@ -491,10 +510,10 @@ impl Conn {
             };
             let mut next = None;
             for d in &msgs {
-                match replay::try_send(s, d.event, d) {
+                match tx.try_send(d.event, d, d.wire_floor()) {
                     Ok(true) => sent += 1,
                     Ok(false) => {
-                        // One copy per full queue (a round), not per message.
+                        // One copy per full queue or window (a round), not per message.
                         next = Some((d.event.to_owned(), d.args.clone(), d.mark.offset));
                         break;
                     }
@@ -522,7 +541,7 @@ impl Conn {
                     epoch: epoch.as_str(),
                 },
             };
-            if let Err(e) = replay::send_one(s, &event, &d, started).await {
+            if let Err(e) = tx.send(&event, &d, d.wire_floor()).await {
                 return self.replay_failed(s, room, sent, e);
             }
             sent += 1;
@@ -607,7 +626,9 @@ impl Conn {
         }
         self.gw.ensure_rooms(ns, vec![room.to_owned()]).await;
         let started = Instant::now();
-        let read = store.read(ns, room, spec, since, 0).await;
+        let read = store
+            .read(ns, room, spec, since, REPLAY_PAGE, REPLAY_PAGE_BYTES)
+            .await;
         hm.read_seconds.observe(started.elapsed().as_secs_f64());
         // Not half-applied: a join whose history cannot be read or whose offset is bogus is undone.
         let undo = |e: serde_json::Value| {
@@ -634,41 +655,87 @@ impl Conn {
                 r.last
             )));
         }
-        let position = |extra: serde_json::Value| position(r.epoch.as_str(), r.last, extra);
-        let (replay, upto) = match &r.read {
-            Read::Position => return position(json!({})),
-            Read::OtherEpoch => (None, None),
-            Read::Miss => (None, None),
-            Read::Replay(list) => (
-                Some(list),
-                Some(
-                    list.last()
-                        .map_or(since.map_or(StreamId::ZERO, |s| s.0), |m| m.id),
-                ),
-            ),
+        let epoch = r.epoch;
+        // The position answered (the newest offset of the last read), and how the replay ended.
+        let mut last = r.last;
+        let (mut page, mut end) = match r.read {
+            Read::Position => return position(epoch.as_str(), last, json!({})),
+            Read::OtherEpoch => (Vec::new(), End::Epoch),
+            Read::Miss => (Vec::new(), End::Trimmed),
+            Read::Replay(list) => (list, End::Recovered),
+        };
+        // The last offset replayed: the hold-back drops what it kept up to it.
+        let mut upto = match end {
+            End::Recovered => Some(since.map_or(StreamId::ZERO, |s| s.0)),
+            _ => None,
         };
         let started = Instant::now();
+        let mut tx = replay::Sender::new(&self.gw, &history.replays, s, started);
         let mut sent = 0usize;
         let mut res = Ok(());
-        for m in replay.into_iter().flatten() {
-            let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
-                Ok(a) => Args::Many(a),
-                Err(_) => Args::Many(Vec::new()),
-            };
-            let d = Delivery {
-                event: &m.event,
-                args: &args,
-                mark: Mark {
-                    room,
-                    offset: Offset::Id(m.id),
-                    epoch: r.epoch.as_str(),
-                },
-            };
-            res = replay::send_one(s, &m.event, &d, started).await;
-            if res.is_err() {
+        // A page at a time, each sent before the next is read: what the replay holds is one page.
+        'pages: while !page.is_empty() {
+            // A page the read cut short (by its count or its bytes): more may follow.
+            let bytes: usize = page.iter().map(|m| m.event.len() + m.args.len()).sum();
+            let full = page.len() >= REPLAY_PAGE || bytes >= REPLAY_PAGE_BYTES;
+            for m in &page {
+                let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
+                    Ok(a) => Args::Many(a),
+                    Err(_) => Args::Many(Vec::new()),
+                };
+                let d = Delivery {
+                    event: &m.event,
+                    args: &args,
+                    mark: Mark {
+                        room,
+                        offset: Offset::Id(m.id),
+                        epoch: epoch.as_str(),
+                    },
+                };
+                res = tx.send(&m.event, &d, d.wire_floor()).await;
+                if res.is_err() {
+                    break 'pages;
+                }
+                sent += 1;
+                upto = Some(m.id);
+            }
+            if !full {
                 break;
             }
-            sent += 1;
+            let Some(after) = upto else { break };
+            let t = Instant::now();
+            let next = store
+                .read(
+                    ns,
+                    room,
+                    spec,
+                    Some((after, &epoch)),
+                    REPLAY_PAGE,
+                    REPLAY_PAGE_BYTES,
+                )
+                .await;
+            hm.read_seconds.observe(t.elapsed().as_secs_f64());
+            let next = match next {
+                Ok(n) => n,
+                Err(e) => {
+                    res = Err(ReplayError::Unavailable(e.to_string()));
+                    break;
+                }
+            };
+            last = next.last;
+            page = match next.read {
+                Read::Replay(list) => list,
+                // Trimmed past the last offset sent (or lost) while the client read the pages
+                // before: answered as at the start (the client has a part of the replay).
+                Read::Miss | Read::Position => {
+                    end = End::Trimmed;
+                    break;
+                }
+                Read::OtherEpoch => {
+                    end = End::Epoch;
+                    break;
+                }
+            };
         }
         // Then what other nodes published meanwhile, until nothing is held any more.
         while res.is_ok() {
@@ -687,30 +754,38 @@ impl Conn {
                     serde_json::Value::String(e) => e,
                     _ => continue,
                 };
-                res = replay::send_one(s, &event, &replay::Spread(&parts), started).await;
+                let bytes = event.len() as u64
+                    + parts
+                        .iter()
+                        .map(crate::history::message::json_wire_floor)
+                        .sum::<u64>();
+                res = tx.send(&event, &replay::Spread(&parts), bytes).await;
                 if res.is_err() {
                     break;
                 }
             }
         }
+        drop(tx);
         if let Err(e) = res {
             return undo(self.replay_failed(s, room, sent, e));
         }
-        match r.read {
-            Read::OtherEpoch => {
+        match end {
+            End::Epoch => {
                 hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
-                position(json!({ "recovered": false, "reason": outcome::EPOCH }))
+                let extra = json!({ "recovered": false, "reason": outcome::EPOCH });
+                position(epoch.as_str(), last, extra)
             }
-            Read::Miss => {
+            End::Trimmed => {
                 hm.recoveries.with_label_values(&["trimmed"]).inc();
-                position(json!({ "recovered": false, "reason": "trimmed" }))
+                hm.replayed.inc_by(sent as u64);
+                self.gw.metrics.events_sent_total.inc_by(sent as u64);
+                let extra = json!({ "recovered": false, "reason": "trimmed" });
+                position(epoch.as_str(), last, extra)
             }
-            _ => {
+            End::Recovered => {
                 self.recovered(sent);
-                let last = upto.map_or_else(|| r.last.to_string(), |u| u.to_string());
-                let mut v = position(json!({ "recovered": true, "missed": sent }));
-                v["offset"] = json!(last);
-                v
+                let extra = json!({ "recovered": true, "missed": sent });
+                position(epoch.as_str(), upto.unwrap_or(last), extra)
             }
         }
     }

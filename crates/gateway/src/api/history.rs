@@ -167,14 +167,14 @@ async fn read_stream<A: Adapter>(
         Some(e) => e,
         None => {
             store
-                .read(nsp, room, spec, None, 0)
+                .read(nsp, room, spec, None, 0, 0)
                 .await
                 .map_err(ApiError::unavailable)?
                 .epoch
         }
     };
     let r = store
-        .read(nsp, room, spec, Some((since_id, &current)), limit)
+        .read(nsp, room, spec, Some((since_id, &current)), limit, 0)
         .await
         .map_err(ApiError::unavailable)?;
     history

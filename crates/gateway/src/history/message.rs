@@ -53,6 +53,42 @@ const JSON_SLOT: u64 = std::mem::size_of::<serde_json::Value>() as u64;
 /// B-tree's share of it (nodes hold 11 entries, with edges and lengths).
 const JSON_MAP_ENTRY: u64 = std::mem::size_of::<String>() as u64 + 16;
 
+/// The fewest bytes `v` takes in any encoding a client may use (JSON or MessagePack): its
+/// text and binary, one byte per other value. For the flow control of replays
+/// (`history::flow`), which needs an estimate that is never above what is sent.
+pub fn json_wire_floor(v: &serde_json::Value) -> u64 {
+    use serde_json::Value as V;
+    match v {
+        V::Null | V::Bool(_) | V::Number(_) => 1,
+        V::String(s) => s.len() as u64,
+        V::Array(items) => 1 + items.iter().map(json_wire_floor).sum::<u64>(),
+        V::Object(m) => {
+            1 + m
+                .iter()
+                .map(|(k, v)| k.len() as u64 + json_wire_floor(v))
+                .sum::<u64>()
+        }
+    }
+}
+
+/// [`json_wire_floor`] of a MessagePack value (binary counts its bytes: sent as an attachment
+/// of that length, or longer in base64).
+fn rmpv_wire_floor(v: &rmpv::Value) -> u64 {
+    use rmpv::Value as V;
+    match v {
+        V::Nil | V::Boolean(_) | V::Integer(_) | V::F32(_) | V::F64(_) => 1,
+        V::String(s) => s.as_bytes().len() as u64,
+        V::Binary(b) | V::Ext(_, b) => b.len() as u64,
+        V::Array(items) => 1 + items.iter().map(rmpv_wire_floor).sum::<u64>(),
+        V::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| rmpv_wire_floor(k) + rmpv_wire_floor(v))
+                .sum::<u64>()
+        }
+    }
+}
+
 fn rmpv_footprint(v: &rmpv::Value) -> u64 {
     use rmpv::Value as V;
     match v {
@@ -137,6 +173,17 @@ pub struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
+    /// The fewest bytes this message takes as sent (event, arguments and mark; see
+    /// [`json_wire_floor`]): what a replay counts against its window. One walk of the value,
+    /// no allocation.
+    pub fn wire_floor(&self) -> u64 {
+        let args = match self.args {
+            Args::One(v) => rmpv_wire_floor(v),
+            Args::Many(v) => v.iter().map(json_wire_floor).sum(),
+        };
+        self.event.len() as u64 + args + (self.mark.room.len() + self.mark.epoch.len()) as u64
+    }
+
     /// This message as the JSON text of a Socket.IO event's data, `[event, ...args, mark]`, the
     /// form in which the hold-back keeps a broadcast for a recovering socket (binary as arrays
     /// of bytes, as in the cluster's stream).
@@ -204,6 +251,59 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&d.packet_json()).unwrap(),
             serde_json::json!(["ev", "hi", {"room": "r", "offset": "1", "epoch": "e"}])
         );
+    }
+
+    /// The replay's flow control must never count a message above what is sent: the window
+    /// would then look full with everything delivered, and the replay wait for nothing.
+    #[test]
+    fn the_wire_floor_is_never_above_the_encoded_size() {
+        let samples = [
+            Args::Many(vec![
+                serde_json::json!({"text": "héllo \"quoted\" \n", "n": [1, 2.5, -3], "ok": true}),
+                serde_json::json!(null),
+                serde_json::json!("€".repeat(1000)),
+                serde_json::json!({}),
+                serde_json::json!([]),
+            ]),
+            Args::Many(vec![]),
+            Args::One(rmpv::Value::Binary(vec![7; 10_000])),
+            Args::One(rmpv::Value::Map(vec![
+                (rmpv::Value::from("k"), rmpv::Value::from(0)),
+                (
+                    rmpv::Value::from(1),
+                    rmpv::Value::Array(vec![rmpv::Value::Nil]),
+                ),
+            ])),
+            Args::One(rmpv::Value::from("x".repeat(500_000))),
+        ];
+        for args in &samples {
+            let d = Delivery {
+                event: "msg",
+                args,
+                mark: Mark {
+                    room: "chat:x",
+                    offset: Offset::Seq(7),
+                    epoch: "0123456789abcdef",
+                },
+            };
+            let floor = d.wire_floor();
+            // JSON text (binary as arrays of bytes here; as attachments of its length, or
+            // base64 when polling, in a real packet: never shorter).
+            let json = serde_json::to_string(&(d.event, &d)).unwrap().len() as u64;
+            assert!(floor <= json, "{floor} > {json} (JSON) for {args:?}");
+            let mut packed = Vec::new();
+            let v = rmpv::ext::to_value((d.event, &d)).unwrap();
+            rmpv::encode::write_value(&mut packed, &v).unwrap();
+            let packed = packed.len() as u64;
+            assert!(
+                floor <= packed,
+                "{floor} > {packed} (MessagePack) for {args:?}"
+            );
+            // And close to it for big messages.
+            if packed > 100_000 {
+                assert!(floor * 100 >= packed * 99, "{floor} vs {packed}");
+            }
+        }
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct HistoryMetrics {
     pub evicted: IntCounterVec,
     /// The bytes the histories count against the memory budget.
     pub held_bytes: IntGauge,
+    /// The bytes running replays have queued and not yet seen delivered (`history::flow`).
+    pub replay_outstanding_bytes: IntGauge,
 }
 
 const NS: &str = "sio_gateway";
@@ -100,7 +102,12 @@ impl HistoryMetrics {
             "history_held_bytes",
             "Bytes the room histories count against --history-max-bytes (single node: held in memory; cluster mode: this node's appends still in Redis Streams, estimated), rooms' own overhead included"
         )));
+        let replay_outstanding_bytes = reg!(IntGauge::with_opts(opts(
+            "history_replay_outstanding_bytes",
+            "Bytes that running replays (recovering joins) have queued for their sockets and not yet seen delivered, estimated from below; at most 1 MiB per replay and --history-max-bytes in all, besides one message per replay"
+        )));
         HistoryMetrics {
+            replay_outstanding_bytes,
             evicted,
             held_bytes,
             appends,

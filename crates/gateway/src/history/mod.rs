@@ -12,7 +12,9 @@
 //! `pysio`). A recovering join takes the same lock, reads what followed its
 //! offset, sends it to the socket and joins the room before letting go; a replay longer than
 //! the socket's queue lets the lock go while it waits for room, never holding up the room's
-//! publishers, and goes on from the last offset sent (`relay`, `replay`). So a message is
+//! publishers, and goes on from the last offset sent (`relay`, `replay`); it is also paced by
+//! the bytes its client takes, at most a window queued and not delivered per replay and
+//! `--history-max-bytes` for all of them together ([`flow`]). So a message is
 //! either appended-and-delivered before the join (and then replayed) or after it (and then
 //! delivered live): no gap and no duplicate at the boundary, in order.
 //!
@@ -35,6 +37,7 @@
 //! deleted in cluster mode), then a room alone over it loses its oldest messages.
 pub mod budget;
 pub mod epoch;
+pub mod flow;
 pub mod holdback;
 pub mod message;
 pub mod metrics;
@@ -70,6 +73,9 @@ pub struct History {
     store: Option<stream::StreamStore>,
     /// Cluster mode: live messages held back from recovering sockets.
     pub holdback: Arc<holdback::HoldBack>,
+    /// The bytes running replays may have queued and not delivered, all together
+    /// (`--history-max-bytes` too; see [`flow`]).
+    pub replays: flow::ReplayBudget,
 }
 
 /// The history of one room.
@@ -125,6 +131,7 @@ impl History {
         let metrics = HistoryMetrics::new(registry);
         History {
             budget: Arc::new(Budget::new(max_bytes, store.is_some(), &metrics)),
+            replays: flow::ReplayBudget::new(max_bytes, metrics.replay_outstanding_bytes.clone()),
             holdback: Arc::new(holdback::HoldBack::new(
                 specs.clone(),
                 metrics.bypassed.clone(),

@@ -100,7 +100,8 @@ impl StreamStore {
     }
 
     /// The position of a history and, with `since` (offset, epoch), what followed it (at most
-    /// `limit` messages, all when 0).
+    /// `limit` messages, all when 0; and when `max_bytes` is not 0, up to the message that
+    /// brings their events' and arguments' text to `max_bytes`, at least one).
     pub async fn read(
         &self,
         nsp: &str,
@@ -108,6 +109,7 @@ impl StreamStore {
         spec: &HistorySpec,
         since: Option<(StreamId, &Epoch)>,
         limit: usize,
+        max_bytes: usize,
     ) -> Result<ReadResult, StoreError> {
         let (since_s, cepoch) = match since {
             Some((id, e)) => (id.to_string(), e.as_str().to_owned()),
@@ -119,6 +121,7 @@ impl StreamStore {
             epoch::random().as_str().to_owned(),
             ttl_ms(spec),
             limit.to_string(),
+            max_bytes.to_string(),
         ];
         let v: Vec<String> = self
             .client

@@ -45,7 +45,9 @@ return {id, epoch}
 /// The position of a history, and with `since` what followed it:
 /// `{epoch, last, status, id1, event1, args1, ...}`, status `pos`, `epoch`, `miss` or `ok`.
 /// KEYS: stream, meta. ARGV: since ('' = position only), client epoch, new epoch, ttl ms,
-/// most entries (0 = all).
+/// most entries (0 = all), and optionally most bytes (0 or absent = no bound): the entries stop
+/// after the one that brings their events' and arguments' bytes to it (at least one entry), so
+/// a reader can take a long history a page at a time whatever its messages' sizes.
 pub const READ: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local since, cepoch = ARGV[1], ARGV[2]
@@ -79,6 +81,8 @@ if tonumber(ARGV[5]) > 0 then
 else
   entries = redis.call('XRANGE', stream, start, '+')
 end
+local cap = tonumber(ARGV[6] or '0') or 0
+local total = 0
 for _, e in ipairs(entries) do
   local f = e[2]
   local ev, args = '', '[]'
@@ -88,6 +92,8 @@ for _, e in ipairs(entries) do
   out[#out + 1] = e[1]
   out[#out + 1] = ev
   out[#out + 1] = args
+  total = total + #ev + #args
+  if cap > 0 and total >= cap then break end
 end
 return out
 "#;
