@@ -103,36 +103,73 @@ pub struct Metrics {
     recount: Recount,
 }
 
-/// Paces the scrape-time recount of the `connections` gauge: a recount is due when the time
-/// since the last one ended is at least [`Recount::FACTOR`] times what that one took, so
-/// however fast `/metrics` is requested, walking the socket table takes at most 1 / `FACTOR`
-/// of one core. A walk that took at most [`Recount::FREE`] (a few hundred sockets; rendering
-/// the metrics costs about as much) is always due again, so small nodes are counted exactly
-/// at every scrape; with 100,000 sockets a walk takes a few milliseconds and the gauge may be
-/// a few hundred milliseconds old.
-#[derive(Default)]
+/// Paces the scrape-time recount of the `connections` gauge by what the last one walked: a
+/// recount is due [`Recount::PER_SOCKET`] × the sockets it walked after it ended (about 100 × what
+/// walking them costs, so however fast `/metrics` is requested, recounting takes about 1 % of
+/// one core), at most [`Recount::MAX_WAIT`]; a node of up to [`Recount::FREE`] sockets (a walk
+/// costing about what rendering the metrics does) recounts at every scrape. Counted in sockets,
+/// not in the walk's wall-clock time, so a walk that was preempted does not hold recounts off
+/// for a hundred times as long. One scrape recounts at a time; scrapes meanwhile serve the last
+/// count.
 struct Recount {
-    /// When the last recount ended, and what it took.
-    last: Mutex<Option<(Instant, Duration)>>,
+    /// When the last recount ended, and how many sockets it walked.
+    last: Mutex<Option<(Instant, usize)>>,
+    walking: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Recount {
+    fn default() -> Self {
+        Recount {
+            last: Mutex::new(None),
+            walking: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 impl Recount {
-    const FACTOR: u32 = 100;
-    const FREE: Duration = Duration::from_micros(100);
+    const FREE: usize = 1000;
+    const PER_SOCKET: Duration = Duration::from_micros(100);
+    const MAX_WAIT: Duration = Duration::from_secs(10);
 
     fn due(&self, now: Instant) -> bool {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         match *last {
             None => true,
-            Some((ended, took)) => {
-                took <= Self::FREE || now.saturating_duration_since(ended) >= took * Self::FACTOR
+            Some((ended, walked)) => {
+                walked <= Self::FREE
+                    || now.saturating_duration_since(ended)
+                        >= (Self::PER_SOCKET * u32::try_from(walked).unwrap_or(u32::MAX))
+                            .min(Self::MAX_WAIT)
             }
         }
     }
 
-    fn done(&self, started: Instant, ended: Instant) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((ended, ended.saturating_duration_since(started)));
+    /// Start a recount unless one is running: `None` when one is.
+    fn begin(&self) -> Option<Walking<'_>> {
+        self.walking
+            .compare_exchange(
+                false,
+                true,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .is_ok()
+            .then_some(Walking(self))
+    }
+
+    fn done(&self, ended: Instant, walked: usize) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((ended, walked));
+    }
+}
+
+/// A recount in progress; the next may start once it is dropped.
+struct Walking<'a>(&'a Recount);
+
+impl Drop for Walking<'_> {
+    fn drop(&mut self) {
+        self.0
+            .walking
+            .store(false, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -332,10 +369,11 @@ pub struct MetricsState<A: Adapter> {
 /// `GET /metrics`: refresh the scrape-time gauges when a recount is due, then render.
 pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response {
     let m = &st.metrics;
-    let started = Instant::now();
-    if m.recount.due(started) {
-        recount_connections(&st);
-        m.recount.done(started, Instant::now());
+    if m.recount.due(Instant::now())
+        && let Some(_walking) = m.recount.begin()
+    {
+        let walked = recount_connections(&st);
+        m.recount.done(Instant::now(), walked);
         m.connections_recounts_total.inc();
     }
     (
@@ -352,7 +390,7 @@ pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response 
 /// across websocket upgrades, and free on the message path. O(local sockets), paced by
 /// [`Recount`]. Children of a dynamic namespace are counted under its pattern (`/tenant-*`), so
 /// the label's cardinality is that of the configuration, not of the tenants.
-fn recount_connections<A: Adapter>(st: &MetricsState<A>) {
+fn recount_connections<A: Adapter>(st: &MetricsState<A>) -> usize {
     let m = &st.metrics;
     let patterns = namespace_label_patterns(&st.config.namespace);
     let mut counts: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
@@ -378,6 +416,7 @@ fn recount_connections<A: Adapter>(st: &MetricsState<A>) {
     }
     m.namespaces.set(st.io.nsps().len() as i64);
     m.connections.reset();
+    let mut walked = 0;
     for (label, (ws, polling)) in &counts {
         m.connections
             .with_label_values(&[label, "websocket"])
@@ -385,7 +424,9 @@ fn recount_connections<A: Adapter>(st: &MetricsState<A>) {
         m.connections
             .with_label_values(&[label, "polling"])
             .set(*polling);
+        walked += usize::try_from(ws + polling).unwrap_or(0);
     }
+    walked
 }
 
 /// Dynamic namespace patterns as globs (`/tenant-{p0}` -> `/tenant-*`), with that glob as the
@@ -430,18 +471,25 @@ mod tests {
     }
 
     #[test]
-    fn recounts_are_paced_to_a_hundredth_of_their_cost() {
+    fn recounts_are_paced_by_the_sockets_they_walked() {
         let r = Recount::default();
         let t0 = Instant::now();
         assert!(r.due(t0), "the first scrape recounts");
         let ms = Duration::from_millis;
-        r.done(t0, t0 + ms(2));
-        let ended = t0 + ms(2);
-        assert!(!r.due(ended), "at once after a 2 ms walk");
-        assert!(!r.due(ended + ms(199)));
-        assert!(r.due(ended + ms(200)), "100 x the walk later");
-        // A walk as cheap as the render itself is always due again.
-        r.done(t0, t0 + Duration::from_micros(80));
-        assert!(r.due(t0 + Duration::from_micros(80)));
+        r.done(t0, 3000);
+        assert!(!r.due(t0), "at once after walking 3,000 sockets");
+        assert!(!r.due(t0 + ms(299)));
+        assert!(r.due(t0 + ms(300)), "100 µs per socket walked later");
+        r.done(t0, 10_000_000);
+        assert!(!r.due(t0 + ms(9_999)));
+        assert!(r.due(t0 + ms(10_000)), "never more than 10 s stale");
+        // A small node is counted at every scrape.
+        r.done(t0, 1000);
+        assert!(r.due(t0));
+        // One recount at a time.
+        let w = r.begin().unwrap();
+        assert!(r.begin().is_none());
+        drop(w);
+        assert!(r.begin().is_some());
     }
 }
