@@ -20,7 +20,8 @@
 //! upstream events can be large, and may echo what the client sent), the waiting replies are
 //! dropped and counted as
 //! `dropped_messages_total{reason="ack_undeliverable"}`, one warning is logged for the
-//! connection, and its transport is closed (so a stock client reconnects). Replies asked for
+//! connection (at most one every 10 s for the node), and its transport is cut (so a stock
+//! client reconnects). Replies asked for
 //! after that are dropped and counted, without a warning or a task each. Earlier, every waiting
 //! reply was a task of its own with its own deadline and its own warning: one raw websocket
 //! sending 200,000 acked events it never read held 160 MB and most of a core, and a polling
@@ -42,7 +43,7 @@ use socketioxide::{
     socket::Socket,
 };
 
-use crate::state::Gateway;
+use crate::{state::Gateway, warn_limit::WarnLimit};
 
 /// How long waiting replies may make no progress before the client counts as not reading.
 pub const ACK_DEADLINE: Duration = Duration::from_secs(10);
@@ -322,28 +323,34 @@ async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Replies>, socke
     }
 }
 
-/// Count the dropped replies, warn once for the connection, and close its transport.
+/// Count the dropped replies, warn (at most every 10 s for the node, with the count held back:
+/// a client can give reasons again and again over new connections), and close the transport.
 fn give_up<A: Adapter>(gw: &Gateway, socket: Arc<Socket<A>>, dropped: usize, why: &str) {
+    static WARN: WarnLimit = WarnLimit::new(Duration::from_secs(10));
     gw.metrics.dropped_ack_undeliverable.inc_by(dropped as u64);
-    tracing::warn!(
-        node_id = %gw.node_id(),
-        sid = %socket.id,
-        dropped,
-        "{why}: closing the connection"
-    );
+    if let Some(held_back) = WARN.allow() {
+        tracing::warn!(
+            node_id = %gw.node_id(),
+            sid = %socket.id,
+            dropped,
+            held_back,
+            "{why}: closing the connection (each dropped reply is counted in dropped_messages_total{{reason=\"ack_undeliverable\"}})"
+        );
+    }
     close_transport(gw, socket);
 }
 
-/// Close a client whose queue stays full. socketioxide's `disconnect` needs room in that same
-/// queue; when there is none, the transport is cut the drain's way (`Drain::cut_transport`): a
-/// websocket's TCP connection is shut down, a polling session's next poll is answered with
-/// CLOSE; a polling client that does not poll is closed by its heartbeat timeout.
+/// Close a client whose queue stays full the drain's way (`Drain::cut_transport`), so that it
+/// looks lost and a stock client reconnects: a websocket's TCP connection is shut down, a
+/// polling session's next poll is answered with CLOSE (one that does not poll is closed by its
+/// heartbeat timeout). Only when its websocket's connection is not known, a Socket.IO
+/// DISCONNECT (which needs room in that same queue, and which clients take as final).
 fn close_transport<A: Adapter>(gw: &Gateway, s: Arc<Socket<A>>) {
     let sid = s.id;
-    if s.clone().disconnect().is_ok() {
+    if gw.drain.cut_transport(&gw.conns, &s) {
         return;
     }
-    if gw.drain.cut_transport(&gw.conns, &s) {
+    if s.disconnect().is_ok() {
         return;
     }
     tracing::debug!(%sid, "transport not found; the heartbeat closes it");
