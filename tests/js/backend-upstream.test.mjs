@@ -14,7 +14,7 @@ import http from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { io } from "socket.io-client";
+import { io, Manager } from "socket.io-client";
 import { startGateway, startRedis, track, once, waitFor, scrapeMetrics, metricSum, freePort } from "../lib/harness.mjs";
 import { makeTls, startHttpsBackend } from "../lib/tls.mjs";
 
@@ -254,7 +254,7 @@ test("webhook sink: clients flooding a slow backend at the rate limit: at most -
   assert.ok(ok.length >= CONC, `${ok.length} events answered by the backend`);
   assert.ok(busy.length > results.length / 2, `${busy.length} of ${results.length} refused as busy`);
   assert.ok(busy.some((r) => r.error === `backend busy: no free slot within 2.5s (${CONC} calls of this node in flight)`), busy[0]?.error);
-  assert.ok(busy.some((r) => r.error === "backend busy: 16 events of this connection already at the backend; wait for their acks"), busy[0]?.error);
+  assert.ok(busy.some((r) => r.error === "backend busy: 16 events of this connection (all its namespaces) already at the backend; wait for their acks"), busy[0]?.error);
   let m = await scrapeMetrics(gw.url + "/metrics");
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_busy"'), busy.length);
   assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_failed"'), timedOut.length);
@@ -277,7 +277,7 @@ test("webhook sink: clients flooding a slow backend at the rate limit: at most -
   await sleep(300);
   const started = Date.now();
   assert.deepEqual(await one.timeout(5000).emitWithAck("order", 17),
-    { ok: false, error: "backend busy: 16 events of this connection already at the backend; wait for their acks" });
+    { ok: false, error: "backend busy: 16 events of this connection (all its namespaces) already at the backend; wait for their acks" });
   assert.ok(Date.now() - started < 1000, "refused at once");
   for (let i = 0; i < 5; i++) one.emit("order", `no ack ${i}`);
   await waitFor(async () => {
@@ -285,6 +285,28 @@ test("webhook sink: clients flooding a slow backend at the rate limit: at most -
     return metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_busy"') === busy.length + 6;
   }, { what: "the 6 refusals counted" });
   assert.ok(be.maxInflight <= CONC);
+});
+
+// Review of the cap above: it was per namespace socket, so one connection opening /, /t-1,
+// /t-2 and /t-3 held 64 of the node's 64 slots, and honest clients got `backend busy`.
+test("webhook sink: a connection's 16 are for all its namespaces together; an honest client still gets a slot", { timeout: 60_000 }, async (t) => {
+  const be = await slowBackend(t, 3000);
+  const gw = track(t, await startGateway(["--namespace", "/,/t-1,/t-2,/t-3", "--upstream", "webhook",
+    "--upstream-webhook", be.url, "--upstream-webhook-concurrency", "32"]));
+  const manager = new Manager(gw.url, { transports: ["websocket"], reconnection: false });
+  const socks = ["/", "/t-1", "/t-2", "/t-3"].map((n) => manager.socket(n));
+  t.after(() => { socks.forEach((s) => s.disconnect()); manager.engine?.close(); });
+  await Promise.all(socks.map(connected));
+  const acks = [];
+  for (const s of socks) for (let i = 0; i < 16; i++) acks.push(s.timeout(20000).emitWithAck("order", i));
+  await waitFor(() => be.inflight === 16, { what: "16 of the hog's events at the backend" });
+  await sleep(300);
+  assert.equal(be.inflight, 16, "not more: the other namespaces' events were refused");
+  const honest = await connected(client(t, gw.url));
+  assert.deepEqual(await honest.timeout(10000).emitWithAck("order", "mine"), { ok: true, echo: "mine" });
+  const results = await Promise.all(acks);
+  assert.equal(results.filter((r) => r.ok === true).length, 16);
+  assert.equal(results.filter((r) => r.error === "backend busy: 16 events of this connection (all its namespaces) already at the backend; wait for their acks").length, 48);
 });
 
 test("config: redis-stream without a Redis URL is refused at start-up", { timeout: 90_000 }, async () => {

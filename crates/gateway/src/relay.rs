@@ -142,8 +142,9 @@ struct Conn {
     recoveries: AtomicU32,
     /// Acks waiting for room in this connection's queue (see `ack`).
     replies: Arc<crate::ack::Replies>,
-    /// This connection's events at the upstream sink (capped by the webhook sink).
-    upstream: crate::upstream::InFlight,
+    /// This session's events at the upstream sink (capped by the webhook sink; shared by the
+    /// session's namespace sockets).
+    upstream: Arc<crate::upstream::InFlight>,
 }
 
 /// Recovering joins one connection may have running or waiting; more are refused.
@@ -1156,7 +1157,7 @@ pub async fn install<A: Adapter>(
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
         replies: Arc::default(),
-        upstream: crate::upstream::InFlight::default(),
+        upstream: gw.upstream_sessions.of(s.id),
     });
 
     let c = conn.clone();

@@ -61,6 +61,8 @@ pub struct Gateway {
     /// they read key files, connect to Redis).
     pub auth: Arc<Authenticator>,
     pub upstream: Sink,
+    /// Each session's upstream events in flight (the webhook sink's per-client cap).
+    pub upstream_sessions: crate::upstream::Sessions,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: Arc<Sticky>,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
@@ -134,6 +136,7 @@ impl Gateway {
             metrics,
             auth: Arc::new(auth),
             upstream,
+            upstream_sessions: Default::default(),
         }
     }
 

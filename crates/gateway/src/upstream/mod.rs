@@ -18,7 +18,15 @@
 pub mod stream;
 pub mod webhook;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+use socketioxide::socket::Sid;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -50,9 +58,36 @@ pub enum SinkError {
     Busy(String),
 }
 
-/// One connection's upstream events in progress (at the sink or waiting for it).
+/// One client's upstream events in progress (at the sink or waiting for it): shared by every
+/// namespace socket of its Engine.IO session ([`Sessions`]), so opening more namespaces on one
+/// connection does not multiply the cap.
 #[derive(Debug, Default)]
 pub struct InFlight(AtomicU32);
+
+/// The [`InFlight`] count of each Engine.IO session of this node. socketioxide gives a session
+/// one id in every namespace, so the namespace sockets of one client find the same count by
+/// their id. Looked up once per namespace connect, never per event.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    counts: Mutex<HashMap<Sid, Weak<InFlight>>>,
+}
+
+impl Sessions {
+    /// The count of session `sid` (made if no namespace socket of it holds one).
+    pub fn of(&self, sid: Sid) -> Arc<InFlight> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = counts.get(&sid).and_then(Weak::upgrade) {
+            return c;
+        }
+        // Sessions that went leave dead entries; drop them whenever the map doubles.
+        if counts.len() >= 1024 && counts.len().is_power_of_two() {
+            counts.retain(|_, w| w.strong_count() > 0);
+        }
+        let c = Arc::new(InFlight::default());
+        counts.insert(sid, Arc::downgrade(&c));
+        c
+    }
+}
 
 /// An event's place in an [`InFlight`] count, given back when dropped.
 #[derive(Debug)]
@@ -162,5 +197,30 @@ mod tests {
     #[test]
     fn busy_reads_as_backend_busy() {
         assert_eq!(SinkError::Busy("x".into()).to_string(), "backend busy: x");
+    }
+
+    #[test]
+    fn the_namespace_sockets_of_one_session_share_its_count() {
+        let sessions = Sessions::default();
+        let (a, b) = (Sid::new(), Sid::new());
+        let a1 = sessions.of(a);
+        let a2 = sessions.of(a);
+        let _held = a1.enter(2).unwrap();
+        let _also = a2.enter(2).unwrap();
+        assert!(
+            a1.enter(2).is_none(),
+            "two namespaces of one session share the cap"
+        );
+        assert!(
+            sessions.of(b).enter(2).is_some(),
+            "another session has its own"
+        );
+        drop((_held, _also));
+        drop((a1, a2));
+        assert_eq!(
+            sessions.of(a).get(),
+            0,
+            "a session's count goes with its sockets"
+        );
     }
 }

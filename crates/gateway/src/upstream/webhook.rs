@@ -12,10 +12,13 @@
 //!   keep-alive connections; an event waits for a slot at most half the call's timeout (the
 //!   wait counts in it), else its ack is `{ok:false, error:"backend busy: ..."}`
 //!   ([`SinkError::Busy`]);
-//! * per connection, [`PER_CONNECTION`] events at the backend or waiting for a slot
+//! * per connection (Engine.IO session: all its namespace sockets together,
+//!   [`super::Sessions`]), [`PER_CONNECTION`] events at the backend or waiting for a slot
 //!   ([`super::InFlight`]); more are refused at once with a `backend busy` ack. One client
-//!   thus holds at most that many of the node's slots, and what its waiting events keep in
-//!   memory is bounded by it too.
+//!   thus holds at most that many of the node's slots however many namespaces it opens, and
+//!   what its waiting events keep in memory is bounded by it too. The per-node slots are
+//!   first come, first served: clients that flood hold their share each (four at 16 fill the
+//!   default 64), which `--upstream-webhook-concurrency` sizes.
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -49,7 +52,7 @@ impl WebhookSink {
     pub async fn post(&self, conn: &InFlight, ev: &UpstreamEvent<'_>) -> Result<Value, SinkError> {
         let Some(_entry) = conn.enter(PER_CONNECTION) else {
             return Err(SinkError::Busy(format!(
-                "{PER_CONNECTION} events of this connection already at the backend; \
+                "{PER_CONNECTION} events of this connection (all its namespaces) already at the backend; \
                  wait for their acks"
             )));
         };
