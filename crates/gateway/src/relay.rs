@@ -1110,7 +1110,7 @@ pub async fn install<A: Adapter>(
     // joined it here meanwhile, on every node, before the socket is in it (see
     // `engine_sessions`). A first CONNECT's id was never shown to anyone.
     if pending.as_ref().is_none_or(|p| p.session_is_public())
-        && let Err(e) = clear_own_id_room(&io, &s).await
+        && let Err(e) = clear_own_id_room(&gw, &io, &s).await
     {
         // Clients can repeat it while Redis is away: counted each time, warned once per 10 s.
         static WARN: WarnLimit = WarnLimit::new(Duration::from_secs(10));
@@ -1252,16 +1252,46 @@ pub async fn install<A: Adapter>(
 
 /// Take every socket but `s` out of the room named after `s`'s id, on every node: each one by
 /// its own id, so the request that comes back through Redis to this node (applied by every
-/// node, the sender included) cannot take `s` out of it after it joined.
-async fn clear_own_id_room<A: Adapter>(io: &SocketIo<A>, s: &SocketRef<A>) -> Result<(), A::Error> {
+/// node, the sender included) cannot take `s` out of it after it joined. In cluster mode the
+/// members are listed by the adapter itself, which says whether every node answered: a node
+/// that did not (Redis slow, or a node refusing answers under a flood of requests) fails the
+/// check rather than letting it pass unchecked there.
+async fn clear_own_id_room<A: Adapter>(
+    gw: &Gateway,
+    io: &SocketIo<A>,
+    s: &SocketRef<A>,
+) -> Result<(), String> {
     let Some(ns) = io.of(s.ns()) else {
         return Ok(());
     };
     let own = s.id.to_string();
-    for squatter in ns.to(own.clone()).fetch_sockets().await? {
-        if squatter.data().id != s.id {
-            squatter.leave(own.clone()).await?;
+    let members: Vec<String> = match gw.cluster.presence(s.ns().to_owned(), vec![own.clone()]) {
+        Some(asked) => {
+            let c = asked.await.map_err(|e| e.to_string())?;
+            if !c.complete() {
+                return Err(format!(
+                    "{} of {} other nodes answered",
+                    c.received, c.expected
+                ));
+            }
+            c.items.into_iter().map(|m| m.id).collect()
         }
+        None => ns
+            .clone()
+            .to(own.clone())
+            .fetch_sockets()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|m| m.data().id.to_string())
+            .collect(),
+    };
+    for squatter in members.into_iter().filter(|m| *m != own) {
+        ns.clone()
+            .to(squatter)
+            .leave(own.clone())
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

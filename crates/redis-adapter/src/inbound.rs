@@ -164,10 +164,29 @@ impl<E: SocketEmitter> LocalNs<E> {
     /// Publishes an answer to `requester`'s request (in a task: the inbound queue never waits).
     /// Its size is taken from the answer budget (see `peer_budget`).
     pub(crate) fn respond(&self, requester: &str, resp: Response) {
+        self.respond_within(requester, resp, None);
+    }
+
+    /// [`Self::respond`] for an answer listing this node's sockets: one over
+    /// [`SMALL_ANSWER`](crate::peer_budget::SMALL_ANSWER) bytes is not sent while the answer
+    /// budget is spent (`what` names the request in the warning). Small ones always are: a
+    /// flood of whole-node requests must not starve the targeted ones (the gateway's check of a
+    /// socket's own-id room asks every node for one room).
+    pub(crate) fn respond_listing(&self, requester: &str, resp: Response, what: &str) {
+        self.respond_within(requester, resp, Some(what));
+    }
+
+    fn respond_within(&self, requester: &str, resp: Response, listing: Option<&str>) {
         let (chan, payload) = match self.ns.encode_response(requester, resp) {
             Ok(p) => p,
             Err(e) => return self.decode_error("own response", &e),
         };
+        if let Some(what) = listing
+            && payload.len() > crate::peer_budget::SMALL_ANSWER
+            && !self.may_answer(what)
+        {
+            return;
+        }
         self.core.peer_budget.answered(payload.len());
         let core = self.core.clone();
         tokio::spawn(async move {
@@ -210,7 +229,7 @@ impl<E: SocketEmitter> LocalNs<E> {
                 stats.received(MsgType::FetchSockets);
                 if own(&uid)
                     || self.ns.pending.is_pending(&request_id)
-                    || !self.may_answer("sockets")
+                    || (rooms.is_empty() && !self.may_answer("sockets"))
                 {
                     return;
                 }
@@ -219,12 +238,13 @@ impl<E: SocketEmitter> LocalNs<E> {
                     except: Vec::new(),
                 };
                 let sockets = self.fetch_local(&opts).into_iter().map(|s| s.id).collect();
-                self.respond(
+                self.respond_listing(
                     CLASSIC,
                     Response::Sockets {
                         request_id,
                         sockets,
                     },
+                    "sockets",
                 );
             }
             Request::AllRooms { uid, request_id } => {
@@ -288,17 +308,18 @@ impl<E: SocketEmitter> LocalNs<E> {
                 stats.received(MsgType::FetchSockets);
                 if own(&uid)
                     || self.ns.pending.is_pending(&request_id)
-                    || !self.may_answer("fetchSockets")
+                    || (opts.rooms.is_empty() && !self.may_answer("fetchSockets"))
                 {
                     return;
                 }
                 let sockets = self.fetch_local(&opts);
-                self.respond(
+                self.respond_listing(
                     CLASSIC,
                     Response::FetchSockets {
                         request_id,
                         sockets,
                     },
+                    "fetchSockets",
                 );
             }
             Request::ServerSideEmit {
@@ -450,6 +471,8 @@ impl<E: SocketEmitter> LocalNs<E> {
                 let Ok((chan, msg)) = ns.encode_response(&requester, resp) else {
                     return false;
                 };
+                // Clients' ack data: counted in the answer budget like every answer.
+                core.peer_budget.answered(msg.len());
                 let ok = core.publish(chan, msg).await.is_ok();
                 if ok {
                     core.stats.published(MsgType::Response);

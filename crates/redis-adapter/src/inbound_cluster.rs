@@ -72,16 +72,18 @@ impl<E: SocketEmitter> LocalNs<E> {
             }
             ClusterBody::DisconnectSockets { opts, .. } => self.apply_disconnect(&rooms_of(opts)),
             ClusterBody::FetchSockets { opts, request_id } => {
-                if !self.may_answer("fetchSockets") {
+                let opts = rooms_of(opts);
+                if opts.rooms.is_empty() && !self.may_answer("fetchSockets") {
                     return;
                 }
-                let sockets = self.fetch_local(&rooms_of(opts));
-                self.respond(
+                let sockets = self.fetch_local(&opts);
+                self.respond_listing(
                     &requester,
                     Response::FetchSockets {
                         request_id,
                         sockets,
                     },
+                    "fetchSockets",
                 );
             }
             ClusterBody::ServerSideEmit { request_id, packet } => {

@@ -725,6 +725,22 @@ async fn what_peers_requests_cost_a_node_is_bounded(mode: PubSubMode) {
     );
     assert_eq!(c.items.len(), 1, "only n0's own socket");
     assert_eq!(refused(&n1), 1);
+    // A request for one socket's room gets its small answer all the same.
+    let one = n1.sids[0].to_string();
+    let c = n0
+        .handle
+        .fetch_sockets("/", std::slice::from_ref(&one), &[])
+        .await
+        .unwrap();
+    assert!(
+        c.complete(),
+        "a small answer is sent while the budget is spent"
+    );
+    assert_eq!(
+        c.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![one]
+    );
+    assert_eq!(refused(&n1), 1);
 
     // n1's two sockets would need two awaited acks: delivered without, counted 0.
     let acks: Vec<_> = n0

@@ -9,7 +9,9 @@
 //!   `AdapterConfig::peer_answer_rate`); a request that
 //!   finds it spent is not answered (counted as `request_refused`; its requester times out as
 //!   it would with a node gone). One answer may overdraw it, so a large legitimate answer always
-//!   goes, and answers stop until the budget has refilled.
+//!   goes, and large answers stop until the budget has refilled; answers of at most
+//!   [`SMALL_ANSWER`] bytes (a request for a room of a few sockets, such as a socket's own-id
+//!   room) are always sent, and every answer, clients' acks included, counts in the budget.
 //! * **Acks awaited for a peer's broadcast-with-ack** stay in each recipient's ack map until
 //!   the timeout the request names. That timeout is capped at [`MAX_ACK_TIMEOUT`], and at most
 //!   [`MAX_PEER_ACKS`] acks (`AdapterConfig::max_peer_acks`) may be awaited at once for peers
@@ -30,6 +32,9 @@ pub const MAX_ACK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default acks awaited at once for peers' broadcasts-with-ack (~2 KB each in socketioxide's
 /// maps).
 pub const MAX_PEER_ACKS: u64 = 100_000;
+/// Answers up to this size are sent even while the budget is spent (they still count in it):
+/// requests for a few sockets (a socket-id room) must not be starved by whole-node ones.
+pub const SMALL_ANSWER: usize = 4096;
 /// Default bytes of answers to peers' requests per second (the budget holds twice that).
 pub const ANSWER_BYTES_PER_SEC: f64 = 10.0 * 1024.0 * 1024.0;
 
