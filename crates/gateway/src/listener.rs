@@ -21,9 +21,10 @@
 //! (and socketioxide's handshake request parts) through axum's `ConnectInfo<ConnInfo>`.
 //!
 //! Connections per client IP: with `--max-conns-per-ip` ([`ConnRegistry::limit_per_ip`]), a
-//! connection accepted from an IP that already holds that many is closed at once, before hyper
-//! reads a byte, and counted in `connections_refused_total{reason="ip_connections"}`. Without
-//! it one address could hold connections up to the process's file limit.
+//! connection accepted from an IP (an IPv6 /64) that already holds that many is closed at
+//! once, before hyper reads a byte, and counted in
+//! `connections_refused_total{reason="ip_connections"}`. Without it one address could hold
+//! connections up to the process's file limit.
 use std::{
     collections::HashMap,
     io,
@@ -111,6 +112,7 @@ impl ConnRegistry {
         let Some(p) = &self.per_ip else {
             return Ok(None);
         };
+        let ip = client_key(ip);
         let mut open = p.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= p.max {
@@ -181,6 +183,19 @@ pub struct Swept {
     /// Nothing read past the idle limit: a connection that never sends a request, sends one
     /// byte by byte, or holds a keep-alive open with nothing to say.
     pub idle: usize,
+}
+
+/// What one client is counted as by `--max-conns-per-ip`: an IPv4 address (an IPv4-mapped
+/// IPv6 one as the IPv4 it carries), or an IPv6 /64, which is what one host or home is usually
+/// given: counting single IPv6 addresses would cap nothing.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
+    }
 }
 
 /// `shutdown(2)` on a registered descriptor. Must be called with the registry locked.
@@ -544,6 +559,22 @@ mod tests {
         assert!(
             matches!(end, Ok(Ok(0)) | Ok(Err(_))),
             "the quiet peer sees the end"
+        );
+    }
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_key(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_key(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            client_key(ip("2001:db8:1:2::5"))
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:3::5")),
+            client_key(ip("2001:db8:1:2::5"))
         );
     }
 

@@ -355,9 +355,9 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_CONN_RATE_PER_IP", value_name = "PER_SEC")]
     pub conn_rate_per_ip: Option<f64> = Shown::value(D::CONN_RATE_PER_IP).note("unlimited"),
 
-    /// TCP connections one client IP may hold open at once on the client listener, 0 =
-    /// unlimited; more are closed as soon as they are accepted. Behind a load balancer every
-    /// client has its IP: cap there instead
+    /// TCP connections one client IP (an IPv6 /64) may hold open at once on the client
+    /// listener, 0 = unlimited; more are closed as soon as they are accepted. Behind a load
+    /// balancer every client has its IP: cap there instead
     #[arg(long, env = "SIO_GATEWAY_MAX_CONNS_PER_IP", value_name = "N")]
     pub max_conns_per_ip: Option<u32> = Shown::value(D::MAX_CONNS_PER_IP).note("unlimited"),
 
