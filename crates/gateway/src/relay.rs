@@ -1157,7 +1157,7 @@ pub async fn install<A: Adapter>(
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
         replies: Arc::default(),
-        upstream: gw.upstream_sessions.of(s.id),
+        upstream: gw.upstream_sessions.for_socket(&gw.upstream, s.id),
     });
 
     let c = conn.clone();

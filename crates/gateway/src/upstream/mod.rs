@@ -70,9 +70,21 @@ pub struct InFlight(AtomicU32);
 #[derive(Debug, Default)]
 pub struct Sessions {
     counts: Mutex<HashMap<Sid, Weak<InFlight>>>,
+    /// Handed to every connection when the sink counts nothing (not a webhook): no lookup,
+    /// no allocation per connection.
+    unused: Arc<InFlight>,
 }
 
 impl Sessions {
+    /// The count for a new namespace socket of session `sid`: its session's with a webhook
+    /// sink (the only one that caps), else one shared, never read.
+    pub fn for_socket(&self, sink: &Sink, sid: Sid) -> Arc<InFlight> {
+        match sink {
+            Sink::Webhook(_) => self.of(sid),
+            Sink::None | Sink::Stream(_) => self.unused.clone(),
+        }
+    }
+
     /// The count of session `sid` (made if no namespace socket of it holds one).
     pub fn of(&self, sid: Sid) -> Arc<InFlight> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
