@@ -112,9 +112,26 @@ fn sender<A: Adapter>(socket: &Arc<Socket<A>>, id: i64) -> AckSender<A> {
     }
 }
 
-/// The replies of one connection that wait for room in its queue (see the module doc).
+/// The replies of one connection that wait for room in its queue (see the module doc): made on
+/// the first reply that has to wait, so a connection whose replies always fit holds no
+/// allocation for it.
 #[derive(Debug, Default)]
-pub struct Replies {
+pub struct Replies(std::sync::OnceLock<Arc<Queue>>);
+
+impl Replies {
+    /// The list, if a reply ever had to wait.
+    fn get(&self) -> Option<&Arc<Queue>> {
+        self.0.get()
+    }
+
+    fn made(&self) -> &Arc<Queue> {
+        self.0.get_or_init(Arc::default)
+    }
+}
+
+/// The waiting replies of one connection and their state.
+#[derive(Debug, Default)]
+struct Queue {
     /// Replies wait (or the client was given up on): a new one goes behind them. Read once per
     /// reply, so a reply that fits while none waits takes no lock.
     busy: AtomicBool,
@@ -214,7 +231,7 @@ impl Waiting {
     }
 }
 
-impl Replies {
+impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -222,13 +239,13 @@ impl Replies {
 
 impl<A: Adapter> Ack<A> {
     /// Answer `{ok:false, error:"rate limited"}` (see [`Ack::send`]).
-    pub fn rate_limited(self, gw: &Arc<Gateway>, replies: &Arc<Replies>) {
+    pub fn rate_limited(self, gw: &Arc<Gateway>, replies: &Replies) {
         self.answer(gw, replies, &RATE_LIMITED, || Reply::RateLimited);
     }
 
     /// Send `v` now if the client's queue has room, else leave it to the connection's sending
     /// task (see the module doc). Never waits.
-    pub fn send(self, gw: &Arc<Gateway>, replies: &Arc<Replies>, v: &serde_json::Value) {
+    pub fn send(self, gw: &Arc<Gateway>, replies: &Replies, v: &serde_json::Value) {
         // The value is copied only when it has to wait.
         self.answer(gw, replies, v, || Reply::Json(v.clone()));
     }
@@ -236,13 +253,16 @@ impl<A: Adapter> Ack<A> {
     fn answer(
         self,
         gw: &Arc<Gateway>,
-        replies: &Arc<Replies>,
+        replies: &Replies,
         v: &serde_json::Value,
         waiting: impl FnOnce() -> Reply,
     ) {
         let Some(id) = self.id else { return };
         // Not ahead of replies already waiting: they keep their order.
-        if !replies.busy.load(Ordering::Acquire) {
+        if replies
+            .get()
+            .is_none_or(|w| !w.busy.load(Ordering::Acquire))
+        {
             match sender(&self.socket, id).send(v) {
                 Ok(()) => return,
                 Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
@@ -257,6 +277,7 @@ impl<A: Adapter> Ack<A> {
             }
         }
         let queued = {
+            let replies = replies.made();
             let mut w = replies.lock();
             let q = w.queue(id, waiting());
             replies.busy.store(true, Ordering::Release);
@@ -266,7 +287,11 @@ impl<A: Adapter> Ack<A> {
             Queued::Behind => gw.metrics.acks_delayed_total.inc(),
             Queued::StartSending => {
                 gw.metrics.acks_delayed_total.inc();
-                tokio::spawn(send_waiting(gw.clone(), replies.clone(), self.socket));
+                tokio::spawn(send_waiting(
+                    gw.clone(),
+                    replies.made().clone(),
+                    self.socket,
+                ));
             }
             Queued::Dropped => gw.metrics.dropped_ack_undeliverable.inc(),
             Queued::GiveUp(dropped) => give_up(gw, self.socket, dropped, "too many acks waiting"),
@@ -276,7 +301,7 @@ impl<A: Adapter> Ack<A> {
 
 /// The connection's sending task: sends the waiting replies in order as room appears, until
 /// none is left, the socket closes, or they make no progress for [`ACK_DEADLINE`].
-async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Replies>, socket: Arc<Socket<A>>) {
+async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Queue>, socket: Arc<Socket<A>>) {
     let mut backoff = Duration::from_millis(1);
     let mut progress = Instant::now();
     loop {

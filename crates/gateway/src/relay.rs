@@ -141,7 +141,7 @@ struct Conn {
     /// Recovering joins of this connection running or waiting for their turn.
     recoveries: AtomicU32,
     /// Acks waiting for room in this connection's queue (see `ack`).
-    replies: Arc<crate::ack::Replies>,
+    replies: crate::ack::Replies,
     /// This session's events at the upstream sink (capped by the webhook sink; shared by the
     /// session's namespace sockets).
     upstream: Arc<crate::upstream::InFlight>,
@@ -468,7 +468,8 @@ impl Conn {
     ) -> serde_json::Value {
         let hm = &self.gw.history.metrics;
         let started = Instant::now();
-        let mut tx = replay::Sender::new(&self.gw, &self.gw.history.replays, s, started);
+        let mut tx =
+            replay::Sender::new(self.gw.transports(), &self.gw.history.replays, s, started);
         let mut from = since.clone();
         let mut sent = 0usize;
         let mut first = true;
@@ -671,7 +672,7 @@ impl Conn {
             _ => None,
         };
         let started = Instant::now();
-        let mut tx = replay::Sender::new(&self.gw, &history.replays, s, started);
+        let mut tx = replay::Sender::new(self.gw.transports(), &history.replays, s, started);
         let mut sent = 0usize;
         let mut res = Ok(());
         // A page at a time, each sent before the next is read: what the replay holds is one page.
@@ -1156,7 +1157,7 @@ pub async fn install<A: Adapter>(
         join_step: std::sync::Mutex::new(()),
         recovery_turn: tokio::sync::Mutex::new(()),
         recoveries: AtomicU32::new(0),
-        replies: Arc::default(),
+        replies: Default::default(),
         upstream: gw.upstream_sessions.for_socket(&gw.upstream, s.id),
     });
 

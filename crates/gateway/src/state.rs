@@ -140,6 +140,15 @@ impl Gateway {
         }
     }
 
+    /// What a history replay reads of the node's transports (see `history::replay`).
+    pub fn transports(&self) -> crate::history::replay::Transports<'_> {
+        crate::history::replay::Transports {
+            polling: &self.polling,
+            drain: &self.drain,
+            conns: &self.conns,
+        }
+    }
+
     /// Wait until the adapter is subscribed to the rooms local sockets are in (no-op on a
     /// single node: the in-memory adapter needs no subscription).
     pub async fn sync_rooms(&self, nsp: &str) {

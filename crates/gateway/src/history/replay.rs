@@ -18,7 +18,20 @@ use serde::{Serialize, ser::SerializeTuple};
 use socketioxide::{SendError, SocketError, TransportType, adapter::Adapter, extract::SocketRef};
 
 use super::flow::{ReplayBudget, Reservation};
-use crate::{listener::Written, polling::Polled, state::Gateway};
+use crate::{
+    drain::Drain,
+    listener::{ConnRegistry, Written},
+    polling::{Polled, PollingSessions},
+};
+
+/// Where the node's transports say how much they delivered: what a replay reads, not the
+/// whole gateway.
+#[derive(Clone, Copy)]
+pub struct Transports<'a> {
+    pub polling: &'a PollingSessions,
+    pub drain: &'a Drain,
+    pub conns: &'a ConnRegistry,
+}
 
 /// Longest a recovery may wait on a socket that does not read.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -67,15 +80,15 @@ impl Delivered {
     /// The session's transport now; `None` when its websocket's connection is not known (any
     /// more): nothing then counts as delivered, and the replay ends when the socket closes or
     /// at its deadline. A registry lookup (a short lock): once per wait round.
-    pub fn of<A: Adapter>(gw: &Gateway, s: &SocketRef<A>) -> Option<Delivered> {
+    pub fn of<A: Adapter>(t: Transports<'_>, s: &SocketRef<A>) -> Option<Delivered> {
         match s.transport_type() {
-            TransportType::Polling => Some(Delivered::Polling(gw.polling.progress(s.id))),
+            TransportType::Polling => Some(Delivered::Polling(t.polling.progress(s.id))),
             TransportType::Websocket => {
-                let conn = gw
+                let conn = t
                     .drain
                     .ws_conn(s.id.as_str())
                     .or_else(|| crate::drain::websocket_handshake_conn(s.req_parts()))?;
-                gw.conns.progress(conn).map(Delivered::Websocket)
+                t.conns.progress(conn).map(Delivered::Websocket)
             }
         }
     }
@@ -100,7 +113,7 @@ impl Delivered {
 /// back when the sender is dropped, however the replay ended), its transport's progress, and
 /// the recovery's deadline.
 pub struct Sender<'a, A: Adapter> {
-    gw: &'a Gateway,
+    transports: Transports<'a>,
     s: &'a SocketRef<A>,
     flow: Reservation<'a>,
     transport: Option<Delivered>,
@@ -110,16 +123,16 @@ pub struct Sender<'a, A: Adapter> {
 impl<'a, A: Adapter> Sender<'a, A> {
     /// A replay to `s` whose deadline runs from `started`, counted against `budget`.
     pub fn new(
-        gw: &'a Gateway,
+        transports: Transports<'a>,
         budget: &'a ReplayBudget,
         s: &'a SocketRef<A>,
         started: Instant,
     ) -> Sender<'a, A> {
-        let transport = Delivered::of(gw, s);
+        let transport = Delivered::of(transports, s);
         let mut flow = Reservation::new(budget);
         flow.new_transport(transport.as_ref().map(Delivered::bytes));
         Sender {
-            gw,
+            transports,
             s,
             flow,
             transport,
@@ -137,7 +150,7 @@ impl<'a, A: Adapter> Sender<'a, A> {
 
     /// Look the session's transport up again (it may have upgraded).
     fn resolve(&mut self) {
-        let now = Delivered::of(self.gw, self.s);
+        let now = Delivered::of(self.transports, self.s);
         let same = match (&self.transport, &now) {
             (Some(a), Some(b)) => a.same(b),
             (None, None) => true,
