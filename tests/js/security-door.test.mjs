@@ -287,7 +287,10 @@ test("connections that send nothing, or an unfinished request head, are cut; liv
   }
   await Promise.race([Promise.all(idle), sleep(15000).then(() => assert.fail("idle connections still open after 15 s"))]);
   const m = await scrapeMetrics(gw.url + "/metrics");
-  assert.equal(metricSum(m, "sio_gateway_connections_closed_idle_total"), 20);
+  // 20, and the harness's own keep-alive connection (its health probe) when the sweep finds
+  // it idle before undici closes it (4 s).
+  const idle = metricSum(m, "sio_gateway_connections_closed_idle_total");
+  assert.ok(idle === 20 || idle === 21, `${idle} closed idle`);
   assert.ok(live.connected, "a live client (answering pings) is kept");
 });
 
