@@ -289,8 +289,8 @@ test("connections that send nothing, or an unfinished request head, are cut; liv
   const m = await scrapeMetrics(gw.url + "/metrics");
   // 20, and the harness's own keep-alive connection (its health probe) when the sweep finds
   // it idle before undici closes it (4 s).
-  const idle = metricSum(m, "sio_gateway_connections_closed_idle_total");
-  assert.ok(idle === 20 || idle === 21, `${idle} closed idle`);
+  const cut = metricSum(m, "sio_gateway_connections_closed_idle_total");
+  assert.ok(cut === 20 || cut === 21, `${cut} closed idle`);
   assert.ok(live.connected, "a live client (answering pings) is kept");
 });
 
