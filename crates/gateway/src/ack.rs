@@ -84,7 +84,7 @@ impl<A: Adapter> FromMessageParts<A> for Ack<A> {
 
 /// What a reply says.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
+enum Reply {
     /// `{ok:false, error:"rate limited"}`: the common refusal, kept without allocating.
     RateLimited,
     Json(serde_json::Value),
@@ -142,7 +142,8 @@ struct Queue {
 
 #[derive(Debug, Default)]
 struct Waiting {
-    list: VecDeque<(i64, Reply)>,
+    /// Ack id, reply, and its JSON size ([`Reply::size`], measured once).
+    list: VecDeque<(i64, Reply, usize)>,
     /// JSON bytes of the waiting [`Reply::Json`]s.
     bytes: usize,
     /// A task is sending `list`.
@@ -194,18 +195,18 @@ impl std::io::Write for Count {
 }
 
 impl Waiting {
-    fn queue(&mut self, id: i64, reply: Reply) -> Queued {
+    /// Put `reply` (of JSON size `size`) behind the waiting ones.
+    fn queue(&mut self, id: i64, reply: Reply, size: usize) -> Queued {
         if self.given_up {
             return Queued::Dropped;
         }
-        let size = reply.size();
         if self.list.len() >= MAX_WAITING
             || (!self.list.is_empty() && self.bytes + size > MAX_WAITING_BYTES)
         {
             return Queued::GiveUp(self.give_up() + 1);
         }
         self.bytes += size;
-        self.list.push_back((id, reply));
+        self.list.push_back((id, reply, size));
         if std::mem::replace(&mut self.sending, true) {
             Queued::Behind
         } else {
@@ -225,8 +226,8 @@ impl Waiting {
 
     /// The front reply was sent (or could not be).
     fn pop(&mut self) {
-        if let Some((_, r)) = self.list.pop_front() {
-            self.bytes = self.bytes.saturating_sub(r.size());
+        if let Some((_, _, size)) = self.list.pop_front() {
+            self.bytes = self.bytes.saturating_sub(size);
         }
     }
 }
@@ -276,10 +277,12 @@ impl<A: Adapter> Ack<A> {
                 }
             }
         }
+        let reply = waiting();
+        let size = reply.size();
         let queued = {
             let replies = replies.made();
             let mut w = replies.lock();
-            let q = w.queue(id, waiting());
+            let q = w.queue(id, reply, size);
             replies.busy.store(true, Ordering::Release);
             q
         };
@@ -310,7 +313,7 @@ async fn send_waiting<A: Adapter>(gw: Arc<Gateway>, replies: Arc<Queue>, socket:
             if w.given_up {
                 return;
             }
-            while let Some((id, r)) = w.list.front() {
+            while let Some((id, r, _)) = w.list.front() {
                 match sender(&socket, *id).send(r.json()) {
                     Ok(()) => {
                         w.pop();
@@ -385,25 +388,31 @@ fn close_transport<A: Adapter>(gw: &Gateway, s: Arc<Socket<A>>) {
 mod tests {
     use super::*;
 
+    /// Queue `r` with its measured size, as `Ack::answer` does.
+    fn queue(w: &mut Waiting, id: i64, r: Reply) -> Queued {
+        let size = r.size();
+        w.queue(id, r, size)
+    }
+
     #[test]
     fn waiting_replies_are_capped_and_dropped_once_given_up() {
         let mut w = Waiting::default();
-        assert_eq!(w.queue(1, Reply::RateLimited), Queued::StartSending);
+        assert_eq!(queue(&mut w, 1, Reply::RateLimited), Queued::StartSending);
         assert_eq!(
-            w.queue(2, Reply::Json(serde_json::json!({"ok": true}))),
+            queue(&mut w, 2, Reply::Json(serde_json::json!({"ok": true}))),
             Queued::Behind
         );
         for id in 3..=MAX_WAITING as i64 {
-            assert_eq!(w.queue(id, Reply::RateLimited), Queued::Behind);
+            assert_eq!(queue(&mut w, id, Reply::RateLimited), Queued::Behind);
         }
         assert_eq!(w.list.len(), MAX_WAITING);
         // One more: everything waiting and this one are dropped, and the client given up on.
         assert_eq!(
-            w.queue(0, Reply::RateLimited),
+            queue(&mut w, 0, Reply::RateLimited),
             Queued::GiveUp(MAX_WAITING + 1)
         );
         assert!(w.list.is_empty());
-        assert_eq!(w.queue(7, Reply::RateLimited), Queued::Dropped);
+        assert_eq!(queue(&mut w, 7, Reply::RateLimited), Queued::Dropped);
         assert!(w.list.is_empty(), "nothing waits after giving up");
     }
 
@@ -413,20 +422,20 @@ mod tests {
         let quarter = || Reply::Json(serde_json::json!("x".repeat(MAX_WAITING_BYTES / 4)));
         // Alone, any size waits.
         let whole = Reply::Json(serde_json::json!("x".repeat(MAX_WAITING_BYTES)));
-        assert_eq!(w.queue(1, whole), Queued::StartSending);
+        assert_eq!(queue(&mut w, 1, whole), Queued::StartSending);
         w.pop();
         assert_eq!(w.bytes, 0, "what was sent no longer counts");
         for id in 2..=4 {
-            assert_eq!(w.queue(id, quarter()), Queued::Behind);
+            assert_eq!(queue(&mut w, id, quarter()), Queued::Behind);
         }
         // A fourth quarter (with its quotes) would pass the bound: all four are dropped.
-        assert_eq!(w.queue(5, quarter()), Queued::GiveUp(4));
+        assert_eq!(queue(&mut w, 5, quarter()), Queued::GiveUp(4));
         assert_eq!((w.list.len(), w.bytes), (0, 0));
     }
 
     #[test]
     fn a_waiting_reply_is_small() {
         // The refusals a flooding client causes wait without a heap allocation each.
-        assert!(std::mem::size_of::<(i64, Reply)>() <= 40);
+        assert!(std::mem::size_of::<(i64, Reply, usize)>() <= 48);
     }
 }
