@@ -7,10 +7,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { io, Manager } from "socket.io-client";
-import { startGateway, startRedis, track, once, sleep, scrapeMetrics, metricSum } from "../lib/harness.mjs";
+import { startGateway, startRedis, track, once, sleep, scrapeMetrics, metricSum, waitFor } from "../lib/harness.mjs";
 import { startNode } from "./cluster-lib.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 
 const SECRET = "security-rooms-secret-0123";
 const KEY = "security-api-key-1";
@@ -173,7 +173,8 @@ test("cluster: a later CONNECT whose own-id room cannot be checked on every node
   const port = new URL(redis.url).port;
   const silent = spawn("redis-cli", ["-p", port, "SUBSCRIBE", "socket.io-request#/#"], { stdio: "ignore" });
   track(t, { close: async () => { silent.kill(); await a.stop(); await redis.stop(); } });
-  await sleep(300);
+  await waitFor(() => execFileSync("redis-cli", ["-p", port, "PUBSUB", "NUMSUB", "socket.io-request#/#"],
+    { encoding: "utf8" }).trim().endsWith("2"), { what: "the silent subscriber counted beside the node" });
   const m = new Manager(a.url, { forceNew: true, reconnection: false, transports: ["websocket"] });
   track(t, { close: () => m.engine?.close() });
   const chat = m.socket("/chat");
