@@ -345,6 +345,8 @@ impl TrackedStream {
     fn count_written(&self, res: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = res {
             self.registry.bytes_out.inc_by(*n as u64);
+            // A second relaxed add per write call (not per message), on this connection's own
+            // allocation: what a history replay measures as delivered (`history::replay`).
             self.activity
                 .written
                 .fetch_add(*n as u64, Ordering::Relaxed);
