@@ -38,6 +38,7 @@ pub mod engine_sessions;
 pub mod health;
 pub mod heap;
 pub mod history;
+pub mod hook;
 pub mod installed;
 pub mod limits;
 pub mod listener;

@@ -4,13 +4,14 @@
 //!   Excess events are dropped by the relay, counted and answered with an error ack.
 //! * [`ConnectionLimit`]: the node-wide cap on Socket.IO connections (`--max-connections`),
 //!   checked in the connect middleware so a refused client gets a `connect_error`.
-//! * [`IpRateLimit`] + [`handshake_rate`]: new Engine.IO sessions per client IP
-//!   (`--conn-rate-per-ip`), a tower middleware answering 429 before any session exists.
+//! * [`IpRateLimit`] + [`HandshakeRate`]: new Engine.IO sessions per client IP
+//!   (`--conn-rate-per-ip`), a tower layer answering 429 before any session exists.
 //!
 //! Payload size limits are socketioxide/engineioxide settings; see `server::build_socketio`.
 use std::{
     collections::HashMap,
     net::IpAddr,
+    ops::ControlFlow,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -19,13 +20,12 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 
-use crate::{listener::ConnInfo, metrics::Metrics};
+use crate::{hook::Hook, listener::ConnInfo, metrics::Metrics};
 
 /// A classic token bucket: `rate` tokens per second, at most `burst` stored.
 ///
@@ -180,33 +180,39 @@ impl IpRateLimit {
     }
 }
 
-/// Middleware: refuse a new Engine.IO session (a `/socket.io/` request without `sid`) with
-/// 429 when its IP is over `--conn-rate-per-ip`. Requests of existing sessions pass.
-pub async fn handshake_rate(
-    State((metrics, limit)): State<(Arc<Metrics>, Arc<IpRateLimit>)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let new_session = crate::engine_io::is_handshake(&req);
-    if new_session
-        && let Some(ConnectInfo(ConnInfo { remote, .. })) =
-            req.extensions().get::<ConnectInfo<ConnInfo>>()
-        && !limit.try_take(remote.ip())
-    {
-        metrics
-            .connections_refused_total
-            .with_label_values(&["ip_rate"])
-            .inc();
-        let mut resp = crate::engine_io::error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            429,
-            "too many new connections from this address",
-        );
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
+/// Refuses a new Engine.IO session (a `/socket.io/` request without `sid`) with 429 when its
+/// IP is over `--conn-rate-per-ip` (a [`Hook`]). Requests of existing sessions pass.
+#[derive(Clone)]
+pub struct HandshakeRate {
+    pub metrics: Arc<Metrics>,
+    pub limit: Arc<IpRateLimit>,
+}
+
+impl Hook for HandshakeRate {
+    type Carry = ();
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+        let new_session = crate::engine_io::is_handshake(req);
+        if new_session
+            && let Some(ConnectInfo(ConnInfo { remote, .. })) =
+                req.extensions().get::<ConnectInfo<ConnInfo>>()
+            && !self.limit.try_take(remote.ip())
+        {
+            self.metrics
+                .connections_refused_total
+                .with_label_values(&["ip_rate"])
+                .inc();
+            let mut resp = crate::engine_io::error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                429,
+                "too many new connections from this address",
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return ControlFlow::Break(resp);
+        }
+        ControlFlow::Continue(())
     }
-    next.run(req).await
 }
 
 #[cfg(test)]

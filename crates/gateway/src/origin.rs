@@ -14,18 +14,17 @@
 //! `Origin` (non-browser clients) are not browsers' cross-site requests and pass. Polling needs
 //! no check: browsers apply CORS to it, and a session's requests need its secret key.
 //!
-//! [`strip_credentials`]: tower-http's CORS layer sends `Access-Control-Allow-Credentials: true`
+//! [`StripCredentials`]: tower-http's CORS layer sends `Access-Control-Allow-Credentials: true`
 //! even when it grants the origin nothing; the header is removed from such answers.
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderMap, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
-use crate::state::Gateway;
+use crate::{hook::Hook, metrics::Metrics};
 
 /// The origin rule, built once from `--cors-origin`.
 #[derive(Debug, Clone)]
@@ -94,10 +93,11 @@ fn is_ws_upgrade(req: &Request) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-/// State of [`guard`]: the policy, and whether signed forwards between nodes skip it.
+/// The websocket origin check (a [`Hook`]): the policy, and whether signed forwards between
+/// nodes skip it.
 #[derive(Clone)]
 pub struct Guard {
-    pub gw: Arc<Gateway>,
+    pub metrics: Arc<Metrics>,
     pub policy: Arc<OriginPolicy>,
     /// Cluster mode: a request with the forwarding signature was checked by the node the client
     /// reached (which rewrote `Host`); the cluster middleware verifies the signature and refuses
@@ -105,47 +105,62 @@ pub struct Guard {
     pub skip_signed_forwards: bool,
 }
 
-/// Middleware, outermost on the client-facing service (before any forwarding).
-pub async fn guard(State(g): State<Guard>, req: Request, next: Next) -> Response {
-    if !crate::engine_io::is_engine_io(req.uri().path()) || !is_ws_upgrade(&req) {
-        return next.run(req).await;
+/// Outermost on the client-facing service (before any forwarding).
+impl Hook for Guard {
+    type Carry = ();
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+        if !crate::engine_io::is_engine_io(req.uri().path()) || !is_ws_upgrade(req) {
+            return ControlFlow::Continue(());
+        }
+        if self.skip_signed_forwards
+            && req
+                .headers()
+                .contains_key(crate::cluster::forward::AUTH_HEADER)
+        {
+            return ControlFlow::Continue(());
+        }
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return ControlFlow::Continue(());
+        };
+        let allowed = origin
+            .to_str()
+            .is_ok_and(|o| self.policy.allows(o, req.headers()));
+        if allowed {
+            return ControlFlow::Continue(());
+        }
+        self.metrics
+            .connections_refused_total
+            .with_label_values(&["origin"])
+            .inc();
+        tracing::debug!(origin = ?origin, "websocket upgrade from a foreign origin refused");
+        ControlFlow::Break(
+            (
+                StatusCode::FORBIDDEN,
+                axum::Json(serde_json::json!({"code": 4, "message": "origin not allowed"})),
+            )
+                .into_response(),
+        )
     }
-    if g.skip_signed_forwards
-        && req
-            .headers()
-            .contains_key(crate::cluster::forward::AUTH_HEADER)
-    {
-        return next.run(req).await;
-    }
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return next.run(req).await;
-    };
-    let allowed = origin
-        .to_str()
-        .is_ok_and(|o| g.policy.allows(o, req.headers()));
-    if allowed {
-        return next.run(req).await;
-    }
-    g.gw.metrics
-        .connections_refused_total
-        .with_label_values(&["origin"])
-        .inc();
-    tracing::debug!(origin = ?origin, "websocket upgrade from a foreign origin refused");
-    (
-        StatusCode::FORBIDDEN,
-        axum::Json(serde_json::json!({"code": 4, "message": "origin not allowed"})),
-    )
-        .into_response()
 }
 
-/// Middleware just outside the CORS layer: no `Allow-Credentials` without `Allow-Origin`.
-pub async fn strip_credentials(req: Request, next: Next) -> Response {
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
-        h.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+/// Just outside the CORS layer: no `Allow-Credentials` without `Allow-Origin`.
+#[derive(Clone)]
+pub struct StripCredentials;
+
+impl Hook for StripCredentials {
+    type Carry = ();
+
+    fn before(&self, _req: &mut Request) -> ControlFlow<Response, ()> {
+        ControlFlow::Continue(())
     }
-    resp
+
+    fn after(&self, (): (), resp: &mut Response) {
+        let h = resp.headers_mut();
+        if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+            h.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@
 //!   ~100 bytes. Only the headers the gateway reads later are kept: those of the configured
 //!   authenticator ([`Authenticator::headers_read`](crate::auth::Authenticator::headers_read))
 //!   and `Sec-WebSocket-Key`, which engineioxide reads from the same request right after this
-//!   middleware. Everything else in the stack (CORS, tracing, metrics, sticky cookie, drain)
-//!   sits outside this middleware and has seen the full request already; socketioxide and
+//!   layer. Everything else in the stack (CORS, tracing, metrics, sticky cookie, drain)
+//!   sits outside this layer and has seen the full request already; socketioxide and
 //!   engineioxide read no other header.
 //!
 //! The kept values share one allocation, so engineioxide's clone of the parts (for hyper's
@@ -25,31 +25,33 @@
 //! Only Engine.IO requests that can open a session or a websocket are touched (no `sid` in the
 //! query, or an `Upgrade` header); polling requests of an open session and every other route
 //! (the HTTP API reads its own headers) pass unchanged.
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use axum::{
-    extract::{OriginalUri, Request, State},
-    http::{HeaderMap, HeaderValue, Uri, header},
-    middleware::Next,
+    extract::{OriginalUri, Request},
+    http::{HeaderMap, HeaderValue, Uri, header, uri::PathAndQuery},
     response::Response,
 };
 use bytes::Bytes;
 
-use crate::auth::Authenticator;
+use crate::{auth::Authenticator, hook::Hook};
 
-/// axum middleware: see the module documentation.
-pub async fn own_head(
-    State(auth): State<Arc<Authenticator>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let opens_session = crate::engine_io::is_handshake(&req)
-        || (crate::engine_io::is_engine_io(req.uri().path())
-            && req.headers().contains_key(header::UPGRADE));
-    if opens_session {
-        detach(&mut req, auth.headers_read());
+/// The request-head trimming of the module documentation, as a [`Hook`].
+#[derive(Clone)]
+pub struct OwnHead(pub Arc<Authenticator>);
+
+impl Hook for OwnHead {
+    type Carry = ();
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+        let opens_session = crate::engine_io::is_handshake(req)
+            || (crate::engine_io::is_engine_io(req.uri().path())
+                && req.headers().contains_key(header::UPGRADE));
+        if opens_session {
+            detach(req, self.0.headers_read());
+        }
+        ControlFlow::Continue(())
     }
-    next.run(req).await
 }
 
 /// Keep only `kept` (and `Sec-WebSocket-Key`) of the headers, copied out of hyper's buffer,
@@ -57,14 +59,29 @@ pub async fn own_head(
 fn detach(req: &mut Request, kept: &[&str]) {
     let headers = std::mem::take(req.headers_mut());
     *req.headers_mut() = kept_headers(headers, kept);
-    // `Uri: TryFrom<String>` takes the string's own allocation.
-    if let Ok(owned) = Uri::try_from(req.uri().to_string()) {
+    if let Some(owned) = owned_uri(req.uri()) {
         // axum's router stored a clone of the parsed URI (still a slice of the buffer) as
-        // `OriginalUri` before this middleware ran.
+        // `OriginalUri` before this layer ran.
         if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
             orig.0 = owned.clone();
         }
         *req.uri_mut() = owned;
+    }
+}
+
+/// `uri` in an allocation of its own. A request line's URI is a path and query (origin form):
+/// copied as bytes and parsed as a path and query only (formatting the URI to a `String` and
+/// parsing it whole cost ~2k instructions per handshake, callgrind, BENCHMARKS.md issue 18).
+/// Other forms go through their text.
+fn owned_uri(uri: &Uri) -> Option<Uri> {
+    match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+        (None, None, Some(pq)) => {
+            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes()))
+                .ok()
+                .map(Uri::from)
+        }
+        // `Uri: TryFrom<String>` takes the string's own allocation.
+        _ => Uri::try_from(uri.to_string()).ok(),
     }
 }
 
@@ -142,5 +159,24 @@ mod tests {
         h.insert(header::AUTHORIZATION, v);
         let out = kept_headers(h, &["authorization"]);
         assert!(out["authorization"].is_sensitive());
+    }
+
+    /// The owned URI equals the original and points into none of the buffer it came from
+    /// (hyper's read buffer, here a `Bytes` the URI was parsed from in place).
+    #[test]
+    fn owned_uri_leaves_the_read_buffer() {
+        for text in [
+            "/socket.io/?EIO=4&transport=websocket&sid=abc",
+            "/socket.io/",
+            "http://gw.example:3000/socket.io/?EIO=4&transport=polling",
+        ] {
+            let buffer = Bytes::copy_from_slice(text.as_bytes());
+            let parsed = Uri::from_maybe_shared(buffer.clone()).expect("valid uri");
+            let owned = owned_uri(&parsed).expect("an owned copy");
+            assert_eq!(owned, parsed);
+            let range = buffer.as_ptr_range();
+            let at = owned.path_and_query().expect("a path").as_str().as_ptr();
+            assert!(!range.contains(&at), "{text}: still a slice of the buffer");
+        }
     }
 }

@@ -11,14 +11,14 @@
 //! request head trimming → socketioxide (`/socket.io/`) → axum routes. Everything from the
 //! engine guard inward sees the socket id as `sid`; everything outside the session-key layer
 //! sees the key.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, ops::ControlFlow, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
     Router,
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderValue, StatusCode},
-    middleware::{self, Next},
+    middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -35,6 +35,7 @@ use crate::{
     config::{Config, NamespaceSpec},
     drain, health,
     health::ReadyCheck,
+    hook::HookLayer,
     limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
     metrics::Metrics,
@@ -116,14 +117,23 @@ fn route_class(path: &str) -> &'static str {
     }
 }
 
-async fn http_metrics(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let route = route_class(req.uri().path());
-    let resp = next.run(req).await;
-    metrics
-        .http_requests_total
-        .with_label_values(&[route, resp.status().as_str()])
-        .inc();
-    resp
+/// `http_requests_total{route, status}` for every request (a [`Hook`](crate::hook::Hook)).
+#[derive(Clone)]
+struct HttpMetrics(Arc<Metrics>);
+
+impl crate::hook::Hook for HttpMetrics {
+    type Carry = &'static str;
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, &'static str> {
+        ControlFlow::Continue(route_class(req.uri().path()))
+    }
+
+    fn after(&self, route: &'static str, resp: &mut Response) {
+        self.0
+            .http_requests_total
+            .with_label_values(&[route, resp.status().as_str()])
+            .inc();
+    }
 }
 
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
@@ -196,20 +206,17 @@ pub fn app<A: Adapter>(
     let ip_limit = Arc::new(IpRateLimit::new(gw.config.conn_rate_per_ip));
     let cors = cors_layer(&gw.config.cors_origin).map(|cors| {
         // Credentials are stripped outside CORS.
-        Stack::new(cors, middleware::from_fn(crate::origin::strip_credentials))
+        Stack::new(cors, HookLayer(crate::origin::StripCredentials))
     });
     let stack = ServiceBuilder::new()
         // A websocket from a foreign origin is refused before it is forwarded anywhere.
-        .layer(middleware::from_fn_with_state(
-            crate::origin::Guard {
-                gw: gw.clone(),
-                policy: Arc::new(crate::origin::OriginPolicy::from_config(
-                    &gw.config.cors_origin,
-                )),
-                skip_signed_forwards: cluster.is_some(),
-            },
-            crate::origin::guard,
-        ))
+        .layer(HookLayer(crate::origin::Guard {
+            metrics: gw.metrics.clone(),
+            policy: Arc::new(crate::origin::OriginPolicy::from_config(
+                &gw.config.cors_origin,
+            )),
+            skip_signed_forwards: cluster.is_some(),
+        }))
         // Cluster mode: records and forwards `/socket.io/` sessions by their session key.
         .option_layer(cluster.map(|c| {
             middleware::from_fn_with_state(c.clone(), crate::cluster::sessions::middleware)
@@ -218,10 +225,7 @@ pub fn app<A: Adapter>(
         // One response type whichever optional layers are there (the router's, as before).
         .layer(MapResponseLayer::new(IntoResponse::into_response))
         .layer(TraceLayer::new(failures))
-        .layer(middleware::from_fn_with_state(
-            gw.metrics.clone(),
-            http_metrics,
-        ))
+        .layer(HookLayer(HttpMetrics(gw.metrics.clone())))
         // Session keys: outside the drain guard (which marks sessions by socket id), inside the
         // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
         .layer(middleware::from_fn_with_state(
@@ -230,22 +234,19 @@ pub fn app<A: Adapter>(
         ))
         // Inside the HTTP metrics layer so refusals are counted as 429s.
         .option_layer(ip_limit.enabled().then(|| {
-            middleware::from_fn_with_state((gw.metrics.clone(), ip_limit), limits::handshake_rate)
+            HookLayer(limits::HandshakeRate {
+                metrics: gw.metrics.clone(),
+                limit: ip_limit,
+            })
         }))
         .layer(middleware::from_fn_with_state(
             (gw.drain.clone(), gw.metrics.clone()),
             drain::engine_guard,
         ))
-        .layer(middleware::from_fn_with_state(
-            gw.sticky.clone(),
-            sticky::stamp,
-        ))
+        .layer(HookLayer(sticky::Stamp(gw.sticky.clone())))
         // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
         // and trimmed; inside every layer that reads other request headers.
-        .layer(middleware::from_fn_with_state(
-            gw.auth.clone(),
-            crate::request_head::own_head,
-        ))
+        .layer(HookLayer(crate::request_head::OwnHead(gw.auth.clone())))
         .layer(layer)
         .service(routes);
     Router::new().fallback_service(stack)
@@ -509,17 +510,12 @@ mod tests {
     fn per_request_middleware_futures_stay_small() {
         const MAX: usize = 4096;
         let sizes = [
-            ("origin::guard", future_size(crate::origin::guard)),
             (
                 "cluster::sessions",
                 future_size(crate::cluster::sessions::middleware),
             ),
-            ("http_metrics", future_size(super::http_metrics)),
             ("session_key", future_size(crate::session_key::middleware)),
-            ("handshake_rate", future_size(crate::limits::handshake_rate)),
             ("engine_guard", future_size(crate::drain::engine_guard)),
-            ("sticky", future_size(crate::sticky::stamp)),
-            ("own_head", future_size(crate::request_head::own_head)),
         ];
         for (name, size) in sizes {
             assert!(size <= MAX, "{name}'s future is {size} bytes (> {MAX})");

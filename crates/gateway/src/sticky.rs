@@ -4,16 +4,15 @@
 //! requests to this node (HAProxy `cookie sio_node preserve indirect`, nginx
 //! `map $cookie_sio_node`, ingress-nginx affinity), and the cluster's polling forwarding uses
 //! the same cookie to find a session's owner. `x-sio-node` says the same to humans and tools.
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::{HeaderValue, StatusCode, header},
-    middleware::Next,
     response::Response,
 };
 
-use crate::config::Config;
+use crate::{config::Config, hook::Hook};
 
 /// Response header naming the node that answered a handshake.
 pub const NODE_HEADER: &str = "x-sio-node";
@@ -41,16 +40,25 @@ impl Sticky {
     }
 }
 
-/// Middleware: stamp successful handshakes (polling 200 or websocket 101).
-pub async fn stamp(State(sticky): State<Arc<Sticky>>, req: Request, next: Next) -> Response {
-    if !crate::engine_io::is_handshake(&req) {
-        return next.run(req).await;
+/// Stamps successful handshakes (polling 200 or websocket 101): a [`Hook`] on `Arc<Sticky>`.
+#[derive(Clone)]
+pub struct Stamp(pub Arc<Sticky>);
+
+impl Hook for Stamp {
+    /// Whether the request is a handshake.
+    type Carry = bool;
+
+    fn before(&self, req: &mut Request) -> ControlFlow<Response, bool> {
+        ControlFlow::Continue(crate::engine_io::is_handshake(req))
     }
-    let mut resp = next.run(req).await;
-    if resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let h = resp.headers_mut();
-        h.append(header::SET_COOKIE, sticky.cookie.clone());
-        h.insert(NODE_HEADER, sticky.node.clone());
+
+    fn after(&self, handshake: bool, resp: &mut Response) {
+        if handshake
+            && (resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS)
+        {
+            let h = resp.headers_mut();
+            h.append(header::SET_COOKIE, self.0.cookie.clone());
+            h.insert(NODE_HEADER, self.0.node.clone());
+        }
     }
-    resp
 }
