@@ -4,6 +4,7 @@
 // burst of 1,000 acked events gets 1,000 acks; a client that stops reading is closed.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import net from "node:net";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
@@ -357,4 +358,49 @@ test("a session's CONNECT / DISCONNECT loop is slowed after 16, then cut", async
   assert.ok(connects >= 17 && connects <= 25, `connects admitted: ${connects}`);
   assert.ok(slowed >= 1, "then refused");
   await Promise.race([closed, sleep(10000).then(() => assert.fail("a session looping past 32 refusals is cut"))]);
+});
+
+/** Peak and current resident memory of process `pid`, in bytes. */
+function memory(pid) {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN) * 1024;
+  return { peak: kb("VmHWM"), rss: kb("VmRSS") };
+}
+
+// Review 6: socketioxide runs each async handler in a task spawned before its first line, and
+// the event-rate check was that first line. A polling POST of 35,000 events is handed to the
+// handlers in one synchronous loop, so every event over the rate was still a queued task
+// (~7 KB): two sessions posting such bodies in turn grew a release node by 330 MB/s (3 GB in
+// 10 s) and delayed every other client's acks by seconds. Now the rate is checked in
+// socketioxide's call, before any task: refused events cost a counter.
+test("events over the rate cost no task: two polling sessions posting 35,000 events at a time do not grow the node", async (t) => {
+  const gw = track(t, await startGateway(["--heap-huge-pages", "false"]));
+  const before = memory(gw.pid);
+  const body = Array(35000).fill('42["xxxxxxxxxxxxxxxxxxxxx"]').join("\x1e");
+  async function flood(seconds) {
+    const open = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`);
+    const { sid } = JSON.parse((await open.text()).slice(1));
+    const url = `${gw.url}/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+    assert.equal(await (await fetch(url, { method: "POST", body: "40" })).text(), "ok");
+    await (await fetch(url)).text(); // the CONNECT's answer
+    let posts = 0;
+    for (const end = Date.now() + seconds * 1000; Date.now() < end; posts++) {
+      const r = await fetch(url, { method: "POST", body });
+      assert.equal(`${r.status} ${await r.text()}`, "200 ok", `POST ${posts}`);
+    }
+    return posts;
+  }
+  const posts = await Promise.all([flood(4), flood(4)]);
+  const after = memory(gw.pid);
+  const grown = (after.peak - before.rss) / 2 ** 20;
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  const limited = metricSum(m, "sio_gateway_dropped_messages_total", 'reason="rate_limited"');
+  t.diagnostic(`${posts[0] + posts[1]} POSTs, ${limited} events refused by the rate; peak RSS ${grown.toFixed(1)} MB over the start`);
+  assert.ok(limited >= 35000, `${limited} events counted as rate limited`);
+  // Without the gate a debug build grew by well over 200 MB within the first POSTs.
+  assert.ok(grown < 64, `the node grew by ${grown.toFixed(1)} MB while refusing events`);
+  // And an honest client is served.
+  const honest = client(t, gw.url);
+  assert.equal(await outcome(honest), "connected");
+  assert.deepEqual(await honest.timeout(5000).emitWithAck("join", "room-1"), { ok: true });
 });

@@ -24,7 +24,7 @@ use socketioxide::{
     BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
     extract::{Event, SocketRef, State, TryData},
-    handler::{FromMessageParts, Value},
+    handler::{FromMessageParts, MessageHandler, Value},
     socket::{DisconnectReason, Sid, Socket},
 };
 
@@ -252,6 +252,36 @@ const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) i
 
 use crate::names::valid_len as valid_name;
 
+/// A client event handler behind its connection's event rate (`--event-rate`).
+///
+/// socketioxide runs every async handler in a task of its own, spawned for each event before
+/// the handler's first line; the rate limit used to be that first line. So an event over the
+/// rate still cost a task (~7 KB queued), and a client whose events arrive faster than the
+/// workers run tasks piled them up: a polling POST of 35,000 events is handed to the handler
+/// in one synchronous loop, and two clients doing so in turn grew a node by 330 MB/s
+/// (review 6, BENCHMARKS/security.md). The gate takes the event's token in socketioxide's
+/// call, before any task: an event over the rate is counted, answered (if acked) and dropped
+/// there, and only admitted events reach the handler's task.
+struct Gate<H> {
+    conn: Arc<Conn>,
+    handler: H,
+}
+
+impl<A, T, H> MessageHandler<A, T> for Gate<H>
+where
+    A: Adapter,
+    T: Send + Sync + 'static,
+    H: MessageHandler<A, T>,
+{
+    fn call(&self, s: Arc<Socket<A>>, mut v: Value, ack_id: Option<i64>) {
+        if self.conn.admit_event() {
+            return self.handler.call(s, v, ack_id);
+        }
+        let Ok(ack) = Ack::from_message_parts(&s, &mut v, &ack_id);
+        ack.rate_limited(&self.conn.gw, &self.conn.replies);
+    }
+}
+
 impl Conn {
     /// Wait for this connection's turn to run a recovering join; `None` (refused) when
     /// [`MAX_RECOVERIES`] already run or wait. One at a time, in turn: each may wait up to
@@ -324,9 +354,12 @@ impl Conn {
         ack.send(&self.gw, &self.replies, v);
     }
 
-    /// Answer an event over the rate limit.
-    fn rate_limited<A: Adapter>(&self, ack: Ack<A>) {
-        ack.rate_limited(&self.gw, &self.replies);
+    /// `handler`, behind this connection's event rate (see [`Gate`]).
+    fn gate<H>(self: &Arc<Self>, handler: H) -> Gate<H> {
+        Gate {
+            conn: self.clone(),
+            handler,
+        }
     }
 
     async fn join<A: Adapter>(
@@ -336,9 +369,6 @@ impl Conn {
         arg: Result<serde_json::Value, ParserError>,
         ack: Ack<A>,
     ) {
-        if !self.admit_event() {
-            return self.rate_limited(ack);
-        }
         let hm = &self.gw.history.metrics;
         // Parsed and checked whole before anything is applied (see `history::since`).
         let arg = match arg.map_err(|_| JoinArgError::Shape).and_then(since::parse) {
@@ -824,9 +854,6 @@ impl Conn {
         room: Result<String, ParserError>,
         ack: Ack<A>,
     ) {
-        if !self.admit_event() {
-            return self.rate_limited(ack);
-        }
         let v = match room {
             Ok(r) if r == s.id.as_str() => {
                 self.gw.metrics.dropped_forbidden.inc();
@@ -860,9 +887,6 @@ impl Conn {
         p: Result<Publish, ParserError>,
         ack: Ack<A>,
     ) {
-        if !self.admit_event() {
-            return self.rate_limited(ack);
-        }
         let v = self.try_publish(io, s, p).await;
         self.reply(ack, &v).await;
     }
@@ -1046,9 +1070,6 @@ impl Conn {
         data: Result<serde_json::Value, ParserError>,
         ack: Ack<A>,
     ) {
-        if !self.admit_event() {
-            return self.rate_limited(ack);
-        }
         let data = data.unwrap_or(serde_json::Value::Null);
         let sid = s.id.to_string();
         let ev = crate::upstream::UpstreamEvent {
@@ -1164,7 +1185,7 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "join",
-        move |s: SocketRef<A>,
+        conn.gate(move |s: SocketRef<A>,
               io: SocketIo<A>,
               TryData(arg): TryData<serde_json::Value>,
               ack: Ack<A>| {
@@ -1173,23 +1194,23 @@ pub async fn install<A: Adapter>(
                 c.report_received(&s, "join", || arg.as_ref().ok().cloned());
                 c.join(&io, &s, arg, ack).await
             }
-        },
+        }),
     );
     let c = conn.clone();
     s.on(
         "leave",
-        move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+        conn.gate(move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
             let c = c.clone();
             async move {
                 c.report_received(&s, "leave", || room.as_ref().ok().map(|r| json!(r)));
                 c.leave(&s, room, ack).await
             }
-        },
+        }),
     );
     let c = conn.clone();
     s.on(
         "publish",
-        move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
+        conn.gate(move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
             let c = c.clone();
             async move {
                 c.report_received(&s, "publish", || {
@@ -1200,10 +1221,10 @@ pub async fn install<A: Adapter>(
                 });
                 c.publish(&io, &s, p, ack).await
             }
-        },
+        }),
     );
     let c = conn.clone();
-    s.on_fallback(
+    s.on_fallback(conn.gate(
         move |s: SocketRef<A>,
               Event(event): Event,
               TryData(data): TryData<serde_json::Value>,
@@ -1216,7 +1237,7 @@ pub async fn install<A: Adapter>(
                 c.other(&s, &event, data, ack).await
             }
         },
-    );
+    ));
     if let Some(admin) = &gw.admin {
         admin.socket_connected(&s);
         if admin.events() {
