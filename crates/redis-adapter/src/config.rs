@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use crate::mode::PubSubMode;
 
+/// Default of [`AdapterConfig::max_inbound_bytes`]: 8 MiB.
+pub const MAX_INBOUND_BYTES: usize = 8 << 20;
+
 /// Adapter settings. `Default` matches `@socket.io/redis-adapter` where Node has an equivalent.
 #[derive(Debug, Clone)]
 pub struct AdapterConfig {
@@ -56,6 +59,12 @@ pub struct AdapterConfig {
     /// Bytes per second of answers to other nodes' requests (burst twice that); past it
     /// requests are not answered (see `peer_budget`).
     pub peer_answer_rate: f64,
+    /// Longest message accepted on the adapter's channels; longer ones are dropped before
+    /// decoding and counted (`adapter_dropped_total{reason="too_large"}`). Anyone who can
+    /// PUBLISH there sends them, and decoding takes up to ~40 times a message's bytes. Redis
+    /// itself disconnects a pub/sub client whose output buffer passes 32 MB (its default
+    /// `client-output-buffer-limit pubsub`), so messages near that size do not travel anyway.
+    pub max_inbound_bytes: usize,
 }
 
 impl Default for AdapterConfig {
@@ -77,6 +86,7 @@ impl Default for AdapterConfig {
             pubsub: PubSubMode::Classic,
             max_peer_acks: crate::peer_budget::MAX_PEER_ACKS,
             peer_answer_rate: crate::peer_budget::ANSWER_BYTES_PER_SEC,
+            max_inbound_bytes: MAX_INBOUND_BYTES,
         }
     }
 }

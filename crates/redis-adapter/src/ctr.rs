@@ -26,7 +26,11 @@ impl RedisAdapterCtr {
     pub async fn connect(url: &str, config: AdapterConfig) -> Result<Self, Error> {
         let stats = Arc::new(AdapterStats::default());
         let log = Arc::new(LogLimiter::default());
-        let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+        let registry = Arc::new(Registry::new(
+            stats.clone(),
+            log.clone(),
+            config.max_inbound_bytes,
+        ));
         let driver: Arc<dyn Driver> = match config.pubsub {
             PubSubMode::Classic => Arc::new(
                 FredDriver::connect(url, &config, stats.clone(), log.clone(), registry.clone())

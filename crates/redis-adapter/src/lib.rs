@@ -115,7 +115,7 @@ mod warn_limit;
 
 pub use ack_stream::AckStream;
 pub use adapter::{InitRes, RedisAdapter};
-pub use config::AdapterConfig;
+pub use config::{AdapterConfig, MAX_INBOUND_BYTES};
 pub use ctr::RedisAdapterCtr;
 pub use delivery_filter::DeliveryFilter;
 pub use error::Error;

@@ -61,7 +61,11 @@ async fn node(bus: &MemoryBus, id: usize, sockets: usize, mode: PubSubMode) -> N
 fn ctr_with(bus: &MemoryBus, config: AdapterConfig) -> (RedisAdapterCtr, MemoryControl) {
     let stats = Arc::new(AdapterStats::default());
     let log = Arc::new(LogLimiter::default());
-    let registry = Arc::new(Registry::new(stats.clone(), log.clone()));
+    let registry = Arc::new(Registry::new(
+        stats.clone(),
+        log.clone(),
+        config.max_inbound_bytes,
+    ));
     let (driver, control) = bus.connect(&registry);
     let pubsub = PubSub::new(config, stats, log, Arc::new(driver));
     let ctr = RedisAdapterCtr {
@@ -758,6 +762,38 @@ async fn what_peers_requests_cost_a_node_is_bounded(mode: PubSubMode) {
     assert_eq!(refused(&n0), 0);
 }
 
+/// Messages on the adapter's channels longer than `max_inbound_bytes` are dropped before
+/// anything decodes them (anyone who can PUBLISH there sends them; decoding takes up to ~40
+/// times their bytes), counted as `too_large`; shorter ones go on being delivered.
+async fn messages_over_the_size_limit_are_dropped_undecoded(mode: PubSubMode) {
+    let bus = MemoryBus::default();
+    let n0 = node(&bus, 0, 1, mode).await;
+    let small = AdapterConfig {
+        request_timeout: REQUEST_TIMEOUT,
+        pubsub: mode,
+        max_inbound_bytes: 4096,
+        ..AdapterConfig::default()
+    };
+    let n1 = node_with(&bus, 1, 1, small).await;
+    n1.join(n1.sids[0], "red").await;
+    let big = "x".repeat(8192);
+    n0.adapter
+        .broadcast(event(&big), to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    n0.adapter
+        .broadcast(event("small"), to_rooms(&["red"], &[]))
+        .await
+        .unwrap();
+    eventually("the small broadcast delivered", || {
+        !n1.ns.sent_to(n1.sids[0]).is_empty()
+    })
+    .await;
+    assert_eq!(n1.ns.sent_to(n1.sids[0]), vec![sent("small")]);
+    assert_eq!(n1.handle.stats().dropped_count(DropReason::TooLarge), 1);
+    assert_eq!(n1.handle.stats().decode_error_count(), 0, "never decoded");
+}
+
 /// Each flow above, in classic mode and in sharded mode (`dynamic`, Node's default).
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
@@ -788,7 +824,8 @@ in_both_modes!(
     ensure_rooms_subscribes_just_the_joined_rooms,
     the_room_sync_runs_after_reported_changes_only,
     a_namespace_made_twice_at_once_keeps_the_instance_handed_over_last,
-    what_peers_requests_cost_a_node_is_bounded
+    what_peers_requests_cost_a_node_is_bounded,
+    messages_over_the_size_limit_are_dropped_undecoded
 );
 
 /// socketioxide makes one instance of a dynamic namespace per CONNECT that arrives before the
@@ -1058,7 +1095,7 @@ async fn sharded_node_messages_and_bad_input_on_a_room_channel() {
     // A raw connection to the bus, publishing what Node's createShardedAdapter would.
     let stats = Arc::new(AdapterStats::default());
     let log = Arc::new(LogLimiter::default());
-    let registry = Arc::new(Registry::new(stats, log));
+    let registry = Arc::new(Registry::new(stats, log, crate::config::MAX_INBOUND_BYTES));
     let (raw, _) = bus.connect(&registry);
     let node_msg = |room: &str, ev: &str| {
         bytes::Bytes::from(format!(

@@ -74,11 +74,15 @@ pub enum DropReason {
     /// A peer's request was refused its answer or its acks: over the budget of what other
     /// nodes' requests may cost this node (see `peer_budget`).
     RequestRefused = 6,
+    /// A message on the adapter's channels longer than
+    /// [`AdapterConfig::max_inbound_bytes`](crate::AdapterConfig::max_inbound_bytes), dropped
+    /// before decoding.
+    TooLarge = 7,
 }
 
 impl DropReason {
     /// Number of variants.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// Every variant, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::SubscriberLagged,
@@ -88,6 +92,7 @@ impl DropReason {
         DropReason::Unsupported,
         DropReason::LocalDelivery,
         DropReason::RequestRefused,
+        DropReason::TooLarge,
     ];
     /// Stable label value for metrics.
     pub fn as_str(self) -> &'static str {
@@ -99,6 +104,7 @@ impl DropReason {
             DropReason::Unsupported => "unsupported",
             DropReason::LocalDelivery => "local_delivery",
             DropReason::RequestRefused => "request_refused",
+            DropReason::TooLarge => "too_large",
         }
     }
 }

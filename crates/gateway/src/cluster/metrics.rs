@@ -242,13 +242,14 @@ impl Collector for AdapterCollector {
 }
 
 /// `dropped_messages_total` reasons the adapter's client-visible drops are added to.
-const FOLDED: [(DropReason, &str); 3] = [
+const FOLDED: [(DropReason, &str); 4] = [
     (
         DropReason::LocalDelivery,
         crate::metrics::drop_reason::SLOW_CLIENT,
     ),
     (DropReason::SubscriberLagged, "adapter_lagged"),
     (DropReason::QueueFull, "adapter_queue_full"),
+    (DropReason::TooLarge, "adapter_too_large"),
 ];
 
 impl AdapterCollector {
