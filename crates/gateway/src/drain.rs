@@ -9,13 +9,13 @@
 //!      ([`ConnRegistry::kill`](crate::listener::ConnRegistry::kill)); socketioxide has no
 //!      public per-socket transport close.
 //!    * long-polling sessions: the pending (or next) poll of that session is answered by
-//!      [`engine_guard`] with an Engine.IO CLOSE packet, which the client reports as
+//!      [`EngineGuard`] with an Engine.IO CLOSE packet, which the client reports as
 //!      "transport close" (python-engineio clients get a failed poll instead, see
 //!      `drained_poll_response`).
 //! 3. Whatever is left is closed with `SocketIo::close()` (Engine.IO close for every session),
 //!    remaining TCP connections are cut, and the process exits 0.
 //!
-//! To find the websocket of a session, [`engine_guard`] remembers on which TCP connection a
+//! To find the websocket of a session, [`EngineGuard`] remembers on which TCP connection a
 //! `transport=websocket&sid=...` upgrade arrived; a websocket-only session's handshake request
 //! (kept by socketioxide as the socket's request parts) carries it directly.
 use std::{
@@ -29,15 +29,17 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use socketioxide::{SocketIo, TransportType, adapter::Adapter, socket::Socket};
 use tokio::{sync::watch, time::Instant};
 
-use crate::engine_io::{self, query_param};
+use crate::{
+    engine_io::{self, query_param},
+    hook::{Hook, Step},
+};
 
 use crate::{
     listener::{ConnInfo, ConnRegistry},
@@ -193,58 +195,69 @@ fn close_packet_response() -> Response {
         .unwrap_or_else(|_| StatusCode::OK.into_response())
 }
 
-/// Middleware in front of the Socket.IO service (only `/socket.io/` paths are inspected):
+/// In front of the Socket.IO service (only `/socket.io/` paths are inspected; a [`Hook`]):
 /// refuses handshakes while draining, records websocket upgrades, and answers the polls of
 /// sessions being drained with CLOSE.
-pub async fn engine_guard(
-    State((drain, metrics)): State<(Arc<Drain>, Arc<Metrics>)>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if !engine_io::is_engine_io(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let query = req.uri().query().unwrap_or("");
-    let Some(sid) = engine_io::session_sid(&req) else {
-        if drain.is_draining() {
-            metrics
-                .connections_refused_total
-                .with_label_values(&["draining"])
-                .inc();
-            let mut resp = engine_io::error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                503,
-                "server is draining",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return resp;
+#[derive(Clone)]
+pub struct EngineGuard {
+    pub drain: Arc<Drain>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Hook for EngineGuard {
+    type Carry = ();
+
+    fn before(&self, req: &mut Request) -> Step<()> {
+        if !engine_io::is_engine_io(req.uri().path()) {
+            return Step::Continue(());
         }
-        return next.run(req).await;
-    };
-    let sid = sid.to_owned();
-    match engine_io::transport(query) {
-        Some("websocket") => {
-            if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
-                req.extensions().get::<ConnectInfo<ConnInfo>>()
-            {
-                drain.note_ws(&sid, *conn);
+        let query = req.uri().query().unwrap_or("");
+        let Some(sid) = engine_io::session_sid(req) else {
+            if self.drain.is_draining() {
+                self.metrics
+                    .connections_refused_total
+                    .with_label_values(&["draining"])
+                    .inc();
+                let mut resp = engine_io::error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    503,
+                    "server is draining",
+                );
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return Step::Answer(resp);
             }
-            next.run(req).await
+            return Step::Continue(());
+        };
+        match engine_io::transport(query) {
+            Some("websocket") => {
+                if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
+                    req.extensions().get::<ConnectInfo<ConnInfo>>()
+                {
+                    self.drain.note_ws(sid, *conn);
+                }
+                Step::Continue(())
+            }
+            Some("polling") if req.method() == Method::GET => {
+                let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
+                if self.drain.is_closing(sid) {
+                    return Step::Answer(drained_poll_response(python_client));
+                }
+                // Dropping socketioxide's pending poll is safe: it only releases the session's
+                // receive lock; packets are taken from the queue only when the response is
+                // built.
+                let (drain, sid) = (self.drain.clone(), sid.to_owned());
+                Step::Detour(Box::new(move |req, next| {
+                    Box::pin(async move {
+                        tokio::select! {
+                            resp = next.run(req) => resp,
+                            _ = drain.closed(&sid) => drained_poll_response(python_client),
+                        }
+                    })
+                }))
+            }
+            _ => Step::Continue(()),
         }
-        Some("polling") if req.method() == Method::GET => {
-            let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
-            if drain.is_closing(&sid) {
-                return drained_poll_response(python_client);
-            }
-            // Dropping socketioxide's pending poll is safe: it only releases the session's
-            // receive lock; packets are taken from the queue only when the response is built.
-            tokio::select! {
-                resp = next.run(req) => resp,
-                _ = drain.closed(&sid) => drained_poll_response(python_client),
-            }
-        }
-        _ => next.run(req).await,
     }
 }
 

@@ -7,13 +7,15 @@
 //! that clone as `Next`, and boxes the middleware's future (two allocations and a copy of the
 //! future per layer and request). On a websocket handshake each such layer cost ~2.3k
 //! instructions (callgrind, BENCHMARKS.md, issue 18). A [`HookLayer`] calls its inner service in
-//! place and returns an unboxed future: no clone, no allocation. Middlewares that await
-//! something of their own (the session key's handshake rewrite, the drain guard's race with a
-//! closing poll, the cluster's forwarding) stay `from_fn`.
+//! place and returns an unboxed future: no clone, no allocation.
+//!
+//! A concern that must await something on some paths (the session key's rewrite of a polling
+//! handshake's body, the drain guard's race with a closing poll) takes a [`Step::Detour`] there,
+//! or finishes with [`Finish::Then`]: those paths pay what `from_fn` paid on every request (a
+//! clone of the rest of the stack as [`Next`], a boxed future); the others pay nothing.
 use std::{
     convert::Infallible,
     future::Future,
-    ops::ControlFlow,
     pin::Pin,
     task::{Context, Poll, ready},
 };
@@ -23,20 +25,68 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use tower::{Layer, Service};
+use futures_util::future::BoxFuture;
+use tower::{Layer, Service, ServiceExt, util::BoxCloneSyncService};
 
-/// One cross-cutting concern: [`before`](Hook::before) sees the request first and either
-/// passes it on (`Continue`, with what [`after`](Hook::after) needs to know) or answers it
-/// itself (`Break`); `after` sees the inner service's response.
+/// One cross-cutting concern: [`before`](Hook::before) sees the request first and passes it
+/// on (with what [`after`](Hook::after) needs to know), answers it itself, or takes it on an
+/// async detour; `after` sees the inner service's response.
 pub trait Hook: Clone + Send + Sync + 'static {
     /// What `before` hands to `after` (`()` when `after` needs nothing).
     type Carry: Send + 'static;
 
-    /// `Continue` passes the request on, `Break` answers it without calling the inner service.
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, Self::Carry>;
+    /// What to do with the request.
+    fn before(&self, req: &mut Request) -> Step<Self::Carry>;
 
-    /// Runs on the inner service's response (not on `before`'s own answers).
-    fn after(&self, _carry: Self::Carry, _resp: &mut Response) {}
+    /// Runs on the inner service's response (not on `before`'s own answers or detours).
+    fn after(&self, _carry: Self::Carry, resp: Response) -> Finish {
+        Finish::Done(resp)
+    }
+}
+
+/// What [`Hook::before`] decided.
+pub enum Step<C> {
+    /// Pass the request on; `after` gets the carried value.
+    Continue(C),
+    /// Answer without calling the inner service.
+    Answer(Response),
+    /// An async path: gets the request and the rest of the stack, and answers.
+    Detour(Detour),
+}
+
+/// An async path of a [`Hook`] (boxed: for the rare paths that await something of their own).
+pub type Detour = Box<dyn FnOnce(Request, Next) -> BoxFuture<'static, Response> + Send>;
+
+/// What [`Hook::after`] decided.
+pub enum Finish {
+    /// The response to send.
+    Done(Response),
+    /// An async rewrite of the response (boxed: rare paths only).
+    Then(BoxFuture<'static, Response>),
+}
+
+/// The rest of the stack, for a [`Step::Detour`] (what axum's `Next` is to `from_fn`).
+pub struct Next(BoxCloneSyncService<Request, Response, Infallible>);
+
+impl Next {
+    fn new<S>(inner: S) -> Next
+    where
+        S: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
+        S::Response: IntoResponse,
+        S::Future: Send + 'static,
+    {
+        Next(BoxCloneSyncService::new(
+            inner.map_response(IntoResponse::into_response),
+        ))
+    }
+
+    /// Run the rest of the stack on `req`.
+    pub async fn run(self, req: Request) -> Response {
+        match self.0.oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
 }
 
 /// The tower layer of a [`Hook`].
@@ -64,8 +114,9 @@ pub struct HookService<H, S> {
 impl<H, S> Service<Request> for HookService<H, S>
 where
     H: Hook,
-    S: Service<Request, Error = Infallible>,
+    S: Service<Request, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Response: IntoResponse,
+    S::Future: Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -77,12 +128,20 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         match self.hook.before(&mut req) {
-            ControlFlow::Continue(carry) => HookFuture::Inner {
+            Step::Continue(carry) => HookFuture::Inner {
                 fut: self.inner.call(req),
                 // A reference count for the hooks with state; the hooks are small.
                 after: Some((self.hook.clone(), carry)),
             },
-            ControlFlow::Break(resp) => HookFuture::Answered { resp: Some(resp) },
+            Step::Answer(resp) => HookFuture::Answered { resp: Some(resp) },
+            Step::Detour(detour) => {
+                // The service made ready is the one handed on; a clone stays for later calls.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                HookFuture::Boxed {
+                    fut: detour(req, Next::new(ready)),
+                }
+            }
         }
     }
 }
@@ -92,6 +151,7 @@ pin_project_lite::pin_project! {
     #[project = HookProj]
     pub enum HookFuture<H: Hook, F> {
         Inner { #[pin] fut: F, after: Option<(H, H::Carry)> },
+        Boxed { fut: BoxFuture<'static, Response> },
         Answered { resp: Option<Response> },
     }
 }
@@ -104,20 +164,28 @@ where
 {
     type Output = Result<Response, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            HookProj::Inner { fut, after } => {
-                let Ok(inner) = ready!(fut.poll(cx));
-                let mut resp = inner.into_response();
-                if let Some((hook, carry)) = after.take() {
-                    hook.after(carry, &mut resp);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                HookProj::Inner { fut, after } => {
+                    let Ok(inner) = ready!(fut.poll(cx));
+                    let resp = inner.into_response();
+                    let Some((hook, carry)) = after.take() else {
+                        return Poll::Ready(Ok(resp));
+                    };
+                    match hook.after(carry, resp) {
+                        Finish::Done(resp) => return Poll::Ready(Ok(resp)),
+                        Finish::Then(fut) => self.set(HookFuture::Boxed { fut }),
+                    }
                 }
-                Poll::Ready(Ok(resp))
+                HookProj::Boxed { fut } => return fut.as_mut().poll(cx).map(Ok),
+                // Polled again after it completed: a caller's bug, answered rather than panicking.
+                HookProj::Answered { resp } => {
+                    return Poll::Ready(Ok(resp
+                        .take()
+                        .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())));
+                }
             }
-            // Polled again after it completed: a caller's bug, answered rather than panicking.
-            HookProj::Answered { resp } => Poll::Ready(Ok(resp
-                .take()
-                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
         }
     }
 }
@@ -139,22 +207,45 @@ mod tests {
     struct Tag(&'static str);
 
     impl Hook for Tag {
-        type Carry = bool;
+        /// The request's path, for `after`.
+        type Carry = String;
 
-        fn before(&self, req: &mut Request) -> ControlFlow<Response, bool> {
-            if req.uri().path() == "/no" {
-                return ControlFlow::Break((StatusCode::FORBIDDEN, self.0).into_response());
+        fn before(&self, req: &mut Request) -> Step<String> {
+            match req.uri().path() {
+                "/no" => return Step::Answer((StatusCode::FORBIDDEN, self.0).into_response()),
+                // The detour runs the rest of the stack, then tags the response itself.
+                "/detour" => {
+                    let tag = self.0;
+                    return Step::Detour(Box::new(move |req, next| {
+                        Box::pin(async move {
+                            let mut resp = next.run(req).await;
+                            resp.headers_mut()
+                                .append("x-detour", HeaderValue::from_static(tag));
+                            resp
+                        })
+                    }));
+                }
+                _ => {}
             }
             req.headers_mut()
                 .append("x-before", HeaderValue::from_static(self.0));
-            ControlFlow::Continue(req.uri().path() == "/stamp")
+            Step::Continue(req.uri().path().to_owned())
         }
 
-        fn after(&self, stamp: bool, resp: &mut Response) {
-            if stamp {
-                resp.headers_mut()
-                    .append("x-after", HeaderValue::from_static(self.0));
-            }
+        fn after(&self, path: String, mut resp: Response) -> Finish {
+            let tag = HeaderValue::from_static(self.0);
+            match path.as_str() {
+                "/stamp" => resp.headers_mut().append("x-after", tag),
+                // An async rewrite: the body replaced once the inner body is read.
+                "/then" => {
+                    return Finish::Then(Box::pin(async move {
+                        let inner = body(resp).await;
+                        format!("{inner}+{}", tag.to_str().unwrap_or("?")).into_response()
+                    }));
+                }
+                _ => false,
+            };
+            Finish::Done(resp)
         }
     }
 
@@ -219,5 +310,32 @@ mod tests {
         // The outer hook answered: the inner hook and the service never saw the request.
         assert_eq!(body(resp).await, "outer");
         assert_eq!(calls.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn detours_and_async_rewrites_run_the_rest_of_the_stack_once() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        // Both hooks detour: each runs what is inside it itself (no `x-before` was added).
+        let resp = service(calls.clone())
+            .oneshot(Request::get("/detour").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let tags: Vec<_> = resp
+            .headers()
+            .get_all("x-detour")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(tags, ["inner", "outer"]);
+        assert_eq!(body(resp).await, "");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+
+        // `Finish::Then`: the inner hook's rewrite, then the outer's, each once.
+        let resp = service(calls.clone())
+            .oneshot(Request::get("/then").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(body(resp).await, "outer,inner+inner+outer");
+        assert_eq!(calls.load(Ordering::Relaxed), 2);
     }
 }

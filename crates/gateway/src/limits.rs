@@ -11,7 +11,6 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
-    ops::ControlFlow,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -22,10 +21,13 @@ use std::{
 use axum::{
     extract::{ConnectInfo, Request},
     http::{HeaderValue, StatusCode, header},
-    response::Response,
 };
 
-use crate::{hook::Hook, listener::ConnInfo, metrics::Metrics};
+use crate::{
+    hook::{Hook, Step},
+    listener::ConnInfo,
+    metrics::Metrics,
+};
 
 /// A classic token bucket: `rate` tokens per second, at most `burst` stored.
 ///
@@ -191,7 +193,7 @@ pub struct HandshakeRate {
 impl Hook for HandshakeRate {
     type Carry = ();
 
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+    fn before(&self, req: &mut Request) -> Step<()> {
         let new_session = crate::engine_io::is_handshake(req);
         if new_session
             && let Some(ConnectInfo(ConnInfo { remote, .. })) =
@@ -209,9 +211,9 @@ impl Hook for HandshakeRate {
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return ControlFlow::Break(resp);
+            return Step::Answer(resp);
         }
-        ControlFlow::Continue(())
+        Step::Continue(())
     }
 }
 

@@ -16,7 +16,7 @@
 //!
 //! [`StripCredentials`]: tower-http's CORS layer sends `Access-Control-Allow-Credentials: true`
 //! even when it grants the origin nothing; the header is removed from such answers.
-use std::{ops::ControlFlow, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::Request,
@@ -24,7 +24,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{hook::Hook, metrics::Metrics};
+use crate::{
+    hook::{Finish, Hook, Step},
+    metrics::Metrics,
+};
 
 /// The origin rule, built once from `--cors-origin`.
 #[derive(Debug, Clone)]
@@ -109,32 +112,32 @@ pub struct Guard {
 impl Hook for Guard {
     type Carry = ();
 
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+    fn before(&self, req: &mut Request) -> Step<()> {
         if !crate::engine_io::is_engine_io(req.uri().path()) || !is_ws_upgrade(req) {
-            return ControlFlow::Continue(());
+            return Step::Continue(());
         }
         if self.skip_signed_forwards
             && req
                 .headers()
                 .contains_key(crate::cluster::forward::AUTH_HEADER)
         {
-            return ControlFlow::Continue(());
+            return Step::Continue(());
         }
         let Some(origin) = req.headers().get(header::ORIGIN) else {
-            return ControlFlow::Continue(());
+            return Step::Continue(());
         };
         let allowed = origin
             .to_str()
             .is_ok_and(|o| self.policy.allows(o, req.headers()));
         if allowed {
-            return ControlFlow::Continue(());
+            return Step::Continue(());
         }
         self.metrics
             .connections_refused_total
             .with_label_values(&["origin"])
             .inc();
         tracing::debug!(origin = ?origin, "websocket upgrade from a foreign origin refused");
-        ControlFlow::Break(
+        Step::Answer(
             (
                 StatusCode::FORBIDDEN,
                 axum::Json(serde_json::json!({"code": 4, "message": "origin not allowed"})),
@@ -151,15 +154,16 @@ pub struct StripCredentials;
 impl Hook for StripCredentials {
     type Carry = ();
 
-    fn before(&self, _req: &mut Request) -> ControlFlow<Response, ()> {
-        ControlFlow::Continue(())
+    fn before(&self, _req: &mut Request) -> Step<()> {
+        Step::Continue(())
     }
 
-    fn after(&self, (): (), resp: &mut Response) {
+    fn after(&self, (): (), mut resp: Response) -> Finish {
         let h = resp.headers_mut();
         if !h.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
             h.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
         }
+        Finish::Done(resp)
     }
 }
 

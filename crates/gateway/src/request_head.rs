@@ -25,16 +25,18 @@
 //! Only Engine.IO requests that can open a session or a websocket are touched (no `sid` in the
 //! query, or an `Upgrade` header); polling requests of an open session and every other route
 //! (the HTTP API reads its own headers) pass unchanged.
-use std::{ops::ControlFlow, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{OriginalUri, Request},
     http::{HeaderMap, HeaderValue, Uri, header, uri::PathAndQuery},
-    response::Response,
 };
 use bytes::Bytes;
 
-use crate::{auth::Authenticator, hook::Hook};
+use crate::{
+    auth::Authenticator,
+    hook::{Hook, Step},
+};
 
 /// The request-head trimming of the module documentation, as a [`Hook`].
 #[derive(Clone)]
@@ -43,14 +45,14 @@ pub struct OwnHead(pub Arc<Authenticator>);
 impl Hook for OwnHead {
     type Carry = ();
 
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, ()> {
+    fn before(&self, req: &mut Request) -> Step<()> {
         let opens_session = crate::engine_io::is_handshake(req)
             || (crate::engine_io::is_engine_io(req.uri().path())
                 && req.headers().contains_key(header::UPGRADE));
         if opens_session {
             detach(req, self.0.headers_read());
         }
-        ControlFlow::Continue(())
+        Step::Continue(())
     }
 }
 

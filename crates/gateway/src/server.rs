@@ -11,7 +11,7 @@
 //! request head trimming → socketioxide (`/socket.io/`) → axum routes. Everything from the
 //! engine guard inward sees the socket id as `sid`; everything outside the session-key layer
 //! sees the key.
-use std::{net::SocketAddr, ops::ControlFlow, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use axum::{
@@ -35,7 +35,7 @@ use crate::{
     config::{Config, NamespaceSpec},
     drain, health,
     health::ReadyCheck,
-    hook::HookLayer,
+    hook::{Finish, HookLayer, Step},
     limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
     metrics::Metrics,
@@ -124,15 +124,16 @@ struct HttpMetrics(Arc<Metrics>);
 impl crate::hook::Hook for HttpMetrics {
     type Carry = &'static str;
 
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, &'static str> {
-        ControlFlow::Continue(route_class(req.uri().path()))
+    fn before(&self, req: &mut Request) -> Step<&'static str> {
+        Step::Continue(route_class(req.uri().path()))
     }
 
-    fn after(&self, route: &'static str, resp: &mut Response) {
+    fn after(&self, route: &'static str, resp: Response) -> Finish {
         self.0
             .http_requests_total
             .with_label_values(&[route, resp.status().as_str()])
             .inc();
+        Finish::Done(resp)
     }
 }
 
@@ -228,10 +229,10 @@ pub fn app<A: Adapter>(
         .layer(HookLayer(HttpMetrics(gw.metrics.clone())))
         // Session keys: outside the drain guard (which marks sessions by socket id), inside the
         // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
-        .layer(middleware::from_fn_with_state(
-            (gw.session_keys.clone(), gw.polling.clone()),
-            crate::session_key::middleware,
-        ))
+        .layer(HookLayer(crate::session_key::KeyGuard {
+            keys: gw.session_keys.clone(),
+            polling: gw.polling.clone(),
+        }))
         // Inside the HTTP metrics layer so refusals are counted as 429s.
         .option_layer(ip_limit.enabled().then(|| {
             HookLayer(limits::HandshakeRate {
@@ -239,10 +240,10 @@ pub fn app<A: Adapter>(
                 limit: ip_limit,
             })
         }))
-        .layer(middleware::from_fn_with_state(
-            (gw.drain.clone(), gw.metrics.clone()),
-            drain::engine_guard,
-        ))
+        .layer(HookLayer(drain::EngineGuard {
+            drain: gw.drain.clone(),
+            metrics: gw.metrics.clone(),
+        }))
         .layer(HookLayer(sticky::Stamp(gw.sticky.clone())))
         // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
         // and trimmed; inside every layer that reads other request headers.
@@ -509,14 +510,10 @@ mod tests {
     #[test]
     fn per_request_middleware_futures_stay_small() {
         const MAX: usize = 4096;
-        let sizes = [
-            (
-                "cluster::sessions",
-                future_size(crate::cluster::sessions::middleware),
-            ),
-            ("session_key", future_size(crate::session_key::middleware)),
-            ("engine_guard", future_size(crate::drain::engine_guard)),
-        ];
+        let sizes = [(
+            "cluster::sessions",
+            future_size(crate::cluster::sessions::middleware),
+        )];
         for (name, size) in sizes {
             assert!(size <= MAX, "{name}'s future is {size} bytes (> {MAX})");
         }

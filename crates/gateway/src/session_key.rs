@@ -53,9 +53,8 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{OriginalUri, Request, State},
+    extract::{OriginalUri, Request},
     http::{Method, StatusCode, Uri, header, uri::PathAndQuery},
-    middleware::Next,
     response::Response,
 };
 use ring::{
@@ -64,7 +63,11 @@ use ring::{
 };
 use socketioxide::{SocketIo, adapter::Adapter, socket::Sid};
 
-use crate::{engine_io, polling::PollingSessions};
+use crate::{
+    engine_io,
+    hook::{Finish, Hook, Step},
+    polling::PollingSessions,
+};
 
 /// Random bytes in a key (128 bits).
 const KEY_BYTES: usize = 16;
@@ -306,54 +309,80 @@ fn handshake_failed() -> Response {
     engine_io::error_response(StatusCode::INTERNAL_SERVER_ERROR, 500, "handshake failed")
 }
 
-/// Middleware in front of the drain guard (see the module doc).
-pub async fn middleware(
-    State((keys, polling)): State<(Arc<SessionKeys>, Arc<PollingSessions>)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    if !engine_io::is_engine_io(req.uri().path()) {
-        return next.run(req).await;
-    }
-    let mut poll = None;
-    let opens = match translate(req.uri(), &keys) {
-        Ok(None) => req.method() == Method::GET,
-        Ok(Some((uri, sid))) => {
-            if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
-                orig.0 = uri.clone();
-            }
-            *req.uri_mut() = uri;
-            let query = req.uri().query().unwrap_or("");
-            if engine_io::transport(query) == Some("polling") {
+/// The session keys of the module doc, in front of the drain guard (a [`Hook`]).
+#[derive(Clone)]
+pub struct KeyGuard {
+    pub keys: Arc<SessionKeys>,
+    pub polling: Arc<PollingSessions>,
+}
+
+impl Hook for KeyGuard {
+    /// `None` for requests that are not Engine.IO's (their answers are left alone); else
+    /// whether the request may open a session (a GET without `sid`).
+    type Carry = Option<bool>;
+
+    fn before(&self, req: &mut Request) -> Step<Option<bool>> {
+        if !engine_io::is_engine_io(req.uri().path()) {
+            return Step::Continue(None);
+        }
+        match translate(req.uri(), &self.keys) {
+            Ok(None) => Step::Continue(Some(req.method() == Method::GET)),
+            Ok(Some((uri, sid))) => {
+                if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
+                    orig.0 = uri.clone();
+                }
+                *req.uri_mut() = uri;
+                let query = req.uri().query().unwrap_or("");
+                if engine_io::transport(query) != Some("polling") {
+                    return Step::Continue(Some(false));
+                }
                 let t = engine_io::query_param(query, "t").map(str::to_owned);
-                poll = Some((sid, t));
+                if req.method() == Method::GET {
+                    let polling = self.polling.clone();
+                    return Step::Detour(Box::new(move |req, next| {
+                        Box::pin(async move {
+                            let resp = polling.get(sid, t.as_deref(), next.run(req)).await;
+                            match finish(None, false, resp) {
+                                Finish::Done(resp) => resp,
+                                Finish::Then(rewrite) => rewrite.await,
+                            }
+                        })
+                    }));
+                }
+                if req.method() == Method::POST && self.polling.post_is_retry(sid, t.as_deref()) {
+                    return Step::Answer(crate::polling::post_ok());
+                }
+                Step::Continue(Some(false))
             }
-            false
-        }
-        Err(e) => {
-            let key = sid_param(req.uri().query().unwrap_or(""))
-                .ok()
-                .flatten()
-                .map(fingerprint);
-            tracing::debug!(session = ?key, error = %e, "refused an Engine.IO request");
-            return engine_io::session_unknown();
-        }
-    };
-    let resp = match poll {
-        Some((sid, t)) if req.method() == Method::GET => {
-            polling.get(sid, t.as_deref(), next.run(req)).await
-        }
-        Some((sid, t)) if req.method() == Method::POST => {
-            if polling.post_is_retry(sid, t.as_deref()) {
-                return crate::polling::post_ok();
+            Err(e) => {
+                let key = sid_param(req.uri().query().unwrap_or(""))
+                    .ok()
+                    .flatten()
+                    .map(fingerprint);
+                tracing::debug!(session = ?key, error = %e, "refused an Engine.IO request");
+                Step::Answer(engine_io::session_unknown())
             }
-            next.run(req).await
         }
-        _ => next.run(req).await,
-    };
-    // Only the polling handshake answers a sid-less GET with 200 (a websocket one is a 101).
-    if opens && resp.status() == StatusCode::OK {
-        return give_key(&keys, resp).await;
+    }
+
+    fn after(&self, opens: Option<bool>, resp: Response) -> Finish {
+        match opens {
+            Some(opens) => finish(Some(&self.keys), opens, resp),
+            None => Finish::Done(resp),
+        }
+    }
+}
+
+/// An Engine.IO answer on its way out: a polling handshake's body gets the session key (only
+/// the polling handshake answers a sid-less GET with 200; a websocket one is a 101), and
+/// engineioxide's error bodies get numeric codes.
+fn finish(keys: Option<&Arc<SessionKeys>>, opens: bool, resp: Response) -> Finish {
+    if let Some(keys) = keys
+        && opens
+        && resp.status() == StatusCode::OK
+    {
+        let keys = keys.clone();
+        return Finish::Then(Box::pin(async move { give_key(&keys, resp).await }));
     }
     let json = resp
         .headers()
@@ -361,9 +390,9 @@ pub async fn middleware(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
     if resp.status().is_client_error() && json {
-        return numeric_code(resp).await;
+        return Finish::Then(Box::pin(numeric_code(resp)));
     }
-    resp
+    Finish::Done(resp)
 }
 
 async fn give_key(keys: &SessionKeys, resp: Response) -> Response {

@@ -4,7 +4,7 @@
 //! requests to this node (HAProxy `cookie sio_node preserve indirect`, nginx
 //! `map $cookie_sio_node`, ingress-nginx affinity), and the cluster's polling forwarding uses
 //! the same cookie to find a session's owner. `x-sio-node` says the same to humans and tools.
-use std::{ops::ControlFlow, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::Request,
@@ -12,7 +12,10 @@ use axum::{
     response::Response,
 };
 
-use crate::{config::Config, hook::Hook};
+use crate::{
+    config::Config,
+    hook::{Finish, Hook, Step},
+};
 
 /// Response header naming the node that answered a handshake.
 pub const NODE_HEADER: &str = "x-sio-node";
@@ -48,11 +51,11 @@ impl Hook for Stamp {
     /// Whether the request is a handshake.
     type Carry = bool;
 
-    fn before(&self, req: &mut Request) -> ControlFlow<Response, bool> {
-        ControlFlow::Continue(crate::engine_io::is_handshake(req))
+    fn before(&self, req: &mut Request) -> Step<bool> {
+        Step::Continue(crate::engine_io::is_handshake(req))
     }
 
-    fn after(&self, handshake: bool, resp: &mut Response) {
+    fn after(&self, handshake: bool, mut resp: Response) -> Finish {
         if handshake
             && (resp.status().is_success() || resp.status() == StatusCode::SWITCHING_PROTOCOLS)
         {
@@ -60,5 +63,6 @@ impl Hook for Stamp {
             h.append(header::SET_COOKIE, self.0.cookie.clone());
             h.insert(NODE_HEADER, self.0.node.clone());
         }
+        Finish::Done(resp)
     }
 }
