@@ -169,8 +169,13 @@ impl Forwarder {
         &self.signer
     }
 
-    /// Target URI on `base` (an advertise URL) for the request's path and query.
+    /// Target URI on `base` (an advertise URL) for the request's path and query. `base` must
+    /// name an origin only ([`super::advertise`]; the registry already drops any other, this
+    /// is the last line): a path or query in it would make the client's request one for any
+    /// URL this node can reach.
     fn target(base: &str, uri: &Uri) -> Result<Uri, ForwardError> {
+        let base = super::advertise::normalize(base)
+            .map_err(|e| ForwardError::Other(format!("bad advertise URL {base:?}: {e}")))?;
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         format!("{base}{pq}")
             .parse::<Uri>()
