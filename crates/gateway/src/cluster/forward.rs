@@ -98,6 +98,16 @@ impl Signer {
         format!("{ts}.{}", hex(tag.as_ref()))
     }
 
+    /// Hex HMAC-SHA256 of `message` (the registry's entries, see [`super::registry`]).
+    pub fn tag(&self, message: &[u8]) -> String {
+        hex(hmac::sign(&self.key, message).as_ref())
+    }
+
+    /// Does `tag` (hex) authenticate `message`? Constant time.
+    pub fn check_tag(&self, message: &[u8], tag: &str) -> bool {
+        unhex(tag).is_some_and(|t| hmac::verify(&self.key, message, &t).is_ok())
+    }
+
     /// Verify the forwarding headers of an incoming request.
     pub fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri) -> Result<(), AuthError> {
         let node = headers
@@ -368,6 +378,33 @@ mod tests {
         let old = s.sign("gateway-2", now_secs() - 3600, &Method::GET, "/x");
         h.insert(AUTH_HEADER, HeaderValue::from_str(&old).unwrap());
         assert_eq!(s.verify(&h, &Method::GET, &uri), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn registry_tags() {
+        let s = Signer::new("0123456789abcdef");
+        let t = s.tag(b"message");
+        assert!(s.check_tag(b"message", &t));
+        assert!(!s.check_tag(b"messagf", &t));
+        assert!(!Signer::new("another-secret-xx").check_tag(b"message", &t));
+        assert!(!s.check_tag(b"message", "zz"));
+        assert!(!s.check_tag(b"message", ""));
+    }
+
+    #[test]
+    fn targets_are_on_the_owner_origin_only() {
+        let uri: Uri = "/socket.io/?EIO=4&transport=polling&sid=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Forwarder::target("http://10.0.0.2:3000/", &uri)
+                .unwrap()
+                .to_string(),
+            "http://10.0.0.2:3000/socket.io/?EIO=4&transport=polling&sid=abc"
+        );
+        assert!(
+            Forwarder::target("http://127.0.0.1:31420/internal/admin/secrets?x=", &uri).is_err()
+        );
     }
 
     #[test]
