@@ -153,6 +153,19 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The client's credentials, never sent on to the owner with a poll: a polling request of an
+/// open session is authenticated by its session key alone (the `sid` in the query,
+/// [`crate::session_key`]), and authentication ([`crate::auth`]) reads the headers of the
+/// session's handshake (socketioxide's `req_parts()`), which the owner answered itself. The
+/// cookies and bearer token of a client are for the application, not for another node.
+const CLIENT_CREDENTIALS: [HeaderName; 2] = [header::COOKIE, header::AUTHORIZATION];
+
+fn strip_credentials(h: &mut HeaderMap) {
+    for name in CLIENT_CREDENTIALS {
+        h.remove(name);
+    }
+}
+
 pub struct Forwarder {
     node_id: String,
     signer: Signer,
@@ -224,6 +237,7 @@ impl Forwarder {
         let (mut parts, body) = req.into_parts();
         let target = Self::target(base, &parts.uri)?;
         strip_hop_by_hop(&mut parts.headers);
+        strip_credentials(&mut parts.headers);
         parts.headers.remove(header::HOST);
         self.stamp(&mut parts.headers, &parts.method, &parts.uri, client_ip);
         parts.uri = target;
@@ -405,6 +419,49 @@ mod tests {
         assert!(
             Forwarder::target("http://127.0.0.1:31420/internal/admin/secrets?x=", &uri).is_err()
         );
+    }
+
+    /// A poll forwarded to an owner (here a bare HTTP server recording what it receives)
+    /// carries the session key and the forwarding signature, not the client's cookies or
+    /// bearer token.
+    #[tokio::test]
+    async fn client_credentials_are_not_forwarded() {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let seen2 = seen.clone();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let seen = seen2.clone();
+            async move {
+                seen.lock().unwrap().push(req.headers().clone());
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let f = Forwarder::new("gateway-1", "0123456789abcdef");
+        let req = Request::builder()
+            .uri("/socket.io/?EIO=4&transport=polling&sid=abc")
+            .header(header::COOKIE, "sio_node=gateway-2; app_session=secret")
+            .header(header::AUTHORIZATION, "Bearer client-token")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::empty())
+            .unwrap();
+        let resp = f
+            .http(req, &format!("http://{addr}"), Some("10.0.0.9"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap();
+        let h = &seen[0];
+        assert!(h.get(header::COOKIE).is_none(), "cookie forwarded: {h:?}");
+        assert!(
+            h.get(header::AUTHORIZATION).is_none(),
+            "authorization forwarded: {h:?}"
+        );
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain");
+        assert_eq!(h[FORWARDED_HEADER], "gateway-1");
+        assert!(h.contains_key(AUTH_HEADER));
     }
 
     #[test]
