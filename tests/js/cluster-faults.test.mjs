@@ -152,12 +152,12 @@ test("SIGTERM drain behind a round-robin HAProxy: the drained node's clients are
 });
 
 /** GET the sid -> node record straight from Redis (redis-cli); it is named by the SHA-256 of
- * the session key. */
+ * the session key and holds `<node-id> <signature>`: the node id is returned. */
 async function ownerOf(port, sid) {
   const { execFileSync } = await import("node:child_process");
   const { createHash } = await import("node:crypto");
   const digest = createHash("sha256").update(sid).digest("hex");
-  return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${digest}`]).toString().trim();
+  return execFileSync("redis-cli", ["-p", String(port), "GET", `sio-gateway:socket.io:sid:${digest}`]).toString().trim().split(" ")[0];
 }
 
 test("a poll passing through a node when it starts draining is released with a NOOP; the session goes on at its owner without loss", async (t) => {

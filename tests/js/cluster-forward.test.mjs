@@ -6,6 +6,9 @@
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
+import http from "node:http";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { waitFor, scrapeMetrics, metricSum } from "../lib/harness.mjs";
 import {
   startCluster, clusterIds, metricOver, RawPolling, countingClient, waitJoined, publishAll,
@@ -162,6 +165,78 @@ test("forged or invalid forwarding headers are refused with 403 and counted", as
   // The session itself is untouched.
   await raw.send(["0"], b.url);
   await raw.until((p) => p.startsWith("0{"), "CONNECT ack");
+});
+
+/** A command on the cluster's Redis, as anyone who can write to it would send it. */
+function redisCli(...args) {
+  return execFileSync(process.env.REDIS_CLI || "redis-cli", ["-p", String(cluster.redis.port), ...args], { encoding: "utf8" }).trim();
+}
+
+const untrusted = async (node) =>
+  metricSum(await scrapeMetrics(`${node.url}/metrics`), "sio_gateway_polling_forwards_total", 'result="untrusted"');
+
+test("a registry entry forged in Redis (advertise URL with a path and query, no signature) is never forwarded to (SSRF)", async () => {
+  const [, b] = cluster.nodes;
+  // The internal service the forged entry points at: it counts what reaches it.
+  const hits = [];
+  const internal = http.createServer((req, res) => {
+    hits.push({ url: req.url, headers: req.headers });
+    res.end("INTERNAL-SECRET-DATA");
+  });
+  await new Promise((r) => internal.listen(0, "127.0.0.1", r));
+  const port = internal.address().port;
+  const key = "sio-gateway:socket.io:node:evil";
+  try {
+    const before = await untrusted(b);
+    const now = Date.now();
+    redisCli("SET", key, JSON.stringify({
+      id: "evil", advertise: `http://127.0.0.1:${port}/internal/admin/secrets?x=`,
+      started_at: now, connections: 0, updated_at: now, version: "0.1.0",
+    }));
+    // Any client, any sid, the sticky cookie naming the forged node. Sent until either the
+    // internal server is reached or node b has read (and ignored) the entry at two heartbeats.
+    const attack = () => fetch(`${b.url}/socket.io/?EIO=4&transport=polling&sid=ANYTHING1234`, {
+      headers: { cookie: "sio_node=evil; app_session=client-secret", authorization: "Bearer client-token" },
+    });
+    let last;
+    await waitFor(async () => {
+      last = await attack();
+      last.body_ = await last.text();
+      return hits.length > 0 || (await untrusted(b)) - before >= 2;
+    }, { what: "node b listing the registry twice", timeoutMs: 15000 });
+    assert.equal(hits.length, 0, `the internal server was reached: ${JSON.stringify(hits)}`);
+    assert.equal(last.status, 400);
+    assert.deepEqual(JSON.parse(last.body_), { code: 1, message: "Session ID unknown" });
+    assert.ok(!last.body_.includes("INTERNAL-SECRET-DATA"));
+    // Not listed either, and warned at most once per 10 s.
+    assert.ok(!(await clusterIds(b.url)).includes("evil"));
+    const warnings = b.output().split("\n").filter((l) => l.includes("ignored an untrusted registry entry"));
+    assert.ok(warnings.length >= 1 && warnings.length <= 2, `${warnings.length} warnings`);
+  } finally {
+    redisCli("DEL", key);
+    await new Promise((r) => internal.close(r));
+  }
+});
+
+test("a session-owner record rewritten in Redis does not move an honest session's requests (signed records)", async () => {
+  const [a, b] = cluster.nodes;
+  const raw = new RawPolling(() => a.url);
+  await raw.open(a.url);
+  assert.equal(raw.handshakeNode, "gateway-1");
+  const key = `sio-gateway:socket.io:sid:${createHash("sha256").update(raw.sid).digest("hex")}`;
+  assert.match(redisCli("GET", key), /^gateway-1 [0-9a-f]{64}$/, "record signed by its owner");
+  // Point the session at another node (here a real one, so an unsigned record would be
+  // forwarded there and the session lost: "Session ID unknown").
+  redisCli("SET", key, "gateway-3", "KEEPTTL");
+  const before = await untrusted(b);
+  // The client's sticky cookie names its real owner: with the record refused, node b uses it.
+  const r = await fetch(`${b.url}${raw.q()}`, {
+    method: "POST", body: "40", headers: { "content-type": "text/plain;charset=UTF-8", cookie: "sio_node=gateway-1" },
+  });
+  assert.equal(r.status, 200, `POST through node b -> ${r.status} ${await r.clone().text()}`);
+  assert.equal(await r.text(), "ok");
+  await raw.until((p) => p.startsWith("0{"), "CONNECT ack on the owner");
+  assert.ok((await untrusted(b)) - before >= 1, "the rewritten record is counted");
 });
 
 test("unknown sid: every node answers Engine.IO's 400 Session ID unknown, numeric code (no forward loop)", async () => {

@@ -98,6 +98,16 @@ impl Signer {
         format!("{ts}.{}", hex(tag.as_ref()))
     }
 
+    /// Hex HMAC-SHA256 of `message` (the registry's entries, see [`super::registry`]).
+    pub fn tag(&self, message: &[u8]) -> String {
+        hex(hmac::sign(&self.key, message).as_ref())
+    }
+
+    /// Does `tag` (hex) authenticate `message`? Constant time.
+    pub fn check_tag(&self, message: &[u8], tag: &str) -> bool {
+        unhex(tag).is_some_and(|t| hmac::verify(&self.key, message, &t).is_ok())
+    }
+
     /// Verify the forwarding headers of an incoming request.
     pub fn verify(&self, headers: &HeaderMap, method: &Method, uri: &Uri) -> Result<(), AuthError> {
         let node = headers
@@ -143,6 +153,19 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The client's credentials, never sent on to the owner with a poll: a polling request of an
+/// open session is authenticated by its session key alone (the `sid` in the query,
+/// [`crate::session_key`]), and authentication ([`crate::auth`]) reads the headers of the
+/// session's handshake (socketioxide's `req_parts()`), which the owner answered itself. The
+/// cookies and bearer token of a client are for the application, not for another node.
+const CLIENT_CREDENTIALS: [HeaderName; 2] = [header::COOKIE, header::AUTHORIZATION];
+
+fn strip_credentials(h: &mut HeaderMap) {
+    for name in CLIENT_CREDENTIALS {
+        h.remove(name);
+    }
+}
+
 pub struct Forwarder {
     node_id: String,
     signer: Signer,
@@ -169,8 +192,13 @@ impl Forwarder {
         &self.signer
     }
 
-    /// Target URI on `base` (an advertise URL) for the request's path and query.
+    /// Target URI on `base` (an advertise URL) for the request's path and query. `base` must
+    /// name an origin only ([`super::advertise`]; the registry already drops any other, this
+    /// is the last line): a path or query in it would make the client's request one for any
+    /// URL this node can reach.
     fn target(base: &str, uri: &Uri) -> Result<Uri, ForwardError> {
+        let base = super::advertise::normalize(base)
+            .map_err(|e| ForwardError::Other(format!("bad advertise URL {base:?}: {e}")))?;
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         format!("{base}{pq}")
             .parse::<Uri>()
@@ -209,6 +237,7 @@ impl Forwarder {
         let (mut parts, body) = req.into_parts();
         let target = Self::target(base, &parts.uri)?;
         strip_hop_by_hop(&mut parts.headers);
+        strip_credentials(&mut parts.headers);
         parts.headers.remove(header::HOST);
         self.stamp(&mut parts.headers, &parts.method, &parts.uri, client_ip);
         parts.uri = target;
@@ -363,6 +392,76 @@ mod tests {
         let old = s.sign("gateway-2", now_secs() - 3600, &Method::GET, "/x");
         h.insert(AUTH_HEADER, HeaderValue::from_str(&old).unwrap());
         assert_eq!(s.verify(&h, &Method::GET, &uri), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn registry_tags() {
+        let s = Signer::new("0123456789abcdef");
+        let t = s.tag(b"message");
+        assert!(s.check_tag(b"message", &t));
+        assert!(!s.check_tag(b"messagf", &t));
+        assert!(!Signer::new("another-secret-xx").check_tag(b"message", &t));
+        assert!(!s.check_tag(b"message", "zz"));
+        assert!(!s.check_tag(b"message", ""));
+    }
+
+    #[test]
+    fn targets_are_on_the_owner_origin_only() {
+        let uri: Uri = "/socket.io/?EIO=4&transport=polling&sid=abc"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            Forwarder::target("http://10.0.0.2:3000/", &uri)
+                .unwrap()
+                .to_string(),
+            "http://10.0.0.2:3000/socket.io/?EIO=4&transport=polling&sid=abc"
+        );
+        assert!(
+            Forwarder::target("http://127.0.0.1:31420/internal/admin/secrets?x=", &uri).is_err()
+        );
+    }
+
+    /// A poll forwarded to an owner (here a bare HTTP server recording what it receives)
+    /// carries the session key and the forwarding signature, not the client's cookies or
+    /// bearer token.
+    #[tokio::test]
+    async fn client_credentials_are_not_forwarded() {
+        use std::sync::{Arc, Mutex};
+        let seen: Arc<Mutex<Vec<HeaderMap>>> = Arc::default();
+        let seen2 = seen.clone();
+        let app = axum::Router::new().fallback(move |req: Request| {
+            let seen = seen2.clone();
+            async move {
+                seen.lock().unwrap().push(req.headers().clone());
+                "ok"
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let f = Forwarder::new("gateway-1", "0123456789abcdef");
+        let req = Request::builder()
+            .uri("/socket.io/?EIO=4&transport=polling&sid=abc")
+            .header(header::COOKIE, "sio_node=gateway-2; app_session=secret")
+            .header(header::AUTHORIZATION, "Bearer client-token")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::empty())
+            .unwrap();
+        let resp = f
+            .http(req, &format!("http://{addr}"), Some("10.0.0.9"))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let seen = seen.lock().unwrap();
+        let h = &seen[0];
+        assert!(h.get(header::COOKIE).is_none(), "cookie forwarded: {h:?}");
+        assert!(
+            h.get(header::AUTHORIZATION).is_none(),
+            "authorization forwarded: {h:?}"
+        );
+        assert_eq!(h[header::CONTENT_TYPE], "text/plain");
+        assert_eq!(h[FORWARDED_HEADER], "gateway-1");
+        assert!(h.contains_key(AUTH_HEADER));
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub mod result {
     pub const OWNER_DOWN: &str = "owner_down";
     pub const REFUSED: &str = "refused";
     pub const ERROR: &str = "error";
-    pub const ALL: [&str; 5] = [OK, NO_OWNER, OWNER_DOWN, REFUSED, ERROR];
+    /// A registry entry or session record read from Redis and ignored (see `registry`).
+    pub const UNTRUSTED: &str = "untrusted";
+    pub const ALL: [&str; 6] = [OK, NO_OWNER, OWNER_DOWN, REFUSED, ERROR, UNTRUSTED];
 }
 
 /// `polling_forwards_total{result}` with one pre-resolved child per result.
@@ -42,6 +44,9 @@ pub struct ForwardMetrics {
     pub owner_down: IntCounter,
     pub refused: IntCounter,
     pub error: IntCounter,
+    /// Counted per entry read, not per request: a forged entry left in Redis counts at every
+    /// heartbeat's listing of the registry.
+    pub untrusted: IntCounter,
 }
 
 impl ForwardMetrics {
@@ -50,7 +55,9 @@ impl ForwardMetrics {
             Opts::new(
                 "polling_forwards_total",
                 "Engine.IO requests (polls and upgrades) for sessions of another node, by result; \
-                 refused = a forged or invalid forwarding header",
+                 refused = a forged or invalid forwarding header; untrusted = a registry entry \
+                 or session record read from Redis and ignored (unsigned, bad signature, or an \
+                 advertise URL that is not an origin)",
             )
             .namespace(NS),
             &["result"],
@@ -66,6 +73,7 @@ impl ForwardMetrics {
             owner_down: c(result::OWNER_DOWN),
             refused: c(result::REFUSED),
             error: c(result::ERROR),
+            untrusted: c(result::UNTRUSTED),
         }
     }
 }

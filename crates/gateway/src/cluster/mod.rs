@@ -9,7 +9,10 @@
 //!   peers' sockets are listed too.
 //! * [`registry`]: every node announces itself (id, advertise URL, connections) under a key with
 //!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
-//!   The same module keeps the `sid -> node` records of long-polling sessions.
+//!   The same module keeps the `sid -> node` records of long-polling sessions. Both are signed
+//!   with `--cluster-secret`, and what fails the signature or the advertise URL rule
+//!   ([`advertise`]: an origin only) is ignored, so writing to Redis does not choose where a
+//!   node forwards.
 //! * [`sessions`]: the middleware in front of `/socket.io/`: it remembers the Engine.IO sessions
 //!   opened here and, for a request whose session lives on another node, finds the owner
 //!   (sid record, else the sticky cookie) and hands the request to [`forward`], which proxies
@@ -22,6 +25,7 @@
 //! The cluster object is not generic over the adapter: the few things it needs from the node
 //! (is this session key still live here, how many connections) are captured as closures in
 //! [`Cluster::start`].
+pub mod advertise;
 pub mod api;
 pub mod forward;
 pub mod metrics;
@@ -291,6 +295,7 @@ impl Cluster {
             config.node_id.clone(),
             config.cluster_node_ttl,
             session_ttl(config),
+            config.cluster_secret.as_deref(),
         )
         .await
         .with_context(|| format!("cannot connect the node registry to {url}"))?;
@@ -344,6 +349,7 @@ impl Cluster {
     /// Wire into a running node: metrics, first announcement, heartbeat and session sweeper.
     pub async fn start<A: Adapter>(self: &Arc<Self>, gw: &Arc<Gateway>, io: &SocketIo<A>) {
         let fm = ForwardMetrics::register(gw.metrics.registry());
+        self.registry.count_untrusted(fm.untrusted.clone());
         let _ = self.metrics.set(fm);
         AdapterCollector::install(&gw.metrics, self.handle.clone());
         let gw1 = gw.clone();

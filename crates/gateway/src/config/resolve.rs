@@ -406,13 +406,25 @@ impl Config {
             if listen.ip().is_unspecified() {
                 format!(
                     "http://{}:{}",
-                    local_hostname().unwrap_or_else(|| "127.0.0.1".into()),
+                    local_hostname()
+                        .filter(|h| is_host_name(h))
+                        .unwrap_or_else(|| "127.0.0.1".into()),
                     listen.port()
                 )
             } else {
                 format!("http://{listen}")
             }
         });
+        // Peers append a client's path and query to it: an origin only (see `cluster::advertise`).
+        let advertise = crate::cluster::advertise::normalize(&advertise).map_err(|e| {
+            invalid(
+                "advertise",
+                format!(
+                    "{}: {e} (got {advertise:?})",
+                    crate::cluster::advertise::RULE
+                ),
+            )
+        })?;
         let namespace = if o.namespace.is_empty() {
             vec![NamespaceSpec::Exact(D::NAMESPACE.into())]
         } else {
@@ -693,11 +705,13 @@ fn local_hostname() -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
+fn is_host_name(h: &str) -> bool {
+    h.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+}
+
 fn default_node_id() -> String {
     local_hostname()
-        .filter(|h| {
-            h.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-        })
+        .filter(|h| is_host_name(h))
         .unwrap_or_else(|| format!("node-{:08x}", rand::random::<u32>()))
 }

@@ -148,6 +148,29 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn advertise_is_an_origin_only() {
+    let c = Config::resolve(cli(&["--advertise", "http://gw-1.internal:3000/"])).unwrap();
+    assert_eq!(c.advertise, "http://gw-1.internal:3000");
+    let c = Config::resolve(cli(&["--listen", "127.0.0.1:4100"])).unwrap();
+    assert_eq!(c.advertise, "http://127.0.0.1:4100");
+    for bad in [
+        "http://127.0.0.1:31420/internal/admin/secrets?x=",
+        "http://gw-1:3000/prefix",
+        "http://gw-1:3000?a=",
+        "http://u:p@gw-1:3000",
+        "gw-1:3000",
+    ] {
+        let e = Config::resolve(cli(&["--advertise", bad]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("advertise") && e.contains("no path"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn idle_timeout_outlasts_the_heartbeat_or_is_off() {
     let c = Config::resolve(cli(&[])).unwrap();
     assert_eq!(c.idle_timeout, Duration::from_secs(120));
