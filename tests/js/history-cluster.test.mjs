@@ -476,3 +476,131 @@ test("a replay longer than a page: every message once, in order, against concurr
   t.diagnostic(`${reads} reads`);
   assert.ok(reads >= 3, `the replay read the stream in pages: ${reads} reads`);
 });
+
+// Entries written into a room's stream by anyone who can write to Redis (not through a gateway
+// or an emitter). The nodes' --max-payload of 256 KiB makes their largest entry 1 MiB (4 x: the
+// stream keeps binary as JSON arrays of bytes).
+const FORGED = ["--history", "chat:*=200", "--max-payload", String(256 * 1024), "--event-rate", "0"];
+
+/** A redis client of the test, closed with it. */
+async function redisClient(t, url) {
+  const kv = createClient({ url });
+  kv.on("error", () => {}); // Redis stops with the test
+  await kv.connect();
+  t.after(() => kv.disconnect().catch(() => {}));
+  return kv;
+}
+
+/** XADD fields to `room`'s stream, as anyone who can write to Redis may. */
+const forge = (kv, room, fields) => kv.sendCommand(["XADD", `sio:history:{/#${room}}`, "*", ...fields]);
+
+test("entries written to a room's stream by someone else (2 MB, fields missing, not JSON, a forged placeholder, a reserved event) are left out of the replay, counted, and the client is told", { timeout: 60_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", FORGED));
+  const kv = await redisClient(t, redis.url);
+  const room = "chat:forged";
+  const pub = await connected(client(t, n1.url));
+  const { epoch } = await pub.emitWithAck("join", { room });
+  const publish = async (i) => assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i } }), { ok: true });
+  await publish(1);
+  await forge(kv, room, ["e", "msg", "a", JSON.stringify([{ big: "x".repeat(2 * 1024 * 1024) }])]);
+  await publish(2);
+  await forge(kv, room, ["e", "msg"]);
+  await forge(kv, room, ["e", "msg", "a", "not json"]);
+  await forge(kv, room, ["e", "msg", "a", JSON.stringify([{ _placeholder: true, num: 0 }])]);
+  await forge(kv, room, ["e", "connect", "a", "[]"]);
+  await publish(3);
+  await forge(kv, room, ["e", "msg", "a", JSON.stringify([{ big: "y".repeat(2 * 1024 * 1024) }])]);
+
+  const rec = await connected(client(t, n1.url));
+  const got = collect(rec, "msg");
+  const other = [];
+  rec.onAny((event) => { if (event !== "msg") other.push(event); });
+  const ack = await rec.timeout(20_000).emitWithAck("join", { room, since: { offset: "0-0", epoch } });
+  // Not silent: the app resyncs; what was readable was sent, in order, and the position is
+  // past the last entry looked at.
+  const newest = (await kv.sendCommand(["XREVRANGE", `sio:history:{/#${room}}`, "+", "-", "COUNT", "1"]))[0][0];
+  assert.deepEqual(ack, { ok: true, recovered: false, reason: "skipped", missed: 3, skipped: 6, epoch, offset: newest });
+  assert.deepEqual(got.map((m) => m.args), [[{ i: 1 }], [{ i: 2 }], [{ i: 3 }]]);
+  assert.deepEqual(other, []);
+  const m = await scrapeMetrics(n1.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_skipped_total", 'reason="oversized"'), 2, "left out by Redis, never sent to the node");
+  assert.equal(metricSum(m, "sio_gateway_history_skipped_total", 'reason="malformed"'), 4);
+  assert.equal(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="skipped"'), 1);
+  // Live delivery goes on in the room.
+  await publish(4);
+  await waitFor(() => got.length === 4, { what: "the live message" });
+
+  // The HTTP API's read leaves them out the same way, and says so.
+  const res = await fetch(`${n1.url}/api/v1/rooms/${encodeURIComponent(room)}/history?since=0-0&epoch=${epoch}`, {
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  const page = await res.json();
+  assert.equal(res.status, 200, JSON.stringify(page));
+  assert.equal(page.gap, "skipped");
+  assert.deepEqual(page.messages.map((x) => x.args), [[{ i: 1 }], [{ i: 2 }], [{ i: 3 }], [{ i: 4 }]]);
+
+  // The node's own appends refuse what a read would leave out (1 MiB entries here): binary
+  // within --max-payload fits as JSON (4 bytes per byte at most); with a text part besides it
+  // (each within --max-payload) it may not.
+  const bin = Buffer.alloc(250 * 1024, 255);
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { bin } }), { ok: true });
+  const huge = await pub.emitWithAck("publish", { room, event: "msg", data: { s: "z".repeat(200_000), bin } });
+  assert.equal(huge.ok, false);
+  assert.match(huge.error, /largest entry/);
+});
+
+test("8 replays of a room holding a 30 MB entry written to Redis by someone else: the node stays small, publishes in another room are not held up, one Redis connection more per node (not per replay)", { timeout: 120_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", FORGED));
+  const kv = await redisClient(t, redis.url);
+  const room = "chat:x";
+  const pub = await connected(client(t, n1.url));
+  const { epoch } = await pub.emitWithAck("join", { room });
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 1 } }), { ok: true });
+  await forge(kv, room, ["e", "msg", "a", JSON.stringify([{ big: "x".repeat(30 * 1024 * 1024) }])]);
+  assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: { i: 2 } }), { ok: true });
+  const honest = await connected(client(t, n1.url));
+  const readers = [];
+  for (let k = 0; k < 8; k++) readers.push(await connected(client(t, n1.url)));
+  const clients = async () => String(await kv.sendCommand(["CLIENT", "LIST"])).trim().split("\n").length;
+  const before = await clients();
+  const rss0 = vmRss(n1.pid);
+
+  let replaying = true;
+  let rss = rss0;
+  let most = before;
+  const watching = (async () => {
+    while (replaying) {
+      rss = Math.max(rss, vmRss(n1.pid));
+      most = Math.max(most, await clients());
+      await sleep(20);
+    }
+  })();
+  const acks = Promise.all(readers.map((r) => r.timeout(30_000).emitWithAck("join", { room, since: { offset: "0-0", epoch } })));
+  // An honest publisher in another history room meanwhile.
+  const latencies = [];
+  for (let n = 0; n < 20; n++) {
+    const t0 = Date.now();
+    const a = await honest.timeout(10_000).emitWithAck("publish", { room: "chat:honest", event: "msg", data: { n } });
+    latencies.push(Date.now() - t0);
+    assert.deepEqual(a, { ok: true }, `publish ${n}`);
+  }
+  const answers = await acks;
+  replaying = false;
+  await watching;
+  t.diagnostic(`publish latencies ${latencies.join(",")} ms; RSS grew ${rss - rss0} bytes; Redis clients ${before} -> ${most}`);
+  for (const a of answers) {
+    assert.deepEqual({ ...a, offset: "-" }, { ok: true, recovered: false, reason: "skipped", missed: 2, skipped: 1, epoch, offset: "-" });
+  }
+  // Redis itself copies the 30 MB entry into the read script each time (~130 ms of its time per
+  // read: no command gives a stream entry's size without it), but the node's appends do not queue
+  // behind the reads. Before: up to 3.4 s, and a publish failed at the 3 s command timeout.
+  assert.ok(Math.max(...latencies) < 2000, `publishes took up to ${Math.max(...latencies)} ms`);
+  assert.ok(rss - rss0 < 32 * 1024 * 1024, `the node grew by ${rss - rss0} bytes`);
+  assert.equal(most, before, "the replays read on the node's one reading connection");
+  const m = await scrapeMetrics(n1.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_skipped_total", 'reason="oversized"'), 8);
+});

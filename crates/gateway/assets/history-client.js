@@ -12,7 +12,7 @@
  *   const rooms = SioHistory.track(socket, {
  *     storage: sessionStorage,                                   // optional: survive a page reload
  *     onRejoin: (room, ack) => console.log("rejoined", room, ack),
- *     onResync: (room, ack) => reloadRoom(room),                 // ack.reason: trimmed|expired|epoch
+ *     onResync: (room, ack) => reloadRoom(room),                 // ack.reason: trimmed|expired|epoch|skipped
  *   });
  *   await rooms.join("chat:lobby");                              // {ok, epoch, offset, ...}
  *   socket.on("chat", (msg, mark) => ...);                       // mark = {room, offset, epoch}

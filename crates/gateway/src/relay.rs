@@ -37,7 +37,7 @@ use crate::{
         metrics::outcome,
         replay::{self, ReplayError},
         since::{self, JoinArg, JoinArgError, Since},
-        stream::{Read, StreamStore},
+        stream::{Page, Read, Skipped, StoreError, StreamStore},
     },
     limits::TokenBucket,
     namespaces::EnterError,
@@ -237,6 +237,9 @@ enum End {
     Trimmed,
     /// The history was lost and started over (another epoch).
     Epoch,
+    /// Everything that followed `since` was looked at, but entries no gateway or emitter
+    /// wrote (oversized, malformed: `history::stream::Skipped`) were left out.
+    Skipped,
 }
 
 /// Refusal of a client's join of another socket's own-id room, or leave of its own.
@@ -692,11 +695,11 @@ impl Conn {
         let mut last = r.last;
         let (mut page, mut end) = match r.read {
             Read::Position => return position(epoch.as_str(), last, json!({})),
-            Read::OtherEpoch => (Vec::new(), End::Epoch),
-            Read::Miss => (Vec::new(), End::Trimmed),
-            Read::Replay(list) => (list, End::Recovered),
+            Read::OtherEpoch => (Page::default(), End::Epoch),
+            Read::Miss => (Page::default(), End::Trimmed),
+            Read::Replay(page) => (page, End::Recovered),
         };
-        // The last offset replayed: the hold-back drops what it kept up to it.
+        // The last offset replayed or left out: the hold-back drops what it kept up to it.
         let mut upto = match end {
             End::Recovered => Some(since.map_or(StreamId::ZERO, |s| s.0)),
             _ => None,
@@ -704,16 +707,20 @@ impl Conn {
         let started = Instant::now();
         let mut tx = replay::Sender::new(self.gw.transports(), &history.replays, s, started);
         let mut sent = 0usize;
+        let mut skipped = 0u64;
         let mut res = Ok(());
         // A page at a time, each sent before the next is read: what the replay holds is one page.
-        'pages: while !page.is_empty() {
-            // A page the read cut short (by its count or its bytes): more may follow.
-            let bytes: usize = page.iter().map(|m| m.event.len() + m.args.len()).sum();
-            let full = page.len() >= REPLAY_PAGE || bytes >= REPLAY_PAGE_BYTES;
-            for m in &page {
-                let args = match serde_json::from_str::<Vec<serde_json::Value>>(&m.args) {
+        'pages: loop {
+            skipped += self.count_skipped(&page);
+            for m in &page.entries {
+                // Not as a gateway writes them (written to Redis by someone else): left out.
+                let args = match m.checked_args() {
                     Ok(a) => Args::Many(a),
-                    Err(_) => Args::Many(Vec::new()),
+                    Err(why) => {
+                        hm.skipped.with_label_values(&[why.as_str()]).inc();
+                        skipped += 1;
+                        continue;
+                    }
                 };
                 let d = Delivery {
                     event: &m.event,
@@ -731,7 +738,11 @@ impl Conn {
                 sent += 1;
                 upto = Some(m.id);
             }
-            if !full {
+            if upto.is_some() {
+                // Past what was left out too (the next page starts there).
+                upto = upto.max(Some(page.cursor));
+            }
+            if !page.more {
                 break;
             }
             let Some(after) = upto else { break };
@@ -756,7 +767,7 @@ impl Conn {
             };
             last = next.last;
             page = match next.read {
-                Read::Replay(list) => list,
+                Read::Replay(p) => p,
                 // Trimmed past the last offset sent (or lost) while the client read the pages
                 // before: answered as at the start (the client has a part of the replay).
                 Read::Miss | Read::Position => {
@@ -768,6 +779,9 @@ impl Conn {
                     break;
                 }
             };
+        }
+        if skipped > 0 && matches!(end, End::Recovered) {
+            end = End::Skipped;
         }
         // Then what other nodes published meanwhile, until nothing is held any more.
         while res.is_ok() {
@@ -814,12 +828,39 @@ impl Conn {
                 let extra = json!({ "recovered": false, "reason": "trimmed" });
                 position(epoch.as_str(), last, extra)
             }
+            End::Skipped => {
+                // The gap is told, not silent: the client resyncs (see docs/delivery.md).
+                hm.recoveries.with_label_values(&[outcome::SKIPPED]).inc();
+                hm.replayed.inc_by(sent as u64);
+                self.gw.metrics.events_sent_total.inc_by(sent as u64);
+                let extra = json!({
+                    "recovered": false,
+                    "reason": outcome::SKIPPED,
+                    "missed": sent,
+                    "skipped": skipped,
+                });
+                position(epoch.as_str(), upto.unwrap_or(last), extra)
+            }
             End::Recovered => {
                 self.recovered(sent);
                 let extra = json!({ "recovered": true, "missed": sent });
                 position(epoch.as_str(), upto.unwrap_or(last), extra)
             }
         }
+    }
+
+    /// Count the entries the read script left out of `page` (`history_skipped_total`); how many.
+    fn count_skipped(&self, page: &Page) -> u64 {
+        let hm = &self.gw.history.metrics;
+        for (n, why) in [
+            (page.oversized, Skipped::Oversized),
+            (page.malformed, Skipped::Malformed),
+        ] {
+            if n > 0 {
+                hm.skipped.with_label_values(&[why.as_str()]).inc_by(n);
+            }
+        }
+        page.oversized + page.malformed
     }
 
     /// Join `room` unless that takes the socket past `--max-rooms` (the socket's own-id room
@@ -968,6 +1009,10 @@ impl Conn {
                                 // Sockets recovering in the room get it after their replay.
                                 let op = history.holdback.leave_out(s.to(room), s.ns(), &a);
                                 (n, op.emit(&a.event, &a.delivery()).await)
+                            }
+                            Err(e @ StoreError::TooLarge(..)) => {
+                                m.dropped_invalid.inc();
+                                return err(format_args!("not published: {e}"));
                             }
                             Err(e) => {
                                 // Not delivered either: a message of a history room always

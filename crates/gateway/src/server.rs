@@ -376,7 +376,7 @@ pub async fn serve<A: GatewayAdapter>(
         },
         history_store: match (&cluster, &config.redis) {
             (Some(_), Some(url)) if !config.history.is_empty() => Some(
-                crate::history::stream::StreamStore::connect(url)
+                crate::history::stream::StreamStore::connect(url, config.max_payload)
                     .await
                     .context("connecting the history's Redis client")?,
             ),

@@ -18,7 +18,7 @@ use crate::{
     history::{
         epoch::Epoch,
         since::parse_offset,
-        stream::{Read, StreamStore},
+        stream::{Read, Skipped, StreamStore},
     },
     names::{MAX_NAME_LEN, valid_len},
     state::AppState,
@@ -26,6 +26,9 @@ use crate::{
 
 /// Largest page.
 pub const MAX_LIMIT: usize = 1000;
+/// Cluster mode: a page stops after the message that brings its events' and arguments' text
+/// to this (one message at least), whatever `limit` (`next` then says where to go on).
+const MAX_PAGE_BYTES: usize = 1 << 20;
 const DEFAULT_LIMIT: usize = 100;
 
 fn root() -> String {
@@ -139,7 +142,10 @@ fn conflict(current: &Epoch) -> Response {
 }
 
 /// Cluster mode: the page is read from the room's Redis Stream. When messages right after
-/// `since` are gone, `gap` says so and the page is empty (read again without `since`).
+/// `since` are gone, `gap` says so and the page is empty (read again without `since`). Entries
+/// no gateway or emitter wrote (`history::stream::Skipped`) are left out, counted, and `gap`
+/// is `skipped`. A page cut short (`limit` entries looked at, or [`MAX_PAGE_BYTES`]) says in
+/// `next` the offset to read on from (it may be past the last message returned).
 async fn read_stream<A: Adapter>(
     store: &StreamStore,
     st: &AppState<A>,
@@ -174,33 +180,64 @@ async fn read_stream<A: Adapter>(
         }
     };
     let r = store
-        .read(nsp, room, spec, Some((since_id, &current)), limit, 0)
+        .read(
+            nsp,
+            room,
+            spec,
+            Some((since_id, &current)),
+            limit,
+            MAX_PAGE_BYTES,
+        )
         .await
         .map_err(ApiError::unavailable)?;
     history
         .metrics
         .read_seconds
         .observe(started.elapsed().as_secs_f64());
-    let (messages, gap) = match r.read {
+    let (messages, gap, next) = match r.read {
         Read::OtherEpoch => return Ok(conflict(&r.epoch)),
-        Read::Position => (Vec::new(), None),
+        Read::Position => (Vec::new(), None, None),
         Read::Miss if since_id > r.last => {
             return Err(ApiError::bad_request(format!(
                 "`since`: offset {since_id} is ahead of this history (last offset {})",
                 r.last
             )));
         }
-        Read::Miss => (Vec::new(), Some("trimmed")),
-        Read::Replay(list) => (
-            list.into_iter()
-                .map(|m| {
-                    let args: serde_json::Value =
-                        serde_json::from_str(&m.args).unwrap_or_else(|_| json!([]));
-                    json!({ "offset": m.id.to_string(), "event": m.event, "args": args })
-                })
-                .collect(),
-            None,
-        ),
+        Read::Miss => (Vec::new(), Some("trimmed"), None),
+        Read::Replay(page) => {
+            let mut skipped = 0;
+            for (n, why) in [
+                (page.oversized, Skipped::Oversized),
+                (page.malformed, Skipped::Malformed),
+            ] {
+                if n > 0 {
+                    history
+                        .metrics
+                        .skipped
+                        .with_label_values(&[why.as_str()])
+                        .inc_by(n);
+                    skipped += n;
+                }
+            }
+            let mut messages = Vec::with_capacity(page.entries.len());
+            for m in page.entries {
+                match m.checked_args() {
+                    Ok(args) => messages.push(
+                        json!({ "offset": m.id.to_string(), "event": m.event, "args": args }),
+                    ),
+                    Err(why) => {
+                        history
+                            .metrics
+                            .skipped
+                            .with_label_values(&[why.as_str()])
+                            .inc();
+                        skipped += 1;
+                    }
+                }
+            }
+            let next = page.more.then(|| page.cursor.to_string());
+            (messages, (skipped > 0).then_some("skipped"), next)
+        }
     };
     Ok(Json(json!({
         "nsp": nsp,
@@ -208,6 +245,7 @@ async fn read_stream<A: Adapter>(
         "epoch": r.epoch.as_str(),
         "offset": r.last.to_string(),
         "gap": gap,
+        "next": next,
         "messages": messages,
     }))
     .into_response())

@@ -21,7 +21,7 @@ use socketioxide::{BroadcastError, adapter::Adapter, operators::BroadcastOperato
 use super::{ApiError, Body, Params};
 use crate::{
     auth::Identity,
-    history::message::Args as HistoryArgs,
+    history::{message::Args as HistoryArgs, stream::StoreError},
     names::{MAX_NAME_LEN, is_reserved, valid_len},
     state::AppState,
 };
@@ -172,8 +172,11 @@ pub async fn emit<A: Adapter>(
                     let a = history
                         .append_cluster(&mut g, store, b.event, HistoryArgs::Many(args))
                         .await
-                        .map_err(|e| {
-                            ApiError::unavailable(format_args!("the room's history: {e}"))
+                        .map_err(|e| match e {
+                            StoreError::TooLarge(..) => {
+                                ApiError::bad_request(format!("not published: {e}"))
+                            }
+                            e => ApiError::unavailable(format_args!("the room's history: {e}")),
                         })?;
                     // Sockets recovering in the room get it after their replay.
                     let op = history.holdback.leave_out(op, &b.target.nsp, &a);

@@ -1,9 +1,11 @@
 //! The history's metrics (registered in the gateway's registry, prefix `sio_gateway_`).
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-/// `recovered` or why not (`trimmed`, `expired`, `epoch`, `no_history`, `invalid`).
+/// `recovered` or why not (`trimmed`, `expired`, `epoch`, `skipped`, `no_history`, `invalid`).
 pub mod outcome {
     pub const RECOVERED: &str = "recovered";
+    /// Cluster mode: entries of the stream were left out of the replay (`history_skipped_total`).
+    pub const SKIPPED: &str = "skipped";
     pub const EPOCH: &str = "epoch";
     pub const NO_HISTORY: &str = "no_history";
     pub const INVALID: &str = "invalid";
@@ -31,6 +33,9 @@ pub struct HistoryMetrics {
     pub bypassed: IntCounter,
     /// Histories taken away by the memory budget, by reason ([`evicted`]).
     pub evicted: IntCounterVec,
+    /// Cluster mode: entries of a room's stream left out of a read, by reason
+    /// (`history::stream::Skipped`: `oversized`, `malformed`).
+    pub skipped: IntCounterVec,
     /// The bytes the histories count against the memory budget.
     pub held_bytes: IntGauge,
     /// The bytes running replays have queued and not yet seen delivered (`history::flow`).
@@ -58,7 +63,7 @@ impl HistoryMetrics {
         let recoveries = reg!(IntCounterVec::new(
             opts(
                 "history_recoveries_total",
-                "Joins with `since`, by outcome (recovered, trimmed, expired, epoch, no_history, invalid)"
+                "Joins with `since`, by outcome (recovered, trimmed, expired, epoch, skipped, no_history, invalid, failed)"
             ),
             &["outcome"]
         ));
@@ -67,6 +72,7 @@ impl HistoryMetrics {
             "trimmed",
             "expired",
             outcome::EPOCH,
+            outcome::SKIPPED,
             outcome::NO_HISTORY,
             outcome::INVALID,
         ] {
@@ -98,6 +104,19 @@ impl HistoryMetrics {
         for r in [evicted::LRU, evicted::SELF_TRIM] {
             evicted.with_label_values(&[r]);
         }
+        let skipped = reg!(IntCounterVec::new(
+            opts(
+                "history_skipped_total",
+                "Cluster mode: entries of a room's Redis Stream left out of a replay or an HTTP API read because no gateway or emitter wrote them so (written to Redis by someone else): larger than 4 x --max-payload (reason oversized, never sent over the wire by Redis), or a field missing, arguments not a JSON array, a _placeholder object, an event name no client may publish (reason malformed); their clients are told recovered:false, reason skipped"
+            ),
+            &["reason"]
+        ));
+        for r in [
+            super::stream::Skipped::Oversized,
+            super::stream::Skipped::Malformed,
+        ] {
+            skipped.with_label_values(&[r.as_str()]);
+        }
         let held_bytes = reg!(IntGauge::with_opts(opts(
             "history_held_bytes",
             "Bytes the room histories count against --history-max-bytes (single node: held in memory; cluster mode: this node's appends still in Redis Streams, estimated), rooms' own overhead included"
@@ -107,6 +126,7 @@ impl HistoryMetrics {
             "Bytes that running replays (recovering joins) have queued for their sockets and not yet seen delivered, estimated from below; at most 1 MiB per replay and --history-max-bytes in all, besides one message per replay"
         )));
         HistoryMetrics {
+            skipped,
             replay_outstanding_bytes,
             evicted,
             held_bytes,

@@ -22,18 +22,37 @@ pub const IDLE_EXPIRY_WITHOUT_TTL: std::time::Duration = super::spec::MAX_TTL;
 
 /// Append one message; returns `{id, epoch}`.
 /// KEYS: stream, meta. ARGV: maxlen, ttl ms (0 = none), new epoch, event, args (JSON).
+///
+/// A stream that `XADD *` can no longer append to starts over with a new epoch (its readers
+/// are then told `reason: "epoch"`), rather than failing every append until the key expires:
+/// anyone who can write to Redis can `XADD` the largest id (`ERR ... exhausted the last
+/// possible ID`) or replace the key with another type (`WRONGTYPE`). Other errors (out of
+/// memory, ...) fail the append as before.
 pub const APPEND: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local ttl = tonumber(ARGV[2])
 local epoch = redis.call('HGET', meta, 'e')
 local first = redis.call('HGET', meta, 'f')
-if (not epoch) or (first and redis.call('EXISTS', stream) == 0) then
+local function restart()
   epoch = ARGV[3]
   redis.call('DEL', stream, meta)
   redis.call('HSET', meta, 'e', epoch)
   first = false
 end
-local id = redis.call('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[4], 'a', ARGV[5])
+if (not epoch) or (first and redis.call('EXISTS', stream) == 0) then restart() end
+local function xadd()
+  return redis.pcall('XADD', stream, 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[4], 'a', ARGV[5])
+end
+local id = xadd()
+if type(id) == 'table' and id.err then
+  local e = tostring(id.err)
+  if string.find(e, 'exhausted', 1, true) or string.find(e, 'equal or smaller', 1, true)
+    or string.find(e, 'WRONGTYPE', 1, true) then
+    restart()
+    id = xadd()
+  end
+  if type(id) == 'table' and id.err then return redis.error_reply(tostring(id.err)) end
+end
 if not first then redis.call('HSET', meta, 'f', id) end
 if ttl > 0 then
   redis.call('PEXPIRE', stream, ttl)
@@ -42,12 +61,20 @@ end
 return {id, epoch}
 "#;
 
-/// The position of a history, and with `since` what followed it:
-/// `{epoch, last, status, id1, event1, args1, ...}`, status `pos`, `epoch`, `miss` or `ok`.
+/// The position of a history, and with `since` what followed it: `{epoch, last, status}`,
+/// status `pos`, `epoch` or `miss`, or `{epoch, last, "ok", oversized, malformed, cursor, more,
+/// id1, event1, args1, ...}`.
 /// KEYS: stream, meta. ARGV: since ('' = position only), client epoch, new epoch, ttl ms,
-/// most entries (0 = all), and optionally most bytes (0 or absent = no bound): the entries stop
-/// after the one that brings their events' and arguments' bytes to it (at least one entry), so
-/// a reader can take a long history a page at a time whatever its messages' sizes.
+/// most entries looked at (0 = all), most bytes (0 = no bound): the entries stop after the one
+/// that brings their events' and arguments' bytes to it, so a reader can take a long history a
+/// page at a time whatever its messages' sizes; and the largest entry returned (0 = no bound).
+///
+/// Every byte in Redis is untrusted (anyone who can write to it can `XADD` to a room's
+/// stream): an entry whose fields' values exceed the largest entry in bytes (`oversized`) or
+/// that lacks the `e` or `a` field (`malformed`) is counted and left out, here, so that it
+/// never crosses the wire; the reader checks the rest (see the gateway's `history::stream`).
+/// `cursor` is the id of the last entry looked at (`since` when none), where the next page
+/// starts; `more` is `1` when the page was cut short (by the count or the bytes).
 pub const READ: &str = r#"
 local stream, meta = KEYS[1], KEYS[2]
 local since, cepoch = ARGV[1], ARGV[2]
@@ -72,30 +99,47 @@ else
   present = #redis.call('XRANGE', stream, since, since) > 0
 end
 if not present then return {epoch, last, 'miss'} end
-local out = {epoch, last, 'ok'}
 local start = '-'
 if since ~= '0-0' then start = '(' .. since end
+local count = tonumber(ARGV[5]) or 0
 local entries
-if tonumber(ARGV[5]) > 0 then
-  entries = redis.call('XRANGE', stream, start, '+', 'COUNT', ARGV[5])
+if count > 0 then
+  entries = redis.call('XRANGE', stream, start, '+', 'COUNT', count)
 else
   entries = redis.call('XRANGE', stream, start, '+')
 end
 local cap = tonumber(ARGV[6] or '0') or 0
-local total = 0
+local most = tonumber(ARGV[7] or '0') or 0
+local more = count > 0 and #entries >= count
+local total, big, bad, cursor = 0, 0, 0, since
+local out = {}
 for _, e in ipairs(entries) do
+  cursor = e[1]
   local f = e[2]
-  local ev, args = '', '[]'
+  local ev, args, size = nil, nil, 0
   for i = 1, #f, 2 do
-    if f[i] == 'e' then ev = f[i + 1] elseif f[i] == 'a' then args = f[i + 1] end
+    local v = f[i + 1] or ''
+    size = size + #f[i] + #v
+    if f[i] == 'e' then ev = v elseif f[i] == 'a' then args = v end
   end
-  out[#out + 1] = e[1]
-  out[#out + 1] = ev
-  out[#out + 1] = args
-  total = total + #ev + #args
-  if cap > 0 and total >= cap then break end
+  if most > 0 and size > most then
+    big = big + 1
+  elseif not ev or not args then
+    bad = bad + 1
+  else
+    out[#out + 1] = e[1]
+    out[#out + 1] = ev
+    out[#out + 1] = args
+    total = total + #ev + #args
+    if cap > 0 and total >= cap then
+      more = true
+      break
+    end
+  end
 end
-return out
+local head = {epoch, last, 'ok', tostring(big), tostring(bad), cursor, more and '1' or '0'}
+for _, v in ipairs(out) do head[#head + 1] = v end
+return head
 "#;
 
 /// A node evicts a room's history to stay within its memory budget (`--history-max-bytes`):
