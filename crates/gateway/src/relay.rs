@@ -1185,43 +1185,49 @@ pub async fn install<A: Adapter>(
     let c = conn.clone();
     s.on(
         "join",
-        conn.gate(move |s: SocketRef<A>,
-              io: SocketIo<A>,
-              TryData(arg): TryData<serde_json::Value>,
-              ack: Ack<A>| {
-            let c = c.clone();
-            async move {
-                c.report_received(&s, "join", || arg.as_ref().ok().cloned());
-                c.join(&io, &s, arg, ack).await
-            }
-        }),
+        conn.gate(
+            move |s: SocketRef<A>,
+                  io: SocketIo<A>,
+                  TryData(arg): TryData<serde_json::Value>,
+                  ack: Ack<A>| {
+                let c = c.clone();
+                async move {
+                    c.report_received(&s, "join", || arg.as_ref().ok().cloned());
+                    c.join(&io, &s, arg, ack).await
+                }
+            },
+        ),
     );
     let c = conn.clone();
     s.on(
         "leave",
-        conn.gate(move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
-            let c = c.clone();
-            async move {
-                c.report_received(&s, "leave", || room.as_ref().ok().map(|r| json!(r)));
-                c.leave(&s, room, ack).await
-            }
-        }),
+        conn.gate(
+            move |s: SocketRef<A>, TryData(room): TryData<String>, ack: Ack<A>| {
+                let c = c.clone();
+                async move {
+                    c.report_received(&s, "leave", || room.as_ref().ok().map(|r| json!(r)));
+                    c.leave(&s, room, ack).await
+                }
+            },
+        ),
     );
     let c = conn.clone();
     s.on(
         "publish",
-        conn.gate(move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
-            let c = c.clone();
-            async move {
-                c.report_received(&s, "publish", || {
-                    p.as_ref().ok().map(|p| {
-                        json!({"room": p.room, "event": p.event,
+        conn.gate(
+            move |s: SocketRef<A>, io: SocketIo<A>, PublishArg(p): PublishArg, ack: Ack<A>| {
+                let c = c.clone();
+                async move {
+                    c.report_received(&s, "publish", || {
+                        p.as_ref().ok().map(|p| {
+                            json!({"room": p.room, "event": p.event,
                                "data": sio_wire::json::to_serde(&p.data)})
-                    })
-                });
-                c.publish(&io, &s, p, ack).await
-            }
-        }),
+                        })
+                    });
+                    c.publish(&io, &s, p, ack).await
+                }
+            },
+        ),
     );
     let c = conn.clone();
     s.on_fallback(conn.gate(
