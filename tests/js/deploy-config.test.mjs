@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync, spawnSync } from "node:child_process";
-import { ROOT, GATEWAY_BIN, freePort, startRedis, track } from "../lib/harness.mjs";
+import crypto from "node:crypto";
+import { ROOT, GATEWAY_BIN, freePort, startRedis, track, waitFor } from "../lib/harness.mjs";
 import {
   COMPOSE_FILE, K8S_DIR, loadYamlDocs, loadCompose, gatewayInvocations, k8sObjects, k8sFiles,
   gatewayHelp, parseDurationSeconds, flagsIn, startGatewayFast, withPortRetry,
@@ -36,9 +37,17 @@ test("docker-compose.yml and every deploy/k8s manifest parse as YAML with the ex
   const [kust] = loadYamlDocs(path.join(K8S_DIR, "kustomization.yaml"));
   for (const r of kust.resources) assert.ok(fs.existsSync(path.join(K8S_DIR, r)), `kustomization resource ${r} exists`);
   const listed = new Set(kust.resources);
-  const optional = new Set(["servicemonitor.yaml"]); // needs the Prometheus Operator's CRD: opt-in
+  const optional = new Set([
+    "servicemonitor.yaml", // needs the Prometheus Operator's CRD: opt-in
+    "secret.example.yaml", // the Secret's shape only: the real one is created by hand (docs/deploying.md)
+  ]);
   for (const f of k8sFiles().map((f) => path.basename(f))) {
     assert.ok(listed.has(f) || optional.has(f), `${f} is neither in kustomization.yaml nor a documented opt-in`);
+  }
+  // No Secret (and so no published placeholder secret) is applied by `kubectl apply -k`.
+  for (const r of kust.resources) {
+    const secrets = loadYamlDocs(path.join(K8S_DIR, r)).filter((d) => d.kind === "Secret");
+    assert.deepEqual(secrets.map((d) => d.metadata.name), [], `${r}: a Secret in the kustomization`);
   }
 });
 
@@ -47,9 +56,10 @@ test("kubectl kustomize renders deploy/k8s (skipped without kubectl)", (t) => {
   if (probe.error || probe.status !== 0) { t.skip("kubectl not installed"); return; }
   const out = execFileSync("kubectl", ["kustomize", K8S_DIR], { timeout: 60000 }).toString();
   const kinds = [...out.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
-  for (const k of ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "PodDisruptionBudget", "Secret", "Service"]) {
+  for (const k of ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Ingress", "NetworkPolicy", "PodDisruptionBudget", "Service"]) {
     assert.ok(kinds.includes(k), `kustomize output has a ${k}: ${kinds}`);
   }
+  assert.ok(!kinds.includes("Secret"), "no Secret rendered: it is created by hand with real values");
   assert.match(out, /image: registry\.example\.com\/sio-gateway:0\.1\.0/, "the images: override applies to the gateway container");
 });
 
@@ -102,6 +112,22 @@ test("docker-compose.yml: three nodes wired to Redis, the balancer, Prometheus a
     nodes.forEach((n, i) => assert.ok(cfg.includes(`"\${GATEWAY_${i + 1}-${n}:${listenPort(inv[n].env)}}"`), `${src}: default address of ${n}`));
     assert.match(cfg, /bind "\$\{LB_LISTEN-\*:8080\}"/);
     assert.ok(lb.ports.includes("8080:8080"));
+  }
+  // The demo secrets work only through the explicit opt-in (so every node logs it); with
+  // SIO_ALLOW_DEMO_SECRETS=false they are refused, and real secrets pass through.
+  for (const n of nodes) assert.equal(inv[n].env.SIO_GATEWAY_ALLOW_DEMO_SECRETS, "true", `${n}: demo secrets opt-in`);
+  const real = loadCompose({ SIO_API_KEY: "k".repeat(32), SIO_CLUSTER_SECRET: "s".repeat(32), SIO_ALLOW_DEMO_SECRETS: "false" });
+  for (const n of nodes) {
+    const e = real.services[n].environment;
+    assert.deepEqual([e.SIO_GATEWAY_API_KEY, e.SIO_GATEWAY_CLUSTER_SECRET, e.SIO_GATEWAY_ALLOW_DEMO_SECRETS], ["k".repeat(32), "s".repeat(32), "false"]);
+  }
+  // Prometheus and Grafana (no login) are published on loopback only; only the balancer is public.
+  for (const [svc, port] of [["prometheus", "9090:9090"], ["grafana", "3001:3000"]]) {
+    assert.deepEqual(c.services[svc].ports, [`127.0.0.1:${port}`], `${svc} published on 127.0.0.1 only`);
+  }
+  assert.ok(!c.services.prometheus.command.some((a) => a.startsWith("--web.enable-lifecycle")), "no POST /-/quit, /-/reload");
+  for (const [name, svc] of Object.entries(c.services)) {
+    for (const p of svc.ports || []) assert.ok(name === "lb" || String(p).startsWith("127.0.0.1:"), `${name} publishes ${p} on every interface`);
   }
   // Prometheus scrapes each node's metrics listener.
   const prom = c.services.prometheus;
@@ -182,17 +208,55 @@ test("deploy/k8s objects reference each other correctly; grace period covers pre
   assert.equal(inv.env.SIO_GATEWAY_REDIS, `redis://${redisSvc.metadata.name}:${redisSvc.spec.ports[0].port}`);
   const redisDep = get("Deployment", "sio-redis");
   assert.ok(matches(redisSvc.spec.selector, redisDep.spec.template.metadata.labels));
+
+  // Only the gateway pods (and pods labelled as Redis clients) reach the password-less dev Redis.
+  const np = get("NetworkPolicy", "sio-redis");
+  assert.equal(np.__file, redisDep.__file, "the policy goes with the dev Redis (dropped together)");
+  assert.ok(matches(np.spec.podSelector.matchLabels, redisDep.spec.template.metadata.labels), "the policy selects the Redis pods");
+  assert.deepEqual(np.spec.policyTypes, ["Ingress"]);
+  assert.equal(np.spec.ingress.length, 1, "one rule: no other way in");
+  const [rule] = np.spec.ingress;
+  const redisPort = redisDep.spec.template.spec.containers[0].ports.find((p) => p.name === redisSvc.spec.ports[0].targetPort).containerPort;
+  assert.deepEqual(rule.ports, [{ protocol: "TCP", port: redisPort }], "the Redis port only");
+  const froms = rule.from.map((f) => f.podSelector?.matchLabels);
+  assert.ok(rule.from.every((f) => f.podSelector && !f.namespaceSelector && !f.ipBlock), "pods of this namespace only");
+  assert.ok(froms.some((l) => matches(l, pod.metadata.labels)), "the gateway pods are let in");
+  for (const o of objs.filter((o) => o.kind === "Deployment" && o.metadata.name !== dep.metadata.name)) {
+    assert.ok(!froms.some((l) => matches(l, o.spec.template.metadata.labels)), `${o.metadata.name} pods are not let in`);
+  }
+  assert.ok(!froms.some((l) => Object.keys(l).length === 0), "no empty selector (= every pod)");
+});
+
+test("the published placeholder secrets (compose defaults, secret.example.yaml) are refused by the binary", () => {
+  const invs = gatewayInvocations();
+  const k8s = invs.find((i) => i.source.startsWith("deploy/k8s"));
+  const compose = invs.find((i) => i.source.startsWith("docker-compose"));
+  const refused = (env) => spawnSync(GATEWAY_BIN, [], {
+    env: { PATH: process.env.PATH, ...env, SIO_GATEWAY_LISTEN: "127.0.0.1:0", SIO_GATEWAY_REDIS: "redis://127.0.0.1:1" },
+    encoding: "utf8", timeout: 10000,
+  });
+  const sioEnv = (e) => Object.fromEntries(Object.entries(e).filter(([k]) => k.startsWith("SIO_GATEWAY_") && !/\$\(/.test(e[k])));
+  // secret.example.yaml, as a Secret applied by mistake: the pods would not start.
+  let r = refused(sioEnv(k8s.env));
+  assert.equal(r.status, 2, `exit 2 with secret.example.yaml's values:\n${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, /`(api_key|cluster_secret)`.*published demo placeholder/);
+  // The compose defaults without the opt-in.
+  const { SIO_GATEWAY_ALLOW_DEMO_SECRETS, ...noOptIn } = sioEnv(compose.env);
+  assert.equal(SIO_GATEWAY_ALLOW_DEMO_SECRETS, "true");
+  r = refused(noOptIn);
+  assert.equal(r.status, 2, `exit 2 with the compose defaults and no opt-in:\n${r.stdout}${r.stderr}`);
+  assert.match(r.stderr, /published demo placeholder.*--allow-demo-secrets/);
 });
 
 /**
  * Run the binary with an invocation's environment, made local: listen addresses on free
  * 127.0.0.1 ports, Redis = our own redis-server, downward-API values filled in.
  */
-function startLikeDeployed(t, inv, redis) {
-  return withPortRetry(() => startLikeDeployedOnce(t, inv, redis));
+function startLikeDeployed(t, inv, redis, overrides = {}) {
+  return withPortRetry(() => startLikeDeployedOnce(t, inv, redis, overrides));
 }
 
-async function startLikeDeployedOnce(t, inv, redis) {
+async function startLikeDeployedOnce(t, inv, redis, overrides) {
   const port = await freePort();
   const metricsPort = await freePort();
   const podName = "sio-gateway-5f7d8c9b6-x2x4q";
@@ -206,6 +270,7 @@ async function startLikeDeployedOnce(t, inv, redis) {
   if (env.SIO_GATEWAY_REDIS) env.SIO_GATEWAY_REDIS = redis.url;
   if (env.SIO_GATEWAY_ADVERTISE) env.SIO_GATEWAY_ADVERTISE = `http://127.0.0.1:${port}`;
   if (env.SIO_GATEWAY_CLIENT_JS) env.SIO_GATEWAY_CLIENT_JS = CLIENT_JS;
+  Object.assign(env, overrides);
   const leaked = Object.keys(process.env).filter((k) => k.startsWith("SIO_GATEWAY_") && !(k in env));
   assert.deepEqual(leaked, [], "the test environment must not add SIO_GATEWAY_* options of its own");
   const url = `http://127.0.0.1:${port}`;
@@ -218,7 +283,18 @@ for (const which of ["compose", "k8s"]) {
   test(`the binary starts, is ready, serves metrics and drains in time with the ${which} configuration`, async (t) => {
     const inv = gatewayInvocations().find((i) => i.source.startsWith(which === "compose" ? "docker-compose" : "deploy/k8s"));
     const redis = track(t, await startRedis());
-    const { proc, url, metricsUrl, env, podName } = await startLikeDeployed(t, inv, redis);
+    // k8s: the Secret created as docs/deploying.md says (`openssl rand -hex 32`), not the example.
+    const secrets = which === "k8s"
+      ? { SIO_GATEWAY_API_KEY: crypto.randomBytes(32).toString("hex"), SIO_GATEWAY_CLUSTER_SECRET: crypto.randomBytes(32).toString("hex") }
+      : {};
+    const { proc, url, metricsUrl, env, podName } = await startLikeDeployed(t, inv, redis, secrets);
+    // compose runs its published demo secrets through the opt-in: each node says so at start.
+    const demoWarning = () => proc.output().split("\n").some((l) => /"level":"WARN"/.test(l) && /demo secrets/.test(l));
+    if (which === "compose") {
+      await waitFor(demoWarning, { what: "the demo secrets warning" });
+    } else {
+      assert.ok(!demoWarning(), "no demo secrets warning with real secrets");
+    }
 
     const expectedId = which === "k8s" ? podName : inv.env.SIO_GATEWAY_NODE_ID;
     const ready = await (await fetch(`${url}/readyz`)).json();

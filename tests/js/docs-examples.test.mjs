@@ -138,7 +138,8 @@ const RUNNERS = {
   },
   async "api-compose"(t, e) {
     const key = /Bearer ([\w-]+)/.exec(e.code)[1];
-    const gw = track(t, await startGateway(["--api-key", key]));
+    // The compose demo key, accepted as docker-compose.yml accepts it: with the opt-in.
+    const gw = track(t, await startGateway(["--api-key", key, "--allow-demo-secrets", "true"]));
     const got = await listener(t, gw.url, "lobby", "news");
     const r = sh(e.code.replaceAll("http://localhost:8080", gw.url));
     assert.equal(r.status, 0, r.stderr);

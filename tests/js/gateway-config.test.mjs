@@ -23,6 +23,7 @@ const OPTIONS = [
   "event-rate", "event-burst",
   "cors-origin", "log-format", "log-level", "drain-period", "can-join", "can-publish",
   "sticky-cookie", "client-js", "webhook-ca-file", "ws-read-buffer", "heap-huge-pages",
+  "allow-demo-secrets",
 ];
 
 function run(args, env = {}) {
@@ -205,6 +206,53 @@ test("a bad flag value at start-up exits 2 with the key named", () => {
   const r = run(["--listen", "127.0.0.1:0", "--namespace", "nochslash"]);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /namespace/);
+});
+
+test("a published placeholder secret is refused at start-up; with --allow-demo-secrets the node starts and warns", async (t) => {
+  // The placeholders deploy/k8s/secret.example.yaml and docker-compose.yml publish, by flag,
+  // env var and file; also a JWT secret marked `change-me`.
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SIO_GATEWAY_")));
+  const refuse = (args, env = {}) => spawnSync(GATEWAY_BIN, ["--listen", "127.0.0.1:0", ...args],
+    { encoding: "utf8", env: { ...clean, ...env }, timeout: 10000 });
+  const file = tmpFile(t, "demo.toml", 'cluster_secret = "compose-demo-secret-change-me"\n');
+  for (const [how, r, key] of [
+    ["--api-key", refuse(["--api-key", "change-me-api-key"]), "api_key"],
+    ["SIO_GATEWAY_API_KEY", refuse([], { SIO_GATEWAY_API_KEY: "compose-demo-api-key-change-me" }), "api_key"],
+    ["--cluster-secret", refuse(["--cluster-secret", "change-me-cluster-secret"]), "cluster_secret"],
+    ["cluster_secret in a file", refuse(["--config", file]), "cluster_secret"],
+    ["--jwt-secret", refuse(["--auth", "jwt", "--jwt-secret", "our-jwt-secret-CHANGE-ME"]), "jwt_secret"],
+  ]) {
+    assert.equal(r.status, 2, `${how}: exit 2, got ${r.status}\n${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, new RegExp(`\`${key}\`: a published demo placeholder.*openssl rand -hex 32.*--allow-demo-secrets`), how);
+  }
+  const c = run(["check-config", file]);
+  assert.equal(c.status, 2, "check-config refuses what start-up refuses");
+  assert.match(c.stderr, /`cluster_secret`: a published demo placeholder/);
+
+  // With the opt-in the node runs, and says so, naming the options but not the values.
+  const port = await freePort();
+  const p = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${port}`, "--api-key", "change-me-api-key",
+    "--cluster-secret", "a-real-cluster-secret-0123456789"], { name: "gw-demo", env: { SIO_GATEWAY_ALLOW_DEMO_SECRETS: "true" } }));
+  await waitReady(`http://127.0.0.1:${port}`, p);
+  const warning = () => p.output().split("\n").find((l) => /WARN/.test(l) && /demo secrets/.test(l));
+  const deadline = Date.now() + 5000;
+  while (!warning() && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  assert.ok(warning(), `a WARN line about the demo secret:\n${p.output()}`);
+  assert.match(warning(), /api_key/);
+  assert.doesNotMatch(warning(), /cluster_secret/, "only the placeholder is named");
+  assert.doesNotMatch(p.output(), /change-me-api-key|a-real-cluster-secret/, "no secret value in the log");
+  const api = await fetch(`http://127.0.0.1:${port}/api/v1/sockets`, { headers: { authorization: "Bearer change-me-api-key" } });
+  assert.equal(api.status, 200, "the demo key works, as asked");
+  await p.stop();
+
+  // Real secrets: no warning.
+  const port2 = await freePort();
+  const q = track(t, startProcess(GATEWAY_BIN, ["--listen", `127.0.0.1:${port2}`, "--api-key", "k3y-0123456789abcdef",
+    "--allow-demo-secrets", "true"], { name: "gw-real" }));
+  await waitReady(`http://127.0.0.1:${port2}`, q);
+  await new Promise((res) => setTimeout(res, 300));
+  assert.doesNotMatch(q.output(), /demo secrets/);
+  await q.stop();
 });
 
 test("--redis with an unreachable Redis fails clearly at start-up", () => {

@@ -319,6 +319,20 @@ fn spawn_stall_sweeper(gw: Arc<Gateway>) {
     });
 }
 
+/// Say at start-up, loudly, when a secret is a published demo placeholder (accepted only with
+/// `--allow-demo-secrets`).
+fn log_demo_secrets(c: &Config) {
+    let keys = c.demo_secrets();
+    if !keys.is_empty() {
+        tracing::warn!(
+            keys = ?keys,
+            "demo secrets: this node runs with a published placeholder secret (--allow-demo-secrets): \
+             anyone who knows it can use the HTTP API or forge forwarded requests; set random \
+             secrets (e.g. `openssl rand -hex 32`) before exposing this node"
+        );
+    }
+}
+
 /// Say at start-up what clients may do with rooms, loudly when it is the open demo default.
 fn log_room_rules(c: &Config) {
     let open = c.can_join.is_open() || c.can_publish.is_open();
@@ -467,6 +481,7 @@ pub async fn serve<A: GatewayAdapter>(
         "sio-gateway listening"
     );
 
+    log_demo_secrets(&cfg);
     log_room_rules(&cfg);
     log_address_limits(&cfg);
 

@@ -282,7 +282,7 @@ mod tests {
         encode(
             &Header::new(alg),
             &claims,
-            &EncodingKey::from_secret(b"unit-secret"),
+            &EncodingKey::from_secret(b"unit-secret-0123456789"),
         )
         .unwrap()
     }
@@ -292,7 +292,7 @@ mod tests {
         let e = auth(Options::default()).err().unwrap();
         assert!(e.contains("--jwt-secret"), "{e}");
         let e = auth(Options {
-            jwt_secret: Some("x".into()),
+            jwt_secret: Some("x-0123456789abcdef".into()),
             jwt_alg: Some("RS256".into()),
             ..Default::default()
         })
@@ -300,7 +300,7 @@ mod tests {
         .unwrap();
         assert!(e.contains("HMAC"), "{e}");
         let e = auth(Options {
-            jwt_secret: Some("x".into()),
+            jwt_secret: Some("x-0123456789abcdef".into()),
             jwt_alg: Some("none".into()),
             ..Default::default()
         })
@@ -312,7 +312,7 @@ mod tests {
     #[test]
     fn configured_issuer_and_audience_are_required() {
         let a = auth(Options {
-            jwt_secret: Some("unit-secret".into()),
+            jwt_secret: Some("unit-secret-0123456789".into()),
             jwt_issuer: Some("https://issuer.example".into()),
             jwt_audience: Some("chat".into()),
             ..Default::default()
@@ -337,7 +337,7 @@ mod tests {
         );
         // Not configured: not required.
         let plain = auth(Options {
-            jwt_secret: Some("unit-secret".into()),
+            jwt_secret: Some("unit-secret-0123456789".into()),
             ..Default::default()
         })
         .unwrap();
@@ -357,7 +357,7 @@ mod tests {
             b64.encode(header),
             b64.encode(serde_json::to_vec(&claims).unwrap())
         );
-        let key = EncodingKey::from_secret(b"unit-secret");
+        let key = EncodingKey::from_secret(b"unit-secret-0123456789");
         let sig = jsonwebtoken::crypto::sign(input.as_bytes(), &key, Algorithm::HS256).unwrap();
         format!("{input}.{sig}")
     }
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn crit_header_is_refused() {
         let a = auth(Options {
-            jwt_secret: Some("unit-secret".into()),
+            jwt_secret: Some("unit-secret-0123456789".into()),
             ..Default::default()
         })
         .unwrap();
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn pinned_algorithm_and_time_claims() {
         let a = auth(Options {
-            jwt_secret: Some("unit-secret".into()),
+            jwt_secret: Some("unit-secret-0123456789".into()),
             ..Default::default()
         })
         .unwrap();

@@ -43,6 +43,10 @@ pub const HISTORY_MAX_BYTES: u64 = 64 * 1024 * 1024;
 pub const MIN_HISTORY_MAX_BYTES: u64 = 1024 * 1024;
 pub const MAX_ROOMS: usize = 1000;
 pub const MAX_NAMESPACES: usize = 1000;
+/// Shortest accepted `--api-key` (each of them), `--cluster-secret` and `--jwt-secret`, in bytes.
+pub const MIN_API_KEY_LEN: usize = 8;
+pub const MIN_CLUSTER_SECRET_LEN: usize = 16;
+pub const MIN_JWT_SECRET_LEN: usize = 16;
 pub const ADMIN_UI_NAMESPACE: &str = "/admin";
 pub const ADMIN_UI_USER: &str = "admin";
 pub const CONN_RATE_PER_IP: f64 = 0.0;

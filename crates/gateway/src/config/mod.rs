@@ -31,7 +31,10 @@ pub use options::{
     AdminUi, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub,
     RedisSubscriptionMode, UpstreamMode,
 };
-pub use resolve::{AuthConfig, Config, NamespaceSpec, UpstreamConfig, url_for_log};
+pub use resolve::{
+    AuthConfig, Config, NamespaceSpec, SHIPPED_DEMO_SECRETS, UpstreamConfig, is_demo_secret,
+    url_for_log,
+};
 
 /// Errors from reading or validating configuration. Each names the offending key.
 #[derive(Debug, thiserror::Error)]

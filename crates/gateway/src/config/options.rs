@@ -480,6 +480,13 @@ pub struct Options {
     )]
     pub cluster_secret: Option<String> = Shown::Text("none (never forward)"),
 
+    /// Start even when a secret (--api-key, --cluster-secret, --jwt-secret) is a published
+    /// placeholder (one shipped in docker-compose.yml or deploy/k8s/secret.example.yaml, or any
+    /// value containing `change-me`), which is otherwise refused; for demos only, logged as a
+    /// warning at start
+    #[arg(long, env = "SIO_GATEWAY_ALLOW_DEMO_SECRETS", value_name = "BOOL")]
+    pub allow_demo_secrets: Option<bool> = Shown::value(false),
+
     /// How often this node refreshes its entry in the Redis node registry (--redis)
     #[arg(long, env = "SIO_GATEWAY_CLUSTER_HEARTBEAT", value_name = "DURATION")]
     pub cluster_heartbeat: Option<Dur> = Shown::dur(D::CLUSTER_HEARTBEAT),

@@ -136,6 +136,8 @@ pub struct Config {
     pub sticky_cookie: String,
     #[serde(serialize_with = "effective::redact_opt")]
     pub cluster_secret: Option<String>,
+    /// `--allow-demo-secrets`: a published placeholder secret is accepted (and warned about).
+    pub allow_demo_secrets: bool,
     #[serde(serialize_with = "effective::dur")]
     pub cluster_heartbeat: Duration,
     #[serde(serialize_with = "effective::dur")]
@@ -235,7 +237,12 @@ impl AuthConfig {
         if mode == AuthMode::Webhook && o.auth_webhook.is_none() {
             return Err(invalid("auth", "--auth webhook needs --auth-webhook URL"));
         }
-        not_redacted("jwt_secret", o.jwt_secret.as_deref())?;
+        check_secret(
+            "jwt_secret",
+            o.jwt_secret.as_deref(),
+            D::MIN_JWT_SECRET_LEN,
+            o.allow_demo_secrets.unwrap_or(false),
+        )?;
         if mode == AuthMode::Jwt {
             jwt_alg_fits_key(o)?;
         }
@@ -308,15 +315,59 @@ impl UpstreamConfig {
     }
 }
 
-/// A secret must not be the placeholder the effective configuration prints for it.
-fn not_redacted(key: &'static str, secret: Option<&str>) -> Result<(), ConfigError> {
-    if secret == Some(effective::REDACTED) {
+/// The placeholder secrets this repository ships (`docker-compose.yml`,
+/// `deploy/k8s/secret.example.yaml`). Published, so they authenticate nobody.
+pub const SHIPPED_DEMO_SECRETS: &[&str] = &[
+    "compose-demo-secret-change-me",
+    "compose-demo-api-key-change-me",
+    "change-me-api-key",
+    "change-me-cluster-secret",
+];
+
+/// Is `secret` a published placeholder: one of [`SHIPPED_DEMO_SECRETS`], or marked as one
+/// (`change-me`, any case, `-`, `_` or nothing between the words)?
+pub fn is_demo_secret(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    SHIPPED_DEMO_SECRETS.contains(&secret)
+        || ["change-me", "change_me", "changeme"]
+            .iter()
+            .any(|m| lower.contains(m))
+}
+
+/// Every secret option is checked here, and only here: it is not the placeholder the
+/// effective configuration prints for it, it has at least `min_len` characters, and it is not
+/// a published demo placeholder ([`is_demo_secret`]) unless `--allow-demo-secrets`.
+fn check_secret(
+    key: &'static str,
+    secret: Option<&str>,
+    min_len: usize,
+    allow_demo: bool,
+) -> Result<(), ConfigError> {
+    let Some(secret) = secret else {
+        return Ok(());
+    };
+    if secret == effective::REDACTED {
         return Err(invalid(
             key,
             format!(
                 "`{}` is the placeholder check-config prints for a secret: write the secret itself",
                 effective::REDACTED
             ),
+        ));
+    }
+    if secret.len() < min_len {
+        return Err(invalid(
+            key,
+            format!("must be at least {min_len} characters"),
+        ));
+    }
+    if is_demo_secret(secret) && !allow_demo {
+        return Err(invalid(
+            key,
+            "a published demo placeholder (it contains `change-me`, as the values shipped in \
+             docker-compose.yml and deploy/k8s/secret.example.yaml do): anyone who read them can \
+             use it. Set a random secret (e.g. `openssl rand -hex 32`), or pass \
+             --allow-demo-secrets true to run a demo with it (logged as a warning)",
         ));
     }
     Ok(())
@@ -353,6 +404,24 @@ fn jwt_alg_fits_key(o: &Options) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The options holding a published demo placeholder ([`is_demo_secret`]); only possible
+    /// with `--allow-demo-secrets`, and said at start-up.
+    pub fn demo_secrets(&self) -> Vec<&'static str> {
+        let mut keys = Vec::new();
+        if self.api_key.iter().any(|k| is_demo_secret(k)) {
+            keys.push("api_key");
+        }
+        for (key, secret) in [
+            ("cluster_secret", &self.cluster_secret),
+            ("jwt_secret", &self.auth.jwt_secret),
+        ] {
+            if secret.as_deref().is_some_and(is_demo_secret) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
     /// Resolve the final configuration from the command line/env layer, reading `--config` if given.
     pub fn load(cli: Options) -> Result<Config, ConfigError> {
         let merged = match &cli.config {
@@ -538,11 +607,9 @@ impl Config {
                 format!("`{level}` is not a valid log filter"),
             ));
         }
+        let allow_demo_secrets = o.allow_demo_secrets.unwrap_or(false);
         for key in &o.api_key {
-            not_redacted("api_key", Some(key))?;
-            if key.len() < 8 {
-                return Err(invalid("api_key", "API keys must be at least 8 characters"));
-            }
+            check_secret("api_key", Some(key), D::MIN_API_KEY_LEN, allow_demo_secrets)?;
         }
         if let Some(url) = &o.redis
             && !(url.starts_with("redis://")
@@ -574,10 +641,12 @@ impl Config {
                 "--redis-subscription-mode dynamic-private or static only applies to --redis-pubsub sharded",
             ));
         }
-        not_redacted("cluster_secret", o.cluster_secret.as_deref())?;
-        if o.cluster_secret.as_ref().is_some_and(|k| k.len() < 16) {
-            return Err(invalid("cluster_secret", "must be at least 16 characters"));
-        }
+        check_secret(
+            "cluster_secret",
+            o.cluster_secret.as_deref(),
+            D::MIN_CLUSTER_SECRET_LEN,
+            allow_demo_secrets,
+        )?;
         let cluster_heartbeat = o.cluster_heartbeat.map_or(D::CLUSTER_HEARTBEAT, |d| d.0);
         if cluster_heartbeat < Duration::from_millis(100) {
             return Err(invalid("cluster_heartbeat", "must be at least 100ms"));
@@ -647,6 +716,7 @@ impl Config {
             history_max_bytes,
             sticky_cookie,
             cluster_secret: o.cluster_secret,
+            allow_demo_secrets,
             cluster_heartbeat,
             cluster_node_ttl,
             client_js: o.client_js,

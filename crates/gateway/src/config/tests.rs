@@ -40,14 +40,20 @@ fn urls_for_logs_hide_credentials() {
 fn open_room_rules_are_the_default_only_without_auth() {
     let c = Config::resolve(cli(&[])).unwrap();
     assert!(c.can_join.is_open() && c.can_publish.is_open());
-    let c = Config::resolve(cli(&["--auth", "jwt", "--jwt-secret", "s3cret-s3cret"])).unwrap();
+    let c = Config::resolve(cli(&[
+        "--auth",
+        "jwt",
+        "--jwt-secret",
+        "s3cret-s3cret-s3cret",
+    ]))
+    .unwrap();
     assert!(c.can_join.is_empty() && c.can_publish.is_empty());
     assert!(!c.can_join.allows("lobby", Some("u1")));
     let c = Config::resolve(cli(&[
         "--auth",
         "jwt",
         "--jwt-secret",
-        "s3cret-s3cret",
+        "s3cret-s3cret-s3cret",
         "--can-join",
         "*",
     ]))
@@ -458,6 +464,7 @@ can_publish = []
 history = ["chat:*=200/10m", "news=5"]
 history_max_bytes = 2097152
 sticky_cookie = "gw"
+allow_demo_secrets = true
 cluster_heartbeat = "500ms"
 cluster_node_ttl = "3s"
 client_js = "/opt/socket.io.min.js"
@@ -504,7 +511,7 @@ fn effective_config_reads_back_as_the_same_config() {
 #[test]
 fn effective_config_writes_every_key() {
     let with_secrets = format!(
-        "{EVERYTHING}api_key = [\"0123456789\"]\ncluster_secret = \"0123456789abcdef\"\njwt_secret = \"s3cret\"\njwt_alg = \"HS256\"\n"
+        "{EVERYTHING}api_key = [\"0123456789\"]\ncluster_secret = \"0123456789abcdef\"\njwt_secret = \"s3cret-s3cret-s3cret\"\njwt_alg = \"HS256\"\n"
     )
     .replace("jwt_alg = \"ES256\"\n", "");
     let table: toml::Table = toml::from_str(&effective(&with_secrets)).unwrap();
@@ -525,7 +532,10 @@ fn redacted_secrets_are_refused_with_the_key_named() {
     for (text, key) in [
         ("api_key = [\"0123456789\"]\n", "api_key"),
         ("cluster_secret = \"0123456789abcdef\"\n", "cluster_secret"),
-        ("auth = \"jwt\"\njwt_secret = \"s3cret\"\n", "jwt_secret"),
+        (
+            "auth = \"jwt\"\njwt_secret = \"s3cret-s3cret-s3cret\"\n",
+            "jwt_secret",
+        ),
     ] {
         let printed = effective(text);
         assert!(printed.contains(REDACTED), "{printed}");
@@ -539,11 +549,94 @@ fn redacted_secrets_are_refused_with_the_key_named() {
 }
 
 #[test]
+fn published_placeholder_secrets_are_refused_unless_allowed() {
+    // The values docker-compose.yml and deploy/k8s/secret.example.yaml ship, and any other
+    // value marked `change-me`, for every secret option.
+    let jwt = |s: &str| format!("auth = \"jwt\"\njwt_secret = \"{s}\"\n");
+    for secret in SHIPPED_DEMO_SECRETS
+        .iter()
+        .copied()
+        .chain(["our-CHANGE-ME-cluster-key", "changeme-0123456789abcdef"])
+    {
+        for (text, key) in [
+            (
+                format!("api_key = [\"0123456789\", \"{secret}\"]\n"),
+                "api_key",
+            ),
+            (format!("cluster_secret = \"{secret}\"\n"), "cluster_secret"),
+            (jwt(secret), "jwt_secret"),
+        ] {
+            let o: Options = toml::from_str(&text).unwrap();
+            let e = Config::resolve(o).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`{key}`"))
+                    && e.contains("published demo placeholder")
+                    && e.contains("--allow-demo-secrets"),
+                "{text}: {e}"
+            );
+            let allowed: Options =
+                toml::from_str(&format!("{text}allow_demo_secrets = true\n")).unwrap();
+            let c = Config::resolve(allowed).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(c.demo_secrets(), [key], "{text}");
+        }
+    }
+    // The environment variables the deploy files set, and the flag.
+    let c = Config::resolve(cli(&[
+        "--api-key",
+        "change-me-api-key",
+        "--allow-demo-secrets",
+        "true",
+    ]))
+    .unwrap();
+    assert!(c.allow_demo_secrets);
+    let e = Config::resolve(cli(&["--cluster-secret", "change-me-cluster-secret"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`cluster_secret`"), "{e}");
+    // Real secrets: nothing to say.
+    let c = Config::resolve(cli(&[
+        "--api-key",
+        "k3y-0123456789",
+        "--cluster-secret",
+        "0123456789abcdef",
+    ]))
+    .unwrap();
+    assert!(c.demo_secrets().is_empty());
+}
+
+#[test]
+fn secrets_have_a_minimum_length() {
+    for (text, key) in [
+        ("api_key = [\"1234567\"]\n", "api_key"),
+        ("cluster_secret = \"0123456789abcde\"\n", "cluster_secret"),
+        (
+            "auth = \"jwt\"\njwt_secret = \"0123456789abcde\"\n",
+            "jwt_secret",
+        ),
+    ] {
+        let o: Options = toml::from_str(text).unwrap();
+        let e = Config::resolve(o).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains("at least"),
+            "{e}"
+        );
+    }
+    for text in [
+        "api_key = [\"12345678\"]\n",
+        "cluster_secret = \"0123456789abcdef\"\n",
+        "auth = \"jwt\"\njwt_secret = \"0123456789abcdef\"\n",
+    ] {
+        let o: Options = toml::from_str(text).unwrap();
+        Config::resolve(o).unwrap_or_else(|e| panic!("{text}: {e}"));
+    }
+}
+
+#[test]
 fn cross_field_checks_are_made_by_resolve() {
     let bad = [
         ("pysio_channel = \"socketio\"\n", "pysio_channel"),
         (
-            "auth = \"jwt\"\njwt_secret = \"s3cret\"\njwt_alg = \"RS256\"\n",
+            "auth = \"jwt\"\njwt_secret = \"s3cret-s3cret-s3cret\"\njwt_alg = \"RS256\"\n",
             "jwt_alg",
         ),
         (
