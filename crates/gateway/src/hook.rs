@@ -10,9 +10,12 @@
 //! place and returns an unboxed future: no clone, no allocation.
 //!
 //! A concern that must await something on some paths (the session key's rewrite of a polling
-//! handshake's body, the drain guard's race with a closing poll) takes a [`Step::Detour`] there,
-//! or finishes with [`Finish::Then`]: those paths pay what `from_fn` paid on every request (a
-//! clone of the rest of the stack as [`Next`], a boxed future); the others pay nothing.
+//! handshake's body, the drain guard's race with a closing poll, the cluster's session records
+//! and forwards) takes a [`Step::Detour`] there, or finishes with [`Finish::Then`]: those paths
+//! pay what `from_fn` paid on every request (a clone of the rest of the stack as [`Next`], a
+//! boxed future); the others pay nothing. Being boxed, a detour's future (fred's are ~14 KB)
+//! is never part of the future every request moves: with `from_fn`, the cluster's middleware
+//! made a 15 KB future copied on each request (~16k instructions of a handshake).
 use std::{
     convert::Infallible,
     future::Future,

@@ -4,8 +4,8 @@
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
 //! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
-//! forwarding too) → [cluster mode: the cluster's `/socket.io/` middleware, which records and
-//! forwards sessions by their session key, see `cluster::Cluster::wrap`] → credentials strip →
+//! forwarding too) → [cluster mode: the cluster's `/socket.io/` layer, which records and
+//! forwards sessions by their session key, see `cluster::sessions::Routing`] → credentials strip →
 //! CORS → tracing → HTTP metrics → session key (sid: secret key -> socket id, see
 //! [`crate::session_key`]) → per-IP handshake rate → engine guard (drain) → sticky cookie →
 //! request head trimming → socketioxide (`/socket.io/`) → axum routes. Everything from the
@@ -18,7 +18,6 @@ use axum::{
     Router,
     extract::Request,
     http::{HeaderValue, StatusCode},
-    middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -219,9 +218,7 @@ pub fn app<A: Adapter>(
             skip_signed_forwards: cluster.is_some(),
         }))
         // Cluster mode: records and forwards `/socket.io/` sessions by their session key.
-        .option_layer(cluster.map(|c| {
-            middleware::from_fn_with_state(c.clone(), crate::cluster::sessions::middleware)
-        }))
+        .option_layer(cluster.map(|c| HookLayer(crate::cluster::sessions::Routing(c.clone()))))
         .option_layer(cors)
         // One response type whichever optional layers are there (the router's, as before).
         .layer(MapResponseLayer::new(IntoResponse::into_response))
@@ -507,30 +504,4 @@ pub async fn serve<A: GatewayAdapter>(
     .await;
     forced.abort();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::Future;
-
-    /// The size of the future `f` returns, without calling it.
-    fn future_size<A, B, C, F: Fn(A, B, C) -> Fut, Fut: Future>(_: F) -> usize {
-        std::mem::size_of::<Fut>()
-    }
-
-    /// axum's `from_fn` moves each middleware's future into a box on every request, whatever
-    /// path the request takes: a middleware that awaits a large future on a rare path (fred's
-    /// are ~14 KB) boxes that one instead. The cluster's session middleware was 15 KB, copied
-    /// on every request (~16k instructions of a websocket handshake's ~196k).
-    #[test]
-    fn per_request_middleware_futures_stay_small() {
-        const MAX: usize = 4096;
-        let sizes = [(
-            "cluster::sessions",
-            future_size(crate::cluster::sessions::middleware),
-        )];
-        for (name, size) in sizes {
-            assert!(size <= MAX, "{name}'s future is {size} bytes (> {MAX})");
-        }
-    }
 }

@@ -491,7 +491,7 @@ impl Cluster {
     }
 
     /// The cluster's own routes (`/api/v1/cluster`), merged into the node's router; its
-    /// `/socket.io/` middleware ([`sessions::middleware`]) is put around the node by
+    /// `/socket.io/` layer ([`sessions::Routing`]) is put around the node by
     /// `server::app`.
     pub fn api_routes(self: &Arc<Self>, gw: &Arc<Gateway>) -> Router {
         Router::new()

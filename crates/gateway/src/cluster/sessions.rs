@@ -1,4 +1,4 @@
-//! Which Engine.IO sessions live on this node, and the `/socket.io/` middleware that sends
+//! Which Engine.IO sessions live on this node, and the `/socket.io/` layer ([`Routing`]) that sends
 //! requests for sessions of other nodes to their owner.
 //!
 //! A long-polling client makes one HTTP request per poll and per send; behind a round-robin
@@ -7,7 +7,7 @@
 //! 1. The polling handshake (`GET ?transport=polling` without `sid`) is answered locally; its
 //!    response carries the new sid (`0{"sid":...}`), which is remembered in [`Sessions`] and
 //!    recorded in Redis as `sid -> this node` before the response leaves, so a follow-up
-//!    request can never overtake the record. This middleware runs outside
+//!    request can never overtake the record. This layer runs outside
 //!    [`crate::session_key`]: that sid is the session's secret key, not its socket id (the
 //!    Redis record is named by the key's digest, see [`super::registry`]; logs show its
 //!    [`fingerprint`]).
@@ -29,9 +29,8 @@ use std::{
 
 use axum::{
     body::Body,
-    extract::{ConnectInfo, Request, State},
+    extract::{ConnectInfo, Request},
     http::{HeaderValue, Method, StatusCode, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 
@@ -41,6 +40,7 @@ use super::{
 };
 use crate::{
     engine_io::{self, session_unknown},
+    hook::{Hook, Next, Step},
     listener::ConnInfo,
     session_key::fingerprint,
     warn_limit::WarnLimit,
@@ -156,36 +156,55 @@ fn noop_response() -> Response {
         .into_response()
 }
 
-/// Middleware on the client-facing router (see the module doc).
-pub async fn middleware(State(c): State<Arc<Cluster>>, req: Request, next: Next) -> Response {
-    if !engine_io::is_engine_io(req.uri().path()) {
-        return next.run(req).await;
-    }
-    if req.headers().contains_key(FORWARDED_HEADER) || req.headers().contains_key(AUTH_HEADER) {
-        return from_peer(&c, req, next).await;
-    }
-    match engine_io::session_sid(&req) {
-        None => handshake(&c, req, next).await,
-        Some(sid) if c.sessions.contains(sid) => next.run(req).await,
-        Some(sid) => {
-            let sid = sid.to_owned();
-            // Boxed, like the registry write below: fred's futures are large (~14 KB), and
-            // this middleware's future is moved into a box on every request (axum's
-            // `from_fn`), most of which never reach them (1.6 KB instead of 15 KB).
-            Box::pin(elsewhere(&c, sid, req, next)).await
+/// The `/socket.io/` routing of the module doc, on the client-facing service (a [`Hook`]).
+/// The paths that wait on Redis or a peer (a polling handshake's record, a forward) are
+/// detours, boxed: fred's futures are large (~14 KB), and most requests never reach them.
+#[derive(Clone)]
+pub struct Routing(pub Arc<Cluster>);
+
+impl Hook for Routing {
+    type Carry = ();
+
+    fn before(&self, req: &mut Request) -> Step<()> {
+        let c = &self.0;
+        if !engine_io::is_engine_io(req.uri().path()) {
+            return Step::Continue(());
+        }
+        if req.headers().contains_key(FORWARDED_HEADER) || req.headers().contains_key(AUTH_HEADER) {
+            return from_peer(c, req);
+        }
+        match engine_io::session_sid(req) {
+            None => {
+                let polling = req.method() == Method::GET
+                    && engine_io::transport(req.uri().query().unwrap_or("")) == Some("polling");
+                if !polling {
+                    return Step::Continue(());
+                }
+                let c = c.clone();
+                Step::Detour(Box::new(move |req, next| {
+                    Box::pin(async move { polling_handshake(&c, req, next).await })
+                }))
+            }
+            Some(sid) if c.sessions.contains(sid) => Step::Continue(()),
+            Some(sid) => {
+                let (c, sid) = (c.clone(), sid.to_owned());
+                Step::Detour(Box::new(move |req, next| {
+                    Box::pin(async move { elsewhere(&c, sid, req, next).await })
+                }))
+            }
         }
     }
 }
 
 /// A request claiming to come from a peer: verified, then served here whatever happens (a
 /// forwarded request is never forwarded again).
-async fn from_peer(c: &Cluster, req: Request, next: Next) -> Response {
+fn from_peer(c: &Cluster, req: &Request) -> Step<()> {
     let verdict = match &c.forwarder {
         Some(f) => f.signer().verify(req.headers(), req.method(), req.uri()),
         None => Err(super::forward::AuthError::Disabled),
     };
     match verdict {
-        Ok(()) => next.run(req).await,
+        Ok(()) => Step::Continue(()),
         Err(e) => {
             if let Some(m) = c.forward_metrics() {
                 m.refused.inc();
@@ -199,17 +218,19 @@ async fn from_peer(c: &Cluster, req: Request, next: Next) -> Response {
             if let Some(held_back) = WARN.allow() {
                 tracing::warn!(node_id = %c.node_id, peer = ?peer, error = %e, held_back, "refused a request with an invalid forwarding header (each is counted in polling_forwards_total{{result=\"refused\"}}; warned at most every 10 s)");
             }
-            engine_io::error_response(StatusCode::FORBIDDEN, 403, "invalid forwarding header")
+            Step::Answer(engine_io::error_response(
+                StatusCode::FORBIDDEN,
+                403,
+                "invalid forwarding header",
+            ))
         }
     }
 }
 
-/// A handshake: served here; a polling session is remembered and recorded in Redis.
-async fn handshake(c: &Cluster, req: Request, next: Next) -> Response {
-    let polling = req.method() == Method::GET
-        && engine_io::transport(req.uri().query().unwrap_or("")) == Some("polling");
+/// A polling handshake: served here; the session is remembered and recorded in Redis.
+async fn polling_handshake(c: &Cluster, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
-    if !polling || resp.status() != StatusCode::OK {
+    if resp.status() != StatusCode::OK {
         return resp;
     }
     let (parts, body) = resp.into_parts();
@@ -223,10 +244,10 @@ async fn handshake(c: &Cluster, req: Request, next: Next) -> Response {
     if let Some(sid) = handshake_sid(&bytes) {
         c.sessions.insert(&sid);
         // While Redis is down the write could only time out: skip it rather than delay the
-        // handshake (the sticky cookie still names this node). Boxed: see `middleware`.
+        // handshake (the sticky cookie still names this node).
         if c.forwarder.is_some()
             && c.handle.redis_up()
-            && let Err(e) = Box::pin(c.registry.set_sid(&sid)).await
+            && let Err(e) = c.registry.set_sid(&sid).await
         {
             // The session still works through a sticky balancer or the cookie.
             tracing::debug!(node_id = %c.node_id, session = %fingerprint(&sid), error = %e, "cannot record the session owner");
