@@ -153,8 +153,8 @@ fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// The client's credentials, never sent on to the owner with a poll: a polling request of an
-/// open session is authenticated by its session key alone (the `sid` in the query,
+/// The client's credentials, never sent on to the owner with a poll or an upgrade: a request of
+/// an open session is authenticated by its session key alone (the `sid` in the query,
 /// [`crate::session_key`]), and authentication ([`crate::auth`]) reads the headers of the
 /// session's handshake (socketioxide's `req_parts()`), which the owner answered itself. The
 /// cookies and bearer token of a client are for the application, not for another node.
@@ -293,6 +293,8 @@ impl Forwarder {
 
         let mut headers = parts.headers.clone();
         strip_hop_by_hop(&mut headers);
+        // The upgrade of an open session: authenticated by its key, like a poll.
+        strip_credentials(&mut headers);
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         if let Ok(h) = HeaderValue::from_str(authority.as_str()) {
