@@ -448,6 +448,12 @@ test("a replay longer than a page: every message once, in order, against concurr
   const witness = await connected(client(t, n1.url));
   const all = collect(witness, "msg");
   const { epoch } = await witness.emitWithAck("join", { room });
+  // A plain member on n2 too: each publish below waits until both nodes delivered the one
+  // before, so the nodes' deliveries follow the publishes' order (two nodes publishing at the
+  // same instant may deliver out of offset order: docs/delivery.md).
+  const witness2 = await connected(client(t, n2.url));
+  const all2 = collect(witness2, "msg");
+  await witness2.emitWithAck("join", { room });
   const pub1 = await connected(client(t, n1.url));
   const pub2 = await connected(client(t, n2.url));
   for (let i = 1; i <= 600; i++) {
@@ -462,6 +468,7 @@ test("a replay longer than a page: every message once, in order, against concurr
     for (let i = 601; i <= 700; i++) {
       const p = i % 2 ? pub1 : pub2;
       assert.deepEqual(await p.emitWithAck("publish", { room, event: "msg", data: { i } }), { ok: true });
+      await waitFor(() => all.length === i && all2.length === i, { what: `message ${i} on both nodes` });
     }
   })();
   const ack = await rec.timeout(30_000).emitWithAck("join", { room, since: { offset: "0-0", epoch } });

@@ -197,7 +197,7 @@ impl Forwarder {
     /// is the last line): a path or query in it would make the client's request one for any
     /// URL this node can reach.
     fn target(base: &str, uri: &Uri) -> Result<Uri, ForwardError> {
-        let base = super::advertise::normalize(base)
+        let base = crate::config::advertise::normalize(base)
             .map_err(|e| ForwardError::Other(format!("bad advertise URL {base:?}: {e}")))?;
         let pq = uri.path_and_query().map_or("/", |p| p.as_str());
         format!("{base}{pq}")

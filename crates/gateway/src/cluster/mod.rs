@@ -25,7 +25,6 @@
 //! The cluster object is not generic over the adapter: the few things it needs from the node
 //! (is this session key still live here, how many connections) are captured as closures in
 //! [`Cluster::start`].
-pub mod advertise;
 pub mod api;
 pub mod forward;
 pub mod metrics;

@@ -42,11 +42,11 @@ use futures_util::StreamExt;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    advertise::{self, BadAdvertise},
-    forward::Signer,
+use super::forward::Signer;
+use crate::{
+    config::advertise::{self, BadAdvertise},
+    warn_limit::WarnLimit,
 };
-use crate::warn_limit::WarnLimit;
 
 /// Registry entry of one node.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,12 +8,14 @@
 //! * [`options`]: the raw, all-optional layer [`Options`], declared once for clap and serde
 //!   (so flags and TOML keys cannot drift apart), with its merge and the default each option
 //!   shows in `--help`; the command line [`Cli`].
+//! * [`advertise`]: the rule an advertise URL follows (also applied to peers' registry entries).
 //! * [`defaults`]: every built-in default value, written once.
 //! * [`resolve`]: the validated, defaulted [`Config`] the rest of the gateway reads. Every
 //!   check, including those spanning several options, is made there, so `check-config`
 //!   catches whatever start-up would refuse.
 //! * [`effective`]: [`Config::to_toml`], the effective configuration `check-config` prints,
 //!   which is itself a valid config file.
+pub mod advertise;
 pub mod defaults;
 pub mod effective;
 pub mod history;

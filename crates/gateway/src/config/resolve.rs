@@ -484,14 +484,11 @@ impl Config {
                 format!("http://{listen}")
             }
         });
-        // Peers append a client's path and query to it: an origin only (see `cluster::advertise`).
-        let advertise = crate::cluster::advertise::normalize(&advertise).map_err(|e| {
+        // Peers append a client's path and query to it: an origin only (see `config::advertise`).
+        let advertise = super::advertise::normalize(&advertise).map_err(|e| {
             invalid(
                 "advertise",
-                format!(
-                    "{}: {e} (got {advertise:?})",
-                    crate::cluster::advertise::RULE
-                ),
+                format!("{}: {e} (got {advertise:?})", super::advertise::RULE),
             )
         })?;
         let namespace = if o.namespace.is_empty() {

@@ -9,7 +9,7 @@
 //! the room's lock, in offset order). So the join need not hold the room's lock while the
 //! replay waits for room in the socket's queue: a client that stops reading holds up only
 //! its own recovery, not the room's publishers. After the replay, the join takes what was kept, drops what the replay already
-//! held (offset <= the replay's last) and sends the rest, until nothing is left; the socket
+//! held (offset <= the replay's last) and sends the rest in offset order, until nothing is left; the socket
 //! then gets live messages directly. For [`GRACE`] after that, a late arrival the replay already
 //! held (written to the stream before the read, published after) is still left out.
 //!
@@ -92,7 +92,7 @@ impl HoldBack {
         self.active.store(count(&rooms), Ordering::Release);
     }
 
-    /// What was held for `sid` after `upto` (oldest first), removed from here. When nothing is
+    /// What was held for `sid` after `upto` (in offset order), removed from here. When nothing is
     /// left, the socket gets live messages directly from now on (late duplicates up to `upto`
     /// still left out for [`GRACE`]).
     pub fn take(
@@ -113,6 +113,11 @@ impl HoldBack {
         r.upto = upto;
         let mut held = std::mem::take(&mut r.held);
         held.retain(|(id, _)| upto.is_none_or(|u| *id > u));
+        // Kept in arrival order, which is not offset order across nodes: this node's own
+        // publishes are kept at their append, another node's when its PUBLISH arrives, and an
+        // earlier one of those can still be on its way (a subscriber's queue) when this node
+        // appends the next. Sent after the replay in offset order, as the replay itself.
+        held.sort_by_key(|(id, _)| *id);
         if held.is_empty() {
             r.holding = false;
             r.until = Some(Instant::now() + GRACE);
@@ -227,6 +232,30 @@ mod tests {
             format!(r#"["msg",{{"n":1}},{{"room":"{room}","offset":"{id}","epoch":"e"}}]"#).into(),
             None,
         )
+    }
+
+    /// Another node's message can arrive after this node appended a later one (it was still in
+    /// the subscriber's queue): what is taken after the replay is in offset order all the same.
+    #[test]
+    fn what_was_held_is_taken_in_offset_order() {
+        let spec = HistorySpec::parse("chat:*=100").unwrap();
+        let hb = HoldBack::new(vec![spec], IntCounter::new("b", "b").unwrap());
+        let rooms = vec!["chat:a".to_owned()];
+        let sid = Sid::new();
+        hb.start("/", "chat:a", sid);
+        for id in ["5-0", "9-0", "7-0", "8-0"] {
+            assert_eq!(
+                hb.before_deliver("/", &rooms, &msg("chat:a", id)),
+                [sid.to_string()]
+            );
+        }
+        let held = hb.take("/", "chat:a", sid, StreamId::parse("6-0"));
+        assert_eq!(
+            held.iter()
+                .map(|(id, _)| id.to_string())
+                .collect::<Vec<_>>(),
+            ["7-0", "8-0", "9-0"]
+        );
     }
 
     #[test]
