@@ -30,7 +30,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use socketioxide::{SocketIo, TransportType, adapter::Adapter, socket::Socket};
@@ -218,14 +218,10 @@ impl Hook for EngineGuard {
                     .connections_refused_total
                     .with_label_values(&["draining"])
                     .inc();
-                let mut resp = engine_io::error_response(
+                return Step::Answer(engine_io::retry_later(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    503,
                     "server is draining",
-                );
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Step::Answer(resp);
+                ));
             }
             return Step::Continue(());
         };

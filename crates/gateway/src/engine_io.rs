@@ -9,7 +9,7 @@
 //! carry the code as a string and are rewritten through it by [`crate::session_key`]).
 use axum::{
     extract::Request,
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
@@ -63,6 +63,15 @@ pub fn session_sid(req: &Request) -> Option<&str> {
 /// Does this Engine.IO request open a new session (no `sid` yet)?
 pub fn is_handshake(req: &Request) -> bool {
     is_engine_io(req.uri().path()) && session_sid(req).is_none()
+}
+
+/// An Engine.IO error answer that asks the client to come back in a second
+/// (`Retry-After: 1`), its HTTP status as the code: the drain's 503s, the per-IP rate's 429.
+pub fn retry_later(status: StatusCode, message: &str) -> Response {
+    let mut resp = error_response(status, status.as_u16(), message);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 /// Engine.IO error code 1 (Node's `Server.errors.UNKNOWN_SID`).

@@ -20,7 +20,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, Request},
-    http::{HeaderValue, StatusCode, header},
+    http::StatusCode,
 };
 
 use crate::{
@@ -204,14 +204,10 @@ impl Hook for HandshakeRate {
                 .connections_refused_total
                 .with_label_values(&["ip_rate"])
                 .inc();
-            let mut resp = crate::engine_io::error_response(
+            return Step::Answer(crate::engine_io::retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
-                429,
                 "too many new connections from this address",
-            );
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return Step::Answer(resp);
+            ));
         }
         Step::Continue(())
     }

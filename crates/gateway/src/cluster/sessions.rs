@@ -30,7 +30,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{ConnectInfo, Request},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
 };
 
@@ -310,11 +310,7 @@ async fn elsewhere(c: &Cluster, sid: String, req: Request, next: Next) -> Respon
         // Draining: a poll passing through here could be cut when this node exits. Refuse it
         // before it starts; balancers retry a refused GET on another node (deploy/ configs
         // retry on 503), which forwards it to the owner.
-        let mut resp =
-            engine_io::error_response(StatusCode::SERVICE_UNAVAILABLE, 503, "server is draining");
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return resp;
+        return engine_io::retry_later(StatusCode::SERVICE_UNAVAILABLE, "server is draining");
     }
     let res = if is_ws {
         fwd.websocket(req, &url, client_ip.as_deref()).await

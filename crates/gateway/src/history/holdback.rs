@@ -240,22 +240,29 @@ mod tests {
     fn what_was_held_is_taken_in_offset_order() {
         let spec = HistorySpec::parse("chat:*=100").unwrap();
         let hb = HoldBack::new(vec![spec], IntCounter::new("b", "b").unwrap());
-        let rooms = vec!["chat:a".to_owned()];
         let sid = Sid::new();
         hb.start("/", "chat:a", sid);
-        for id in ["5-0", "9-0", "7-0", "8-0"] {
+        hold(&hb, sid, &["5-0", "9-0", "7-0", "8-0"]);
+        assert_eq!(taken(&hb, sid, "6-0"), ["7-0", "8-0", "9-0"]);
+    }
+
+    /// Each of `ids` into `chat:a`, left out for `sid` (recovering).
+    fn hold(hb: &HoldBack, sid: Sid, ids: &[&str]) {
+        let rooms = ["chat:a".to_owned()];
+        for id in ids {
             assert_eq!(
                 hb.before_deliver("/", &rooms, &msg("chat:a", id)),
                 [sid.to_string()]
             );
         }
-        let held = hb.take("/", "chat:a", sid, StreamId::parse("6-0"));
-        assert_eq!(
-            held.iter()
-                .map(|(id, _)| id.to_string())
-                .collect::<Vec<_>>(),
-            ["7-0", "8-0", "9-0"]
-        );
+    }
+
+    /// The offsets `take` hands over after a replay up to `upto`.
+    fn taken(hb: &HoldBack, sid: Sid, upto: &str) -> Vec<String> {
+        hb.take("/", "chat:a", sid, StreamId::parse(upto))
+            .iter()
+            .map(|(id, _)| id.to_string())
+            .collect()
     }
 
     #[test]
@@ -270,24 +277,10 @@ mod tests {
                 .is_empty()
         );
         hb.start("/", "chat:a", sid);
-        for id in ["5-0", "6-0", "7-0"] {
-            assert_eq!(
-                hb.before_deliver("/", &rooms, &msg("chat:a", id)),
-                [sid.to_string()]
-            );
-        }
+        hold(&hb, sid, &["5-0", "6-0", "7-0"]);
         // The replay went up to 6-0: only 7-0 is still to send.
-        let held = hb.take("/", "chat:a", sid, StreamId::parse("6-0"));
-        assert_eq!(
-            held.iter()
-                .map(|(id, _)| id.to_string())
-                .collect::<Vec<_>>(),
-            ["7-0"]
-        );
-        assert!(
-            hb.take("/", "chat:a", sid, StreamId::parse("6-0"))
-                .is_empty()
-        );
+        assert_eq!(taken(&hb, sid, "6-0"), ["7-0"]);
+        assert!(taken(&hb, sid, "6-0").is_empty());
         // Live again; a late duplicate of the replay is still left out.
         assert!(
             hb.before_deliver("/", &rooms, &msg("chat:a", "8-0"))
