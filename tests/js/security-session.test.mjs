@@ -9,11 +9,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
 import {
   startGateway, startRedis, startProcess, freePort, waitFor, waitForPort, track, once, sleep,
+  scrapeMetrics, metricSum,
 } from "../lib/harness.mjs";
 import { startNode, metricOver, countingClient, waitJoined, disconnectAll } from "./cluster-lib.mjs";
 
@@ -213,5 +215,105 @@ test("2 nodes behind round-robin HAProxy: polling clients chat across nodes by k
     for (const c of clients) assert.deepEqual(c.errors, [], `${c.name}: no connect_error / disconnect`);
   } finally {
     await disconnectAll(clients, nodes);
+  }
+});
+
+/**
+ * One raw keep-alive HTTP/1.1 connection, as a balancer's pooled upstream connection:
+ * `send(requestText)` resolves to the next response's `{ status, body }`, and rejects once the
+ * server closed the connection.
+ */
+async function pooledConnection(t, url) {
+  const { port } = new URL(url);
+  const conn = net.connect(Number(port), "127.0.0.1");
+  track(t, { close: () => conn.destroy() });
+  await once(conn, "connect");
+  let buf = Buffer.alloc(0);
+  let waiting = null;
+  let closed = false;
+  const settle = () => {
+    if (!waiting) return;
+    const end = buf.indexOf("\r\n\r\n");
+    if (end >= 0) {
+      const head = buf.subarray(0, end).toString();
+      const len = Number(/content-length:\s*(\d+)/i.exec(head)?.[1] ?? 0);
+      if (buf.length >= end + 4 + len) {
+        const body = buf.subarray(end + 4, end + 4 + len).toString();
+        buf = buf.subarray(end + 4 + len);
+        const w = waiting;
+        waiting = null;
+        return w.resolve({ status: Number(head.split(" ")[1]), body });
+      }
+    }
+    if (closed) {
+      const w = waiting;
+      waiting = null;
+      w.reject(new Error("the server closed the connection"));
+    }
+  };
+  conn.on("data", (d) => { buf = Buffer.concat([buf, d]); settle(); });
+  conn.on("close", () => { closed = true; settle(); });
+  conn.on("error", () => {});
+  return {
+    send(text) {
+      if (closed) return Promise.reject(new Error("the server closed the connection"));
+      return new Promise((resolve, reject) => {
+        waiting = { resolve, reject };
+        conn.write(text);
+      });
+    },
+  };
+}
+
+// Review 7: the drain guard recorded "this session's websocket is on this TCP connection" for
+// any `transport=websocket` request of a session, upgraded or not. A request without `Upgrade`
+// is answered 400 and the connection stays plain HTTP: behind a balancer, a pooled one that
+// carries other clients' requests. When the session ended (here: it leaves its last namespace
+// and is closed after ping interval + timeout), the gateway cut that connection, and with it
+// another client's poll (through nginx's round-robin config: 6 of 30 honest clients dropped,
+// and nginx took the node out of rotation). Now recorded only when the engine answers 101.
+test("a websocket request that is not an upgrade does not tie its session to a pooled connection", async (t) => {
+  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s"]));
+  const poll = (key, t) => `${gw.url}/socket.io/?EIO=4&transport=polling&sid=${key}&t=${t}`;
+  const handshake = async () => JSON.parse((await (await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`)).text()).slice(1)).sid;
+  const post = async (key, t, body) => (await fetch(poll(key, t), { method: "POST", body })).text();
+  const attacker = await handshake();
+  const victim = await handshake();
+  assert.equal(await post(attacker, "c1", "40"), "ok");
+  assert.equal(await post(victim, "c2", "40"), "ok");
+
+  // Both sessions answer pings (polling each poll, as a client does) until told to stop or
+  // closed: the attacker's ends by leaving its namespace, not by a ping timeout.
+  const keepAlive = (key, name) => {
+    let stop = false;
+    const done = (async () => {
+      for (let i = 0; !stop; i++) {
+        const r = await fetch(poll(key, `${name}${i}`));
+        const body = await r.text();
+        if (r.status !== 200 || body === "1") return r.status === 200 ? "closed" : body;
+        if (body.split("\x1e").includes("2")) await post(key, `${name}pong${i}`, "3");
+      }
+      return "stopped";
+    })();
+    return { stop: () => { stop = true; return done; }, done };
+  };
+  const victimAlive = keepAlive(victim, "v");
+  const attackerAlive = keepAlive(attacker, "a");
+
+  const pooled = await pooledConnection(t, gw.url);
+  const fake = await pooled.send(`GET /socket.io/?EIO=4&transport=websocket&sid=${attacker} HTTP/1.1\r\nHost: x\r\n\r\n`);
+  assert.equal(fake.status, 400, `a websocket request without Upgrade: ${fake.status} ${fake.body}`);
+  // The attacker's session leaves its namespace: the gateway closes it after 1 s + 1 s.
+  assert.equal(await post(attacker, "a-leave", "41"), "ok");
+  await waitFor(async () => metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_sessions_closed_no_namespace_total") === 1,
+    { timeoutMs: 10000, what: "the attacker's session closed for having no namespace" });
+  attackerAlive.stop();
+  assert.equal(await victimAlive.stop(), "stopped", "the victim's session is alive");
+
+  // The victim polls through the same pooled connection for 4 s more, answering pings.
+  for (let i = 0, end = Date.now() + 4000; Date.now() < end; i++) {
+    const r = await pooled.send(`GET /socket.io/?EIO=4&transport=polling&sid=${victim}&t=p${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.equal(r.status, 200, `the victim's poll ${i}: ${r.status} ${r.body}`);
+    if (r.body.split("\x1e").includes("2")) assert.equal(await post(victim, `pong${i}`, "3"), "ok");
   }
 });

@@ -38,7 +38,7 @@ use tokio::{sync::watch, time::Instant};
 
 use crate::{
     engine_io::{self, query_param},
-    hook::{Hook, Step},
+    hook::{Finish, Hook, Step},
 };
 
 use crate::{
@@ -205,11 +205,12 @@ pub struct EngineGuard {
 }
 
 impl Hook for EngineGuard {
-    type Carry = ();
+    /// A websocket request's session and TCP connection, recorded once the engine upgraded it.
+    type Carry = Option<(String, u64)>;
 
-    fn before(&self, req: &mut Request) -> Step<()> {
+    fn before(&self, req: &mut Request) -> Step<Self::Carry> {
         if !engine_io::is_engine_io(req.uri().path()) {
-            return Step::Continue(());
+            return Step::Continue(None);
         }
         let query = req.uri().query().unwrap_or("");
         let Some(sid) = engine_io::session_sid(req) else {
@@ -223,17 +224,19 @@ impl Hook for EngineGuard {
                     "server is draining",
                 ));
             }
-            return Step::Continue(());
+            return Step::Continue(None);
         };
         match engine_io::transport(query) {
-            Some("websocket") => {
-                if let Some(ConnectInfo(ConnInfo { id: Some(conn), .. })) =
-                    req.extensions().get::<ConnectInfo<ConnInfo>>()
-                {
-                    self.drain.note_ws(sid, *conn);
-                }
-                Step::Continue(())
-            }
+            // Recorded only once the engine answered 101: a `transport=websocket` request
+            // without `Upgrade` is answered 400 and its connection stays plain HTTP, which
+            // behind a balancer is a pooled one carrying other clients' requests (recorded at
+            // the request, the session's end cut it: review 7).
+            Some("websocket") => Step::Continue(
+                req.extensions()
+                    .get::<ConnectInfo<ConnInfo>>()
+                    .and_then(|ConnectInfo(c)| c.id)
+                    .map(|conn| (sid.to_owned(), conn)),
+            ),
             Some("polling") if req.method() == Method::GET => {
                 let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
                 if self.drain.is_closing(sid) {
@@ -252,8 +255,17 @@ impl Hook for EngineGuard {
                     })
                 }))
             }
-            _ => Step::Continue(()),
+            _ => Step::Continue(None),
         }
+    }
+
+    fn after(&self, upgrade: Self::Carry, resp: Response) -> Finish {
+        if let Some((sid, conn)) = upgrade
+            && resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        {
+            self.drain.note_ws(&sid, conn);
+        }
+        Finish::Done(resp)
     }
 }
 
