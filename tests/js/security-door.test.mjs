@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import net from "node:net";
-import { io } from "socket.io-client";
+import { io, Manager } from "socket.io-client";
 import WebSocket from "ws";
 import { startGateway, track, once, waitFor, scrapeMetrics, metricSum, sleep, freePort } from "../lib/harness.mjs";
 import { jwt, now } from "../lib/jwt.mjs";
@@ -119,6 +119,24 @@ for (const rate of ["default", "unlimited"]) {
     assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="ack_undeliverable"'), 0);
   });
 }
+
+// Review 7: the event rate was kept per namespace socket, so a connection that opened 16
+// namespaces had 16 buckets (3,227 events admitted in a burst against 202 with one). It is
+// the connection's: one bucket per Engine.IO session, shared by its namespace sockets.
+test("--event-rate is the connection's, whatever the number of namespaces it opens", async (t) => {
+  const gw = track(t, await startGateway(["--namespace", "/,/t-*", "--event-rate", "10", "--event-burst", "20"]));
+  const manager = new Manager(gw.url, { transports: ["websocket"], reconnection: false, forceNew: true });
+  const sockets = ["/t-a", "/t-b", "/t-c", "/t-d"].map((nsp) => manager.socket(nsp));
+  t.after(() => { for (const s of sockets) s.disconnect(); manager.engine?.close(); });
+  for (const s of sockets) assert.equal(await outcome(s.connect()), "connected");
+  const results = await Promise.all(sockets.flatMap((s) =>
+    Array.from({ length: 50 }, (_, i) => s.timeout(20000).emitWithAck("join", `room-${i}`))));
+  const ok = results.filter((r) => r.ok).length;
+  t.diagnostic(`${ok} of ${results.length} admitted`);
+  // One bucket of 20 (and what refills meanwhile), not four (80).
+  assert.ok(ok >= 20 && ok < 40, `${ok} admitted over 4 namespaces of one connection`);
+  assert.ok(results.filter((r) => !r.ok).every((r) => r.error === "rate limited"));
+});
 
 test("a client that stops reading costs only its own deliveries, then is closed; others are served", async (t) => {
   const gw = track(t, await startGateway(["--max-buffer", "16", "--event-rate", "0", "--ping-interval", "1s", "--ping-timeout", "1s"]));

@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod names;
 pub mod namespaces;
 pub mod origin;
+pub mod per_session;
 pub mod polling;
 pub mod pysio;
 pub mod redis_client;

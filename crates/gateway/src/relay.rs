@@ -126,7 +126,8 @@ fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal
 /// Per-connection context captured by the socket's handlers.
 struct Conn {
     gw: Arc<Gateway>,
-    bucket: TokenBucket,
+    /// The session's `--event-rate` bucket, shared by all its namespace sockets.
+    bucket: Arc<TokenBucket>,
     /// Authenticated subject (`{sub}` in room rules).
     sub: Option<String>,
     /// What the credentials grant beyond the configured rules (see `auth`).
@@ -1216,7 +1217,9 @@ pub async fn install<A: Adapter>(
     // before any client event).
     gw.rooms_changed(s.ns());
     let conn = Arc::new(Conn {
-        bucket: TokenBucket::new(cfg.event_rate, cfg.event_burst),
+        bucket: gw
+            .event_buckets
+            .get_or(s.id, || TokenBucket::new(cfg.event_rate, cfg.event_burst)),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
         ident,
         gw: gw.clone(),

@@ -63,6 +63,8 @@ pub struct Gateway {
     pub upstream: Sink,
     /// Each session's upstream events in flight (the webhook sink's per-client cap).
     pub upstream_sessions: crate::upstream::Sessions,
+    /// Each Engine.IO session's `--event-rate` bucket, shared by its namespace sockets.
+    pub event_buckets: crate::per_session::PerSession<crate::limits::TokenBucket>,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: Arc<Sticky>,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
@@ -137,6 +139,7 @@ impl Gateway {
             auth: Arc::new(auth),
             upstream,
             upstream_sessions: Default::default(),
+            event_buckets: Default::default(),
         }
     }
 

@@ -18,12 +18,9 @@
 pub mod stream;
 pub mod webhook;
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex, Weak,
-        atomic::{AtomicU32, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicU32, Ordering},
 };
 
 use socketioxide::socket::Sid;
@@ -34,6 +31,7 @@ use serde_json::{Value, json};
 use crate::{
     config::{Config, UpstreamMode},
     metrics::Metrics,
+    per_session::PerSession,
 };
 
 /// One client event on its way upstream.
@@ -64,12 +62,10 @@ pub enum SinkError {
 #[derive(Debug, Default)]
 pub struct InFlight(AtomicU32);
 
-/// The [`InFlight`] count of each Engine.IO session of this node. socketioxide gives a session
-/// one id in every namespace, so the namespace sockets of one client find the same count by
-/// their id. Looked up once per namespace connect, never per event.
+/// The [`InFlight`] count of each Engine.IO session of this node ([`PerSession`]).
 #[derive(Debug, Default)]
 pub struct Sessions {
-    counts: Mutex<HashMap<Sid, Weak<InFlight>>>,
+    counts: PerSession<InFlight>,
     /// Handed to every connection when the sink counts nothing (not a webhook): no lookup,
     /// no allocation per connection.
     unused: Arc<InFlight>,
@@ -87,17 +83,7 @@ impl Sessions {
 
     /// The count of session `sid` (made if no namespace socket of it holds one).
     pub fn of(&self, sid: Sid) -> Arc<InFlight> {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = counts.get(&sid).and_then(Weak::upgrade) {
-            return c;
-        }
-        // Sessions that went leave dead entries; drop them whenever the map doubles.
-        if counts.len() >= 1024 && counts.len().is_power_of_two() {
-            counts.retain(|_, w| w.strong_count() > 0);
-        }
-        let c = Arc::new(InFlight::default());
-        counts.insert(sid, Arc::downgrade(&c));
-        c
+        self.counts.get_or(sid, InFlight::default)
     }
 }
 
