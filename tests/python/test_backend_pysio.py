@@ -1,7 +1,8 @@
 """python-socketio's RedisManager(write_only=True) — a real Python backend — reaching clients of
 sio-gateway nodes through --pysio-channel: emit to everyone / a room / a socket id, skip_sid,
 enter_room / leave_room / close_room / disconnect; each client gets each emit once although
-two nodes obey the channel; a legacy pickle message is refused and counted."""
+two nodes obey the channel; a legacy pickle message is refused and counted, a message over the
+size limit is dropped undecoded."""
 import pickle
 import subprocess
 import threading
@@ -137,6 +138,14 @@ def test_redis_manager_write_only_reaches_gateway_clients(gateway_factory, redis
         wait_until(lambda: metric(n1, "sio_gateway_dropped_messages_total", 'reason="pickle"') == 1, "pickle counted")
         assert metric(n2, "sio_gateway_dropped_messages_total", 'reason="pickle"') == 1
         wait_until(lambda: metric(n1, "sio_gateway_dropped_messages_total", 'reason="pysio_invalid"') == 1, "garbage counted")
+        # A message over the size limit (8 MiB at these settings) is dropped before it is
+        # decoded (review 7: a Redis writer's 15 MB message cost each node ~300 MB).
+        r = redis.Redis.from_url(redis_url)
+        big = b'{"method":"emit","event":"news","data":"' + b"x" * (9 << 20) + b'","namespace":"/"}'
+        r.publish(CHANNEL, big)
+        r.close()
+        wait_until(lambda: metric(n1, "sio_gateway_dropped_messages_total", 'reason="pysio_too_large"') == 1, "too large counted")
+        assert metric(n2, "sio_gateway_dropped_messages_total", 'reason="pysio_too_large"') == 1
         mgr.emit("news", "still alive", to=a.sid)
         wait_until(lambda: a.got[-1] == ["still alive"], "still working")
         assert ["pickled"] not in a.got

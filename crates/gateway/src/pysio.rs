@@ -14,7 +14,7 @@
 //! argument); emits asking for a callback are delivered without it (the ack would have to
 //! travel back to the Python host). An emit into a history room (`--history`) is delivered
 //! without an offset and counted in `history_bypassed_total` (on each node, as each applies it).
-use std::{str::FromStr, sync::Arc};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use fred::prelude::*;
@@ -23,7 +23,7 @@ use sio_wire::{PyManagerMessage, WireError, decode_py_message};
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, socket::Sid};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::state::Gateway;
+use crate::{state::Gateway, warn_limit::WarnLimit};
 
 /// Zero event arguments (`emit("event")`): socketioxide spreads tuples.
 struct NoArgs;
@@ -71,6 +71,7 @@ async fn run<A: Adapter>(
     io: SocketIo<A>,
     mut rx: tokio::sync::broadcast::Receiver<fred::types::Message>,
 ) {
+    let max_message = gw.config.max_redis_message();
     let dropped = |reason: &str| {
         gw.metrics
             .dropped_messages_total
@@ -93,6 +94,20 @@ async fn run<A: Adapter>(
             dropped("pysio_invalid");
             continue;
         };
+        // Before decoding: a Redis writer's 15 MB message cost each node ~300 MB (review 7).
+        if bytes.len() > max_message {
+            dropped("pysio_too_large");
+            static WARN: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+            if let Some(held_back) = WARN.allow() {
+                tracing::warn!(
+                    bytes = bytes.len(),
+                    limit = max_message,
+                    held_back,
+                    "python-socketio message over the size limit, dropped (counted in dropped_messages_total{{reason=\"pysio_too_large\"}}; warned at most every 10 s)"
+                );
+            }
+            continue;
+        }
         match decode_py_message(bytes) {
             Ok(m) => apply(&gw, &io, m).await,
             Err(WireError::Pickle) => {

@@ -261,14 +261,6 @@ fn pubsub_mode(config: &Config) -> PubSubMode {
 /// node's CPU at 10 broadcasts/s to its 1,000 sockets (BENCHMARKS.md, issue 18).
 const ROOM_FULL_SYNC: Duration = Duration::from_secs(10);
 
-/// The longest adapter message a node accepts: the adapter's default (8 MiB), or room for
-/// twice a client's largest message (`--max-payload`, as its packet and the envelope's room
-/// lists) when that is larger, so the cluster never drops its own nodes' broadcasts.
-fn max_inbound_bytes(config: &Config) -> usize {
-    let payload = usize::try_from(config.max_payload).unwrap_or(usize::MAX);
-    sio_redis_adapter::MAX_INBOUND_BYTES.max(payload.saturating_mul(2).saturating_add(64 << 10))
-}
-
 impl Cluster {
     /// Connect the adapter and the registry client to `url`. Fails if Redis is unreachable now.
     pub async fn connect(config: &Config, url: &str) -> anyhow::Result<Arc<Cluster>> {
@@ -280,7 +272,7 @@ impl Cluster {
             // full listing of local memberships runs after a change only, and otherwise as
             // a safety net.
             room_full_sync_interval: ROOM_FULL_SYNC,
-            max_inbound_bytes: max_inbound_bytes(config),
+            max_inbound_bytes: config.max_redis_message(),
             ..AdapterConfig::default()
         };
         let prefix = registry::prefix(&adapter_config.key);

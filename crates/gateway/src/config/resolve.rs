@@ -404,6 +404,16 @@ fn jwt_alg_fits_key(o: &Options) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The longest message a node accepts from Redis pub/sub (the adapter's channels, the
+    /// python-socketio channel): the adapter's default (8 MiB), or room for twice a client's
+    /// largest message (`--max-payload`, as its packet and the envelope's room lists) when that
+    /// is larger, so the cluster never drops its own nodes' broadcasts. Anyone who can PUBLISH
+    /// sends these, and decoding one takes up to ~40 times its bytes.
+    pub fn max_redis_message(&self) -> usize {
+        let payload = usize::try_from(self.max_payload).unwrap_or(usize::MAX);
+        sio_redis_adapter::MAX_INBOUND_BYTES.max(payload.saturating_mul(2).saturating_add(64 << 10))
+    }
+
     /// The options holding a published demo placeholder ([`is_demo_secret`]); only possible
     /// with `--allow-demo-secrets`, and said at start-up.
     pub fn demo_secrets(&self) -> Vec<&'static str> {
