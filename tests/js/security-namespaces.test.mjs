@@ -168,3 +168,32 @@ test("cluster: refused connects leave no Redis subscriptions behind", async (t) 
     throw new Error(`${e.message}; left: ${left.slice(0, 5).join(", ")}`);
   });
 });
+
+// Review 7: --max-namespaces is the node's pool, and one client filled it (64 websockets × 16
+// namespaces: all 1,000 in 214 ms), so every tenant whose namespace did not exist yet was
+// refused. A session may be in at most 8 pattern namespaces at once; a place comes back when
+// one of its sockets leaves.
+test("one connection is in at most 8 pattern namespaces at once; others still get theirs", async (t) => {
+  const gw = track(t, await startGateway(["--namespace", "/", "--namespace", "/tenant-*"]));
+  const { m, outcomes } = await connectMany(gw.url, 9, "tenant-hog-");
+  t.after(() => m.engine.close());
+  assert.equal(outcomes.filter((o) => o === "connected").length, 8, outcomes.join(", "));
+  assert.deepEqual(outcomes.filter((o) => o !== "connected"), ["too many namespaces on this connection (max 8)"]);
+  const metrics = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(metrics, "sio_gateway_connections_refused_total", 'reason="session_namespaces"'), 1);
+  // A place comes back when a socket leaves.
+  const before = metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_connections");
+  m.socket("/tenant-hog-0").disconnect();
+  await waitFor(async () => metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_connections") === before - 1,
+    { what: "the socket that left is gone" });
+  const again = m.socket("/tenant-again");
+  assert.equal(await new Promise((resolve) => {
+    again.once("connect", () => resolve("connected"));
+    again.once("connect_error", (e) => resolve(e.message));
+  }), "connected");
+  // Another connection gets its own places.
+  const other = await anchored(gw.url);
+  t.after(() => other.engine.close());
+  const tenant = other.socket("/tenant-x");
+  await once(tenant, "connect");
+});

@@ -57,6 +57,8 @@ pub enum Refusal {
     TooManyNamespaces(#[from] crate::namespaces::TooMany),
     #[error(transparent)]
     Namespace(#[from] EnterError),
+    #[error(transparent)]
+    TooManyHere(#[from] crate::namespaces::TooManyHere),
     #[error("too many connection attempts on this session at once; retry after the others")]
     AttemptsAtOnce,
     #[error("too many refused connection attempts on this session")]
@@ -128,6 +130,10 @@ struct Conn {
     gw: Arc<Gateway>,
     /// The session's `--event-rate` bucket, shared by all its namespace sockets.
     bucket: Arc<TokenBucket>,
+    /// This socket's place among its session's pattern namespaces: given back at its
+    /// disconnection (socketioxide may keep a disconnected socket, and so this state, until
+    /// its session ends).
+    namespace_place: std::sync::Mutex<Option<crate::namespaces::SessionPlace>>,
     /// Authenticated subject (`{sub}` in room rules).
     sub: Option<String>,
     /// What the credentials grant beyond the configured rules (see `auth`).
@@ -1174,6 +1180,22 @@ pub async fn install<A: Adapter>(
     };
     // `admit` put it there (without it, never, the id counts as public).
     let pending = s.extensions.remove::<Arc<Pending>>();
+    // A pattern namespace takes one of the session's places (see `namespaces`).
+    let namespace_place = if gw.namespaces.is_dynamic(s.ns()) {
+        match gw.session_namespaces.get_or(s.id, Default::default).take() {
+            Some(place) => Some(place),
+            None => {
+                gw.metrics
+                    .connections_refused_total
+                    .with_label_values(&["session_namespaces"])
+                    .inc();
+                gw.namespaces.left(&io, s.ns());
+                return Err(crate::namespaces::TooManyHere.into());
+            }
+        }
+    } else {
+        None
+    };
     // The session's id is public since its first namespace: empty the room of anyone who
     // joined it here meanwhile, on every node, before the socket is in it (see
     // `engine_sessions`). A first CONNECT's id was never shown to anyone.
@@ -1220,6 +1242,7 @@ pub async fn install<A: Adapter>(
         bucket: gw
             .event_buckets
             .get_or(s.id, || TokenBucket::new(cfg.event_rate, cfg.event_burst)),
+        namespace_place: std::sync::Mutex::new(namespace_place),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
         ident,
         gw: gw.clone(),
@@ -1317,6 +1340,12 @@ pub async fn install<A: Adapter>(
             }
         }
         gw.namespaces.left(&io, s.ns());
+        drop(
+            conn.namespace_place
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         // Its rooms are left by socketioxide after this handler: the adapter's next tick
         // unsubscribes those that emptied.
         gw.rooms_changed(s.ns());

@@ -65,6 +65,8 @@ pub struct Gateway {
     pub upstream_sessions: crate::upstream::Sessions,
     /// Each Engine.IO session's `--event-rate` bucket, shared by its namespace sockets.
     pub event_buckets: crate::per_session::PerSession<crate::limits::TokenBucket>,
+    /// How many pattern namespaces each Engine.IO session is in (see `namespaces`).
+    pub session_namespaces: crate::per_session::PerSession<crate::namespaces::SessionCount>,
     /// Pre-rendered sticky-session headers, added to every handshake response.
     pub sticky: Arc<Sticky>,
     /// The secret keys polling sessions present as `sid` (see [`crate::session_key`]).
@@ -140,6 +142,7 @@ impl Gateway {
             upstream,
             upstream_sessions: Default::default(),
             event_buckets: Default::default(),
+            session_namespaces: Default::default(),
         }
     }
 
