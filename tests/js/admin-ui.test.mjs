@@ -122,6 +122,12 @@ test("admin UI readonly: commands refused and counted; guessing is rate-limited;
   await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_admin_ui_commands_total", 'result="refused"') === 2, { what: "2 refused commands" });
   assert.ok(alice.connected, "readonly: the socket stays");
   assert.equal(spoofed, false);
+  // Review 7: each refused command was an INFO line (100,000 in 5 s); counted each, logged at
+  // most once per 10 s.
+  for (let i = 0; i < 500; i++) a.s.emit("emit", "/", null, "spoof", i);
+  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_admin_ui_commands_total", 'result="refused"') === 502, { what: "502 refused commands" });
+  const lines = gw.output().split("\n").filter((l) => l.includes("admin UI command refused")).length;
+  assert.ok(lines >= 1 && lines <= 2, `${lines} log lines for 502 refused commands`);
 
   // Burst of 5 attempts per address (one is spent above), then refused before any hashing.
   const answers = [];

@@ -54,6 +54,7 @@ use crate::{
     config::{AdminUi, Config},
     listener::ConnInfo,
     metrics::Metrics,
+    warn_limit::WarnLimit,
 };
 pub use auth::{AdminAuth, AdminAuthError};
 
@@ -539,7 +540,12 @@ async fn authenticate<A: Adapter>(
                 .auth_failures_total
                 .with_label_values(&[e.reason()])
                 .inc();
-            tracing::info!(remote = ?remote, error = %e, "admin UI connect refused");
+            // Wrong credentials are throttled per connection, not per node: one line per
+            // interval, each refusal counted.
+            static LOG: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+            if let Some(held_back) = LOG.allow() {
+                tracing::info!(remote = ?remote, error = %e, held_back, "admin UI connect refused (each is counted in auth_failures_total; logged at most every 10 s)");
+            }
             Err(e)
         }
     }
@@ -608,7 +614,16 @@ impl Admin {
     async fn command<A: Adapter>(&self, io: &SocketIo<A>, event: &str, args: Vec<Value>) {
         if self.mode != AdminUi::Full {
             self.commands.with_label_values(&["refused"]).inc();
-            tracing::info!(event, "admin UI command refused: --admin-ui readonly");
+            // One line per interval: a logged-in admin can send commands as fast as it likes
+            // (review 7: 100,000 in 5 s were as many INFO lines). Each is counted.
+            static LOG: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+            if let Some(held_back) = LOG.allow() {
+                tracing::info!(
+                    event,
+                    held_back,
+                    "admin UI command refused: --admin-ui readonly (each is counted in admin_ui_commands_total{{result=\"refused\"}}; logged at most every 10 s)"
+                );
+            }
             return;
         }
         let text = |i: usize| args.get(i).and_then(Value::as_str).map(str::to_owned);
@@ -664,7 +679,10 @@ impl Admin {
             Ok(()) => self.commands.with_label_values(&["ok"]).inc(),
             Err(e) => {
                 self.commands.with_label_values(&["failed"]).inc();
-                tracing::info!(event, error = %e, "admin UI command failed");
+                static LOG: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+                if let Some(held_back) = LOG.allow() {
+                    tracing::info!(event, error = %e, held_back, "admin UI command failed (each is counted; logged at most every 10 s)");
+                }
             }
         }
     }
