@@ -76,6 +76,8 @@ pub struct Gateway {
     /// What the cluster answers (room sync, presence); [`crate::cluster_view::SingleNode`]
     /// without `--redis`.
     pub cluster: Arc<dyn ClusterView>,
+    /// The HTTP API's cluster socket listings, shared by concurrent requests.
+    pub listings: crate::cluster_view::Listings,
     /// The Admin UI's server side, with `--admin-ui`.
     pub admin: Option<Arc<Admin>>,
     /// Room histories (`--history`): the append point of every broadcast into a history room.
@@ -126,6 +128,7 @@ impl Gateway {
             session_keys: Arc::new(SessionKeys::new(config.ping_interval + config.ping_timeout)),
             polling: Default::default(),
             cluster,
+            listings: Default::default(),
             conn_limit: ConnectionLimit::new(config.max_connections),
             namespaces: Arc::new(Namespaces::new(&config.namespace, config.max_namespaces)),
             engine_sessions: Arc::new(EngineSessions::new(Closer {

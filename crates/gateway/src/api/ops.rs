@@ -338,8 +338,13 @@ pub async fn sockets<A: Adapter>(
     let op = t.operators(&st)?;
     let local = st.io.of(&t.nsp);
     let node_id = st.gw.node_id();
+    // Cluster mode. The presence future is lazy: unpolled when a listing is shared.
     if let Some(presence) = st.gw.cluster.presence(t.nsp.clone(), t.rooms.clone()) {
-        return cluster_sockets(presence, op, local, limit, node_id).await;
+        let listing = st
+            .gw
+            .listings
+            .get(t.nsp.clone(), t.rooms.clone(), move || presence);
+        return cluster_sockets(listing, op, local, limit, node_id).await;
     }
     let mut found = op.fetch_sockets().await.map_err(ApiError::unavailable)?;
     let total = found.len();
@@ -384,7 +389,7 @@ pub async fn sockets<A: Adapter>(
 /// configured node id; a remote socket carries only what its node sent (Node's `socket.data`)
 /// and the node id a gateway gives with its sockets (`null` for a Node.js peer's).
 async fn cluster_sockets<A: Adapter>(
-    presence: futures_util::future::BoxFuture<'static, crate::cluster_view::PresenceResult>,
+    presence: crate::cluster_view::SharedListing,
     op: BroadcastOperators<A>,
     local: Option<BroadcastOperators<A>>,
     limit: usize,
@@ -399,12 +404,13 @@ async fn cluster_sockets<A: Adapter>(
         .into_iter()
         .map(|s| s.data().id.to_string())
         .collect();
-    let found = presence.await.map_err(ApiError::unavailable)?;
+    let answer = presence.await;
+    let found = answer.as_ref().as_ref().map_err(ApiError::unavailable)?;
     let complete = found.complete();
     let total = found.items.len();
     let list: Vec<Value> = found
         .items
-        .into_iter()
+        .iter()
         .take(limit)
         .map(|s| {
             // This node's sockets, or what the answering gateway said (`None`: a Node peer's).
@@ -425,7 +431,7 @@ async fn cluster_sockets<A: Adapter>(
             };
             // Node reports a socket in the room named after its id; socketioxide (the
             // single-node listing) does not: drop it so both modes answer alike.
-            let rooms: Vec<String> = s.rooms.into_iter().filter(|r| *r != s.id).collect();
+            let rooms: Vec<String> = s.rooms.iter().filter(|r| **r != s.id).cloned().collect();
             json!({
                 "id": s.id,
                 "node": node,
