@@ -294,7 +294,7 @@ test("a websocket request that is not an upgrade does not tie its session to a p
         if (body.split("\x1e").includes("2")) await post(key, `${name}pong${i}`, "3");
       }
       return "stopped";
-    })();
+    })().catch((e) => `gone: ${e.message}`); // the gateway stops with the test
     return { stop: () => { stop = true; return done; }, done };
   };
   const victimAlive = keepAlive(victim, "v");

@@ -284,7 +284,7 @@ fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
         .and_then(|c| c.0.id)
 }
 
-/// [`handshake_conn`] when the handshake was a websocket (then it is the session's own
+/// `handshake_conn` when the handshake was a websocket (then it is the session's own
 /// connection), else `None`: a polling handshake's connection may since carry other requests,
 /// other clients' too behind a balancer that pools its upstream connections, so it is never
 /// cut for one session.

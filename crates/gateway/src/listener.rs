@@ -15,7 +15,7 @@
 //! Write stalls: a client that stops reading leaves the task writing to it parked on a full
 //! socket forever (engineioxide's heartbeat cannot close it: its close waits behind that
 //! writer). Each stream notes when a write last found the socket full and made no progress; a
-//! sweeper ([`ConnRegistry::sweep_stalled`]) cuts connections stalled longer than the heartbeat
+//! sweeper ([`ConnRegistry::sweep`]) cuts connections stalled longer than the heartbeat
 //! would allow (`--ping-interval` + `--ping-timeout`), counted in
 //! `connections_closed_stalled_total`. The connection id reaches request handlers
 //! (and socketioxide's handshake request parts) through axum's `ConnectInfo<ConnInfo>`.

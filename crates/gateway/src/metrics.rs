@@ -7,7 +7,7 @@
 //! endpoint), which keeps it exact across transport upgrades at zero cost per message. That
 //! walk is O(local sockets), and `/metrics` is on the client port unless `--metrics-listen`
 //! moves it, so anyone could make the node walk its whole socket table per request: recounts
-//! are paced ([`Recount`]) to at most 1 % of one core, and scrapes in between serve the last
+//! are paced (`Recount`) to at most 1 % of one core, and scrapes in between serve the last
 //! count.
 use std::{
     sync::{Arc, Mutex},
@@ -98,7 +98,7 @@ pub struct Metrics {
     pub namespaces: IntGauge,
     pub draining: IntGauge,
     pub http_requests_total: IntCounterVec,
-    /// Recounts of `connections` made by scrapes (see [`Recount`]).
+    /// Recounts of `connections` made by scrapes (see `Recount`).
     pub connections_recounts_total: IntCounter,
     recount: Recount,
 }

@@ -37,7 +37,7 @@ use crate::{
         metrics::outcome,
         replay::{self, ReplayError},
         since::{self, JoinArg, JoinArgError, Since},
-        stream::{Page, Read, Skipped, StoreError, StreamStore},
+        stream::{Page, Read, StoreError, StreamStore},
     },
     limits::TokenBucket,
     namespaces::EnterError,
@@ -718,7 +718,7 @@ impl Conn {
         let mut res = Ok(());
         // A page at a time, each sent before the next is read: what the replay holds is one page.
         'pages: loop {
-            skipped += self.count_skipped(&page);
+            skipped += page.count_skipped(&self.gw.history.metrics.skipped);
             for m in &page.entries {
                 // Not as a gateway writes them (written to Redis by someone else): left out.
                 let args = match m.checked_args() {
@@ -854,20 +854,6 @@ impl Conn {
                 position(epoch.as_str(), upto.unwrap_or(last), extra)
             }
         }
-    }
-
-    /// Count the entries the read script left out of `page` (`history_skipped_total`); how many.
-    fn count_skipped(&self, page: &Page) -> u64 {
-        let hm = &self.gw.history.metrics;
-        for (n, why) in [
-            (page.oversized, Skipped::Oversized),
-            (page.malformed, Skipped::Malformed),
-        ] {
-            if n > 0 {
-                hm.skipped.with_label_values(&[why.as_str()]).inc_by(n);
-            }
-        }
-        page.oversized + page.malformed
     }
 
     /// Join `room` unless that takes the socket past `--max-rooms` (the socket's own-id room

@@ -165,7 +165,7 @@ impl Gateway {
     }
 
     /// Local membership of `nsp` changed other than by a join followed by `ensure_rooms`
-    /// (see [`ClusterView::rooms_changed`](crate::cluster_view::ClusterView::rooms_changed)).
+    /// (see [`crate::cluster_view::ClusterView::rooms_changed`]).
     pub fn rooms_changed(&self, nsp: &str) {
         self.cluster.rooms_changed(nsp);
     }

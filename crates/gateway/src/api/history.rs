@@ -18,7 +18,7 @@ use crate::{
     history::{
         epoch::Epoch,
         since::parse_offset,
-        stream::{Read, Skipped, StreamStore},
+        stream::{Read, StreamStore},
     },
     names::{MAX_NAME_LEN, valid_len},
     state::AppState,
@@ -205,20 +205,7 @@ async fn read_stream<A: Adapter>(
         }
         Read::Miss => (Vec::new(), Some("trimmed"), None),
         Read::Replay(page) => {
-            let mut skipped = 0;
-            for (n, why) in [
-                (page.oversized, Skipped::Oversized),
-                (page.malformed, Skipped::Malformed),
-            ] {
-                if n > 0 {
-                    history
-                        .metrics
-                        .skipped
-                        .with_label_values(&[why.as_str()])
-                        .inc_by(n);
-                    skipped += n;
-                }
-            }
+            let mut skipped = page.count_skipped(&history.metrics.skipped);
             let mut messages = Vec::with_capacity(page.entries.len());
             for m in page.entries {
                 match m.checked_args() {

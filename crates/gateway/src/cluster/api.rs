@@ -2,7 +2,7 @@
 //!
 //! Protected like the rest of the HTTP API, by the same middleware
 //! ([`crate::api::keys::require_api_key`]: `Authorization: Bearer <key>`, constant-time compare;
-//! without `--api-key` the API is disabled, 404). Added to the router by [`Cluster::wrap`].
+//! without `--api-key` the API is disabled, 404). Added to the router by [`Cluster::api_routes`].
 use std::sync::Arc;
 
 use axum::{

@@ -193,7 +193,7 @@ impl Forwarder {
     }
 
     /// Target URI on `base` (an advertise URL) for the request's path and query. `base` must
-    /// name an origin only ([`super::advertise`]; the registry already drops any other, this
+    /// name an origin only ([`crate::config::advertise`]; the registry already drops any other, this
     /// is the last line): a path or query in it would make the client's request one for any
     /// URL this node can reach.
     fn target(base: &str, uri: &Uri) -> Result<Uri, ForwardError> {

@@ -11,7 +11,7 @@
 //!   a TTL, refreshed by a heartbeat, deleted on drain; `GET /api/v1/cluster` ([`api`]) lists them.
 //!   The same module keeps the `sid -> node` records of long-polling sessions. Both are signed
 //!   with `--cluster-secret`, and what fails the signature or the advertise URL rule
-//!   ([`advertise`]: an origin only) is ignored, so writing to Redis does not choose where a
+//!   ([`crate::config::advertise`]: an origin only) is ignored, so writing to Redis does not choose where a
 //!   node forwards.
 //! * [`sessions`]: the middleware in front of `/socket.io/`: it remembers the Engine.IO sessions
 //!   opened here and, for a request whose session lives on another node, finds the owner

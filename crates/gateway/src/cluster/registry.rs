@@ -22,7 +22,7 @@
 //! * a session record is `<node-id> <hex HMAC-SHA256(secret, JSON array of
 //!   "sio-gateway/sid/1", its Redis key (which holds the session key's digest), node id)>`;
 //! * a reader ignores an entry that is malformed, unsigned, wrongly signed, stored under
-//!   another key, or whose advertise URL is not an origin ([`super::advertise`]); each is
+//!   another key, or whose advertise URL is not an origin ([`crate::config::advertise`]); each is
 //!   counted in `polling_forwards_total{result="untrusted"}` and warned at most every 10 s.
 //!
 //! Without `--cluster-secret` a node never forwards: it writes its entry unsigned and lists

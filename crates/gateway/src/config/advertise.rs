@@ -6,7 +6,7 @@
 //! ([`crate::cluster::forward`]). An advertise URL with a path or a query of its own (e.g.
 //! `http://127.0.0.1:31420/internal/admin/secrets?x=`) would turn a client's poll into a request
 //! for any URL the node can reach, its answer handed back to the client (SSRF). The same rule is
-//! applied where the URL is configured ([`crate::cluster::resolve`], refused at start-up) and wherever a
+//! applied where the URL is configured ([`super::resolve`], refused at start-up) and wherever a
 //! node reads it from Redis ([`crate::cluster::registry`]: such an entry is ignored), so a URL that passes
 //! here can only ever name an origin.
 use std::fmt;

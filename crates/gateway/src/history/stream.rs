@@ -102,6 +102,22 @@ pub struct Page {
     pub more: bool,
 }
 
+impl Page {
+    /// Count what the read script left out of this page in `skipped` (`history_skipped_total`,
+    /// by reason); how many that was.
+    pub fn count_skipped(&self, skipped: &prometheus::IntCounterVec) -> u64 {
+        for (n, why) in [
+            (self.oversized, Skipped::Oversized),
+            (self.malformed, Skipped::Malformed),
+        ] {
+            if n > 0 {
+                skipped.with_label_values(&[why.as_str()]).inc_by(n);
+            }
+        }
+        self.oversized + self.malformed
+    }
+}
+
 impl Stored {
     /// The arguments, as a gateway or emitter writes them: a JSON array of values holding no
     /// `_placeholder` object (receivers would read one as a binary attachment reference: the
