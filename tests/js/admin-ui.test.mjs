@@ -124,8 +124,14 @@ test("admin UI readonly: commands refused and counted; guessing is rate-limited;
   assert.equal(spoofed, false);
   // Review 7: each refused command was an INFO line (100,000 in 5 s); counted each, logged at
   // most once per 10 s.
+  // (The default --event-rate, 100/s with a burst of 200, turns some away before readonly's
+  // check: counted as rate_limited.)
   for (let i = 0; i < 500; i++) a.s.emit("emit", "/", null, "spoof", i);
-  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_admin_ui_commands_total", 'result="refused"') === 502, { what: "502 refused commands" });
+  await waitFor(async () => {
+    const m = await scrapeMetrics(`${gw.url}/metrics`);
+    return metricSum(m, "sio_gateway_admin_ui_commands_total", 'result="refused"')
+      + metricSum(m, "sio_gateway_admin_ui_commands_total", 'result="rate_limited"') === 502;
+  }, { what: "502 refused commands" });
   const lines = gw.output().split("\n").filter((l) => l.includes("admin UI command refused")).length;
   assert.ok(lines >= 1 && lines <= 2, `${lines} log lines for 502 refused commands`);
 
@@ -139,6 +145,33 @@ test("admin UI readonly: commands refused and counted; guessing is rate-limited;
   // Without --admin-ui the namespace does not exist.
   const plain = track(t, await startGateway([]));
   assert.match(await refused(t, plain.url, { username: "admin", password: "s3cret" }), /Invalid namespace/);
+});
+
+test("admin UI: a logged-in admin's commands are held to --event-rate (review 7: any rate)", async (t) => {
+  const gw = track(t, await startGateway(["--admin-ui", "full", "--admin-ui-password-hash", HASH,
+    "--event-rate", "10", "--event-burst", "20"]));
+  const alice = await client(t, gw.url);
+  const a = admin(t, gw.url, { username: "admin", password: "s3cret" });
+  await once(a.s, "connect");
+  await waitFor(() => a.got.config && a.got.sockets, { what: "config" });
+  const started = Date.now();
+  for (let i = 0; i < 300; i++) a.s.emit("join", "/", `r${i}`, alice.id);
+  const count = (m, result) => metricSum(m, "sio_gateway_admin_ui_commands_total", `result="${result}"`);
+  let m;
+  await waitFor(async () => {
+    m = await scrapeMetrics(`${gw.url}/metrics`);
+    return count(m, "ok") + count(m, "rate_limited") === 300;
+  }, { what: "300 commands counted" });
+  const seconds = (Date.now() - started) / 1000;
+  const ran = count(m, "ok");
+  // A burst of 20, then 10/s while the 300 arrive and are counted.
+  assert.ok(ran >= 20 && ran <= 20 + Math.ceil(10 * seconds) + 1, `${ran} of 300 ran in ${seconds} s`);
+  const lines = gw.output().split("\n").filter((l) => l.includes("admin UI command over --event-rate")).length;
+  assert.ok(lines >= 1 && lines <= 2, `${lines} log lines for ${300 - ran} commands over the rate`);
+  // What ran, ran (each join is reported back to the UI), and nothing else.
+  const joined = () => a.got.events.filter(([e, nsp, room, id]) => e === "room_joined" && id === alice.id && room.startsWith("r")).length;
+  await waitFor(() => joined() === ran, { what: `${ran} room_joined reports` });
+  assert.ok(a.s.connected, "the admin stays connected");
 });
 
 test("admin UI, 2 nodes over Redis: one UI sees both servers and their sockets, and acts on the other node", async (t) => {

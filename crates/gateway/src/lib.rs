@@ -35,6 +35,7 @@ pub mod config;
 pub mod drain;
 pub mod engine_io;
 pub mod engine_sessions;
+pub mod event_rate;
 pub mod health;
 pub mod heap;
 pub mod history;

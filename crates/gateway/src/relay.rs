@@ -24,13 +24,14 @@ use socketioxide::{
     BroadcastError, ParserError, SocketIo,
     adapter::Adapter,
     extract::{Event, SocketRef, State, TryData},
-    handler::{FromMessageParts, MessageHandler, Value},
+    handler::{FromMessageParts, Value},
     socket::{DisconnectReason, Sid, Socket},
 };
 
 use crate::{
     ack::Ack,
     engine_sessions::{Left, Pending, TooMany, Transport},
+    event_rate::Gate,
     history::{
         Recovery, RoomHistory,
         message::{Args, Delivery, Mark, Offset},
@@ -262,33 +263,16 @@ const SOCKET_ID_ROOM_PUBLISH: &str = "a socket's own room (named after its id) i
 
 use crate::names::valid_len as valid_name;
 
-/// A client event handler behind its connection's event rate (`--event-rate`).
-///
-/// socketioxide runs every async handler in a task of its own, spawned for each event before
-/// the handler's first line; the rate limit used to be that first line. So an event over the
-/// rate still cost a task (~7 KB queued), and a client whose events arrive faster than the
-/// workers run tasks piled them up: a polling POST of 35,000 events is handed to the handler
-/// in one synchronous loop, and two clients doing so in turn grew a node by 330 MB/s
-/// (review 6, BENCHMARKS/security.md). The gate takes the event's token in socketioxide's
-/// call, before any task: an event over the rate is counted, answered (if acked) and dropped
-/// there, and only admitted events reach the handler's task.
-struct Gate<H> {
-    conn: Arc<Conn>,
-    handler: H,
-}
+/// A client event over `--event-rate`: counted, and refused in its ack if it has one (see
+/// [`crate::event_rate::Gate`]).
+impl crate::event_rate::Door for Conn {
+    fn admit(&self) -> bool {
+        self.admit_event()
+    }
 
-impl<A, T, H> MessageHandler<A, T> for Gate<H>
-where
-    A: Adapter,
-    T: Send + Sync + 'static,
-    H: MessageHandler<A, T>,
-{
-    fn call(&self, s: Arc<Socket<A>>, mut v: Value, ack_id: Option<i64>) {
-        if self.conn.admit_event() {
-            return self.handler.call(s, v, ack_id);
-        }
+    fn refuse<A: Adapter>(&self, s: Arc<Socket<A>>, mut v: Value, ack_id: Option<i64>) {
         let Ok(ack) = Ack::from_message_parts(&s, &mut v, &ack_id);
-        ack.rate_limited(&self.conn.gw, &self.conn.replies);
+        ack.rate_limited(&self.gw, &self.replies);
     }
 }
 
@@ -364,12 +348,9 @@ impl Conn {
         ack.send(&self.gw, &self.replies, v);
     }
 
-    /// `handler`, behind this connection's event rate (see [`Gate`]).
-    fn gate<H>(self: &Arc<Self>, handler: H) -> Gate<H> {
-        Gate {
-            conn: self.clone(),
-            handler,
-        }
+    /// `handler`, behind this connection's event rate.
+    fn gate<H>(self: &Arc<Self>, handler: H) -> Gate<Conn, H> {
+        Gate::new(self.clone(), handler)
     }
 
     async fn join<A: Adapter>(
@@ -1217,7 +1198,6 @@ pub async fn install<A: Adapter>(
     // emitters, Node peers) address one socket with `rooms: [id]` or leave it out with
     // `except: [id]`. ~200 bytes per connection in socketioxide's room map.
     s.join(s.id.to_string());
-    let cfg = &gw.config;
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);
     // The own-id room's channel is subscribed on the adapter's next tick, with the other
@@ -1225,9 +1205,7 @@ pub async fn install<A: Adapter>(
     // before any client event).
     gw.rooms_changed(s.ns());
     let conn = Arc::new(Conn {
-        bucket: gw
-            .event_buckets
-            .get_or(s.id, || TokenBucket::new(cfg.event_rate, cfg.event_burst)),
+        bucket: gw.event_rate.bucket(s.id),
         namespace_place: std::sync::Mutex::new(namespace_place),
         sub: ident.as_ref().and_then(|i| i.sub.clone()),
         ident,

@@ -16,6 +16,7 @@ use crate::{
     config::Config,
     drain::Drain,
     engine_sessions::{Closer, EngineSessions},
+    event_rate::EventRate,
     health::{Readiness, ReadyCheck},
     history::History,
     limits::ConnectionLimit,
@@ -63,8 +64,9 @@ pub struct Gateway {
     pub upstream: Sink,
     /// Each session's upstream events in flight (the webhook sink's per-client cap).
     pub upstream_sessions: crate::upstream::Sessions,
-    /// Each Engine.IO session's `--event-rate` bucket, shared by its namespace sockets.
-    pub event_buckets: crate::per_session::PerSession<crate::limits::TokenBucket>,
+    /// Each Engine.IO session's `--event-rate` bucket, shared by its namespace sockets (the
+    /// relay's and the Admin UI's).
+    pub event_rate: Arc<EventRate>,
     /// How many pattern namespaces each Engine.IO session is in (see `namespaces`).
     pub session_namespaces: crate::per_session::PerSession<crate::namespaces::SessionCount>,
     /// Pre-rendered sticky-session headers, added to every handshake response.
@@ -115,8 +117,14 @@ impl Gateway {
             history_store,
             metrics.registry(),
         ));
+        let event_rate = Arc::new(EventRate::new(config.event_rate, config.event_burst));
         Gateway {
-            admin: Admin::new(&config, metrics.clone(), cluster.clone()),
+            admin: Admin::new(
+                &config,
+                metrics.clone(),
+                cluster.clone(),
+                event_rate.clone(),
+            ),
             history,
             chat: Arc::new(Chat::new(
                 config.client_js.as_deref(),
@@ -144,7 +152,7 @@ impl Gateway {
             auth: Arc::new(auth),
             upstream,
             upstream_sessions: Default::default(),
-            event_buckets: Default::default(),
+            event_rate,
             session_namespaces: Default::default(),
         }
     }

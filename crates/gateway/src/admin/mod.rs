@@ -44,7 +44,8 @@ use socketioxide::{
     SocketIo,
     adapter::Adapter,
     extract::{Data, SocketRef, State, TryData},
-    handler::ConnectHandler,
+    handler::{ConnectHandler, Value as HandlerValue},
+    socket::Socket,
 };
 
 use crate::{
@@ -52,6 +53,8 @@ use crate::{
     args::Args,
     cluster_view::ClusterView,
     config::{AdminUi, Config},
+    event_rate::{Door, EventRate, Gate},
+    limits::TokenBucket,
     listener::ConnInfo,
     metrics::Metrics,
     warn_limit::WarnLimit,
@@ -110,6 +113,9 @@ pub struct Admin {
     admins_here: std::sync::atomic::AtomicUsize,
     /// Reports dropped because the queue to Redis was full (see [`register`]).
     reports_dropped: prometheus::IntCounter,
+    /// `--event-rate`: an admin connection's commands take tokens from its session's bucket,
+    /// as a client's events do (see [`Commands`]).
+    event_rate: Arc<EventRate>,
 }
 
 /// Reports waiting to be published at most (a report is a few hundred bytes; with
@@ -156,6 +162,7 @@ impl Admin {
         config: &Config,
         metrics: Arc<Metrics>,
         cluster: Arc<dyn ClusterView>,
+        event_rate: Arc<EventRate>,
     ) -> Option<Arc<Admin>> {
         if config.admin_ui == AdminUi::None {
             return None;
@@ -218,6 +225,7 @@ impl Admin {
             single_node: config.redis.is_none(),
             admins_here: std::sync::atomic::AtomicUsize::new(0),
             reports_dropped,
+            event_rate,
         }))
     }
 
@@ -564,17 +572,52 @@ async fn on_connect<A: Adapter>(s: SocketRef<A>, io: SocketIo<A>, State(admin): 
     }
     let _ = s.emit("config", &json!({ "supportedFeatures": admin.features() }));
     let _ = s.emit("server_stats", &admin.stats(&io));
+    let door = Arc::new(Commands {
+        bucket: admin.event_rate.bucket(s.id),
+        counted: admin.commands.clone(),
+    });
     for event in ["emit", "join", "leave", "_disconnect"] {
         let admin = admin.clone();
         s.on(
             event,
-            move |io: SocketIo<A>, Data(Spread(args)): Data<Spread>| async move {
-                admin.command(&io, event, args).await;
-            },
+            Gate::new(
+                door.clone(),
+                move |io: SocketIo<A>, Data(Spread(args)): Data<Spread>| async move {
+                    admin.command(&io, event, args).await;
+                },
+            ),
         );
     }
     let sockets = admin.all_sockets(&io).await;
     let _ = s.emit("all_sockets", &sockets);
+}
+
+/// An admin connection's commands behind `--event-rate` ([`Gate`]). Each command is a task of
+/// socketioxide's and most are a broadcast operator reaching every node: a logged-in admin (even
+/// a `readonly` one, whose commands are refused) sent them at any rate (review 7: 100,000
+/// `emit` commands cost 1.75 s of CPU in 5 s). Over the rate, a command is counted
+/// (`admin_ui_commands_total{result="rate_limited"}`), logged at most once per 10 s, and not run.
+struct Commands {
+    bucket: Arc<TokenBucket>,
+    counted: IntCounterVec,
+}
+
+impl Door for Commands {
+    fn admit(&self) -> bool {
+        self.bucket.try_take()
+    }
+
+    fn refuse<A: Adapter>(&self, s: Arc<Socket<A>>, _: HandlerValue, _: Option<i64>) {
+        self.counted.with_label_values(&["rate_limited"]).inc();
+        static LOG: WarnLimit = WarnLimit::new(Duration::from_secs(10));
+        if let Some(held_back) = LOG.allow() {
+            tracing::info!(
+                sid = %s.id,
+                held_back,
+                "admin UI command over --event-rate, not run (each is counted in admin_ui_commands_total{{result=\"rate_limited\"}}; logged at most every 10 s)"
+            );
+        }
+    }
 }
 
 /// Every argument of an event. socketioxide hands a handler the first argument only, unless
@@ -704,7 +747,13 @@ mod tests {
         };
         let config = Config::resolve(o).expect("valid options");
         let metrics = Arc::new(crate::metrics::Metrics::new(&config.node_id));
-        Admin::new(&config, metrics, Arc::new(crate::cluster_view::SingleNode)).expect("on")
+        Admin::new(
+            &config,
+            metrics,
+            Arc::new(crate::cluster_view::SingleNode),
+            Arc::new(crate::event_rate::EventRate::new(0.0, 1)),
+        )
+        .expect("on")
     }
 
     #[test]
