@@ -422,3 +422,45 @@ test("events over the rate cost no task: two polling sessions posting 35,000 eve
   assert.equal(await outcome(honest), "connected");
   assert.deepEqual(await honest.timeout(5000).emitWithAck("join", "room-1"), { ok: true });
 });
+
+test("handshakes that never CONNECT are capped per node and closed after --connect-timeout (review 8: 4 GB from one client)", async (t) => {
+  // Review 8: `GET /socket.io/?EIO=4&transport=polling` in a loop over 4 keep-alive connections
+  // opened ~9,000 sessions a second, each held ~7 KB until socketioxide's 45 s connect timeout:
+  // 3.96 GB, counted by no limit.
+  const gw = track(t, await startGateway(["--max-pending-sessions", "50", "--connect-timeout", "3s"]));
+  const handshake = () => fetch(`${gw.url}/socket.io/?EIO=4&transport=polling`);
+  const statuses = [];
+  let firstKey = null;
+  for (let round = 0; round < 50; round++) {
+    const answers = await Promise.all([handshake(), handshake(), handshake(), handshake()]);
+    for (const r of answers) {
+      statuses.push(r.status);
+      const body = await r.text();
+      if (r.status === 200 && !firstKey) firstKey = JSON.parse(body.slice(1)).sid;
+      if (r.status === 503) {
+        assert.equal(r.headers.get("retry-after"), "1");
+        assert.deepEqual(JSON.parse(body), { code: 503, message: "too many new sessions waiting to connect: try again later" });
+      }
+    }
+  }
+  const ok = statuses.filter((s) => s === 200).length;
+  // 4 in flight at once may pass the check together.
+  assert.ok(ok >= 50 && ok <= 53, `${ok} of 200 handshakes answered 200`);
+  const m = await scrapeMetrics(`${gw.url}/metrics`);
+  assert.equal(metricSum(m, "sio_gateway_connections_refused_total", 'reason="pending_sessions"'), 200 - ok);
+  assert.equal(metricSum(m, "sio_gateway_sessions_pending"), ok);
+  // A stock client is refused too while the node is full of them (socket.io-client retries).
+  // After --connect-timeout the sessions are closed by the engine, and the window lets new
+  // handshakes in.
+  await waitFor(async () => {
+    const r = await fetch(`${gw.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(firstKey)}`, { method: "POST", body: "3" });
+    await r.text();
+    return r.status === 400;
+  }, { timeoutMs: 10_000, what: "the pending session closed after --connect-timeout" });
+  const c = io(gw.url, { forceNew: true, transports: ["websocket"], reconnectionDelay: 200 });
+  track(t, c);
+  await once(c, "connect");
+  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_sessions_pending") === 0,
+    { timeoutMs: 10_000, what: "no session pending" });
+  assert.ok(c.connected);
+});

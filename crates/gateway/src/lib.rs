@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod names;
 pub mod namespaces;
 pub mod origin;
+pub mod pending_sessions;
 pub mod per_session;
 pub mod polling;
 pub mod pysio;

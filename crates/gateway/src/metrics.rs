@@ -96,6 +96,9 @@ pub struct Metrics {
     pub redis_up: IntGauge,
     /// Namespaces that exist on this node (exact and made from patterns), at scrape time.
     pub namespaces: IntGauge,
+    /// Engine.IO sessions handshaken and not connected to a namespace yet (see
+    /// `pending_sessions`).
+    pub sessions_pending: IntGauge,
     pub draining: IntGauge,
     pub http_requests_total: IntCounterVec,
     /// Recounts of `connections` made by scrapes (see `Recount`).
@@ -267,6 +270,10 @@ impl Metrics {
             "namespaces",
             "Namespaces on this node, configured and made from --namespace patterns"
         )));
+        let sessions_pending = reg!(IntGauge::with_opts(opts(
+            "sessions_pending",
+            "Engine.IO sessions handshaken in the last --connect-timeout and not connected to a namespace yet"
+        )));
         let draining = reg!(IntGauge::with_opts(opts(
             "draining",
             "1 while the node drains before exiting"
@@ -304,7 +311,12 @@ impl Metrics {
             auth_failures_total.with_label_values(&[r]);
         }
         // The refusals a client can cause (the dashboard's "clients cut or refused" panel).
-        for r in ["max_connections", "connect_attempts", "max_namespaces"] {
+        for r in [
+            "max_connections",
+            "connect_attempts",
+            "max_namespaces",
+            "pending_sessions",
+        ] {
             connections_refused_total.with_label_values(&[r]);
         }
         Metrics {
@@ -337,6 +349,7 @@ impl Metrics {
             broadcast_fanout_seconds,
             redis_up,
             namespaces,
+            sessions_pending,
             draining,
             http_requests_total,
             connections_recounts_total,

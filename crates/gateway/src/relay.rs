@@ -1181,8 +1181,11 @@ pub async fn install<A: Adapter>(
         gw.namespaces.left(&io, s.ns());
         return Err(Refusal::ClusterUnavailable);
     }
-    if let Some(p) = pending {
-        p.installed();
+    if let Some(p) = pending
+        && p.installed()
+    {
+        // The session's first namespace: it no longer waits for a CONNECT.
+        gw.pending_sessions.connected();
     }
     if young {
         crate::namespaces::watch_replaced(

@@ -59,6 +59,7 @@ pub fn build_socketio<A: Adapter>(
     builder
         .ping_interval(c.ping_interval)
         .ping_timeout(c.ping_timeout)
+        .connect_timeout(c.connect_timeout)
         .max_buffer_size(c.max_buffer)
         // Kept per connection for its whole life; see `config::DEFAULT_WS_READ_BUFFER`.
         .ws_read_buffer_size(c.ws_read_buffer)
@@ -229,6 +230,15 @@ pub fn app<A: Adapter>(
         .layer(HookLayer(crate::session_key::KeyGuard {
             keys: gw.session_keys.clone(),
             polling: gw.polling.clone(),
+        }))
+        // Inside the HTTP metrics layer so refusals are counted as 503s; outside the per-IP
+        // rate, so a handshake that rate refuses is not counted as pending.
+        .layer(HookLayer(crate::pending_sessions::PendingCap {
+            sessions: gw.pending_sessions.clone(),
+            refused: gw
+                .metrics
+                .connections_refused_total
+                .with_label_values(&["pending_sessions"]),
         }))
         // Inside the HTTP metrics layer so refusals are counted as 429s.
         .option_layer(ip_limit.enabled().then(|| {

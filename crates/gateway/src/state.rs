@@ -67,6 +67,8 @@ pub struct Gateway {
     /// Each Engine.IO session's `--event-rate` bucket, shared by its namespace sockets (the
     /// relay's and the Admin UI's).
     pub event_rate: Arc<EventRate>,
+    /// Sessions handshaken and not connected to a namespace yet (`--max-pending-sessions`).
+    pub pending_sessions: Arc<crate::pending_sessions::PendingSessions>,
     /// How many pattern namespaces each Engine.IO session is in (see `namespaces`).
     pub session_namespaces: crate::per_session::PerSession<crate::namespaces::SessionCount>,
     /// Pre-rendered sticky-session headers, added to every handshake response.
@@ -118,6 +120,11 @@ impl Gateway {
             metrics.registry(),
         ));
         let event_rate = Arc::new(EventRate::new(config.event_rate, config.event_burst));
+        let pending_sessions = Arc::new(crate::pending_sessions::PendingSessions::new(
+            config.max_pending_sessions,
+            config.connect_timeout,
+            metrics.sessions_pending.clone(),
+        ));
         Gateway {
             admin: Admin::new(
                 &config,
@@ -153,6 +160,7 @@ impl Gateway {
             upstream,
             upstream_sessions: Default::default(),
             event_rate,
+            pending_sessions,
             session_namespaces: Default::default(),
         }
     }

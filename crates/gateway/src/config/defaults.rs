@@ -15,6 +15,17 @@ pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPEC
 pub const NAMESPACE: &str = "/";
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default `connect_timeout`: how long an Engine.IO session may stay without a namespace
+/// CONNECT. socketioxide's (and Node's) 45 s let one client hold ~400,000 such sessions (~4 GB)
+/// by handshaking in a loop (review 8); a stock client sends its CONNECT right after the
+/// handshake's answer, so 10 s is plenty on any link that can run Socket.IO at all.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `max_pending_sessions`: Engine.IO sessions handshaken in the last `connect_timeout`
+/// and not connected to a namespace yet, per node. Each costs ~7 KB (review 8: 543,139 in a
+/// minute were 3.96 GB), so 10,000 bound them to ~70 MB; honest ones stay pending for one
+/// round trip, so a node taking 10,000 handshakes per second with 100 ms round trips has
+/// ~1,000.
+pub const MAX_PENDING_SESSIONS: usize = 10_000;
 /// Default `idle_timeout`: longer than the idle timeouts of common HTTP clients' and balancers'
 /// keep-alive pools (Go 90 s, nginx upstream 60 s, undici 4 s), so they close an idle
 /// connection first and never send a request into the gateway's close.

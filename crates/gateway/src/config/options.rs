@@ -305,6 +305,17 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_PING_TIMEOUT", value_name = "DURATION")]
     pub ping_timeout: Option<Dur> = Shown::dur(D::PING_TIMEOUT),
 
+    /// How long a new Engine.IO session may stay without a namespace CONNECT before it is
+    /// closed
+    #[arg(long, env = "SIO_GATEWAY_CONNECT_TIMEOUT", value_name = "DURATION")]
+    pub connect_timeout: Option<Dur> = Shown::dur(D::CONNECT_TIMEOUT),
+
+    /// Most Engine.IO sessions on this node handshaken in the last `--connect-timeout` and not
+    /// connected to a namespace yet, 0 = unlimited; further handshakes get HTTP 503 with
+    /// Retry-After
+    #[arg(long, env = "SIO_GATEWAY_MAX_PENDING_SESSIONS", value_name = "N")]
+    pub max_pending_sessions: Option<usize> = Shown::value(D::MAX_PENDING_SESSIONS),
+
     /// Client connections that send nothing for this long are closed (no request, a request
     /// head never finished, an idle keep-alive); must be longer than ping interval + timeout
     /// (every live client sends within that); 0 = never

@@ -100,6 +100,10 @@ pub struct Config {
     pub ping_interval: Duration,
     #[serde(serialize_with = "effective::dur")]
     pub ping_timeout: Duration,
+    #[serde(serialize_with = "effective::dur")]
+    pub connect_timeout: Duration,
+    /// Zero: unlimited.
+    pub max_pending_sessions: usize,
     /// Zero: never (`--idle-timeout 0`).
     #[serde(serialize_with = "effective::dur")]
     pub idle_timeout: Duration,
@@ -530,6 +534,10 @@ impl Config {
         if ping_timeout.is_zero() {
             return Err(invalid("ping_timeout", "must be > 0"));
         }
+        let connect_timeout = o.connect_timeout.map_or(D::CONNECT_TIMEOUT, |d| d.0);
+        if connect_timeout.is_zero() {
+            return Err(invalid("connect_timeout", "must be > 0"));
+        }
         let idle_timeout = o.idle_timeout.map_or(D::IDLE_TIMEOUT, |d| d.0);
         if !idle_timeout.is_zero() && idle_timeout <= ping_interval + ping_timeout {
             return Err(invalid(
@@ -694,6 +702,8 @@ impl Config {
             namespace,
             ping_interval,
             ping_timeout,
+            connect_timeout,
+            max_pending_sessions: o.max_pending_sessions.unwrap_or(D::MAX_PENDING_SESSIONS),
             idle_timeout,
             max_payload,
             max_connections: o.max_connections.unwrap_or(D::MAX_CONNECTIONS),
