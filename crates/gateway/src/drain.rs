@@ -19,7 +19,7 @@
 //! `transport=websocket&sid=...` upgrade arrived; a websocket-only session's handshake request
 //! (kept by socketioxide as the socket's request parts) carries it directly.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -42,6 +42,7 @@ use crate::{
 };
 
 use crate::{
+    id_hash::{IdMap, IdSet},
     listener::{ConnInfo, ConnRegistry},
     metrics::Metrics,
 };
@@ -50,7 +51,7 @@ use crate::{
 pub struct Drain {
     draining: AtomicBool,
     /// Polling sessions whose next poll must be answered with CLOSE.
-    closing: Mutex<HashSet<String>>,
+    closing: Mutex<IdSet<String>>,
     /// A session was marked outside a drain ([`Drain::cut_transport`]): polls look `closing`
     /// up (otherwise only while draining, so an ordinary poll takes no lock).
     cut_any: AtomicBool,
@@ -58,7 +59,7 @@ pub struct Drain {
     wake: watch::Sender<u64>,
     /// sid -> TCP connection id of the websocket the session upgraded to.
     /// Written once per upgrade, removed on disconnect: never touched per message.
-    ws_conns: Mutex<HashMap<String, u64>>,
+    ws_conns: Mutex<IdMap<String, u64>>,
 }
 
 impl Default for Drain {
@@ -92,7 +93,12 @@ impl Drain {
 
     /// Forget a session (called when its socket disconnects).
     pub fn forget(&self, sid: &str) {
-        lock(&self.ws_conns).remove(sid);
+        // Most sessions never upgraded (websocket-only ones are not recorded): no hashing then.
+        let mut ws = lock(&self.ws_conns);
+        if !ws.is_empty() {
+            ws.remove(sid);
+        }
+        drop(ws);
         if self.marks_sessions() {
             lock(&self.closing).remove(sid);
         }
