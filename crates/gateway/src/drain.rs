@@ -215,11 +215,17 @@ impl Hook for EngineGuard {
     type Carry = Option<(String, u64)>;
 
     fn before(&self, req: &mut Request) -> Step<Self::Carry> {
-        if !engine_io::is_engine_io(req.uri().path()) {
+        let shape = engine_io::Shape::of(req);
+        if !shape.engine_io {
             return Step::Continue(None);
         }
         let query = req.uri().query().unwrap_or("");
-        let Some(sid) = engine_io::session_sid(req) else {
+        let sid = if shape.has_sid {
+            engine_io::session_sid(req)
+        } else {
+            None
+        };
+        let Some(sid) = sid else {
             if self.drain.is_draining() {
                 self.metrics
                     .connections_refused_total
@@ -232,18 +238,18 @@ impl Hook for EngineGuard {
             }
             return Step::Continue(None);
         };
-        match engine_io::transport(query) {
+        match shape.transport {
             // Recorded only once the engine answered 101: a `transport=websocket` request
             // without `Upgrade` is answered 400 and its connection stays plain HTTP, which
             // behind a balancer is a pooled one carrying other clients' requests (recorded at
             // the request, the session's end cut it: review 7).
-            Some("websocket") => Step::Continue(
+            engine_io::Named::Websocket => Step::Continue(
                 req.extensions()
                     .get::<ConnectInfo<ConnInfo>>()
                     .and_then(|ConnectInfo(c)| c.id)
                     .map(|conn| (sid.to_owned(), conn)),
             ),
-            Some("polling") if req.method() == Method::GET => {
+            engine_io::Named::Polling if req.method() == Method::GET => {
                 let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
                 if self.drain.is_closing(sid) {
                     return Step::Answer(drained_poll_response(python_client));
@@ -295,8 +301,8 @@ fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
 /// other clients' too behind a balancer that pools its upstream connections, so it is never
 /// cut for one session.
 pub fn websocket_handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
-    let query = parts.uri.query().unwrap_or("");
-    (engine_io::transport(query) == Some("websocket"))
+    // The shape the outermost layer stashed in the handshake's extensions: no query scan.
+    (engine_io::Shape::of_parts(parts).transport == engine_io::Named::Websocket)
         .then(|| handshake_conn(parts))
         .flatten()
 }
@@ -388,6 +394,18 @@ mod tests {
         };
         let ws = parts("/socket.io/?EIO=4&transport=websocket");
         assert_eq!(websocket_handshake_conn(&ws), Some(7));
+        // As the outermost layer leaves it: the shape stashed in the extensions.
+        let mut stashed = axum::http::Request::builder()
+            .uri("/socket.io/?EIO=4&transport=websocket")
+            .body(axum::body::Body::empty())
+            .expect("valid request");
+        engine_io::Shape::stash(&mut stashed);
+        let (mut stashed, _) = stashed.into_parts();
+        stashed.extensions.insert(ConnectInfo(ConnInfo {
+            id: Some(8),
+            remote: "127.0.0.1:1".parse().expect("an address"),
+        }));
+        assert_eq!(websocket_handshake_conn(&stashed), Some(8));
         let polling = parts("/socket.io/?EIO=4&transport=polling");
         assert_eq!(handshake_conn(&polling), Some(7));
         assert_eq!(websocket_handshake_conn(&polling), None);

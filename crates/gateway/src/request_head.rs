@@ -44,11 +44,12 @@ pub struct OwnHead(pub Arc<Authenticator>);
 
 impl Hook for OwnHead {
     type Carry = ();
+    const AFTER: bool = false;
 
     fn before(&self, req: &mut Request) -> Step<()> {
-        let opens_session = crate::engine_io::is_handshake(req)
-            || (crate::engine_io::is_engine_io(req.uri().path())
-                && req.headers().contains_key(header::UPGRADE));
+        let shape = crate::engine_io::Shape::of(req);
+        let opens_session = shape.is_handshake()
+            || (shape.engine_io && req.headers().contains_key(header::UPGRADE));
         if opens_session {
             detach(req, self.0.headers_read());
         }
