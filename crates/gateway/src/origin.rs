@@ -118,6 +118,10 @@ impl Hook for Guard {
         if !crate::engine_io::Shape::stash(req).engine_io || !is_ws_upgrade(req) {
             return Step::Continue(());
         }
+        // Without an `Origin` it passes, forwarded or not: looked at first.
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return Step::Continue(());
+        };
         if self.skip_signed_forwards
             && req
                 .headers()
@@ -125,9 +129,6 @@ impl Hook for Guard {
         {
             return Step::Continue(());
         }
-        let Some(origin) = req.headers().get(header::ORIGIN) else {
-            return Step::Continue(());
-        };
         let allowed = origin
             .to_str()
             .is_ok_and(|o| self.policy.allows(o, req.headers()));
