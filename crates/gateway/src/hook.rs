@@ -118,6 +118,13 @@ pub struct HookService<H, S> {
     inner: S,
 }
 
+impl<H, S> HookService<H, S> {
+    /// `hook` around `inner` (what `HookLayer(hook).layer(inner)` makes).
+    pub fn new(hook: H, inner: S) -> Self {
+        HookService { hook, inner }
+    }
+}
+
 impl<H, S> Service<Request> for HookService<H, S>
 where
     H: Hook,
