@@ -19,8 +19,8 @@
 //!   sits outside this layer and has seen the full request already; socketioxide and
 //!   engineioxide read no other header.
 //!
-//! The kept values share one allocation, so engineioxide's clone of the parts (for hyper's
-//! upgrade) costs reference counts instead of one allocation per value.
+//! The kept values and the URI share one allocation, so engineioxide's clone of the parts (for
+//! hyper's upgrade) costs reference counts instead of one allocation per value.
 //!
 //! Only Engine.IO requests that can open a session or a websocket are touched (no `sid` in the
 //! query, or an `Upgrade` header); polling requests of an open session and every other route

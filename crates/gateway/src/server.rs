@@ -3,8 +3,9 @@
 //! [`serve`] is generic over the adapter type so the same server runs with the in-memory
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
-//! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
-//! forwarding too) → [cluster mode: the cluster's `/socket.io/` layer, which records and
+//! Layer order, outermost first: the response fix-ups axum's router made when it wrapped the
+//! stack (`TopLevel`) → websocket origin check (`origin`, around the cluster's forwarding too;
+//! it reads the Engine.IO query once for all, `engine_io::Shape`) → [cluster mode: the cluster's `/socket.io/` layer, which records and
 //! forwards sessions by their session key, see `cluster::sessions::Routing`] → credentials strip →
 //! CORS → tracing → HTTP metrics → session key (sid: secret key -> socket id, see
 //! [`crate::session_key`]) → per-IP handshake rate → engine guard (drain) → sticky cookie →
