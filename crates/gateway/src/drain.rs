@@ -19,7 +19,7 @@
 //! `transport=websocket&sid=...` upgrade arrived; a websocket-only session's handshake request
 //! (kept by socketioxide as the socket's request parts) carries it directly.
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::BTreeMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -42,6 +42,7 @@ use crate::{
 };
 
 use crate::{
+    id_hash::{IdMap, IdSet},
     listener::{ConnInfo, ConnRegistry},
     metrics::Metrics,
 };
@@ -50,7 +51,7 @@ use crate::{
 pub struct Drain {
     draining: AtomicBool,
     /// Polling sessions whose next poll must be answered with CLOSE.
-    closing: Mutex<HashSet<String>>,
+    closing: Mutex<IdSet<String>>,
     /// A session was marked outside a drain ([`Drain::cut_transport`]): polls look `closing`
     /// up (otherwise only while draining, so an ordinary poll takes no lock).
     cut_any: AtomicBool,
@@ -58,7 +59,7 @@ pub struct Drain {
     wake: watch::Sender<u64>,
     /// sid -> TCP connection id of the websocket the session upgraded to.
     /// Written once per upgrade, removed on disconnect: never touched per message.
-    ws_conns: Mutex<HashMap<String, u64>>,
+    ws_conns: Mutex<IdMap<String, u64>>,
 }
 
 impl Default for Drain {
@@ -92,7 +93,12 @@ impl Drain {
 
     /// Forget a session (called when its socket disconnects).
     pub fn forget(&self, sid: &str) {
-        lock(&self.ws_conns).remove(sid);
+        // Most sessions never upgraded (websocket-only ones are not recorded): no hashing then.
+        let mut ws = lock(&self.ws_conns);
+        if !ws.is_empty() {
+            ws.remove(sid);
+        }
+        drop(ws);
         if self.marks_sessions() {
             lock(&self.closing).remove(sid);
         }
@@ -209,11 +215,17 @@ impl Hook for EngineGuard {
     type Carry = Option<(String, u64)>;
 
     fn before(&self, req: &mut Request) -> Step<Self::Carry> {
-        if !engine_io::is_engine_io(req.uri().path()) {
+        let shape = engine_io::Shape::of(req);
+        if !shape.engine_io {
             return Step::Continue(None);
         }
         let query = req.uri().query().unwrap_or("");
-        let Some(sid) = engine_io::session_sid(req) else {
+        let sid = if shape.has_sid {
+            engine_io::session_sid(req)
+        } else {
+            None
+        };
+        let Some(sid) = sid else {
             if self.drain.is_draining() {
                 self.metrics
                     .connections_refused_total
@@ -226,18 +238,18 @@ impl Hook for EngineGuard {
             }
             return Step::Continue(None);
         };
-        match engine_io::transport(query) {
+        match shape.transport {
             // Recorded only once the engine answered 101: a `transport=websocket` request
             // without `Upgrade` is answered 400 and its connection stays plain HTTP, which
             // behind a balancer is a pooled one carrying other clients' requests (recorded at
             // the request, the session's end cut it: review 7).
-            Some("websocket") => Step::Continue(
+            engine_io::Named::Websocket => Step::Continue(
                 req.extensions()
                     .get::<ConnectInfo<ConnInfo>>()
                     .and_then(|ConnectInfo(c)| c.id)
                     .map(|conn| (sid.to_owned(), conn)),
             ),
-            Some("polling") if req.method() == Method::GET => {
+            engine_io::Named::Polling if req.method() == Method::GET => {
                 let python_client = query_param(query, "t").is_some_and(|t| t.contains('.'));
                 if self.drain.is_closing(sid) {
                     return Step::Answer(drained_poll_response(python_client));
@@ -289,8 +301,8 @@ fn handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
 /// other clients' too behind a balancer that pools its upstream connections, so it is never
 /// cut for one session.
 pub fn websocket_handshake_conn(parts: &axum::http::request::Parts) -> Option<u64> {
-    let query = parts.uri.query().unwrap_or("");
-    (engine_io::transport(query) == Some("websocket"))
+    // The shape the outermost layer stashed in the handshake's extensions: no query scan.
+    (engine_io::Shape::of_parts(parts).transport == engine_io::Named::Websocket)
         .then(|| handshake_conn(parts))
         .flatten()
 }
@@ -382,6 +394,18 @@ mod tests {
         };
         let ws = parts("/socket.io/?EIO=4&transport=websocket");
         assert_eq!(websocket_handshake_conn(&ws), Some(7));
+        // As the outermost layer leaves it: the shape stashed in the extensions.
+        let mut stashed = axum::http::Request::builder()
+            .uri("/socket.io/?EIO=4&transport=websocket")
+            .body(axum::body::Body::empty())
+            .expect("valid request");
+        engine_io::Shape::stash(&mut stashed);
+        let (mut stashed, _) = stashed.into_parts();
+        stashed.extensions.insert(ConnectInfo(ConnInfo {
+            id: Some(8),
+            remote: "127.0.0.1:1".parse().expect("an address"),
+        }));
+        assert_eq!(websocket_handshake_conn(&stashed), Some(8));
         let polling = parts("/socket.io/?EIO=4&transport=polling");
         assert_eq!(handshake_conn(&polling), Some(7));
         assert_eq!(websocket_handshake_conn(&polling), None);

@@ -52,7 +52,11 @@ pub fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
 /// `transport=` pair, up to a further `=`), so the gateway's layers and the engine never
 /// disagree on it.
 pub fn transport(query: &str) -> Option<&str> {
-    query_param(query, "transport").map(|v| v.split('=').next().unwrap_or(v))
+    // A byte search: `split('=')`'s char searcher costs more than the lookup itself.
+    query_param(query, "transport").map(|v| match v.bytes().position(|b| b == b'=') {
+        Some(i) => v.get(..i).unwrap_or(v),
+        None => v,
+    })
 }
 
 /// The session id of an Engine.IO request, if it names one.
@@ -62,7 +66,115 @@ pub fn session_sid(req: &Request) -> Option<&str> {
 
 /// Does this Engine.IO request open a new session (no `sid` yet)?
 pub fn is_handshake(req: &Request) -> bool {
-    is_engine_io(req.uri().path()) && session_sid(req).is_none()
+    Shape::of(req).is_handshake()
+}
+
+/// The transport an Engine.IO request names, as [`transport`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    Polling,
+    Websocket,
+    /// Another value, or none.
+    Other,
+}
+
+/// What the gateway's layers ask of a request's path and query, read in one pass.
+///
+/// About ten layers ask an Engine.IO request for its `sid` and `transport` on its way in
+/// (origin, cluster routing, session keys, handshake rate, drain guard, sticky cookie, request
+/// head): one query scan each cost ~1.6k instructions per websocket handshake (callgrind,
+/// BENCHMARKS.md, issue 18). The outermost layer reads the shape once ([`Shape::stash`]) and
+/// puts it in the request's extensions; the others read it there ([`Shape::of`]), and so does
+/// the connect path, in the handshake's parts socketioxide keeps ([`Shape::of_parts`]). What
+/// the layers change later in the URI (the session key's `sid` replaced by the socket id)
+/// changes none of these facts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// A path of the Socket.IO service ([`is_engine_io`]).
+    pub engine_io: bool,
+    /// It names a session: [`session_sid`] is `Some` (its first `sid=` pair has a value).
+    pub has_sid: bool,
+    /// Some pair is `sid` or `sid=...` (what the session keys' `sid` check looks at).
+    pub sid_pairs: bool,
+    /// [`transport`]'s reading.
+    pub transport: Named,
+}
+
+impl Shape {
+    /// Read `uri` (its query only for Socket.IO paths).
+    pub fn read(uri: &axum::http::Uri) -> Shape {
+        let mut shape = Shape {
+            engine_io: is_engine_io(uri.path()),
+            has_sid: false,
+            sid_pairs: false,
+            transport: Named::Other,
+        };
+        if !shape.engine_io {
+            return shape;
+        }
+        let (mut sid_seen, mut transport_seen) = (false, false);
+        for pair in uri.query().unwrap_or("").as_bytes().split(|&b| b == b'&') {
+            if let Some(rest) = pair.strip_prefix(b"sid") {
+                match rest.split_first() {
+                    None => shape.sid_pairs = true,
+                    Some((b'=', value)) => {
+                        shape.sid_pairs = true;
+                        if !sid_seen {
+                            sid_seen = true;
+                            shape.has_sid = !value.is_empty();
+                        }
+                    }
+                    Some(_) => {}
+                }
+            } else if !transport_seen && let Some(value) = pair.strip_prefix(b"transport=") {
+                transport_seen = true;
+                // Up to a further `=`, as `transport` reads it.
+                let value = value.split(|&b| b == b'=').next().unwrap_or(value);
+                shape.transport = match value {
+                    b"polling" => Named::Polling,
+                    b"websocket" => Named::Websocket,
+                    _ => Named::Other,
+                };
+            }
+        }
+        shape
+    }
+
+    /// The shape the outermost layer stashed, or read now.
+    pub fn of(req: &Request) -> Shape {
+        match req.extensions().get::<Shape>() {
+            Some(shape) => *shape,
+            None => Shape::read(req.uri()),
+        }
+    }
+
+    /// The shape of the request whose parts these are (stashed, or read now).
+    pub fn of_parts(parts: &axum::http::request::Parts) -> Shape {
+        match parts.extensions.get::<Shape>() {
+            Some(shape) => *shape,
+            None => Shape::read(&parts.uri),
+        }
+    }
+
+    /// Read the request's shape and stash it for the layers inside (Socket.IO paths only:
+    /// the others are told apart by their path alone).
+    ///
+    /// engineioxide keeps a session's handshake extensions for the session's life: with the
+    /// shape they hold three entries (the connection info, hyper's upgrade handle, the shape),
+    /// as many as the table's first size holds. axum's `OriginalUri` and path parameters are
+    /// not among them: no router wraps the stack any more (`server::app`).
+    pub fn stash(req: &mut Request) -> Shape {
+        let shape = Shape::read(req.uri());
+        if shape.engine_io {
+            req.extensions_mut().insert(shape);
+        }
+        shape
+    }
+
+    /// An Engine.IO request that opens a new session (no `sid` yet).
+    pub fn is_handshake(&self) -> bool {
+        self.engine_io && !self.has_sid
+    }
 }
 
 /// An Engine.IO error answer that asks the client to come back in a second
@@ -149,6 +261,55 @@ mod tests {
         assert_eq!(query_param("&&a=", "a"), Some(""));
         assert_eq!(query_param("x=é&sid=ü", "sid"), Some("ü"));
         assert_eq!(query_param("", "sid"), None);
+    }
+
+    /// [`Shape::read`] agrees with the lookups it stands for, on every query of these tests.
+    #[test]
+    fn the_shape_agrees_with_the_lookups() {
+        let queries = [
+            "EIO=4&transport=polling",
+            "EIO=4&sid=",
+            "EIO=4&transport=websocket&sid=abc",
+            "EIO=4&transport&transport=websocket&sid=k",
+            "EIO=4&transport=websocket=x",
+            "EIO=4&transports=websocket",
+            "EIO=4&transport",
+            "EIO=4&transport=xhr&transport=polling",
+            "sid&sid=a",
+            "sidx=1&sid=2",
+            "sidx=1",
+            "sid=&sid=a",
+            "sid=a&sid=b",
+            "sid",
+            "",
+            "x=é&sid=ü",
+            "&&sid=a&",
+        ];
+        for q in queries {
+            for path in ["/socket.io/", "/socket.io.min.js"] {
+                let r = req(&format!("{path}?{q}"));
+                let shape = Shape::read(r.uri());
+                assert_eq!(shape.engine_io, is_engine_io(path), "{path}?{q}");
+                if !shape.engine_io {
+                    assert_eq!(Shape::of(&r), shape);
+                    continue;
+                }
+                assert_eq!(shape.has_sid, session_sid(&r).is_some(), "{q}");
+                let named = match transport(q) {
+                    Some("polling") => Named::Polling,
+                    Some("websocket") => Named::Websocket,
+                    _ => Named::Other,
+                };
+                assert_eq!(shape.transport, named, "{q}");
+                let pairs = q.split('&').any(|p| p == "sid" || p.starts_with("sid="));
+                assert_eq!(shape.sid_pairs, pairs, "{q}");
+                // Stashed, it is what the inner layers read.
+                let mut r = r;
+                assert_eq!(Shape::stash(&mut r), shape);
+                assert_eq!(r.extensions().get::<Shape>(), Some(&shape));
+                assert_eq!(Shape::of(&r), shape);
+            }
+        }
     }
 
     /// The gateway reads the transport engineioxide will use: a websocket upgrade hidden

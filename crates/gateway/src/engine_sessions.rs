@@ -28,7 +28,6 @@
 //! Cost: two short mutex-held map updates per namespace connect (admission and install), one
 //! per disconnect (not per message); one entry (~48 bytes) per live session.
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -43,7 +42,7 @@ use socketioxide::{
     socket::{DisconnectReason, Sid, Socket},
 };
 
-use crate::{drain::Drain, listener::ConnRegistry};
+use crate::{drain::Drain, id_hash::IdMap, listener::ConnRegistry};
 
 /// CONNECTs one session may have in progress (admitted, not yet installed or refused).
 pub const MAX_PENDING: u32 = 16;
@@ -57,7 +56,7 @@ pub const LATER_CONNECT_RATE: f32 = 1.0;
 
 #[derive(Debug)]
 pub struct EngineSessions {
-    map: Mutex<HashMap<Sid, Entry>>,
+    map: Mutex<IdMap<Sid, Entry>>,
     closer: Closer,
     /// Origin of `Entry::later_at_ms`.
     epoch: Instant,
@@ -187,7 +186,7 @@ impl EngineSessions {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Sid, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdMap<Sid, Entry>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 

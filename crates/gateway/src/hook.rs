@@ -38,6 +38,10 @@ pub trait Hook: Clone + Send + Sync + 'static {
     /// What `before` hands to `after` (`()` when `after` needs nothing).
     type Carry: Send + 'static;
 
+    /// Does this hook have an [`after`](Hook::after)? `false` for those that keep the default:
+    /// their service then keeps no clone of the hook for the response.
+    const AFTER: bool = true;
+
     /// What to do with the request.
     fn before(&self, req: &mut Request) -> Step<Self::Carry>;
 
@@ -114,6 +118,13 @@ pub struct HookService<H, S> {
     inner: S,
 }
 
+impl<H, S> HookService<H, S> {
+    /// `hook` around `inner` (what `HookLayer(hook).layer(inner)` makes).
+    pub fn new(hook: H, inner: S) -> Self {
+        HookService { hook, inner }
+    }
+}
+
 impl<H, S> Service<Request> for HookService<H, S>
 where
     H: Hook,
@@ -134,7 +145,7 @@ where
             Step::Continue(carry) => HookFuture::Inner {
                 fut: self.inner.call(req),
                 // A reference count for the hooks with state; the hooks are small.
-                after: Some((self.hook.clone(), carry)),
+                after: H::AFTER.then(|| (self.hook.clone(), carry)),
             },
             Step::Answer(resp) => HookFuture::Answered { resp: Some(resp) },
             Step::Detour(detour) => {

@@ -40,6 +40,7 @@ pub mod health;
 pub mod heap;
 pub mod history;
 pub mod hook;
+pub mod id_hash;
 pub mod installed;
 pub mod limits;
 pub mod listener;

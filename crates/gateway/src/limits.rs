@@ -192,6 +192,7 @@ pub struct HandshakeRate {
 
 impl Hook for HandshakeRate {
     type Carry = ();
+    const AFTER: bool = false;
 
     fn before(&self, req: &mut Request) -> Step<()> {
         let new_session = crate::engine_io::is_handshake(req);

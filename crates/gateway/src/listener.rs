@@ -45,13 +45,15 @@ use tokio::{
     net::{TcpListener, TcpStream},
 };
 
+use crate::id_hash::IdMap;
+
 /// Live connections of one listener, by id.
 #[derive(Debug)]
 pub struct ConnRegistry {
     next: AtomicU64,
     // Locked once per accepted and per closed TCP connection and once per stall sweep, never
     // per message.
-    conns: Mutex<HashMap<u64, Conn>>,
+    conns: Mutex<IdMap<u64, Conn>>,
     /// Origin of the stall clock (milliseconds since, see `Activity::stalled_since`).
     epoch: Instant,
     /// Bytes read from and written to this listener's connections (`bytes_received_total`,
@@ -209,7 +211,7 @@ fn shutdown_fd(fd: RawFd) {
 }
 
 impl ConnRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Conn>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdMap<u64, Conn>> {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -60,12 +60,31 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
     0.000_01, 0.000_05, 0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0,
 ];
 
+impl Metrics {
+    /// `disconnections_total{reason=label}` once more; `index` is the reason's place (below
+    /// 8) in a fixed order of the caller's. The handle is kept once made: `with_label_values`
+    /// hashes the label and takes the vector's lock each time (~200 instructions per
+    /// disconnection, callgrind, BENCHMARKS.md issue 18). Made on first use, as before, so
+    /// `/metrics` shows the same series.
+    pub fn count_disconnection(&self, index: usize, label: &str) {
+        match self.disconnections.get(index) {
+            Some(slot) => slot
+                .get_or_init(|| self.disconnections_total.with_label_values(&[label]))
+                .inc(),
+            None => self.disconnections_total.with_label_values(&[label]).inc(),
+        }
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub connections: IntGaugeVec,
     pub connections_total: IntCounter,
     pub connections_refused_total: IntCounterVec,
     pub disconnections_total: IntCounterVec,
+    /// `disconnections_total`'s handles by reason, made on first use (see
+    /// [`Metrics::count_disconnection`]).
+    disconnections: [std::sync::OnceLock<IntCounter>; 8],
     pub events_received_total: IntCounter,
     pub events_sent_total: IntCounter,
     /// Bytes read from / written to client connections (the client listener's TCP payload).
@@ -339,6 +358,7 @@ impl Metrics {
             connections_total,
             connections_refused_total,
             disconnections_total,
+            disconnections: Default::default(),
             events_received_total,
             events_sent_total,
             bytes_received_total,

@@ -111,11 +111,17 @@ pub struct Guard {
 /// Outermost on the client-facing service (before any forwarding).
 impl Hook for Guard {
     type Carry = ();
+    const AFTER: bool = false;
 
     fn before(&self, req: &mut Request) -> Step<()> {
-        if !crate::engine_io::is_engine_io(req.uri().path()) || !is_ws_upgrade(req) {
+        // The outermost layer: reads the request's Engine.IO shape once for all the others.
+        if !crate::engine_io::Shape::stash(req).engine_io || !is_ws_upgrade(req) {
             return Step::Continue(());
         }
+        // Without an `Origin` it passes, forwarded or not: looked at first.
+        let Some(origin) = req.headers().get(header::ORIGIN) else {
+            return Step::Continue(());
+        };
         if self.skip_signed_forwards
             && req
                 .headers()
@@ -123,9 +129,6 @@ impl Hook for Guard {
         {
             return Step::Continue(());
         }
-        let Some(origin) = req.headers().get(header::ORIGIN) else {
-            return Step::Continue(());
-        };
         let allowed = origin
             .to_str()
             .is_ok_and(|o| self.policy.allows(o, req.headers()));

@@ -6,19 +6,18 @@
 //! (docs/upstream.md S1), so the namespace sockets of one client find the same value by their
 //! id. Looked up once per namespace connect, never per event; a value lives as long as one of
 //! the session's sockets holds it.
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, Weak},
-};
+use std::sync::{Arc, Mutex, Weak};
 
 use socketioxide::socket::Sid;
 
+use crate::id_hash::IdMap;
+
 #[derive(Debug)]
-pub struct PerSession<T>(Mutex<HashMap<Sid, Weak<T>>>);
+pub struct PerSession<T>(Mutex<IdMap<Sid, Weak<T>>>);
 
 impl<T> Default for PerSession<T> {
     fn default() -> Self {
-        PerSession(Mutex::new(HashMap::new()))
+        PerSession(Mutex::new(IdMap::default()))
     }
 }
 

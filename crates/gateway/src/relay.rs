@@ -1106,16 +1106,32 @@ impl Conn {
 }
 
 fn reason_label(r: DisconnectReason) -> &'static str {
+    REASONS[reason_index(r)]
+}
+
+/// The `reason` labels of `disconnections_total`, by [`reason_index`].
+const REASONS: [&str; 8] = [
+    "transport_close",
+    "multiple_http_polling",
+    "packet_parsing_error",
+    "transport_error",
+    "heartbeat_timeout",
+    "client_disconnect",
+    "server_disconnect",
+    "closing_server",
+];
+
+fn reason_index(r: DisconnectReason) -> usize {
     use DisconnectReason::*;
     match r {
-        TransportClose => "transport_close",
-        MultipleHttpPollingError => "multiple_http_polling",
-        PacketParsingError => "packet_parsing_error",
-        TransportError => "transport_error",
-        HeartbeatTimeout => "heartbeat_timeout",
-        ClientNSDisconnect => "client_disconnect",
-        ServerNSDisconnect => "server_disconnect",
-        ClosingServer => "closing_server",
+        TransportClose => 0,
+        MultipleHttpPollingError => 1,
+        PacketParsingError => 2,
+        TransportError => 3,
+        HeartbeatTimeout => 4,
+        ClientNSDisconnect => 5,
+        ServerNSDisconnect => 6,
+        ClosingServer => 7,
     }
 }
 
@@ -1200,7 +1216,8 @@ pub async fn install<A: Adapter>(
     // Every socket is in the room named after its id, as on Node.js: backends (HTTP API,
     // emitters, Node peers) address one socket with `rooms: [id]` or leave it out with
     // `except: [id]`. ~200 bytes per connection in socketioxide's room map.
-    s.join(s.id.to_string());
+    // The id's text as is (`to_string` goes through the formatter).
+    s.join(s.id.as_str().to_owned());
     // Joins `user:<sub>` and the credentials' rooms.
     let ident = crate::auth::on_connected(&s);
     // The own-id room's channel is subscribed on the adapter's next tick, with the other
@@ -1295,12 +1312,10 @@ pub async fn install<A: Adapter>(
         }
         gw.conn_limit.closed();
         gw.metrics
-            .disconnections_total
-            .with_label_values(&[reason_label(reason)])
-            .inc();
+            .count_disconnection(reason_index(reason), reason_label(reason));
         match gw.engine_sessions.disconnected(s.id, reason) {
             Left::Others => {}
-            Left::Ended => gw.drain.forget(&s.id.to_string()),
+            Left::Ended => gw.drain.forget(s.id.as_str()),
             Left::Empty(generation) => {
                 gw.engine_sessions
                     .close_if_still_empty(s.id, generation, Transport::of(&s))

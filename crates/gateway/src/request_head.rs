@@ -19,8 +19,8 @@
 //!   sits outside this layer and has seen the full request already; socketioxide and
 //!   engineioxide read no other header.
 //!
-//! The kept values share one allocation, so engineioxide's clone of the parts (for hyper's
-//! upgrade) costs reference counts instead of one allocation per value.
+//! The kept values and the URI share one allocation, so engineioxide's clone of the parts (for
+//! hyper's upgrade) costs reference counts instead of one allocation per value.
 //!
 //! Only Engine.IO requests that can open a session or a websocket are touched (no `sid` in the
 //! query, or an `Upgrade` header); polling requests of an open session and every other route
@@ -44,11 +44,12 @@ pub struct OwnHead(pub Arc<Authenticator>);
 
 impl Hook for OwnHead {
     type Carry = ();
+    const AFTER: bool = false;
 
     fn before(&self, req: &mut Request) -> Step<()> {
-        let opens_session = crate::engine_io::is_handshake(req)
-            || (crate::engine_io::is_engine_io(req.uri().path())
-                && req.headers().contains_key(header::UPGRADE));
+        let shape = crate::engine_io::Shape::of(req);
+        let opens_session = shape.is_handshake()
+            || (shape.engine_io && req.headers().contains_key(header::UPGRADE));
         if opens_session {
             detach(req, self.0.headers_read());
         }
@@ -58,49 +59,48 @@ impl Hook for OwnHead {
 
 /// Keep only `kept` (and `Sec-WebSocket-Key`) of the headers, copied out of hyper's buffer,
 /// and give the URI its own allocation.
+///
+/// One allocation holds the kept values and the URI's path and query (sized first, then
+/// filled): a copy per value and one for the URI, with the `Vec` of entries that sized them,
+/// cost ~1k instructions more per websocket handshake (callgrind, BENCHMARKS.md issue 18).
 fn detach(req: &mut Request, kept: &[&str]) {
-    let headers = std::mem::take(req.headers_mut());
-    *req.headers_mut() = kept_headers(headers, kept);
-    if let Some(owned) = owned_uri(req.uri()) {
-        // axum's router stored a clone of the parsed URI (still a slice of the buffer) as
-        // `OriginalUri` before this layer ran.
-        if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
-            orig.0 = owned.clone();
-        }
-        *req.uri_mut() = owned;
-    }
-}
-
-/// `uri` in an allocation of its own. A request line's URI is a path and query (origin form):
-/// copied as bytes and parsed as a path and query only (formatting the URI to a `String` and
-/// parsing it whole cost ~2k instructions per handshake, callgrind, BENCHMARKS.md issue 18).
-/// Other forms go through their text.
-fn owned_uri(uri: &Uri) -> Option<Uri> {
-    match (uri.scheme(), uri.authority(), uri.path_and_query()) {
-        (None, None, Some(pq)) => {
-            PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(pq.as_str().as_bytes()))
-                .ok()
-                .map(Uri::from)
-        }
-        // `Uri: TryFrom<String>` takes the string's own allocation.
-        _ => Uri::try_from(uri.to_string()).ok(),
-    }
-}
-
-fn kept_headers(headers: HeaderMap, kept: &[&str]) -> HeaderMap {
     let keep = |name: &header::HeaderName| {
         name == header::SEC_WEBSOCKET_KEY || kept.iter().any(|k| name == *k)
     };
+    let headers = std::mem::take(req.headers_mut());
+    // A request line's URI is a path and query (origin form): copied as bytes, parsed as a path
+    // and query only (formatting the URI and parsing it whole cost ~2k instructions per
+    // handshake). Other forms go through their text.
+    let uri = req.uri();
+    let pq = match (uri.scheme(), uri.authority(), uri.path_and_query()) {
+        (None, None, Some(pq)) => Some(pq.as_str()),
+        _ => None,
+    };
+    let (mut count, mut len) = (0, pq.map_or(0, str::len));
     // `iter` yields repeated headers (two `cookie` lines) once per value.
-    let entries: Vec<_> = headers.iter().filter(|(n, _)| keep(n)).collect();
-    let mut all = Vec::with_capacity(entries.iter().map(|(_, v)| v.len()).sum());
-    for (_, v) in &entries {
-        all.extend_from_slice(v.as_bytes());
+    for (name, v) in &headers {
+        if keep(name) {
+            count += 1;
+            len += v.len();
+        }
     }
+    let mut all = Vec::with_capacity(len);
+    for (name, v) in &headers {
+        if keep(name) {
+            all.extend_from_slice(v.as_bytes());
+        }
+    }
+    if let Some(pq) = pq {
+        all.extend_from_slice(pq.as_bytes());
+    }
+    let origin_form = pq.is_some();
     let all = Bytes::from(all);
-    let mut out = HeaderMap::with_capacity(entries.len());
+    let mut out = HeaderMap::with_capacity(count);
     let mut at = 0;
-    for (name, v) in entries {
+    for (name, v) in &headers {
+        if !keep(name) {
+            continue;
+        }
         let len = v.len();
         // A slice of `all` is valid wherever the original value was; the copy arm only keeps
         // the original rather than unwrap.
@@ -110,7 +110,24 @@ fn kept_headers(headers: HeaderMap, kept: &[&str]) -> HeaderMap {
         at += len;
         out.append(name.clone(), owned);
     }
-    out
+    *req.headers_mut() = out;
+    let owned = if origin_form {
+        PathAndQuery::from_maybe_shared(all.slice(at..))
+            .ok()
+            .map(Uri::from)
+    } else {
+        // `Uri: TryFrom<String>` takes the string's own allocation.
+        Uri::try_from(req.uri().to_string()).ok()
+    };
+    if let Some(owned) = owned {
+        // axum's router stores a clone of the parsed URI (a slice of the buffer too) as
+        // `OriginalUri`; no router wraps the Socket.IO service any more (`server::app`), so
+        // this is only for a stack with one.
+        if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {
+            orig.0 = owned.clone();
+        }
+        *req.uri_mut() = owned;
+    }
 }
 
 #[cfg(test)]
@@ -157,28 +174,58 @@ mod tests {
     fn sensitive_flag_survives() {
         let mut v = HeaderValue::from_static("Bearer t");
         v.set_sensitive(true);
-        let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, v);
-        let out = kept_headers(h, &["authorization"]);
-        assert!(out["authorization"].is_sensitive());
+        let mut req = request();
+        req.headers_mut().insert(header::AUTHORIZATION, v);
+        detach(&mut req, &["authorization"]);
+        assert!(req.headers()["authorization"].is_sensitive());
+        assert!(!req.headers()["sec-websocket-key"].is_sensitive());
     }
 
-    /// The owned URI equals the original and points into none of the buffer it came from
-    /// (hyper's read buffer, here a `Bytes` the URI was parsed from in place).
+    /// The owned URI and the kept values equal the originals and point into none of the buffer
+    /// they came from (hyper's read buffer, here a `Bytes` they were parsed from in place),
+    /// nor does an `OriginalUri` left in the extensions.
     #[test]
-    fn owned_uri_leaves_the_read_buffer() {
+    fn the_kept_head_leaves_the_read_buffer() {
         for text in [
             "/socket.io/?EIO=4&transport=websocket&sid=abc",
             "/socket.io/",
             "http://gw.example:3000/socket.io/?EIO=4&transport=polling",
         ] {
-            let buffer = Bytes::copy_from_slice(text.as_bytes());
-            let parsed = Uri::from_maybe_shared(buffer.clone()).expect("valid uri");
-            let owned = owned_uri(&parsed).expect("an owned copy");
-            assert_eq!(owned, parsed);
+            let buffer = Bytes::from(format!("{text} dGhlIHNhbXBsZSBub25jZQ==").into_bytes());
+            let parsed = Uri::from_maybe_shared(buffer.slice(..text.len())).expect("valid uri");
+            let key = HeaderValue::from_maybe_shared(buffer.slice(text.len() + 1..))
+                .expect("valid value");
+            let mut req = Request::builder()
+                .uri(parsed.clone())
+                .header("sec-websocket-key", key)
+                .header("x-test", "value")
+                .body(Body::empty())
+                .expect("valid request");
+            req.extensions_mut().insert(OriginalUri(parsed.clone()));
+            detach(&mut req, &[]);
+            assert_eq!(req.uri(), &parsed);
+            assert_eq!(
+                req.headers()["sec-websocket-key"],
+                "dGhlIHNhbXBsZSBub25jZQ=="
+            );
+            assert_eq!(req.headers().len(), 1);
             let range = buffer.as_ptr_range();
-            let at = owned.path_and_query().expect("a path").as_str().as_ptr();
+            let at = req
+                .uri()
+                .path_and_query()
+                .expect("a path")
+                .as_str()
+                .as_ptr();
             assert!(!range.contains(&at), "{text}: still a slice of the buffer");
+            let orig = req.extensions().get::<OriginalUri>().expect("kept");
+            assert_eq!(orig.0, parsed);
+            let at = orig.0.path_and_query().expect("a path").as_str().as_ptr();
+            assert!(
+                !range.contains(&at),
+                "{text}: OriginalUri still in the buffer"
+            );
+            let at = req.headers()["sec-websocket-key"].as_bytes().as_ptr();
+            assert!(!range.contains(&at), "{text}: a value still in the buffer");
         }
     }
 }

@@ -3,29 +3,36 @@
 //! [`serve`] is generic over the adapter type so the same server runs with the in-memory
 //! adapter (single node) or a cluster adapter; see [`crate::adapter`].
 //!
-//! Layer order, outermost first: websocket origin check (`origin`, around the cluster's
-//! forwarding too) → [cluster mode: the cluster's `/socket.io/` layer, which records and
+//! Layer order, outermost first: the response fix-ups axum's router made when it wrapped the
+//! stack (`TopLevel`) → websocket origin check (`origin`, around the cluster's forwarding too;
+//! it reads the Engine.IO query once for all, `engine_io::Shape`) → [cluster mode: the cluster's `/socket.io/` layer, which records and
 //! forwards sessions by their session key, see `cluster::sessions::Routing`] → credentials strip →
 //! CORS → tracing → HTTP metrics → session key (sid: secret key -> socket id, see
 //! [`crate::session_key`]) → per-IP handshake rate → engine guard (drain) → sticky cookie →
 //! request head trimming → socketioxide (`/socket.io/`) → axum routes. Everything from the
 //! engine guard inward sees the socket id as `sid`; everything outside the session-key layer
 //! sees the key.
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use axum::{
     Router,
     extract::Request,
-    http::{HeaderValue, StatusCode},
+    http::{HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
 };
+use prometheus::IntCounter;
 use socketioxide::{
     ParserConfig, SocketIo, adapter::Adapter, handler::ConnectHandler, layer::SocketIoLayer,
 };
 use tokio::net::TcpListener;
-use tower::{ServiceBuilder, layer::util::Stack, util::MapResponseLayer};
+use tower::{Service, ServiceBuilder, layer::util::Stack, util::MapResponseLayer};
 use tower_http::{classify::StatusInRangeAsFailures, cors::CorsLayer, trace::TraceLayer};
 
 use crate::{
@@ -34,7 +41,7 @@ use crate::{
     config::{Config, NamespaceSpec},
     drain, health,
     health::ReadyCheck,
-    hook::{Finish, HookLayer, Step},
+    hook::{Finish, HookLayer, HookService, Step},
     limits::{self, IpRateLimit},
     listener::{ConnInfo, TrackedListener},
     metrics::Metrics,
@@ -103,37 +110,141 @@ pub async fn register<A: GatewayAdapter>(
     Ok(())
 }
 
-fn route_class(path: &str) -> &'static str {
+/// The `route` label values of `http_requests_total`, indexed by [`route_class`].
+const ROUTES: [&str; 9] = [
+    "engine.io",
+    "page",
+    "client_js",
+    "healthz",
+    "readyz",
+    "metrics",
+    "admin_ui",
+    "api",
+    "other",
+];
+
+/// The route class of `path`: an index into [`ROUTES`].
+fn route_class(path: &str) -> usize {
     match path {
-        p if crate::engine_io::is_engine_io(p) => "engine.io",
-        "/" => "page",
-        "/socket.io.min.js" | "/history-client.js" => "client_js",
-        "/healthz" => "healthz",
-        "/readyz" => "readyz",
-        "/metrics" => "metrics",
-        p if p.starts_with(crate::admin::UI_PATH) => "admin_ui",
-        p if p.starts_with("/api/") => "api",
-        _ => "other",
+        p if crate::engine_io::is_engine_io(p) => 0,
+        "/" => 1,
+        "/socket.io.min.js" | "/history-client.js" => 2,
+        "/healthz" => 3,
+        "/readyz" => 4,
+        "/metrics" => 5,
+        p if p.starts_with(crate::admin::UI_PATH) => 6,
+        p if p.starts_with("/api/") => 7,
+        _ => 8,
     }
 }
 
+/// The statuses whose `http_requests_total` handles [`HttpMetrics`] keeps (others are looked
+/// up by their labels each time).
+const CACHED_STATUSES: [u16; 9] = [101, 200, 204, 304, 400, 403, 404, 429, 503];
+
 /// `http_requests_total{route, status}` for every request (a [`Hook`](crate::hook::Hook)).
+///
+/// `with_label_values` hashes the label values and takes the vector's lock on every call
+/// (~350 instructions per websocket handshake, callgrind, BENCHMARKS.md issue 18): the handles
+/// of the common route and status pairs are kept once made. Made on first use, as before, so
+/// `/metrics` shows the same series.
 #[derive(Clone)]
-struct HttpMetrics(Arc<Metrics>);
+struct HttpMetrics {
+    metrics: Arc<Metrics>,
+    /// `[route][status]`, by [`ROUTES`] and [`CACHED_STATUSES`].
+    handles: Arc<[[OnceLock<IntCounter>; CACHED_STATUSES.len()]; ROUTES.len()]>,
+}
+
+impl HttpMetrics {
+    fn new(metrics: Arc<Metrics>) -> HttpMetrics {
+        HttpMetrics {
+            metrics,
+            handles: Arc::new(Default::default()),
+        }
+    }
+}
 
 impl crate::hook::Hook for HttpMetrics {
-    type Carry = &'static str;
+    type Carry = usize;
 
-    fn before(&self, req: &mut Request) -> Step<&'static str> {
+    fn before(&self, req: &mut Request) -> Step<usize> {
         Step::Continue(route_class(req.uri().path()))
     }
 
-    fn after(&self, route: &'static str, resp: Response) -> Finish {
-        self.0
-            .http_requests_total
-            .with_label_values(&[route, resp.status().as_str()])
-            .inc();
+    fn after(&self, route: usize, resp: Response) -> Finish {
+        let status = resp.status();
+        let labels = || [ROUTES[route], status.as_str()];
+        let total = &self.metrics.http_requests_total;
+        match CACHED_STATUSES.iter().position(|&s| s == status.as_u16()) {
+            Some(i) => self.handles[route][i]
+                .get_or_init(|| total.with_label_values(&labels()))
+                .inc(),
+            None => total.with_label_values(&labels()).inc(),
+        }
         Finish::Done(resp)
+    }
+}
+
+/// A request's method, as far as [`TopLevel`] cares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Verb {
+    Head,
+    Connect,
+    Other,
+}
+
+/// What axum's router did to every response when the stack was its fallback service
+/// (`Router::new().fallback_service(stack)`, its `RouteFuture` at the top level), done here
+/// instead: `Content-Length` from an exact body size unless set, no body for `HEAD`, none for
+/// a successful `CONNECT` (a [`Hook`](crate::hook::Hook), outermost).
+///
+/// The router did nothing else for the stack, which serves every path anyway (the routes are
+/// a router of their own inside it, which sets `OriginalUri` and its path parameters itself);
+/// but matching the fallback's catch-all route, its path parameters and `OriginalUri` in the
+/// extensions, the boxed clone of the stack and its boxed future cost ~3k instructions per
+/// websocket handshake (callgrind, BENCHMARKS.md issue 18).
+#[derive(Clone)]
+struct TopLevel;
+
+impl crate::hook::Hook for TopLevel {
+    type Carry = Verb;
+
+    fn before(&self, req: &mut Request) -> Step<Verb> {
+        Step::Continue(match *req.method() {
+            Method::HEAD => Verb::Head,
+            Method::CONNECT => Verb::Connect,
+            _ => Verb::Other,
+        })
+    }
+
+    fn after(&self, verb: Verb, mut res: Response) -> Finish {
+        use axum::body::{Body, HttpBody as _};
+        use axum::http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+        if verb == Verb::Connect && res.status().is_success() {
+            // RFC 9110: no Transfer-Encoding or Content-Length in a 2xx answer to CONNECT.
+            if res.headers().contains_key(CONTENT_LENGTH)
+                || res.headers().contains_key(TRANSFER_ENCODING)
+                || res.body().size_hint().lower() != 0
+            {
+                tracing::error!("response to CONNECT with nonempty body");
+                res = res.map(|_| Body::empty());
+            }
+            return Finish::Done(res);
+        }
+        if !res.headers().contains_key(CONTENT_LENGTH)
+            && let Some(size) = res.body().size_hint().exact()
+        {
+            let value = if size == 0 {
+                HeaderValue::from_static("0")
+            } else {
+                HeaderValue::from(size)
+            };
+            res.headers_mut().insert(CONTENT_LENGTH, value);
+        }
+        if verb == Verb::Head {
+            *res.body_mut() = Body::empty();
+        }
+        Finish::Done(res)
     }
 }
 
@@ -170,7 +281,11 @@ pub fn app<A: Adapter>(
     st: AppState<A>,
     layer: SocketIoLayer<A>,
     cluster: Option<&Arc<crate::cluster::Cluster>>,
-) -> Router {
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ Sync
++ 'static {
     let gw = st.gw.clone();
     let mut r = Router::new()
         .route("/", get(chat::page))
@@ -224,7 +339,7 @@ pub fn app<A: Adapter>(
         // One response type whichever optional layers are there (the router's, as before).
         .layer(MapResponseLayer::new(IntoResponse::into_response))
         .layer(TraceLayer::new(failures))
-        .layer(HookLayer(HttpMetrics(gw.metrics.clone())))
+        .layer(HookLayer(HttpMetrics::new(gw.metrics.clone())))
         // Session keys: outside the drain guard (which marks sessions by socket id), inside the
         // HTTP metrics (refusals are counted as 400s) and CORS (refusals carry CORS headers).
         .layer(HookLayer(crate::session_key::KeyGuard {
@@ -257,7 +372,8 @@ pub fn app<A: Adapter>(
         .layer(HookLayer(crate::request_head::OwnHead(gw.auth.clone())))
         .layer(layer)
         .service(routes);
-    Router::new().fallback_service(stack)
+    // The stack is the service itself: see `TopLevel`.
+    HookService::new(TopLevel, stack)
 }
 
 fn metrics_router<A: Adapter>(st: AppState<A>) -> Router {
@@ -456,7 +572,7 @@ pub async fn serve<A: GatewayAdapter>(
     spawn_stall_sweeper(gw.clone());
     let server = axum::serve(
         tracked,
-        app.into_make_service_with_connect_info::<ConnInfo>(),
+        axum::ServiceExt::<Request>::into_make_service_with_connect_info::<ConnInfo>(app),
     );
     tokio::spawn(async move {
         if let Err(e) = server.await {

@@ -322,10 +322,17 @@ impl Hook for KeyGuard {
     type Carry = Option<bool>;
 
     fn before(&self, req: &mut Request) -> Step<Option<bool>> {
-        if !engine_io::is_engine_io(req.uri().path()) {
+        let shape = engine_io::Shape::of(req);
+        if !shape.engine_io {
             return Step::Continue(None);
         }
-        match translate(req.uri(), &self.keys) {
+        // No `sid` pair at all: what `translate` answers `Ok(None)` for, without its scan.
+        let translated = if shape.sid_pairs {
+            translate(req.uri(), &self.keys)
+        } else {
+            Ok(None)
+        };
+        match translated {
             Ok(None) => Step::Continue(Some(req.method() == Method::GET)),
             Ok(Some((uri, sid))) => {
                 if let Some(orig) = req.extensions_mut().get_mut::<OriginalUri>() {

@@ -20,6 +20,10 @@ use crate::{
 /// Response header naming the node that answered a handshake.
 pub const NODE_HEADER: &str = "x-sio-node";
 
+/// [`NODE_HEADER`] as a header name made at compile time (a `&str` name is parsed and checked
+/// on every insert).
+const NODE: header::HeaderName = header::HeaderName::from_static(NODE_HEADER);
+
 /// The two header values, rendered once at start-up.
 pub struct Sticky {
     pub cookie: HeaderValue,
@@ -61,7 +65,7 @@ impl Hook for Stamp {
         {
             let h = resp.headers_mut();
             h.append(header::SET_COOKIE, self.0.cookie.clone());
-            h.insert(NODE_HEADER, self.0.node.clone());
+            h.insert(NODE, self.0.node.clone());
         }
         Finish::Done(resp)
     }

@@ -164,19 +164,26 @@ pub struct Routing(pub Arc<Cluster>);
 
 impl Hook for Routing {
     type Carry = ();
+    const AFTER: bool = false;
 
     fn before(&self, req: &mut Request) -> Step<()> {
         let c = &self.0;
-        if !engine_io::is_engine_io(req.uri().path()) {
+        let shape = engine_io::Shape::of(req);
+        if !shape.engine_io {
             return Step::Continue(());
         }
         if req.headers().contains_key(FORWARDED_HEADER) || req.headers().contains_key(AUTH_HEADER) {
             return from_peer(c, req);
         }
-        match engine_io::session_sid(req) {
+        let sid = if shape.has_sid {
+            engine_io::session_sid(req)
+        } else {
+            None
+        };
+        match sid {
             None => {
-                let polling = req.method() == Method::GET
-                    && engine_io::transport(req.uri().query().unwrap_or("")) == Some("polling");
+                let polling =
+                    req.method() == Method::GET && shape.transport == engine_io::Named::Polling;
                 if !polling {
                     return Step::Continue(());
                 }
