@@ -397,11 +397,14 @@ pub struct MetricsState<A: Adapter> {
     pub metrics: Arc<Metrics>,
     pub io: SocketIo<A>,
     pub config: Arc<Config>,
+    /// Its gauge is brought up to date at each scrape (it moves with handshakes otherwise).
+    pub pending_sessions: Arc<crate::pending_sessions::PendingSessions>,
 }
 
 /// `GET /metrics`: refresh the scrape-time gauges when a recount is due, then render.
 pub async fn handler<A: Adapter>(State(st): State<MetricsState<A>>) -> Response {
     let m = &st.metrics;
+    st.pending_sessions.refresh();
     if m.recount.due(Instant::now())
         && let Some(_walking) = m.recount.begin()
     {

@@ -117,6 +117,11 @@ impl PendingSessions {
         });
     }
 
+    /// Slide the window to now (the gauge, at scrape time).
+    pub fn refresh(&self) {
+        self.update(Instant::now(), |_, _| true);
+    }
+
     /// A session connected its first namespace: no longer pending.
     pub fn connected(&self) {
         self.connected_at(Instant::now());

@@ -238,6 +238,7 @@ impl<A: Adapter> axum::extract::FromRef<AppState<A>> for crate::metrics::Metrics
             metrics: st.gw.metrics.clone(),
             io: st.io.clone(),
             config: st.gw.config.clone(),
+            pending_sessions: st.gw.pending_sessions.clone(),
         }
     }
 }
