@@ -143,6 +143,11 @@ test("health, readiness and the chat page", async (t) => {
   const page = await fetch(gw.url + "/");
   assert.equal(page.status, 200);
   assert.match(page.headers.get("content-type"), /text\/html/);
+  // Review 8: not framed by other sites, not sniffed, not cached (it carries a node's cookie).
+  assert.equal(page.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(page.headers.get("x-frame-options"), "DENY");
+  assert.equal(page.headers.get("content-security-policy"), "frame-ancestors 'none'");
+  assert.equal(page.headers.get("cache-control"), "no-store");
   const html = await page.text();
   // tests/node_modules has socket.io-client installed, so the page uses the local copy.
   assert.match(html, /<script src="\/socket\.io\.min\.js">/);

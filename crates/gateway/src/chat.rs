@@ -12,7 +12,7 @@ use std::{
 
 use axum::{
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -88,10 +88,22 @@ impl Chat {
 }
 
 /// The page names the node that served it, and carries the same sticky cookie as a handshake:
-/// behind a sticky balancer the page's socket then lands on that node too.
+/// behind a sticky balancer the page's socket then lands on that node too. Other sites may not
+/// frame it (clickjacking its forms), browsers may not sniff it, caches may not keep it (review
+/// 8). No script policy: the page's script is inline, and the client bundle may come from a CDN.
 pub async fn page(State(chat): State<Arc<Chat>>) -> Response {
     (
         [
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("frame-ancestors 'none'"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (header::SET_COOKIE, chat.sticky.cookie.clone()),
             (
                 header::HeaderName::from_static(crate::sticky::NODE_HEADER),

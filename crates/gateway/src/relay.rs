@@ -336,7 +336,7 @@ impl Conn {
             Some(presence) => match presence.await {
                 Ok(found) => found.items.iter().any(|f| f.id == room),
                 Err(e) => {
-                    tracing::debug!(%room, error = %e, "socket-id room check failed");
+                    tracing::debug!(?room, error = %e, "socket-id room check failed");
                     true
                 }
             },
@@ -590,7 +590,7 @@ impl Conn {
         e: ReplayError,
     ) -> serde_json::Value {
         let hm = &self.gw.history.metrics;
-        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, %room, sent, error = %e, "replay failed");
+        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ?room, sent, error = %e, "replay failed");
         hm.recoveries.with_label_values(&["failed"]).inc();
         hm.replayed.inc_by(sent as u64);
         self.gw.metrics.events_sent_total.inc_by(sent as u64);
@@ -845,7 +845,7 @@ impl Conn {
         if let Some(max) = self.rooms_cap_reached(s, room) {
             return Err(max);
         }
-        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), %room, "join");
+        tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), ?room, "join");
         s.join(room.to_owned());
         Ok(())
     }
@@ -875,7 +875,7 @@ impl Conn {
                 err(SOCKET_ID_ROOM)
             }
             Ok(r) if valid_name(&r) => {
-                tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = %r, "leave");
+                tracing::debug!(node_id = %self.gw.node_id(), sid = %s.id, ns = s.ns(), room = ?r, "leave");
                 // Reported only when the socket was in it: a leave of any name costs nothing
                 // beyond the event's token.
                 if let Some(admin) = &self.gw.admin
