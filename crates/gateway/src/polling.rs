@@ -146,6 +146,7 @@ impl PollingSessions {
     where
         F: Future<Output = Response>,
     {
+        let t = cache_buster(t);
         let session = self.session(sid);
         let generation = session.generation.fetch_add(1, Ordering::AcqRel) + 1;
         session.moved.notify_waiters();
@@ -207,7 +208,9 @@ impl PollingSessions {
     /// Is this polling `POST` of `sid` a retry of the last one (same `t`)? If not, it is
     /// remembered as the last one.
     pub fn post_is_retry(&self, sid: Sid, t: Option<&str>) -> bool {
-        let Some(t) = t else { return false };
+        let Some(t) = cache_buster(t) else {
+            return false;
+        };
         let session = self.session(sid);
         let mut last = lock(&session.last_post);
         if last.as_deref() == Some(t) {
@@ -255,6 +258,16 @@ pub fn post_ok() -> Response {
         Some(HeaderValue::from_static("text/plain; charset=UTF-8")),
         Bytes::from_static(b"ok"),
     )
+}
+
+/// Longest `t` kept for retries: engine.io-client's are 7-8 characters (a yeast id), other
+/// stock clients send a millisecond timestamp. A longer one is used as none (no retry
+/// replay): a session would otherwise keep whatever its client sends, up to hyper's header
+/// limit, twice (review 8).
+const MAX_CACHE_BUSTER: usize = 64;
+
+fn cache_buster(t: Option<&str>) -> Option<&str> {
+    t.filter(|t| t.len() <= MAX_CACHE_BUSTER)
 }
 
 #[cfg(test)]
@@ -326,6 +339,21 @@ mod tests {
         // Without t: nothing is replayed.
         assert_eq!(text(polls.get(s, None, reply("4y")).await).await, "4y");
         assert_eq!(text(polls.get(s, None, reply("4z")).await).await, "4z");
+        // A `t` longer than a cache buster is not kept: nothing is replayed for it either.
+        let long = "x".repeat(MAX_CACHE_BUSTER + 1);
+        assert_eq!(
+            text(polls.get(s, Some(&long), reply("4v")).await).await,
+            "4v"
+        );
+        assert_eq!(
+            text(polls.get(s, Some(&long), reply("4w")).await).await,
+            "4w"
+        );
+        assert!(!polls.post_is_retry(s, Some(&long)));
+        assert!(
+            !polls.post_is_retry(s, Some(&long)),
+            "not kept, so never a retry"
+        );
     }
 
     #[tokio::test]
