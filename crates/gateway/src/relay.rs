@@ -50,6 +50,8 @@ use crate::{
 /// `connect_error` message.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
+    #[error("namespace paths may not contain `#`")]
+    NamespaceName,
     #[error("server is draining, reconnect later")]
     Draining,
     #[error("server full: max connections reached")]
@@ -91,6 +93,14 @@ fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal
             .with_label_values(&[reason])
             .inc()
     };
+    // `#` separates a namespace from a room in the Redis adapter's channels and in history
+    // keys: `/t-a#r` would be room `r` of `/t-a` there (review 8). Patterns match it, so it is
+    // refused here, before anything uses the name (socketioxide made the namespace before this
+    // middleware: `admit` releases it at once).
+    if s.ns().contains('#') {
+        refused("namespace_name");
+        return Err(Refusal::NamespaceName);
+    }
     if gw.drain.is_draining() {
         refused("draining");
         return Err(Refusal::Draining);
