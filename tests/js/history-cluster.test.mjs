@@ -179,6 +179,43 @@ test("Redis restarted with its data gone: recovered:false, reason epoch, nothing
   assert.equal(metricSum(m, "sio_gateway_history_bypassed_total"), 1);
 });
 
+// Review 8: a position another client forged (ahead of the stream, malformed) got an error
+// answer and left the socket out of the room: helper users were locked out on every node.
+test("a forged or malformed since in a tracked join: joined all the same, recovered:false, reason invalid", { timeout: 60_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", HISTORY));
+  const n2 = track(t, await startNode(redis.url, "gateway-2", HISTORY));
+  const room = "chat:forged";
+  const pub = await connected(client(t, n1.url));
+  const probe = await connected(client(t, n2.url));
+  for (let i = 0; i < 3; i++) assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: i }), { ok: true });
+  const pos = await probe.emitWithAck("join", { room });
+  const ms = BigInt(pos.offset.split("-")[0]);
+  let n = 0;
+  for (const [since, why] of [
+    [{ offset: `${ms + 1000n}-0`, epoch: pos.epoch }, /ahead/],
+    [{ offset: "18446744073709551615-18446744073709551615", epoch: pos.epoch }, /ahead/],
+    [{ offset: "zz", epoch: pos.epoch }, /since\.offset/],
+    [{ offset: "1-1", epoch: "!" }, /since\.epoch/],
+  ]) {
+    const c = await connected(client(t, n2.url));
+    const got = collect(c, "msg");
+    const ack = await c.emitWithAck("join", { room, since });
+    assert.equal(ack.ok, true, JSON.stringify([since, ack]));
+    assert.equal(ack.recovered, false, JSON.stringify([since, ack]));
+    assert.equal(ack.reason, "invalid", JSON.stringify([since, ack]));
+    assert.match(ack.detail, why, JSON.stringify([since, ack]));
+    assert.equal(ack.epoch, pos.epoch);
+    assert.deepEqual(got, [], "nothing replayed");
+    // Joined: a message published on the other node reaches it.
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "msg", data: `live ${n}` }), { ok: true });
+    await waitFor(() => got.length === 1, { what: "a live message" });
+    assert.deepEqual(got[0].args, [`live ${n++}`]);
+  }
+  const m = await scrapeMetrics(n2.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"'), 4);
+});
+
 test("sio-emit with the same --history rules: appended, delivered with offsets, replayed exactly once", { timeout: 60_000 }, async (t) => {
   const redis = await startRedis();
   t.after(() => redis.stop());

@@ -154,7 +154,7 @@ test("trim bound, TTL expiry, another epoch, rooms without history", async (t) =
   assert.deepEqual(plain[0], ["x"]);
 });
 
-test("malformed since: a clear error, nothing joined; plain join and the HTTP API", async (t) => {
+test("malformed since: joined without recovery, answered invalid; a malformed argument: a clear error, nothing joined; plain join and the HTTP API", async (t) => {
   const gw = track(t, await startGateway(["--history", "chat:*=100", "--api-key", KEY]));
   const pub = await connected(client(t, gw.url));
   const c = await connected(client(t, gw.url));
@@ -162,15 +162,35 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   const pos = await c.emitWithAck("join", { room: "chat:probe" });
   await c.emitWithAck("leave", "chat:probe");
   const epoch = pos.epoch;
+  // A bad position (malformed, forged, ahead of the history) never keeps a socket out of a
+  // room (review 8: a forged position locked helper users out): joined, recovered:false.
   for (const [arg, why] of [
-    [{ room: "chat:x", since: { offset: 5, epoch } }, /since\.offset/],
-    [{ room: "chat:x", since: { offset: "-1", epoch } }, /since\.offset/],
-    [{ room: "chat:x", since: { offset: "9".repeat(30), epoch } }, /since\.offset/],
+    [{ room: "chat:y", since: { offset: 5, epoch } }, /since\.offset/],
+    [{ room: "chat:y", since: { offset: "-1", epoch } }, /since\.offset/],
+    [{ room: "chat:y", since: { offset: "zz", epoch } }, /since\.offset/],
+    [{ room: "chat:y", since: { offset: "9".repeat(30), epoch } }, /since\.offset/],
     [{ room: "chat:probe", since: { offset: "99", epoch } }, /ahead/],
-    [{ room: "chat:x", since: { offset: "1", epoch: 7 } }, /since\.epoch/],
-    [{ room: "chat:x", since: { offset: "1", epoch: "a b" } }, /since\.epoch/],
-    [{ room: "chat:x", since: { offset: "1" } }, /since/],
-    [{ room: "chat:x", since: "1" }, /since/],
+    [{ room: "chat:probe", since: { offset: "18446744073709551615", epoch } }, /ahead/],
+    [{ room: "chat:y", since: { offset: "1", epoch: 7 } }, /since\.epoch/],
+    [{ room: "chat:y", since: { offset: "1", epoch: "a b" } }, /since\.epoch/],
+    [{ room: "chat:y", since: { offset: "0", epoch: "!" } }, /since\.epoch/],
+    [{ room: "chat:y", since: { offset: "1" } }, /since/],
+    [{ room: "chat:y", since: "1" }, /since/],
+  ]) {
+    const r = await c.emitWithAck("join", arg);
+    assert.equal(r.ok, true, JSON.stringify([arg, r]));
+    assert.equal(r.recovered, false, JSON.stringify([arg, r]));
+    assert.equal(r.reason, "invalid", JSON.stringify([arg, r]));
+    assert.match(r.detail, why, JSON.stringify([arg, r]));
+    assert.match(r.offset, /^\d+$/, JSON.stringify([arg, r]));
+    // Joined: a message into the room reaches c.
+    const n = got.length;
+    assert.deepEqual(await pub.emitWithAck("publish", { room: arg.room, event: "msg", data: "in" }), { ok: true });
+    await waitFor(() => got.length === n + 1, { what: `a message after ${JSON.stringify(arg)}` });
+    assert.deepEqual(await c.emitWithAck("leave", arg.room), { ok: true });
+  }
+  got.length = 0;
+  for (const [arg, why] of [
     [{ room: "chat:x", extra: 1 }, /unknown key `extra`/],
     [{ room: 3 }, /room name/],
     [{ room: "" }, /room name/],
@@ -182,7 +202,6 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   }
   // None of them joined: messages into chat:x and chat:probe do not reach c.
   assert.deepEqual(await pub.emitWithAck("publish", { room: "chat:x", event: "msg", data: 1 }), { ok: true });
-  assert.deepEqual(await pub.emitWithAck("publish", { room: "chat:probe", event: "msg", data: 1 }), { ok: true });
   // The plain join is unchanged; messages carry the mark as one extra trailing argument.
   assert.deepEqual(await c.emitWithAck("join", "chat:x"), { ok: true });
   await pub.emitWithAck("publish", { room: "chat:x", event: "msg", data: { text: "hi" } });
@@ -232,7 +251,7 @@ test("malformed since: a clear error, nothing joined; plain join and the HTTP AP
   const none = await fetch(gw.url + "/api/v1/rooms/lobby/history", { headers: { authorization: `Bearer ${KEY}` } });
   assert.equal(none.status, 404);
   const m = await scrapeMetrics(gw.url + "/metrics");
-  assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 7);
+  assert.ok(metricSum(m, "sio_gateway_history_recoveries_total", 'outcome="invalid"') >= 11);
 });
 
 test("memory budget (--history-max-bytes): large messages to ever new rooms stay within it, an honest room keeps its recent history", { timeout: 120_000 }, async (t) => {
@@ -378,6 +397,105 @@ test("the served helper rejoins several history rooms after a reconnect, one aft
   for (const r of names) {
     assert.deepEqual({ ...rejoined.get(r), epoch: "-" }, { ok: true, recovered: true, missed: 100, epoch: "-", offset: "101" }, r);
   }
+});
+
+/** The helper the gateway serves, loaded as CommonJS (as a Node service would). */
+async function helperModule(url) {
+  const src = await (await fetch(url + "/history-client.js")).text();
+  const mod = { exports: {} };
+  new Function("module", "exports", src)(mod, mod.exports);
+  return mod.exports;
+}
+
+/** sessionStorage's interface, in memory. */
+function memoryStorage() {
+  const m = new Map();
+  return { getItem: (k) => (m.has(k) ? m.get(k) : null), setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k), map: m };
+}
+
+test("the served helper takes no position from another client's publish: forged marks neither lock out, hide messages, nor crash", { timeout: 60_000 }, async (t) => {
+  // Review 8: a namespace-wide publish of data shaped like a mark moved the helper's position
+  // (another epoch: every rejoin refused; offset 2^64-1: 5 of 50 received; offset +20: 30 of
+  // 50, 20 missing, recovered:true; offset "zz": an uncaught SyntaxError in the listener).
+  const gw = track(t, await startGateway(["--history", "chat:*=200", "--event-rate", "0"]));
+  const SioHistory = await helperModule(gw.url);
+  const room = "chat:victim";
+  const storage = memoryStorage();
+  const victim = io(gw.url, { forceNew: true, transports: ["websocket"], reconnectionDelay: 100 });
+  track(t, victim);
+  await connected(victim);
+  const rejoins = [];
+  const resyncs = [];
+  const rooms = SioHistory.track(victim, { storage, onRejoin: (r, a) => rejoins.push(a), onResync: (r, a) => resyncs.push(a) });
+  const got = [];
+  victim.on("chat", (m) => got.push(m.i));
+  const news = [];
+  victim.on("news", (d) => news.push(d));
+  assert.equal((await rooms.join(room)).ok, true);
+  const pub = await connected(client(t, gw.url));
+  for (let i = 1; i <= 5; i++) await pub.emitWithAck("publish", { room, event: "chat", data: { i } });
+  await waitFor(() => rooms.position(room)?.offset === "5", { what: "position 5" });
+  const before = rooms.position(room);
+
+  // The attacker reads the epoch by joining, then publishes namespace-wide (not in the room).
+  const atk = await connected(client(t, gw.url));
+  const { epoch, offset } = await atk.emitWithAck("join", { room });
+  await atk.emitWithAck("leave", room);
+  const forged = [
+    { room, offset: "0", epoch: "!" },
+    { room, offset: "0", epoch: "0000000000000000" },
+    { room, offset: "18446744073709551615", epoch },
+    { room, offset: String(Number(offset) + 20), epoch },
+    { room, offset: "zz", epoch },
+  ];
+  for (const data of forged) assert.deepEqual(await atk.emitWithAck("publish", { event: "news", data }), { ok: true });
+  await waitFor(() => news.length === forged.length, { what: "the forged marks delivered" });
+  assert.deepEqual(rooms.position(room), before, "a single argument is never a position");
+
+  // A network blip: the helper rejoins from its real position and misses nothing.
+  victim.io.engine.close();
+  await waitFor(() => !victim.connected, { what: "disconnected" });
+  for (let i = 6; i <= 45; i++) await pub.emitWithAck("publish", { room, event: "chat", data: { i } });
+  await waitFor(() => rejoins.length === 1, { what: "the rejoin" });
+  assert.deepEqual({ ...rejoins[0], epoch: "-" }, { ok: true, recovered: true, missed: 40, epoch: "-", offset: "45" });
+  for (let i = 46; i <= 50; i++) await pub.emitWithAck("publish", { room, event: "chat", data: { i } });
+  await waitFor(() => got.length === 50, { what: "50 messages" });
+  assert.deepEqual(got, range(1, 50));
+  assert.deepEqual(resyncs, []);
+  assert.deepEqual(JSON.parse(storage.map.get("sio-history:" + room)), { epoch, offset: "50" });
+});
+
+test("the served helper with a bad stored position (ahead, another epoch, malformed) still joins, resyncs, and takes the gateway's position", { timeout: 60_000 }, async (t) => {
+  const gw = track(t, await startGateway(["--history", "chat:*=200", "--event-rate", "0"]));
+  const SioHistory = await helperModule(gw.url);
+  const pub = await connected(client(t, gw.url));
+  const probe = await connected(client(t, gw.url));
+  const rooms = ["chat:ahead", "chat:epoch", "chat:zz"];
+  const epochs = {};
+  for (const r of rooms) {
+    for (let i = 1; i <= 3; i++) await pub.emitWithAck("publish", { room: r, event: "chat", data: { i } });
+    epochs[r] = (await probe.emitWithAck("join", { room: r })).epoch;
+  }
+  // What a forged mark left in sessionStorage before this fix (and survives a reload).
+  const storage = memoryStorage();
+  storage.setItem("sio-history:chat:ahead", JSON.stringify({ epoch: epochs["chat:ahead"], offset: "18446744073709551615" }));
+  storage.setItem("sio-history:chat:epoch", JSON.stringify({ epoch: "0000000000000000", offset: "2" }));
+  storage.setItem("sio-history:chat:zz", JSON.stringify({ epoch: epochs["chat:zz"], offset: "zz" }));
+  const s = await connected(client(t, gw.url));
+  const resyncs = new Map();
+  const h = SioHistory.track(s, { storage, onResync: (r, a) => resyncs.set(r, a.reason) });
+  const got = [];
+  s.on("chat", (m, mark) => got.push(mark.room));
+  for (const r of rooms) {
+    const ack = await h.join(r);
+    assert.equal(ack.ok, true, JSON.stringify([r, ack]));
+    assert.equal(ack.recovered, r === "chat:zz" ? undefined : false, JSON.stringify([r, ack]));
+    assert.deepEqual(h.position(r), { epoch: epochs[r], offset: "3" }, r);
+  }
+  assert.deepEqual(Object.fromEntries(resyncs), { "chat:ahead": "invalid", "chat:epoch": "epoch" });
+  for (const r of rooms) await pub.emitWithAck("publish", { room: r, event: "chat", data: { i: 4 } });
+  await waitFor(() => got.length === 3, { what: "a message in each room" });
+  for (const r of rooms) assert.deepEqual(h.position(r), { epoch: epochs[r], offset: "4" }, r);
 });
 
 const FLOW = ["--history", "big:*=40", "--event-rate", "0"];

@@ -197,3 +197,47 @@ test("one connection is in at most 8 pattern namespaces at once; others still ge
   const tenant = other.socket("/tenant-x");
   await once(tenant, "connect");
 });
+
+// Review 8: `#` ends the namespace in the Redis adapter's channels (`socket.io#N#R#` is room R of
+// N and the namespace channel of `N#R`) and in history keys (`sio:history:{N#R}`). A pattern
+// accepted `/t-acme#x`: made on a node before `/t-acme`, it black-holed room x's messages from
+// other nodes there (5 of 25 received); `/t-acme#` read and wrote the history of `/t-acme`'s
+// room `#general`. Namespace paths with `#` are now refused at CONNECT.
+test("cluster: namespace paths with `#` are refused at CONNECT: no room black-holed, no other namespace's history", { timeout: 60_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const flags = ["--namespace", "/", "--namespace", "/t-*", "--history", "*=100", "--event-rate", "0"];
+  const a = track(t, await startNode(redis.url, "gateway-1", flags));
+  const b = track(t, await startNode(redis.url, "gateway-2", flags));
+  const conn = async (url, nsp) => {
+    const s = new Manager(url, { transports: ["websocket"], reconnection: false }).socket(nsp);
+    track(t, { close: () => s.io.engine?.close() });
+    return new Promise((resolve) => {
+      s.once("connect", () => resolve(s));
+      s.once("connect_error", (e) => resolve(e.message));
+    });
+  };
+  // On node b, before any member of /t-acme is there: the namespace /t-acme#x.
+  const atk = await conn(b.url, "/t-acme#x");
+  assert.equal(typeof atk, "string", "a `#` namespace is refused");
+  assert.match(atk, /may not contain `#`/);
+  const victim = await conn(b.url, "/t-acme");
+  assert.deepEqual(await victim.emitWithAck("join", "x"), { ok: true });
+  const got = [];
+  victim.on("m", (d) => got.push(d));
+  const local = await conn(b.url, "/t-acme");
+  const remote = await conn(a.url, "/t-acme");
+  for (let i = 0; i < 20; i++) assert.equal((await remote.emitWithAck("publish", { room: "x", event: "m", data: i })).ok, true);
+  for (let i = 20; i < 25; i++) assert.equal((await local.emitWithAck("publish", { room: "x", event: "m", data: i })).ok, true);
+  await waitFor(() => got.length === 25, { what: "25 messages into room x on node b" });
+
+  // The history of /t-acme's room `#general` is not /t-acme#'s room `general`.
+  const member = await conn(a.url, "/t-acme");
+  assert.equal((await member.emitWithAck("join", { room: "#general" })).ok, true);
+  for (let i = 1; i <= 3; i++) await member.emitWithAck("publish", { room: "#general", event: "chat", data: { secret: i } });
+  const reader = await conn(a.url, "/t-acme#");
+  assert.equal(typeof reader, "string", "a `#` namespace is refused");
+  assert.match(reader, /may not contain `#`/);
+  const m = await scrapeMetrics(a.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_connections_refused_total", 'reason="namespace_name"'), 1);
+  assert.equal(metricSum(await scrapeMetrics(b.url + "/metrics"), "sio_gateway_connections_refused_total", 'reason="namespace_name"'), 1);
+});

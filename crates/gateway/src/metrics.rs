@@ -335,6 +335,7 @@ impl Metrics {
             "connect_attempts",
             "max_namespaces",
             "pending_sessions",
+            "namespace_name",
         ] {
             connections_refused_total.with_label_values(&[r]);
         }

@@ -50,6 +50,8 @@ use crate::{
 /// `connect_error` message.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
+    #[error("namespace paths may not contain `#`")]
+    NamespaceName,
     #[error("server is draining, reconnect later")]
     Draining,
     #[error("server full: max connections reached")]
@@ -91,6 +93,14 @@ fn admit_check<A: Adapter>(s: &SocketRef<A>, gw: &Gateway) -> Result<(), Refusal
             .with_label_values(&[reason])
             .inc()
     };
+    // `#` separates a namespace from a room in the Redis adapter's channels and in history
+    // keys: `/t-a#r` would be room `r` of `/t-a` there (review 8). Patterns match it, so it is
+    // refused here, before anything uses the name (socketioxide made the namespace before this
+    // middleware: `admit` releases it at once).
+    if s.ns().contains('#') {
+        refused("namespace_name");
+        return Err(Refusal::NamespaceName);
+    }
     if gw.drain.is_draining() {
         refused("draining");
         return Err(Refusal::Draining);
@@ -216,6 +226,13 @@ fn err(msg: impl std::fmt::Display) -> serde_json::Value {
     json!({ "ok": false, "error": msg.to_string() })
 }
 
+/// The `extra` of a tracked join whose `since` is not a position of this history (malformed,
+/// forged, ahead of it): joined without recovery. A position is what the client last received,
+/// which another client may have forged (review 8): it never keeps a socket out of a room.
+fn invalid_since(why: impl std::fmt::Display) -> serde_json::Value {
+    json!({ "recovered": false, "reason": outcome::INVALID, "detail": why.to_string() })
+}
+
 /// The ack of a tracked join: `{ok:true, epoch, offset}` (the history's position), plus `extra`.
 fn position(
     epoch: &str,
@@ -248,6 +265,8 @@ enum End {
     /// Everything that followed `since` was looked at, but entries no gateway or emitter
     /// wrote (oversized, malformed: `history::stream::Skipped`) were left out.
     Skipped,
+    /// `since` is ahead of the history (forged): joined without recovery.
+    Invalid(String),
 }
 
 /// Refusal of a client's join of another socket's own-id room, or leave of its own.
@@ -393,7 +412,23 @@ impl Conn {
         }
         let v = match &arg {
             JoinArg::Plain(room) => self.join_plain(s, room).await,
-            JoinArg::Tracked { room, since } => self.join_tracked(s, room, since.as_ref()).await,
+            JoinArg::Tracked {
+                room,
+                since: Some(Err(why)),
+            } => {
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                let mut v = self.join_tracked(s, room, None).await;
+                if let (true, Some(o), serde_json::Value::Object(extra)) =
+                    (v["ok"] == true, v.as_object_mut(), invalid_since(why))
+                {
+                    o.extend(extra);
+                }
+                v
+            }
+            JoinArg::Tracked { room, since } => {
+                let since = since.as_ref().and_then(|r| r.as_ref().ok());
+                self.join_tracked(s, room, since).await
+            }
         };
         if let Some(admin) = &self.gw.admin
             && v["ok"] == true
@@ -501,10 +536,14 @@ impl Conn {
             let recovery = match g.recover(&from) {
                 Ok(r) => r,
                 // Only in the first round: later ones ask from an offset this history gave.
+                // Joined all the same (see `invalid_since`).
                 Err(ahead) => {
-                    self.gw.metrics.dropped_invalid.inc();
+                    if let Err(max) = self.join_capped(s, room) {
+                        return self.too_many_rooms(max);
+                    }
                     hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
-                    return err(format_args!("join: `since.offset`: {ahead}"));
+                    let extra = invalid_since(format_args!("`since.offset`: {ahead}"));
+                    return position(epoch.as_str(), last, extra);
                 }
             };
             if std::mem::take(&mut first)
@@ -625,13 +664,15 @@ impl Conn {
         let Some(spec) = history.spec(room) else {
             return err("no history rule for this room");
         };
+        // A `since` that is no position of this history: joined without recovery (the answer
+        // says `invalid`, see `invalid_since`).
+        let mut bad = None;
         let since = match since.map(|sn| sn.stream_id().map(|id| (id, &sn.epoch))) {
             None => None,
             Some(Some(v)) => Some(v),
             Some(None) => {
-                self.gw.metrics.dropped_invalid.inc();
-                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
-                return err("join: `since.offset` is not an offset of this history");
+                bad = Some("`since.offset` is not an offset of this history".to_owned());
+                None
             }
         };
         let hb = &history.holdback;
@@ -671,19 +712,28 @@ impl Conn {
         if let (Read::Miss, Some((id, _))) = (&r.read, since)
             && id > r.last
         {
-            self.gw.metrics.dropped_invalid.inc();
-            hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
-            return undo(err(format_args!(
-                "join: `since.offset`: offset {id} is ahead of this history (last offset {})",
+            // Forged: joined all the same, what was held back for it delivered (as `Trimmed`).
+            bad = Some(format!(
+                "`since.offset`: offset {id} is ahead of this history (last offset {})",
                 r.last
-            )));
+            ));
         }
         let epoch = r.epoch;
         // The position answered (the newest offset of the last read), and how the replay ended.
         let mut last = r.last;
         let (mut page, mut end) = match r.read {
-            Read::Position => return position(epoch.as_str(), last, json!({})),
+            Read::Position => {
+                let extra = match bad {
+                    Some(why) => {
+                        hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                        invalid_since(why)
+                    }
+                    None => json!({}),
+                };
+                return position(epoch.as_str(), last, extra);
+            }
             Read::OtherEpoch => (Page::default(), End::Epoch),
+            Read::Miss if bad.is_some() => (Page::default(), End::Invalid(bad.unwrap_or_default())),
             Read::Miss => (Page::default(), End::Trimmed),
             Read::Replay(page) => (page, End::Recovered),
         };
@@ -808,6 +858,10 @@ impl Conn {
                 hm.recoveries.with_label_values(&[outcome::EPOCH]).inc();
                 let extra = json!({ "recovered": false, "reason": outcome::EPOCH });
                 position(epoch.as_str(), last, extra)
+            }
+            End::Invalid(why) => {
+                hm.recoveries.with_label_values(&[outcome::INVALID]).inc();
+                position(epoch.as_str(), last, invalid_since(why))
             }
             End::Trimmed => {
                 hm.recoveries.with_label_values(&["trimmed"]).inc();

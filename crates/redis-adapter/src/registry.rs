@@ -111,18 +111,22 @@ impl Registry {
         }
         // Read lock per message: uncontended (written only when a namespace is created or
         // closed), and it keeps routing correct while namespaces come and go.
+        // Every namespace whose channels match gets it, not only the first: a channel can be
+        // two namespaces' (`socket.io#/t#r#` is room `r` of `/t` and the namespace channel of
+        // `/t#r`, as in the Node adapter), and each checks the message's namespace itself. With
+        // the first only, a `/t#r` made on a node before `/t` black-holed room `r` there
+        // (review 8).
         let namespaces = self.namespaces.read().unwrap_or_else(|e| e.into_inner());
         for ns in namespaces.iter() {
             // `Inbound` keeps only the channel kind; classification borrows the name.
             if let Some(kind) = ns.classify(channel) {
-                let inbound = Inbound::new(kind, payload);
+                let inbound = Inbound::new(kind, payload.clone());
                 if ns.inbound.try_send(inbound).is_err() {
                     self.stats.dropped(DropReason::QueueFull, 1);
                     if self.log.allow() {
                         tracing::warn!(nsp = %ns.nsp, "redis adapter inbound queue full, dropping");
                     }
                 }
-                break;
             }
         }
     }

@@ -31,6 +31,11 @@ impl NamespaceSpec {
         if !s.starts_with('/') {
             return Err(format!("namespace `{s}` must start with `/`"));
         }
+        // `#` separates namespace and room in Redis channels and history keys (see
+        // `relay::admit_check`, which refuses such paths at CONNECT too).
+        if s.contains('#') {
+            return Err(format!("namespace `{s}` may not contain `#`"));
+        }
         if s.contains('{') {
             return Ok(NamespaceSpec::Pattern(s.to_owned()));
         }

@@ -198,6 +198,8 @@ fn namespace_patterns() {
         NamespaceSpec::Pattern("/a/{p0}/b-{p1}".into())
     );
     assert!(NamespaceSpec::parse("/a**").is_err());
+    assert!(NamespaceSpec::parse("/t-acme#x").is_err());
+    assert!(NamespaceSpec::parse("/t-*#").is_err());
     assert_eq!(
         NamespaceSpec::parse("/org/{id}").unwrap(),
         NamespaceSpec::Pattern("/org/{id}".into())

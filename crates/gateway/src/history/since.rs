@@ -2,7 +2,10 @@
 //! `since` is `{offset, epoch}` as last received, to recover what was missed.
 //!
 //! Everything is checked here, before the join is applied: a malformed argument gets an
-//! error ack and leaves the socket's rooms as they were.
+//! error ack and leaves the socket's rooms as they were. A malformed `since` alone is not an
+//! error: the position is the client's memory of a message, which another client may have
+//! forged (review 8), so the join goes ahead without recovery and is answered
+//! `recovered:false, reason:"invalid"` ([`JoinArg::Tracked`] carries the problem).
 use serde_json::Value;
 
 use sio_wire::history::StreamId;
@@ -37,7 +40,12 @@ pub enum JoinArg {
     /// `join "room"`: the plain join, acked `{ok:true}`.
     Plain(String),
     /// `join {room, since?}`: the ack tells the history's position (and the recovery).
-    Tracked { room: String, since: Option<Since> },
+    /// `since` is `Some(Err(_))` when it was given but is not a position of any history:
+    /// the room is joined without recovery.
+    Tracked {
+        room: String,
+        since: Option<Result<Since, JoinArgError>>,
+    },
 }
 
 impl JoinArg {
@@ -80,8 +88,8 @@ pub fn parse(v: Value) -> Result<JoinArg, JoinArgError> {
     };
     let since = match obj.remove("since") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(s)) => Some(parse_since(&s)?),
-        Some(_) => return Err(JoinArgError::SinceShape),
+        Some(Value::Object(s)) => Some(parse_since(&s)),
+        Some(_) => Some(Err(JoinArgError::SinceShape)),
     };
     Ok(JoinArg::Tracked { room, since })
 }
@@ -132,10 +140,10 @@ mod tests {
             parse(json!({"room": "chat:a", "since": {"offset": "7", "epoch": "ab12"}})),
             Ok(JoinArg::Tracked {
                 room: "chat:a".into(),
-                since: Some(Since {
+                since: Some(Ok(Since {
                     offset: "7".into(),
                     epoch: Epoch::parse("ab12").unwrap()
-                })
+                }))
             })
         );
     }
@@ -150,46 +158,42 @@ mod tests {
             (json!({"since": {"offset": "1", "epoch": "e"}}), Shape),
             (json!({"room": 5}), Shape),
             (json!({"room": "r", "x": 1}), UnknownKey("x".into())),
-            (json!({"room": "r", "since": "1"}), SinceShape),
-            (json!({"room": "r", "since": {"offset": "1"}}), SinceShape),
-            (
-                json!({"room": "r", "since": {"offset": "1", "epoch": "e", "z": 0}}),
-                SinceShape,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": 1, "epoch": "e"}}),
-                BadOffset,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "-1", "epoch": "e"}}),
-                BadOffset,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "1e3", "epoch": "e"}}),
-                BadOffset,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "99999999999999999999999", "epoch": "e"}}),
-                BadOffset,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "", "epoch": "e"}}),
-                BadOffset,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "1", "epoch": 3}}),
-                BadEpoch,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "1", "epoch": ""}}),
-                BadEpoch,
-            ),
-            (
-                json!({"room": "r", "since": {"offset": "1", "epoch": "x".repeat(65)}}),
-                BadEpoch,
-            ),
         ] {
             assert_eq!(parse(v.clone()), Err(e), "{v}");
+        }
+    }
+
+    /// A bad position is carried, not refused: the join goes ahead without recovery.
+    #[test]
+    fn malformed_since_is_carried_with_its_reason() {
+        use JoinArgError::*;
+        for (since, e) in [
+            (json!("1"), SinceShape),
+            (json!({"offset": "1"}), SinceShape),
+            (json!({"offset": "1", "epoch": "e", "z": 0}), SinceShape),
+            (json!({"offset": 1, "epoch": "e"}), BadOffset),
+            (json!({"offset": "-1", "epoch": "e"}), BadOffset),
+            (json!({"offset": "1e3", "epoch": "e"}), BadOffset),
+            (json!({"offset": "zz", "epoch": "e"}), BadOffset),
+            (
+                json!({"offset": "99999999999999999999999", "epoch": "e"}),
+                BadOffset,
+            ),
+            (json!({"offset": "", "epoch": "e"}), BadOffset),
+            (json!({"offset": "1", "epoch": 3}), BadEpoch),
+            (json!({"offset": "1", "epoch": ""}), BadEpoch),
+            (json!({"offset": "1", "epoch": "!"}), BadEpoch),
+            (json!({"offset": "1", "epoch": "x".repeat(65)}), BadEpoch),
+        ] {
+            let v = json!({"room": "r", "since": since});
+            assert_eq!(
+                parse(v.clone()),
+                Ok(JoinArg::Tracked {
+                    room: "r".into(),
+                    since: Some(Err(e))
+                }),
+                "{v}"
+            );
         }
     }
 }

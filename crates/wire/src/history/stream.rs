@@ -161,6 +161,10 @@ return redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[1])
 "#;
 
 /// The stream and meta keys of a room's history, in the scripts' `KEYS` order.
+///
+/// Unambiguous because namespace paths never contain `#` (the gateway refuses them at CONNECT
+/// and in `--namespace`): the first `#` ends the namespace. Before that (review 8) room
+/// `#general` of `/t` and room `general` of `/t#` had the same key.
 pub fn keys(nsp: &str, room: &str) -> [String; 2] {
     let stream = format!("sio:history:{{{nsp}#{room}}}");
     let meta = format!("{stream}:meta");
