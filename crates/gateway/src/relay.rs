@@ -1099,8 +1099,10 @@ impl Conn {
             event,
             data: &data,
         };
+        let max = self.gw.config.upstream.max_event_bytes;
         let v =
-            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, ev).await;
+            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, max, ev)
+                .await;
         self.reply(ack, &v).await;
     }
 }
