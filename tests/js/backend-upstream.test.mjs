@@ -6,7 +6,8 @@
 // limits apply before the sink; a sink that fails answers an error ack and is counted. A slow
 // webhook backend flooded by clients at the rate limit sees at most
 // --upstream-webhook-concurrency calls at once, the node's descriptors stay bounded, and the
-// events with no room are answered `backend busy` and counted.
+// events with no room are answered `backend busy` and counted. Events over
+// --upstream-max-event-bytes are refused with an error ack, counted, and never reach Redis.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -103,6 +104,48 @@ test("redis-stream: the event rate limit applies before the sink", { timeout: 90
   assert.deepEqual(acks.map((a) => a.ok), [true, true, false, false]);
   assert.equal(acks[2].error, "rate limited");
   assert.deepEqual(await cli(redis.port, "XLEN", "sio:upstream"), ["2"]);
+});
+
+// Review 8 finding 4: --upstream-maxlen caps the stream's entries, not their bytes; one client
+// sending 900 KB events at the default rate filled Redis with 1.23 GB in 20 s. Events over
+// --upstream-max-event-bytes (default 64 KiB) are now refused with an error ack and counted.
+test("redis-stream: events over --upstream-max-event-bytes (default 64 KiB) get an error ack, are counted and never reach Redis; smaller ones arrive", { timeout: 90_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startGateway([
+    "--upstream", "redis-stream", "--upstream-redis", redis.url, "--upstream-stream", KEY_STREAM,
+  ]));
+  const s = await connected(client(t, gw.url));
+  const CAP = 64 * 1024;
+  // Event name + JSON of the data: {"blob":"..."} is 11 bytes besides the blob.
+  const over = { blob: "x".repeat(CAP - 11 - "report".length + 1) };
+  const under = { blob: "x".repeat(CAP - 11 - "report".length) };
+  const refused = [];
+  for (let i = 0; i < 20; i++) refused.push(await s.emitWithAck("report", over));
+  for (const a of refused) {
+    assert.equal(a.ok, false, JSON.stringify(a).slice(0, 200));
+    assert.match(a.error, /too large/);
+  }
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="upstream_too_large"'), 20);
+  // Nothing of them in Redis: no stream at all yet.
+  assert.deepEqual(await cli(redis.port, "XLEN", KEY_STREAM), ["0"]);
+  const ok = await s.emitWithAck("report", under);
+  assert.equal(ok.ok, true, JSON.stringify(ok).slice(0, 200));
+  assert.deepEqual(await cli(redis.port, "XLEN", KEY_STREAM), ["1"]);
+  const usage = Number((await cli(redis.port, "MEMORY", "USAGE", KEY_STREAM))[0]);
+  assert.ok(usage < 2 * CAP, `the stream holds one event under the cap: ${usage} bytes`);
+});
+
+test("redis-stream: --upstream-max-event-bytes 0 leaves only --max-payload", { timeout: 90_000 }, async (t) => {
+  const redis = track(t, await startRedis());
+  const gw = track(t, await startGateway([
+    "--upstream", "redis-stream", "--upstream-redis", redis.url, "--upstream-stream", KEY_STREAM,
+    "--upstream-max-event-bytes", "0",
+  ]));
+  const s = await connected(client(t, gw.url));
+  const a = await s.emitWithAck("report", { blob: "x".repeat(200_000) });
+  assert.equal(a.ok, true, JSON.stringify(a).slice(0, 200));
+  assert.deepEqual(await cli(redis.port, "XLEN", KEY_STREAM), ["1"]);
 });
 
 test("webhook sink: the POSTed event, the response body as the ack, errors as error acks", { timeout: 90_000 }, async (t) => {

@@ -452,6 +452,66 @@ test("replays in cluster mode are bounded by bytes delivered and read a page at 
   await waitFor(async () => (await replayOutstanding(n1.url)) === 0, { what: "the budget given back" });
 });
 
+// Review 8 finding 5: while a recovering join's replay stalls, every message published into
+// the room was copied and kept for it, outside every byte bound, until the replay's deadline
+// (4 stalled joins grew a node by 205 MB while 171 MB was published). Now at most the replay
+// window (1 MiB) is kept per join; past it the join fails, told recovered:false.
+test("messages held back for stalled recovering joins are capped at 1 MiB each: the gauge and RSS stay bounded, the join fails with recovered:false, an honest reader loses nothing", { timeout: 120_000 }, async (t) => {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const n1 = track(t, await startNode(redis.url, "gateway-1", FLOW));
+  const room = "big:held";
+  const { pub, epoch } = await hugeRoom(t, n1.url, room);
+  const honest = await connected(client(t, n1.url));
+  const got = collect(honest, "live");
+  assert.equal((await honest.emitWithAck("join", { room })).ok, true);
+  // 4 raw websockets ask for the 20 MB replay from the start (acked) and stop reading.
+  const N = 4;
+  const stalled = [];
+  for (let i = 0; i < N; i++) {
+    const c = await rawClient(t, n1.url);
+    c.pause();
+    c.emit("join", { room, since: { offset: "0-0", epoch } }, 1);
+    stalled.push(c);
+    // Registered before its first read (the first hoarder's read is the only one after the
+    // publisher's join).
+    await waitFor(async () => (await recoveryMetrics(n1.url)).reads >= i + 2, { what: `replay ${i} started` });
+  }
+  const rss0 = vmRss(n1.pid);
+  // 30 messages of ~500 KB (15 MB) into the room while the replays are stuck: before, each
+  // stalled join kept a copy of all of them (N x 15 MB).
+  const K = 30;
+  const big = "z".repeat(500_000);
+  let peak = 0;
+  let rss = 0;
+  for (let i = 1; i <= K; i++) {
+    assert.deepEqual(await pub.emitWithAck("publish", { room, event: "live", data: { i, big } }), { ok: true });
+    peak = Math.max(peak, metricSum(await scrapeMetrics(n1.url + "/metrics"), "sio_gateway_history_holdback_bytes"));
+    rss = Math.max(rss, vmRss(n1.pid));
+  }
+  const grew = rss - rss0;
+  t.diagnostic(`${N} stalled joins, ${K} x 500 KB published: peak held back ${peak} bytes, RSS grew ${grew} bytes`);
+  assert.ok(peak > 0, "the gauge counts what is held back");
+  assert.ok(peak <= N * WINDOW, `held back ${peak} > ${N} x ${WINDOW}`);
+  // Besides what is held back, RSS counts the replays' own windows and encodings (the joins may
+  // start their replays while the publishes run); before the fix it grew ~44 MB here.
+  assert.ok(grew < N * 8 * WINDOW, `RSS grew ${grew} bytes with ${N} stalled joins`);
+  // One of them reads again: its replay is sent, then its join fails (what was held is gone).
+  const [first] = stalled;
+  first.resume();
+  await waitFor(() => first.ack(1) !== undefined, { timeoutMs: 30_000, what: "the stalled join's ack" });
+  const ack = first.ack(1);
+  assert.equal(ack.ok, false, JSON.stringify(ack));
+  assert.equal(ack.recovered, false);
+  assert.equal(ack.reason, "failed");
+  assert.match(ack.error, /published into the room/);
+  // The honest member got every message, in order.
+  await waitFor(() => got.length === K, { what: `the honest reader got ${got.length}/${K}` });
+  assert.deepEqual(got.map((m) => m.args[0].i), Array.from({ length: K }, (_, i) => i + 1));
+  // What was kept for the others was dropped at the cap.
+  await waitFor(async () => metricSum(await scrapeMetrics(n1.url + "/metrics"), "sio_gateway_history_holdback_bytes") === 0, { what: "nothing held back" });
+});
+
 test("an honest client recovers every message of a big replay on another node, in order (websocket and polling)", { timeout: 120_000 }, async (t) => {
   const redis = await startRedis();
   t.after(() => redis.stop());

@@ -50,6 +50,8 @@ pub mod drop_reason {
     pub const UPSTREAM_BUSY: &str = "upstream_busy";
     /// The upstream sink failed (unreachable, timed out, refused the event).
     pub const UPSTREAM_FAILED: &str = "upstream_failed";
+    /// An event bound upstream larger than `--upstream-max-event-bytes`; its ack says so.
+    pub const UPSTREAM_TOO_LARGE: &str = "upstream_too_large";
 }
 
 /// Help of `events_sent_total`, also used where the cluster collector re-exports it.
@@ -100,6 +102,7 @@ pub struct Metrics {
     pub dropped_ack_undeliverable: IntCounter,
     pub dropped_cluster_unreachable: IntCounter,
     pub dropped_upstream_busy: IntCounter,
+    pub dropped_upstream_too_large: IntCounter,
     /// Acks that found the client's queue full and waited for room (see `ack`).
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
@@ -349,6 +352,7 @@ impl Metrics {
             dropped_ack_undeliverable: dropped(ACK_UNDELIVERABLE),
             dropped_cluster_unreachable: dropped(CLUSTER_UNREACHABLE),
             dropped_upstream_busy: dropped(UPSTREAM_BUSY),
+            dropped_upstream_too_large: dropped(UPSTREAM_TOO_LARGE),
             acks_delayed_total,
             connections_closed_stalled_total,
             connections_closed_idle_total,

@@ -620,7 +620,8 @@ impl Conn {
     }
 
     /// The answer to a recovering join whose replay could not be delivered (the client closed,
-    /// or did not read within `replay::DEADLINE`); the socket is not in the room.
+    /// did not read within `replay::DEADLINE`, or more than `holdback::MAX_HELD` bytes were
+    /// published into the room meanwhile); the socket is not in the room.
     fn replay_failed<A: Adapter>(
         &self,
         s: &SocketRef<A>,
@@ -823,7 +824,14 @@ impl Conn {
         }
         // Then what other nodes published meanwhile, until nothing is held any more.
         while res.is_ok() {
-            let held = hb.take(ns, room, s.id, upto);
+            // Past `holdback::MAX_HELD` for this join: what was kept is gone, so it failed.
+            let held = match hb.take(ns, room, s.id, upto) {
+                Ok(h) => h,
+                Err(e) => {
+                    res = Err(ReplayError::HeldBack(e));
+                    break;
+                }
+            };
             if held.is_empty() {
                 break;
             }
@@ -1153,8 +1161,10 @@ impl Conn {
             event,
             data: &data,
         };
+        let max = self.gw.config.upstream.max_event_bytes;
         let v =
-            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, ev).await;
+            crate::upstream::forward(&self.gw.upstream, &self.gw.metrics, &self.upstream, max, ev)
+                .await;
         self.reply(ack, &v).await;
     }
 }

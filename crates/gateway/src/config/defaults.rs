@@ -73,6 +73,7 @@ pub const AUTH_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const AUTH_WEBHOOK_CONCURRENCY: usize = 64;
 pub const UPSTREAM_STREAM: &str = "sio:upstream";
 pub const UPSTREAM_MAXLEN: u64 = 100_000;
+pub const UPSTREAM_MAX_EVENT_BYTES: u64 = 64 * 1024;
 pub const UPSTREAM_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 pub const UPSTREAM_WEBHOOK_CONCURRENCY: usize = 64;
 

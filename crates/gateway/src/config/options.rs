@@ -581,6 +581,16 @@ pub struct Options {
     #[arg(long, env = "SIO_GATEWAY_UPSTREAM_MAXLEN", value_name = "N")]
     pub upstream_maxlen: Option<u64> = Shown::value(D::UPSTREAM_MAXLEN),
 
+    /// Largest event sent upstream, in bytes (event name + its data as JSON); a larger one is
+    /// refused with an error ack and counted (dropped_messages_total{reason="upstream_too_large"});
+    /// 0 = only --max-payload
+    #[arg(
+        long,
+        env = "SIO_GATEWAY_UPSTREAM_MAX_EVENT_BYTES",
+        value_name = "BYTES"
+    )]
+    pub upstream_max_event_bytes: Option<u64> = Shown::value(D::UPSTREAM_MAX_EVENT_BYTES),
+
     /// Redis URL for the upstream stream
     #[arg(long, env = "SIO_GATEWAY_UPSTREAM_REDIS", value_name = "URL")]
     pub upstream_redis: Option<String> = Shown::Text("--redis"),

@@ -192,6 +192,9 @@ pub struct UpstreamConfig {
     pub stream: String,
     #[serde(rename = "upstream_maxlen")]
     pub maxlen: u64,
+    /// `--upstream-max-event-bytes` (0: no cap but `--max-payload`).
+    #[serde(rename = "upstream_max_event_bytes")]
+    pub max_event_bytes: u64,
     /// `--upstream-redis`, else `--redis`.
     #[serde(rename = "upstream_redis")]
     pub redis: Option<String>,
@@ -314,6 +317,9 @@ impl UpstreamConfig {
             mode,
             stream,
             maxlen: o.upstream_maxlen.unwrap_or(D::UPSTREAM_MAXLEN),
+            max_event_bytes: o
+                .upstream_max_event_bytes
+                .unwrap_or(D::UPSTREAM_MAX_EVENT_BYTES),
             redis,
             webhook: o.upstream_webhook.clone(),
             webhook_timeout: o

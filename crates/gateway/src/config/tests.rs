@@ -485,6 +485,7 @@ auth_webhook_concurrency = 8
 upstream = "redis-stream"
 upstream_stream = "events"
 upstream_maxlen = 1000
+upstream_max_event_bytes = 4096
 upstream_redis = "rediss://upstream.internal:6380"
 upstream_webhook = "http://backend.internal/events"
 upstream_webhook_timeout = "750ms"

@@ -19,6 +19,15 @@
 //! atomic load; only while a socket of this node recovers, a lock of the registry, and, when
 //! one recovers in that very room, the message's packet as JSON text (one copy, shared by the
 //! sockets it is kept for).
+//!
+//! Bounded: at most [`MAX_HELD`] bytes are kept per recovering join (the replay window). A
+//! join whose client does not read its replay while the room is busy passes it: what was
+//! kept for it is dropped, the socket is still left out of the room's messages (it must not
+//! get them before its replay), nothing more is kept, and [`HoldBack::take`] answers
+//! [`Overflowed`]: the join fails (`recovered:false`, reason `failed`) and the client
+//! recovers again. What is kept is exported as `history_holdback_bytes`. Earlier, a stalled
+//! replay kept a copy of every message into the room for up to `replay::DEADLINE`: four raw
+//! websockets whose joins stalled grew a node by 205 MB while 171 MB was published.
 use std::{
     collections::HashMap,
     sync::{
@@ -28,7 +37,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use prometheus::IntCounter;
+use prometheus::{IntCounter, IntGauge};
 use sio_redis_adapter::DeliveryFilter;
 use socketioxide::{adapter::Adapter, operators::BroadcastOperators, socket::Sid};
 use socketioxide_core::Value;
@@ -40,6 +49,18 @@ use sio_wire::history::{StreamId, mark_offset};
 /// How long after its replay a socket still has late duplicates left out.
 pub const GRACE: Duration = Duration::from_secs(10);
 
+/// Most bytes kept for one recovering join: the replay window (`flow::WINDOW`, 1 MiB).
+pub const MAX_HELD: usize = super::flow::WINDOW as usize;
+
+/// More than [`MAX_HELD`] bytes arrived for a recovering join while it replayed: what was kept
+/// for it is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "more than {} bytes were published into the room while the client read its replay",
+    MAX_HELD
+)]
+pub struct Overflowed;
+
 struct Recovering {
     sid: String,
     /// The replay's last offset, once known; messages up to it are never delivered again.
@@ -48,22 +69,46 @@ struct Recovering {
     holding: bool,
     /// One copy of each message, shared by every socket it is held for.
     held: Vec<(StreamId, Arc<str>)>,
+    /// The bytes of `held` (counted in `gauge`).
+    held_bytes: usize,
+    /// More than [`MAX_HELD`] arrived: `held` was dropped and nothing more is kept.
+    overflowed: bool,
     until: Option<Instant>,
+    gauge: IntGauge,
+}
+
+impl Recovering {
+    /// Drop what is held, taken off the gauge.
+    fn forget(&mut self) -> Vec<(StreamId, Arc<str>)> {
+        self.gauge
+            .sub(i64::try_from(self.held_bytes).unwrap_or(i64::MAX));
+        self.held_bytes = 0;
+        std::mem::take(&mut self.held)
+    }
+}
+
+impl Drop for Recovering {
+    fn drop(&mut self) {
+        self.forget();
+    }
 }
 
 pub struct HoldBack {
     specs: Vec<HistorySpec>,
     bypassed: IntCounter,
+    /// `history_holdback_bytes`.
+    gauge: IntGauge,
     /// Registrations, by namespace and room.
     rooms: Mutex<HashMap<String, HashMap<String, Vec<Recovering>>>>,
     active: AtomicUsize,
 }
 
 impl HoldBack {
-    pub fn new(specs: Vec<HistorySpec>, bypassed: IntCounter) -> HoldBack {
+    pub fn new(specs: Vec<HistorySpec>, bypassed: IntCounter, gauge: IntGauge) -> HoldBack {
         HoldBack {
             specs,
             bypassed,
+            gauge,
             rooms: Mutex::default(),
             active: AtomicUsize::new(0),
         }
@@ -87,31 +132,38 @@ impl HoldBack {
             upto: None,
             holding: true,
             held: Vec::new(),
+            held_bytes: 0,
+            overflowed: false,
             until: None,
+            gauge: self.gauge.clone(),
         });
         self.active.store(count(&rooms), Ordering::Release);
     }
 
     /// What was held for `sid` after `upto` (in offset order), removed from here. When nothing is
     /// left, the socket gets live messages directly from now on (late duplicates up to `upto`
-    /// still left out for [`GRACE`]).
+    /// still left out for [`GRACE`]). [`Overflowed`] when more than [`MAX_HELD`] bytes arrived
+    /// for it: the recovery failed (the caller abandons it).
     pub fn take(
         &self,
         nsp: &str,
         room: &str,
         sid: Sid,
         upto: Option<StreamId>,
-    ) -> Vec<(StreamId, Arc<str>)> {
+    ) -> Result<Vec<(StreamId, Arc<str>)>, Overflowed> {
         let mut rooms = self.lock();
         let Some(r) = rooms
             .get_mut(nsp)
             .and_then(|m| m.get_mut(room))
             .and_then(|l| l.iter_mut().find(|r| r.sid == sid.as_str()))
         else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
+        if r.overflowed {
+            return Err(Overflowed);
+        }
         r.upto = upto;
-        let mut held = std::mem::take(&mut r.held);
+        let mut held = r.forget();
         held.retain(|(id, _)| upto.is_none_or(|u| *id > u));
         // Kept in arrival order, which is not offset order across nodes: this node's own
         // publishes are kept at their append, another node's when its PUBLISH arrives, and an
@@ -122,7 +174,7 @@ impl HoldBack {
             r.holding = false;
             r.until = Some(Instant::now() + GRACE);
         }
-        held
+        Ok(held)
     }
 
     /// This node's own broadcast of `a` into its room, about to be delivered by `op`: the
@@ -143,7 +195,7 @@ impl HoldBack {
     }
 
     /// The registered sockets of `room` a broadcast with offset `id` must leave out; its copy
-    /// (`text`, made at most once) is kept for those still replaying.
+    /// (`text`, made at most once) is kept for those still replaying, within [`MAX_HELD`] each.
     fn hold(
         &self,
         nsp: &str,
@@ -163,14 +215,26 @@ impl HoldBack {
             if r.upto.is_some_and(|u| id <= u) {
                 out.push(r.sid.clone());
             } else if r.holding {
-                holding.push(i);
+                // Left out even past the cap: it must not get live messages before its replay.
+                if !r.overflowed {
+                    holding.push(i);
+                }
                 out.push(r.sid.clone());
             }
         }
         if !holding.is_empty() {
             let text: Arc<str> = text().into();
+            let n = text.len();
             for i in holding {
-                list[i].held.push((id, text.clone()));
+                let r = &mut list[i];
+                if r.held_bytes.saturating_add(n) > MAX_HELD {
+                    r.forget();
+                    r.overflowed = true;
+                    continue;
+                }
+                r.held.push((id, text.clone()));
+                r.held_bytes += n;
+                r.gauge.add(i64::try_from(n).unwrap_or(i64::MAX));
             }
         }
         prune(&mut all);
@@ -239,7 +303,11 @@ mod tests {
     #[test]
     fn what_was_held_is_taken_in_offset_order() {
         let spec = HistorySpec::parse("chat:*=100").unwrap();
-        let hb = HoldBack::new(vec![spec], IntCounter::new("b", "b").unwrap());
+        let hb = HoldBack::new(
+            vec![spec],
+            IntCounter::new("b", "b").unwrap(),
+            IntGauge::new("g", "g").unwrap(),
+        );
         let sid = Sid::new();
         hb.start("/", "chat:a", sid);
         hold(&hb, sid, &["5-0", "9-0", "7-0", "8-0"]);
@@ -260,6 +328,7 @@ mod tests {
     /// The offsets `take` hands over after a replay up to `upto`.
     fn taken(hb: &HoldBack, sid: Sid, upto: &str) -> Vec<String> {
         hb.take("/", "chat:a", sid, StreamId::parse(upto))
+            .expect("within the cap")
             .iter()
             .map(|(id, _)| id.to_string())
             .collect()
@@ -268,7 +337,11 @@ mod tests {
     #[test]
     fn holds_then_hands_over_without_duplicates() {
         let spec = HistorySpec::parse("chat:*=100").unwrap();
-        let hb = HoldBack::new(vec![spec], IntCounter::new("b", "b").unwrap());
+        let hb = HoldBack::new(
+            vec![spec],
+            IntCounter::new("b", "b").unwrap(),
+            IntGauge::new("g", "g").unwrap(),
+        );
         let rooms = vec!["chat:a".to_owned()];
         let sid = Sid::new();
         // Nobody recovering: nothing left out.
@@ -301,5 +374,66 @@ mod tests {
             hb.before_deliver("/", &rooms, &msg("chat:a", "6-0"))
                 .is_empty()
         );
+    }
+
+    /// A recovering join is kept at most [`MAX_HELD`] bytes: past it, what was kept is dropped
+    /// (the gauge falls back to 0), the socket is still left out, and `take` fails.
+    #[test]
+    fn holds_at_most_max_held_bytes_per_join() {
+        let spec = HistorySpec::parse("chat:*=100").unwrap();
+        let gauge = IntGauge::new("g", "g").unwrap();
+        let hb = HoldBack::new(
+            vec![spec],
+            IntCounter::new("b", "b").unwrap(),
+            gauge.clone(),
+        );
+        let rooms = ["chat:a".to_owned()];
+        let (stalled, honest) = (Sid::new(), Sid::new());
+        hb.start("/", "chat:a", stalled);
+        let big = |id: u64| {
+            Value::Str(
+                format!(
+                    r#"["msg","{}",{{"room":"chat:a","offset":"{id}-0","epoch":"e"}}]"#,
+                    "x".repeat(100_000)
+                )
+                .into(),
+                None,
+            )
+        };
+        let mut id = 1;
+        while gauge.get() + 100_100 <= MAX_HELD as i64 {
+            assert_eq!(
+                hb.before_deliver("/", &rooms, &big(id)),
+                [stalled.to_string()]
+            );
+            id += 1;
+        }
+        assert!(gauge.get() > 0);
+        // The message past the cap: all dropped, still left out.
+        assert_eq!(
+            hb.before_deliver("/", &rooms, &big(id)),
+            [stalled.to_string()]
+        );
+        assert_eq!(gauge.get(), 0);
+        // Another join in the room still has its own cap.
+        hb.start("/", "chat:a", honest);
+        for _ in 0..3 {
+            id += 1;
+            let out = hb.before_deliver("/", &rooms, &big(id));
+            assert_eq!(out.len(), 2, "both left out");
+        }
+        assert!(
+            gauge.get() > 300_000 && gauge.get() < 400_000,
+            "only the honest join's"
+        );
+        assert_eq!(hb.take("/", "chat:a", stalled, None), Err(Overflowed));
+        hb.abandon("/", "chat:a", stalled);
+        assert_eq!(
+            hb.take("/", "chat:a", honest, StreamId::parse("1-0"))
+                .expect("within the cap")
+                .len(),
+            3
+        );
+        assert_eq!(gauge.get(), 0, "taken: off the gauge");
     }
 }

@@ -40,6 +40,9 @@ pub struct HistoryMetrics {
     pub held_bytes: IntGauge,
     /// The bytes running replays have queued and not yet seen delivered (`history::flow`).
     pub replay_outstanding_bytes: IntGauge,
+    /// Cluster mode: the bytes of live messages held back for recovering joins
+    /// (`history::holdback`).
+    pub holdback_bytes: IntGauge,
 }
 
 const NS: &str = "sio_gateway";
@@ -125,8 +128,13 @@ impl HistoryMetrics {
             "history_replay_outstanding_bytes",
             "Bytes that running replays (recovering joins) have queued for their sockets and not yet seen delivered, estimated from below; at most 1 MiB per replay and --history-max-bytes in all, besides one message per replay"
         )));
+        let holdback_bytes = reg!(IntGauge::with_opts(opts(
+            "history_holdback_bytes",
+            "Cluster mode: bytes of live messages kept for sockets whose recovering join is still replaying, counted once per socket they are kept for; at most 1 MiB per recovering join (past it the join fails: recovered:false, reason failed)"
+        )));
         HistoryMetrics {
             skipped,
+            holdback_bytes,
             replay_outstanding_bytes,
             evicted,
             held_bytes,

@@ -135,6 +135,7 @@ impl History {
             holdback: Arc::new(holdback::HoldBack::new(
                 specs.clone(),
                 metrics.bypassed.clone(),
+                metrics.holdback_bytes.clone(),
             )),
             specs,
             metrics,

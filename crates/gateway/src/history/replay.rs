@@ -48,6 +48,8 @@ pub enum ReplayError {
     Encode(String),
     #[error("the room's history became unavailable during the replay: {0}")]
     Unavailable(String),
+    #[error("{0}")]
+    HeldBack(#[from] super::holdback::Overflowed),
 }
 
 /// Send one message if the socket's queue has room for it, without waiting: `Ok(false)` when
