@@ -37,6 +37,15 @@ pub struct Transports<'a> {
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 const MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// How long after a recovery's start a socket that is not connected may still be connecting.
+/// socketioxide 0.18 sends the CONNECT ack before it marks the socket connected
+/// (`ns.rs`, `connect`: `socket.send(Packet::connect(..))`, then `set_connected(true)`), and
+/// its `emit` refuses a socket not marked yet (`SocketError::Closed`). A client that rejoins its
+/// rooms on `connect` (the served helper does) can have its join's replay run in that window,
+/// on another worker: under load it was answered "the connection closed during the replay"
+/// on a live connection. Within this time such a refusal means "not yet": the replay waits
+/// as for a full queue. A socket that really closed is seen as closed after it.
+const CONNECTING: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -182,7 +191,10 @@ impl<'a, A: Adapter> Sender<'a, A> {
         if !self.flow.admit(bytes) {
             return Ok(false);
         }
-        let sent = try_send(self.s, event, data);
+        let sent = match try_send(self.s, event, data) {
+            Err(ReplayError::Closed) if self.started.elapsed() < CONNECTING => Ok(false),
+            sent => sent,
+        };
         if !matches!(sent, Ok(true)) {
             self.flow.cancel(bytes);
         }
@@ -203,7 +215,7 @@ impl<'a, A: Adapter> Sender<'a, A> {
             if self.try_send(event, data, bytes)? {
                 return Ok(());
             }
-            if !self.s.connected() {
+            if !self.s.connected() && self.started.elapsed() >= CONNECTING {
                 return Err(ReplayError::Closed);
             }
             if self.started.elapsed() >= DEADLINE {
