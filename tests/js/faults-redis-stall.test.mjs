@@ -226,7 +226,7 @@ test("Redis SIGSTOPped 7 s under 2 nodes: detected, no request or ack hangs, no 
   // reached the other node. (Before the fix, every node's subscriber was torn down during the
   // stall, and those of the stall's last 3 s reached nobody there.) The PUBLISHes queued during
   // the stall arrive at node 2 in one burst when Redis resumes: its websocket member takes them
-  // all; its polling member's queue (--max-buffer, 128 packets) overflows between two polls,
+  // all; its polling member's queue (--max-buffer packets) may overflow between two polls,
   // and what it loses there must be counted as slow-client drops, not lost silently.
   const wsRemote = remote.filter((m) => m.name.endsWith("-ws"));
   for (const m of wsRemote) {

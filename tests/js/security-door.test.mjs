@@ -231,7 +231,7 @@ test("a polling session that posts acked events and never polls is given up on a
   const url = `${base}&sid=${encodeURIComponent(key)}`;
   assert.equal((await fetch(url, { method: "POST", body: "40" })).status, 200);
   assert.match(await (await fetch(url)).text(), /(^|\u001e)40\{/);
-  // 6,000 acked events in three posts, never a poll: the queue (128) fills with replies.
+  // 6,000 acked events in three posts, never a poll: the queue (--max-buffer) fills with replies.
   for (let p = 0; p < 3; p++) {
     const body = Array.from({ length: 2000 }, (_, i) => `42${p * 2000 + i + 1}["leave","r"]`).join("\u001e");
     assert.equal((await fetch(url, { method: "POST", body })).status, 200);

@@ -32,7 +32,15 @@ pub const MAX_PENDING_SESSIONS: usize = 10_000;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_PAYLOAD: u64 = 1_000_000;
 pub const MAX_CONNECTIONS: usize = 0;
-pub const MAX_BUFFER: usize = 128;
+/// Default `max_buffer`, packets queued per connection (engineioxide's channel). 512, not
+/// socketioxide's 128: at ~1M deliveries/s from one client (334 broadcasts/s to 3,000 sockets
+/// on 3 nodes, the server core full) the 128-packet queues overflowed whenever the fan-out fell
+/// behind by 0.4 s, losing 0.006-0.7 % in 4 of 5 rounds; 512 lost nothing from a client in 5 of 5 (issue 18,
+/// BENCHMARKS.md), with the same idle memory (the channel allocates slots as they fill). A
+/// broadcast's packet is one shared buffer, so a full queue of them costs slots, not copies;
+/// what a client that stops reading can pin is bounded by this times the messages sent to it
+/// alone, until the stall sweeper cuts it.
+pub const MAX_BUFFER: usize = 512;
 /// Default `ws_read_buffer`. tungstenite (under engineioxide) allocates the websocket read
 /// buffer at this size when the connection opens and keeps it until it closes, zero-filled (so
 /// resident); engineioxide's own default, 4096, is ~4 KiB of every idle connection. Socket.IO
