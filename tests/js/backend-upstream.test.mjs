@@ -310,7 +310,11 @@ test("webhook sink: clients flooding a slow backend at the rate limit: at most -
   assert.deepEqual(await honest.timeout(10000).emitWithAck("order", { honest: 1 }), { ok: true, echo: { honest: 1 } });
   assert.deepEqual(await honest.timeout(10000).emitWithAck("order", { honest: 2 }), { ok: true, echo: { honest: 2 } });
   const [p1, p2] = be.ports.slice(portsBefore);
-  assert.equal(p1, p2, "the second call reused the first one's connection");
+  // Kept alive: the second call goes on the first one's connection, or on another the pool
+  // kept from the flood (which idle one the pool hands out depends on when the first went
+  // back to it), never on a new one.
+  const kept = new Set(be.ports.slice(0, portsBefore));
+  assert.ok(p2 === p1 || kept.has(p2), `the second call (port ${p2}) used a kept-alive connection (first ${p1})`);
 
   // One connection: 16 events at the backend or waiting; the 17th is refused at once, and
   // events sent without an ack are refused and counted the same.
