@@ -109,8 +109,9 @@ test("the Engine.IO id is a secret distinct from socket.id; polling -> websocket
   const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
   const key = JSON.parse((await (await fetch(base)).text()).slice(1)).sid;
   assert.equal((await fetch(`${base}&sid=${key}`, { method: "POST", body: "40" })).status, 200);
-  // The CONNECT ack is in the next poll answer, or a later one if a poll is answered first with
-  // something else (a noop): poll until it comes.
+  // The CONNECT ack is in the next poll answer, or the one after: engineioxide pings a new session
+  // at once (its heartbeat's first interval tick is immediate), and a poll may be answered with
+  // that lone "2" before the ack is queued. Poll until it comes.
   let ack;
   for (let i = 0; i < 5 && !ack; i++) {
     ack = (await (await fetch(`${base}&sid=${key}`)).text()).split("\x1e").find((p) => p.startsWith("40"));
