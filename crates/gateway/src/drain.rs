@@ -256,13 +256,16 @@ impl Hook for EngineGuard {
                 }
                 // Dropping socketioxide's pending poll is safe: it only releases the session's
                 // receive lock; packets are taken from the queue only when the response is
-                // built.
+                // built. Closing is looked at first: a session marked closing and then sent a
+                // packet (an expired socket's server-side DISCONNECT, `auth::expiry`) answers
+                // CLOSE, never that packet, so its client still reconnects.
                 let (drain, sid) = (self.drain.clone(), sid.to_owned());
                 Step::Detour(Box::new(move |req, next| {
                     Box::pin(async move {
                         tokio::select! {
-                            resp = next.run(req) => resp,
+                            biased;
                             _ = drain.closed(&sid) => drained_poll_response(python_client),
+                            resp = next.run(req) => resp,
                         }
                     })
                 }))

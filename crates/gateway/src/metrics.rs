@@ -107,6 +107,7 @@ pub struct Metrics {
     pub acks_delayed_total: IntCounter,
     /// Connections cut because their writes made no progress (see `listener`).
     pub connections_closed_stalled_total: IntCounter,
+    pub connections_closed_expired_total: IntCounter,
     /// Connections cut because they sent nothing for `--idle-timeout` (see `listener`).
     pub connections_closed_idle_total: IntCounter,
     /// Engine.IO sessions closed after leaving every namespace (see `engine_sessions`).
@@ -260,6 +261,10 @@ impl Metrics {
             "connections_closed_stalled_total",
             "Client connections cut because the client stopped reading (writes stalled past ping interval + timeout)"
         )));
+        let connections_closed_expired_total = reg!(IntCounter::with_opts(opts(
+            "connections_closed_expired_total",
+            "Client sessions cut because a socket's credentials expired (JWT exp + --jwt-leeway, or the auth webhook's exp; --auth-expiry close)"
+        )));
         let connections_closed_idle_total = reg!(IntCounter::with_opts(opts(
             "connections_closed_idle_total",
             "Client connections cut because they sent nothing for --idle-timeout (no request, an unfinished request head, an idle keep-alive)"
@@ -355,6 +360,7 @@ impl Metrics {
             dropped_upstream_too_large: dropped(UPSTREAM_TOO_LARGE),
             acks_delayed_total,
             connections_closed_stalled_total,
+            connections_closed_expired_total,
             connections_closed_idle_total,
             sessions_closed_no_namespace_total,
             broadcasts_client: broadcasts_total.with_label_values(&["client"]),

@@ -163,6 +163,8 @@ struct Conn {
     /// This session's events at the upstream sink (capped by the webhook sink; shared by the
     /// session's namespace sockets).
     upstream: Arc<crate::upstream::InFlight>,
+    /// When the credentials expire and the session is cut (taken back at disconnection).
+    expiry: Option<crate::auth::expiry::Scheduled>,
 }
 
 /// Recovering joins one connection may have running or waiting; more are refused.
@@ -1288,6 +1290,22 @@ pub async fn install<A: Adapter>(
     // connections of that tick in one command (`on_connect` subscribes the credentials' rooms
     // before any client event).
     gw.rooms_changed(s.ns());
+    // Credentials that expire cut the session then (`auth::expiry`).
+    let expiry = ident
+        .as_ref()
+        .and_then(|i| i.expires_at)
+        .filter(|_| gw.config.auth.expiry == crate::config::AuthExpiry::Close)
+        .map(|at| {
+            gw.expiries.schedule(
+                at,
+                crate::auth::expiry::Target {
+                    ns: s.ns().to_owned(),
+                    sid: s.id,
+                    transport: s.transport_type(),
+                    websocket_handshake: crate::drain::websocket_handshake_conn(s.req_parts()),
+                },
+            )
+        });
     let conn = Arc::new(Conn {
         bucket: gw.event_rate.bucket(s.id),
         namespace_place: std::sync::Mutex::new(namespace_place),
@@ -1299,6 +1317,7 @@ pub async fn install<A: Adapter>(
         recoveries: AtomicU32::new(0),
         replies: Default::default(),
         upstream: gw.upstream_sessions.for_socket(&gw.upstream, s.id),
+        expiry,
     });
 
     let c = conn.clone();
@@ -1375,6 +1394,9 @@ pub async fn install<A: Adapter>(
             admin.socket_disconnected(s.ns(), s.id.as_str(), reason_label(reason));
         }
         gw.conn_limit.closed();
+        if let Some(key) = conn.expiry {
+            gw.expiries.cancel(key);
+        }
         gw.metrics
             .count_disconnection(reason_index(reason), reason_label(reason));
         match gw.engine_sessions.disconnected(s.id, reason) {

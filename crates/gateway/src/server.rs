@@ -570,6 +570,13 @@ pub async fn serve<A: GatewayAdapter>(
     let app = app(st.clone(), layer, cluster.as_ref());
     let tracked = TrackedListener::new(listener, gw.conns.clone());
     spawn_stall_sweeper(gw.clone());
+    tokio::spawn(crate::auth::expiry::sweep_forever(
+        gw.expiries.clone(),
+        io.clone(),
+        gw.drain.clone(),
+        gw.conns.clone(),
+        gw.metrics.clone(),
+    ));
     let server = axum::serve(
         tracked,
         axum::ServiceExt::<Request>::into_make_service_with_connect_info::<ConnInfo>(app),

@@ -86,6 +86,8 @@ pub struct Gateway {
     pub admin: Option<Arc<Admin>>,
     /// Room histories (`--history`): the append point of every broadcast into a history room.
     pub history: Arc<History>,
+    /// When authenticated sockets' credentials expire (`--auth-expiry close`).
+    pub expiries: Arc<crate::auth::expiry::Expiries>,
 }
 
 impl Gateway {
@@ -162,6 +164,7 @@ impl Gateway {
             event_rate,
             pending_sessions,
             session_namespaces: Default::default(),
+            expiries: Default::default(),
         }
     }
 

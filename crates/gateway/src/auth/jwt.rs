@@ -5,7 +5,8 @@
 //! token's `kid`, re-read when the file changes or on SIGHUP). The algorithm is pinned
 //! (`--jwt-alg`): a token announcing another one — `none`, or HS256 signed with an RSA public
 //! key as the secret (the classic confusion attack) — is refused before any signature check.
-//! `exp` is required; `exp`/`nbf` are checked with `--jwt-leeway`. A configured `--jwt-issuer` /
+//! `exp` is required; `exp`/`nbf` are checked with `--jwt-leeway`, and the connection is cut
+//! once `exp` + the leeway passes (`--auth-expiry`, [`super::expiry`]). A configured `--jwt-issuer` /
 //! `--jwt-audience` makes `iss` / `aud` required: a token without the claim is refused, not only
 //! one with a wrong value. A header with `crit` (RFC 7515 §4.1.11: extensions the recipient must
 //! understand) is refused, since this verifier understands none.
@@ -215,6 +216,13 @@ impl JwtAuth {
             data: Value::Null,
             can_join: grants(claims.get("can_join")),
             can_publish: grants(claims.get("can_publish")),
+            // `exp` is required and was checked to be a number. jsonwebtoken accepts a token
+            // until `exp < now - leeway`: the first second it refuses it is `exp + leeway + 1`.
+            expires_at: claims.get("exp").and_then(Value::as_f64).map(|exp| {
+                (exp.max(0.0) as u64)
+                    .saturating_add(self.validation.leeway)
+                    .saturating_add(1)
+            }),
         })
     }
 }

@@ -4,9 +4,11 @@
 //! the handshake (Socket.IO `auth` payload, headers, query, remote address), asks the
 //! configured [`Authenticator`] for an [`Identity`], and stores it in the socket's extensions;
 //! the relay then joins the socket to `user:<sub>` and the identity's rooms, and checks room
-//! rules with the identity's extra grants. A refusal is an `Err` whose text socketioxide sends
+//! rules with the identity's extra grants, and cuts the session when the credentials expire
+//! ([`expiry`]). A refusal is an `Err` whose text socketioxide sends
 //! to the client as its `connect_error` message, and is counted in
 //! `auth_failures_total{reason}`.
+pub mod expiry;
 pub mod jwt;
 pub mod webhook;
 
@@ -44,6 +46,10 @@ pub struct Identity {
     /// Extra join / publish grants (globs with `{sub}`); empty grants nothing.
     pub can_join: RuleSet,
     pub can_publish: RuleSet,
+    /// When the credentials stop being valid, seconds since the Unix epoch (a JWT's `exp` plus
+    /// `--jwt-leeway`, an auth webhook answer's `exp`); the session is cut then
+    /// ([`expiry`], `--auth-expiry close`).
+    pub expires_at: Option<u64>,
 }
 
 impl Identity {

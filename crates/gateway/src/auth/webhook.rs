@@ -3,7 +3,9 @@
 //! The handshake is POSTed as JSON `{namespace, auth, headers, query, remote_address}` (only
 //! a fixed list of headers is forwarded, so hop-by-hop and proxy internals do not leak). A 2xx
 //! JSON answer accepts, and may carry `user` (the subject), `rooms` (joined on connect),
-//! `data` (kept with the socket) and `can_join` / `can_publish` (extra room globs). Any other
+//! `data` (kept with the socket), `can_join` / `can_publish` (extra room globs) and `exp` (when
+//! the grant ends, seconds since the Unix epoch: the session is cut then, `--auth-expiry`; an
+//! `exp` already past refuses the connection, one that is not a number is a bad answer). Any other
 //! status refuses with the backend's message (`message` or `error` field, else the body
 //! text). A timeout or an unreachable backend (a failed TLS handshake included: `https://`
 //! backends are checked against the system roots and `--webhook-ca-file`) refuses too, with a
@@ -103,6 +105,23 @@ impl WebhookAuth {
                 AuthError::Unavailable(format!("backend answered {status} with invalid JSON: {e}"))
             })?
         };
+        let expires_at = match v.get("exp") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => match n.as_f64() {
+                Some(exp) if exp > super::expiry::unix_now() as f64 => Some(exp as u64),
+                _ => {
+                    return Err(AuthError::Refused(
+                        "the backend's grant has expired (exp)".into(),
+                    ));
+                }
+            },
+            Some(_) => {
+                return Err(AuthError::Unavailable(
+                    "backend answered with an invalid exp (seconds since the Unix epoch expected)"
+                        .into(),
+                ));
+            }
+        };
         let sub = match v.get("user") {
             Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(Value::Number(n)) => Some(n.to_string()),
@@ -114,6 +133,7 @@ impl WebhookAuth {
             data: v.get("data").cloned().unwrap_or(Value::Null),
             can_join: grants(v.get("can_join")),
             can_publish: grants(v.get("can_publish")),
+            expires_at,
         })
     }
 }

@@ -30,7 +30,7 @@ pub use defaults::{MIN_WS_READ_BUFFER, WS_READ_BUFFER as DEFAULT_WS_READ_BUFFER}
 pub use effective::REDACTED;
 pub use history::HistorySpec;
 pub use options::{
-    AdminUi, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub,
+    AdminUi, AuthExpiry, AuthMode, Cli, Command, Dur, LogFormat, Options, Readiness, RedisPubSub,
     RedisSubscriptionMode, UpstreamMode,
 };
 pub use resolve::{

@@ -145,6 +145,17 @@ pub enum AuthMode {
     Webhook,
 }
 
+/// `--auth-expiry`: what happens to a connection when its credentials expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthExpiry {
+    /// Cut the session at the expiry; stock clients reconnect and authenticate again.
+    #[default]
+    Close,
+    /// Credentials are checked at CONNECT only (Node.js's behaviour).
+    Ignore,
+}
+
 /// `--redis-pubsub`: the adapter's Redis pub/sub protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -552,6 +563,12 @@ pub struct Options {
     /// Clock leeway for `exp`/`nbf`
     #[arg(long, env = "SIO_GATEWAY_JWT_LEEWAY", value_name = "DURATION")]
     pub jwt_leeway: Option<Dur> = Shown::dur(D::JWT_LEEWAY),
+
+    /// What happens to a connection when its credentials expire (JWT `exp` + --jwt-leeway, an
+    /// auth webhook answer's `exp`): close cuts its session (stock clients reconnect and
+    /// authenticate again), ignore keeps it until it ends
+    #[arg(long, env = "SIO_GATEWAY_AUTH_EXPIRY", value_enum)]
+    pub auth_expiry: Option<AuthExpiry> = Shown::choice(AuthExpiry::default()),
 
     /// Backend URL (http:// or https://) the handshake is POSTed to (--auth webhook)
     #[arg(long, env = "SIO_GATEWAY_AUTH_WEBHOOK", value_name = "URL")]

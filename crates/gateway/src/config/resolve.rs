@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use serde::Serialize;
 
 use super::{
-    AdminUi, AuthMode, ConfigError, LogFormat, Options, Readiness, RedisPubSub,
+    AdminUi, AuthExpiry, AuthMode, ConfigError, LogFormat, Options, Readiness, RedisPubSub,
     RedisSubscriptionMode, UpstreamMode, defaults as D, effective, invalid,
 };
 use crate::rules::{Pattern, RuleSet};
@@ -175,6 +175,8 @@ pub struct AuthConfig {
     pub jwt_audience: Option<String>,
     #[serde(serialize_with = "effective::dur")]
     pub jwt_leeway: Duration,
+    #[serde(rename = "auth_expiry")]
+    pub expiry: AuthExpiry,
     #[serde(rename = "auth_webhook")]
     pub webhook: Option<String>,
     #[serde(rename = "auth_webhook_timeout", serialize_with = "effective::dur")]
@@ -274,6 +276,7 @@ impl AuthConfig {
             jwt_issuer: o.jwt_issuer.clone(),
             jwt_audience: o.jwt_audience.clone(),
             jwt_leeway: o.jwt_leeway.map_or(D::JWT_LEEWAY, |d| d.0),
+            expiry: o.auth_expiry.unwrap_or_default(),
             webhook: o.auth_webhook.clone(),
             webhook_timeout: o
                 .auth_webhook_timeout

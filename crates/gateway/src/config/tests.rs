@@ -479,6 +479,7 @@ jwt_alg = "ES256"
 jwt_issuer = "https://issuer.example"
 jwt_audience = "chat"
 jwt_leeway = "1s"
+auth_expiry = "ignore"
 auth_webhook = "https://auth.internal/check"
 auth_webhook_timeout = "2s"
 auth_webhook_concurrency = 8
