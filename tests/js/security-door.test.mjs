@@ -286,6 +286,34 @@ test("a session left with no namespace is closed after the grace; one that comes
   assert.ok(returner.frames.filter((f) => f === "2").length >= 2, "and keeps being pinged");
 });
 
+// Over polling the gateway cannot cut a TCP connection: it answers the session's polls with
+// CLOSE, and the engine's heartbeat was meant to end it. A client that never reads but posts a
+// pong now and then kept such a session alive for good (seen for 12 s and counting with a 2 s
+// grace), with no namespace, counted against nothing. Posts to a session being closed are now
+// refused, so its heartbeat ends it.
+test("a polling session left with no namespace is closed even when it posts pongs blind", async (t) => {
+  const gw = track(t, await startGateway(["--ping-interval", "1s", "--ping-timeout", "1s"]));
+  const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
+  const sid = JSON.parse((await (await fetch(base)).text()).slice(1)).sid;
+  const post = async (body) => (await fetch(`${base}&sid=${sid}`, { method: "POST", body })).status;
+  assert.equal(await post("40"), 200);
+  assert.equal(await post("3"), 200); // engineioxide pings a new session at once
+  assert.equal(await post("41"), 200);
+  // Pong every 300 ms (within every ping's 1 s timeout), never read: the first refused post.
+  const deadline = Date.now() + 15_000;
+  let status = 200;
+  while (status === 200 && Date.now() < deadline) {
+    await sleep(300);
+    status = await post("3");
+  }
+  assert.equal(status, 400, "the session with no namespace still takes posts after 15 s");
+  // And the engine has ended it (no session to poll).
+  await waitFor(async () => (await (await fetch(`${base}&sid=${sid}`)).text()).includes("Session ID unknown"),
+    { what: "the session gone from the engine" });
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_sessions_closed_no_namespace_total"), 1);
+});
+
 // hyper's header-read timeout needs a timer that axum::serve does not give it: a TCP
 // connection that never finishes a request head (or never sends one) was kept for ever, one
 // descriptor each, until the process's file limit refused every client. The sweeper cuts a

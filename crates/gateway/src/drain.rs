@@ -11,7 +11,9 @@
 //!    * long-polling sessions: the pending (or next) poll of that session is answered by
 //!      [`EngineGuard`] with an Engine.IO CLOSE packet, which the client reports as
 //!      "transport close" (python-engineio clients get a failed poll instead, see
-//!      `drained_poll_response`).
+//!      `drained_poll_response`). Its POSTs are refused from then on (400, "session closed"),
+//!      so that its heartbeat ends it in the engine: a client that never reads could otherwise
+//!      keep the session alive for good with blind pongs.
 //! 3. Whatever is left is closed with `SocketIo::close()` (Engine.IO close for every session),
 //!    remaining TCP connections are cut, and the process exits 0.
 //!
@@ -269,6 +271,17 @@ impl Hook for EngineGuard {
                         }
                     })
                 }))
+            }
+            // A session marked closing takes nothing more: the engine would keep it alive on
+            // pongs posted blind (GETs answered CLOSE), and run the events posted with them.
+            engine_io::Named::Polling
+                if req.method() == Method::POST && self.drain.is_closing(sid) =>
+            {
+                Step::Answer(engine_io::error_response(
+                    StatusCode::BAD_REQUEST,
+                    engine_io::UNKNOWN_SID,
+                    "session closed",
+                ))
             }
             _ => Step::Continue(None),
         }

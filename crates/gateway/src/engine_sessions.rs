@@ -294,8 +294,10 @@ impl EngineSessions {
             c.closed.inc();
             c.drain
                 .cut_session(&c.conns, id.clone(), t.kind, t.websocket_handshake);
-            // A polling session's CLOSE waits for its next poll; then its heartbeat ends it.
-            tokio::time::sleep(c.grace).await;
+            // A polling session's CLOSE waits for its next poll; its posts are refused from now
+            // on (`drain::EngineGuard`), so its heartbeat ends it within one grace: its next
+            // ping goes unanswered. Forgotten after two, so that it is not let in again before.
+            tokio::time::sleep(c.grace * 2).await;
             c.drain.forget(&id);
         });
     }
