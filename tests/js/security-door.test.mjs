@@ -419,6 +419,66 @@ function memory(pid) {
 // (~7 KB): two sessions posting such bodies in turn grew a release node by 330 MB/s (3 GB in
 // 10 s) and delayed every other client's acks by seconds. Now the rate is checked in
 // socketioxide's call, before any task: refused events cost a counter.
+// A polling body is handed to socketioxide in one loop, and socketioxide spawns a task per
+// CONNECT before any gateway check: two sessions posting bodies of 180,000 `40` took a node to
+// 3 GB in 5 s (review 9), unknown namespaces logged an ERROR line each, pongs and acks cost a
+// core or two. A body may now hold 16 CONNECTs, 16 DISCONNECTs, 16 control packets and 4,096
+// acks; past that it is refused and its session closed. Stock clients' bodies pass.
+test("a polling body of many CONNECTs, DISCONNECTs or pongs is refused and its session closed; a stock polling client is served", async (t) => {
+  const gw = track(t, await startGateway(["--event-rate", "0"]));
+  const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
+  async function session() {
+    const sid = JSON.parse((await (await fetch(base)).text()).slice(1)).sid;
+    const post = async (body) => { const r = await fetch(`${base}&sid=${sid}`, { method: "POST", body }); return { status: r.status, text: await r.text() }; };
+    assert.deepEqual(await post("40"), { status: 200, text: "ok" });
+    return { sid, post, poll: async () => (await fetch(`${base}&sid=${sid}`)).text() };
+  }
+  const cases = [
+    ["40", /too many CONNECT packets in one request \(at most 16\)/],
+    ["40/nope,", /too many CONNECT packets/],
+    ["41", /too many DISCONNECT packets/],
+    ["3", /too many control packets/],
+  ];
+  for (const [packet, re] of cases) {
+    const s = await session();
+    const r = await s.post(Array(1000).fill(packet).join("\x1e"));
+    assert.equal(r.status, 400, `${packet} x 1000: ${r.text}`);
+    assert.match(JSON.parse(r.text).message, re);
+    // The session is closed: its poll answers CLOSE, its posts are refused.
+    assert.equal(await s.poll(), "1");
+    assert.equal((await s.post("3")).status, 400);
+  }
+  const m = await scrapeMetrics(gw.url + "/metrics");
+  assert.equal(metricSum(m, "sio_gateway_dropped_messages_total", 'reason="polling_body"'), cases.length);
+  // A stock client over polling only: 500 acked events sent at once are batched into bodies.
+  const c = client(t, gw.url, { transports: ["polling"] });
+  assert.equal(await outcome(c), "connected");
+  const acks = await Promise.all(Array.from({ length: 500 }, (_, i) => c.timeout(10_000).emitWithAck("join", `r${i % 5}`)));
+  assert.ok(acks.every((a) => a.ok === true), JSON.stringify(acks.find((a) => !a.ok)));
+  assert.equal(metricSum(await scrapeMetrics(gw.url + "/metrics"), "sio_gateway_dropped_messages_total", 'reason="polling_body"'), cases.length);
+});
+
+// socketioxide answers a CONNECT to an unknown namespace before any gateway code, and logs an
+// ERROR line each time that answer finds the session's queue full: a websocket that sends such
+// CONNECTs and does not read wrote one line per frame (19,733 for 20,000 frames here; 772 MB in
+// 8 s over polling, review 9). The libraries' lines pass once per call site per 10 s.
+test("a flood of CONNECTs to an unknown namespace does not flood the log", async (t) => {
+  const gw = track(t, await startGateway(["--max-buffer", "16", "--log-level", "warn"]));
+  const ws = new WebSocket(gw.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket");
+  track(t, { close: () => ws.terminate() });
+  await once(ws, "open");
+  ws._socket.pause(); // never read: the session's queue fills
+  for (let i = 0; i < 20_000; i++) ws.send("40/nope,");
+  await new Promise((resolve) => ws.send("40/nope,", resolve));
+  // Wait until the node has read them all: a live client is answered meanwhile.
+  const probe = client(t, gw.url);
+  assert.equal(await outcome(probe), "connected");
+  await sleep(1000);
+  const lines = gw.output().split("\n").filter((l) => /invalid namespace packet/.test(l));
+  assert.ok(lines.length >= 1, "the condition is logged");
+  assert.ok(lines.length <= 2, `${lines.length} lines for one client's frames`);
+});
+
 test("events over the rate cost no task: two polling sessions posting 35,000 events at a time do not grow the node", async (t) => {
   const gw = track(t, await startGateway(["--heap-huge-pages", "false"]));
   const before = memory(gw.pid);

@@ -53,6 +53,7 @@ pub mod origin;
 pub mod pending_sessions;
 pub mod per_session;
 pub mod polling;
+pub mod polling_body;
 pub mod pysio;
 pub mod redis_client;
 pub mod relay;

@@ -366,6 +366,16 @@ pub fn app<A: Adapter>(
             drain: gw.drain.clone(),
             metrics: gw.metrics.clone(),
         }))
+        // Inside the drain guard: a session it closes takes no post, and `sid` is the socket id.
+        .layer(HookLayer(crate::polling_body::PostLimits {
+            max_payload: usize::try_from(gw.config.max_payload).unwrap_or(usize::MAX),
+            drain: gw.drain.clone(),
+            conns: gw.conns.clone(),
+            refused: gw
+                .metrics
+                .dropped_messages_total
+                .with_label_values(&["polling_body"]),
+        }))
         .layer(HookLayer(sticky::Stamp(gw.sticky.clone())))
         // Outside the Socket.IO layer, so the parts engineioxide keeps are already detached
         // and trimmed; inside every layer that reads other request headers.
