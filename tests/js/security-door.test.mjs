@@ -511,6 +511,43 @@ test("events over the rate cost no task: two polling sessions posting 35,000 eve
   assert.deepEqual(await honest.timeout(5000).emitWithAck("join", "room-1"), { ok: true });
 });
 
+// Review 9: a polling session that posts its CONNECT and never polls stopped counting as
+// pending at its CONNECT and lived 45 s: one client made 66,811 of them in 20 s (683 MB),
+// whatever --max-pending-sessions. It counts until it polls (or upgrades) now.
+test("polling sessions that CONNECT and never poll count against --max-pending-sessions; stock clients (polling, upgrading) do not", async (t) => {
+  const gw = track(t, await startGateway(["--max-pending-sessions", "50", "--connect-timeout", "3s"]));
+  const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
+  // Stock clients first: polling only, and polling then upgrading. None stays pending.
+  const polling = io(gw.url, { forceNew: true, reconnection: false, transports: ["polling"], upgrade: false });
+  const upgrading = io(gw.url, { forceNew: true, reconnection: false });
+  for (const c of [polling, upgrading]) track(t, c);
+  await Promise.all([once(polling, "connect"), once(upgrading, "connect")]);
+  await waitFor(() => upgrading.io.engine.transport.name === "websocket", { what: "the upgrade" });
+  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_sessions_pending") === 0,
+    { what: "the stock clients' sessions not pending" });
+  // Handshake, CONNECT, abandon: 4 at a time.
+  const abandon = async () => {
+    const r = await fetch(base);
+    const body = await r.text();
+    if (r.status !== 200) return r.status;
+    const sid = JSON.parse(body.slice(1)).sid;
+    const p = await fetch(`${base}&sid=${sid}`, { method: "POST", body: "40" });
+    await p.text();
+    return p.status === 200 ? 200 : -p.status;
+  };
+  const statuses = [];
+  for (let round = 0; round < 50; round++) statuses.push(...await Promise.all([abandon(), abandon(), abandon(), abandon()]));
+  const ok = statuses.filter((s) => s === 200).length;
+  assert.ok(ok >= 50 && ok <= 53, `${ok} of 200 CONNECT-and-abandon sessions let in (before: 200)`);
+  assert.equal(statuses.filter((s) => s === 503).length, 200 - ok);
+  // They leave the count with their handshakes' window, and stock clients get in again.
+  await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_sessions_pending") === 0,
+    { timeoutMs: 10_000, what: "no session pending" });
+  const late = io(gw.url, { forceNew: true, reconnection: false, transports: ["polling"] });
+  track(t, late);
+  await once(late, "connect");
+});
+
 test("handshakes that never CONNECT are capped per node and closed after --connect-timeout (review 8: 4 GB from one client)", async (t) => {
   // Review 8: `GET /socket.io/?EIO=4&transport=polling` in a loop over 4 keep-alive connections
   // opened ~9,000 sessions a second, each held ~7 KB until socketioxide's 45 s connect timeout:

@@ -1266,8 +1266,12 @@ pub async fn install<A: Adapter>(
     if let Some(p) = pending
         && p.installed()
     {
-        // The session's first namespace: it no longer waits for a CONNECT.
-        gw.pending_sessions.connected();
+        // The session's first namespace: it no longer waits for a CONNECT; a polling one waits
+        // for its first poll (`pending_sessions`).
+        match s.transport_type() {
+            socketioxide::TransportType::Polling => gw.pending_sessions.connected_unpolled(s.id),
+            socketioxide::TransportType::Websocket => gw.pending_sessions.connected(),
+        }
     }
     if young {
         crate::namespaces::watch_replaced(
