@@ -515,7 +515,9 @@ test("events over the rate cost no task: two polling sessions posting 35,000 eve
 // pending at its CONNECT and lived 45 s: one client made 66,811 of them in 20 s (683 MB),
 // whatever --max-pending-sessions. It counts until it polls (or upgrades) now.
 test("polling sessions that CONNECT and never poll count against --max-pending-sessions; stock clients (polling, upgrading) do not", async (t) => {
-  const gw = track(t, await startGateway(["--max-pending-sessions", "50", "--connect-timeout", "3s"]));
+  // A window (--connect-timeout) long enough that no handshake of the loop below leaves it
+  // before the loop ends, however slow the machine.
+  const gw = track(t, await startGateway(["--max-pending-sessions", "50", "--connect-timeout", "8s"]));
   const base = `${gw.url}/socket.io/?EIO=4&transport=polling`;
   // Stock clients first: polling only, and polling then upgrading. None stays pending.
   const polling = io(gw.url, { forceNew: true, reconnection: false, transports: ["polling"], upgrade: false });
@@ -542,7 +544,7 @@ test("polling sessions that CONNECT and never poll count against --max-pending-s
   assert.equal(statuses.filter((s) => s === 503).length, 200 - ok);
   // They leave the count with their handshakes' window, and stock clients get in again.
   await waitFor(async () => metricSum(await scrapeMetrics(`${gw.url}/metrics`), "sio_gateway_sessions_pending") === 0,
-    { timeoutMs: 10_000, what: "no session pending" });
+    { timeoutMs: 20_000, what: "no session pending" });
   const late = io(gw.url, { forceNew: true, reconnection: false, transports: ["polling"] });
   track(t, late);
   await once(late, "connect");
