@@ -44,7 +44,7 @@ use crate::{
 };
 
 use crate::{
-    id_hash::{IdMap, IdSet},
+    id_hash::IdMap,
     listener::{ConnInfo, ConnRegistry},
     metrics::Metrics,
 };
@@ -52,10 +52,13 @@ use crate::{
 #[derive(Debug)]
 pub struct Drain {
     draining: AtomicBool,
-    /// Polling sessions whose next poll must be answered with CLOSE.
-    closing: Mutex<IdSet<String>>,
-    /// A session was marked outside a drain ([`Drain::cut_transport`]): polls look `closing`
-    /// up (otherwise only while draining, so an ordinary poll takes no lock).
+    /// Polling sessions whose next poll must be answered with CLOSE, with when each was marked
+    /// (entries of sessions that ended without a socket to forget them go with
+    /// [`Drain::sweep_closing`]).
+    closing: Mutex<IdMap<String, Instant>>,
+    /// A session is marked outside a drain ([`Drain::cut_transport`]): polls look `closing`
+    /// up (otherwise only while draining, so an ordinary poll takes no lock). Set and reset
+    /// under `closing`'s lock: true whenever it holds an entry.
     cut_any: AtomicBool,
     /// Wakes pending polls whenever `closing` grows.
     wake: watch::Sender<u64>,
@@ -102,7 +105,29 @@ impl Drain {
         }
         drop(ws);
         if self.marks_sessions() {
-            lock(&self.closing).remove(sid);
+            let mut closing = lock(&self.closing);
+            closing.remove(sid);
+            if closing.is_empty() {
+                self.cut_any.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Forget the sessions marked closing longer than `older_than` ago. A session the gateway
+    /// closes without a namespace socket (a polling body refused before its first CONNECT, a
+    /// session left with none) has no disconnection to forget it; its heartbeat has ended it in
+    /// the engine by then (its posts are refused). Review 10: one client cutting such sessions
+    /// in a loop grew the set by ~200 bytes each, for good, and every poll of every client
+    /// then looked it up.
+    pub fn sweep_closing(&self, older_than: Duration) {
+        if !self.cut_any.load(Ordering::Relaxed) {
+            return;
+        }
+        let now = Instant::now();
+        let mut closing = lock(&self.closing);
+        closing.retain(|_, at| now.saturating_duration_since(*at) < older_than);
+        if closing.is_empty() {
+            self.cut_any.store(false, Ordering::Relaxed);
         }
     }
 
@@ -112,12 +137,15 @@ impl Drain {
     }
 
     fn mark_closing(&self, sid: String) {
-        lock(&self.closing).insert(sid);
+        let mut closing = lock(&self.closing);
+        closing.insert(sid, Instant::now());
+        self.cut_any.store(true, Ordering::Relaxed);
+        drop(closing);
         self.wake.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     fn is_closing(&self, sid: &str) -> bool {
-        self.marks_sessions() && lock(&self.closing).contains(sid)
+        self.marks_sessions() && lock(&self.closing).contains_key(sid)
     }
 
     fn marks_sessions(&self) -> bool {
@@ -156,7 +184,6 @@ impl Drain {
             // Its connection was not recorded: its heartbeat ends it.
             TransportType::Websocket => false,
             TransportType::Polling => {
-                self.cut_any.store(true, Ordering::Relaxed);
                 self.mark_closing(sid);
                 true
             }
@@ -432,6 +459,29 @@ mod tests {
             prometheus::IntCounter::new("s", "s").expect("a counter"),
         );
         assert!(!d.cut_session(&conns, "x".into(), TransportType::Websocket, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_cut_without_a_socket_are_forgotten_and_the_lookups_stop() {
+        let d = Drain::default();
+        let conns = ConnRegistry::default();
+        // A polling session cut outside a drain (no socket will `forget` it: review 10).
+        assert!(d.cut_session(&conns, "s1".into(), TransportType::Polling, None));
+        assert!(d.is_closing("s1") && d.marks_sessions());
+        d.sweep_closing(Duration::from_secs(10));
+        assert!(d.is_closing("s1"), "kept while younger than the age given");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(d.cut_session(&conns, "s2".into(), TransportType::Polling, None));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        d.sweep_closing(Duration::from_secs(10));
+        assert!(
+            !d.is_closing("s1") && d.is_closing("s2"),
+            "the older one forgotten"
+        );
+        tokio::time::advance(Duration::from_secs(10)).await;
+        d.sweep_closing(Duration::from_secs(10));
+        assert!(!d.is_closing("s2"));
+        assert!(!d.marks_sessions(), "no entry left: polls stop looking");
     }
 
     #[tokio::test]

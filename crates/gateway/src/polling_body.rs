@@ -14,8 +14,9 @@
 //!   from 1.4 ms to 911 ms; CONNECTs to an unknown namespace each logged an ERROR line once the
 //!   session's queue was full (772 MB of log in 8 s).
 //! * **DISCONNECT** (`41`) pairs with them (`40␞41` × 60,000).
-//! * **Engine.IO control packets** (pings, pongs, upgrades, noops, close) and empty messages:
-//!   330,000 pongs per body cost 1.6 cores and honest p99 40 ms.
+//! * **Engine.IO control packets** (pings, pongs, upgrades, noops, close): 330,000 pongs per
+//!   body cost 1.6 cores and honest p99 40 ms; empty messages, `44` and unknown types as much.
+//! * **Binary attachments** (review 10): a `45` declaring 10,000 empty ones, 26 times a body.
 //! * **Acks** (`43`, `46`) for ids nothing waits for: 120,000 per body, 1.8 cores.
 //!
 //! A stock client sends at most one or two of each per body (socket.io-client writes its
@@ -29,17 +30,20 @@
 //! |---|---:|
 //! | CONNECT | [`MAX_CONNECTS`] (the burst `engine_sessions` allows a session) |
 //! | DISCONNECT | [`MAX_DISCONNECTS`] |
-//! | Engine.IO control packets and empty messages | [`MAX_CONTROL`] |
+//! | Engine.IO control packets | [`MAX_CONTROL`] |
 //! | acks | [`MAX_ACKS`] |
+//! | binary attachments | [`MAX_ATTACHMENTS`] |
+//! | packets no client sends (empty, `44`, unknown types) | [`MAX_INVALID`] |
 //!
-//! Events and binary attachments are not counted here. Cost: polling `POST`s only, whose body
+//! Every packet is counted, whatever the request's `Content-Type` (engineioxide decodes an
+//! `EIO=4` body as text regardless: review 10). Events are not capped here. Cost: polling `POST`s only, whose body
 //! engineioxide buffers anyway: one pass over its bytes (a search for the separator).
 use std::sync::Arc;
 
 use axum::{
     body::Body,
     extract::Request,
-    http::{Method, StatusCode, header},
+    http::{Method, StatusCode},
     response::Response,
 };
 use prometheus::IntCounter;
@@ -56,11 +60,16 @@ use crate::{
 pub const MAX_CONNECTS: usize = 16;
 /// DISCONNECT packets in one body.
 pub const MAX_DISCONNECTS: usize = 16;
-/// Engine.IO control packets (close, ping, pong, upgrade, noop) and empty messages in one body.
+/// Engine.IO control packets (close, ping, pong, upgrade, noop) in one body.
 pub const MAX_CONTROL: usize = 16;
 /// Acks (`43`, `46`) in one body: answers to acked emits the client received, which backends
 /// may send in bursts.
 pub const MAX_ACKS: usize = 4096;
+/// Binary attachments (`b...`) in one body: a socket.io-client event carries one per binary
+/// argument (review 10: a `45` declaring 10,000 empty ones, 26 times a body, cost 1.9 cores).
+pub const MAX_ATTACHMENTS: usize = 256;
+/// Packets no client sends (empty, `44`, unknown types) in one body.
+pub const MAX_INVALID: usize = 4;
 
 /// The packet separator of an Engine.IO v4 polling payload.
 const SEP: u8 = 0x1e;
@@ -76,35 +85,50 @@ pub enum Refusal {
     Control,
     #[error("too many acks in one request (at most {MAX_ACKS})")]
     Acks,
+    #[error("too many binary attachments in one request (at most {MAX_ATTACHMENTS})")]
+    Attachments,
+    #[error("invalid packets in one request")]
+    Invalid,
 }
 
-/// Count the packets of an Engine.IO v4 text payload; `Err` past a cap.
+/// Count the packets of an Engine.IO v4 text payload; `Err` past a cap. Every packet is
+/// counted: events (`42`, `45`) are held to `--event-rate` by the gate at a counter's cost; any
+/// other kind has a cap, and kinds no client sends have the smallest.
 pub fn check(body: &[u8]) -> Result<(), Refusal> {
-    let (mut connects, mut disconnects, mut control, mut acks) = (0usize, 0, 0, 0);
+    let mut n = Counts::default();
     for packet in body.split(|b| *b == SEP) {
-        match packet {
-            // A message: its Socket.IO type is the next byte.
-            [b'4', b'0', ..] => connects += 1,
-            [b'4', b'1', ..] => disconnects += 1,
-            [b'4', b'3' | b'6', ..] => acks += 1,
-            // An empty message, or an Engine.IO control packet.
-            [b'4'] | [b'1' | b'2' | b'3' | b'5' | b'6', ..] => control += 1,
-            _ => {}
-        }
-        if connects > MAX_CONNECTS {
-            return Err(Refusal::Connects);
-        }
-        if disconnects > MAX_DISCONNECTS {
-            return Err(Refusal::Disconnects);
-        }
-        if control > MAX_CONTROL {
-            return Err(Refusal::Control);
-        }
-        if acks > MAX_ACKS {
-            return Err(Refusal::Acks);
+        let (count, max, why) = match packet {
+            // Events: not counted here.
+            [b'4', b'2' | b'5', ..] => continue,
+            [b'4', b'0', ..] => (&mut n.connects, MAX_CONNECTS, Refusal::Connects),
+            [b'4', b'1', ..] => (&mut n.disconnects, MAX_DISCONNECTS, Refusal::Disconnects),
+            [b'4', b'3' | b'6', ..] => (&mut n.acks, MAX_ACKS, Refusal::Acks),
+            // A binary attachment (of a `45` / `46` in this body or the one before).
+            [b'b', ..] => (&mut n.attachments, MAX_ATTACHMENTS, Refusal::Attachments),
+            // Engine.IO control packets a client sends: close, ping, pong, upgrade, noop.
+            [b'1' | b'2' | b'3' | b'5' | b'6', ..] => {
+                (&mut n.control, MAX_CONTROL, Refusal::Control)
+            }
+            // Anything else no client sends: an empty packet or message, a CONNECT_ERROR (`44`),
+            // a type that does not exist, an `open` (`0`).
+            _ => (&mut n.invalid, MAX_INVALID, Refusal::Invalid),
+        };
+        *count += 1;
+        if *count > max {
+            return Err(why);
         }
     }
     Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    connects: usize,
+    disconnects: usize,
+    acks: usize,
+    attachments: usize,
+    control: usize,
+    invalid: usize,
 }
 
 /// Counts the packets of every polling `POST` of a session before the engine sees them (a
@@ -131,17 +155,11 @@ impl Hook for PostLimits {
         if !shape.engine_io || shape.transport != engine_io::Named::Polling || !shape.has_sid {
             return Step::Continue(());
         }
-        // Engine.IO v3's binary payloads are another format (and not what stock v4 clients send).
-        let binary = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
+        // Whatever its Content-Type: engineioxide decodes an `EIO=4` body as text regardless
+        // (review 10: an `application/octet-stream` exemption let the CONNECT flood through).
         let Some(sid) = engine_io::session_sid(req).map(str::to_owned) else {
             return Step::Continue(());
         };
-        if binary {
-            return Step::Continue(());
-        }
         let this = self.clone();
         Step::Detour(Box::new(move |req, next| {
             Box::pin(async move {
@@ -204,7 +222,7 @@ mod tests {
         assert_eq!(check(&body(&["40/nope,"; 17])), Err(Refusal::Connects));
         assert_eq!(check(&body(&["41"; 17])), Err(Refusal::Disconnects));
         assert_eq!(check(&body(&["3"; 17])), Err(Refusal::Control));
-        assert_eq!(check(&body(&["4"; 17])), Err(Refusal::Control));
+        assert_eq!(check(&body(&["4"; 5])), Err(Refusal::Invalid));
         assert_eq!(
             check(&body(&["6", "2", "5", "1"].repeat(5))),
             Err(Refusal::Control)

@@ -435,6 +435,8 @@ fn spawn_stall_sweeper(gw: Arc<Gateway>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
+            // A closing session's posts are refused, so its heartbeat ends it within `stall`.
+            gw.drain.sweep_closing(stall * 2);
             let cut = gw.conns.sweep(stall, idle);
             if cut.stalled > 0 {
                 gw.metrics
