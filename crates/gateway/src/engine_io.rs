@@ -188,6 +188,8 @@ pub fn retry_later(status: StatusCode, message: &str) -> Response {
 
 /// Engine.IO error code 1 (Node's `Server.errors.UNKNOWN_SID`).
 pub const UNKNOWN_SID: u16 = 1;
+/// Engine.IO error code 3 (Node's `Server.errors.BAD_REQUEST`).
+pub const BAD_REQUEST: u16 = 3;
 
 /// An Engine.IO error answer: `status`, `Content-Type: application/json` and the body
 /// `{"code":<code>,"message":<message>}` with `code` a JSON number. Engine.IO's own codes

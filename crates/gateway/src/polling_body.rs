@@ -44,7 +44,7 @@ use axum::{
     body::Body,
     extract::Request,
     http::{Method, StatusCode},
-    response::Response,
+    response::IntoResponse,
 };
 use prometheus::IntCounter;
 use socketioxide::TransportType;
@@ -165,26 +165,24 @@ impl Hook for PostLimits {
             Box::pin(async move {
                 let (parts, body) = req.into_parts();
                 let Ok(bytes) = axum::body::to_bytes(body, this.max_payload).await else {
-                    return status(StatusCode::PAYLOAD_TOO_LARGE);
+                    return StatusCode::PAYLOAD_TOO_LARGE.into_response();
                 };
                 if let Err(why) = check(&bytes) {
                     this.refused.inc();
                     tracing::debug!(%sid, error = %why, "polling body refused: session closed");
                     this.drain
                         .cut_session(&this.conns, sid, TransportType::Polling, None);
-                    return engine_io::error_response(StatusCode::BAD_REQUEST, 3, &why.to_string());
+                    return engine_io::error_response(
+                        StatusCode::BAD_REQUEST,
+                        engine_io::BAD_REQUEST,
+                        &why.to_string(),
+                    );
                 }
                 next.run(Request::from_parts(parts, Body::from(bytes)))
                     .await
             })
         }))
     }
-}
-
-fn status(code: StatusCode) -> Response {
-    let mut r = Response::new(Body::empty());
-    *r.status_mut() = code;
-    r
 }
 
 #[cfg(test)]

@@ -1305,8 +1305,7 @@ pub async fn install<A: Adapter>(
                 crate::auth::expiry::Target {
                     ns: s.ns().to_owned(),
                     sid: s.id,
-                    transport: s.transport_type(),
-                    websocket_handshake: crate::drain::websocket_handshake_conn(s.req_parts()),
+                    transport: crate::engine_sessions::Transport::of(&s),
                 },
             )
         });

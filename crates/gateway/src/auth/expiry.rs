@@ -32,7 +32,7 @@ use std::{
 
 use socketioxide::{SocketIo, TransportType, adapter::Adapter, socket::Sid};
 
-use crate::{drain::Drain, listener::ConnRegistry, metrics::Metrics};
+use crate::{drain::Drain, engine_sessions::Transport, listener::ConnRegistry, metrics::Metrics};
 
 /// The session to cut when a socket's credentials expire (what [`Drain::cut_session`] needs),
 /// and the namespace socket to disconnect.
@@ -40,9 +40,7 @@ use crate::{drain::Drain, listener::ConnRegistry, metrics::Metrics};
 pub struct Target {
     pub ns: String,
     pub sid: Sid,
-    pub transport: TransportType,
-    /// The TCP connection of the session's websocket handshake, if it was one.
-    pub websocket_handshake: Option<u64>,
+    pub transport: Transport,
 }
 
 /// A socket's place in [`Expiries`], to take it out when the socket disconnects.
@@ -95,11 +93,13 @@ impl Expiries {
     }
 
     /// Entries waiting (sockets with credentials that expire).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
@@ -125,10 +125,16 @@ pub async fn sweep_forever<A: Adapter>(
         for t in due {
             metrics.connections_closed_expired_total.inc();
             let sid = t.sid.to_string();
-            let cut = drain.cut_session(&conns, sid.clone(), t.transport, t.websocket_handshake);
+            let cut = drain.cut_session(
+                &conns,
+                sid.clone(),
+                t.transport.kind,
+                t.transport.websocket_handshake,
+            );
             // Still polling (no websocket recorded since): the session is marked closing, so
             // its polls answer CLOSE before anything the disconnection queues.
-            let polling = t.transport == TransportType::Polling && drain.ws_conn(&sid).is_none();
+            let polling =
+                t.transport.kind == TransportType::Polling && drain.ws_conn(&sid).is_none();
             if polling && let Some(s) = io.of(t.ns.as_str()).and_then(|ns| ns.get_socket(t.sid)) {
                 s.disconnect().ok();
             }
@@ -145,8 +151,10 @@ mod tests {
         Target {
             ns: "/".into(),
             sid: Sid::new(),
-            transport: TransportType::Websocket,
-            websocket_handshake: Some(7),
+            transport: Transport {
+                kind: TransportType::Websocket,
+                websocket_handshake: Some(7),
+            },
         }
     }
 
