@@ -62,6 +62,9 @@ test("cluster: API and auth rooms span every node; 503 when Redis is down", { ti
   // A socket id addresses that socket on whichever node it lives (rooms and except).
   r = await api(a, "POST", "/emit", { rooms: [laptop.id], event: "dm", data: "to laptop" });
   assert.equal(r.status, 200);
+  // Node a's emit reaches node b through Redis, node b's own is delivered there at once: wait
+  // for the first before sending the second, so the order below is the order they were sent.
+  await waitFor(() => got[1].length === 2, { what: "the laptop got node a's emit" });
   r = await api(b, "POST", "/emit", { rooms: "user:alice", except: [phone.id], event: "dm", data: "not phone" });
   assert.equal(r.status, 200);
   await waitFor(() => got[1].length === 3, { what: "laptop gets both" });
